@@ -1,0 +1,1 @@
+console.log('zeroring: CLI not yet implemented');

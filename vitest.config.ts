@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// Multi-process tests spawn real workers over real sockets; on 2-core machines they
+// need generous timeouts and must not all run at once.
+export default defineConfig({
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'tests/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    pool: 'forks',
+    maxWorkers: 2,
+    fileParallelism: true,
+  },
+});
