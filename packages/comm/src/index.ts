@@ -1,0 +1,1 @@
+export { getLogger, type Logger } from './logger.ts';
