@@ -1,0 +1,100 @@
+// TrainEvent: the live feed a training run emits through the trainer's `onEvent` hook
+// (.notes/INTERFACES.md, "TrainEvent"). The dashboard draws from it and `--out DIR` keeps a
+// copy as events.jsonl (one event per line, appended as they happen) so a finished or
+// still-running run can be shown later by `zeroring dashboard DIR`.
+//
+// Plain JSON data only (numbers, strings, records): events cross a WebSocket and a file.
+
+/** Where bytes live: on the compute device (GPU/wasm/cpu tensors) or in host memory (offload). */
+export interface PlaceBytes {
+  device: number;
+  host: number;
+}
+
+export const MEMORY_CATEGORIES = ['params', 'grads', 'optimizer', 'gathered', 'activations'] as const;
+export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
+
+/** Bytes per category and place on one rank. Categories a strategy does not use may be absent. */
+export type MemoryReport = Partial<Record<MemoryCategory, PlaceBytes>>;
+
+/** One rank's share of a step: where its time went and what it holds. */
+export interface RankStep {
+  rank: number;
+  computeMs: number;
+  /** Time spent waiting on communication that did not overlap with compute. */
+  commMs: number;
+  optimMs: number;
+  memory: MemoryReport;
+}
+
+export interface ConfigEvent {
+  type: 'config';
+  /** The run's configuration as given to the trainer (model, steps, batch size, lr, ...). */
+  config: Record<string, unknown>;
+  paramCount: number;
+  strategy: string;
+  backend: string;
+  worldSize: number;
+}
+
+export interface StepEvent {
+  type: 'step';
+  step: number;
+  loss: number;
+  /** Tokens per second of all ranks together. */
+  tokensPerSec: number;
+  computeMs: number;
+  commMs: number;
+  optimMs: number;
+  /** Rank 0's memory (or the only rank's). */
+  memory: MemoryReport;
+  /** Per-rank split, when the trainer gathers it (multi-process runs). */
+  ranks?: RankStep[];
+}
+
+export interface ValEvent {
+  type: 'val';
+  step: number;
+  valLoss: number;
+}
+
+export interface SampleEvent {
+  type: 'sample';
+  step: number;
+  text: string;
+}
+
+export interface DoneEvent {
+  type: 'done';
+  /** The object written to summary.json (DESIGN.md, "Contracts"). */
+  summary: Record<string, unknown>;
+}
+
+export type TrainEvent = ConfigEvent | StepEvent | ValEvent | SampleEvent | DoneEvent;
+
+export type TrainEventType = TrainEvent['type'];
+
+/** The trainer's optional hook. It must not throw into the training loop; errors are the hook's own. */
+export type OnTrainEvent = (event: TrainEvent) => void;
+
+/** Name of the file, inside a run's --out DIR, that holds one JSON TrainEvent per line. */
+export const EVENTS_FILE = 'events.jsonl';
+
+const TYPES: ReadonlySet<string> = new Set(['config', 'step', 'val', 'sample', 'done']);
+
+/** Narrowing check for data read back from a file or socket. */
+export function isTrainEvent(value: unknown): value is TrainEvent {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === 'string' &&
+    TYPES.has((value as { type: string }).type)
+  );
+}
+
+/** Sum of all categories and places of a memory report, in bytes. */
+export function totalBytes(memory: MemoryReport): number {
+  let sum = 0;
+  for (const place of Object.values(memory)) if (place) sum += place.device + place.host;
+  return sum;
+}
