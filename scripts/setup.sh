@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One-time machine setup for a fresh clone (idempotent): pnpm, the system packages the WebGPU
+# tests (Mesa lavapipe) and the browser test (Chromium) need, and the npm dependencies.
+# Run as root (or with sudo available) on Debian 12; on other systems install the equivalents.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v pnpm >/dev/null 2>&1; then
+  echo "setup: installing pnpm"
+  npm install -g pnpm@12.4.2 >/dev/null
+fi
+
+if [ "${ZERORING_SKIP_SYSTEM_SETUP:-0}" != "1" ]; then
+  bash scripts/setup-webgpu-cpu.sh
+  bash scripts/setup-browser.sh
+fi
+
+pnpm install --frozen-lockfile
