@@ -4,6 +4,8 @@
 // still-running run can be shown later by `zeroring dashboard DIR`.
 //
 // Plain JSON data only (numbers, strings, records): events cross a WebSocket and a file.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /** Where bytes live: on the compute device (GPU/wasm/cpu tensors) or in host memory (offload). */
 export interface PlaceBytes {
@@ -90,6 +92,18 @@ export function isTrainEvent(value: unknown): value is TrainEvent {
     typeof (value as { type?: unknown }).type === 'string' &&
     TYPES.has((value as { type: string }).type)
   );
+}
+
+/**
+ * An onEvent hook that appends each event as one line to DIR/events.jsonl (created with DIR).
+ * Synchronous appends: events are few (one per step) and a crash must not lose the tail that a
+ * live `zeroring dashboard DIR` is following. `truncate` starts a fresh file (a new run, not --resume).
+ */
+export function eventsFileWriter(dir: string, opts: { truncate?: boolean } = {}): OnTrainEvent {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, EVENTS_FILE);
+  if (opts.truncate ?? true) fs.writeFileSync(file, '');
+  return (event) => fs.appendFileSync(file, JSON.stringify(event) + '\n');
 }
 
 /** Sum of all categories and places of a memory report, in bytes. */
