@@ -1,0 +1,329 @@
+// zeroring dashboard page. Plain browser JS, no build step: uPlot (served from node_modules by
+// server.ts) draws the time series; per-rank bars are plain HTML because stacked bars per rank
+// are clearer as boxes than as a chart.
+//
+// Data: the WebSocket at /ws sends JSON arrays of TrainEvents (packages/train/src/events.ts).
+// The first message after each (re)connect is the whole history, so state is rebuilt from it.
+// Redraws are throttled: events can arrive faster than it is useful to paint.
+// For tests and curious users, window.zeroringDashboard exposes what each chart holds.
+'use strict';
+
+const CATEGORIES = ['params', 'grads', 'optimizer', 'gathered', 'activations'];
+const COLORS = {
+  loss: '#4e79a7', val: '#e15759', tps: '#59a14f',
+  compute: '#4e79a7', comm: '#e15759', optim: '#f28e2b',
+  params: '#4e79a7', grads: '#f28e2b', optimizer: '#e15759', gathered: '#76b7b2', activations: '#59a14f',
+};
+const RANK_WINDOW = 20; // steps averaged for the per-rank time split
+
+const $ = (id) => document.getElementById(id);
+
+function emptyState() {
+  return {
+    config: null,
+    steps: [], // step events in arrival order
+    val: new Map(), // step -> valLoss
+    sample: null,
+    done: null,
+    events: 0,
+  };
+}
+let state = emptyState();
+
+// ---- formatting -------------------------------------------------------------------------------
+
+function fmtBytes(b) {
+  if (!Number.isFinite(b)) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (Math.abs(b) >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+  return `${b.toFixed(i === 0 ? 0 : b < 10 ? 2 : 1)} ${units[i]}`;
+}
+function fmtNum(x, digits = 4) {
+  if (typeof x !== 'number' || !Number.isFinite(x)) return '–';
+  if (Math.abs(x) >= 1e6) return (x / 1e6).toFixed(2) + 'M';
+  if (Math.abs(x) >= 1e4) return (x / 1e3).toFixed(1) + 'k';
+  return Number(x.toPrecision(digits)).toString();
+}
+
+// ---- events -----------------------------------------------------------------------------------
+
+function apply(ev) {
+  state.events++;
+  switch (ev.type) {
+    case 'config': state.config = ev; break;
+    case 'step': state.steps.push(ev); break;
+    case 'val': state.val.set(ev.step, ev.valLoss); break;
+    case 'sample': state.sample = ev; break;
+    case 'done': state.done = ev; break;
+  }
+}
+
+// ---- uPlot charts -----------------------------------------------------------------------------
+
+const charts = {};
+
+function makeChart(id, series, opts = {}) {
+  const el = $(id);
+  const width = Math.max(300, el.clientWidth || 480);
+  const plot = new uPlot({
+    width, height: 240,
+    cursor: { drag: { x: true, y: false } },
+    scales: { x: { time: false }, ...(opts.scales || {}) },
+    axes: [{ label: 'step' }, { label: opts.yLabel || '', size: 60 }],
+    series: [{ label: 'step' }, ...series],
+    legend: { live: true },
+  }, [[], ...series.map(() => [])], el);
+  charts[id] = plot;
+  return plot;
+}
+
+function line(label, color, extra = {}) {
+  return { label, stroke: color, width: 1.5, spanGaps: true, points: { show: false }, ...extra };
+}
+
+function setupCharts() {
+  makeChart('chart-loss', [
+    line('train', COLORS.loss),
+    line('val', COLORS.val, { width: 2, points: { show: true, size: 6, fill: COLORS.val } }),
+  ], { yLabel: 'loss' });
+  makeChart('chart-tps', [line('tokens/s', COLORS.tps)], { yLabel: 'tokens/s' });
+  makeChart('chart-time', [
+    line('compute', COLORS.compute), line('comm wait', COLORS.comm), line('optimizer', COLORS.optim),
+  ], { yLabel: 'ms' });
+  const ro = new ResizeObserver(() => {
+    for (const [id, plot] of Object.entries(charts)) {
+      const w = $(id).clientWidth;
+      if (w > 0 && Math.abs(w - plot.width) > 4) plot.setSize({ width: w, height: 240 });
+    }
+  });
+  for (const id of Object.keys(charts)) ro.observe($(id));
+}
+
+function countPoints(arr) {
+  let n = 0;
+  for (const v of arr) if (v !== null && v !== undefined && Number.isFinite(v)) n++;
+  return n;
+}
+
+function drawCharts() {
+  // Loss: train points at every step, val at its own (sparser) steps; join on the step number.
+  const byStep = new Map();
+  for (const s of state.steps) byStep.set(s.step, { loss: s.loss, val: null });
+  for (const [step, v] of state.val) {
+    const row = byStep.get(step) || { loss: null, val: null };
+    row.val = v;
+    byStep.set(step, row);
+  }
+  const xs = [...byStep.keys()].sort((a, b) => a - b);
+  const lossData = [xs, xs.map((x) => byStep.get(x).loss), xs.map((x) => byStep.get(x).val)];
+  charts['chart-loss'].setData(lossData);
+
+  const sx = state.steps.map((s) => s.step);
+  charts['chart-tps'].setData([sx, state.steps.map((s) => s.tokensPerSec)]);
+  charts['chart-time'].setData([
+    sx, state.steps.map((s) => s.computeMs), state.steps.map((s) => s.commMs), state.steps.map((s) => s.optimMs),
+  ]);
+
+  const counts = {
+    loss: countPoints(lossData[1]),
+    valLoss: countPoints(lossData[2]),
+    tokensPerSec: countPoints(state.steps.map((s) => s.tokensPerSec)),
+    time: countPoints(state.steps.map((s) => s.computeMs)),
+  };
+  $('chart-loss').dataset.points = String(counts.loss + counts.valLoss);
+  $('chart-tps').dataset.points = String(counts.tokensPerSec);
+  $('chart-time').dataset.points = String(counts.time);
+  return counts;
+}
+
+// ---- per-rank bars ----------------------------------------------------------------------------
+
+/** The per-rank entries of a step; a single-process step is rank 0 with the step's own numbers. */
+function ranksOf(step) {
+  if (Array.isArray(step.ranks) && step.ranks.length > 0) return step.ranks;
+  return [{ rank: 0, computeMs: step.computeMs, commMs: step.commMs, optimMs: step.optimMs, memory: step.memory }];
+}
+
+function barRow(label, segments, scale, valueText) {
+  const row = document.createElement('div');
+  row.className = 'bar-row';
+  const l = document.createElement('span');
+  l.className = 'label';
+  l.textContent = label;
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  for (const seg of segments) {
+    if (!(seg.value > 0)) continue;
+    const s = document.createElement('span');
+    s.style.width = `${(100 * seg.value) / scale}%`;
+    s.style.backgroundColor = seg.color;
+    if (seg.host) s.className = 'host';
+    s.title = seg.title;
+    bar.appendChild(s);
+  }
+  const v = document.createElement('span');
+  v.className = 'value';
+  v.textContent = valueText;
+  row.append(l, bar, v);
+  return row;
+}
+
+function legend(el, items) {
+  el.replaceChildren(...items.map(([name, color]) => {
+    const span = document.createElement('span');
+    const i = document.createElement('i');
+    i.style.background = color;
+    span.append(i, name);
+    return span;
+  }));
+}
+
+function drawRankTime() {
+  const el = $('ranks-time');
+  const recent = state.steps.slice(-RANK_WINDOW);
+  const sums = new Map(); // rank -> {compute, comm, optim, n}
+  for (const step of recent) {
+    for (const r of ranksOf(step)) {
+      const acc = sums.get(r.rank) || { compute: 0, comm: 0, optim: 0, n: 0 };
+      acc.compute += r.computeMs || 0; acc.comm += r.commMs || 0; acc.optim += r.optimMs || 0; acc.n++;
+      sums.set(r.rank, acc);
+    }
+  }
+  const ranks = [...sums.keys()].sort((a, b) => a - b);
+  const rows = ranks.map((rank) => {
+    const a = sums.get(rank);
+    return { rank, compute: a.compute / a.n, comm: a.comm / a.n, optim: a.optim / a.n };
+  });
+  const scale = Math.max(1e-9, ...rows.map((r) => r.compute + r.comm + r.optim));
+  if (rows.length === 0) el.replaceChildren(Object.assign(document.createElement('div'), { className: 'empty', textContent: 'waiting for steps' }));
+  else el.replaceChildren(...rows.map((r) => barRow(`rank ${r.rank}`, [
+    { value: r.compute, color: COLORS.compute, title: `compute ${r.compute.toFixed(1)} ms` },
+    { value: r.comm, color: COLORS.comm, title: `comm wait ${r.comm.toFixed(1)} ms` },
+    { value: r.optim, color: COLORS.optim, title: `optimizer ${r.optim.toFixed(1)} ms` },
+  ], scale, `${r.compute.toFixed(0)} / ${r.comm.toFixed(0)} / ${r.optim.toFixed(0)} ms`)));
+  el.dataset.ranks = String(rows.length);
+  $('ranks-time-window').textContent = recent.length ? `mean of last ${recent.length} steps, ms` : 'mean of recent steps';
+  legend($('legend-time'), [['compute', COLORS.compute], ['comm wait', COLORS.comm], ['optimizer', COLORS.optim]]);
+  return rows.length;
+}
+
+function drawRankMemory() {
+  const el = $('ranks-memory');
+  const last = state.steps[state.steps.length - 1];
+  const ranks = last ? ranksOf(last).slice().sort((a, b) => a.rank - b.rank) : [];
+  const totals = ranks.map((r) => {
+    let device = 0, host = 0;
+    for (const c of CATEGORIES) { const m = r.memory && r.memory[c]; if (m) { device += m.device || 0; host += m.host || 0; } }
+    return { device, host };
+  });
+  const scale = Math.max(1, ...totals.map((t) => t.device + t.host));
+  if (ranks.length === 0) el.replaceChildren(Object.assign(document.createElement('div'), { className: 'empty', textContent: 'waiting for steps' }));
+  else el.replaceChildren(...ranks.map((r, i) => {
+    const segments = [];
+    for (const c of CATEGORIES) {
+      const m = r.memory && r.memory[c];
+      if (!m) continue;
+      segments.push({ value: m.device, color: COLORS[c], title: `${c} on device: ${fmtBytes(m.device)}` });
+      segments.push({ value: m.host, color: COLORS[c], host: true, title: `${c} on host: ${fmtBytes(m.host)}` });
+    }
+    return barRow(`rank ${r.rank}`, segments, scale, `${fmtBytes(totals[i].device)} dev · ${fmtBytes(totals[i].host)} host`);
+  }));
+  el.dataset.ranks = String(ranks.length);
+  legend($('legend-memory'), CATEGORIES.map((c) => [c, COLORS[c]]));
+  return ranks.length;
+}
+
+// ---- text panels ------------------------------------------------------------------------------
+
+function drawFacts() {
+  const c = state.config;
+  const last = state.steps[state.steps.length - 1];
+  const lastVal = [...state.val.entries()].sort((a, b) => a[0] - b[0]).pop();
+  $('fact-strategy').textContent = c ? c.strategy : '–';
+  $('fact-backend').textContent = c ? c.backend : '–';
+  $('fact-world').textContent = c ? String(c.worldSize) : '–';
+  $('fact-params').textContent = c ? fmtNum(c.paramCount) : '–';
+  $('fact-step').textContent = last ? String(last.step) : '–';
+  $('fact-loss').textContent = last ? fmtNum(last.loss) : '–';
+  $('fact-val').textContent = lastVal ? fmtNum(lastVal[1]) : '–';
+  $('fact-tps').textContent = last ? fmtNum(last.tokensPerSec, 3) : '–';
+
+  const rows = [];
+  if (c) for (const [k, v] of Object.entries(c.config || {})) {
+    if (v === null || typeof v === 'object') continue;
+    rows.push([k, String(v)]);
+  }
+  if (state.done) {
+    const s = state.done.summary || {};
+    if (typeof s.finalLoss === 'number') rows.push(['final loss', fmtNum(s.finalLoss)]);
+    if (typeof s.finalValLoss === 'number') rows.push(['final val loss', fmtNum(s.finalValLoss)]);
+    const ms = s.memory && s.memory.modelStateBytes;
+    if (typeof ms === 'number') rows.push(['model state / rank', fmtBytes(ms)]);
+  }
+  $('config').replaceChildren(...rows.map(([k, v]) => {
+    const tr = document.createElement('tr');
+    const a = document.createElement('td'); a.textContent = k;
+    const b = document.createElement('td'); b.textContent = v;
+    tr.append(a, b);
+    return tr;
+  }));
+
+  const pre = $('sample');
+  if (state.sample) {
+    pre.textContent = state.sample.text;
+    $('sample-step').textContent = `step ${state.sample.step}`;
+  }
+  pre.dataset.samples = state.sample ? '1' : '0';
+}
+
+function setStatus(s) {
+  const el = $('status');
+  el.dataset.state = s;
+  el.textContent = s;
+}
+
+// ---- main loop --------------------------------------------------------------------------------
+
+let pending = null;
+function scheduleDraw() {
+  if (pending !== null) return;
+  // setTimeout rather than requestAnimationFrame: rAF stops in hidden tabs, and a dashboard left in a
+  // background tab should still be current when you come back.
+  pending = setTimeout(() => { pending = null; draw(); }, 100);
+}
+
+function draw() {
+  const counts = drawCharts();
+  counts.ranksTime = drawRankTime();
+  counts.ranksMemory = drawRankMemory();
+  drawFacts();
+  counts.samples = state.sample ? 1 : 0;
+  counts.events = state.events;
+  window.zeroringDashboard.counts = counts;
+  window.zeroringDashboard.done = state.done !== null;
+  window.zeroringDashboard.draws++;
+  if (state.done) setStatus('finished');
+}
+
+function connect() {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+  let first = true;
+  ws.onopen = () => { window.zeroringDashboard.connected = true; setStatus(state.done ? 'finished' : 'live'); };
+  ws.onmessage = (msg) => {
+    const events = JSON.parse(msg.data);
+    if (first) { state = emptyState(); first = false; } // history: rebuild from scratch
+    for (const ev of events) apply(ev);
+    scheduleDraw();
+  };
+  ws.onclose = () => {
+    window.zeroringDashboard.connected = false;
+    if (!state.done) setStatus('disconnected');
+    setTimeout(connect, 2000); // the run (or `zeroring dashboard`) may come back
+  };
+}
+
+window.zeroringDashboard = { counts: {}, connected: false, done: false, draws: 0 };
+setupCharts();
+draw();
+connect();
