@@ -1,0 +1,63 @@
+// 'auto': the fastest backend that works on this machine, in a fixed order of preference
+// backed by benchmarks/backend-matmul.ts (results in benchmarks/results/backend-matmul.json):
+//   1. WebGPU on a hardware adapter;
+//   2. libtensorflow (tfjs-node-gpu / tfjs-node), when the user installed it;
+//   3. wasm (XNNPACK, SIMD), which beats both the pure-JS cpu backend and WebGPU on a
+//      software adapter (lavapipe) on these CPU-only machines;
+//   4. cpu, which always works.
+// A step that fails is logged with its reason and the next is tried, so the log says why
+// each faster option was passed over.
+import { BackendUnavailableError } from './errors.ts';
+import type { BackendInfo, BackendName } from './init.ts';
+import { initNamedBackend } from './init.ts';
+import type { BackendLogger } from './logger.ts';
+import { tensorflowInstalled } from './tensorflow.ts';
+import { probeWebGPUAdapter } from './webgpu.ts';
+
+async function attempt(
+  log: BackendLogger,
+  passedOver: string[],
+  name: BackendName,
+  reason: string,
+): Promise<BackendInfo | undefined> {
+  try {
+    return await initNamedBackend(name, reason);
+  } catch (err) {
+    const why = err instanceof BackendUnavailableError ? err.reason : String(err);
+    log.warn({ backend: name, err: why }, `auto: ${name} failed to start, trying the next backend`);
+    passedOver.push(`${name}: failed (${why})`);
+    return undefined;
+  }
+}
+
+export async function chooseAuto(log: BackendLogger): Promise<BackendInfo> {
+  const passedOver: string[] = [];
+  const because = (r: string) => `auto: ${r}${passedOver.length ? `; passed over ${passedOver.join('; ')}` : ''}`;
+
+  let probe: Awaited<ReturnType<typeof probeWebGPUAdapter>>;
+  try {
+    probe = await probeWebGPUAdapter();
+  } catch (err) {
+    passedOver.push(`webgpu: ${err instanceof BackendUnavailableError ? err.reason : String(err)}`);
+  }
+  if (probe && !probe.info.software) {
+    const r = await attempt(log, passedOver, 'webgpu', because(`hardware WebGPU adapter ${probe.info.description}`));
+    if (r) return r;
+  } else if (probe) {
+    passedOver.push(`webgpu: only a software adapter (${probe.info.description}), slower than wasm`);
+  } else if (passedOver.length === 0) {
+    passedOver.push('webgpu: no adapter (no Vulkan driver)');
+  }
+
+  if (tensorflowInstalled()) {
+    const r = await attempt(log, passedOver, 'tensorflow', because('libtensorflow (tfjs-node) is installed'));
+    if (r) return r;
+  } else {
+    passedOver.push('tensorflow: @tensorflow/tfjs-node(-gpu) not installed');
+  }
+
+  const wasm = await attempt(log, passedOver, 'wasm', because('wasm is the fastest CPU backend (SIMD matmul)'));
+  if (wasm) return wasm;
+  const cpu = await initNamedBackend('cpu', because('cpu is the backend that always works'));
+  return cpu;
+}

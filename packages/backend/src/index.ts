@@ -1,0 +1,17 @@
+// @zeroring/backend: choose and initialise the tfjs compute backend (DESIGN.md, Layout).
+export { initBackend, initNamedBackend } from './init.ts';
+export type { BackendInfo, BackendName, InitBackendOptions } from './init.ts';
+export type { AdapterInfo } from './webgpu.ts';
+export { probeWebGPUAdapter } from './webgpu.ts';
+export { registerAllGradients } from './gradients.ts';
+export { registerExtraWasmKernels, extraWasmKernels } from './wasm-kernels/index.ts';
+export { tensorflowInstalled, TENSORFLOW_PACKAGES } from './tensorflow.ts';
+export type { BackendLogger } from './logger.ts';
+export {
+  BACKEND_KINDS,
+  BackendError,
+  BackendUnavailableError,
+  TensorflowNotInstalledError,
+  UnknownBackendError,
+  type BackendKind,
+} from './errors.ts';

@@ -1,0 +1,116 @@
+// WebGPU through Dawn for Node (npm `webgpu`): Dawn's GPU object is installed as
+// navigator.gpu with its WebGPU globals (GPUBufferUsage, ...), then tfjs-backend-webgpu runs
+// on the adapter we picked and logged. With no GPU, Mesa's lavapipe (a Vulkan driver on the
+// CPU, see scripts/setup-webgpu-cpu.sh) gives a software adapter that runs the same shaders.
+import { tmpdir } from 'node:os';
+import * as tf from '@tensorflow/tfjs-core';
+import { BackendUnavailableError } from './errors.ts';
+
+export interface AdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** A CPU implementation (lavapipe/llvmpipe, SwiftShader): correct but slow. */
+  software: boolean;
+}
+
+interface DawnModule {
+  create(options: string[]): GPU;
+  globals: object;
+}
+
+let gpu: GPU | undefined;
+
+async function installNavigatorGpu(): Promise<GPU> {
+  if (gpu) return gpu;
+  // Without a runtime dir Mesa's lavapipe warns on every start; any writable dir quiets it.
+  process.env.XDG_RUNTIME_DIR ??= tmpdir();
+  let dawn: DawnModule;
+  try {
+    dawn = (await import('webgpu')) as DawnModule;
+  } catch (err) {
+    throw new BackendUnavailableError('webgpu', `cannot load Dawn (npm "webgpu"): ${String(err)}`, { cause: err });
+  }
+  const g = globalThis as Record<string, unknown>;
+  for (const [name, value] of Object.entries(dawn.globals)) if (!(name in g)) g[name] = value;
+  gpu = dawn.create([]);
+  if (g.navigator === undefined) {
+    g.navigator = { gpu };
+  } else {
+    // Node 21+ has a global navigator without gpu.
+    Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true, writable: true });
+  }
+  return gpu;
+}
+
+export function describeAdapter(adapter: GPUAdapter): AdapterInfo {
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`;
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    software: info.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(text),
+  };
+}
+
+/** The adapter WebGPU would use here, or undefined (no driver, no Vulkan ICD). Starts nothing in tfjs. */
+export async function probeWebGPUAdapter(): Promise<{ adapter: GPUAdapter; info: AdapterInfo } | undefined> {
+  const g = await installNavigatorGpu();
+  const adapter = await g.requestAdapter({ powerPreference: 'high-performance' });
+  return adapter ? { adapter, info: describeAdapter(adapter) } : undefined;
+}
+
+/** Mirrors tfjs-backend-webgpu's own factory, but on the adapter we already chose and logged. */
+async function createDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
+  const l = adapter.limits;
+  return adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    },
+  });
+}
+
+let initialised: AdapterInfo | undefined;
+
+export async function initWebGPU(): Promise<AdapterInfo> {
+  if (initialised && tf.findBackend('webgpu') !== null) {
+    if (!(await tf.setBackend('webgpu'))) throw new BackendUnavailableError('webgpu', 'tf.setBackend("webgpu") failed');
+    return initialised;
+  }
+  const probed = await probeWebGPUAdapter();
+  if (!probed) {
+    throw new BackendUnavailableError(
+      'webgpu',
+      'Dawn found no WebGPU adapter (no Vulkan driver). Install GPU drivers, or run ' +
+        'scripts/setup-webgpu-cpu.sh as root for the lavapipe software adapter',
+    );
+  }
+  const { adapter, info } = probed;
+  const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu');
+  // Replace the factory the package registered at import (it would request its own adapter).
+  if (tf.findBackendFactory('webgpu') !== null) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', async () => new WebGPUBackend(await createDevice(adapter), adapter.info), 3);
+  let ok: boolean;
+  try {
+    ok = await tf.setBackend('webgpu');
+  } catch (err) {
+    throw new BackendUnavailableError('webgpu', `initialisation failed on ${info.description}: ${String(err)}`, {
+      cause: err,
+    });
+  }
+  if (!ok) throw new BackendUnavailableError('webgpu', `tf.setBackend("webgpu") failed on ${info.description}`);
+  await tf.ready();
+  initialised = info;
+  return info;
+}
