@@ -20,8 +20,12 @@ let pathsSet = false;
 const EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
 type Listener = (...args: unknown[]) => void;
 
+// Typed through one event name: the overloads of process.listeners reject a union of names.
+const listenersOf = (e: (typeof EVENTS)[number]) =>
+  process.listeners(e as 'uncaughtException') as unknown as Listener[];
+
 function processListeners(): Map<string, Listener[]> {
-  return new Map(EVENTS.map((e) => [e, process.listeners(e) as Listener[]]));
+  return new Map(EVENTS.map((e) => [e, listenersOf(e)]));
 }
 
 /**
@@ -32,7 +36,7 @@ function processListeners(): Map<string, Listener[]> {
  */
 function removeEmscriptenListeners(before: Map<string, Listener[]>): void {
   for (const e of EVENTS) {
-    for (const l of process.listeners(e) as Listener[]) {
+    for (const l of listenersOf(e)) {
       if (!before.get(e)!.includes(l)) process.removeListener(e, l);
     }
   }
