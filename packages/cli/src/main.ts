@@ -6,6 +6,7 @@ import { registerBench } from './commands/bench.ts';
 import { registerSample } from './commands/sample.ts';
 import { registerEstimateMemory } from './commands/estimate-memory.ts';
 import { registerDashboard } from './commands/dashboard.ts';
+import { addLoggingOptions } from './logging.ts';
 
 const program = new Command('zeroring')
   .description('Distributed data-parallel training for TensorFlow.js: DDP, ZeRO-1/2/3, ring collectives')
@@ -17,5 +18,6 @@ registerBench(program);
 registerSample(program);
 registerEstimateMemory(program);
 registerDashboard(program);
+addLoggingOptions(program); // after the commands: it adds --log-level to each of them
 
 await program.parseAsync(process.argv);

@@ -25,3 +25,12 @@ export function getLogger(bindings: Record<string, unknown> = {}): Logger {
   }
   return Object.keys(bindings).length ? root.child(bindings) : root;
 }
+
+/**
+ * Sets the level for this process (an existing root logger too) and, through the environment,
+ * for workers it starts afterwards. Child loggers made before the change keep their level.
+ */
+export function setLogLevel(level: string): void {
+  process.env.ZERORING_LOG_LEVEL = level;
+  if (root) root.level = level;
+}

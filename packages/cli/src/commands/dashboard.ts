@@ -6,13 +6,14 @@ import { startDashboard } from '../dashboard/server.ts';
 import { DEFAULT_DASHBOARD_PORT, parsePort } from '../dashboard/attach.ts';
 import { RunDirError } from '../dashboard/run-reader.ts';
 import { examples } from '../help.ts';
+import { cliParser } from '../logging.ts';
 
 export function registerDashboard(program: Command): void {
   program
     .command('dashboard')
     .description('serve the dashboard of a training run from its --out DIR (live-tails a run still going)')
     .argument('<dir>', 'the --out DIR of `zeroring train` (reads events.jsonl, else metrics.jsonl + summary.json)')
-    .option('--port <port>', `port to listen on (0 = any free port)`, parsePort, DEFAULT_DASHBOARD_PORT)
+    .option('--port <port>', `port to listen on (0 = any free port)`, cliParser(parsePort), DEFAULT_DASHBOARD_PORT)
     .option('--host <host>', 'address to bind; use 0.0.0.0 to let other machines connect', '127.0.0.1')
     .addHelpText(
       'after',
@@ -22,9 +23,10 @@ export function registerDashboard(program: Command): void {
         'zeroring dashboard runs/gpt-ddp --port 9000 --host 0.0.0.0',
       ),
     )
-    .action(async (dir: string, opts: { port: number; host: string }) => {
+    .action(async (dir: string, opts: { port: number; host: string }, command: Command) => {
       if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-        throw new RunDirError(`run directory ${JSON.stringify(dir)} does not exist (expected the --out DIR of a zeroring train run)`);
+        const err = new RunDirError(`run directory ${JSON.stringify(dir)} does not exist (expected the --out DIR of a zeroring train run)`);
+        command.error(`error: ${err.message}`, { code: err.name });
       }
       const dash = await startDashboard({ port: opts.port, host: opts.host, outDir: dir });
       process.stdout.write(`dashboard for ${dir}: ${dash.url}  (Ctrl-C to stop)\n`);

@@ -7,6 +7,7 @@
 import { Option } from 'commander';
 import type { OnTrainEvent } from '@zeroring/train/events';
 import { startDashboard } from './server.ts';
+import { cliParser } from '../logging.ts';
 
 export const DEFAULT_DASHBOARD_PORT = 8787;
 
@@ -41,7 +42,7 @@ export function parsePort(value: string): number {
  */
 export function dashboardOption(): Option {
   return new Option('--dashboard [port]', `serve a live dashboard on 127.0.0.1 (default port ${DEFAULT_DASHBOARD_PORT})`).argParser(
-    parsePort,
+    cliParser(parsePort),
   );
 }
 
