@@ -1,0 +1,212 @@
+// BlockwiseEngine: forward and backward of a block-list model one block at a time.
+//
+// Forward keeps only each block's *input* (activation checkpointing at block boundaries); inside
+// a block nothing survives. Backward walks the blocks in reverse and, for each one, recomputes
+// the block's forward inside `tf.grads` seeded with the upstream gradient dy, which yields the
+// block's parameter gradients and the gradient for the block below. Those gradients are handed
+// to the GradSink the moment they exist, so a strategy can start communicating them (DDP
+// buckets, ZeRO reduce-scatter) while the engine works on earlier blocks — the engine yields to
+// the event loop between blocks so that communication actually progresses.
+//
+// The last block is not run during forward: its forward is fused with the loss in one
+// `tf.valueAndGrads`, which gives the loss value and the first dy without computing that block
+// twice. The order in which the engine acquires block parameters is therefore
+//   forward 0 .. L-2, then backward L-1 .. 0       (see `acquireSchedule`)
+// which is what a ZeRO-3 strategy prefetches along.
+//
+// Tied parameters (a name used by several blocks, e.g. the GPT's wte in "embed" and "head")
+// get their gradient contributions summed and are emitted once, complete, with the lowest
+// block that uses them — the last block backward reaches.
+import * as tf from '@tensorflow/tfjs-core';
+import type { BlockModel, NamedTensors } from './model.ts';
+
+export type Phase = 'forward' | 'backward';
+
+/** Where the engine gets a block's parameters (resident tensors, or gathered shards for ZeRO-3). */
+export interface ParamSource {
+  /**
+   * The block's parameters by name (every name in `block.params`). The engine only reads them
+   * and never disposes them; they must stay valid until `release(block, phase)`.
+   */
+  acquire(block: number, phase: Phase): NamedTensors | Promise<NamedTensors>;
+  /** The engine is done with the tensors of `acquire(block, phase)`. */
+  release(block: number, phase: Phase): void | Promise<void>;
+}
+
+/** Where gradients go as soon as backward produces them. */
+export interface GradSink {
+  /**
+   * Gradients of the loss with respect to the parameters *first used* by `block` (tied
+   * parameters complete, at their lowest block). Called in reverse block order, at most once per
+   * block per backward; a block whose parameters all belong to a lower block is skipped. The
+   * sink owns the tensors and must dispose them. May be async: the engine awaits it before the
+   * next block, so keep it short (issue communication, don't wait for it).
+   */
+  onBlockGrads(block: number, grads: NamedTensors): void | Promise<void>;
+}
+
+/** The (block, phase) sequence one `forwardBackward` acquires, in order. */
+export function acquireSchedule(numBlocks: number): Array<{ block: number; phase: Phase }> {
+  const order: Array<{ block: number; phase: Phase }> = [];
+  for (let i = 0; i < numBlocks - 1; i++) order.push({ block: i, phase: 'forward' });
+  for (let i = numBlocks - 1; i >= 0; i--) order.push({ block: i, phase: 'backward' });
+  return order;
+}
+
+export class EngineError extends Error {
+  override name = 'EngineError';
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function tensorBytes(t: tf.Tensor): number {
+  return t.size * (t.dtype === 'complex64' ? 8 : 4);
+}
+
+export class BlockwiseEngine {
+  readonly model: BlockModel;
+  /** For each parameter name, the lowest block index that uses it (where its gradient is emitted). */
+  private readonly emitAt = new Map<string, number>();
+  /** Peak bytes of block inputs held during the last forwardBackward (the activations this design keeps). */
+  lastActivationBytes = 0;
+
+  constructor(model: BlockModel) {
+    if (model.blocks.length === 0) throw new EngineError('BlockwiseEngine: model has 0 blocks, expected at least 1');
+    this.model = model;
+    model.blocks.forEach((block, i) => {
+      const names = new Set<string>();
+      for (const p of block.params) {
+        if (names.has(p.name)) throw new EngineError(`block "${block.name}" lists parameter "${p.name}" twice, expected each name once per block`);
+        names.add(p.name);
+        if (!this.emitAt.has(p.name)) this.emitAt.set(p.name, i);
+      }
+    });
+  }
+
+  get numBlocks(): number {
+    return this.model.blocks.length;
+  }
+
+  /**
+   * One forward + backward on a micro-batch. Returns the mean loss. `input` and `targets` stay
+   * owned by the caller. Every gradient goes to `sink` (the engine keeps none).
+   */
+  async forwardBackward(input: tf.Tensor, targets: tf.Tensor, source: ParamSource, sink: GradSink): Promise<number> {
+    const { blocks } = this.model;
+    const L = blocks.length;
+    // inputs[i] is block i's input; inputs[0] is the caller's tensor and is never disposed here.
+    const inputs: tf.Tensor[] = [input];
+    let held = 0;
+    let peak = 0;
+    try {
+      for (let i = 0; i < L - 1; i++) {
+        const params = await this.acquire(source, i, 'forward');
+        const y = tf.tidy(() => blocks[i].forward(params, inputs[i]));
+        await source.release(i, 'forward');
+        inputs.push(y);
+        held += tensorBytes(y);
+        peak = Math.max(peak, held);
+        await yieldToEventLoop();
+      }
+      this.lastActivationBytes = peak;
+
+      const pending = new Map<string, tf.Tensor>(); // tied-parameter contributions awaiting their emit block
+      let dy: tf.Tensor | undefined;
+      let lossValue: tf.Scalar | undefined;
+      try {
+        for (let i = L - 1; i >= 0; i--) {
+          const block = blocks[i];
+          const names = block.params.map((p) => p.name);
+          const params = await this.acquire(source, i, 'backward');
+          const x = inputs[i];
+          // Block 0's input is usually token ids: not differentiable, captured instead of an argument.
+          const wrtInput = i > 0;
+          const call = (args: tf.Tensor[]): tf.Tensor => {
+            const named: NamedTensors = {};
+            names.forEach((n, k) => (named[n] = args[k]));
+            return block.forward(named, wrtInput ? args[names.length] : x);
+          };
+          const args = names.map((n) => params[n]);
+          if (wrtInput) args.push(x);
+          let grads: tf.Tensor[];
+          if (args.length === 0 && i < L - 1) {
+            grads = []; // a parameter-free first block: nothing to differentiate
+          } else if (i === L - 1) {
+            const r = tf.valueAndGrads((...a: tf.Tensor[]) => this.model.loss(call(a), targets))(args);
+            lossValue = r.value as tf.Scalar;
+            grads = r.grads;
+          } else {
+            grads = tf.grads((...a: tf.Tensor[]) => call(a))(args, dy);
+          }
+          await source.release(i, 'backward');
+          dy?.dispose();
+          dy = wrtInput ? grads[names.length] : undefined;
+          if (i > 0) {
+            held -= tensorBytes(inputs[i]);
+            inputs[i].dispose();
+          }
+
+          const out: NamedTensors = {};
+          names.forEach((n, k) => {
+            let g = grads[k];
+            const prev = pending.get(n);
+            if (prev) {
+              const sum = tf.add(prev, g);
+              prev.dispose();
+              g.dispose();
+              pending.delete(n);
+              g = sum;
+            }
+            if (this.emitAt.get(n) === i) out[n] = g;
+            else pending.set(n, g);
+          });
+          if (Object.keys(out).length > 0) await sink.onBlockGrads(i, out);
+          await yieldToEventLoop();
+        }
+      } finally {
+        dy?.dispose();
+      }
+      if (!lossValue) throw new EngineError('internal: loss was not computed');
+      const loss = (await lossValue.data())[0];
+      lossValue.dispose();
+      return loss;
+    } finally {
+      // On error, free whatever activations are still held (never the caller's input).
+      for (let i = 1; i < inputs.length; i++) if (!inputs[i].isDisposed) inputs[i].dispose();
+    }
+  }
+
+  /** Forward of every block: the last block's output (e.g. logits), owned by the caller. */
+  async forward(input: tf.Tensor, source: ParamSource): Promise<tf.Tensor> {
+    const { blocks } = this.model;
+    let x = input;
+    for (let i = 0; i < blocks.length; i++) {
+      const params = await this.acquire(source, i, 'forward');
+      const y = tf.tidy(() => blocks[i].forward(params, x));
+      await source.release(i, 'forward');
+      if (x !== input) x.dispose();
+      x = y;
+      await yieldToEventLoop();
+    }
+    return x;
+  }
+
+  /** Loss only (validation): forward of every block, then the model's loss. */
+  async evalLoss(input: tf.Tensor, targets: tf.Tensor, source: ParamSource): Promise<number> {
+    const out = await this.forward(input, source);
+    const loss = tf.tidy(() => this.model.loss(out, targets));
+    out.dispose();
+    const v = (await loss.data())[0];
+    loss.dispose();
+    return v;
+  }
+
+  private async acquire(source: ParamSource, i: number, phase: Phase): Promise<NamedTensors> {
+    const params = await source.acquire(i, phase);
+    for (const p of this.model.blocks[i].params) {
+      const t = params[p.name];
+      if (!t) throw new EngineError(`ParamSource gave block ${i} ("${this.model.blocks[i].name}") no tensor for "${p.name}", expected one of shape [${p.shape}]`);
+    }
+    return params;
+  }
+}

@@ -1,0 +1,92 @@
+// Strategy: where a model's parameters, gradients and optimizer state live, and how one
+// optimizer step happens. The blockwise engine only talks to a strategy through ParamSource
+// (parameters for a block) and GradSink (gradients as soon as they exist); everything a
+// distributed strategy does — DDP bucketed all-reduce, ZeRO reduce-scatter / all-gather, host
+// offload — hides behind this one interface, so the trainer runs any of them unchanged.
+//
+// Life of a step, as the trainer drives it:
+//   engine.forwardBackward(x, y, strategy, strategy)   // acquire/release + onBlockGrads
+//   [more forwardBackward calls accumulate gradients (summed)]
+//   await strategy.finishStep({ lr, step, maxGradNorm })  // wait for comm, clip, optimizer step
+import type { BlockModel } from './model.ts';
+import type { GradSink, ParamSource } from './engine.ts';
+import type { MemoryReport } from './events.ts';
+import { MEMORY_CATEGORIES } from './events.ts';
+
+export type { MemoryReport };
+
+export interface FinishStepOptions {
+  /** Learning rate for this step (the trainer's schedule). */
+  lr: number;
+  /** 0-based index of the step being finished (informational; the optimizer keeps its own count). */
+  step: number;
+  /**
+   * Clip gradients to this global L2 norm (torch.nn.utils.clip_grad_norm_ semantics: scale by
+   * max/(norm+1e-6) when that is below 1). The norm is over the *complete, reduced* gradient, so a
+   * sharded strategy must reduce its squared shard norms first. Undefined or 0: no clipping.
+   */
+  maxGradNorm?: number;
+  /**
+   * Multiply gradients by this before clipping and the update (e.g. 1/k for k accumulated
+   * micro-batches). Default 1.
+   */
+  gradScale?: number;
+}
+
+export interface StepStats {
+  /** Time finishStep waited on communication that had not finished during backward. */
+  commMs: number;
+  /** Time of the optimizer update (and any all-gather that follows it, counted in commMs). */
+  optimMs: number;
+  /** Global gradient norm before clipping (when clipping was requested or cheap to get). */
+  gradNorm?: number;
+}
+
+/** One rank's checkpointable state: JSON metadata plus named float arrays (its shard). */
+export interface ShardState {
+  meta: Record<string, unknown>;
+  arrays: Map<string, Float32Array>;
+}
+
+export interface Strategy extends ParamSource, GradSink {
+  /** e.g. "local", "ddp", "zero1" (recorded in summary.json and the config event). */
+  readonly name: string;
+  /**
+   * Take ownership of the model and its initial parameters (every name of uniqueParams(model);
+   * distributed strategies broadcast rank 0's values so every rank starts identical).
+   */
+  setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void>;
+  /** Complete the step: await pending communication, clip, optimizer step, clear gradients. */
+  finishStep(opts: FinishStepOptions): Promise<StepStats>;
+  /** Every parameter's full current value (ZeRO gathers). Collective: all ranks call it. */
+  fullParams(): Promise<Map<string, Float32Array>>;
+  /** Bytes held by category and place; gradients and gathered buffers as the peak since the last call. */
+  memory(): MemoryReport;
+  /** This rank's state for a checkpoint (parameters or shard, optimizer moments, step count). */
+  saveState(): Promise<ShardState>;
+  /** Restore what saveState gave, on the same world size; bit-identical continuation. */
+  loadState(state: ShardState): Promise<void>;
+  /** Free every tensor and stop background work. */
+  dispose(): Promise<void>;
+}
+
+export class StrategyError extends Error {
+  override name = 'StrategyError';
+}
+
+/** Model-state bytes of a report: parameters + gradients + optimizer state, device and host. */
+export function modelStateBytes(report: MemoryReport): number {
+  let sum = 0;
+  for (const c of ['params', 'grads', 'optimizer'] as const) {
+    const p = report[c];
+    if (p) sum += p.device + p.host;
+  }
+  return sum;
+}
+
+/** A report with every category present (zeros where absent), for uniform metrics lines. */
+export function fullMemoryReport(report: MemoryReport): Required<MemoryReport> {
+  const out = {} as Required<MemoryReport>;
+  for (const c of MEMORY_CATEGORIES) out[c] = { device: report[c]?.device ?? 0, host: report[c]?.host ?? 0 };
+  return out;
+}
