@@ -61,6 +61,11 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
     onFailure: (f: WorkerExit) => say(`rank ${f.rank} failed with ${describeExit(f)}; stopping the other workers`),
   };
 
+  // A closed terminal or pipe (`zeroring launch ... | head`) must not kill the launcher and
+  // orphan the workers: their output is dropped from then on, and the job runs to its end.
+  const ignoreWriteError = (): void => {};
+  for (const s of [io.stdout, io.stderr]) s.on('error', ignoreWriteError);
+
   let group: WorkerGroup | undefined;
   let stoppedBy: NodeJS.Signals | undefined;
   const stopAll = (signal: NodeJS.Signals): void => {
@@ -95,6 +100,7 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       return { exitCode: statusCode(failure) || 1, outcome: 'failed', restarts: attempt, failure };
     }
   } finally {
+    for (const s of [io.stdout, io.stderr]) s.off('error', ignoreWriteError);
     for (const s of FORWARDED) process.off(s, onSignal);
     opts.abortSignal?.removeEventListener('abort', onAbort);
   }

@@ -69,8 +69,15 @@ export class WorkerGroup {
 
   constructor(specs: readonly WorkerSpec[], private readonly io: GroupIo) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    // Workers lead their own process groups, so they would outlive a launcher that dies of an
+    // uncaught error; 'exit' still runs then, and takes them along.
+    process.on('exit', this.killOnExit);
     for (const spec of specs) this.workers.push(this.startWorker(spec));
   }
+
+  private readonly killOnExit = (): void => {
+    for (const w of this.workers) killGroup(w.child, 'SIGKILL');
+  };
 
   /** Stop every live worker with `signal` (SIGKILL follows after the grace period). */
   stop(signal: NodeJS.Signals = 'SIGTERM'): void {
@@ -127,6 +134,7 @@ export class WorkerGroup {
 
   private async finish(): Promise<void> {
     if (this.killTimer) clearTimeout(this.killTimer);
+    process.off('exit', this.killOnExit);
     // Leaders are gone; anything they left behind in their process groups goes with them.
     for (const w of this.workers) killGroup(w.child, 'SIGKILL');
     await Promise.all(this.workers.map((w) => w.closed));
