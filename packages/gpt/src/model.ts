@@ -1,0 +1,285 @@
+// A nanoGPT-style character transformer, written as a list of blocks.
+//
+//   embed:   ids [B,T] -> token embedding (wte) + position embedding (wpe)       -> x [B,T,C]
+//   h0..hL-1: x + attn(ln1(x)), then x + mlp(ln2(x))   (pre-LayerNorm, causal)    -> x [B,T,C]
+//   head:    ln_f(x) @ wte^T                              (head tied to wte)      -> logits [B,T,V]
+//
+// Each block is a pure function of (named parameters, input), the contract of
+// packages/train/src/model.ts, which this package satisfies structurally without importing it:
+// the engine and the ZeRO strategies decide where parameters live, the model only computes.
+// The tied parameter is simply the same name "wte" listed by both "embed" and "head".
+//
+// Speed notes (tfjs on 2 CPU cores, see benchmarks/train-throughput.ts): one fused qkv matmul,
+// attention as batched matmuls over [B*H, T, hs], and token lookup as oneHot @ wte — a small
+// dense matmul for a character vocabulary, with a plain matmul gradient, where `gather` needs an
+// UnsortedSegmentSum kernel in backward.
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, deriveSeed } from './rng.ts';
+
+// ---- the contract shapes (copied from packages/train/src/model.ts; matched structurally) ----
+
+export type NamedTensors = Record<string, tf.Tensor>;
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+}
+export interface Block {
+  name: string;
+  params: ParamSpec[];
+  forward(params: NamedTensors, input: tf.Tensor): tf.Tensor;
+}
+export interface BlockModel {
+  blocks: Block[];
+  loss(output: tf.Tensor, targets: tf.Tensor): tf.Scalar;
+  initParams(seed: number): Map<string, Float32Array>;
+}
+
+// ---- configuration as data ----
+
+export interface GPTConfig {
+  /** Number of distinct tokens (the tokenizer's vocabSize). */
+  vocabSize: number;
+  /** Context length T: the longest sequence the model sees (size of wpe). */
+  blockSize: number;
+  nLayer: number;
+  nHead: number;
+  /** Embedding width C; nHead must divide it. */
+  nEmbd: number;
+}
+
+export type GPTPreset = Omit<GPTConfig, 'vocabSize'>;
+
+export const presets = {
+  /** ~0.4 M parameters with a ~90-character vocabulary. */
+  tiny: { nEmbd: 128, nLayer: 2, nHead: 4, blockSize: 64 },
+  /** ~10.8 M parameters. */
+  small: { nEmbd: 384, nLayer: 6, nHead: 6, blockSize: 256 },
+} as const satisfies Record<string, GPTPreset>;
+
+export type PresetName = keyof typeof presets;
+
+export function gptConfig(preset: PresetName, vocabSize: number): GPTConfig {
+  const p = presets[preset];
+  if (p === undefined) throw new RangeError(`unknown model preset ${JSON.stringify(preset)}; expected one of ${Object.keys(presets).join(', ')}`);
+  return { ...p, vocabSize };
+}
+
+export interface GPTModel extends BlockModel {
+  config: GPTConfig;
+}
+
+// ---- layers (plain functions of tensors) ----
+
+const LN_EPS = 1e-5;
+
+function layerNorm(x: tf.Tensor2D, g: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, LN_EPS)));
+  return tf.add(tf.mul(xhat, g), b);
+}
+
+/** x @ w + b for x [N, in], w [in, out]. */
+function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
+  return tf.add(tf.matMul(x, w as tf.Tensor2D), b);
+}
+
+/** GELU, tanh approximation (as GPT-2). */
+function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
+  return tf.mul(tf.mul(x, tf.add(tf.tanh(inner), 1)), 0.5);
+}
+
+/**
+ * One-hot rows as float32. Built as int32 and cast: tfjs-backend-wasm 4.22's OneHot kernel
+ * ignores the dtype argument and writes int32 bit patterns into a float32 tensor.
+ */
+function oneHotFloat(ids: tf.Tensor1D, depth: number): tf.Tensor2D {
+  return tf.cast(tf.oneHot(ids, depth), 'float32') as tf.Tensor2D;
+}
+
+// Additive causal mask [T, T]: 0 where key <= query, a large negative number above the diagonal.
+// Kept as a host array per T (not a tensor), so no tensor outlives a forward call.
+const maskCache = new Map<number, Float32Array>();
+function causalMask(T: number): tf.Tensor2D {
+  let m = maskCache.get(T);
+  if (!m) {
+    m = new Float32Array(T * T);
+    for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) m[i * T + j] = -1e9;
+    maskCache.set(T, m);
+  }
+  return tf.tensor2d(m, [T, T]);
+}
+
+/** Causal multi-head self-attention of x [B*T, C]. */
+function attention(p: NamedTensors, prefix: string, x: tf.Tensor2D, B: number, T: number, cfg: GPTConfig): tf.Tensor2D {
+  const C = cfg.nEmbd;
+  const H = cfg.nHead;
+  const hs = C / H;
+  // One matmul for q, k and v, then [B,T,3,H,hs] -> [3,B,H,T,hs] so each head is a batch entry.
+  const qkv = linear(x, p[`${prefix}.qkv.w`]!, p[`${prefix}.qkv.b`]!);
+  const heads = tf.reshape(tf.transpose(tf.reshape(qkv, [B, T, 3, H, hs]), [2, 0, 3, 1, 4]), [3, B * H, T, hs]);
+  const [q, k, v] = tf.unstack(heads, 0) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+  const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hs)), causalMask(T));
+  const y = tf.matMul(tf.softmax(scores), v); // [B*H, T, hs]
+  const merged = tf.reshape(tf.transpose(tf.reshape(y, [B, H, T, hs]), [0, 2, 1, 3]), [B * T, C]);
+  return linear(merged as tf.Tensor2D, p[`${prefix}.proj.w`]!, p[`${prefix}.proj.b`]!);
+}
+
+function mlp(p: NamedTensors, prefix: string, x: tf.Tensor2D): tf.Tensor2D {
+  const h = gelu(linear(x, p[`${prefix}.fc.w`]!, p[`${prefix}.fc.b`]!));
+  return linear(h, p[`${prefix}.proj.w`]!, p[`${prefix}.proj.b`]!);
+}
+
+// ---- the model ----
+
+export function createGPT(config: GPTConfig): GPTModel {
+  const cfg = validate(config);
+  const { vocabSize: V, blockSize, nLayer: L, nEmbd: C } = cfg;
+
+  const embed: Block = {
+    name: 'embed',
+    params: [
+      { name: 'wte', shape: [V, C] },
+      { name: 'wpe', shape: [blockSize, C] },
+    ],
+    forward: (p, ids) => {
+      const [B, T] = ids.shape as [number, number];
+      checkContext(T, blockSize);
+      const oneHot = oneHotFloat(tf.reshape(ids, [B * T]) as tf.Tensor1D, V);
+      const tok = tf.reshape(tf.matMul(oneHot, p.wte as tf.Tensor2D), [B, T, C]);
+      const pos = tf.slice(p.wpe!, [0, 0], [T, C]);
+      return tf.add(tok, pos);
+    },
+  };
+
+  const layers: Block[] = [];
+  for (let l = 0; l < L; l++) {
+    const n = `h${l}`;
+    layers.push({
+      name: n,
+      params: [
+        { name: `${n}.ln1.g`, shape: [C] },
+        { name: `${n}.ln1.b`, shape: [C] },
+        { name: `${n}.attn.qkv.w`, shape: [C, 3 * C] },
+        { name: `${n}.attn.qkv.b`, shape: [3 * C] },
+        { name: `${n}.attn.proj.w`, shape: [C, C] },
+        { name: `${n}.attn.proj.b`, shape: [C] },
+        { name: `${n}.ln2.g`, shape: [C] },
+        { name: `${n}.ln2.b`, shape: [C] },
+        { name: `${n}.mlp.fc.w`, shape: [C, 4 * C] },
+        { name: `${n}.mlp.fc.b`, shape: [4 * C] },
+        { name: `${n}.mlp.proj.w`, shape: [4 * C, C] },
+        { name: `${n}.mlp.proj.b`, shape: [C] },
+      ],
+      forward: (p, input) => {
+        const [B, T] = input.shape as [number, number, number];
+        let x = tf.reshape(input, [B * T, C]) as tf.Tensor2D;
+        x = tf.add(x, attention(p, `${n}.attn`, layerNorm(x, p[`${n}.ln1.g`]!, p[`${n}.ln1.b`]!), B, T, cfg));
+        x = tf.add(x, mlp(p, `${n}.mlp`, layerNorm(x, p[`${n}.ln2.g`]!, p[`${n}.ln2.b`]!)));
+        return tf.reshape(x, [B, T, C]);
+      },
+    });
+  }
+
+  const head: Block = {
+    name: 'head',
+    params: [
+      { name: 'ln_f.g', shape: [C] },
+      { name: 'ln_f.b', shape: [C] },
+      { name: 'wte', shape: [V, C] }, // tied to the token embedding
+    ],
+    forward: (p, input) => {
+      const [B, T] = input.shape as [number, number, number];
+      const x = layerNorm(tf.reshape(input, [B * T, C]) as tf.Tensor2D, p['ln_f.g']!, p['ln_f.b']!);
+      return tf.reshape(tf.matMul(x, p.wte as tf.Tensor2D, false, true), [B, T, V]);
+    },
+  };
+
+  const blocks = [embed, ...layers, head];
+
+  return {
+    config: cfg,
+    blocks,
+    loss: (logits, targets) => crossEntropy(logits, targets),
+    initParams: (seed) => initParams(blocks, cfg, seed),
+  };
+}
+
+/** Mean cross-entropy of logits [..., V] against integer targets [...], via logSoftmax (stable). */
+export function crossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => {
+    const V = logits.shape[logits.shape.length - 1]!;
+    const N = logits.size / V;
+    if (targets.size !== N) throw new RangeError(`targets have ${targets.size} entries; expected ${N} (logits ${JSON.stringify(logits.shape)})`);
+    const logp = tf.logSoftmax(tf.reshape(logits, [N, V]));
+    const picked = tf.mul(logp, oneHotFloat(tf.reshape(targets, [N]) as tf.Tensor1D, V));
+    return tf.mul(tf.sum(picked), -1 / N) as tf.Scalar;
+  });
+}
+
+/**
+ * GPT-2 initialisation: weights normal(0, 0.02), the two residual output projections of each
+ * layer scaled by 1/sqrt(2L) (so the residual stream's variance does not grow with depth),
+ * LayerNorm gains 1, biases and LayerNorm shifts 0. Each parameter draws from its own seeded
+ * stream (seed, parameter index), so adding a layer does not change the others' values.
+ */
+function initParams(blocks: Block[], cfg: GPTConfig, seed: number): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  const residualStd = 0.02 / Math.sqrt(2 * cfg.nLayer);
+  let index = 0;
+  for (const block of blocks) {
+    for (const spec of block.params) {
+      if (out.has(spec.name)) continue; // tied: initialised once
+      const n = spec.shape.reduce((a, b) => a * b, 1);
+      const values = new Float32Array(n);
+      const name = spec.name;
+      if (name.endsWith('.g')) values.fill(1);
+      else if (name.endsWith('.b')) values.fill(0);
+      else {
+        const std = name.endsWith('attn.proj.w') || name.endsWith('mlp.proj.w') ? residualStd : 0.02;
+        const rng = new Rng(deriveSeed(seed, index));
+        for (let i = 0; i < n; i++) values[i] = rng.normal() * std;
+      }
+      out.set(name, values);
+      index++;
+    }
+  }
+  return out;
+}
+
+function validate(cfg: GPTConfig): GPTConfig {
+  for (const key of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) {
+    const v = cfg[key];
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`GPTConfig.${key} must be a positive integer, got ${v}`);
+  }
+  if (cfg.nEmbd % cfg.nHead !== 0) throw new RangeError(`GPTConfig.nEmbd (${cfg.nEmbd}) must be divisible by nHead (${cfg.nHead})`);
+  return { ...cfg };
+}
+
+function checkContext(T: number, blockSize: number): void {
+  if (T > blockSize) throw new RangeError(`sequence length ${T} exceeds the model's blockSize ${blockSize}`);
+}
+
+/** Run all blocks in order (inference, sampling, whole-model gradients in tests and benchmarks). */
+export function forwardAll(model: BlockModel, params: NamedTensors, ids: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    let x: tf.Tensor = ids;
+    for (const block of model.blocks) x = block.forward(params, x);
+    return x;
+  });
+}
+
+/** Upload a Map of initial values as tensors (or variables, for tf.variableGrads). */
+export function paramsToTensors(values: Map<string, Float32Array>, model: BlockModel, asVariables = false): NamedTensors {
+  const shapes = new Map<string, number[]>();
+  for (const b of model.blocks) for (const p of b.params) shapes.set(p.name, p.shape);
+  const out: NamedTensors = {};
+  for (const [name, v] of values) {
+    const shape = shapes.get(name);
+    if (!shape) throw new RangeError(`parameter ${JSON.stringify(name)} is not used by any block of this model`);
+    const t = tf.tensor(v, shape, 'float32');
+    out[name] = asVariables ? tf.variable(t, true) : t;
+    if (asVariables) t.dispose();
+  }
+  return out;
+}
