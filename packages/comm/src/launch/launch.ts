@@ -54,8 +54,8 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   const token = jobToken(o.env.ZERORING_TOKEN ?? process.env.ZERORING_TOKEN, o.nnodes);
   const say = opts.onMessage ?? ((m: string) => process.stderr.write(`zeroring launch: ${m}\n`));
   const io = {
-    stdout: opts.stdout ?? process.stdout,
-    stderr: opts.stderr ?? process.stderr,
+    stdout: (opts.stdout ?? process.stdout) as NodeJS.WritableStream,
+    stderr: (opts.stderr ?? process.stderr) as NodeJS.WritableStream,
     linePrefix: opts.linePrefix ?? ((rank: number) => `[rank ${rank}] `),
     gracePeriodMs: o.gracePeriodMs,
     onFailure: (f: WorkerExit) => say(`rank ${f.rank} failed with ${describeExit(f)}; stopping the other workers`),
@@ -64,7 +64,8 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   // A closed terminal or pipe (`zeroring launch ... | head`) must not kill the launcher and
   // orphan the workers: their output is dropped from then on, and the job runs to its end.
   const ignoreWriteError = (): void => {};
-  for (const s of [io.stdout, io.stderr]) s.on('error', ignoreWriteError);
+  const outputs: NodeJS.WritableStream[] = [io.stdout, io.stderr];
+  for (const s of outputs) s.on('error', ignoreWriteError);
 
   let group: WorkerGroup | undefined;
   let stoppedBy: NodeJS.Signals | undefined;
@@ -100,7 +101,7 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       return { exitCode: statusCode(failure) || 1, outcome: 'failed', restarts: attempt, failure };
     }
   } finally {
-    for (const s of [io.stdout, io.stderr]) s.off('error', ignoreWriteError);
+    for (const s of outputs) s.off('error', ignoreWriteError);
     for (const s of FORWARDED) process.off(s, onSignal);
     opts.abortSignal?.removeEventListener('abort', onAbort);
   }
