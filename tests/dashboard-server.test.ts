@@ -1,0 +1,153 @@
+// The dashboard server over real sockets: static page + uPlot from node_modules, WebSocket
+// history then live events, following a run directory as it grows, and `zeroring dashboard DIR`.
+import { afterEach, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import type WebSocketType from 'ws';
+import { startDashboard, readRunEvents, type Dashboard } from '../packages/cli/src/dashboard/index.ts';
+import { eventsFileWriter, EVENTS_FILE, type TrainEvent } from '../packages/train/src/events.ts';
+
+// ws is a dependency of the cli package, not of the workspace root where this file lives.
+const WebSocket = createRequire(new URL('../packages/cli/package.json', import.meta.url))('ws') as typeof WebSocketType;
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function dashboard(opts: Parameters<typeof startDashboard>[0]): Promise<Dashboard> {
+  const d = await startDashboard(opts);
+  cleanups.push(() => d.close());
+  return d;
+}
+
+function tmpDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-'));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const mem = { params: { device: 4096, host: 0 }, optimizer: { device: 0, host: 8192 } };
+const step = (n: number, loss: number): TrainEvent => ({
+  type: 'step', step: n, loss, tokensPerSec: 100 * n, computeMs: 10, commMs: 2, optimMs: 1, memory: mem,
+});
+const config: TrainEvent = { type: 'config', config: { model: 'tiny' }, paramCount: 1234, strategy: 'ddp', backend: 'cpu', worldSize: 2 };
+
+/** A WebSocket client that collects every event it receives, with a wait-until helper. */
+async function client(url: string) {
+  const ws = new WebSocket(url.replace('http', 'ws') + 'ws');
+  cleanups.push(() => ws.terminate());
+  const messages: TrainEvent[][] = [];
+  const waiters: Array<() => void> = [];
+  ws.on('message', (data) => {
+    messages.push(JSON.parse(String(data)) as TrainEvent[]);
+    for (const w of waiters.splice(0)) w();
+  });
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const until = async (pred: () => boolean) => {
+    while (!pred()) await new Promise<void>((resolve) => waiters.push(resolve));
+  };
+  return { ws, messages, events: () => messages.flat(), until };
+}
+
+describe('dashboard server', () => {
+  it('serves the page, uPlot from node_modules, and 404s the rest', async () => {
+    const d = await dashboard({ port: 0 });
+    expect(d.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await fetch(d.url);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('/vendor/uPlot.iife.min.js');
+    expect(html).toContain('/app.js');
+    const uplot = await fetch(d.url + 'vendor/uPlot.iife.min.js');
+    expect(uplot.headers.get('content-type')).toContain('javascript');
+    expect((await uplot.text()).length).toBeGreaterThan(10_000);
+    expect((await fetch(d.url + 'app.js')).status).toBe(200);
+    expect((await fetch(d.url + 'vendor/uPlot.min.css')).status).toBe(200);
+    expect((await fetch(d.url + '../package.json')).status).toBe(404);
+    expect((await fetch(d.url + 'nope')).status).toBe(404);
+  });
+
+  it('sends the history on connect, then each new event live', async () => {
+    const d = await dashboard({ port: 0 });
+    d.publish(config);
+    d.publish(step(1, 4.0));
+    const c = await client(d.url);
+    await c.until(() => c.messages.length >= 1);
+    expect(c.messages[0]).toEqual([config, step(1, 4.0)]);
+    d.publish(step(2, 3.5));
+    d.publish({ type: 'val', step: 2, valLoss: 3.7 });
+    await c.until(() => c.events().length >= 4);
+    expect(c.messages.slice(1)).toEqual([[step(2, 3.5)], [{ type: 'val', step: 2, valLoss: 3.7 }]]);
+    const late = await client(d.url);
+    await late.until(() => late.messages.length >= 1);
+    expect(late.messages[0]).toHaveLength(4);
+    expect((await (await fetch(d.url + 'events.json')).json()) as unknown[]).toHaveLength(4);
+  });
+
+  it('follows events.jsonl of a run directory as the trainer appends to it', async () => {
+    const dir = tmpDir();
+    const write = eventsFileWriter(dir);
+    write(config);
+    write(step(1, 4.0));
+    // Half a line on disk: the follower must wait for the newline, not parse garbage.
+    fs.appendFileSync(path.join(dir, EVENTS_FILE), JSON.stringify(step(2, 3.0)).slice(0, 20));
+    const d = await dashboard({ port: 0, outDir: dir, pollMs: 25 });
+    const c = await client(d.url);
+    await c.until(() => c.events().length >= 2);
+    expect(c.events()).toEqual([config, step(1, 4.0)]);
+    fs.appendFileSync(path.join(dir, EVENTS_FILE), JSON.stringify(step(2, 3.0)).slice(20) + '\n');
+    write({ type: 'done', summary: { finalLoss: 3.0 } });
+    await c.until(() => c.events().length >= 4);
+    expect(c.events().slice(2)).toEqual([step(2, 3.0), { type: 'done', summary: { finalLoss: 3.0 } }]);
+  });
+
+  it('rebuilds events from metrics.jsonl + summary.json when there is no events.jsonl', () => {
+    const dir = tmpDir();
+    fs.writeFileSync(
+      path.join(dir, 'metrics.jsonl'),
+      [{ step: 1, loss: 5, tokensPerSec: 10, computeMs: 3, commMs: 1, memory: mem }, { step: 2, loss: 4, tokensPerSec: 12, computeMs: 3, commMs: 1, memory: mem }]
+        .map((r) => JSON.stringify(r))
+        .join('\n') + '\n',
+    );
+    fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify({ config: { strategy: 'zero2', backend: 'wasm', nproc: 4 }, steps: 2, paramCount: 99, finalLoss: 4 }));
+    const events = readRunEvents(dir);
+    expect(events.map((e) => e.type)).toEqual(['step', 'step', 'config', 'done']);
+    expect(events[1]).toMatchObject({ type: 'step', step: 2, loss: 4, optimMs: 0 });
+    expect(events[2]).toMatchObject({ type: 'config', strategy: 'zero2', backend: 'wasm', worldSize: 4, paramCount: 99 });
+    expect(() => readRunEvents(path.join(dir, 'missing'))).toThrow(/run directory ".*missing" does not exist/);
+  });
+
+  it('`zeroring dashboard DIR` serves a run directory', async () => {
+    const dir = tmpDir();
+    const write = eventsFileWriter(dir);
+    write(config);
+    write(step(1, 2.5));
+    const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
+    const child: ChildProcess = spawn(process.execPath, [bin, 'dashboard', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    cleanups.push(() => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }));
+    let out = '';
+    let err = '';
+    child.stderr!.on('data', (c: Buffer) => (err += c));
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout!.on('data', (c: Buffer) => {
+        out += c;
+        const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      child.once('exit', (code) => reject(new Error(`zeroring dashboard exited ${code}: ${err}`)));
+    });
+    const events = (await (await fetch(url + 'events.json')).json()) as TrainEvent[];
+    expect(events).toEqual([config, step(1, 2.5)]);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0); // SIGTERM closes the server cleanly
+  });
+});
