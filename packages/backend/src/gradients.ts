@@ -12,6 +12,9 @@ import { createRequire, register } from 'node:module';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { getGradient, Tensor } from '@tensorflow/tfjs-core';
+// Types only: brings in the chained-op declarations (x.add(y): Tensor) that the runtime
+// import below makes true, for every package that imports @zeroring/backend.
+import type {} from '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
 
 const require = createRequire(import.meta.url);
 

@@ -52,7 +52,7 @@ export function gptStep(gelu: 'tanh' | 'erf'): tf.Tensor[] {
     const logits = tf.matMul(tf.reshape(x, [B * T, C]), q.wte, false, true); // tied head
     const logp = tf.logSoftmax(logits);
     const picked = tf.sum(tf.mul(logp, tf.oneHot(targets, V)), -1);
-    return tf.neg(tf.mean(picked));
+    return tf.neg(tf.mean(picked)) as tf.Scalar;
   };
   const { value, grads } = tf.valueAndGrads(f)(names.map((n) => p[n]));
   return [value, ...grads];
