@@ -1,0 +1,163 @@
+// Host AdamW throughput: the plain JS loop vs the WASM SIMD kernel on one thread vs the kernel
+// split across worker threads, side by side in one run (the machine is shared and noisy, so the
+// variants alternate within each repetition and we quote medians and ratios).
+//
+//   node --import tsx benchmarks/optimizer.ts [--sizes 1M,10M,100M] [--threads 2,4] [--reps R] [--out FILE]
+//
+// --threads lists the thread counts of the threaded variant (default: all cores).
+//
+// Reference (issue 5): torch 1.13's CPU AdamW updates ~160 M params/s on one thread; the goal is
+// at least twice that per thread. Writes benchmarks/results/optimizer.json and prints a table.
+import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { HostAdamW, adamwStepPlain, decayRuns, type AdamWHyper } from '../packages/train/src/optim/host-adamw.ts';
+
+const TORCH_PER_THREAD = 160e6;
+
+const { values: args } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '1M,10M,100M' },
+    threads: { type: 'string' },
+    reps: { type: 'string' },
+    out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/optimizer.json') },
+  },
+});
+
+const parseSize = (s: string): number => {
+  const m = /^(\d+(?:\.\d+)?)([kmb]?)$/i.exec(s.trim());
+  if (!m) throw new Error(`--sizes: ${JSON.stringify(s)} is not a size like 1M, 10M, 100M`);
+  return Math.round(Number(m[1]) * ({ '': 1, k: 1e3, m: 1e6, b: 1e9 } as Record<string, number>)[m[2]!.toLowerCase()]!);
+};
+const sizes = args.sizes!.split(',').map(parseSize);
+const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+const threadCounts = (args.threads ?? String(cores)).split(',').map((t) => {
+  const n = Number(t);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--threads: ${JSON.stringify(t)} is not a thread count >= 1`);
+  return n;
+});
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+interface Threaded {
+  threads: number;
+  ms: number;
+  paramsPerSec: number;
+}
+interface Result {
+  size: number;
+  reps: number;
+  plainMs: number;
+  wasm1Ms: number;
+  plainParamsPerSec: number;
+  wasm1ParamsPerSec: number;
+  threaded: Threaded[];
+}
+
+const hyper: AdamWHyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
+const results: Result[] = [];
+
+for (const size of sizes) {
+  const reps = args.reps ? Number(args.reps) : size <= 2e6 ? 30 : size <= 2e7 ? 9 : 5;
+  // Decay the first 90% (matrices) and not the rest (biases, norms): realistic runs, not one.
+  const decay: [number, number][] = [[0, Math.floor(size * 0.9)]];
+  const one = await HostAdamW.create({ length: size, threads: 1, decay });
+  const many: HostAdamW[] = [];
+  for (const threads of threadCounts) many.push(await HostAdamW.create({ length: size, threads, decay }));
+  const plain = { p: new Float32Array(size), g: new Float32Array(size), m: new Float32Array(size), v: new Float32Array(size) };
+  for (let i = 0; i < size; i++) {
+    const p = Math.sin(i) * 0.02;
+    const g = Math.cos(i * 0.37) * 1e-3;
+    plain.p[i] = one.params[i] = p;
+    plain.g[i] = one.grads[i] = g;
+  }
+  for (const o of many) {
+    o.params.set(one.params);
+    o.grads.set(one.grads);
+  }
+  const runs = decayRuns(size, decay);
+  const times = { plain: [] as number[], one: [] as number[], many: many.map(() => [] as number[]) };
+  // One warm-up step each (JIT, page faults on first touch), then alternate the variants.
+  for (let rep = 0; rep <= reps; rep++) {
+    const t = rep + 1;
+    let t0 = performance.now();
+    adamwStepPlain(plain.p, plain.g, plain.m, plain.v, hyper, t, runs);
+    const tp = performance.now() - t0;
+    t0 = performance.now();
+    await one.step(hyper, t);
+    const t1 = performance.now() - t0;
+    const tm: number[] = [];
+    for (const o of many) {
+      t0 = performance.now();
+      await o.step(hyper, t);
+      tm.push(performance.now() - t0);
+    }
+    if (rep > 0) {
+      times.plain.push(tp);
+      times.one.push(t1);
+      tm.forEach((x, k) => times.many[k]!.push(x));
+    }
+  }
+  // The variants must have computed the same thing (kernel vs kernel: bit-identical; vs the plain
+  // loop within f32 rounding compounded over the steps).
+  for (let i = 0; i < size; i += 9973) {
+    for (const o of many) if (one.params[i] !== o.params[i]) throw new Error(`${o.threads}-thread and single-thread kernels disagree at ${i}`);
+    if (Math.abs(one.params[i]! - plain.p[i]!) > 1e-5 * Math.max(Math.abs(plain.p[i]!), 1e-3)) throw new Error(`kernel and plain loop disagree at ${i}: ${one.params[i]} vs ${plain.p[i]}`);
+  }
+  await one.close();
+  for (const o of many) await o.close();
+  const plainMs = median(times.plain);
+  const wasm1Ms = median(times.one);
+  results.push({
+    size,
+    reps,
+    plainMs,
+    wasm1Ms,
+    plainParamsPerSec: size / (plainMs / 1e3),
+    wasm1ParamsPerSec: size / (wasm1Ms / 1e3),
+    threaded: many.map((o, k) => {
+      const ms = median(times.many[k]!);
+      return { threads: o.threads, ms, paramsPerSec: size / (ms / 1e3) };
+    }),
+  });
+  process.stderr.write(`size ${size}: done\n`);
+}
+
+const M = (x: number): string => (x / 1e6).toFixed(0);
+const head = ['size', 'plain M/s', 'wasm 1t M/s', ...threadCounts.map((t) => `wasm ${t}t M/s`), 'wasm 1t/plain', '1t vs torch 160M/s', ...threadCounts.map((t) => `${t}t per-thread vs torch`)];
+const rows = results.map((r) => [
+  `${r.size / 1e6}M`,
+  M(r.plainParamsPerSec),
+  M(r.wasm1ParamsPerSec),
+  ...r.threaded.map((x) => M(x.paramsPerSec)),
+  (r.wasm1ParamsPerSec / r.plainParamsPerSec).toFixed(1) + 'x',
+  (r.wasm1ParamsPerSec / TORCH_PER_THREAD).toFixed(2) + 'x',
+  ...r.threaded.map((x) => (x.paramsPerSec / x.threads / TORCH_PER_THREAD).toFixed(2) + 'x'),
+]);
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+const fmt = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+console.log(`host AdamW throughput (median params/s), ${os.cpus()[0]?.model ?? 'cpu'} x${cores}, load ${os.loadavg()[0]!.toFixed(1)}, node ${process.version}`);
+console.log(fmt(head));
+for (const r of rows) console.log(fmt(r));
+
+mkdirSync(dirname(args.out!), { recursive: true });
+writeFileSync(
+  args.out!,
+  JSON.stringify(
+    {
+      benchmark: 'host-adamw',
+      date: new Date().toISOString(),
+      machine: { cpu: os.cpus()[0]?.model, cores, loadavg: os.loadavg(), node: process.version },
+      torchReferencePerThread: TORCH_PER_THREAD,
+      unit: 'params/s (median)',
+      results,
+    },
+    null,
+    2,
+  ) + '\n',
+);
+console.log(`wrote ${args.out}`);
