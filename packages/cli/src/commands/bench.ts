@@ -1,7 +1,100 @@
-import type { Command } from 'commander';
+// `zeroring bench collectives`: launches N workers running benchmarks/collectives/worker.ts,
+// which print the nccl-tests table (rank 0's lines unprefixed) and write JSON to
+// benchmarks/results/. The exit status is non-zero when any result was wrong.
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, type Command } from 'commander';
+import { launch } from '@zeroring/comm/launch/index';
+import { ConfigError } from '@zeroring/comm/errors';
+import type { BenchConfig } from '../../../../benchmarks/collectives/worker.ts';
+import { BENCH_OPS, type BenchOp } from '../../../../benchmarks/collectives/pattern.ts';
+import { parseBytes } from '../../../../benchmarks/collectives/sizes.ts';
+
+const WORKER = fileURLToPath(new URL('../../../../benchmarks/collectives/worker.ts', import.meta.url));
+
+function wrap<T>(parse: (v: string) => T) {
+  return (v: string): T => {
+    try {
+      return parse(v);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  };
+}
+
+function intAtLeast(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < min) throw new InvalidArgumentError(`${name} '${v}' is not an integer >= ${min}`);
+    return n;
+  };
+}
+
+function parseOps(v: string): BenchOp[] {
+  const ops = v.split(',').map((s) => s.trim().toLowerCase().replace(/[-_]/g, ''));
+  for (const op of ops) {
+    if (!(BENCH_OPS as readonly string[]).includes(op)) {
+      throw new InvalidArgumentError(`op '${op}' is unknown, expected some of ${BENCH_OPS.join(',')}`);
+    }
+  }
+  return ops as BenchOp[];
+}
+
+interface CollectivesFlags {
+  nproc: number;
+  ops: BenchOp[];
+  minBytes: number;
+  maxBytes: number;
+  stepFactor: number;
+  iters?: number;
+  warmup: number;
+  pumpBytes: number;
+  pumpReps: number;
+  json?: string;
+}
 
 export function registerBench(program: Command): void {
-  program.command('bench').description('(not yet implemented)').action(() => {
-    throw new Error('zeroring bench: not yet implemented');
-  });
+  const bench = program.command('bench').description('benchmarks (collectives)');
+  bench
+    .command('collectives')
+    .description('nccl-tests-style table of all-reduce / reduce-scatter / all-gather / broadcast vs a raw TCP ring ceiling')
+    .requiredOption('--nproc <n>', 'ranks (worker processes) on this machine', intAtLeast('--nproc', 1))
+    .option('--ops <list>', 'comma-separated ops', parseOps, [...BENCH_OPS])
+    .option('--min-bytes <size>', 'smallest message (e.g. 1K)', wrap(parseBytes), 1024)
+    .option('--max-bytes <size>', 'largest message (e.g. 64M)', wrap(parseBytes), 64 * 1024 * 1024)
+    .option('--step-factor <k>', 'size multiplier between rows (2 or 4 ...)', intAtLeast('--step-factor', 2), 2)
+    .option('--iters <k>', 'timed iterations per size (default: 100 small ... 10 large)', intAtLeast('--iters', 1))
+    .option('--warmup <k>', 'untimed iterations per size', intAtLeast('--warmup', 0), 3)
+    .option('--pump-bytes <size>', 'bytes per link per ceiling repetition', wrap(parseBytes), 64 * 1024 * 1024)
+    .option('--pump-reps <k>', 'ceiling repetitions', intAtLeast('--pump-reps', 1), 7)
+    .option('--json <file>', 'results file (default benchmarks/results/collectives-<nproc>.json)')
+    .action(async (flags: CollectivesFlags) => {
+      if (flags.maxBytes < flags.minBytes) {
+        process.stderr.write(`zeroring bench: --max-bytes ${flags.maxBytes} is below --min-bytes ${flags.minBytes}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const cfg: BenchConfig = {
+        ops: flags.ops,
+        minBytes: flags.minBytes,
+        maxBytes: flags.maxBytes,
+        stepFactor: flags.stepFactor,
+        iters: flags.iters,
+        warmup: flags.warmup,
+        pumpBytes: flags.pumpBytes,
+        pumpReps: flags.pumpReps,
+        json: resolvePath(flags.json ?? `benchmarks/results/collectives-${flags.nproc}.json`),
+      };
+      const result = await launch({
+        nprocPerNode: flags.nproc,
+        script: WORKER,
+        args: [JSON.stringify(cfg)],
+        linePrefix: (rank) => (rank === 0 ? '' : `[rank ${rank}] `),
+      }).catch((err: unknown) => {
+        if (!(err instanceof ConfigError)) throw err;
+        process.stderr.write(`zeroring bench: ${err.message}\n`);
+        return { exitCode: 2 };
+      });
+      process.exitCode = result.exitCode;
+    });
 }
