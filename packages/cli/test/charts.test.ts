@@ -16,21 +16,23 @@ const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'zr-charts-'));
 
 describe('benchmark charts (SVG)', () => {
   it('busbw: one line per op, a point per size, log-2 byte axis, ceiling rule with label', async () => {
-    const results = [];
-    for (const op of ['allreduce', 'allgather']) for (let bytes = 1024; bytes <= 4 * 1048576; bytes *= 8) results.push({ op, bytes, busbwGBps: Math.log2(bytes) / 20 });
+    const rows = [];
+    for (const op of ['allreduce', 'allgather']) for (let bytes = 1024; bytes <= 4 * 1048576; bytes *= 8) rows.push({ op, bytes, busbwGBs: Math.log2(bytes) / 20 });
     const file = path.join(tmp(), 'sub', 'collectives-2.svg');
-    const svg = await writeBusbwChart({ nproc: 2, ceilingGBps: 1.25, ceilingLabel: 'loopback', results }, file);
+    // The shape `zeroring bench collectives --json` writes (extra fields are ignored).
+    const doc = { bench: 'collectives', nproc: 2, ceiling: { op: 'ceiling', bytes: 1 << 26, busbwGBs: 1.25 }, rows };
+    const svg = await writeBusbwChart({ ...doc, ceilingLabel: 'loopback' }, file);
     expect(fs.readFileSync(file, 'utf8')).toBe(svg);
     expect(svg.startsWith('<svg')).toBe(true);
     expect(markCount(svg, 'line mark')).toBe(2);
-    expect(markCount(svg, 'point')).toBe(results.length);
+    expect(markCount(svg, 'point')).toBe(rows.length);
     expect(markCount(svg, 'rule mark')).toBe(1);
     const labels = texts(svg);
     expect(labels).toEqual(expect.arrayContaining(['1K', '4M', 'allreduce', 'allgather', 'loopback: 1.25 GB/s', 'Collectives bus bandwidth, 2 ranks']));
   });
 
   it('busbw without a ceiling draws no rule', async () => {
-    const svg = await renderSvg(busbwChartSpec({ nproc: 2, results: [{ op: 'broadcast', bytes: 4096, busbwGBps: 0.5 }] }));
+    const svg = await renderSvg(busbwChartSpec({ nproc: 2, ceiling: null, rows: [{ op: 'broadcast', bytes: 4096, busbwGBs: 0.5 }] }));
     expect(markCount(svg, 'rule mark')).toBe(0);
   });
 
@@ -55,7 +57,7 @@ describe('benchmark charts (SVG)', () => {
   });
 
   it('names the bad input', async () => {
-    await expect(writeBusbwChart({ nproc: 2, results: [] }, path.join(tmp(), 'x.svg'))).rejects.toThrow(ChartInputError);
+    await expect(writeBusbwChart({ nproc: 2, rows: [] }, path.join(tmp(), 'x.svg'))).rejects.toThrow(ChartInputError);
     await expect(
       writeMemoryChart({ nproc: 2, results: [{ strategy: 'ddp', series: 'm', bytesPerRank: Number.NaN }] }, path.join(tmp(), 'y.svg')),
     ).rejects.toThrow('results[0].bytesPerRank is null: expected a finite number');

@@ -3,28 +3,25 @@
 // busbw, so results compare across world sizes: allreduce busbw = algbw * 2(N-1)/N).
 import { BASE_CONFIG, BYTES_LABEL_EXPR, requireFinite, requireRows, writeSvg, type ChartSpec } from './render.ts';
 
-/** Shape of `zeroring bench collectives --json FILE` (benchmarks/results/collectives-N.json). */
+/**
+ * The parts of `zeroring bench collectives --json FILE` (benchmarks/collectives/worker.ts) the
+ * chart reads; the whole JSON document can be passed as it is.
+ */
 export interface CollectivesBenchResult {
   nproc: number;
-  /** Bandwidth ceiling in GB/s (e.g. measured point-to-point socket throughput); drawn when present. */
-  ceilingGBps?: number;
-  /** Label of the ceiling line, e.g. "loopback TCP". */
+  /** The raw-TCP ring pump row: busbwGBs is the ceiling; drawn when present. */
+  ceiling?: { busbwGBs: number } | null;
+  /** Label of the ceiling line (default "raw TCP ring"). */
   ceilingLabel?: string;
-  results: Array<{
-    op: string;
-    bytes: number;
-    busbwGBps: number;
-    algbwGBps?: number;
-    medianMs?: number;
-  }>;
+  rows: Array<{ op: string; bytes: number; busbwGBs: number }>;
 }
 
 export function busbwChartSpec(bench: CollectivesBenchResult, title?: string): ChartSpec {
-  const rows = requireRows(bench.results, 'busbw chart', '{ op, bytes, busbwGBps }');
+  const rows = requireRows(bench.rows, 'busbw chart', '{ op, bytes, busbwGBs }', 'rows').filter((r) => r.op !== 'ceiling');
   const values = rows.map((r, i) => ({
     op: String(r.op),
-    bytes: requireFinite(r.bytes, `results[${i}].bytes`),
-    busbw: requireFinite(r.busbwGBps, `results[${i}].busbwGBps`),
+    bytes: requireFinite(r.bytes, `rows[${i}].bytes`),
+    busbw: requireFinite(r.busbwGBs, `rows[${i}].busbwGBs`),
   }));
   const layers: ChartSpec[] = [
     {
@@ -40,9 +37,9 @@ export function busbwChartSpec(bench: CollectivesBenchResult, title?: string): C
       },
     } as ChartSpec,
   ];
-  if (bench.ceilingGBps !== undefined) {
-    const ceiling = requireFinite(bench.ceilingGBps, 'ceilingGBps');
-    const label = `${bench.ceilingLabel ?? 'ceiling'}: ${ceiling.toPrecision(3)} GB/s`;
+  if (bench.ceiling) {
+    const ceiling = requireFinite(bench.ceiling.busbwGBs, 'ceiling.busbwGBs');
+    const label = `${bench.ceilingLabel ?? 'raw TCP ring'}: ${ceiling.toPrecision(3)} GB/s`;
     layers.push(
       { data: { values: [{ y: ceiling }] }, mark: { type: 'rule', strokeDash: [6, 4], color: '#555' }, encoding: { y: { field: 'y', type: 'quantitative' } } } as ChartSpec,
       {

@@ -47,9 +47,9 @@ export class ChartInputError extends Error {
 }
 
 /** Checks that `rows` is a non-empty array; names the chart and the expected shape when not. */
-export function requireRows<T>(rows: T[] | undefined, chart: string, shape: string): T[] {
+export function requireRows<T>(rows: T[] | undefined, chart: string, shape: string, key = 'results'): T[] {
   if (!Array.isArray(rows) || rows.length === 0) {
-    throw new ChartInputError(`${chart}: no data rows (got ${JSON.stringify(rows)}); expected results: [${shape}, ...]`);
+    throw new ChartInputError(`${chart}: no data rows (got ${JSON.stringify(rows)}); expected ${key}: [${shape}, ...]`);
   }
   return rows;
 }
