@@ -4,6 +4,7 @@ export type { BackendInfo, BackendName, InitBackendOptions } from './init.ts';
 export type { AdapterInfo } from './webgpu.ts';
 export { probeWebGPUAdapter } from './webgpu.ts';
 export { registerAllGradients } from './gradients.ts';
+export { assertSingleTfjsCore, TfjsCoreMismatchError, EXPECTED_TFJS_CORE } from './single-core.ts';
 export { registerExtraWasmKernels, extraWasmKernels } from './wasm-kernels/index.ts';
 export { tensorflowInstalled, TENSORFLOW_PACKAGES } from './tensorflow.ts';
 export type { BackendLogger } from './logger.ts';
@@ -15,3 +16,6 @@ export {
   UnknownBackendError,
   type BackendKind,
 } from './errors.ts';
+// The one tfjs-core instance every backend here registers with, for code (scripts,
+// benchmarks) that cannot resolve @tensorflow/tfjs-core from where it lives.
+export * as tf from '@tensorflow/tfjs-core';

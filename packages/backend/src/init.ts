@@ -9,6 +9,7 @@ import { initWasm } from './wasm.ts';
 import { initWebGPU, type AdapterInfo } from './webgpu.ts';
 import { initTensorflow } from './tensorflow.ts';
 import { chooseAuto } from './auto.ts';
+import { assertSingleTfjsCore } from './single-core.ts';
 
 export type BackendName = Exclude<BackendKind, 'auto'>;
 
@@ -56,6 +57,7 @@ export async function initNamedBackend(name: BackendName, reason: string): Promi
 export async function initBackend(kind: BackendKind = 'auto', opts: InitBackendOptions = {}): Promise<BackendInfo> {
   if (!isBackendKind(kind)) throw new UnknownBackendError(kind);
   const log = opts.logger ?? defaultLogger();
+  assertSingleTfjsCore();
   await registerAllGradients();
   const info = kind === 'auto' ? await chooseAuto(log) : await initNamedBackend(kind, `requested --backend ${kind}`);
   log.info(

@@ -2,7 +2,7 @@
 // with gradients registered, and 'auto' logs what it chose and why.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { initBackend, UnknownBackendError, type BackendKind } from '../src/index.ts';
+import { assertSingleTfjsCore, EXPECTED_TFJS_CORE, initBackend, UnknownBackendError, type BackendKind } from '../src/index.ts';
 import { quietLogger } from './helpers.ts';
 
 describe('initBackend', () => {
@@ -39,5 +39,12 @@ describe('initBackend', () => {
     );
     const y = tf.matMul(tf.ones([4, 3]), tf.ones([3, 2]));
     expect(Array.from(await y.data())).toEqual(Array(8).fill(3));
+  });
+});
+
+describe('one tfjs-core', () => {
+  it('every backend package resolves the same @tensorflow/tfjs-core 4.22.0 file', () => {
+    expect(() => assertSingleTfjsCore()).not.toThrow();
+    expect(tf.version_core).toBe(EXPECTED_TFJS_CORE);
   });
 });
