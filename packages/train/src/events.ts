@@ -112,3 +112,42 @@ export function totalBytes(memory: MemoryReport): number {
   for (const place of Object.values(memory)) if (place) sum += place.device + place.host;
   return sum;
 }
+
+/** Numbers per rank in a packed per-rank split: computeMs, commMs, optimMs, then device/host per category. */
+export const RANK_STEP_FIELDS = 3 + 2 * MEMORY_CATEGORIES.length;
+
+/**
+ * This rank's split in its own slot of a zeroed worldSize * RANK_STEP_FIELDS buffer, so that one
+ * sum all-reduce (which every ProcessGroup has) gathers all ranks' splits for the `ranks` field
+ * of a step event. Float32: byte counts above 16 MiB round to ~1e-7 relative, fine for a display.
+ */
+export function packRankStep(split: Omit<RankStep, 'rank'>, rank: number, worldSize: number): Float32Array {
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+    throw new RangeError(`rank ${rank} is invalid: expected an integer 0..${worldSize - 1}`);
+  }
+  const buf = new Float32Array(worldSize * RANK_STEP_FIELDS);
+  let i = rank * RANK_STEP_FIELDS;
+  buf[i++] = split.computeMs;
+  buf[i++] = split.commMs;
+  buf[i++] = split.optimMs;
+  for (const c of MEMORY_CATEGORIES) {
+    buf[i++] = split.memory[c]?.device ?? 0;
+    buf[i++] = split.memory[c]?.host ?? 0;
+  }
+  return buf;
+}
+
+/** The inverse of packRankStep after the all-reduce: one RankStep per rank, in rank order. */
+export function unpackRankSteps(buf: Float32Array, worldSize: number): RankStep[] {
+  if (buf.length !== worldSize * RANK_STEP_FIELDS) {
+    throw new RangeError(`packed rank split has ${buf.length} numbers: expected ${worldSize} * ${RANK_STEP_FIELDS}`);
+  }
+  const out: RankStep[] = [];
+  for (let rank = 0; rank < worldSize; rank++) {
+    let i = rank * RANK_STEP_FIELDS;
+    const step: RankStep = { rank, computeMs: buf[i++], commMs: buf[i++], optimMs: buf[i++], memory: {} };
+    for (const c of MEMORY_CATEGORIES) step.memory[c] = { device: buf[i++], host: buf[i++] };
+    out.push(step);
+  }
+  return out;
+}
