@@ -4,3 +4,8 @@ export * from './strategy.ts';
 export * from './events.ts';
 export { LocalStrategy, globalSquaredNorm, clipCoefficient, type LocalStrategyOptions } from './strategies/local.ts';
 export * from './optim/adamw.ts';
+export * from './sampler.ts';
+export * from './schedule.ts';
+export * from './checkpoint.ts';
+export { paramChecksum } from './metrics.ts';
+export * from './trainer.ts';

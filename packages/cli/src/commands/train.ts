@@ -1,7 +1,122 @@
-import type { Command } from 'commander';
+// `zeroring train`: train the toy GPT. With --nproc 1 the job runs in this process; with
+// --nproc N the launcher (@zeroring/comm launch) starts N workers (train-worker.ts) that join a
+// process group and run the same job with a distributed strategy.
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { launch } from '@zeroring/comm/launch/index';
+import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
+import { PRESET_DEFAULTS, STRATEGY_NAMES, runTrainJob, type StrategyName, type TrainJobOptions } from '../train-job.ts';
+
+function intArg(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} '${value}' is not an integer >= ${min}`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} '${value}' is not a positive number`);
+    return n;
+  };
+}
+
+interface TrainFlags {
+  nproc: number;
+  strategy: StrategyName;
+  offload?: boolean;
+  backend: BackendKind;
+  model: 'tiny' | 'small';
+  data?: string;
+  steps?: number;
+  batchSize?: number;
+  lr?: number;
+  seed: number;
+  out?: string;
+  resume?: boolean;
+  evalInterval?: number;
+  evalBatches: number;
+  warmupSteps?: number;
+  checkpointInterval: number;
+  sampleTokens: number;
+  stopAfter?: number;
+  nnodes: number;
+  nodeRank: number;
+  masterAddr?: string;
+  masterPort?: number;
+  maxRestarts: number;
+}
+
+export function toJobOptions(f: TrainFlags): TrainJobOptions {
+  const d = PRESET_DEFAULTS[f.model];
+  return {
+    nproc: f.nproc,
+    strategy: f.strategy,
+    offload: f.offload ?? false,
+    backend: f.backend,
+    model: f.model,
+    data: f.data,
+    steps: f.steps ?? d.steps,
+    batchSize: f.batchSize ?? d.batchSize,
+    lr: f.lr ?? d.lr,
+    seed: f.seed,
+    out: f.out,
+    resume: f.resume ?? false,
+    evalInterval: f.evalInterval ?? d.evalInterval,
+    evalBatches: f.evalBatches,
+    warmupSteps: f.warmupSteps ?? d.warmupSteps,
+    checkpointInterval: f.checkpointInterval,
+    sampleTokens: f.sampleTokens,
+    stopAfter: f.stopAfter,
+  };
+}
 
 export function registerTrain(program: Command): void {
-  program.command('train').description('(not yet implemented)').action(() => {
-    throw new Error('zeroring train: not yet implemented');
-  });
+  program
+    .command('train')
+    .description('train the toy GPT (Moby Dick by default) on one or more worker processes')
+    .addOption(new Option('--nproc <n>', 'worker processes on this node').default(1).argParser(intArg('--nproc', 1)))
+    .addOption(new Option('--strategy <name>', 'data-parallel strategy').choices(STRATEGY_NAMES).default('ddp'))
+    .option('--offload', 'keep optimizer state on the host (CPU AdamW)')
+    .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKEND_KINDS).default('auto'))
+    .addOption(new Option('--model <preset>', 'GPT size').choices(['tiny', 'small']).default('tiny'))
+    .option('--data <file>', 'train on this text file instead of Moby Dick')
+    .option('--steps <n>', 'optimizer steps (tiny: 300, small: 2000)', intArg('--steps', 1))
+    .option('--batch-size <n>', 'sequences per rank per step (tiny: 16, small: 8)', intArg('--batch-size', 1))
+    .option('--lr <lr>', 'peak learning rate (tiny: 3e-3, small: 1e-3); warmup then cosine to lr/10', positiveNumber('--lr'))
+    .option('--seed <n>', 'seed for initialisation, data order and sampling', intArg('--seed', 0), 1337)
+    .option('--out <dir>', 'write metrics.jsonl, summary.json, events.jsonl and checkpoints/ here')
+    .option('--resume', 'continue from the newest complete checkpoint in --out')
+    .option('--eval-interval <k>', 'validation loss every K steps (tiny: 50)', intArg('--eval-interval', 1))
+    .option('--eval-batches <n>', 'batches in the fixed validation set', intArg('--eval-batches', 1), 8)
+    .option('--warmup-steps <n>', 'linear warmup steps', intArg('--warmup-steps', 0))
+    .option('--checkpoint-interval <k>', 'save a checkpoint every K steps (0: only at the end)', intArg('--checkpoint-interval', 0), 0)
+    .option('--sample-tokens <n>', 'characters of sample text printed at the end (0: none)', intArg('--sample-tokens', 0), 300)
+    .addOption(new Option('--stop-after <n>', 'stop after N steps of the schedule, as if interrupted (resume later)').argParser(intArg('--stop-after', 1)).hideHelp())
+    .option('--nnodes <n>', 'nodes in the job (with --nproc N)', intArg('--nnodes', 1), 1)
+    .option('--node-rank <r>', "this node's index", intArg('--node-rank', 0), 0)
+    .option('--master-addr <host>', 'rendezvous host (rank 0 node)')
+    .option('--master-port <port>', 'rendezvous port', intArg('--master-port', 1))
+    .option('--max-restarts <k>', 'restart the workers up to K times after a failure', intArg('--max-restarts', 0), 0)
+    .action(async (flags: TrainFlags) => {
+      const job = toJobOptions(flags);
+      if (flags.nproc === 1 && flags.nnodes === 1 && job.strategy === 'ddp' && !job.offload) {
+        await runTrainJob(job);
+        return;
+      }
+      const script = fileURLToPath(new URL('../train-worker.ts', import.meta.url));
+      const result = await launch({
+        nprocPerNode: flags.nproc,
+        nnodes: flags.nnodes,
+        nodeRank: flags.nodeRank,
+        masterAddr: flags.masterAddr,
+        masterPort: flags.masterPort,
+        maxRestarts: flags.maxRestarts,
+        script,
+        args: [JSON.stringify(job)],
+      });
+      process.exitCode = result.exitCode;
+    });
 }

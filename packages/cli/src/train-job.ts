@@ -1,0 +1,167 @@
+// One training job as `zeroring train` runs it, in this process (--nproc 1) or in each worker the
+// launcher starts (--nproc N, see train-worker.ts): backend, corpus, tokenizer, GPT, strategy,
+// trainer, progress output and the text sample at the end. Options travel to workers as JSON,
+// so everything here is plain data.
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, type BackendKind } from '@zeroring/backend';
+import { getLogger } from '@zeroring/comm/logger';
+import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
+import { LocalStrategy, train, eventsFileWriter, type Strategy, type TrainerComm, type TrainSummary, type TrainEvent } from '@zeroring/train';
+import { createProgress } from './progress.ts';
+
+export const STRATEGY_NAMES = ['ddp', 'zero1', 'zero2', 'zero3'] as const;
+export type StrategyName = (typeof STRATEGY_NAMES)[number];
+
+export interface TrainJobOptions {
+  nproc: number;
+  strategy: StrategyName;
+  offload: boolean;
+  backend: BackendKind;
+  model: PresetName;
+  data?: string;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  out?: string;
+  resume: boolean;
+  evalInterval: number;
+  evalBatches: number;
+  warmupSteps?: number;
+  checkpointInterval: number;
+  /** Characters generated at the end (0: no sample). */
+  sampleTokens: number;
+  /** Stop after this many steps of the schedule (an interrupted run; for tests and --resume demos). */
+  stopAfter?: number;
+}
+
+/** Defaults per preset, chosen so the default tiny run learns visibly in a few minutes on 2 cores. */
+export const PRESET_DEFAULTS: Record<PresetName, { steps: number; batchSize: number; lr: number; evalInterval: number; warmupSteps: number }> = {
+  tiny: { steps: 300, batchSize: 16, lr: 3e-3, evalInterval: 50, warmupSteps: 20 },
+  small: { steps: 2000, batchSize: 8, lr: 1e-3, evalInterval: 200, warmupSteps: 100 },
+};
+
+export class TrainJobError extends Error {
+  override name = 'TrainJobError';
+}
+
+/**
+ * The strategy for a world size. One process trains with LocalStrategy (DDP over one rank is the
+ * same computation); distributed strategies come from `distributed`, filled in by the worker.
+ */
+export type StrategyFactory = (name: StrategyName, opts: { offload: boolean }) => Promise<Strategy> | Strategy;
+
+export interface JobContext {
+  comm?: TrainerComm;
+  /** Builds ddp / zero* strategies over the process group (train-worker.ts). */
+  makeStrategy?: StrategyFactory;
+}
+
+export interface PreparedData {
+  tokenizer: CharTokenizer;
+  dataset: TextDataset;
+  model: GPTModel;
+}
+
+export function prepareData(opts: { data?: string; model: PresetName; seed: number }): PreparedData {
+  const text = loadCorpus(opts.data);
+  const tokenizer = CharTokenizer.fromText(text);
+  const dataset = new TextDataset(tokenizer.encode(text), { seed: opts.seed });
+  const model = createGPT(gptConfig(opts.model, tokenizer.vocabSize));
+  return { tokenizer, dataset, model };
+}
+
+export function sampleText(model: GPTModel, tokenizer: CharTokenizer, params: Map<string, Float32Array>, o: { prompt: string; maxNewTokens: number; temperature: number; topK?: number; seed: number }): string {
+  const tensors = paramsToTensors(params, model);
+  try {
+    const ids = generate(model, tensors, tokenizer.encode(o.prompt), { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, seed: o.seed });
+    return tokenizer.decode(ids);
+  } finally {
+    tf.dispose(Object.values(tensors));
+  }
+}
+
+export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): Promise<TrainSummary> {
+  const log = getLogger({ cmd: 'train' });
+  const rank = ctx.comm?.rank ?? 0;
+  const worldSize = ctx.comm?.worldSize ?? 1;
+  const lead = rank === 0;
+  const backend = await initBackend(opts.backend, { logger: log });
+
+  const { tokenizer, dataset, model } = prepareData(opts);
+  let strategy: Strategy;
+  if (worldSize === 1 && opts.strategy === 'ddp' && !opts.offload) {
+    strategy = new LocalStrategy();
+  } else if (ctx.makeStrategy) {
+    strategy = await ctx.makeStrategy(opts.strategy, { offload: opts.offload });
+  } else {
+    throw new TrainJobError(`--strategy ${opts.strategy}${opts.offload ? ' --offload' : ''} needs worker processes with a process group, expected to run under the launcher (zeroring train --nproc N)`);
+  }
+
+  const runConfig = {
+    model: opts.model,
+    modelConfig: model.config,
+    data: opts.data ?? 'moby-dick',
+    backend: backend.name,
+    strategyRequested: opts.strategy,
+    offload: opts.offload,
+    nproc: opts.nproc,
+  };
+  const events = lead && opts.out ? eventsFileWriter(opts.out, { truncate: !opts.resume }) : undefined;
+  const progress = lead ? createProgress({ label: 'train' }) : undefined;
+  const onEvent = (e: TrainEvent) => {
+    events?.(e);
+    if (e.type === 'val') log.info({ step: e.step, valLoss: e.valLoss }, `step ${e.step}/${opts.steps} val loss ${e.valLoss.toFixed(4)}`);
+  };
+
+  if (lead) log.info({ vocab: tokenizer.vocabSize, worldSize, strategy: strategy.name }, `training GPT ${opts.model} (${tokenizer.vocabSize} chars) for ${opts.steps} steps, batch ${opts.batchSize}×${model.config.blockSize} per rank × ${worldSize} rank(s)`);
+  progress?.start(opts.steps, { loss: '-', 'tok/s': '-' });
+  let summary: TrainSummary;
+  try {
+    summary = await train({
+      model,
+      strategy,
+      data: dataset,
+      comm: ctx.comm,
+      outDir: opts.out,
+      resume: opts.resume,
+      stopAfterSteps: opts.stopAfter,
+      backendName: backend.name,
+      runConfig,
+      checkpointFiles: { 'tokenizer.json': tokenizer.toJSON() },
+      config: {
+        steps: opts.steps,
+        batchSize: opts.batchSize,
+        blockSize: model.config.blockSize,
+        lr: opts.lr,
+        warmupSteps: opts.warmupSteps,
+        seed: opts.seed,
+        evalInterval: opts.evalInterval,
+        evalBatches: opts.evalBatches,
+        checkpointInterval: opts.checkpointInterval,
+      },
+      onEvent,
+      warn: (msg) => log.warn(msg),
+      onProgress: (p) =>
+        progress?.update(p.step, {
+          loss: p.loss.toFixed(4),
+          'tok/s': Math.round(p.tokensPerSec),
+          ...(worldSize > 1 ? { comm: `${(100 * p.commFraction).toFixed(1)}%` } : {}),
+          eta: `${Math.round(p.etaSec)}s`,
+        }),
+      sample: opts.sampleTokens > 0 ? (params) => sampleText(model, tokenizer, params, { prompt: '\n', maxNewTokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: opts.seed }) : undefined,
+    });
+  } finally {
+    progress?.stop();
+    await strategy.dispose();
+  }
+  if (lead) {
+    const v0 = summary.initialValLoss;
+    log.info(
+      { finalLoss: summary.finalLoss, finalValLoss: summary.finalValLoss, tokensPerSec: Math.round(summary.tokensPerSec), wallSeconds: summary.wallSeconds },
+      `done: ${summary.steps} steps in ${summary.wallSeconds.toFixed(1)} s, ${Math.round(summary.tokensPerSec)} tokens/s, val loss ${v0 === null ? '' : v0.toFixed(3) + ' -> '}${summary.finalValLoss?.toFixed(3) ?? 'n/a'}`,
+    );
+    if (summary.sample !== undefined) process.stdout.write(`--- sample ---\n${summary.sample}\n--------------\n`);
+  }
+  return summary;
+}

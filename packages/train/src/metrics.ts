@@ -1,0 +1,29 @@
+// Run metrics that scripts compare across runs and strategies (DESIGN.md, "Contracts").
+
+/**
+ * summary.json's paramChecksum: the float64 sum of squares of every parameter value, summed
+ * parameter by parameter in name order so the figure does not depend on how a strategy
+ * enumerates them. Identical parameters give an identical checksum.
+ */
+export function paramChecksum(params: Map<string, Float32Array>): number {
+  let total = 0;
+  for (const name of [...params.keys()].sort()) {
+    const a = params.get(name)!;
+    let s = 0;
+    for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+    total += s;
+  }
+  return total;
+}
+
+/** Human-readable byte count (KiB/MiB/GiB) for progress lines. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`;
+}

@@ -1,0 +1,332 @@
+// The training loop behind `zeroring train`, for any Strategy and any world size.
+//
+// Per step: the distributed sampler picks this rank's windows, the blockwise engine runs forward
+// and backward (gradients stream into the strategy), the strategy finishes the step
+// (communication, clipping, optimizer), and rank 0 records a metrics line. Validation runs every
+// `evalInterval` steps on a fixed seeded set of windows split across ranks. Checkpoints hold each
+// rank's shard plus the full model, so `--resume` continues exactly: everything random here is a
+// pure function of (seed, step), and the strategy's state restores bit for bit.
+//
+// Cross-rank numbers (mean loss, validation, max memory) go through a small TrainerComm, which a
+// ProcessGroup satisfies; with one process none is needed.
+import * as tf from '@tensorflow/tfjs-core';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BlockwiseEngine } from './engine.ts';
+import { uniqueParams, paramCount, type BlockModel } from './model.ts';
+import { fullMemoryReport, modelStateBytes, type MemoryReport, type Strategy } from './strategy.ts';
+import type { OnTrainEvent, TrainEvent } from './events.ts';
+import { DistributedSampler, fixedWindows, mixSeed } from './sampler.ts';
+import { learningRate } from './schedule.ts';
+import { encodeShard, loadLatestCheckpoint, saveCheckpoint, CheckpointError } from './checkpoint.ts';
+import { paramChecksum } from './metrics.ts';
+
+export class TrainerError extends Error {
+  override name = 'TrainerError';
+}
+
+/** Token windows: what @zeroring/gpt's TextDataset provides. */
+export interface WindowData {
+  windowStarts(split: 'train' | 'val', blockSize: number, stride?: number): Int32Array;
+  batchAt(starts: ArrayLike<number>, blockSize: number): { input: Int32Array; targets: Int32Array };
+}
+
+/** The collectives the trainer itself needs (a ProcessGroup has them). */
+export interface TrainerComm {
+  rank: number;
+  worldSize: number;
+  allReduce(buf: Float32Array, opts?: { op?: 'sum' | 'avg' | 'max' | 'min' }): Promise<unknown>;
+  barrier(): Promise<unknown>;
+}
+
+export interface TrainConfig {
+  /** Total optimizer steps of the run (also the end of the cosine decay unless decaySteps is set). */
+  steps: number;
+  /** Windows per rank per step. */
+  batchSize: number;
+  /** Window length T (the model's context). */
+  blockSize: number;
+  lr: number;
+  /** Floor of the cosine schedule; default lr / 10 (nanoGPT). */
+  minLr?: number;
+  /** Linear warmup steps; default min(100, steps / 10). */
+  warmupSteps?: number;
+  decaySteps?: number;
+  /** Global gradient-norm clip; default 1.0 as nanoGPT, 0 disables. */
+  maxGradNorm?: number;
+  seed: number;
+  /** Validate every K steps (and before the first and after the last step). 0 disables. */
+  evalInterval: number;
+  /** Validation batches (of batchSize windows) in the fixed validation set. */
+  evalBatches: number;
+  /** Save a checkpoint every K steps (and at the end when outDir is set). 0: only at the end. */
+  checkpointInterval?: number;
+  keepCheckpoints?: number;
+}
+
+export interface Progress {
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  tokensPerSec: number;
+  /** Share of the step spent waiting on communication. */
+  commFraction: number;
+  etaSec: number;
+  valLoss?: number;
+}
+
+export interface TrainerOptions {
+  model: BlockModel;
+  strategy: Strategy;
+  data: WindowData;
+  config: TrainConfig;
+  /** Where metrics.jsonl, summary.json and checkpoints/ go; nothing is written without it. */
+  outDir?: string;
+  /** Continue from the newest complete checkpoint in outDir/checkpoints. */
+  resume?: boolean;
+  /** Stop after this step count even though the schedule is for config.steps (an interrupted run). */
+  stopAfterSteps?: number;
+  comm?: TrainerComm;
+  onEvent?: OnTrainEvent;
+  onProgress?: (p: Progress) => void;
+  /** Warnings (e.g. a corrupt checkpoint skipped). */
+  warn?: (msg: string) => void;
+  /** Recorded as summary.config and the checkpoint's config.json (model preset, backend, CLI flags...). */
+  runConfig?: Record<string, unknown>;
+  /** Extra JSON files for every checkpoint, e.g. { 'tokenizer.json': tokenizer.toJSON() }. */
+  checkpointFiles?: Record<string, unknown>;
+  /** Produce a text sample from the final parameters (rank 0, at the end). */
+  sample?: (params: Map<string, Float32Array>) => Promise<string> | string;
+  backendName?: string;
+}
+
+export interface TrainSummary {
+  config: Record<string, unknown>;
+  steps: number;
+  paramCount: number;
+  finalLoss: number;
+  finalValLoss: number | null;
+  initialValLoss: number | null;
+  paramChecksum: number;
+  memory: { modelStateBytes: number; peak: Required<MemoryReport> };
+  strategy: string;
+  worldSize: number;
+  tokensPerSec: number;
+  wallSeconds: number;
+  sample?: string;
+  resumedFrom?: number;
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export async function train(opts: TrainerOptions): Promise<TrainSummary> {
+  const { model, strategy, data, config: cfg, outDir, comm } = opts;
+  const rank = comm?.rank ?? 0;
+  const worldSize = comm?.worldSize ?? 1;
+  const lead = rank === 0;
+  for (const [k, v] of [['steps', cfg.steps], ['batchSize', cfg.batchSize], ['blockSize', cfg.blockSize]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new TrainerError(`config.${k} = ${v}, expected a positive integer`);
+  }
+  if (!(cfg.lr > 0)) throw new TrainerError(`config.lr = ${cfg.lr}, expected a positive number`);
+  const schedule = {
+    lr: cfg.lr,
+    minLr: cfg.minLr ?? cfg.lr / 10,
+    warmupSteps: cfg.warmupSteps ?? Math.min(100, Math.floor(cfg.steps / 10)),
+    decaySteps: cfg.decaySteps ?? cfg.steps,
+  };
+  const maxGradNorm = cfg.maxGradNorm ?? 1.0;
+  const emit = (e: TrainEvent) => {
+    if (!lead || !opts.onEvent) return;
+    try {
+      opts.onEvent(e);
+    } catch {
+      // The hook's failures are its own (events.ts); training goes on.
+    }
+  };
+  const runConfig = { ...opts.runConfig, ...cfg, schedule, maxGradNorm, strategy: strategy.name, worldSize };
+  const T = cfg.blockSize;
+  const B = cfg.batchSize;
+  const nParams = uniqueParams(model).reduce((n, s) => n + paramCount(s), 0);
+  const started = performance.now();
+
+  const metricsPath = outDir ? join(outDir, 'metrics.jsonl') : undefined;
+  const ckptRoot = outDir ? join(outDir, 'checkpoints') : undefined;
+  if (outDir && lead) mkdirSync(outDir, { recursive: true });
+
+  const engine = new BlockwiseEngine(model);
+  await strategy.setup(model, model.initParams(cfg.seed));
+
+  let startStep = 0;
+  let resumedFrom: number | undefined;
+  if (opts.resume) {
+    if (!ckptRoot) throw new TrainerError('resume needs an output directory holding checkpoints/, got none');
+    const ck = await loadLatestCheckpoint(ckptRoot, rank, worldSize, opts.warn);
+    await strategy.loadState(ck.shard);
+    const tr = ck.common['trainer.json'] as { nextStep?: unknown } | undefined;
+    if (typeof tr?.nextStep !== 'number') throw new CheckpointError(`${ck.dir}/trainer.json lacks nextStep`);
+    startStep = tr.nextStep;
+    resumedFrom = ck.step;
+  }
+  if (metricsPath && lead && !opts.resume) writeFileSync(metricsPath, '');
+
+  emit({ type: 'config', config: runConfig, paramCount: nParams, strategy: strategy.name, backend: opts.backendName ?? tf.getBackend(), worldSize });
+
+  // ---- data ----
+  const trainStarts = data.windowStarts('train', T);
+  const valStarts = data.windowStarts('val', T);
+  const sampler = new DistributedSampler({ numWindows: trainStarts.length, batchSize: B, rank, worldSize, seed: mixSeed(cfg.seed, 1) });
+  const valChoice = fixedWindows(valStarts.length, cfg.evalBatches * B, mixSeed(cfg.seed, 2));
+
+  const makeBatch = (starts: ArrayLike<number>) => {
+    const b = data.batchAt(starts, T);
+    return { input: tf.tensor(b.input, [starts.length, T], 'int32'), targets: tf.tensor(b.targets, [starts.length, T], 'int32') };
+  };
+
+  const reduce = async (values: number[], op: 'sum' | 'avg' | 'max'): Promise<number[]> => {
+    if (!comm || worldSize === 1) return values;
+    const buf = Float32Array.from(values);
+    await comm.allReduce(buf, { op });
+    return [...buf];
+  };
+
+  const evaluate = async (): Promise<number> => {
+    let sum = 0;
+    let count = 0;
+    for (let b = rank; b < cfg.evalBatches; b += worldSize) {
+      const starts = Array.from(valChoice.subarray(b * B, (b + 1) * B), (i) => valStarts[i]);
+      const { input, targets } = makeBatch(starts);
+      sum += await engine.evalLoss(input, targets, strategy);
+      count += 1;
+      tf.dispose([input, targets]);
+    }
+    const [s, c] = await reduce([sum, count], 'sum');
+    return s / c;
+  };
+
+  const checkpoint = async (nextStep: number): Promise<void> => {
+    if (!ckptRoot) return;
+    const shard = await strategy.saveState();
+    const full = await strategy.fullParams();
+    await saveCheckpoint({
+      root: ckptRoot,
+      step: nextStep,
+      rank,
+      worldSize,
+      shard,
+      keep: cfg.keepCheckpoints,
+      barrier: comm && worldSize > 1 ? async () => void (await comm.barrier()) : undefined,
+      common: {
+        'config.json': runConfig,
+        'trainer.json': { nextStep, seed: cfg.seed, worldSize, strategy: strategy.name },
+        'model.bin': encodeShard({ meta: { kind: 'full-params' }, arrays: full }),
+        ...opts.checkpointFiles,
+      },
+    });
+  };
+
+  // ---- loop ----
+  const doEval = cfg.evalInterval > 0 && cfg.evalBatches > 0;
+  let initialValLoss: number | null = null;
+  let finalValLoss: number | null = null;
+  if (doEval && startStep === 0) {
+    initialValLoss = await evaluate();
+    finalValLoss = initialValLoss;
+    emit({ type: 'val', step: 0, valLoss: initialValLoss });
+  }
+  const endStep = Math.min(cfg.steps, opts.stopAfterSteps ?? cfg.steps);
+  let finalLoss = NaN;
+  let peakModelState = 0;
+  const peak = fullMemoryReport({});
+  const stepTimes: number[] = [];
+  const tokensPerStep = worldSize * B * T;
+
+  for (let step = startStep; step < endStep; step++) {
+    const t0 = performance.now();
+    const idx = sampler.indices(step);
+    const { input, targets } = makeBatch(Array.from(idx, (i) => trainStarts[i]));
+    const lossLocal = await engine.forwardBackward(input, targets, strategy, strategy);
+    tf.dispose([input, targets]);
+    const t1 = performance.now();
+    const lr = learningRate(schedule, step);
+    const stats = await strategy.finishStep({ lr, step, maxGradNorm });
+    const t2 = performance.now();
+
+    const mem = fullMemoryReport(strategy.memory());
+    mem.activations.device = Math.max(mem.activations.device, engine.lastActivationBytes);
+    for (const c of Object.keys(peak) as Array<keyof typeof peak>) {
+      peak[c].device = Math.max(peak[c].device, mem[c].device);
+      peak[c].host = Math.max(peak[c].host, mem[c].host);
+    }
+    const [loss, computeMs, commMs, optimMs] = await reduce([lossLocal, t1 - t0, stats.commMs, stats.optimMs - 0], 'avg');
+    const [msb] = await reduce([modelStateBytes(mem)], 'max');
+    peakModelState = Math.max(peakModelState, msb);
+    finalLoss = loss;
+    const stepMs = performance.now() - t0;
+    stepTimes.push(stepMs);
+    const tokensPerSec = tokensPerStep / (stepMs / 1000);
+
+    let valLoss: number | undefined;
+    const last = step === cfg.steps - 1;
+    if (doEval && ((step + 1) % cfg.evalInterval === 0 || last)) {
+      valLoss = await evaluate();
+      finalValLoss = valLoss;
+    }
+    const line = {
+      step: step + 1,
+      loss,
+      lr,
+      tokensPerSec,
+      computeMs,
+      commMs,
+      optimMs,
+      stepMs,
+      gradNorm: stats.gradNorm,
+      memory: mem,
+      ...(valLoss !== undefined ? { valLoss } : {}),
+    };
+    if (metricsPath && lead) appendFileSync(metricsPath, JSON.stringify(line) + '\n');
+    emit({ type: 'step', step: step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: mem });
+    if (valLoss !== undefined) emit({ type: 'val', step: step + 1, valLoss });
+    if (lead && opts.onProgress) {
+      const recent = stepTimes.slice(-20);
+      const avgMs = recent.reduce((a, b) => a + b, 0) / recent.length;
+      opts.onProgress({ step: step + 1, steps: cfg.steps, loss, lr, tokensPerSec, commFraction: commMs / stepMs, etaSec: ((endStep - step - 1) * avgMs) / 1000, valLoss });
+    }
+    const every = cfg.checkpointInterval ?? 0;
+    if (every > 0 && (step + 1) % every === 0 && step + 1 < endStep) await checkpoint(step + 1);
+  }
+  if (outDir && endStep > startStep) await checkpoint(endStep);
+
+  const finalParams = await strategy.fullParams();
+  const checksum = paramChecksum(finalParams);
+  let sample: string | undefined;
+  if (lead && opts.sample) {
+    sample = await opts.sample(finalParams);
+    emit({ type: 'sample', step: endStep, text: sample });
+  }
+  const summary: TrainSummary = {
+    config: runConfig,
+    steps: endStep,
+    paramCount: nParams,
+    finalLoss,
+    finalValLoss,
+    initialValLoss,
+    paramChecksum: checksum,
+    memory: { modelStateBytes: peakModelState, peak },
+    strategy: strategy.name,
+    worldSize,
+    tokensPerSec: stepTimes.length ? tokensPerStep / (median(stepTimes) / 1000) : 0,
+    wallSeconds: (performance.now() - started) / 1000,
+    ...(sample !== undefined ? { sample } : {}),
+    ...(resumedFrom !== undefined ? { resumedFrom } : {}),
+  };
+  if (outDir && lead) writeFileSync(join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  emit({ type: 'done', summary: summary as unknown as Record<string, unknown> });
+  return summary;
+}
