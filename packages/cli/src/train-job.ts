@@ -8,6 +8,7 @@ import { getLogger } from '@zeroring/comm/logger';
 import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
 import { LocalStrategy, train, eventsFileWriter, type Strategy, type TrainerComm, type TrainSummary, type TrainEvent } from '@zeroring/train';
 import { createProgress } from './progress.ts';
+import { attachDashboard } from './dashboard/attach.ts';
 
 export const STRATEGY_NAMES = ['ddp', 'zero1', 'zero2', 'zero3'] as const;
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
@@ -33,6 +34,9 @@ export interface TrainJobOptions {
   sampleTokens: number;
   /** Stop after this many steps of the schedule (an interrupted run; for tests and --resume demos). */
   stopAfter?: number;
+  /** Rank 0 serves the live dashboard on this port (0: any free port) for the length of the run. */
+  dashboard?: number;
+  dashboardHost?: string;
 }
 
 /** Defaults per preset, chosen so the default tiny run learns visibly in a few minutes on 2 cores. */
@@ -109,8 +113,10 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
   };
   const events = lead && opts.out ? eventsFileWriter(opts.out, { truncate: !opts.resume }) : undefined;
   const progress = lead ? createProgress({ label: 'train' }) : undefined;
+  const dash = lead && opts.dashboard !== undefined ? await attachDashboard(opts.dashboard, { host: opts.dashboardHost }) : undefined;
   const onEvent = (e: TrainEvent) => {
     events?.(e);
+    dash?.onEvent(e);
     if (e.type === 'val') log.info({ step: e.step, valLoss: e.valLoss }, `step ${e.step}/${opts.steps} val loss ${e.valLoss.toFixed(4)}`);
   };
 
@@ -153,6 +159,7 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
     });
   } finally {
     progress?.stop();
+    await dash?.close();
     await strategy.dispose();
   }
   if (lead) {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { launch } from '@zeroring/comm/launch/index';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
+import { dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
 import { PRESET_DEFAULTS, STRATEGY_NAMES, runTrainJob, type StrategyName, type TrainJobOptions } from '../train-job.ts';
 
 function intArg(name: string, min: number) {
@@ -47,6 +48,8 @@ interface TrainFlags {
   masterAddr?: string;
   masterPort?: number;
   maxRestarts: number;
+  dashboard?: number | boolean;
+  dashboardHost?: string;
 }
 
 export function toJobOptions(f: TrainFlags): TrainJobOptions {
@@ -70,6 +73,8 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     checkpointInterval: f.checkpointInterval,
     sampleTokens: f.sampleTokens,
     stopAfter: f.stopAfter,
+    dashboard: resolveDashboardPort(f.dashboard),
+    dashboardHost: f.dashboardHost,
   };
 }
 
@@ -100,6 +105,8 @@ export function registerTrain(program: Command): void {
     .option('--master-addr <host>', 'rendezvous host (rank 0 node)')
     .option('--master-port <port>', 'rendezvous port', intArg('--master-port', 1))
     .option('--max-restarts <k>', 'restart the workers up to K times after a failure', intArg('--max-restarts', 0), 0)
+    .addOption(dashboardOption())
+    .option('--dashboard-host <host>', 'address the dashboard binds (default 127.0.0.1; 0.0.0.0 for other machines)')
     .action(async (flags: TrainFlags) => {
       const job = toJobOptions(flags);
       if (flags.nproc === 1 && flags.nnodes === 1 && job.strategy === 'ddp' && !job.offload) {

@@ -138,6 +138,17 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     history: () => history,
     close: async () => {
       if (timer) clearInterval(timer);
+      // A polite close first, so a 'done' event published just before still reaches open pages;
+      // whoever does not answer within a second is cut off.
+      const open = [...wss.clients];
+      await Promise.race([
+        Promise.all(open.map((c) => new Promise<void>((resolve) => {
+          if (c.readyState === WebSocket.CLOSED) return resolve();
+          c.once('close', () => resolve());
+          c.close(1001, 'dashboard closing');
+        }))),
+        new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
       for (const client of wss.clients) client.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       server.closeAllConnections();
