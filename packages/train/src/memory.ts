@@ -20,25 +20,25 @@
 // working copies of that domain's params (the master copy the host updates) 4 and gradients 4,
 // reported as host optimizer/params/grads. The device keeps what the stage keeps of params and
 // grads. Activations and one gathered block in flight come on top and are not estimated here.
+import { MEMORY_CATEGORIES, type MemoryCategory, type MemoryReport, type PlaceBytes } from './events.ts';
 
-export const MEMORY_CATEGORIES = ['params', 'grads', 'optimizer', 'gathered', 'activations'] as const;
-export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
+// The category list and report shape are the dashboard/metrics contract (events.ts, imported
+// from there, not re-exported); the tracker fills exactly that shape so a strategy's memory() can
+// return tracker.report() as is.
 export const MEMORY_PLACES = ['device', 'host'] as const;
 export type MemoryPlace = (typeof MEMORY_PLACES)[number];
 
-export interface PlaceBytes {
-  device: number;
-  host: number;
-}
-export type MemoryByCategory = Record<MemoryCategory, PlaceBytes>;
+/** Every category present. */
+export type MemoryByCategory = Required<MemoryReport>;
 
-/** A report: the categories (the shape metrics.jsonl's `memory` uses), plus totals. */
-export type MemoryReport = MemoryByCategory & {
+/** report() plus totals, model-state bytes and high-water marks. */
+export interface MemorySummary {
+  memory: MemoryByCategory;
   total: PlaceBytes;
   /** params + grads + optimizer, device and host together. */
   modelStateBytes: number;
   peak: { total: PlaceBytes; modelStateBytes: number };
-};
+}
 
 const MODEL_STATE: readonly MemoryCategory[] = ['params', 'grads', 'optimizer'];
 
@@ -139,9 +139,14 @@ export class MemoryTracker {
     return Object.fromEntries(MEMORY_CATEGORIES.map((c) => [c, { ...this.peakCell[c] }])) as MemoryByCategory;
   }
 
-  report(): MemoryReport {
+  /** Current bytes by category and place: the metrics/dashboard `memory` shape (a copy). */
+  report(): MemoryByCategory {
+    return this.current();
+  }
+
+  summary(): MemorySummary {
     return {
-      ...this.current(),
+      memory: this.current(),
       total: this.total(this.cur),
       modelStateBytes: this.modelState(this.cur),
       peak: { total: { ...this.peakTotal }, modelStateBytes: this.peakModelState },

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryTracker, MemoryAccountingError, estimateMemory, estimateStrategy, formatBytes, MEMORY_CATEGORIES } from '../src/memory.ts';
+import { totalBytes, MEMORY_CATEGORIES } from '../src/events.ts';
+import { modelStateBytes } from '../src/strategy.ts';
+import { MemoryTracker, MemoryAccountingError, estimateMemory, estimateStrategy, formatBytes } from '../src/memory.ts';
 
 describe('MemoryTracker', () => {
   it('tracks bytes by category and place, totals, model state and peaks', () => {
@@ -8,7 +10,8 @@ describe('MemoryTracker', () => {
     const g = t.track('grads', 'device', new Float32Array(100));
     const m = t.alloc('optimizer', 'host', 800);
     const gathered = t.alloc('gathered', 'device', 1000, 'h0');
-    let r = t.report();
+    expect(t.report()).toEqual(t.current());
+    let r = { ...t.summary(), ...t.summary().memory };
     expect(r.params).toEqual({ device: 400, host: 0 });
     expect(r.grads).toEqual({ device: 400, host: 0 });
     expect(r.optimizer).toEqual({ device: 0, host: 800 });
@@ -19,7 +22,7 @@ describe('MemoryTracker', () => {
     t.free(gathered);
     const act = t.alloc('activations', 'device', 300);
     t.resize(act, 500);
-    r = t.report();
+    r = { ...t.summary(), ...t.summary().memory };
     expect(r.gathered.device).toBe(0);
     expect(r.activations.device).toBe(500);
     expect(r.total).toEqual({ device: 1300, host: 800 });
@@ -29,19 +32,21 @@ describe('MemoryTracker', () => {
     t.free(p);
     t.free(m);
     t.free(act);
-    r = t.report();
+    r = { ...t.summary(), ...t.summary().memory };
     for (const c of MEMORY_CATEGORIES) expect(r[c]).toEqual({ device: 0, host: 0 });
     expect(r.peak.modelStateBytes).toBe(1600);
     t.resetPeak();
-    expect(t.report().peak).toEqual({ total: { device: 0, host: 0 }, modelStateBytes: 0 });
+    expect(t.summary().peak).toEqual({ total: { device: 0, host: 0 }, modelStateBytes: 0 });
   });
 
-  it('report() is a snapshot, and current() holds only the categories', () => {
+  it('report() is a snapshot holding exactly the categories (the metrics/dashboard shape)', () => {
     const t = new MemoryTracker();
     const snap = t.report();
     t.alloc('params', 'host', 8);
     expect(snap.params.host).toBe(0);
-    expect(Object.keys(t.current())).toEqual([...MEMORY_CATEGORIES]);
+    expect(Object.keys(t.report())).toEqual([...MEMORY_CATEGORIES]);
+    expect(totalBytes(t.report())).toBe(8);
+    expect(modelStateBytes(t.report())).toBe(t.summary().modelStateBytes);
   });
 
   it('rejects double free, bad categories and negative sizes', () => {
