@@ -1,0 +1,75 @@
+// `zeroring train` and `zeroring sample` as a user runs them: the real CLI in a child process,
+// writing the DESIGN.md files, then sampling from the checkpoint it left; `--resume` continues.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');
+const out = mkdtempSync(join(tmpdir(), 'zr-cli-train-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cliBin, ...args], { cwd: repoRoot, env: { ...process.env, ZERORING_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const common = ['--backend', 'wasm', '--batch-size', '2', '--eval-interval', '2', '--eval-batches', '1', '--sample-tokens', '20', '--seed', '3'];
+
+describe('zeroring train / sample (CLI)', () => {
+  it('trains a few steps into --out with metrics.jsonl, summary.json, events.jsonl and a checkpoint', async () => {
+    const r = await cli(['train', '--steps', '4', '--stop-after', '3', '--out', out, ...common]);
+    expect(r.code, r.stderr).toBe(0);
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
+    expect(metrics[0]).toMatchObject({ step: 1, commMs: 0 });
+    expect(metrics[0].memory.params.device).toBeGreaterThan(0);
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
+    expect(summary).toMatchObject({ steps: 3, strategy: 'local', worldSize: 1, config: { model: 'tiny', backend: 'wasm' } });
+    expect(summary.paramCount).toBeGreaterThan(100_000);
+    expect(summary.paramChecksum).toBeGreaterThan(0);
+    expect(summary.memory.modelStateBytes).toBe(16 * summary.paramCount);
+    expect(existsSync(join(out, 'events.jsonl'))).toBe(true);
+    for (const f of ['manifest.json', 'model.bin', 'shard-rank0.bin', 'tokenizer.json', 'config.json', 'trainer.json']) {
+      expect(existsSync(join(out, 'checkpoints', 'step-00000003', f)), f).toBe(true);
+    }
+    expect(r.stderr).toMatch(/val loss/);
+    expect(r.stdout).toContain('--- sample ---');
+  });
+
+  it('samples from that checkpoint', async () => {
+    const r = await cli(['sample', '--checkpoint', out, '--prompt', 'Call me', '--max-new-tokens', '15', '--top-k', '5', '--backend', 'wasm']);
+    expect(r.code, r.stderr).toBe(0);
+    const text = r.stdout.replace(/\n$/, ''); // the command adds one newline; generated text may end in whitespace
+    expect(text.startsWith('Call me')).toBe(true);
+    expect(Array.from(text).length).toBe('Call me'.length + 15);
+  });
+
+  it('resumes the interrupted run to its last step', async () => {
+    const r = await cli(['train', '--steps', '4', '--resume', '--out', out, ...common]);
+    expect(r.code, r.stderr).toBe(0);
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'))).toMatchObject({ steps: 4, resumedFrom: 3 });
+  });
+
+  it('rejects --resume without checkpoints, naming the directory', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'zr-cli-empty-'));
+    try {
+      const r = await cli(['train', '--steps', '2', '--resume', '--out', empty, ...common]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('no complete checkpoint under');
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
