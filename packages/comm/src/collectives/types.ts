@@ -1,0 +1,39 @@
+// What a collective algorithm sees of the world: its rank in the ring, a way to send a chunk
+// to the next rank, and the chunks that arrive from the previous rank (in the order they were
+// sent). Transport, tagging, ordering, timeouts and failures live in process-group.ts and
+// transport/; the files in this folder are only the algorithms (Gloo's split).
+import { ZeroringError } from '../errors.ts';
+
+export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
+export const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'avg', 'max', 'min'];
+
+export type CollectiveKind = 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'barrier';
+
+export interface RingPort {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Elements per chunk: the pipelining grain. */
+  readonly chunkElems: number;
+  /**
+   * Sends a chunk to the next rank. The bytes are not copied: they must stay unchanged until
+   * the collective completes (the process group waits for the socket to take them).
+   */
+  send(step: number, chunk: number, data: Float32Array): void;
+}
+
+export interface Collective {
+  /** Sends what needs nothing from the previous rank. */
+  start(): void;
+  /**
+   * One chunk from the previous rank. `data` belongs to the collective: it may reduce into it
+   * and forward it.
+   */
+  onChunk(step: number, chunk: number, data: Float32Array): void;
+  /** Messages still expected from the previous rank; 0 means this rank's part is done. */
+  readonly expecting: number;
+}
+
+/** A message that does not fit the schedule: a bug or a corrupted peer, never silently used. */
+export function scheduleError(what: string): ZeroringError {
+  return new ZeroringError(`collective schedule violated: ${what}`);
+}

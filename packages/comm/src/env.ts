@@ -1,0 +1,104 @@
+// Options of initProcessGroup, defaulted from torchrun's environment (RANK, WORLD_SIZE,
+// MASTER_ADDR, MASTER_PORT, ...) plus zeroring's own ZERORING_* variables, and checked up
+// front so that a bad value is named with the expected one before any socket opens.
+import { ConfigError } from './errors.ts';
+
+export interface InitOptions {
+  rank?: number;
+  worldSize?: number;
+  masterAddr?: string;
+  masterPort?: number;
+  /** The job's shared secret (ZERORING_TOKEN); required when worldSize > 1. */
+  token?: string;
+  /** A collective (or the rendezvous) that makes no progress for this long fails (ZERORING_TIMEOUT_MS, default 120000). */
+  timeoutMs?: number;
+  /**
+   * Who hosts the rendezvous store on MASTER_ADDR:MASTER_PORT: 'rank0' (default) or
+   * 'external' (a launcher or another process already does; ZERORING_STORE_EXTERNAL=1).
+   */
+  storeHostedBy?: 'rank0' | 'external';
+  /** Address to listen on for ring peers (ZERORING_BIND_ADDR); see resolveOptions. */
+  bindAddr?: string;
+  /** Address the other ranks dial to reach this one (ZERORING_ADVERTISE_ADDR). */
+  advertiseAddr?: string;
+  /** Pipelining grain in bytes (ZERORING_CHUNK_BYTES). */
+  chunkBytes?: number;
+}
+
+export interface ResolvedOptions {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  localWorldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  token: string;
+  timeoutMs: number;
+  storeHostedBy: 'rank0' | 'external';
+  bindAddr: string | undefined;
+  advertiseAddr: string | undefined;
+  chunkBytes: number;
+  /** Restart attempt (ZERORING_RESTART_COUNT / TORCHELASTIC_RESTART_COUNT): namespaces store keys. */
+  restartCount: number;
+}
+
+export const DEFAULT_TIMEOUT_MS = 120_000;
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MASTER_PORT = 29500;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function intFrom(name: string, raw: string | number | undefined, fallback: number | undefined): number | undefined {
+  if (raw === undefined || raw === '') return fallback;
+  const v = typeof raw === 'number' ? raw : Number(raw);
+  if (!Number.isInteger(v)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not an integer`);
+  return v;
+}
+
+export function isLoopback(addr: string): boolean {
+  return addr === 'localhost' || addr === '::1' || addr === '[::1]' || /^127\./.test(addr) || addr === '::ffff:127.0.0.1';
+}
+
+export function resolveOptions(o: InitOptions = {}, env: Env = process.env): ResolvedOptions {
+  const worldSize = intFrom('WORLD_SIZE', o.worldSize ?? env.WORLD_SIZE, 1)!;
+  const rank = intFrom('RANK', o.rank ?? env.RANK, 0)!;
+  if (worldSize < 1) throw new ConfigError(`WORLD_SIZE=${worldSize} is out of range, expected an integer >= 1`);
+  if (rank < 0 || rank >= worldSize) throw new ConfigError(`RANK=${rank} is out of range for WORLD_SIZE=${worldSize}, expected 0..${worldSize - 1}`);
+  const localWorldSize = intFrom('LOCAL_WORLD_SIZE', env.LOCAL_WORLD_SIZE, worldSize)!;
+  const localRank = intFrom('LOCAL_RANK', env.LOCAL_RANK, rank % Math.max(1, localWorldSize))!;
+  let masterAddr = o.masterAddr ?? env.MASTER_ADDR ?? '127.0.0.1';
+  if (masterAddr === 'localhost' || masterAddr === '') masterAddr = '127.0.0.1';
+  const masterPort = intFrom('MASTER_PORT', o.masterPort ?? env.MASTER_PORT, DEFAULT_MASTER_PORT)!;
+  if (masterPort < 1 || masterPort > 65535) throw new ConfigError(`MASTER_PORT=${masterPort} is out of range, expected 1..65535`);
+  const token = o.token ?? env.ZERORING_TOKEN ?? '';
+  if (worldSize > 1 && token === '')
+    throw new ConfigError(
+      'ZERORING_TOKEN is not set, expected the job\'s shared secret on every worker ' +
+        '(`zeroring launch` sets it; by hand: export ZERORING_TOKEN=$(openssl rand -hex 32) on all workers)',
+    );
+  const timeoutMs = intFrom('ZERORING_TIMEOUT_MS', o.timeoutMs ?? env.ZERORING_TIMEOUT_MS, DEFAULT_TIMEOUT_MS)!;
+  if (timeoutMs < 1) throw new ConfigError(`ZERORING_TIMEOUT_MS=${timeoutMs} is out of range, expected a positive number of milliseconds`);
+  const ext = env.ZERORING_STORE_EXTERNAL;
+  const storeHostedBy = o.storeHostedBy ?? (ext === '1' || ext === 'true' ? 'external' : 'rank0');
+  if (storeHostedBy !== 'rank0' && storeHostedBy !== 'external') throw new ConfigError(`storeHostedBy=${String(storeHostedBy)}, expected 'rank0' or 'external'`);
+  const chunkBytes = intFrom('ZERORING_CHUNK_BYTES', o.chunkBytes ?? env.ZERORING_CHUNK_BYTES, DEFAULT_CHUNK_BYTES)!;
+  if (chunkBytes < 4 || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 4 !== 0)
+    throw new ConfigError(`ZERORING_CHUNK_BYTES=${chunkBytes} is out of range, expected a multiple of 4 in 4..${MAX_CHUNK_BYTES}`);
+  const restartCount = intFrom('ZERORING_RESTART_COUNT', env.ZERORING_RESTART_COUNT ?? env.TORCHELASTIC_RESTART_COUNT, 0)!;
+  return {
+    rank,
+    worldSize,
+    localRank,
+    localWorldSize,
+    masterAddr,
+    masterPort,
+    token,
+    timeoutMs,
+    storeHostedBy,
+    bindAddr: o.bindAddr ?? (env.ZERORING_BIND_ADDR || undefined),
+    advertiseAddr: o.advertiseAddr ?? (env.ZERORING_ADVERTISE_ADDR || undefined),
+    chunkBytes,
+    restartCount,
+  };
+}

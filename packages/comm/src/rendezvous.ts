@@ -1,0 +1,84 @@
+// Rendezvous: find the rendezvous store, claim our rank, build the ring.
+//
+// Store hosting rule: the store lives at MASTER_ADDR:MASTER_PORT. Unless told that someone
+// else hosts it (storeHostedBy 'external' / ZERORING_STORE_EXTERNAL=1, e.g. a launcher), rank
+// 0 starts it in-process; if that port is taken, rank 0 fails with a ConfigError instead of
+// guessing whether the listener there is ours. Every rank, rank 0 included, then dials it.
+//
+// Addresses: with a loopback MASTER_ADDR (a single-node job) everything binds to 127.0.0.1.
+// Otherwise the store binds to MASTER_ADDR (or ZERORING_BIND_ADDR), and each rank's ring
+// listener binds to ZERORING_BIND_ADDR if given (0.0.0.0 = all interfaces, the user's
+// choice), else to the local address of the interface that routes to the master, the one
+// this rank's store connection left from. The advertised address is ZERORING_ADVERTISE_ADDR,
+// else the bind address, else (bound to all interfaces) that same route's local address.
+import type { ResolvedOptions } from './env.ts';
+import { isLoopback } from './env.ts';
+import { ZeroringError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { StoreClient } from './store/client.ts';
+import { startStoreServer, type StoreServer } from './store/server.ts';
+import { RingTransport } from './transport/ring.ts';
+
+export interface Rendezvous {
+  ring: RingTransport;
+  store: StoreClient;
+  storeServer: StoreServer | null;
+}
+
+function isWildcard(a: string): boolean {
+  return a === '0.0.0.0' || a === '::' || a === '[::]';
+}
+
+export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rendezvous> {
+  const deadline = Date.now() + o.timeoutMs;
+  const left = () => Math.max(1, deadline - Date.now());
+  const loop = isLoopback(o.masterAddr);
+  let storeServer: StoreServer | null = null;
+  if (o.rank === 0 && o.storeHostedBy === 'rank0') {
+    const host = loop ? o.masterAddr : (o.bindAddr ?? o.masterAddr);
+    storeServer = await startStoreServer({ host, port: o.masterPort, token: o.token, log: log.child({ component: 'store' }) });
+    log.debug({ host, port: storeServer.port }, 'hosting the rendezvous store');
+  }
+  let store: StoreClient | undefined;
+  try {
+    store = await StoreClient.connect({ host: o.masterAddr, port: o.masterPort, token: o.token, rank: o.rank, timeoutMs: o.timeoutMs, log });
+    const s = store;
+    // The store may declare the rendezvous broken at any point (e.g. a rank claimed twice).
+    const broken = new Promise<never>((_, rej) => (s.onFailure = rej));
+    broken.catch(() => undefined);
+    const steps = async (): Promise<RingTransport> => {
+      const prefix = `g${o.restartCount}/`;
+      await s.join(prefix, o.rank, o.worldSize);
+      const local = s.localAddress ?? '127.0.0.1';
+      const bindHost = loop ? '127.0.0.1' : (o.bindAddr ?? local);
+      const advertiseHost = o.advertiseAddr ?? (isWildcard(bindHost) ? local : bindHost);
+      const ring = await RingTransport.establish({
+        rank: o.rank,
+        worldSize: o.worldSize,
+        token: o.token,
+        store: s,
+        prefix,
+        bindHost,
+        advertiseHost,
+        timeoutMs: left(),
+        log,
+      });
+      try {
+        // Everyone has its ring before anyone leaves: after this the store is no longer needed.
+        if ((await s.add(`${prefix}ready`, 1)) === o.worldSize) await s.set(`${prefix}ready/all`, 1);
+        await s.wait([`${prefix}ready/all`], left());
+      } catch (e) {
+        await ring.close();
+        throw e;
+      }
+      return ring;
+    };
+    const ring = await Promise.race([steps(), broken]);
+    s.onFailure = (e) => log.debug({ err: e.message }, 'store connection ended');
+    return { ring, store: s, storeServer };
+  } catch (e) {
+    store?.close();
+    await storeServer?.close();
+    throw e instanceof ZeroringError ? e : new ZeroringError(`rendezvous failed on rank ${o.rank}: ${(e as Error).message}`, { cause: e });
+  }
+}

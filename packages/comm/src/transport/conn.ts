@@ -1,0 +1,280 @@
+// One authenticated WebSocket connection, used by both the rendezvous store and the ring.
+//
+// Before anything else both ends prove that they know the job token, without sending it:
+// the server sends a random nonce, the client answers with its own nonce and
+// HMAC-SHA256(token, purpose|client|rank|nonces), the server checks it and answers with the
+// server-side MAC so the client knows it reached the job and not an impostor. Until that
+// succeeds only tiny handshake messages are accepted; anything else (wrong MAC, garbage,
+// oversized frames, text frames, a silent client) closes that one connection with a logged
+// reason and nothing else happens.
+//
+// The single 'message' listener is installed at construction and never swapped: ws emits
+// messages synchronously while parsing a socket read, so a listener attached after an await
+// could miss data that arrived in the same read as the handshake's last message.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { pack, unpack } from 'msgpackr';
+import WebSocket from 'ws';
+import { AuthError, ConfigError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+
+export const CloseCode = {
+  normal: 1000,
+  abort: 4000,
+  authFailed: 4001,
+  malformed: 4002,
+  unexpectedPeer: 4003,
+  duplicate: 4004,
+} as const;
+
+export type Purpose = 'store' | 'peer';
+
+/** Handshake messages are a few dozen bytes; anything bigger before auth is hostile. */
+const PRE_AUTH_MAX_BYTES = 1024;
+const PROTOCOL = 'zeroring/1';
+
+function hmac(token: string, purpose: Purpose, side: 'client' | 'server', rank: number, snonce: Uint8Array, cnonce: Uint8Array): Buffer {
+  return createHmac('sha256', token).update(`${PROTOCOL}|${purpose}|${side}|${rank}|`).update(snonce).update(cnonce).digest();
+}
+
+function macEqual(a: unknown, b: Buffer): boolean {
+  return a instanceof Uint8Array && a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** ws masks client frames with a random key; between authenticated peers a zero key skips that pass over the data. */
+export function zeroMask(mask: Buffer): void {
+  mask[0] = mask[1] = mask[2] = mask[3] = 0;
+}
+
+interface HandshakeMsg {
+  t?: unknown;
+  nonce?: unknown;
+  rank?: unknown;
+  mac?: unknown;
+}
+
+export interface ConnOptions {
+  token: string;
+  purpose: Purpose;
+  log: Logger;
+  /** Deadline for the handshake. */
+  authTimeoutMs: number;
+}
+
+export class Conn {
+  /** The peer's rank as proven in the handshake (-1 for a non-rank client such as a launcher). */
+  peerRank = -1;
+  /** Last time any byte arrived (heartbeats included); used to detect a silent peer. */
+  lastSeen = Date.now();
+  readonly ready: Promise<void>;
+  closed = false;
+  closeCode = 0;
+  closeReason = '';
+
+  private authed = false;
+  private snonce = randomBytes(16);
+  private cnonce = randomBytes(16);
+  private queued: Buffer[] = [];
+  private handler: ((data: Buffer) => void) | undefined;
+  private closeHandlers: ((code: number, reason: string) => void)[] = [];
+  private resolveReady!: () => void;
+  private rejectReady!: (e: Error) => void;
+  private authTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly ws: WebSocket,
+    readonly role: 'server' | 'client',
+    readonly remote: string,
+    private readonly opts: ConnOptions,
+    /** For the client: our own rank, sent in the handshake. */
+    private readonly myRank: number,
+    private socket: Socket | undefined,
+  ) {
+    this.ready = new Promise((res, rej) => {
+      this.resolveReady = res;
+      this.rejectReady = rej;
+    });
+    this.ready.catch(() => undefined);
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.onWsMessage(data, isBinary));
+    ws.on('ping', () => (this.lastSeen = Date.now()));
+    ws.on('pong', () => (this.lastSeen = Date.now()));
+    ws.on('error', (e: Error) => {
+      // ws closes the connection itself after an error (e.g. 1009 for an oversized frame).
+      // A refused dial is routine while rank 0 starts up: the caller retries.
+      const routine = (e as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+      opts.log[routine ? 'debug' : 'warn']({ remote, purpose: opts.purpose, err: e.message }, 'connection error');
+      if (!this.authed) this.rejectReady(e);
+    });
+    ws.on('close', (code: number, reason: Buffer) => this.onWsClose(code, reason.toString()));
+    if (socket) this.watchSocket(socket);
+    this.authTimer = setTimeout(() => {
+      if (this.authed) return;
+      this.fail(CloseCode.authFailed, `no authentication within ${opts.authTimeoutMs} ms`);
+    }, opts.authTimeoutMs);
+    this.authTimer.unref();
+  }
+
+  /** Server side: the handshake starts immediately. */
+  static accept(ws: WebSocket, socket: Socket, opts: ConnOptions): Conn {
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const c = new Conn(ws, 'server', remote, opts, -1, socket);
+    c.sendRaw(pack({ t: 'hello', nonce: c.snonce }));
+    return c;
+  }
+
+  /**
+   * Client side. Resolves once both ends proved the token. Rejects with the socket error
+   * (e.g. ECONNREFUSED, for the caller to retry), ConfigError when the port answers but is not
+   * a zeroring endpoint, or AuthError when the token is rejected.
+   */
+  static async connect(host: string, port: number, myRank: number, opts: ConnOptions & { maxPayload: number }): Promise<Conn> {
+    const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+    const url = `ws://${h}:${port}/${opts.purpose}`;
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      maxPayload: opts.maxPayload,
+      handshakeTimeout: opts.authTimeoutMs,
+      generateMask: zeroMask,
+    });
+    const c = new Conn(ws, 'client', `${host}:${port}`, opts, myRank, undefined);
+    // Only once ws owns the socket: a 'data' listener added at 'upgrade' would set the socket
+    // flowing and swallow the bytes that came with the 101 response (the server's hello).
+    let upgraded: Socket | undefined;
+    ws.on('upgrade', (res) => (upgraded = res.socket as Socket));
+    ws.on('open', () => upgraded && c.watchSocket(upgraded));
+    ws.on('unexpected-response', (_req, res) => {
+      const e = new ConfigError(`${host}:${port} is not a zeroring ${opts.purpose} endpoint (HTTP ${res.statusCode} to a WebSocket upgrade)`);
+      c.rejectReady(e);
+      ws.terminate();
+    });
+    await c.ready;
+    return c;
+  }
+
+  get authenticated(): boolean {
+    return this.authed;
+  }
+
+  get localAddress(): string | undefined {
+    return this.socket?.localAddress;
+  }
+
+  /** Receives every message after the handshake; messages that arrived earlier are replayed. */
+  setHandler(h: (data: Buffer) => void): void {
+    this.handler = h;
+    const q = this.queued;
+    this.queued = [];
+    for (const m of q) h(m);
+  }
+
+  onClose(h: (code: number, reason: string) => void): void {
+    if (this.closed) h(this.closeCode, this.closeReason);
+    else this.closeHandlers.push(h);
+  }
+
+  send(data: Uint8Array, cb?: (err?: Error) => void): void {
+    this.ws.send(data, { binary: true }, cb);
+  }
+
+  /** Lets the process exit while this connection is idle (ref'd again while a collective runs). */
+  setRef(on: boolean): void {
+    if (!this.socket) return;
+    if (on) this.socket.ref();
+    else this.socket.unref();
+  }
+
+  close(code: number = CloseCode.normal, reason = ''): void {
+    if (this.closed || this.ws.readyState === WebSocket.CLOSING) return;
+    try {
+      this.ws.close(code, reason.slice(0, 120));
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  /** Closes with a logged reason: used for anything a peer must not send. */
+  fail(code: number, reason: string): void {
+    this.opts.log.warn({ remote: this.remote, purpose: this.opts.purpose, peerRank: this.peerRank, code, reason }, 'closing connection');
+    if (!this.authed) {
+      const e = code === CloseCode.authFailed ? new AuthError(`${this.opts.purpose} connection ${this.remote}: ${reason}`) : new ConfigError(`${this.opts.purpose} connection ${this.remote}: ${reason}`);
+      this.rejectReady(e);
+    }
+    this.close(code, reason);
+    // A peer that ignores the close handshake must not keep the socket open.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+
+  private watchSocket(socket: Socket): void {
+    this.socket = socket;
+    socket.on('data', () => (this.lastSeen = Date.now()));
+  }
+
+  private sendRaw(data: Uint8Array): void {
+    this.ws.send(data, { binary: true });
+  }
+
+  private onWsMessage(data: Buffer, isBinary: boolean): void {
+    this.lastSeen = Date.now();
+    if (!isBinary) return this.fail(CloseCode.malformed, 'text frame (only binary frames are spoken here)');
+    if (!this.authed) return this.onHandshake(data);
+    if (this.handler) this.handler(data);
+    else this.queued.push(data);
+  }
+
+  private onHandshake(data: Buffer): void {
+    if (data.length > PRE_AUTH_MAX_BYTES) return this.fail(CloseCode.malformed, `${data.length}-byte message before authentication`);
+    let m: HandshakeMsg;
+    try {
+      m = unpack(data) as HandshakeMsg;
+    } catch {
+      return this.fail(CloseCode.malformed, 'undecodable handshake message');
+    }
+    if (typeof m !== 'object' || m === null) return this.fail(CloseCode.malformed, 'handshake message is not an object');
+    const { token, purpose } = this.opts;
+    if (this.role === 'server') {
+      if (m.t !== 'auth' || !(m.nonce instanceof Uint8Array) || m.nonce.length !== 16 || !Number.isInteger(m.rank))
+        return this.fail(CloseCode.malformed, 'expected an auth message');
+      this.cnonce = Buffer.from(m.nonce);
+      const rank = m.rank as number;
+      if (!macEqual(m.mac, hmac(token, purpose, 'client', rank, this.snonce, this.cnonce)))
+        return this.fail(CloseCode.authFailed, 'authentication failed (wrong job token)');
+      this.peerRank = rank;
+      this.sendRaw(pack({ t: 'ok', mac: hmac(token, purpose, 'server', rank, this.snonce, this.cnonce) }));
+      this.authDone();
+    } else if (m.t === 'hello') {
+      if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 16) return this.fail(CloseCode.malformed, 'bad hello');
+      this.snonce = Buffer.from(m.nonce);
+      const mac = hmac(token, purpose, 'client', this.myRank, this.snonce, this.cnonce);
+      this.sendRaw(pack({ t: 'auth', nonce: this.cnonce, rank: this.myRank, mac }));
+    } else if (m.t === 'ok') {
+      if (!macEqual(m.mac, hmac(token, purpose, 'server', this.myRank, this.snonce, this.cnonce)))
+        return this.fail(CloseCode.authFailed, 'the server could not prove the job token');
+      this.authDone();
+    } else {
+      return this.fail(CloseCode.malformed, 'unexpected handshake message');
+    }
+  }
+
+  private authDone(): void {
+    this.authed = true;
+    clearTimeout(this.authTimer);
+    this.resolveReady();
+  }
+
+  private onWsClose(code: number, reason: string): void {
+    this.closed = true;
+    this.closeCode = code;
+    this.closeReason = reason;
+    clearTimeout(this.authTimer);
+    if (!this.authed) {
+      if (code === CloseCode.authFailed) this.rejectReady(new AuthError(`${this.opts.purpose} at ${this.remote} rejected our job token (is ZERORING_TOKEN the same on every rank?)`));
+      else this.rejectReady(Object.assign(new Error(`connection to ${this.remote} closed during authentication (code ${code}${reason ? `: ${reason}` : ''})`), { code: 'ECLOSED' }));
+    }
+    for (const h of this.closeHandlers.splice(0)) h(code, reason);
+  }
+}

@@ -1,0 +1,249 @@
+// The ring transport: each rank keeps two authenticated connections, one from its previous
+// rank (data arrives there) and one to its next rank (data leaves there). It knows nothing of
+// collectives: it frames headers and payloads, tells when sends have reached the kernel (so a
+// collective can hand the user's buffer back only once nothing still reads it), watches the
+// neighbours' liveness, and reports a lost neighbour to its owner.
+//
+// Direction: rank r dials its previous rank, so r-1 sends to r over the connection it
+// *accepted*. Server-side frames are never masked, so the bulk data crosses without the
+// client-masking pass at all; the dialling side (heartbeats, control messages) uses a zero
+// mask, which ws also skips.
+import type { Logger } from '../logger.ts';
+import { CommTimeoutError, ConfigError, ZeroringError } from '../errors.ts';
+import type { StoreClient } from '../store/client.ts';
+import { CloseCode, Conn } from './conn.ts';
+import { listen, type Listener } from './listener.ts';
+import { decode, encode, type DataHeader, type Header } from './wire.ts';
+
+/** A chunk is at most this big (ring.ts and the collectives agree through plan.ts); frames are bounded just above. */
+export const PEER_MAX_PAYLOAD = 16 * 1024 * 1024 + 64 * 1024;
+
+export type Side = 'prev' | 'next';
+
+export interface RingHandlers {
+  onData(h: DataHeader, payload: Uint8Array): void;
+  onControl(h: Header, side: Side): void;
+  onLost(side: Side, rank: number, reason: string, clean: boolean): void;
+}
+
+export interface RingOptions {
+  rank: number;
+  worldSize: number;
+  token: string;
+  store: StoreClient;
+  /** Store keys are namespaced by this (one rendezvous per restart). */
+  prefix: string;
+  bindHost: string;
+  advertiseHost: string;
+  timeoutMs: number;
+  log: Logger;
+}
+
+export class RingTransport {
+  private inflight = 0;
+  private flushWaiters: (() => void)[] = [];
+  private handlers: RingHandlers | undefined;
+  private awaitingPayload: DataHeader | null = null;
+  private lostReported = { prev: false, next: false };
+
+  private constructor(
+    readonly rank: number,
+    readonly worldSize: number,
+    private readonly prevConn: Conn,
+    private readonly nextConn: Conn,
+    private readonly listener: Listener,
+    private readonly log: Logger,
+  ) {}
+
+  get prevRank(): number {
+    return (this.rank - 1 + this.worldSize) % this.worldSize;
+  }
+  get nextRank(): number {
+    return (this.rank + 1) % this.worldSize;
+  }
+
+  /** Publishes our address, dials the previous rank and waits for the next one to dial us. */
+  static async establish(o: RingOptions): Promise<RingTransport> {
+    const { rank, worldSize, log } = o;
+    const prev = (rank - 1 + worldSize) % worldSize;
+    const next = (rank + 1) % worldSize;
+    const deadline = Date.now() + o.timeoutMs;
+    let nextConn: Conn | undefined;
+    let gotNext!: (c: Conn) => void;
+    const nextReady = new Promise<Conn>((r) => (gotNext = r));
+    const listener = await listen({
+      host: o.bindHost,
+      port: 0,
+      token: o.token,
+      purpose: 'peer',
+      maxPayload: PEER_MAX_PAYLOAD,
+      authTimeoutMs: 10_000,
+      log,
+      onConn: (c) => {
+        if (c.peerRank !== next) return c.fail(CloseCode.unexpectedPeer, `rank ${c.peerRank} dialled rank ${rank}, expected only rank ${next}`);
+        if (nextConn && !nextConn.closed) return c.fail(CloseCode.duplicate, `a second connection claims rank ${next}`);
+        nextConn = c;
+        gotNext(c);
+      },
+    });
+    try {
+      await o.store.set(`${o.prefix}addr/${rank}`, `${o.advertiseHost}:${listener.port}`);
+      const addr = await o.store.get(`${o.prefix}addr/${prev}`, Math.max(1, deadline - Date.now())).catch(async (e: unknown) => {
+        if (e instanceof CommTimeoutError) throw await missingRanks(o, deadline);
+        throw e;
+      });
+      const [host, port] = splitHostPort(String(addr));
+      const prevConn = await Conn.connect(host, port, rank, { token: o.token, purpose: 'peer', log, authTimeoutMs: Math.max(1000, deadline - Date.now()), maxPayload: PEER_MAX_PAYLOAD });
+      let timer: NodeJS.Timeout | undefined;
+      const nc = await Promise.race([
+        nextReady,
+        new Promise<never>((_, rej) => {
+          timer = setTimeout(() => rej(new CommTimeoutError(`rendezvous: rank ${next} did not connect to rank ${rank} within ${o.timeoutMs} ms`, o.timeoutMs, rank)), Math.max(1, deadline - Date.now()));
+        }),
+      ]).finally(() => clearTimeout(timer));
+      return new RingTransport(rank, worldSize, prevConn, nc, listener, log);
+    } catch (e) {
+      await listener.close();
+      throw e;
+    }
+  }
+
+  /** Starts delivering messages; anything that arrived during setup is replayed first. */
+  attach(h: RingHandlers): void {
+    this.handlers = h;
+    this.prevConn.setHandler((raw) => this.onPrevMessage(raw));
+    this.nextConn.setHandler((raw) => this.onNextMessage(raw));
+    this.prevConn.onClose((code, reason) => this.lost('prev', `connection closed (code ${code}${reason ? `: ${reason}` : ''})`, code === CloseCode.normal));
+    this.nextConn.onClose((code, reason) => this.lost('next', `connection closed (code ${code}${reason ? `: ${reason}` : ''})`, code === CloseCode.normal));
+  }
+
+  /** Sends one data message to the next rank. The payload bytes are handed to the socket as they are. */
+  send(h: DataHeader, payload: Uint8Array): void {
+    const frames = encode(h, payload);
+    this.inflight++;
+    for (let i = 0; i < frames.length - 1; i++) this.nextConn.send(frames[i]!);
+    this.nextConn.send(frames[frames.length - 1]!, () => {
+      if (--this.inflight === 0) {
+        const w = this.flushWaiters;
+        this.flushWaiters = [];
+        for (const f of w) f();
+      }
+    });
+  }
+
+  /** Resolves once every data message sent so far has been written to the kernel (or failed). */
+  flushed(): Promise<void> | null {
+    if (this.inflight === 0) return null;
+    return new Promise((r) => this.flushWaiters.push(r));
+  }
+
+  /** Sends a control message (abort, bye) to one or both neighbours, where still open. */
+  sendControl(h: Header, sides: Side[] = ['prev', 'next']): void {
+    for (const side of sides) {
+      const c = side === 'prev' ? this.prevConn : this.nextConn;
+      if (!c.closed) for (const f of encode(h)) c.send(f);
+    }
+  }
+
+  /** Time since we last heard anything from each neighbour. */
+  silence(now: number): { prev: number; next: number } {
+    return { prev: now - this.prevConn.lastSeen, next: now - this.nextConn.lastSeen };
+  }
+
+  ping(): void {
+    for (const c of [this.prevConn, this.nextConn]) {
+      if (!c.closed) {
+        try {
+          c.ws.ping();
+        } catch {
+          // closing; the close handler reports it
+        }
+      }
+    }
+  }
+
+  setRef(on: boolean): void {
+    this.prevConn.setRef(on);
+    this.nextConn.setRef(on);
+    this.listener.setRef(on);
+  }
+
+  /** Closes both links (after anything already queued on them) and stops listening. */
+  async close(code: number = CloseCode.normal, reason = 'destroy', graceMs = 2000): Promise<void> {
+    const conns = [this.prevConn, this.nextConn];
+    const closed = conns.map((c) => (c.closed ? Promise.resolve() : new Promise<void>((r) => c.onClose(() => r()))));
+    for (const c of conns) c.close(code, reason);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(closed), new Promise((r) => (t = setTimeout(r, graceMs)))]);
+    clearTimeout(t);
+    for (const c of conns) if (!c.closed) c.terminate();
+    await this.listener.close();
+  }
+
+  private onPrevMessage(raw: Buffer): void {
+    if (this.awaitingPayload) {
+      const h = this.awaitingPayload;
+      this.awaitingPayload = null;
+      return this.handlers!.onData(h, raw);
+    }
+    let d;
+    try {
+      d = decode(raw);
+    } catch (e) {
+      return this.protocolError('prev', (e as Error).message);
+    }
+    if (d.h.t === 0) {
+      if (d.separate) this.awaitingPayload = d.h;
+      else this.handlers!.onData(d.h, d.payload!);
+    } else this.handlers!.onControl(d.h, 'prev');
+  }
+
+  private onNextMessage(raw: Buffer): void {
+    let d;
+    try {
+      d = decode(raw);
+    } catch (e) {
+      return this.protocolError('next', (e as Error).message);
+    }
+    if (d.h.t === 0) return this.protocolError('next', 'data message from the next rank (data flows from prev to next)');
+    this.handlers!.onControl(d.h, 'next');
+  }
+
+  private protocolError(side: Side, what: string): void {
+    const c = side === 'prev' ? this.prevConn : this.nextConn;
+    c.fail(CloseCode.malformed, what);
+    this.lost(side, `protocol error: ${what}`, false);
+  }
+
+  private lost(side: Side, reason: string, clean: boolean): void {
+    if (this.lostReported[side]) return;
+    this.lostReported[side] = true;
+    // Writes to a dead socket never call back: release anyone waiting for a flush.
+    if (side === 'next' && this.inflight > 0) {
+      this.inflight = 0;
+      const w = this.flushWaiters;
+      this.flushWaiters = [];
+      for (const f of w) f();
+    }
+    this.handlers?.onLost(side, side === 'prev' ? this.prevRank : this.nextRank, reason, clean);
+  }
+}
+
+export function splitHostPort(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
+  const port = Number(addr.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new ConfigError(`bad peer address '${addr}' in the store, expected host:port`);
+  return [host, port];
+}
+
+async function missingRanks(o: RingOptions, deadline: number): Promise<ZeroringError> {
+  const missing: number[] = [];
+  for (let r = 0; r < o.worldSize; r++) if (!(await o.store.check([`${o.prefix}addr/${r}`]).catch(() => false))) missing.push(r);
+  return new CommTimeoutError(
+    `rendezvous timed out after ${o.timeoutMs} ms on rank ${o.rank}: rank(s) ${missing.join(', ') || '?'} of WORLD_SIZE=${o.worldSize} never joined ` +
+      `(store ${o.store.host}:${o.store.port}); started with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE?`,
+    o.timeoutMs + Math.max(0, Date.now() - deadline),
+    o.rank,
+  );
+}

@@ -1,0 +1,101 @@
+// Framing of ring messages. A message is one binary WebSocket frame:
+//
+//   'Z' | flags | u16 header length | msgpack header | zero pad to 8 bytes | inline payload
+//
+// Small payloads ride inline (one frame, one copy into it is cheaper than a second frame).
+// Large payloads go as the very next frame on their own (flag SEPARATE): ws then hands us the
+// payload as a buffer of its own, which starts at offset 0 of a fresh allocation, so it can
+// be viewed as a Float32Array in place; and the sender passes the user's typed-array bytes
+// to the socket without copying them into a frame.
+import { Packr } from 'msgpackr';
+import type { WireError } from '../errors.ts';
+
+const MAGIC = 0x5a;
+const FLAG_SEPARATE = 1;
+const packr = new Packr({ useRecords: false });
+
+/** Payloads up to this size travel inline with their header. */
+export const INLINE_MAX_BYTES = 64 * 1024;
+
+export const MsgType = { Data: 0, Abort: 1, Bye: 2 } as const;
+
+/** What every data message says about the collective it belongs to (checked on receipt). */
+export interface DataHeader {
+  t: typeof MsgType.Data;
+  /** Sequence number of the collective in this process group. */
+  q: number;
+  /** Collective kind, reduce op, element count, dtype, root (broadcast). */
+  c: string;
+  o: string;
+  n: number;
+  d: string;
+  r: number;
+  /** Step and chunk within the collective's schedule. */
+  s: number;
+  k: number;
+}
+
+export interface AbortHeader {
+  t: typeof MsgType.Abort;
+  e: WireError;
+  from: number;
+}
+
+export interface ByeHeader {
+  t: typeof MsgType.Bye;
+  from: number;
+}
+
+export type Header = DataHeader | AbortHeader | ByeHeader;
+
+export interface Decoded {
+  h: Header;
+  /** Inline payload bytes, or null when the payload follows as its own frame. */
+  payload: Uint8Array | null;
+  separate: boolean;
+}
+
+/** Returns the frames to send: one (inline) or two (header, then the payload bytes as is). */
+export function encode(h: Header, payload?: Uint8Array): Uint8Array[] {
+  const hb = packr.pack(h);
+  const bodyOff = (4 + hb.length + 7) & ~7;
+  const separate = payload !== undefined && payload.byteLength > INLINE_MAX_BYTES;
+  const inline = payload && !separate ? payload.byteLength : 0;
+  const frame = Buffer.allocUnsafe(bodyOff + inline);
+  frame[0] = MAGIC;
+  frame[1] = separate ? FLAG_SEPARATE : 0;
+  frame.writeUInt16LE(hb.length, 2);
+  frame.set(hb, 4);
+  frame.fill(0, 4 + hb.length, bodyOff);
+  if (inline) frame.set(payload!, bodyOff);
+  return separate ? [frame, payload!] : [frame];
+}
+
+/** Throws a descriptive Error on anything that is not a well-formed message. */
+export function decode(buf: Uint8Array): Decoded {
+  if (buf.length < 4 || buf[0] !== MAGIC) throw new Error(`not a zeroring frame (${buf.length} bytes, first byte ${buf[0]})`);
+  const hlen = buf[2]! | (buf[3]! << 8);
+  const bodyOff = (4 + hlen + 7) & ~7;
+  if (4 + hlen > buf.length) throw new Error(`header length ${hlen} exceeds frame of ${buf.length} bytes`);
+  const h = packr.unpack(buf.subarray(4, 4 + hlen)) as Header;
+  if (typeof h !== 'object' || h === null || typeof h.t !== 'number') throw new Error('header is not a message object');
+  const separate = (buf[1]! & FLAG_SEPARATE) !== 0;
+  const payload = separate ? null : buf.subarray(Math.min(bodyOff, buf.length));
+  return { h, payload, separate };
+}
+
+/**
+ * Views received bytes as float32 without copying when they are 4-byte aligned (separate
+ * payload frames always are); otherwise copies them into a fresh aligned array.
+ */
+export function asFloat32(bytes: Uint8Array): Float32Array {
+  if (bytes.byteLength % 4 !== 0) throw new Error(`payload of ${bytes.byteLength} bytes is not a whole number of float32`);
+  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  const out = new Float32Array(bytes.byteLength / 4);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
+export function bytesOf(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}

@@ -1,0 +1,37 @@
+// Every collective and reduce op on 1-4 real processes over real sockets, on random data and
+// awkward lengths (0, 1, primes, not divisible by the world size), checked against a local
+// reference; results must be bit-identical on every rank. One spawn per world size runs all
+// the checks (see fixtures/comm/worker.ts), issued without awaiting to exercise ordering.
+import { describe, expect, it } from 'vitest';
+import { explain, runJob } from './fixtures/comm/spawn.ts';
+
+describe('collectives over real processes', () => {
+  for (const [worldSize, chunkBytes] of [
+    [1, 1 << 20],
+    [2, 1 << 20],
+    [2, 4096],
+    [3, 8192],
+    [4, 1 << 20],
+  ] as const) {
+    it(`world size ${worldSize}, chunk ${chunkBytes} B: allReduce sum/avg/max/min, reduceScatter, allGather, broadcast, barrier`, async () => {
+      const rs = await runJob({
+        worldSize,
+        scenario: 'collectives',
+        env: {
+          ZERORING_CHUNK_BYTES: String(chunkBytes),
+          // 4 ranks on 2 loaded cores: fewer big lengths keep it quick.
+          ...(worldSize === 4 ? { CHECK_LENGTHS: '0,1,3,5,7,97,1009,65537,131071' } : {}),
+        },
+      });
+      const why = explain(rs);
+      for (const r of rs) {
+        expect(r.code, why).toBe(0);
+        expect(r.result, why).not.toBeNull();
+        expect(r.result!.failures, why).toEqual([]);
+        expect(r.result!.checks as number).toBeGreaterThan(50);
+      }
+      // Same bits everywhere (DDP relies on it).
+      for (const r of rs) expect(r.result!.hashes).toEqual(rs[0]!.result!.hashes);
+    });
+  }
+});
