@@ -9,11 +9,12 @@
 // the engine and the ZeRO strategies decide where parameters live, the model only computes.
 // The tied parameter is simply the same name "wte" listed by both "embed" and "head".
 //
-// Speed notes (tfjs on 2 CPU cores, see benchmarks/train-throughput.ts): one fused qkv matmul,
-// attention as batched matmuls over [B*H, T, hs], and token lookup as oneHot @ wte — a small
-// dense matmul for a character vocabulary, with a plain matmul gradient, where `gather` needs an
-// UnsortedSegmentSum kernel in backward.
+// Speed (tfjs on 2 CPU cores, profiled in benchmarks/train-throughput.ts): one qkv matmul, a
+// fused causal attention op (./attention.ts), and layers from ./ops.ts whose hand-written
+// gradients use only kernels that are fast on CPU backends.
 import * as tf from '@tensorflow/tfjs-core';
+import { causalSelfAttention } from './attention.ts';
+import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from './ops.ts';
 import { Rng, deriveSeed } from './rng.ts';
 
 // ---- the contract shapes (copied from packages/train/src/model.ts; matched structurally) ----
@@ -68,61 +69,15 @@ export interface GPTModel extends BlockModel {
   config: GPTConfig;
 }
 
-// ---- layers (plain functions of tensors) ----
+// ---- layers ----
+// linear, layerNorm, gelu, embedding, matMul and softmaxCrossEntropy come from ./ops.ts: the
+// textbook math with hand-written gradients (see its header for the profile behind each one).
 
-const LN_EPS = 1e-5;
-
-function layerNorm(x: tf.Tensor2D, g: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
-  const { mean, variance } = tf.moments(x, -1, true);
-  const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, LN_EPS)));
-  return tf.add(tf.mul(xhat, g), b);
-}
-
-/** x @ w + b for x [N, in], w [in, out]. */
-function linear(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor): tf.Tensor2D {
-  return tf.add(tf.matMul(x, w as tf.Tensor2D), b);
-}
-
-/** GELU, tanh approximation (as GPT-2). */
-function gelu(x: tf.Tensor2D): tf.Tensor2D {
-  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
-  return tf.mul(tf.mul(x, tf.add(tf.tanh(inner), 1)), 0.5);
-}
-
-/**
- * One-hot rows as float32. Built as int32 and cast: tfjs-backend-wasm 4.22's OneHot kernel
- * ignores the dtype argument and writes int32 bit patterns into a float32 tensor.
- */
-function oneHotFloat(ids: tf.Tensor1D, depth: number): tf.Tensor2D {
-  return tf.cast(tf.oneHot(ids, depth), 'float32') as tf.Tensor2D;
-}
-
-// Additive causal mask [T, T]: 0 where key <= query, a large negative number above the diagonal.
-// Kept as a host array per T (not a tensor), so no tensor outlives a forward call.
-const maskCache = new Map<number, Float32Array>();
-function causalMask(T: number): tf.Tensor2D {
-  let m = maskCache.get(T);
-  if (!m) {
-    m = new Float32Array(T * T);
-    for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) m[i * T + j] = -1e9;
-    maskCache.set(T, m);
-  }
-  return tf.tensor2d(m, [T, T]);
-}
-
-/** Causal multi-head self-attention of x [B*T, C]. */
+/** Causal multi-head self-attention of x [B*T, C]: qkv projection, fused attention, output projection. */
 function attention(p: NamedTensors, prefix: string, x: tf.Tensor2D, B: number, T: number, cfg: GPTConfig): tf.Tensor2D {
-  const C = cfg.nEmbd;
-  const H = cfg.nHead;
-  const hs = C / H;
-  // One matmul for q, k and v, then [B,T,3,H,hs] -> [3,B,H,T,hs] so each head is a batch entry.
-  const qkv = linear(x, p[`${prefix}.qkv.w`]!, p[`${prefix}.qkv.b`]!);
-  const heads = tf.reshape(tf.transpose(tf.reshape(qkv, [B, T, 3, H, hs]), [2, 0, 3, 1, 4]), [3, B * H, T, hs]);
-  const [q, k, v] = tf.unstack(heads, 0) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
-  const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hs)), causalMask(T));
-  const y = tf.matMul(tf.softmax(scores), v); // [B*H, T, hs]
-  const merged = tf.reshape(tf.transpose(tf.reshape(y, [B, H, T, hs]), [0, 2, 1, 3]), [B * T, C]);
-  return linear(merged as tf.Tensor2D, p[`${prefix}.proj.w`]!, p[`${prefix}.proj.b`]!);
+  const qkv = linear(x, p[`${prefix}.qkv.w`]!, p[`${prefix}.qkv.b`]!); // [B*T, 3C]: q | k | v
+  const y = causalSelfAttention(qkv, { B, T, H: cfg.nHead }); // [B*T, C], heads side by side
+  return linear(y, p[`${prefix}.proj.w`]!, p[`${prefix}.proj.b`]!);
 }
 
 function mlp(p: NamedTensors, prefix: string, x: tf.Tensor2D): tf.Tensor2D {
@@ -145,9 +100,8 @@ export function createGPT(config: GPTConfig): GPTModel {
     forward: (p, ids) => {
       const [B, T] = ids.shape as [number, number];
       checkContext(T, blockSize);
-      const oneHot = oneHotFloat(tf.reshape(ids, [B * T]) as tf.Tensor1D, V);
-      const tok = tf.reshape(tf.matMul(oneHot, p.wte as tf.Tensor2D), [B, T, C]);
-      const pos = tf.slice(p.wpe!, [0, 0], [T, C]);
+      const tok = tf.reshape(embedding(tf.reshape(ids, [B * T]) as tf.Tensor1D, p.wte!), [B, T, C]);
+      const pos = T === blockSize ? p.wpe! : tf.slice(p.wpe!, [0, 0], [T, C]);
       return tf.add(tok, pos);
     },
   };
@@ -191,7 +145,7 @@ export function createGPT(config: GPTConfig): GPTModel {
     forward: (p, input) => {
       const [B, T] = input.shape as [number, number, number];
       const x = layerNorm(tf.reshape(input, [B * T, C]) as tf.Tensor2D, p['ln_f.g']!, p['ln_f.b']!);
-      return tf.reshape(tf.matMul(x, p.wte as tf.Tensor2D, false, true), [B, T, V]);
+      return tf.reshape(matMul(x, tf.transpose(p.wte as tf.Tensor2D)), [B, T, V]);
     },
   };
 
@@ -205,16 +159,12 @@ export function createGPT(config: GPTConfig): GPTModel {
   };
 }
 
-/** Mean cross-entropy of logits [..., V] against integer targets [...], via logSoftmax (stable). */
+/** Mean cross-entropy of logits [..., V] against integer targets [...] (see ops.ts). */
 export function crossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Scalar {
-  return tf.tidy(() => {
-    const V = logits.shape[logits.shape.length - 1]!;
-    const N = logits.size / V;
-    if (targets.size !== N) throw new RangeError(`targets have ${targets.size} entries; expected ${N} (logits ${JSON.stringify(logits.shape)})`);
-    const logp = tf.logSoftmax(tf.reshape(logits, [N, V]));
-    const picked = tf.mul(logp, oneHotFloat(tf.reshape(targets, [N]) as tf.Tensor1D, V));
-    return tf.mul(tf.sum(picked), -1 / N) as tf.Scalar;
-  });
+  const V = logits.shape[logits.shape.length - 1]!;
+  const N = logits.size / V;
+  if (targets.size !== N) throw new RangeError(`targets have ${targets.size} entries; expected ${N} (logits ${JSON.stringify(logits.shape)})`);
+  return tf.tidy(() => softmaxCrossEntropy(tf.reshape(logits, [N, V]) as tf.Tensor2D, tf.reshape(targets, [N]) as tf.Tensor1D));
 }
 
 /**

@@ -1,0 +1,203 @@
+// Causal multi-head self-attention as one fused op: qkv [B*T, 3C] -> y [B*T, C].
+//
+// Two implementations of the same math, checked against each other in test/attention.test.ts:
+// - On CPU backends (cpu, wasm) a plain-JavaScript kernel. Profiling showed the batched
+//   matmuls of attention ([B*H, T, hs] @ [B*H, hs, T]) take tfjs-backend-wasm's generic loop
+//   (no XNNPACK for batch > 1) and were ~40% of a training step, with head split/merge
+//   transposes and mask/softmax ops on top. The kernel below reads q, k, v straight out of
+//   the qkv rows (no split or transpose), skips the masked upper triangle (half the work),
+//   and does softmax in the same pass; backward is the closed form in one pass per row.
+// - Elsewhere (webgpu, tensorflow) tfjs ops: head split, batched matmuls, additive mask,
+//   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
+import * as tf from '@tensorflow/tfjs-core';
+
+type T2 = tf.Tensor2D;
+
+export interface AttentionShape {
+  B: number;
+  T: number;
+  H: number;
+}
+
+const JS_KERNEL_BACKENDS = new Set(['cpu', 'wasm']);
+
+/** Causal self-attention of the packed projections qkv [B*T, 3C] (columns q | k | v, heads contiguous). */
+export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {
+  const C = qkv.shape[1] / 3;
+  if (!Number.isInteger(C) || C % shape.H !== 0 || qkv.shape[0] !== shape.B * shape.T) {
+    throw new RangeError(`qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`);
+  }
+  return JS_KERNEL_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);
+}
+
+// ---- tfjs ops (any backend) ----
+
+const maskCache = new Map<number, Float32Array>();
+/** Additive causal mask [T, T] (0 on and below the diagonal, -1e9 above), kept as a host array. */
+function causalMask(T: number): tf.Tensor2D {
+  let m = maskCache.get(T);
+  if (!m) {
+    m = new Float32Array(T * T);
+    for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) m[i * T + j] = -1e9;
+    maskCache.set(T, m);
+  }
+  return tf.tensor2d(m, [T, T]);
+}
+
+export function attentionTfOps(qkv: T2, { B, T, H }: AttentionShape): T2 {
+  const C = qkv.shape[1] / 3;
+  const hs = C / H;
+  // [B*T, 3, C] -> [3, B*T, C], then [3B, T, H, hs] -> [3B, H, T, hs]: two cheap transposes
+  // (one 5-D transpose does the same but takes a slow generic path on wasm).
+  const parts = tf.transpose(tf.reshape(qkv, [B * T, 3, C]), [1, 0, 2]);
+  const heads = tf.reshape(tf.transpose(tf.reshape(parts, [3 * B, T, H, hs]), [0, 2, 1, 3]), [3, B * H, T, hs]);
+  const [q, k, v] = tf.split(heads, 3, 0).map((t) => tf.reshape(t, [B * H, T, hs])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+  const scores = tf.add(tf.matMul(tf.mul(q, tf.scalar(1 / Math.sqrt(hs))), k, false, true), causalMask(T));
+  const y = tf.matMul(tf.softmax(scores), v); // [B*H, T, hs]
+  return tf.reshape(tf.transpose(tf.reshape(y, [B, H, T, hs]), [0, 2, 1, 3]), [B * T, C]) as T2;
+}
+
+// ---- JavaScript kernel (cpu, wasm) ----
+
+function attentionKernelOp(qkv: T2, shape: AttentionShape): T2 {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = args[0] as T2;
+    const src = x.dataSync() as Float32Array;
+    const { y, att } = attentionForward(src, shape, x.shape[1] / 3);
+    return {
+      value: tf.tensor2d(y, [x.shape[0], x.shape[1] / 3]),
+      // att and the qkv values stay in this closure (host memory) until backward has run.
+      gradFunc: (dy: tf.Tensor) => [tf.tensor2d(attentionBackward(src, att, dy.dataSync() as Float32Array, shape, x.shape[1] / 3), x.shape)],
+    };
+  });
+  return op(qkv) as T2;
+}
+
+/** Forward: y and the attention probabilities att [B*H, T, T] (upper triangle left 0). */
+export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape, C: number): { y: Float32Array; att: Float32Array } {
+  const hs = C / H;
+  const row = 3 * C;
+  const scale = 1 / Math.sqrt(hs);
+  const y = new Float32Array(B * T * C);
+  const att = new Float32Array(B * H * T * T);
+  const acc = new Float64Array(hs);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const a0 = (b * H + h) * T * T;
+      const kBase = b * T * row + C + h * hs;
+      const vBase = b * T * row + 2 * C + h * hs;
+      for (let i = 0; i < T; i++) {
+        const qi = (b * T + i) * row + h * hs;
+        const ai = a0 + i * T;
+        // Scores q_i . k_j for j <= i, four keys at a time (independent sums run in parallel).
+        let max = -Infinity;
+        let j = 0;
+        for (; j + 3 <= i; j += 4) {
+          const k0 = kBase + j * row, k1 = k0 + row, k2 = k1 + row, k3 = k2 + row;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let d = 0; d < hs; d++) {
+            const q = qkv[qi + d]!;
+            s0 += q * qkv[k0 + d]!;
+            s1 += q * qkv[k1 + d]!;
+            s2 += q * qkv[k2 + d]!;
+            s3 += q * qkv[k3 + d]!;
+          }
+          att[ai + j] = s0 *= scale;
+          att[ai + j + 1] = s1 *= scale;
+          att[ai + j + 2] = s2 *= scale;
+          att[ai + j + 3] = s3 *= scale;
+          max = Math.max(max, s0, s1, s2, s3);
+        }
+        for (; j <= i; j++) {
+          const kj = kBase + j * row;
+          let s = 0;
+          for (let d = 0; d < hs; d++) s += qkv[qi + d]! * qkv[kj + d]!;
+          att[ai + j] = s *= scale;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let j = 0; j <= i; j++) {
+          const e = Math.exp(att[ai + j]! - max);
+          att[ai + j] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        acc.fill(0);
+        for (let j = 0; j <= i; j++) {
+          const p = att[ai + j]! * inv;
+          att[ai + j] = p;
+          const vj = vBase + j * row;
+          for (let d = 0; d < hs; d++) acc[d] += p * qkv[vj + d]!;
+        }
+        const yi = (b * T + i) * C + h * hs;
+        for (let d = 0; d < hs; d++) y[yi + d] = acc[d]!;
+      }
+    }
+  }
+  return { y, att };
+}
+
+/**
+ * Backward, per row i of each head (p = att):
+ *   dp_ij = dy_i . v_j      ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij')
+ *   dq_i += scale ds_ij k_j     dk_j += scale ds_ij q_i     dv_j += p_ij dy_i
+ */
+export function attentionBackward(qkv: Float32Array, att: Float32Array, dy: Float32Array, { B, T, H }: AttentionShape, C: number): Float32Array {
+  const hs = C / H;
+  const row = 3 * C;
+  const scale = 1 / Math.sqrt(hs);
+  const dqkv = new Float32Array(B * T * row);
+  const dp = new Float64Array(T);
+  const dq = new Float64Array(hs);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const a0 = (b * H + h) * T * T;
+      const kBase = b * T * row + C + h * hs;
+      const vBase = b * T * row + 2 * C + h * hs;
+      for (let i = 0; i < T; i++) {
+        const ai = a0 + i * T;
+        const dyi = (b * T + i) * C + h * hs;
+        const qi = (b * T + i) * row + h * hs;
+        let rowDot = 0;
+        let j = 0;
+        for (; j + 3 <= i; j += 4) {
+          const v0 = vBase + j * row, v1 = v0 + row, v2 = v1 + row, v3 = v2 + row;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let d = 0; d < hs; d++) {
+            const g = dy[dyi + d]!;
+            s0 += g * qkv[v0 + d]!;
+            s1 += g * qkv[v1 + d]!;
+            s2 += g * qkv[v2 + d]!;
+            s3 += g * qkv[v3 + d]!;
+          }
+          dp[j] = s0;
+          dp[j + 1] = s1;
+          dp[j + 2] = s2;
+          dp[j + 3] = s3;
+          rowDot += s0 * att[ai + j]! + s1 * att[ai + j + 1]! + s2 * att[ai + j + 2]! + s3 * att[ai + j + 3]!;
+        }
+        for (; j <= i; j++) {
+          const vj = vBase + j * row;
+          let s = 0;
+          for (let d = 0; d < hs; d++) s += dy[dyi + d]! * qkv[vj + d]!;
+          dp[j] = s;
+          rowDot += s * att[ai + j]!;
+        }
+        dq.fill(0);
+        for (let j = 0; j <= i; j++) {
+          const p = att[ai + j]!;
+          const ds = p * (dp[j]! - rowDot) * scale;
+          const kj = kBase + j * row;
+          const vj = vBase + j * row;
+          for (let d = 0; d < hs; d++) {
+            dq[d] += ds * qkv[kj + d]!;
+            dqkv[kj + d] += ds * qkv[qi + d]!;
+            dqkv[vj + d] += p * dy[dyi + d]!;
+          }
+        }
+        for (let d = 0; d < hs; d++) dqkv[qi + d] = dq[d]!;
+      }
+    }
+  }
+  return dqkv;
+}

@@ -1,0 +1,147 @@
+// Layers with hand-written gradients, shaped for the kernels that are fast on tfjs CPU backends.
+//
+// Profiling training of the tiny preset on tfjs-backend-wasm (benchmarks/train-throughput.ts)
+// showed where autodiff's default gradients lose time:
+// - BatchMatMul with transposeA or transposeB, which every matmul gradient uses, leaves
+//   XNNPACK for a generic loop and runs ~10x slower than the plain A @ B form. So every 2-D
+//   matmul here runs as plain A @ B, with explicit transposes (cheap: weight-sized, or one
+//   activation) in the backward pass.
+// - Reductions over axis 0 (bias and LayerNorm gain gradients) transpose first; ones[1,N] @ dy
+//   is the same sum as one fast matmul.
+// - tanh is slow; GPT-2's tanh-GELU is exactly x * sigmoid(2z), and sigmoid is fast.
+// - LayerNorm through tf.moments records ~25 ops in backward; the closed form needs ~10.
+// Every function is checked against plain tfjs autodiff in packages/gpt/test/ops.test.ts.
+import * as tf from '@tensorflow/tfjs-core';
+
+type T2 = tf.Tensor2D;
+
+/** tf.customGrad with typed inputs: f gets the inputs and `save`, returns value and gradFunc. */
+function defineOp<In extends tf.Tensor[], Out extends tf.Tensor>(
+  f: (inputs: In, save: tf.GradSaveFunc) => { value: Out; gradFunc: (dy: Out, saved: tf.Tensor[]) => tf.Tensor[] },
+): (...inputs: In) => Out {
+  const op = tf.customGrad<Out>((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    return f(args.slice(0, -1) as In, save);
+  });
+  return (...inputs: In) => op(...inputs);
+}
+
+/** Sum over rows as a matmul: ones[1,N] @ x -> [cols]. */
+function sumRows(x: T2): tf.Tensor1D {
+  return tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]);
+}
+
+/** Mean of each row as a matmul: x @ ones[C,1] / C -> [N,1]. */
+function rowMean(x: T2): T2 {
+  return tf.matMul(x, tf.fill([x.shape[1], 1], 1 / x.shape[1])) as T2;
+}
+
+/**
+ * Gradients of y = a [M,K] @ b [K,N] as plain matmuls:
+ *   da = dy @ b^T
+ *   db = a^T @ dy,  or (dy^T @ a)^T when transposing dy and the [K,N] result moves fewer values.
+ */
+function matMulGrads(a: T2, b: T2, dy: T2): [T2, T2] {
+  const da = tf.matMul(dy, tf.transpose(b));
+  const db = a.size <= dy.size + b.size ? tf.matMul(tf.transpose(a), dy) : tf.transpose(tf.matMul(tf.transpose(dy), a));
+  return [da as T2, db as T2];
+}
+
+/** a [M,K] @ b [K,N]. */
+export const matMul = defineOp(([a, b]: [T2, T2], save) => {
+  save([a, b]);
+  return {
+    value: tf.matMul(a, b) as T2,
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGrads(saved[0] as T2, saved[1] as T2, dy),
+  };
+});
+
+/** x [N,in] @ w [in,out] + b [out]. */
+export const linear = defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+  save([x, w]);
+  return {
+    value: tf.add(tf.matMul(x, w as T2), b) as T2,
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => [...matMulGrads(saved[0] as T2, saved[1] as T2, dy), sumRows(dy)],
+  };
+});
+
+const LN_EPS = 1e-5;
+
+/** LayerNorm over the last axis of x [N,C] with gain g [C] and shift b [C]. */
+export const layerNorm = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+  const xc = tf.sub(x, rowMean(x));
+  const rstd = tf.rsqrt(tf.add(rowMean(tf.square(xc) as T2), LN_EPS));
+  const xhat = tf.mul(xc, rstd) as T2;
+  save([xhat, rstd, g]);
+  return {
+    value: tf.add(tf.mul(xhat, g), b) as T2,
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sxhat, srstd, sg] = saved as [T2, T2, tf.Tensor1D];
+      const gy = dy;
+      const dxhat = tf.mul(gy, sg) as T2;
+      // dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), means over the row.
+      const m1 = rowMean(dxhat);
+      const m2 = rowMean(tf.mul(dxhat, sxhat) as T2);
+      const dx = tf.mul(tf.sub(tf.sub(dxhat, m1), tf.mul(sxhat, m2)), srstd);
+      return [dx, sumRows(tf.mul(gy, sxhat)), sumRows(gy)];
+    },
+  };
+});
+
+const GELU_K = 2 * Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+/** GPT-2 GELU 0.5x(1 + tanh(z)), z = sqrt(2/pi)(x + 0.044715x^3), computed as x * sigmoid(2z). */
+export const gelu = defineOp(([x]: [T2], save) => {
+  const x2 = tf.square(x);
+  const s = tf.sigmoid(tf.mul(x, tf.add(tf.mul(x2, GELU_K * GELU_A), GELU_K)));
+  save([x, x2, s]);
+  return {
+    value: tf.mul(x, s) as T2,
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sx, sx2, ss] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+      // d/dx [x s(u)] = s + x s (1 - s) u',  u = K(x + A x^3),  u' = K(1 + 3A x^2)
+      const du = tf.add(tf.mul(sx2, 3 * GELU_K * GELU_A), GELU_K);
+      const ds = tf.mul(ss, tf.sub(1, ss));
+      return [tf.mul(dy, tf.add(ss, tf.mul(tf.mul(sx, ds), du)))];
+    },
+  };
+});
+
+/**
+ * Token embedding rows table[ids] for ids [N] int32 and table [V,C], as oneHot(ids) @ table.
+ * For a character vocabulary the one-hot matmul is small and its gradient oneHot^T @ dy is a
+ * plain matmul, where `gather` needs UnsortedSegmentSum in backward (slow, or missing on wasm).
+ * The one-hot is built as int32 and cast: tfjs-backend-wasm 4.22's OneHot ignores its dtype
+ * argument and writes int32 bit patterns into a float32 tensor.
+ */
+export const embedding = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
+  const oneHot = tf.cast(tf.oneHot(ids, table.shape[0]!), 'float32') as T2;
+  save([oneHot]);
+  return {
+    value: tf.matMul(oneHot, table as T2) as T2,
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sOneHot] = saved as [T2];
+      // ids are integers: their "gradient" is zero, returned only because customGrad wants one per input.
+      return [tf.zeros(sOneHot.shape.slice(0, 1), 'int32'), tf.matMul(tf.transpose(sOneHot), dy)];
+    },
+  };
+});
+
+/**
+ * Mean cross-entropy of logits [N,V] against integer targets [N], through logSoftmax (stable).
+ * Backward is the closed form (softmax - oneHot) / N instead of autodiff through logSoftmax.
+ */
+export const softmaxCrossEntropy = defineOp(([logits, targets]: [T2, tf.Tensor1D], save) => {
+  const [N, V] = logits.shape;
+  const oneHot = tf.cast(tf.oneHot(targets, V), 'float32');
+  const logp = tf.logSoftmax(logits);
+  save([logp, oneHot]);
+  return {
+    value: tf.mul(tf.sum(tf.mul(logp, oneHot)), -1 / N) as tf.Scalar,
+    gradFunc: (dy: tf.Scalar, saved: tf.Tensor[]) => {
+      const [slogp, sOneHot] = saved as [T2, T2];
+      return [tf.mul(tf.sub(tf.exp(slogp), sOneHot), tf.mul(dy, 1 / N)), tf.zeros([N], 'int32')];
+    },
+  };
+});
