@@ -140,9 +140,12 @@ const rows = results.map((r) => [
 ]);
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const fmt = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-console.log(`host AdamW throughput (median params/s), ${os.cpus()[0]?.model ?? 'cpu'} x${cores}, load ${os.loadavg()[0]!.toFixed(1)}, node ${process.version}`);
+const title = `host AdamW throughput (median params/s), ${os.cpus()[0]?.model ?? 'cpu'} x${cores}, load ${os.loadavg()[0]!.toFixed(1)}, node ${process.version}`;
+console.log(title);
 console.log(fmt(head));
 for (const r of rows) console.log(fmt(r));
+// The same table as markdown beside the JSON, for quoting.
+const md = [`${title}`, '', `| ${head.join(' | ')} |`, `|${head.map(() => ' ---: ').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
 mkdirSync(dirname(args.out!), { recursive: true });
 writeFileSync(
@@ -160,4 +163,5 @@ writeFileSync(
     2,
   ) + '\n',
 );
-console.log(`wrote ${args.out}`);
+writeFileSync(args.out!.replace(/\.json$/, '') + '.md', md + '\n');
+console.log(`wrote ${args.out} and .md`);

@@ -231,7 +231,7 @@ export class FlatPartition {
   }
 
   /** Values → full flat buffer (padding zeroed). Every partitioned parameter must be present. */
-  flatten(values: ReadonlyMap<string, Float32Array>, out = new Float32Array(this.totalLength)): Float32Array {
+  flatten(values: ReadonlyMap<string, Float32Array>, out: Float32Array = new Float32Array(this.totalLength)): Float32Array {
     this.checkLength('flat output', out, this.totalLength);
     for (const g of this.groups) out.fill(0, g.offset + g.length, g.offset + g.paddedLength);
     for (const s of this.params) out.set(this.checkValue(s.name, values.get(s.name)), s.offset);
@@ -250,7 +250,7 @@ export class FlatPartition {
   }
 
   /** Rank's shard, cut from the full flat buffer. */
-  shard(flat: Float32Array, rank: number, out = new Float32Array(this.shardLength)): Float32Array {
+  shard(flat: Float32Array, rank: number, out: Float32Array = new Float32Array(this.shardLength)): Float32Array {
     this.checkRank(rank);
     this.checkLength('flat buffer', flat, this.totalLength);
     this.checkLength('shard output', out, this.shardLength);
@@ -262,7 +262,7 @@ export class FlatPartition {
   }
 
   /** Full flat buffer assembled from every rank's shard (the inverse of shard()). */
-  unshard(shards: readonly Float32Array[], out = new Float32Array(this.totalLength)): Float32Array {
+  unshard(shards: readonly Float32Array[], out: Float32Array = new Float32Array(this.totalLength)): Float32Array {
     if (shards.length !== this.worldSize) throw new PartitionError('number of shards', shards.length, `${this.worldSize} (one per rank)`);
     this.checkLength('flat output', out, this.totalLength);
     shards.forEach((sh, r) => {
@@ -273,7 +273,7 @@ export class FlatPartition {
   }
 
   /** Rank's shard straight from values, without building the full buffer (padding zeroed). */
-  shardFromValues(values: ReadonlyMap<string, Float32Array>, rank: number, out = new Float32Array(this.shardLength)): Float32Array {
+  shardFromValues(values: ReadonlyMap<string, Float32Array>, rank: number, out: Float32Array = new Float32Array(this.shardLength)): Float32Array {
     this.checkLength('shard output', out, this.shardLength);
     out.fill(0);
     for (const p of this.pieces(rank)) {
