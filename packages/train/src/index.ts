@@ -9,3 +9,6 @@ export * from './schedule.ts';
 export * from './checkpoint.ts';
 export { paramChecksum } from './metrics.ts';
 export * from './trainer.ts';
+export { DDPStrategy, type DDPComm, type DDPStrategyOptions } from './strategies/ddp.ts';
+export { planBuckets, gradientOrder, DEFAULT_BUCKET_BYTES, BucketError, type Bucket, type BucketPlan, type BucketSlot } from './strategies/buckets.ts';
+export { DistributedDataParallel, type DistributedDataParallelOptions, type StepOptions } from './distributed-data-parallel.ts';

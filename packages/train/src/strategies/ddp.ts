@@ -1,0 +1,306 @@
+// DDPStrategy: data parallelism with every parameter replicated on every rank (torch DDP).
+//
+// setup() broadcasts rank 0's initial parameters, so ranks that initialised differently still
+// start identical. During backward the engine hands over each block's gradients as soon as they
+// exist; they are put into buckets (buckets.ts) and the moment a bucket is complete it is
+// concatenated into one flat tensor, read back once, and its average all-reduce is *issued*
+// without waiting for it — the process group queues collectives in issue order, so the
+// communication of the last blocks runs while the engine still computes the earlier ones.
+// finishStep() waits only for what is still in flight (the time reported as commMs), uploads
+// each reduced bucket once, and steps the optimizer.
+//
+// Everything after the reduction is exactly one-process training, so the parameters, the device
+// AdamW update, clipping and checkpoints are delegated to a LocalStrategy rather than written a
+// second time: DDP is "LocalStrategy whose gradients were averaged over ranks". Since every rank
+// applies the same update to the same averaged gradient, ranks stay bit-identical without ever
+// sending parameters again.
+//
+// noSync(fn) is torch's `with ddp.no_sync():` — backward passes run inside it only accumulate
+// gradients on the device; the next backward outside it adds its gradients to the accumulated
+// ones and reduces the sum, so k micro-batches cost one all-reduce. If finishStep comes with
+// gradients that were never reduced (every backward ran under noSync), it reduces them then, so
+// ranks cannot silently diverge.
+import * as tf from '@tensorflow/tfjs-core';
+import { paramCount, uniqueParams, type BlockModel, type NamedTensors } from '../model.ts';
+import type { Phase } from '../engine.ts';
+import { StrategyError, type FinishStepOptions, type MemoryReport, type ShardState, type StepStats, type Strategy } from '../strategy.ts';
+import { LocalStrategy, type LocalStrategyOptions } from './local.ts';
+import { DEFAULT_BUCKET_BYTES, planBuckets, type Bucket, type BucketPlan } from './buckets.ts';
+
+/** The collectives DDP needs; a @zeroring/comm ProcessGroup has them. */
+export interface DDPComm {
+  readonly rank: number;
+  readonly worldSize: number;
+  allReduce(buf: Float32Array, opts?: { op?: 'sum' | 'avg' | 'max' | 'min' }): Promise<unknown>;
+  broadcast(buf: Float32Array, root: number): Promise<unknown>;
+}
+
+export interface DDPStrategyOptions extends LocalStrategyOptions {
+  /** Bytes of gradient per all-reduce; default 25 MiB as torch. */
+  bucketBytes?: number;
+}
+
+interface InFlight {
+  bucket: number;
+  /** Resolves to the bucket's averaged gradient once its all-reduce is done. */
+  result: Promise<Float32Array>;
+}
+
+export class DDPStrategy implements Strategy {
+  readonly name = 'ddp';
+  readonly bucketBytes: number;
+  private readonly inner: LocalStrategy;
+  private plan?: BucketPlan;
+  /** Gradients of buckets not complete yet, per bucket. */
+  private readonly filling = new Map<number, Map<string, tf.Tensor>>();
+  /** Gradients accumulated under noSync, not yet reduced. */
+  private readonly accumulated = new Map<string, tf.Tensor>();
+  private inFlight: InFlight[] = [];
+  /** Keeps all-reduces issued in bucket order even if read-backs resolve out of order. */
+  private issueTail: Promise<void> = Promise.resolve();
+  private syncDisabled = false;
+  private flatsOnDevice = 0;
+  private hostBytes = 0;
+  private peakDeviceGradBytes = 0;
+  private peakHostBytes = 0;
+
+  constructor(
+    readonly comm: DDPComm,
+    opts: DDPStrategyOptions = {},
+  ) {
+    this.bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+    if (!Number.isFinite(this.bucketBytes) || this.bucketBytes < 4) throw new StrategyError(`DDP bucketBytes ${this.bucketBytes} is invalid, expected a number >= 4`);
+    this.inner = new LocalStrategy({ adamw: opts.adamw });
+  }
+
+  /** The bucket layout (after setup): which parameters share an all-reduce. */
+  get buckets(): readonly Bucket[] {
+    return this.requirePlan().buckets;
+  }
+
+  async setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void> {
+    const specs = uniqueParams(model);
+    let total = 0;
+    for (const spec of specs) {
+      const n = paramCount(spec);
+      const init = initialParams.get(spec.name);
+      if (!init || init.length !== n) throw new StrategyError(`initial "${spec.name}" has ${init ? `${init.length} values` : 'no values'}, expected ${n} (shape [${spec.shape}])`);
+      total += n;
+    }
+    // One broadcast of everything: a different model on some rank shows up as a size mismatch.
+    const flat = new Float32Array(total);
+    const views = new Map<string, Float32Array>();
+    let off = 0;
+    for (const spec of specs) {
+      const n = paramCount(spec);
+      flat.set(initialParams.get(spec.name)!, off);
+      views.set(spec.name, flat.subarray(off, off + n));
+      off += n;
+    }
+    if (this.comm.worldSize > 1) await this.comm.broadcast(flat, 0);
+    this.plan = planBuckets(model, this.bucketBytes);
+    await this.inner.setup(model, views);
+  }
+
+  acquire(block: number, phase: Phase): NamedTensors {
+    return this.inner.acquire(block, phase);
+  }
+
+  release(block: number, phase: Phase): void {
+    this.inner.release(block, phase);
+  }
+
+  /**
+   * Run `fn` (typically one forwardBackward) with gradient synchronisation off: gradients only
+   * accumulate locally, and the next synchronised backward (or finishStep) reduces the sum.
+   */
+  async noSync<T>(fn: () => T | Promise<T>): Promise<T> {
+    const prev = this.syncDisabled;
+    this.syncDisabled = true;
+    try {
+      return await fn();
+    } finally {
+      this.syncDisabled = prev;
+    }
+  }
+
+  onBlockGrads(_block: number, grads: NamedTensors): void {
+    const plan = this.requirePlan();
+    for (const [name, g0] of Object.entries(grads)) {
+      const slot = plan.slotOf.get(name);
+      if (!slot) {
+        g0.dispose();
+        throw new StrategyError(`gradient for unknown parameter "${name}", expected one of the model's ${plan.slotOf.size} parameters`);
+      }
+      let g = g0;
+      const prev = this.accumulated.get(name);
+      if (prev) {
+        g = tf.add(prev, g0);
+        prev.dispose();
+        g0.dispose();
+        this.accumulated.delete(name);
+      }
+      if (this.syncDisabled) this.accumulated.set(name, g);
+      else this.addToBucket(slot.bucket, name, g);
+    }
+    this.notePeaks();
+  }
+
+  async finishStep(opts: FinishStepOptions): Promise<StepStats> {
+    const plan = this.requirePlan();
+    const start = performance.now();
+    // Gradients that only ever saw noSync backward passes: reduce them now, in bucket order.
+    if (this.accumulated.size > 0) {
+      for (const b of plan.buckets) {
+        for (const s of b.slots) {
+          const g = this.accumulated.get(s.name);
+          if (!g) continue;
+          this.accumulated.delete(s.name);
+          this.addToBucket(b.index, s.name, g);
+        }
+      }
+    }
+    if (this.filling.size > 0) {
+      const missing: string[] = [];
+      for (const [bi, got] of this.filling) for (const s of plan.buckets[bi].slots) if (!got.has(s.name)) missing.push(s.name);
+      this.dropFilling();
+      await this.drainInFlight();
+      throw new StrategyError(`finishStep at step ${opts.step}: no gradient for ${missing.map((n) => `"${n}"`).join(', ')}, expected every parameter's gradient from forwardBackward`);
+    }
+    const reduced = new Map<number, Float32Array>();
+    for (const f of this.inFlight) {
+      const buf = await f.result; // rejects with the process group's typed error on failure
+      const have = reduced.get(f.bucket);
+      if (have) for (let i = 0; i < have.length; i++) have[i] += buf[i];
+      else reduced.set(f.bucket, buf);
+    }
+    this.inFlight = [];
+    const commMs = performance.now() - start;
+    if (reduced.size === 0) throw new StrategyError(`finishStep at step ${opts.step}: no gradients, expected forwardBackward before finishStep`);
+
+    const t1 = performance.now();
+    // One upload per bucket; the per-parameter tensors are slices of it.
+    const named: NamedTensors = {};
+    for (const b of plan.buckets) {
+      const buf = reduced.get(b.index)!;
+      const flat = tf.tensor1d(buf, 'float32');
+      for (const s of b.slots) named[s.name] = tf.tidy(() => tf.reshape(tf.slice(flat, [s.offset], [s.size]), s.shape));
+      flat.dispose();
+    }
+    this.hostBytes = 0;
+    this.inner.onBlockGrads(-1, named);
+    const stats = await this.inner.finishStep(opts);
+    // optimMs covers the upload and the optimizer update.
+    return { commMs, optimMs: performance.now() - t1, gradNorm: stats.gradNorm };
+  }
+
+  async fullParams(): Promise<Map<string, Float32Array>> {
+    return this.inner.fullParams();
+  }
+
+  memory(): MemoryReport {
+    const r = this.inner.memory();
+    const grads = r.grads ?? { device: 0, host: 0 };
+    r.grads = { device: Math.max(grads.device, this.peakDeviceGradBytes), host: grads.host };
+    // The flat host buffers a bucket occupies from read-back until upload: communication
+    // buffers in flight, reported apart from the model state.
+    r.gathered = { device: 0, host: this.peakHostBytes };
+    this.peakDeviceGradBytes = 0;
+    this.peakHostBytes = 0;
+    return r;
+  }
+
+  async saveState(): Promise<ShardState> {
+    const s = await this.inner.saveState();
+    return { meta: { ...s.meta, strategy: this.name, worldSize: this.comm.worldSize }, arrays: s.arrays };
+  }
+
+  async loadState(state: ShardState): Promise<void> {
+    if (state.meta.strategy !== this.name) throw new StrategyError(`checkpoint shard is for strategy "${String(state.meta.strategy)}", expected "${this.name}"`);
+    await this.inner.loadState({ meta: { ...state.meta, strategy: this.inner.name }, arrays: state.arrays });
+  }
+
+  async dispose(): Promise<void> {
+    this.dropFilling();
+    for (const t of this.accumulated.values()) t.dispose();
+    this.accumulated.clear();
+    await this.drainInFlight();
+    await this.inner.dispose();
+  }
+
+  private addToBucket(bucket: number, name: string, g: tf.Tensor): void {
+    const b = this.requirePlan().buckets[bucket];
+    let got = this.filling.get(bucket);
+    if (!got) this.filling.set(bucket, (got = new Map()));
+    const prev = got.get(name);
+    if (prev) {
+      // Two backward passes' worth for one bucket before it completed: keep the sum.
+      got.set(name, tf.add(prev, g));
+      prev.dispose();
+      g.dispose();
+    } else {
+      got.set(name, g);
+    }
+    if (got.size === b.slots.length) {
+      this.filling.delete(bucket);
+      this.launch(b, got);
+    }
+  }
+
+  /** Flatten a complete bucket, read it back once and issue its average all-reduce. */
+  private launch(b: Bucket, got: Map<string, tf.Tensor>): void {
+    const pieces = b.slots.map((s) => got.get(s.name)!);
+    const flat = tf.tidy(() => (pieces.length === 1 ? tf.reshape(pieces[0], [-1]) : tf.concat(pieces.map((t) => tf.reshape(t, [-1])))));
+    tf.dispose(pieces);
+    this.flatsOnDevice += b.elems * 4;
+    this.notePeaks();
+    const read = flat.data() as Promise<Float32Array>;
+    const issued = this.issueTail
+      .then(() => read)
+      .then((buf) => {
+        // Every backend's read-back is a copy the tensor no longer needs (cpu: its own array,
+        // which dies with the tensor), so the all-reduce may work on it in place.
+        flat.dispose();
+        this.flatsOnDevice -= b.elems * 4;
+        this.hostBytes += b.elems * 4;
+        this.peakHostBytes = Math.max(this.peakHostBytes, this.hostBytes);
+        if (this.comm.worldSize === 1) return { buf, done: Promise.resolve() };
+        return { buf, done: this.comm.allReduce(buf, { op: 'avg' }) };
+      });
+    this.issueTail = issued.then(
+      () => undefined,
+      () => undefined,
+    );
+    const result = issued.then(async ({ buf, done }) => {
+      await done;
+      return buf;
+    });
+    // Awaited in finishStep; until then a failure must not count as unhandled.
+    result.catch(() => undefined);
+    this.inFlight.push({ bucket: b.index, result });
+  }
+
+  private notePeaks(): void {
+    let bytes = this.flatsOnDevice;
+    for (const t of this.accumulated.values()) bytes += t.size * 4;
+    for (const got of this.filling.values()) for (const t of got.values()) bytes += t.size * 4;
+    this.peakDeviceGradBytes = Math.max(this.peakDeviceGradBytes, bytes);
+  }
+
+  private dropFilling(): void {
+    for (const got of this.filling.values()) for (const t of got.values()) t.dispose();
+    this.filling.clear();
+  }
+
+  private async drainInFlight(): Promise<void> {
+    const pending = this.inFlight;
+    this.inFlight = [];
+    await Promise.allSettled(pending.map((f) => f.result));
+    this.hostBytes = 0;
+  }
+
+  private requirePlan(): BucketPlan {
+    if (!this.plan) throw new StrategyError('DDPStrategy used before setup(model, params)');
+    return this.plan;
+  }
+}
