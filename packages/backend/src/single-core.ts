@@ -28,7 +28,15 @@ export class TfjsCoreMismatchError extends BackendError {
 export function assertSingleTfjsCore(
   packages: string[] = ['@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgpu'],
 ): void {
-  const copies: Record<string, string> = { '@zeroring/backend': realpathSync(require.resolve('@tensorflow/tfjs-core')) };
+  let own: string;
+  try {
+    own = realpathSync(require.resolve('@tensorflow/tfjs-core'));
+  } catch {
+    // No node_modules to resolve from: running from a bundle, which carries its own copy.
+    if (version_core !== EXPECTED_TFJS_CORE) throw new TfjsCoreMismatchError({ bundled: version_core });
+    return;
+  }
+  const copies: Record<string, string> = { '@zeroring/backend': own };
   for (const pkg of packages) {
     const from = dirname(require.resolve(pkg));
     copies[pkg] = realpathSync(require.resolve('@tensorflow/tfjs-core', { paths: [from] }));
