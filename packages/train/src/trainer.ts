@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { BlockwiseEngine } from './engine.ts';
 import { uniqueParams, paramCount, type BlockModel } from './model.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport, type Strategy } from './strategy.ts';
-import type { OnTrainEvent, TrainEvent } from './events.ts';
+import { packRankStep, unpackRankSteps, type OnTrainEvent, type RankStep, type TrainEvent } from './events.ts';
 import { DistributedSampler, fixedWindows, mixSeed } from './sampler.ts';
 import { learningRate } from './schedule.ts';
 import { encodeShard, loadLatestCheckpoint, saveCheckpoint, CheckpointError } from './checkpoint.ts';
@@ -263,8 +263,26 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
       peak[c].device = Math.max(peak[c].device, mem[c].device);
       peak[c].host = Math.max(peak[c].host, mem[c].host);
     }
-    const [loss, computeMs, commMs, optimMs] = await reduce([lossLocal, t1 - t0, stats.commMs, stats.optimMs - 0], 'avg');
-    const [msb] = await reduce([modelStateBytes(mem)], 'max');
+    // Cross-rank view of the step: one sum all-reduce carries every rank's split and loss.
+    let loss = lossLocal;
+    let computeMs = t1 - t0;
+    let { commMs, optimMs } = stats;
+    let ranks: RankStep[] | undefined;
+    let msb = modelStateBytes(mem);
+    if (comm && worldSize > 1) {
+      const packed = packRankStep({ computeMs, commMs, optimMs, memory: mem }, rank, worldSize);
+      const buf = new Float32Array(packed.length + 1);
+      buf.set(packed);
+      buf[packed.length] = lossLocal;
+      await comm.allReduce(buf, { op: 'sum' });
+      ranks = unpackRankSteps(buf.subarray(0, packed.length), worldSize);
+      loss = buf[packed.length] / worldSize;
+      const mean = (f: (r: RankStep) => number) => ranks!.reduce((a, r) => a + f(r), 0) / worldSize;
+      computeMs = mean((r) => r.computeMs);
+      commMs = mean((r) => r.commMs);
+      optimMs = mean((r) => r.optimMs);
+      for (const r of ranks) if (r.rank !== rank) msb = Math.max(msb, modelStateBytes(r.memory));
+    }
     peakModelState = Math.max(peakModelState, msb);
     finalLoss = loss;
     const stepMs = performance.now() - t0;
@@ -291,7 +309,7 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
       ...(valLoss !== undefined ? { valLoss } : {}),
     };
     if (metricsPath && lead) appendFileSync(metricsPath, JSON.stringify(line) + '\n');
-    emit({ type: 'step', step: step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: mem });
+    emit({ type: 'step', step: step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: mem, ...(ranks ? { ranks } : {}) });
     if (valLoss !== undefined) emit({ type: 'val', step: step + 1, valLoss });
     if (lead && opts.onProgress) {
       const recent = stepTimes.slice(-20);

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { uniqueParams, paramCount, type BlockModel, type NamedTensors, type ParamSpec } from '../model.ts';
 import type { Phase } from '../engine.ts';
 import { adamwUpdate, decays, DEFAULT_ADAMW, type AdamWConfig } from '../optim/adamw.ts';
+import { MemoryTracker, type Allocation } from '../memory.ts';
 import { StrategyError, type FinishStepOptions, type MemoryReport, type ShardState, type StepStats, type Strategy } from '../strategy.ts';
 
 export interface LocalStrategyOptions {
@@ -39,7 +40,8 @@ export class LocalStrategy implements Strategy {
   private m = new Map<string, tf.Tensor>();
   private v = new Map<string, tf.Tensor>();
   private t = 0;
-  private peakGradBytes = 0;
+  private readonly mem = new MemoryTracker();
+  private readonly gradAlloc = new Map<string, Allocation>();
 
   constructor(opts: LocalStrategyOptions = {}) {
     this.cfg = { ...DEFAULT_ADAMW, ...opts.adamw };
@@ -56,6 +58,8 @@ export class LocalStrategy implements Strategy {
       this.params.set(spec.name, tf.tensor(init, spec.shape, 'float32'));
       this.m.set(spec.name, tf.zeros(spec.shape));
       this.v.set(spec.name, tf.zeros(spec.shape));
+      this.mem.alloc('params', 'device', 4 * n, spec.name);
+      this.mem.alloc('optimizer', 'device', 8 * n, spec.name);
     }
   }
 
@@ -77,11 +81,9 @@ export class LocalStrategy implements Strategy {
         g.dispose();
       } else {
         this.grads.set(name, g);
+        this.gradAlloc.set(name, this.mem.alloc('grads', 'device', 4 * g.size, name));
       }
     }
-    let bytes = 0;
-    for (const g of this.grads.values()) bytes += g.size * 4;
-    this.peakGradBytes = Math.max(this.peakGradBytes, bytes);
   }
 
   async finishStep(opts: FinishStepOptions): Promise<StepStats> {
@@ -110,6 +112,8 @@ export class LocalStrategy implements Strategy {
       this.v.set(name, r.v);
     }
     this.grads.clear();
+    for (const a of this.gradAlloc.values()) this.mem.free(a);
+    this.gradAlloc.clear();
     // Make the update complete before timing stops (backends run kernels lazily).
     const last = this.params.get(this.specs[this.specs.length - 1].name);
     if (last) await last.data();
@@ -123,14 +127,9 @@ export class LocalStrategy implements Strategy {
   }
 
   memory(): MemoryReport {
-    let n = 0;
-    for (const spec of this.specs) n += paramCount(spec);
-    const report: MemoryReport = {
-      params: { device: 4 * n, host: 0 },
-      grads: { device: this.peakGradBytes, host: 0 },
-      optimizer: { device: 8 * n, host: 0 },
-    };
-    this.peakGradBytes = 0;
+    // Peaks since the last report: gradients exist only between backward and the update.
+    const report = this.mem.peaks();
+    this.mem.resetPeak();
     return report;
   }
 
