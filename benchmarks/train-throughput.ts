@@ -1,0 +1,263 @@
+// Training throughput of the toy GPT: tokens/s for one forward + backward + AdamW update, for
+// the tiny and small presets at batch 8 x T, on each tfjs backend present.
+//
+//   node --import tsx benchmarks/train-throughput.ts [--backends cpu,wasm,webgpu] [--models tiny,small]
+//        [--steps N] [--warmup W] [--batch B] [--all-combinations] [--profile]
+//
+// Three ways to run the same step, alternated step by step so that the shared machine's load
+// hits them alike (we quote medians and ratios):
+//   naive   the obvious tfjs model (benchmarks/train-throughput-naive.ts), whole-model autodiff
+//   whole   @zeroring/gpt, whole-model gradients (tf.valueAndGrads over every parameter)
+//   engine  @zeroring/gpt through @zeroring/train's BlockwiseEngine + LocalStrategy (recomputes
+//           each block's forward in backward, as every strategy does)
+// All three use @zeroring/train's AdamW. Besides wall-clock tokens/s we report tokens per
+// second of process CPU time: on a 2-core machine shared with other jobs the wall clock
+// measures the neighbours as much as the code, while CPU time of a single-threaded backend
+// does not count time spent waiting for a core.
+// --profile adds per-kernel times (tf.profile, minimum over 3 steps) of the whole-model step.
+// Writes benchmarks/results/train-throughput.json and prints a table.
+import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { tf, initBackend, probeWebGPUAdapter, type BackendLogger, type BackendName } from '../packages/backend/src/index.ts';
+import { CharTokenizer, TextDataset, Rng, createGPT, gptConfig, loadCorpus, type GPTModel, type NamedTensors, type PresetName } from '../packages/gpt/src/index.ts';
+import { BlockwiseEngine, LocalStrategy, adamwUpdate, decays, DEFAULT_ADAMW, uniqueParams } from '../packages/train/src/index.ts';
+import { createNaiveGPT } from './train-throughput-naive.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    backends: { type: 'string' },
+    models: { type: 'string', default: 'tiny,small' },
+    steps: { type: 'string' },
+    warmup: { type: 'string' },
+    batch: { type: 'string', default: '8' },
+    'all-combinations': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/train-throughput.json') },
+  },
+});
+
+type Mode = 'naive' | 'whole' | 'engine';
+const MODES: Mode[] = ['naive', 'whole', 'engine'];
+const quiet: BackendLogger = { info() {}, warn() {}, debug() {} };
+const LR = 1e-3;
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
+
+/** One training setup: step() runs forward + backward + AdamW and resolves after the update is complete. */
+interface Runner {
+  step(input: tf.Tensor, targets: tf.Tensor): Promise<number>;
+  dispose(): Promise<void>;
+}
+
+/** Whole-model gradients with tf.valueAndGrads, then AdamW on every parameter. */
+function wholeModelRunner(model: GPTModel, init: Map<string, Float32Array>): Runner {
+  const specs = uniqueParams(model);
+  const params = new Map(specs.map((s) => [s.name, tf.tensor(init.get(s.name)!, s.shape)]));
+  const m = new Map(specs.map((s) => [s.name, tf.zeros(s.shape)]));
+  const v = new Map(specs.map((s) => [s.name, tf.zeros(s.shape)]));
+  let t = 0;
+  return {
+    async step(input, targets) {
+      const names = specs.map((s) => s.name);
+      const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
+        const named: NamedTensors = {};
+        names.forEach((n, i) => (named[n] = ps[i]!));
+        let x: tf.Tensor = input;
+        for (const b of model.blocks) x = b.forward(named, x);
+        return model.loss(x, targets);
+      })(names.map((n) => params.get(n)!));
+      t++;
+      specs.forEach((s, i) => {
+        const r = adamwUpdate(DEFAULT_ADAMW, params.get(s.name)!, grads[i]!, { m: m.get(s.name)!, v: v.get(s.name)! }, LR, t, decays(s.shape));
+        tf.dispose([params.get(s.name)!, m.get(s.name)!, v.get(s.name)!, grads[i]!]);
+        params.set(s.name, r.param);
+        m.set(s.name, r.m);
+        v.set(s.name, r.v);
+      });
+      const loss = (await value.data())[0]!;
+      value.dispose();
+      await params.get(specs.at(-1)!.name)!.data();
+      return loss;
+    },
+    async dispose() {
+      for (const map of [params, m, v]) for (const x of map.values()) x.dispose();
+    },
+  };
+}
+
+async function engineRunner(model: GPTModel, init: Map<string, Float32Array>): Promise<Runner> {
+  const engine = new BlockwiseEngine(model);
+  const strategy = new LocalStrategy();
+  await strategy.setup(model, init);
+  let step = 0;
+  return {
+    async step(input, targets) {
+      const loss = await engine.forwardBackward(input, targets, strategy, strategy);
+      await strategy.finishStep({ lr: LR, step: ++step });
+      return loss;
+    },
+    dispose: () => strategy.dispose(),
+  };
+}
+
+async function presentBackends(): Promise<BackendName[]> {
+  if (args.backends) return args.backends.split(',') as BackendName[];
+  const names: BackendName[] = ['cpu', 'wasm'];
+  try {
+    if (await probeWebGPUAdapter()) names.push('webgpu');
+  } catch {
+    // No Dawn or no adapter: webgpu is absent from the table.
+  }
+  return names;
+}
+
+/** Which (backend, model) pairs run by default: small only on wasm, the fastest CPU backend. */
+function skipReason(backend: BackendName, preset: PresetName): string | undefined {
+  if (args['all-combinations'] || preset === 'tiny' || backend === 'wasm') return undefined;
+  return `small on ${backend} takes minutes per step here; pass --all-combinations to run it`;
+}
+
+const text = loadCorpus();
+const tok = CharTokenizer.fromText(text);
+const data = new TextDataset(tok.encode(text), { seed: 0 });
+const B = Number(args.batch);
+const backends = await presentBackends();
+const presets = args.models!.split(',') as PresetName[];
+
+interface Row {
+  backend: string;
+  model: PresetName;
+  params: number;
+  batch: number;
+  blockSize: number;
+  mode: Mode;
+  steps: number;
+  medianStepMs: number;
+  medianCpuMs: number;
+  tokensPerSec: number;
+  tokensPerCpuSec: number;
+  initialLoss: number;
+  finalLoss: number;
+}
+const rows: Row[] = [];
+const skipped: Array<{ backend: string; model: string; reason: string }> = [];
+const profiles: Record<string, Array<{ kernel: string; calls: number; ms: number }>> = {};
+const loadStart = os.loadavg();
+
+for (const backend of backends) {
+  const info = await initBackend(backend, { logger: quiet });
+  for (const preset of presets) {
+    const reason = skipReason(backend, preset);
+    if (reason) {
+      skipped.push({ backend, model: preset, reason });
+      continue;
+    }
+    const cfg = gptConfig(preset, tok.vocabSize);
+    const T = cfg.blockSize;
+    const small = preset === 'small';
+    // Fewer steps where one step takes seconds (small; the cpu and software-WebGPU backends).
+    const slow = small || backend !== 'wasm';
+    const warmup = Number(args.warmup ?? (slow ? 1 : 3));
+    const steps = Number(args.steps ?? (slow ? 3 : 15));
+    const init = createGPT(cfg).initParams(0);
+    const runners: Record<Mode, Runner> = {
+      naive: wholeModelRunner(createNaiveGPT(cfg), init),
+      whole: wholeModelRunner(createGPT(cfg), init),
+      engine: await engineRunner(createGPT(cfg), init),
+    };
+    const wall: Record<Mode, number[]> = { naive: [], whole: [], engine: [] };
+    const cpu: Record<Mode, number[]> = { naive: [], whole: [], engine: [] };
+    const losses: Record<Mode, number[]> = { naive: [], whole: [], engine: [] };
+    const rng = new Rng(1);
+    process.stdout.write(`${backend} ${preset}: `);
+    for (let s = 0; s < warmup + steps; s++) {
+      const batch = data.batch(rng, B, T);
+      const input = tf.tensor2d(batch.input, [B, T], 'int32');
+      const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
+      for (const mode of MODES) {
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        losses[mode].push(await runners[mode].step(input, targets));
+        if (s >= warmup) {
+          wall[mode].push(performance.now() - t0);
+          cpu[mode].push(cpuMs(process.cpuUsage(c0)));
+        }
+      }
+      tf.dispose([input, targets]);
+      process.stdout.write('.');
+    }
+    process.stdout.write('\n');
+    if (args.profile) {
+      const batch = data.batch(rng, B, T);
+      const input = tf.tensor2d(batch.input, [B, T], 'int32');
+      const targets = tf.tensor2d(batch.targets, [B, T], 'int32');
+      for (const mode of ['naive', 'whole'] as const) {
+        const runs: Array<Array<{ kernel: string; ms: number }>> = [];
+        for (let r = 0; r < 3; r++) {
+          let p: Promise<number> | undefined;
+          const prof = await tf.profile(() => {
+            p = runners[mode].step(input, targets);
+          });
+          await p;
+          runs.push(prof.kernels.map((k) => ({ kernel: `${k.name} ${JSON.stringify(k.inputShapes)}`, ms: Number(k.kernelTimeMs) })));
+        }
+        const byKernel = new Map<string, { calls: number; ms: number }>();
+        runs[0]!.forEach((k, i) => {
+          const ms = Math.min(...runs.map((r) => r[i]?.ms ?? Infinity));
+          const e = byKernel.get(k.kernel) ?? { calls: 0, ms: 0 };
+          byKernel.set(k.kernel, { calls: e.calls + 1, ms: e.ms + ms });
+        });
+        profiles[`${backend}/${preset}/${mode}`] = [...byKernel].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms).slice(0, 15);
+      }
+      tf.dispose([input, targets]);
+    }
+    const paramCount = [...init.values()].reduce((n, a) => n + a.length, 0);
+    for (const mode of MODES) {
+      const w = median(wall[mode]);
+      const c = median(cpu[mode]);
+      rows.push({
+        backend: info.name, model: preset, params: paramCount, batch: B, blockSize: T, mode, steps,
+        medianStepMs: w, medianCpuMs: c, tokensPerSec: (B * T * 1000) / w, tokensPerCpuSec: (B * T * 1000) / c,
+        initialLoss: losses[mode][0]!, finalLoss: losses[mode].at(-1)!,
+      });
+      await runners[mode].dispose();
+    }
+  }
+}
+
+const result = {
+  benchmark: 'train-throughput',
+  date: new Date().toISOString(),
+  machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavgStart: loadStart, loadavgEnd: os.loadavg() },
+  tfjs: tf.version_core,
+  note: 'tokens/s = batch*T / median step (forward+backward+AdamW); tokensPerCpuSec uses process CPU time per step',
+  rows,
+  skipped,
+  ...(args.profile ? { profiles } : {}),
+};
+mkdirSync(dirname(args.out!), { recursive: true });
+writeFileSync(args.out!, JSON.stringify(result, null, 2) + '\n');
+
+console.log(`\ntrain throughput, batch ${B} x T, median of timed steps (load average ${loadStart.map((x) => x.toFixed(1)).join(' ')} -> ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
+console.log(['backend'.padEnd(8), 'model'.padEnd(6), 'mode'.padEnd(7), 'step ms'.padStart(9), 'tok/s'.padStart(8), 'cpu ms'.padStart(9), 'tok/cpu-s'.padStart(10), 'vs naive'.padStart(9), 'loss'.padStart(14)].join(' '));
+for (const r of rows) {
+  const naive = rows.find((x) => x.backend === r.backend && x.model === r.model && x.mode === 'naive')!;
+  console.log([
+    r.backend.padEnd(8), r.model.padEnd(6), r.mode.padEnd(7), r.medianStepMs.toFixed(0).padStart(9), r.tokensPerSec.toFixed(0).padStart(8),
+    r.medianCpuMs.toFixed(0).padStart(9), r.tokensPerCpuSec.toFixed(0).padStart(10), `${(naive.medianCpuMs / r.medianCpuMs).toFixed(2)}x`.padStart(9),
+    `${r.initialLoss.toFixed(2)}->${r.finalLoss.toFixed(2)}`.padStart(14),
+  ].join(' '));
+}
+for (const s of skipped) console.log(`skipped ${s.backend} ${s.model}: ${s.reason}`);
+if (args.profile) {
+  for (const [k, list] of Object.entries(profiles)) {
+    console.log(`\nslowest kernels, ${k} (ms, min of 3 profiled steps)`);
+    for (const e of list.slice(0, 10)) console.log(`${e.ms.toFixed(2).padStart(9)} ${String(e.calls).padStart(4)}  ${e.kernel}`);
+  }
+}
