@@ -3,9 +3,13 @@
 // argument. Each joins the process group, builds the distributed strategy and runs the same job
 // as a single process would (train-job.ts).
 import { initProcessGroup } from '@zeroring/comm';
-import { getLogger } from '@zeroring/comm/logger';
+import { getLogger, setLogLevel } from '@zeroring/comm/logger';
+import { DDPStrategy } from '@zeroring/train';
 import { runTrainJob, TrainJobError, type StrategyFactory, type TrainJobOptions } from './train-job.ts';
 
+// Rank 0 speaks for the job; the other ranks' routine lines only show with an explicit
+// --log-level (e.g. debug). Warnings and errors always show.
+if (process.env.RANK !== undefined && process.env.RANK !== '0' && process.env.ZERORING_LOG_LEVEL === undefined) setLogLevel('warn');
 const log = getLogger({ cmd: 'train-worker' });
 const json = process.argv[2];
 if (!json) throw new TrainJobError('train-worker expects the job options as a JSON argument, got none');
@@ -13,8 +17,9 @@ const opts = JSON.parse(json) as TrainJobOptions;
 
 const pg = await initProcessGroup();
 // The DDP / ZeRO strategies over `pg` plug in here (issues 4 and 5).
-const makeStrategy: StrategyFactory = (name) => {
-  throw new TrainJobError(`strategy ${name} over ${pg.worldSize} processes is not implemented yet; expected one of: (none yet)`);
+const makeStrategy: StrategyFactory = (name, { offload }) => {
+  if (name === 'ddp' && !offload) return new DDPStrategy(pg);
+  throw new TrainJobError(`strategy ${name}${offload ? ' --offload' : ''} over ${pg.worldSize} processes is not implemented yet; expected one of: ddp`);
 };
 try {
   await runTrainJob(opts, { comm: pg, makeStrategy });
