@@ -3,25 +3,82 @@
 // tfjs-core's Node entry (dist/tf-core.node.js, CommonJS) has neither: the @tensorflow/tfjs
 // union package normally pulls in dist/register_all_gradients.js and
 // dist/public/chained_ops/register_all_chained_ops.js, ES modules whose relative imports
-// lack file extensions, which Node's ESM loader rejects. We add a resolve hook scoped to
-// tfjs-core's dist folder that appends ".js", then import them. What they register goes into
-// tfjs-core's globals (the gradient registry and the Tensor class are kept on globalThis),
-// which the CommonJS instance everyone else imports reads, so there is still one engine,
-// one kernel registry and one gradient registry in the process.
+// lack file extensions, which Node's ESM loader rejects. Loading their ~700 files one by one
+// is also slow (seconds; tens of seconds under vitest, which transforms each one), and every
+// worker process pays it. So, first choice: bundle both entry points once with esbuild (the
+// one tsx runs on, always present since everything here runs through tsx) into a CommonJS
+// file cached in the temp dir, and require it (~100 ms). Fallback, when esbuild cannot be
+// found: a resolve hook scoped to tfjs-core's dist folder that appends ".js", then import.
+//
+// Either way what they register goes into tfjs-core's globals (the gradient registry, the
+// engine and the Tensor class are kept on globalThis), which the CommonJS instance everyone
+// else imports reads: still one engine, one kernel registry, one gradient registry.
+import { createHash } from 'node:crypto';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, register } from 'node:module';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { getGradient, Tensor } from '@tensorflow/tfjs-core';
+import { getGradient, Tensor, version_core } from '@tensorflow/tfjs-core';
 // Types only: brings in the chained-op declarations (x.add(y): Tensor) that the runtime
-// import below makes true, for every package that imports @zeroring/backend.
+// loading below makes true, for every package that imports @zeroring/backend.
 import type {} from '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
 
 const require = createRequire(import.meta.url);
+const ENTRIES = ['./register_all_gradients.js', './public/chained_ops/register_all_chained_ops.js'];
 
 let loading: Promise<void> | undefined;
 
-function hookSource(distUrl: string): string {
-  return `
+function registered(): boolean {
+  const chained = typeof (Tensor.prototype as unknown as Record<string, unknown>).add === 'function';
+  return chained && getGradient('GatherV2') !== undefined;
+}
+
+interface Esbuild {
+  build(options: Record<string, unknown>): Promise<{ outputFiles?: { text: string }[] }>;
+}
+
+function findEsbuild(): Esbuild | undefined {
+  for (const from of [import.meta.url, 'tsx/package.json']) {
+    try {
+      const base = from === import.meta.url ? require : createRequire(require.resolve(from));
+      return base('esbuild') as Esbuild;
+    } catch {
+      // not reachable from here; try the next place
+    }
+  }
+  return undefined;
+}
+
+async function loadBundled(distDir: string): Promise<boolean> {
+  const key = createHash('sha256').update(`${distDir}\0${version_core}\0${process.version}`).digest('hex').slice(0, 16);
+  const file = join(tmpdir(), `zeroring-tfjs-core-${version_core}-gradients-${key}.cjs`);
+  if (!existsSync(file)) {
+    const esbuild = findEsbuild();
+    if (!esbuild) return false;
+    const out = await esbuild.build({
+      stdin: { contents: ENTRIES.map((e) => `import '${e}';`).join('\n'), resolveDir: distDir, sourcefile: 'entry.js' },
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      write: false,
+      logLevel: 'silent',
+    });
+    const text = out.outputFiles?.[0]?.text;
+    if (!text) return false;
+    // Written under a unique name and renamed: workers starting together may race here.
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, file);
+  }
+  require(file);
+  return true;
+}
+
+async function loadWithHook(distDir: string): Promise<void> {
+  const distUrl = pathToFileURL(distDir + '/').href;
+  const hook = `
 const DIST = ${JSON.stringify(distUrl)};
 export async function resolve(specifier, context, next) {
   if (context.parentURL?.startsWith(DIST) && specifier.startsWith('.') && !specifier.endsWith('.js')) {
@@ -30,10 +87,8 @@ export async function resolve(specifier, context, next) {
   }
   return next(specifier, context);
 }`;
-}
-
-function chainedOpsRegistered(): boolean {
-  return typeof (Tensor.prototype as unknown as Record<string, unknown>).add === 'function';
+  register('data:text/javascript,' + encodeURIComponent(hook));
+  for (const e of ENTRIES) await import(new URL(e, distUrl).href);
 }
 
 /**
@@ -41,13 +96,11 @@ function chainedOpsRegistered(): boolean {
  * have their chained methods (x.add(y), x.reshape(s)).
  */
 export function registerAllGradients(): Promise<void> {
-  if (getGradient('GatherV2') !== undefined && chainedOpsRegistered()) return Promise.resolve();
+  if (registered()) return Promise.resolve();
   loading ??= (async () => {
-    const distUrl = pathToFileURL(dirname(require.resolve('@tensorflow/tfjs-core')) + '/').href;
-    register('data:text/javascript,' + encodeURIComponent(hookSource(distUrl)));
-    await import(distUrl + 'register_all_gradients.js');
-    await import(distUrl + 'public/chained_ops/register_all_chained_ops.js');
-    if (getGradient('GatherV2') === undefined || !chainedOpsRegistered()) {
+    const distDir = dirname(require.resolve('@tensorflow/tfjs-core'));
+    if (!(await loadBundled(distDir).catch(() => false)) || !registered()) await loadWithHook(distDir);
+    if (!registered()) {
       throw new Error('registerAllGradients: tfjs-core gradients or chained ops did not reach the shared tfjs-core');
     }
   })();
