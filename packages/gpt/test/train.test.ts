@@ -23,7 +23,7 @@ describe('training', () => {
         const x = tf.tensor2d(b.input, [8, 32], 'int32');
         const y = tf.tensor2d(b.targets, [8, 32], 'int32');
         const { value, grads } = tf.variableGrads(() => model.loss(forwardAll(model, params, x), y), vars);
-        opt.applyGradients(grads);
+        opt.applyGradients(grads as Parameters<typeof opt.applyGradients>[0]);
         return value;
       });
       losses.push((await loss.data())[0]!);
