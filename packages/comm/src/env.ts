@@ -13,6 +13,12 @@ export interface InitOptions {
   /** A collective (or the rendezvous) that makes no progress for this long fails (ZERORING_TIMEOUT_MS, default 120000). */
   timeoutMs?: number;
   /**
+   * How long initProcessGroup waits for the store and all ranks to show up
+   * (ZERORING_RENDEZVOUS_TIMEOUT_MS, default max(timeoutMs, 120000)): workers of one job may
+   * start far apart, which says nothing about how fast a collective should finish.
+   */
+  rendezvousTimeoutMs?: number;
+  /**
    * Who hosts the rendezvous store on MASTER_ADDR:MASTER_PORT: 'rank0' (default) or
    * 'external' (a launcher or another process already does; ZERORING_STORE_EXTERNAL=1).
    */
@@ -34,6 +40,7 @@ export interface ResolvedOptions {
   masterPort: number;
   token: string;
   timeoutMs: number;
+  rendezvousTimeoutMs: number;
   storeHostedBy: 'rank0' | 'external';
   bindAddr: string | undefined;
   advertiseAddr: string | undefined;
@@ -79,6 +86,8 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
     );
   const timeoutMs = intFrom('ZERORING_TIMEOUT_MS', o.timeoutMs ?? env.ZERORING_TIMEOUT_MS, DEFAULT_TIMEOUT_MS)!;
   if (timeoutMs < 1) throw new ConfigError(`ZERORING_TIMEOUT_MS=${timeoutMs} is out of range, expected a positive number of milliseconds`);
+  const rendezvousTimeoutMs = intFrom('ZERORING_RENDEZVOUS_TIMEOUT_MS', o.rendezvousTimeoutMs ?? env.ZERORING_RENDEZVOUS_TIMEOUT_MS, Math.max(timeoutMs, DEFAULT_TIMEOUT_MS))!;
+  if (rendezvousTimeoutMs < 1) throw new ConfigError(`ZERORING_RENDEZVOUS_TIMEOUT_MS=${rendezvousTimeoutMs} is out of range, expected a positive number of milliseconds`);
   const ext = env.ZERORING_STORE_EXTERNAL;
   const storeHostedBy = o.storeHostedBy ?? (ext === '1' || ext === 'true' ? 'external' : 'rank0');
   if (storeHostedBy !== 'rank0' && storeHostedBy !== 'external') throw new ConfigError(`storeHostedBy=${String(storeHostedBy)}, expected 'rank0' or 'external'`);
@@ -95,6 +104,7 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
     masterPort,
     token,
     timeoutMs,
+    rendezvousTimeoutMs,
     storeHostedBy,
     bindAddr: o.bindAddr ?? (env.ZERORING_BIND_ADDR || undefined),
     advertiseAddr: o.advertiseAddr ?? (env.ZERORING_ADVERTISE_ADDR || undefined),

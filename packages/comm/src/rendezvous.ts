@@ -30,7 +30,7 @@ function isWildcard(a: string): boolean {
 }
 
 export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rendezvous> {
-  const deadline = Date.now() + o.timeoutMs;
+  const deadline = Date.now() + o.rendezvousTimeoutMs;
   const left = () => Math.max(1, deadline - Date.now());
   const loop = isLoopback(o.masterAddr);
   let storeServer: StoreServer | null = null;
@@ -41,7 +41,7 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
   }
   let store: StoreClient | undefined;
   try {
-    store = await StoreClient.connect({ host: o.masterAddr, port: o.masterPort, token: o.token, rank: o.rank, timeoutMs: o.timeoutMs, log });
+    store = await StoreClient.connect({ host: o.masterAddr, port: o.masterPort, token: o.token, rank: o.rank, timeoutMs: o.rendezvousTimeoutMs, log });
     const s = store;
     // The store may declare the rendezvous broken at any point (e.g. a rank claimed twice).
     const broken = new Promise<never>((_, rej) => (s.onFailure = rej));
@@ -62,11 +62,12 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
         advertiseHost,
         timeoutMs: left(),
         log,
+        abort: broken,
       });
       try {
         // Everyone has its ring before anyone leaves: after this the store is no longer needed.
         if ((await s.add(`${prefix}ready`, 1)) === o.worldSize) await s.set(`${prefix}ready/all`, 1);
-        await s.wait([`${prefix}ready/all`], left());
+        await Promise.race([s.wait([`${prefix}ready/all`], left()), broken]);
       } catch (e) {
         await ring.close();
         throw e;

@@ -37,6 +37,8 @@ export interface RingOptions {
   advertiseHost: string;
   timeoutMs: number;
   log: Logger;
+  /** Rejects when the rendezvous is broken elsewhere (e.g. the store says so): stop waiting. */
+  abort?: Promise<never>;
 }
 
 export class RingTransport {
@@ -86,23 +88,35 @@ export class RingTransport {
         gotNext(c);
       },
     });
+    const guard = <T>(p: Promise<T>): Promise<T> => (o.abort ? Promise.race([p, o.abort]) : p);
+    let prevConn: Conn | undefined;
+    let dial: Promise<Conn> | undefined;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await o.store.set(`${o.prefix}addr/${rank}`, `${o.advertiseHost}:${listener.port}`);
-      const addr = await o.store.get(`${o.prefix}addr/${prev}`, Math.max(1, deadline - Date.now())).catch(async (e: unknown) => {
-        if (e instanceof CommTimeoutError) throw await missingRanks(o, deadline);
-        throw e;
-      });
-      const [host, port] = splitHostPort(String(addr));
-      const prevConn = await Conn.connect(host, port, rank, { token: o.token, purpose: 'peer', log, authTimeoutMs: Math.max(1000, deadline - Date.now()), maxPayload: PEER_MAX_PAYLOAD });
-      let timer: NodeJS.Timeout | undefined;
-      const nc = await Promise.race([
-        nextReady,
-        new Promise<never>((_, rej) => {
-          timer = setTimeout(() => rej(new CommTimeoutError(`rendezvous: rank ${next} did not connect to rank ${rank} within ${o.timeoutMs} ms`, o.timeoutMs, rank)), Math.max(1, deadline - Date.now()));
+      await guard(o.store.set(`${o.prefix}addr/${rank}`, `${o.advertiseHost}:${listener.port}`));
+      const addr = await guard(
+        o.store.get(`${o.prefix}addr/${prev}`, Math.max(1, deadline - Date.now())).catch(async (e: unknown) => {
+          if (e instanceof CommTimeoutError) throw await missingRanks(o, deadline);
+          throw e;
         }),
-      ]).finally(() => clearTimeout(timer));
+      );
+      const [host, port] = splitHostPort(String(addr));
+      dial = Conn.connect(host, port, rank, { token: o.token, purpose: 'peer', log, authTimeoutMs: Math.max(1000, deadline - Date.now()), maxPayload: PEER_MAX_PAYLOAD });
+      prevConn = await guard(dial);
+      const nc = await guard(
+        Promise.race([
+          nextReady,
+          new Promise<never>((_, rej) => {
+            timer = setTimeout(() => rej(new CommTimeoutError(`rendezvous: rank ${next} did not connect to rank ${rank} within ${o.timeoutMs} ms`, o.timeoutMs, rank)), Math.max(1, deadline - Date.now()));
+          }),
+        ]),
+      );
+      clearTimeout(timer);
       return new RingTransport(rank, worldSize, prevConn, nc, listener, log);
     } catch (e) {
+      clearTimeout(timer);
+      // A dial still in flight is closed as soon as it completes.
+      dial?.then((c) => c.terminate(), () => undefined);
       await listener.close();
       throw e;
     }
