@@ -1,0 +1,194 @@
+// DDP buckets and DDPStrategy in one process: the bucket plan follows the engine's gradient
+// order; with one rank DDP is LocalStrategy bit for bit (also with noSync accumulation); with two
+// real process groups in this process, bucket all-reduces are issued while backward still runs,
+// rank 0's parameters are broadcast, and both ranks end identical.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '@zeroring/backend';
+import { initProcessGroup, type ProcessGroup } from '@zeroring/comm';
+import { freePort } from '@zeroring/comm/launch/index';
+import { BlockwiseEngine } from '../src/engine.ts';
+import { paramCount, uniqueParams, type NamedTensors } from '../src/model.ts';
+import { LocalStrategy } from '../src/strategies/local.ts';
+import { DDPStrategy } from '../src/strategies/ddp.ts';
+import { gradientOrder, planBuckets, BucketError } from '../src/strategies/buckets.ts';
+import { DistributedDataParallel } from '../src/distributed-data-parallel.ts';
+import { createToyModel, toyBatch } from './toy-model.ts';
+
+const cfg = { vocab: 11, seqLen: 6, dim: 8, layers: 3 };
+
+beforeAll(async () => {
+  await initBackend('cpu');
+});
+
+describe('planBuckets', () => {
+  const model = createToyModel(cfg);
+
+  it('orders parameters as backward emits them: last block first, tied wte with the first block', () => {
+    const order = gradientOrder(model).map((p) => p.name);
+    expect(order.slice(0, 2)).toEqual(['lnf.g', 'lnf.b']);
+    expect(order.slice(2, 8)).toEqual(['h2.ln.g', 'h2.ln.b', 'h2.fc.w', 'h2.fc.b', 'h2.proj.w', 'h2.proj.b']);
+    expect(order.slice(-2)).toEqual(['wte', 'wpe']);
+    expect(new Set(order).size).toBe(uniqueParams(model).length);
+  });
+
+  it('closes a bucket once it holds bucketBytes; slots tile each flat buffer', () => {
+    const bytes = 1000;
+    const plan = planBuckets(model, bytes);
+    const total = uniqueParams(model).reduce((n, p) => n + paramCount(p), 0);
+    expect(plan.totalElems).toBe(total);
+    expect(plan.buckets.reduce((n, b) => n + b.elems, 0)).toBe(total);
+    plan.buckets.forEach((b, i) => {
+      if (i < plan.buckets.length - 1) {
+        expect(b.elems * 4).toBeGreaterThanOrEqual(bytes);
+        // Without its last parameter it would not have been full yet.
+        expect((b.elems - b.slots[b.slots.length - 1].size) * 4).toBeLessThan(bytes);
+      }
+      let off = 0;
+      for (const s of b.slots) {
+        expect(s).toMatchObject({ bucket: i, offset: off });
+        off += s.size;
+      }
+      expect(off).toBe(b.elems);
+    });
+    expect(planBuckets(model).buckets).toHaveLength(1); // 25 MiB default holds the toy model
+    expect(() => planBuckets(model, 0)).toThrow(BucketError);
+  });
+});
+
+/** Two process groups in this process, over real sockets. */
+async function twoRanks(): Promise<[ProcessGroup, ProcessGroup]> {
+  const masterPort = await freePort();
+  const opts = { worldSize: 2, masterAddr: '127.0.0.1', masterPort, token: 'ddp-unit', timeoutMs: 60_000 };
+  return Promise.all([initProcessGroup({ ...opts, rank: 0 }), initProcessGroup({ ...opts, rank: 1 })]) as Promise<[ProcessGroup, ProcessGroup]>;
+}
+
+describe('DDPStrategy', () => {
+  let solo: ProcessGroup;
+  beforeAll(async () => {
+    solo = await initProcessGroup({ rank: 0, worldSize: 1 });
+  });
+  afterAll(async () => {
+    await solo.destroy();
+  });
+
+  it('with one rank equals LocalStrategy bit for bit, including noSync accumulation and clipping', async () => {
+    const model = createToyModel(cfg);
+    const init = model.initParams(3);
+    const engine = new BlockwiseEngine(model);
+    const local = new LocalStrategy();
+    const ddp = new DDPStrategy(solo, { bucketBytes: 512 });
+    await local.setup(model, init);
+    await ddp.setup(model, init);
+    expect(ddp.buckets.length).toBeGreaterThan(4);
+    for (let step = 0; step < 3; step++) {
+      const a = toyBatch(100 + step, 3, cfg.seqLen, cfg.vocab);
+      const b = toyBatch(200 + step, 3, cfg.seqLen, cfg.vocab);
+      await engine.forwardBackward(a.input, a.targets, local, local);
+      await engine.forwardBackward(b.input, b.targets, local, local);
+      await local.finishStep({ lr: 1e-2, step, maxGradNorm: 0.5, gradScale: 0.5 });
+      await ddp.noSync(() => engine.forwardBackward(a.input, a.targets, ddp, ddp));
+      await engine.forwardBackward(b.input, b.targets, ddp, ddp);
+      await ddp.finishStep({ lr: 1e-2, step, maxGradNorm: 0.5, gradScale: 0.5 });
+      tf.dispose([a.input, a.targets, b.input, b.targets]);
+    }
+    expect(await ddp.fullParams()).toEqual(await local.fullParams());
+    const mem = ddp.memory();
+    const n = uniqueParams(model).reduce((s, p) => s + paramCount(p), 0);
+    expect(mem.params!.device).toBe(4 * n);
+    expect(mem.optimizer!.device).toBe(8 * n);
+    expect(mem.grads!.device).toBeGreaterThanOrEqual(4 * n);
+    expect(mem.gathered!.host).toBeGreaterThan(0);
+    // Checkpoint round trip through the DDP shard format.
+    const state = await ddp.saveState();
+    expect(state.meta.strategy).toBe('ddp');
+    const again = new DDPStrategy(solo);
+    await again.setup(model, model.initParams(9));
+    await again.loadState(state);
+    expect(await again.fullParams()).toEqual(await ddp.fullParams());
+    await expect(local.loadState(state)).rejects.toThrow(/strategy "ddp"/);
+    await Promise.all([local.dispose(), ddp.dispose(), again.dispose()]);
+  });
+
+  it('reduces gradients that only saw noSync passes at finishStep, and names missing gradients', async () => {
+    const model = createToyModel(cfg);
+    const init = model.initParams(4);
+    const engine = new BlockwiseEngine(model);
+    const local = new LocalStrategy();
+    const ddp = new DDPStrategy(solo, { bucketBytes: 512 });
+    await local.setup(model, init);
+    await ddp.setup(model, init);
+    const a = toyBatch(7, 2, cfg.seqLen, cfg.vocab);
+    await engine.forwardBackward(a.input, a.targets, local, local);
+    await local.finishStep({ lr: 1e-2, step: 0 });
+    await ddp.noSync(() => engine.forwardBackward(a.input, a.targets, ddp, ddp));
+    await ddp.finishStep({ lr: 1e-2, step: 0 });
+    expect(await ddp.fullParams()).toEqual(await local.fullParams());
+    // Gradients for one block only: finishStep names what is missing.
+    const g: NamedTensors = { 'lnf.g': tf.zeros([cfg.dim]), 'lnf.b': tf.zeros([cfg.dim]) };
+    ddp.onBlockGrads(model.blocks.length - 1, g);
+    await expect(ddp.finishStep({ lr: 1e-2, step: 1 })).rejects.toThrow(/no gradient for "h2.ln.g"/);
+    await expect(ddp.finishStep({ lr: 1e-2, step: 1 })).rejects.toThrow(/no gradients/);
+    tf.dispose([a.input, a.targets]);
+    await Promise.all([local.dispose(), ddp.dispose()]);
+  });
+
+  it('with two ranks: broadcasts rank 0, issues bucket all-reduces during backward, ranks end identical', async () => {
+    const pgs = await twoRanks();
+    try {
+      const model = createToyModel(cfg);
+      const events: string[][] = [[], []];
+      const ddps = await Promise.all(
+        pgs.map((pg, r) => {
+          // The real process group, with its allReduce calls recorded as they are issued.
+          const comm = {
+            rank: pg.rank,
+            worldSize: pg.worldSize,
+            broadcast: (buf: Float32Array, root: number) => pg.broadcast(buf, root),
+            allReduce: (buf: Float32Array, o?: { op?: 'sum' | 'avg' | 'max' | 'min' }) => {
+              events[r].push(`allReduce ${buf.length}`);
+              return pg.allReduce(buf, o);
+            },
+          };
+          return DistributedDataParallel.create(model, comm, { seed: 10 + r, bucketBytes: 256 });
+        }),
+      );
+      for (const [r, d] of ddps.entries()) {
+        const inner = d.strategy.onBlockGrads.bind(d.strategy);
+        d.strategy.onBlockGrads = (block, grads) => {
+          events[r].push(`grads ${block}`);
+          inner(block, grads);
+        };
+      }
+      // Different seeds, yet both start from rank 0's parameters.
+      expect(await ddps[1].parameters()).toEqual(await ddps[0].parameters());
+      expect(await ddps[0].parameters()).toEqual(model.initParams(10));
+
+      for (let step = 0; step < 2; step++) {
+        const losses = await Promise.all(
+          ddps.map(async (d, r) => {
+            const { input, targets } = toyBatch(1000 * step + r, 2, cfg.seqLen, cfg.vocab);
+            const loss = await d.forwardBackward(input, targets);
+            tf.dispose([input, targets]);
+            await d.step({ lr: 1e-2, maxGradNorm: 1 });
+            return loss;
+          }),
+        );
+        expect(losses[0]).not.toBe(losses[1]); // different data per rank
+      }
+      expect(await ddps[1].parameters()).toEqual(await ddps[0].parameters());
+      for (const ev of events) {
+        // The first bucket's all-reduce goes out before backward reaches block 0.
+        const firstReduce = ev.findIndex((e) => e.startsWith('allReduce'));
+        const lastBlock = ev.indexOf('grads 0');
+        expect(firstReduce).toBeGreaterThanOrEqual(0);
+        expect(firstReduce).toBeLessThan(lastBlock);
+        expect(ev.filter((e) => e.startsWith('allReduce'))).toHaveLength(2 * ddps[0].strategy.buckets.length);
+      }
+      expect(events[0].filter((e) => e.startsWith('allReduce'))).toEqual(events[1].filter((e) => e.startsWith('allReduce')));
+      await Promise.all(ddps.map((d) => d.dispose()));
+    } finally {
+      await Promise.all(pgs.map((pg) => pg.destroy()));
+    }
+  }, 120_000);
+});
