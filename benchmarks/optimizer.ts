@@ -43,20 +43,36 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-interface Threaded {
-  threads: number;
+// Each variant gets wall time and process CPU time (all threads). On a shared, oversubscribed
+// machine wall time mostly measures the scheduler; params per CPU-second is the per-thread rate
+// while the thread actually runs, which is what "M params/s per thread" compares.
+interface Timing {
   ms: number;
+  cpuMs: number;
   paramsPerSec: number;
+  paramsPerCpuSec: number;
 }
 interface Result {
   size: number;
   reps: number;
-  plainMs: number;
-  wasm1Ms: number;
-  plainParamsPerSec: number;
-  wasm1ParamsPerSec: number;
-  threaded: Threaded[];
+  plain: Timing;
+  wasm1: Timing;
+  threaded: Array<Timing & { threads: number }>;
 }
+
+async function timed(fn: () => unknown): Promise<[number, number]> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return [wall, (c.user + c.system) / 1e3];
+}
+const timing = (size: number, wall: number[], cpu: number[]): Timing => {
+  const ms = median(wall);
+  const cpuMs = median(cpu);
+  return { ms, cpuMs, paramsPerSec: size / (ms / 1e3), paramsPerCpuSec: size / (cpuMs / 1e3) };
+};
 
 const hyper: AdamWHyper = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
 const results: Result[] = [];
@@ -80,27 +96,19 @@ for (const size of sizes) {
     o.grads.set(one.grads);
   }
   const runs = decayRuns(size, decay);
-  const times = { plain: [] as number[], one: [] as number[], many: many.map(() => [] as number[]) };
-  // One warm-up step each (JIT, page faults on first touch), then alternate the variants.
+  const series = () => ({ wall: [] as number[], cpu: [] as number[] });
+  const times = { plain: series(), one: series(), many: many.map(series) };
+  const record = (into: { wall: number[]; cpu: number[] }, [wall, cpu]: [number, number], rep: number): void => {
+    if (rep === 0) return; // warm-up: JIT, first-touch page faults
+    into.wall.push(wall);
+    into.cpu.push(cpu);
+  };
+  // Alternate the variants within each repetition so load changes hit them alike.
   for (let rep = 0; rep <= reps; rep++) {
     const t = rep + 1;
-    let t0 = performance.now();
-    adamwStepPlain(plain.p, plain.g, plain.m, plain.v, hyper, t, runs);
-    const tp = performance.now() - t0;
-    t0 = performance.now();
-    await one.step(hyper, t);
-    const t1 = performance.now() - t0;
-    const tm: number[] = [];
-    for (const o of many) {
-      t0 = performance.now();
-      await o.step(hyper, t);
-      tm.push(performance.now() - t0);
-    }
-    if (rep > 0) {
-      times.plain.push(tp);
-      times.one.push(t1);
-      tm.forEach((x, k) => times.many[k]!.push(x));
-    }
+    record(times.plain, await timed(() => adamwStepPlain(plain.p, plain.g, plain.m, plain.v, hyper, t, runs)), rep);
+    record(times.one, await timed(() => one.step(hyper, t)), rep);
+    for (const [k, o] of many.entries()) record(times.many[k]!, await timed(() => o.step(hyper, t)), rep);
   }
   // The variants must have computed the same thing (kernel vs kernel: bit-identical; vs the plain
   // loop within f32 rounding compounded over the steps).
@@ -110,33 +118,34 @@ for (const size of sizes) {
   }
   await one.close();
   for (const o of many) await o.close();
-  const plainMs = median(times.plain);
-  const wasm1Ms = median(times.one);
   results.push({
     size,
     reps,
-    plainMs,
-    wasm1Ms,
-    plainParamsPerSec: size / (plainMs / 1e3),
-    wasm1ParamsPerSec: size / (wasm1Ms / 1e3),
-    threaded: many.map((o, k) => {
-      const ms = median(times.many[k]!);
-      return { threads: o.threads, ms, paramsPerSec: size / (ms / 1e3) };
-    }),
+    plain: timing(size, times.plain.wall, times.plain.cpu),
+    wasm1: timing(size, times.one.wall, times.one.cpu),
+    threaded: many.map((o, k) => ({ threads: o.threads, ...timing(size, times.many[k]!.wall, times.many[k]!.cpu) })),
   });
   process.stderr.write(`size ${size}: done\n`);
 }
 
 const M = (x: number): string => (x / 1e6).toFixed(0);
-const head = ['size', 'plain M/s', 'wasm 1t M/s', ...threadCounts.map((t) => `wasm ${t}t M/s`), 'wasm 1t/plain', '1t vs torch 160M/s', ...threadCounts.map((t) => `${t}t per-thread vs torch`)];
+// Wall-clock rates, then per-CPU-second (per-thread) rates and their ratios to torch's 160 M/s.
+const head = [
+  'size', 'plain M/s', 'wasm 1t M/s', ...threadCounts.map((t) => `wasm ${t}t M/s`),
+  'plain M/cpu-s', 'wasm 1t M/cpu-s', ...threadCounts.map((t) => `wasm ${t}t M/cpu-s`),
+  'wasm/plain (cpu)', 'wasm 1t vs torch', ...threadCounts.map((t) => `${t}t per-thread vs torch`),
+];
 const rows = results.map((r) => [
   `${r.size / 1e6}M`,
-  M(r.plainParamsPerSec),
-  M(r.wasm1ParamsPerSec),
+  M(r.plain.paramsPerSec),
+  M(r.wasm1.paramsPerSec),
   ...r.threaded.map((x) => M(x.paramsPerSec)),
-  (r.wasm1ParamsPerSec / r.plainParamsPerSec).toFixed(1) + 'x',
-  (r.wasm1ParamsPerSec / TORCH_PER_THREAD).toFixed(2) + 'x',
-  ...r.threaded.map((x) => (x.paramsPerSec / x.threads / TORCH_PER_THREAD).toFixed(2) + 'x'),
+  M(r.plain.paramsPerCpuSec),
+  M(r.wasm1.paramsPerCpuSec),
+  ...r.threaded.map((x) => M(x.paramsPerCpuSec)),
+  (r.wasm1.paramsPerCpuSec / r.plain.paramsPerCpuSec).toFixed(1) + 'x',
+  (r.wasm1.paramsPerCpuSec / TORCH_PER_THREAD).toFixed(2) + 'x',
+  ...r.threaded.map((x) => (x.paramsPerCpuSec / TORCH_PER_THREAD).toFixed(2) + 'x'),
 ]);
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const fmt = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
@@ -156,7 +165,7 @@ writeFileSync(
       date: new Date().toISOString(),
       machine: { cpu: os.cpus()[0]?.model, cores, loadavg: os.loadavg(), node: process.version },
       torchReferencePerThread: TORCH_PER_THREAD,
-      unit: 'params/s (median)',
+      unit: 'params/s of wall time and params per CPU-second (medians)',
       results,
     },
     null,
