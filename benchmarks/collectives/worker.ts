@@ -5,7 +5,7 @@
 // the same processes in the same run gives the "ceiling" row and each op's fraction of it.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { initProcessGroup, type ProcessGroup } from '@zeroring/comm';
 import { busFactor, countWrong, makeCase, type BenchOp } from './pattern.ts';
 import { ringPump } from './pump.ts';
@@ -136,7 +136,9 @@ async function main(): Promise<void> {
     if (pg.rank === 0) console.log(line);
   };
   const n = pg.worldSize;
-  say(`# zeroring bench collectives: ${n} ranks on ${cpus().length} cores, node ${process.version}`);
+  // The machine is shared: the load average says how far the absolute numbers can be trusted.
+  const loadBefore = loadavg()[0]!;
+  say(`# zeroring bench collectives: ${n} ranks on ${cpus().length} cores, node ${process.version}, load average ${loadBefore.toFixed(1)}`);
   say(`# time: median over iterations of the slowest rank; busbw factors: allreduce 2(n-1)/n, reducescatter/allgather (n-1)/n, broadcast 1`);
 
   // The machine is shared and its load drifts, so the pump runs both before and after the ops
@@ -184,10 +186,11 @@ async function main(): Promise<void> {
     }
   }
   const totalWrong = rows.reduce((s, r) => s + r.wrong, 0);
-  say(`# wrong results: ${totalWrong}`);
+  const loadAfter = loadavg()[0]!;
+  say(`# wrong results: ${totalWrong}; load average at the end ${loadAfter.toFixed(1)}`);
   if (pg.rank === 0 && cfg.json) {
     mkdirSync(dirname(cfg.json), { recursive: true });
-    const doc = { bench: 'collectives', date: new Date().toISOString(), nproc: n, cores: cpus().length, node: process.version, config: cfg, ceiling, ceilingBefore: before, ceilingAfter: after, pumpTimesUs: pumpTimes, rows, totalWrong };
+    const doc = { bench: 'collectives', date: new Date().toISOString(), nproc: n, cores: cpus().length, node: process.version, loadAverage: { before: loadBefore, after: loadAfter }, config: cfg, ceiling, ceilingBefore: before, ceilingAfter: after, pumpTimesUs: pumpTimes, rows, totalWrong };
     writeFileSync(cfg.json, JSON.stringify(doc, null, 2) + '\n');
     say(`# wrote ${cfg.json}`);
   }
