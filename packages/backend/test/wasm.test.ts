@@ -27,6 +27,24 @@ describe('wasm backend', () => {
     ]);
   });
 
+  it('BatchMatMul in every transpose/batch layout (XNNPACK routing) matches cpu, shapes included', async () => {
+    const t = (shape: number[], seed: number) => tf.tensor(values(shape.reduce((x, y) => x * y, 1), seed), shape);
+    const got = await compare(() => {
+      const outs = [
+        tf.matMul(t([6, 5], 1), t([5, 7], 2)), // NN, batch 1: stock XNNPACK path
+        tf.matMul(t([6, 5], 1), t([7, 5], 3), false, true), // NT
+        tf.matMul(t([5, 6], 4), t([5, 7], 2), true, false), // TN
+        tf.matMul(t([5, 6], 4), t([7, 5], 3), true, true), // TT
+        tf.matMul(t([2, 3, 6, 5], 5), t([5, 7], 2)), // batch folded into rows
+        tf.matMul(t([2, 3, 5, 6], 6), t([7, 5], 3), true, true), // folded + both transposed
+        tf.matMul(t([6, 5], 1), t([1, 7, 5], 7), false, true), // b with a batch of 1
+        tf.matMul(t([4, 6, 5], 8), t([4, 7, 5], 9), false, true), // both batched: stock kernel
+      ];
+      return [...outs, tf.tensor1d(outs.flatMap((o) => o.shape))];
+    });
+    expect(Array.from(got.at(-1)!)).toEqual([6, 7, 6, 7, 6, 7, 6, 7, 2, 3, 6, 7, 2, 3, 6, 7, 1, 6, 7, 4, 6, 7]);
+  });
+
   it('UnsortedSegmentSum matches cpu: repeated ids, ids out of range, int32', async () => {
     const got = await compare(() => [
       tf.unsortedSegmentSum(tf.tensor2d(values(6 * 4, 5), [6, 4]), tf.tensor1d([2, 0, 2, 2, -1, 7], 'int32'), 3),

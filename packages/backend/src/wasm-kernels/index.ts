@@ -1,5 +1,7 @@
-// Kernels tfjs-backend-wasm lacks that training needs. Registered once, before the first op.
-import { getKernel, registerKernel, type KernelConfig } from '@tensorflow/tfjs-core';
+// Kernels tfjs-backend-wasm lacks that training needs, and one it has but runs far too
+// slowly for training (BatchMatMul). Registered once, before the first op.
+import { getKernel, registerKernel, unregisterKernel, type KernelConfig } from '@tensorflow/tfjs-core';
+import { fastBatchMatMulConfig, isFastBatchMatMul } from './batch-mat-mul.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 
 export const extraWasmKernels: KernelConfig[] = [unsortedSegmentSumConfig];
@@ -11,6 +13,12 @@ export function registerExtraWasmKernels(): string[] {
     if (getKernel(config.kernelName, 'wasm') !== undefined) continue;
     registerKernel(config);
     added.push(config.kernelName);
+  }
+  const stock = getKernel('BatchMatMul', 'wasm');
+  if (stock && !isFastBatchMatMul(stock)) {
+    unregisterKernel('BatchMatMul', 'wasm');
+    registerKernel(fastBatchMatMulConfig(stock));
+    added.push('BatchMatMul (XNNPACK routing)');
   }
   return added;
 }
