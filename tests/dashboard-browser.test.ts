@@ -85,7 +85,7 @@ describe('dashboard in headless Chromium', () => {
     const page = await ctx.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(await run.url);
+    await page.goto(await run.url, { timeout: 120_000 });
     await page.waitForFunction(() => (window as unknown as { zeroringDashboard: PageState }).zeroringDashboard.connected);
 
     // Points arrive while the run is still going (live over the WebSocket), not only at the end.

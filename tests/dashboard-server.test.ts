@@ -4,10 +4,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type WebSocketType from 'ws';
-import { startDashboard, readRunEvents, type Dashboard } from '../packages/cli/src/dashboard/index.ts';
+import { startDashboard, startDashboardThread, readRunEvents, DashboardStartError, type Dashboard } from '../packages/cli/src/dashboard/index.ts';
 import { eventsFileWriter, EVENTS_FILE, type TrainEvent } from '../packages/train/src/events.ts';
 
 // ws is a dependency of the cli package, not of the workspace root where this file lives.
@@ -149,5 +149,36 @@ describe('dashboard server', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
     expect(await exited).toBe(0); // SIGTERM closes the server cleanly
+  });
+
+  it('on its own thread it answers while this thread is blocked (as during a tfjs kernel)', async () => {
+    const d = await startDashboardThread({ port: 0 });
+    cleanups.push(() => d.close());
+    d.publish(config);
+    d.publish(step(1, 3.25));
+    // spawnSync blocks this thread until the child is done: the child can only get answers
+    // if the server runs elsewhere.
+    const child = spawnSync(
+      process.execPath,
+      ['-e', `fetch(${JSON.stringify(d.url)}).then(r=>r.text()).then(t=>fetch(${JSON.stringify(d.url + 'events.json')}).then(r=>r.text()).then(e=>console.log(t.includes('uPlot') ? 'page ok' : 'page bad', e)))`],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(child.stderr).toBe('');
+    expect(child.stdout.startsWith('page ok ')).toBe(true);
+    expect(JSON.parse(child.stdout.slice('page ok '.length))).toEqual([config, step(1, 3.25)]);
+    const c = await client(d.url);
+    await c.until(() => c.events().length >= 2);
+    d.publish({ type: 'done', summary: {} });
+    await c.until(() => c.events().length >= 3);
+    const closed = new Promise<number>((resolve) => c.ws.once('close', (code) => resolve(code)));
+    await d.close();
+    expect(await closed).toBe(1001); // a polite close, after the last event
+  });
+
+  it('names the address when the port is taken', async () => {
+    const first = await dashboard({ port: 0 });
+    await expect(startDashboardThread({ port: first.port })).rejects.toThrow(DashboardStartError);
+    await expect(startDashboardThread({ port: first.port })).rejects.toThrow(`127.0.0.1:${first.port}`);
+    await expect(startDashboard({ port: first.port })).rejects.toThrow(/EADDRINUSE/); // and no uncaught error
   });
 });

@@ -6,7 +6,7 @@
 // appends to anyway. Both feeds may be used together only if they carry different events.
 import { Option } from 'commander';
 import type { OnTrainEvent } from '@zeroring/train/events';
-import { startDashboard } from './server.ts';
+import { startDashboardThread } from './thread.ts';
 import { cliParser } from '../logging.ts';
 
 export const DEFAULT_DASHBOARD_PORT = 8787;
@@ -22,7 +22,8 @@ export async function attachDashboard(
   port: number = DEFAULT_DASHBOARD_PORT,
   opts: { host?: string; outDir?: string; quiet?: boolean } = {},
 ): Promise<AttachedDashboard> {
-  const dash = await startDashboard({ port, host: opts.host, outDir: opts.outDir });
+  // On its own thread: the training loop blocks this one for seconds inside tfjs kernels.
+  const dash = await startDashboardThread({ port, host: opts.host, outDir: opts.outDir });
   if (!opts.quiet) process.stderr.write(`dashboard: ${dash.url}\n`);
   return { url: dash.url, onEvent: dash.publish, close: dash.close };
 }

@@ -1,5 +1,6 @@
 // Live training dashboard: server, run-directory reader, train-command wiring.
 export { startDashboard, type Dashboard, type DashboardOptions } from './server.ts';
+export { startDashboardThread, DashboardStartError, type DashboardThread } from './thread.ts';
 export { followRun, readRunEvents, RunDirError, METRICS_FILE, SUMMARY_FILE } from './run-reader.ts';
 export {
   attachDashboard,

@@ -91,10 +91,6 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     });
   });
 
-  const wss = new WebSocketServer({ server, path: '/ws' });
-  wss.on('connection', (socket) => {
-    socket.send(JSON.stringify(history));
-  });
 
   const broadcast = (events: TrainEvent[]) => {
     if (events.length === 0) return;
@@ -114,6 +110,15 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     });
   });
   const port = (server.address() as { port: number }).port;
+
+  // Made after listen succeeded: ws re-emits the server's errors, and a listen error (port taken)
+  // with nobody listening on the WebSocketServer would be an uncaught exception.
+  const wss = new WebSocketServer({ server, path: '/ws' });
+  wss.on('error', () => {}); // server errors after listen surface on `server`; nothing to add here
+  wss.on('connection', (socket) => {
+    socket.on('error', () => socket.terminate()); // a page gone mid-send is not our failure
+    socket.send(JSON.stringify(history));
+  });
 
   let timer: NodeJS.Timeout | undefined;
   if (opts.outDir !== undefined) {

@@ -250,16 +250,16 @@ function drawFacts() {
   $('fact-tps').textContent = last ? fmtNum(last.tokensPerSec, 3) : '–';
 
   const rows = [];
-  if (c) for (const [k, v] of Object.entries(c.config || {})) {
-    if (v === null || typeof v === 'object') continue;
-    rows.push([k, String(v)]);
-  }
-  if (state.done) {
+  if (state.done) { // results first: the config below may scroll
     const s = state.done.summary || {};
     if (typeof s.finalLoss === 'number') rows.push(['final loss', fmtNum(s.finalLoss)]);
     if (typeof s.finalValLoss === 'number') rows.push(['final val loss', fmtNum(s.finalValLoss)]);
     const ms = s.memory && s.memory.modelStateBytes;
     if (typeof ms === 'number') rows.push(['model state / rank', fmtBytes(ms)]);
+  }
+  if (c) for (const [k, v] of Object.entries(c.config || {})) {
+    if (v === null || typeof v === 'object') continue;
+    rows.push([k, String(v)]);
   }
   $('config').replaceChildren(...rows.map(([k, v]) => {
     const tr = document.createElement('tr');
