@@ -12,6 +12,8 @@ export interface PumpResult {
   bytesPerLink: number;
   /** Per repetition: the slowest rank's time, in microseconds. */
   timesUs: number[];
+  /** Per repetition: CPU time (user + system) of one rank, averaged over ranks, in microseconds. */
+  cpuUs: number[];
 }
 
 export async function ringPump(pg: ProcessGroup, bytesPerLink: number, reps: number, host = '127.0.0.1'): Promise<PumpResult> {
@@ -58,16 +60,21 @@ export async function ringPump(pg: ProcessGroup, bytesPerLink: number, reps: num
     });
 
   const times = new Float32Array(reps);
+  const cpu = new Float32Array(reps);
   for (let rep = 0; rep < reps; rep++) {
     await pg.barrier();
     want += bytesPerLink;
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all([send(), receive()]);
     times[rep] = (performance.now() - t0) * 1000;
+    const c = process.cpuUsage(c0);
+    cpu[rep] = (c.user + c.system) / n;
   }
   await pg.allReduce(times, { op: 'max' });
+  await pg.allReduce(cpu, { op: 'sum' });
   out.destroy();
   inp.destroy();
   server.close();
-  return { bytesPerLink, timesUs: [...times] };
+  return { bytesPerLink, timesUs: [...times], cpuUs: [...cpu] };
 }

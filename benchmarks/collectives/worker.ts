@@ -34,6 +34,12 @@ export interface Row {
   algbwGBs: number;
   busbwGBs: number;
   ofCeiling: number | null;
+  /**
+   * Link bytes moved per CPU-second of one rank (bytes x bus factor / median per-rank CPU time of an
+   * iteration): on a loaded machine wall-clock rates follow the CPU share we get, this does not.
+   */
+  cpuGBs: number;
+  ofCeilingCpu: number | null;
   wrong: number;
 }
 
@@ -73,7 +79,8 @@ function run(pg: ProcessGroup, op: BenchOp, c: ReturnType<typeof makeCase>): Pro
   }
 }
 
-async function benchOp(pg: ProcessGroup, cfg: BenchConfig, op: BenchOp, bytes: number, ceilingGBs: number | null): Promise<Row | null> {
+async function benchOp(pg: ProcessGroup, cfg: BenchConfig, op: BenchOp, bytes: number, ceiling: Row | null): Promise<Row | null> {
+  const ceilingGBs = ceiling?.busbwGBs;
   const n = pg.worldSize;
   let count = Math.floor(bytes / 4);
   // As nccl-tests: the scattered/gathered buffer holds a whole number of elements per rank.
@@ -86,21 +93,27 @@ async function benchOp(pg: ProcessGroup, cfg: BenchConfig, op: BenchOp, bytes: n
     await run(pg, op, c);
   }
   const times = new Float32Array(iters);
+  const cpu = new Float32Array(iters);
   let wrong = 0;
   for (let it = 0; it < iters; it++) {
     c.reset();
     if (needsBarrier(op, count * 4)) await pg.barrier();
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await run(pg, op, c);
     times[it] = (performance.now() - t0) * 1000;
+    const used = process.cpuUsage(c0);
+    cpu[it] = (used.user + used.system) / n;
     wrong += countWrong(c.output, c.expected);
   }
   await pg.allReduce(times, { op: 'max' });
+  await pg.allReduce(cpu, { op: 'sum' });
   const wrongAll = new Float32Array([wrong]);
   await pg.allReduce(wrongAll, { op: 'sum' });
   const timeUs = median(times);
   const algbwGBs = (count * 4) / (timeUs * 1e-6) / 1e9;
   const busbwGBs = algbwGBs * busFactor(op, n);
+  const cpuGBs = (count * 4 * busFactor(op, n)) / (Math.max(1, median(cpu)) * 1e-6) / 1e9;
   return {
     op,
     bytes: count * 4,
@@ -110,11 +123,13 @@ async function benchOp(pg: ProcessGroup, cfg: BenchConfig, op: BenchOp, bytes: n
     algbwGBs,
     busbwGBs,
     ofCeiling: ceilingGBs ? busbwGBs / ceilingGBs : null,
+    cpuGBs,
+    ofCeilingCpu: ceiling ? cpuGBs / ceiling.cpuGBs : null,
     wrong: wrongAll[0]!,
   };
 }
 
-const HEADER = `${'op'.padEnd(14)}${'bytes'.padStart(12)}${'count'.padStart(12)}${'time(us)'.padStart(12)}${'algbw(GB/s)'.padStart(13)}${'busbw(GB/s)'.padStart(13)}${'of ceiling'.padStart(12)}${'#wrong'.padStart(8)}`;
+const HEADER = `${'op'.padEnd(14)}${'bytes'.padStart(12)}${'count'.padStart(12)}${'time(us)'.padStart(12)}${'algbw(GB/s)'.padStart(13)}${'busbw(GB/s)'.padStart(13)}${'of ceiling'.padStart(12)}${'cpu-GB/s'.padStart(10)}${'of ceil'.padStart(9)}${'#wrong'.padStart(8)}`;
 
 export function formatRow(r: Row): string {
   return (
@@ -125,6 +140,8 @@ export function formatRow(r: Row): string {
     r.algbwGBs.toFixed(3).padStart(13) +
     r.busbwGBs.toFixed(3).padStart(13) +
     (r.ofCeiling === null ? '-' : r.ofCeiling.toFixed(2)).padStart(12) +
+    r.cpuGBs.toFixed(3).padStart(10) +
+    (r.ofCeilingCpu === null ? '-' : r.ofCeilingCpu.toFixed(2)).padStart(9) +
     String(r.wrong).padStart(8)
   );
 }
@@ -144,15 +161,19 @@ async function main(): Promise<void> {
   // The machine is shared and its load drifts, so the pump runs both before and after the ops
   // and the ceiling is the median over both brackets (each bracket is reported too).
   const pumpTimes: number[] = [];
-  const ceilingRow = (times: number[]): Row => {
+  const pumpCpu: number[] = [];
+  const ceilingRow = (times: number[], cpu: number[]): Row => {
     const timeUs = median(times);
     const gbs = cfg.pumpBytes / (timeUs * 1e-6) / 1e9;
-    return { op: 'ceiling', bytes: cfg.pumpBytes, count: cfg.pumpBytes / 4, iters: times.length, timeUs, algbwGBs: gbs, busbwGBs: gbs, ofCeiling: 1, wrong: 0 };
+    const cpuGBs = cfg.pumpBytes / (Math.max(1, median(cpu)) * 1e-6) / 1e9;
+    return { op: 'ceiling', bytes: cfg.pumpBytes, count: cfg.pumpBytes / 4, iters: times.length, timeUs, algbwGBs: gbs, busbwGBs: gbs, ofCeiling: 1, cpuGBs, ofCeilingCpu: 1, wrong: 0 };
   };
   let before: Row | null = null;
   if (n > 1) {
-    pumpTimes.push(...(await ringPump(pg, cfg.pumpBytes, cfg.pumpReps)).timesUs);
-    before = ceilingRow(pumpTimes);
+    const early = await ringPump(pg, cfg.pumpBytes, cfg.pumpReps);
+    pumpTimes.push(...early.timesUs);
+    pumpCpu.push(...early.cpuUs);
+    before = ceilingRow(early.timesUs, early.cpuUs);
     say(`# ceiling: raw TCP ring pump, every rank sends ${formatBytes(cfg.pumpBytes)} to its next while receiving from its previous, ${cfg.pumpReps} reps before and after the ops`);
   }
   say('#');
@@ -162,7 +183,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const op of cfg.ops) {
     for (const bytes of sweep(cfg.minBytes, cfg.maxBytes, cfg.stepFactor)) {
-      const row = await benchOp(pg, cfg, op, bytes, before?.busbwGBs ?? null);
+      const row = await benchOp(pg, cfg, op, bytes, before);
       if (!row) continue;
       rows.push(row);
       say(formatRow(row));
@@ -171,18 +192,22 @@ async function main(): Promise<void> {
   let ceiling: Row | null = null;
   let after: Row | null = null;
   if (n > 1) {
-    const late = (await ringPump(pg, cfg.pumpBytes, cfg.pumpReps)).timesUs;
-    after = ceilingRow(late);
-    pumpTimes.push(...late);
-    ceiling = ceilingRow(pumpTimes);
+    const late = await ringPump(pg, cfg.pumpBytes, cfg.pumpReps);
+    after = ceilingRow(late.timesUs, late.cpuUs);
+    pumpTimes.push(...late.timesUs);
+    pumpCpu.push(...late.cpuUs);
+    ceiling = ceilingRow(pumpTimes, pumpCpu);
     say(formatRow(after) + '   (after)');
     say(formatRow(ceiling) + '   (both: the ceiling used below)');
-    for (const r of rows) r.ofCeiling = r.busbwGBs / ceiling.busbwGBs;
+    for (const r of rows) {
+      r.ofCeiling = r.busbwGBs / ceiling.busbwGBs;
+      r.ofCeilingCpu = r.cpuGBs / ceiling.cpuGBs;
+    }
     say('#');
-    say('# busbw as a fraction of the ceiling (median of the pump before and after):');
+    say('# busbw / ceiling, wall clock (median of the pump before and after) | per CPU-second:');
     for (const op of cfg.ops) {
       const mine = rows.filter((r) => r.op === op);
-      if (mine.length) say(`#   ${op.padEnd(14)} ${mine.map((r) => `${formatBytes(r.bytes)} ${r.ofCeiling!.toFixed(2)}`).join('  ')}`);
+      if (mine.length) say(`#   ${op.padEnd(14)} ${mine.map((r) => `${formatBytes(r.bytes)} ${r.ofCeiling!.toFixed(2)}|${r.ofCeilingCpu!.toFixed(2)}`).join('  ')}`);
     }
   }
   const totalWrong = rows.reduce((s, r) => s + r.wrong, 0);
@@ -190,7 +215,7 @@ async function main(): Promise<void> {
   say(`# wrong results: ${totalWrong}; load average at the end ${loadAfter.toFixed(1)}`);
   if (pg.rank === 0 && cfg.json) {
     mkdirSync(dirname(cfg.json), { recursive: true });
-    const doc = { bench: 'collectives', date: new Date().toISOString(), nproc: n, cores: cpus().length, node: process.version, loadAverage: { before: loadBefore, after: loadAfter }, config: cfg, ceiling, ceilingBefore: before, ceilingAfter: after, pumpTimesUs: pumpTimes, rows, totalWrong };
+    const doc = { bench: 'collectives', date: new Date().toISOString(), nproc: n, cores: cpus().length, node: process.version, loadAverage: { before: loadBefore, after: loadAfter }, config: cfg, ceiling, ceilingBefore: before, ceilingAfter: after, pumpTimesUs: pumpTimes, pumpCpuUs: pumpCpu, rows, totalWrong };
     writeFileSync(cfg.json, JSON.stringify(doc, null, 2) + '\n');
     say(`# wrote ${cfg.json}`);
   }
