@@ -38,12 +38,24 @@ export function applyLogOptions(opts: { logLevel?: LogLevel; logFormat?: LogForm
   if (opts.logFormat) process.env.ZERORING_LOG_FORMAT = opts.logFormat;
 }
 
+export function parseLogFormat(value: string): LogFormat {
+  const v = value.toLowerCase();
+  if (!(LOG_FORMATS as readonly string[]).includes(v)) {
+    throw new LogLevelError(`log format ${JSON.stringify(value)} is invalid: expected one of ${LOG_FORMATS.join(', ')}`);
+  }
+  return v as LogFormat;
+}
+
 function logOptions(): Option[] {
+  // The accepted values go in the flag's text, not commander's `choices` list: it is one line
+  // under every command's help instead of four.
   return [
-    new Option('--log-level <level>', 'log level for this process and its workers (env ZERORING_LOG_LEVEL)')
-      .choices(LOG_LEVELS)
-      .argParser(cliParser(parseLogLevel)),
-    new Option('--log-format <format>', 'pretty (default on a terminal) or json (default otherwise)').choices(LOG_FORMATS),
+    new Option('--log-level <level>', `${LOG_LEVELS.join('|')}, here and in workers`).argParser(
+      cliParser(parseLogLevel),
+    ),
+    new Option('--log-format <format>', `${LOG_FORMATS.join('|')} (default: pretty on a terminal)`).argParser(
+      cliParser(parseLogFormat),
+    ),
   ];
 }
 
