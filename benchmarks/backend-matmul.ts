@@ -1,6 +1,8 @@
 // Matmul throughput of each tfjs backend present, side by side in one run: the numbers behind
 // initBackend('auto')'s order (packages/backend/src/auto.ts). Shapes: a 512² square matmul and
-// the matmuls of one GPT step at the tiny preset (B·T = 8·64 rows, C = 128, H = 4).
+// the matmuls of one GPT step at the tiny preset (B·T = 8·64 rows, C = 128, H = 4), forward
+// and backward (transposed operands, which wasm runs through XNNPACK only thanks to
+// packages/backend/src/wasm-kernels/batch-mat-mul.ts).
 //
 //   node --import tsx benchmarks/backend-matmul.ts [--backends cpu,wasm,webgpu,tensorflow] [--reps R]
 //
@@ -35,6 +37,7 @@ interface Shape {
   name: string;
   a: number[];
   b: number[];
+  transposeA?: boolean;
   transposeB?: boolean;
 }
 // B·T = 512 rows of width C = 128 (tiny preset, batch 8 × T 64).
@@ -42,9 +45,16 @@ const SHAPES: Shape[] = [
   { name: 'square 512x512 @ 512x512', a: [512, 512], b: [512, 512] },
   { name: 'qkv 512x128 @ 128x384', a: [512, 128], b: [128, 384] },
   { name: 'mlp 512x128 @ 128x512', a: [512, 128], b: [128, 512] },
+  // The backward of the qkv matmul: dX = dY·Wᵀ and dW = Xᵀ·dY (transposed operands).
+  { name: 'qkv dX 512x384 @ 128x384^T', a: [512, 384], b: [128, 384], transposeB: true },
+  { name: 'qkv dW 512x128^T @ 512x384', a: [512, 128], b: [512, 384], transposeA: true },
   { name: 'attn 32x64x32 @ 32x64x32^T', a: [32, 64, 32], b: [32, 64, 32], transposeB: true },
 ];
-const flops = (s: Shape) => 2 * s.a.slice(0, -1).reduce((x, y) => x * y, 1) * s.a.at(-1)! * (s.transposeB ? s.b.at(-2)! : s.b.at(-1)!);
+const flops = (s: Shape) => {
+  const [m, k] = s.transposeA ? [s.a.at(-1)!, s.a.at(-2)!] : [s.a.at(-2)!, s.a.at(-1)!];
+  const n = s.transposeB ? s.b.at(-2)! : s.b.at(-1)!;
+  return 2 * s.a.slice(0, -2).reduce((x, y) => x * y, 1) * m * k * n;
+};
 
 const quiet: BackendLogger = { info() {}, warn() {}, debug() {} };
 const median = (xs: number[]): number => {
@@ -73,7 +83,7 @@ async function measure(s: Shape, inner: number): Promise<number> {
   await Promise.all([a.data(), b.data()]); // inputs resident before timing
   const t0 = performance.now();
   const outs: tf.Tensor[] = [];
-  for (let i = 0; i < inner; i++) outs.push(tf.matMul(a, b, false, s.transposeB ?? false));
+  for (let i = 0; i < inner; i++) outs.push(tf.matMul(a, b, s.transposeA ?? false, s.transposeB ?? false));
   await outs.at(-1)!.data();
   const ms = (performance.now() - t0) / inner;
   tf.dispose([a, b, ...outs]);

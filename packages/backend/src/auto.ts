@@ -4,7 +4,8 @@
 //   2. libtensorflow (tfjs-node-gpu / tfjs-node), when the user installed it;
 //   3. wasm (XNNPACK, SIMD), which beats both the pure-JS cpu backend and WebGPU on a
 //      software adapter (lavapipe) on these CPU-only machines: for a 512² matmul, wasm
-//      ~51 ms, lavapipe ~680 ms, cpu ~2000 ms (2-core EPYC under load; about 40x and 13x);
+//      ~62 ms, lavapipe ~610 ms, cpu ~1930 ms (2-core EPYC under load; about 30x and 10x;
+//      the GPT-step shapes, forward and backward, show 16-34x over cpu);
 //   4. cpu, which always works.
 // A step that fails is logged with its reason and the next is tried, so the log says why
 // each faster option was passed over.
@@ -57,7 +58,7 @@ export async function chooseAuto(log: BackendLogger): Promise<BackendInfo> {
     passedOver.push('tensorflow: @tensorflow/tfjs-node(-gpu) not installed');
   }
 
-  const wasm = await attempt(log, passedOver, 'wasm', because('wasm (SIMD) is the fastest CPU backend: about 40x cpu and 13x lavapipe WebGPU on a 512² matmul'));
+  const wasm = await attempt(log, passedOver, 'wasm', because('wasm (SIMD) is the fastest CPU backend: about 30x cpu and 10x lavapipe WebGPU on a 512² matmul'));
   if (wasm) return wasm;
   const cpu = await initNamedBackend('cpu', because('cpu is the backend that always works'));
   return cpu;
