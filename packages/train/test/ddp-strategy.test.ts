@@ -110,6 +110,24 @@ describe('DDPStrategy', () => {
     await Promise.all([local.dispose(), ddp.dispose(), again.dispose()]);
   });
 
+  it('uploading one buffer per bucket and slicing it on the device gives the same result', async () => {
+    const model = createToyModel(cfg);
+    const init = model.initParams(5);
+    const engine = new BlockwiseEngine(model);
+    const [host, device] = [new DDPStrategy(solo, { bucketBytes: 512, splitOnDevice: false }), new DDPStrategy(solo, { bucketBytes: 512, splitOnDevice: true })];
+    for (const s of [host, device]) {
+      await s.setup(model, init);
+      for (let step = 0; step < 2; step++) {
+        const a = toyBatch(300 + step, 2, cfg.seqLen, cfg.vocab);
+        await engine.forwardBackward(a.input, a.targets, s, s);
+        await s.finishStep({ lr: 1e-2, step });
+        tf.dispose([a.input, a.targets]);
+      }
+    }
+    expect(await device.fullParams()).toEqual(await host.fullParams());
+    await Promise.all([host.dispose(), device.dispose()]);
+  });
+
   it('reduces gradients that only saw noSync passes at finishStep, and names missing gradients', async () => {
     const model = createToyModel(cfg);
     const init = model.initParams(4);

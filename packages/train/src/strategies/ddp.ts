@@ -27,6 +27,9 @@ import { StrategyError, type FinishStepOptions, type MemoryReport, type ShardSta
 import { LocalStrategy, type LocalStrategyOptions } from './local.ts';
 import { DEFAULT_BUCKET_BYTES, planBuckets, type Bucket, type BucketPlan } from './buckets.ts';
 
+/** Backends whose tensors live in this process's memory (an "upload" is a memcpy). */
+const HOST_MEMORY_BACKENDS = new Set(['cpu', 'wasm']);
+
 /** The collectives DDP needs; a @zeroring/comm ProcessGroup has them. */
 export interface DDPComm {
   readonly rank: number;
@@ -38,6 +41,12 @@ export interface DDPComm {
 export interface DDPStrategyOptions extends LocalStrategyOptions {
   /** Bytes of gradient per all-reduce; default 25 MiB as torch. */
   bucketBytes?: number;
+  /**
+   * Upload each reduced bucket once and slice it on the device (true), or make each
+   * parameter's tensor from its range of the host buffer (false). Default: false on backends
+   * whose memory is host memory (cpu, wasm), true otherwise.
+   */
+  splitOnDevice?: boolean;
 }
 
 interface InFlight {
@@ -49,6 +58,7 @@ interface InFlight {
 export class DDPStrategy implements Strategy {
   readonly name = 'ddp';
   readonly bucketBytes: number;
+  private readonly splitOnDevice?: boolean;
   private readonly inner: LocalStrategy;
   private plan?: BucketPlan;
   /** Gradients of buckets not complete yet, per bucket. */
@@ -70,6 +80,7 @@ export class DDPStrategy implements Strategy {
   ) {
     this.bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     if (!Number.isFinite(this.bucketBytes) || this.bucketBytes < 4) throw new StrategyError(`DDP bucketBytes ${this.bucketBytes} is invalid, expected a number >= 4`);
+    this.splitOnDevice = opts.splitOnDevice;
     this.inner = new LocalStrategy({ adamw: opts.adamw });
   }
 
@@ -179,13 +190,21 @@ export class DDPStrategy implements Strategy {
     if (reduced.size === 0) throw new StrategyError(`finishStep at step ${opts.step}: no gradients, expected forwardBackward before finishStep`);
 
     const t1 = performance.now();
-    // One upload per bucket; the per-parameter tensors are slices of it.
     const named: NamedTensors = {};
+    const hostBacked = !(this.splitOnDevice ?? !HOST_MEMORY_BACKENDS.has(tf.getBackend()));
     for (const b of plan.buckets) {
       const buf = reduced.get(b.index)!;
-      const flat = tf.tensor1d(buf, 'float32');
-      for (const s of b.slots) named[s.name] = tf.tidy(() => tf.reshape(tf.slice(flat, [s.offset], [s.size]), s.shape));
-      flat.dispose();
+      if (hostBacked) {
+        // The "device" is this process's memory: each parameter's tensor is one copy of its
+        // range, with no per-transfer cost to save — and tfjs-wasm's Slice is slow (it reads
+        // the whole source back per slice), so slicing one uploaded buffer would cost far more.
+        for (const s of b.slots) named[s.name] = tf.tensor(buf.subarray(s.offset, s.offset + s.size), s.shape, 'float32');
+      } else {
+        // A real device: one upload per bucket, the per-parameter tensors are slices of it.
+        const flat = tf.tensor1d(buf, 'float32');
+        for (const s of b.slots) named[s.name] = tf.tidy(() => tf.reshape(tf.slice(flat, [s.offset], [s.size]), s.shape));
+        flat.dispose();
+      }
     }
     this.hostBytes = 0;
     this.inner.onBlockGrads(-1, named);

@@ -1,0 +1,63 @@
+// One rank of the training scaling benchmark (benchmarks/scaling.ts starts 1, 2 or 4 of these
+// through launch()). It runs the same trainer as `zeroring train` — GPT preset on Moby Dick,
+// LocalStrategy for one process, DDPStrategy for several — without evaluation, checkpoints or
+// sampling, and rank 0 prints one `RESULT {json}` line with every step's figures (all ranks
+// together, as the trainer reports them) plus rank 0's process CPU time per step.
+import { initBackend, type BackendKind } from '../packages/backend/src/index.ts';
+import { initProcessGroup } from '../packages/comm/src/index.ts';
+import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
+import { DDPStrategy, LocalStrategy, paramCount, train, uniqueParams, type Strategy, type TrainEvent } from '../packages/train/src/index.ts';
+
+interface Args {
+  model: PresetName;
+  batch: number;
+  steps: number;
+  backend: BackendKind;
+  seed: number;
+  bucketBytes?: number;
+}
+
+const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+const quiet = { info() {}, warn() {}, debug() {} };
+const backend = await initBackend(args.backend, { logger: quiet });
+const pg = await initProcessGroup();
+const text = loadCorpus();
+const tokenizer = CharTokenizer.fromText(text);
+const data = new TextDataset(tokenizer.encode(text), { seed: args.seed });
+const model = createGPT(gptConfig(args.model, tokenizer.vocabSize));
+const strategy: Strategy = pg.worldSize > 1 ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes }) : new LocalStrategy();
+
+interface StepRecord {
+  step: number;
+  tokensPerSec: number;
+  stepMs: number;
+  computeMs: number;
+  commMs: number;
+  optimMs: number;
+  cpuMs: number;
+}
+const steps: StepRecord[] = [];
+const tokensPerStep = pg.worldSize * args.batch * model.config.blockSize;
+let cpu = process.cpuUsage();
+const onEvent = (e: TrainEvent) => {
+  if (e.type !== 'step') return;
+  const used = process.cpuUsage(cpu);
+  cpu = process.cpuUsage();
+  steps.push({ step: e.step, tokensPerSec: e.tokensPerSec, stepMs: (1000 * tokensPerStep) / e.tokensPerSec, computeMs: e.computeMs, commMs: e.commMs, optimMs: e.optimMs, cpuMs: (used.user + used.system) / 1000 });
+};
+
+await train({
+  model,
+  strategy,
+  data,
+  comm: pg.worldSize > 1 ? pg : undefined,
+  backendName: backend.name,
+  config: { steps: args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 2, seed: args.seed, evalInterval: 0, evalBatches: 0 },
+  onEvent,
+});
+if (pg.rank === 0) {
+  const buckets = strategy instanceof DDPStrategy ? strategy.buckets.length : 0;
+  console.log(`RESULT ${JSON.stringify({ worldSize: pg.worldSize, backend: backend.name, params: uniqueParams(model).reduce((n, p) => n + paramCount(p), 0), buckets, steps })}`);
+}
+await strategy.dispose();
+await pg.destroy();
