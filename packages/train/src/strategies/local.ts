@@ -13,14 +13,18 @@ export interface LocalStrategyOptions {
   adamw?: Partial<AdamWConfig>;
 }
 
-/** Squared global L2 norm of a set of gradients, in float64 from per-tensor float32 sums. */
+/**
+ * Squared global L2 norm of a set of gradients: per-tensor float32 sums read back in one transfer
+ * (one device sync, not one per tensor) and added in float64.
+ */
 export async function globalSquaredNorm(grads: Iterable<tf.Tensor>): Promise<number> {
-  const sums = tf.tidy(() => [...grads].map((g) => tf.sum(tf.square(g))));
+  const list = [...grads];
+  if (list.length === 0) return 0;
+  const sums = tf.tidy(() => tf.stack(list.map((g) => tf.sum(tf.square(g)))));
+  const values = await sums.data();
+  sums.dispose();
   let total = 0;
-  for (const s of sums) {
-    total += (await s.data())[0];
-    s.dispose();
-  }
+  for (const v of values) total += v;
   return total;
 }
 
