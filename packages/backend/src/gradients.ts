@@ -99,7 +99,9 @@ export function registerAllGradients(): Promise<void> {
   if (registered()) return Promise.resolve();
   loading ??= (async () => {
     const distDir = dirname(require.resolve('@tensorflow/tfjs-core'));
-    if (!(await loadBundled(distDir).catch(() => false)) || !registered()) await loadWithHook(distDir);
+    // ZERORING_GRADIENTS_LOADER=hook skips the bundle (to test, or if a bundle misbehaves).
+    const bundled = process.env.ZERORING_GRADIENTS_LOADER !== 'hook' && (await loadBundled(distDir).catch(() => false));
+    if (!bundled || !registered()) await loadWithHook(distDir);
     if (!registered()) {
       throw new Error('registerAllGradients: tfjs-core gradients or chained ops did not reach the shared tfjs-core');
     }
