@@ -53,7 +53,7 @@ export type GPTPreset = Omit<GPTConfig, 'vocabSize'>;
 export const presets = {
   /** ~0.4 M parameters with a ~90-character vocabulary. */
   tiny: { nEmbd: 128, nLayer: 2, nHead: 4, blockSize: 64 },
-  /** ~10.8 M parameters. */
+  /** ~10.8 M parameters with a ~90-character vocabulary. */
   small: { nEmbd: 384, nLayer: 6, nHead: 6, blockSize: 256 },
 } as const satisfies Record<string, GPTPreset>;
 

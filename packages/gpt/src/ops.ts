@@ -31,9 +31,9 @@ function sumRows(x: T2): tf.Tensor1D {
   return tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]);
 }
 
-/** Mean of each row as a matmul: x @ ones[C,1] / C -> [N,1]. */
+/** Mean of each row -> [N,1] (last-axis reductions need no transpose). */
 function rowMean(x: T2): T2 {
-  return tf.matMul(x, tf.fill([x.shape[1], 1], 1 / x.shape[1])) as T2;
+  return tf.mean(x, -1, true) as T2;
 }
 
 /**
