@@ -4,7 +4,7 @@
 // as a single process would (train-job.ts).
 import { initProcessGroup } from '@zeroring/comm';
 import { getLogger, setLogLevel } from '@zeroring/comm/logger';
-import { DDPStrategy } from '@zeroring/train';
+import { DDPStrategy, createZeroStrategy, isZeroStrategy } from '@zeroring/train';
 import { runTrainJob, TrainJobError, type StrategyFactory, type TrainJobOptions } from './train-job.ts';
 
 // Rank 0 speaks for the job; the other ranks' routine lines only show with an explicit
@@ -19,7 +19,8 @@ const pg = await initProcessGroup();
 // The DDP / ZeRO strategies over `pg` plug in here (issues 4 and 5).
 const makeStrategy: StrategyFactory = (name, { offload }) => {
   if (name === 'ddp' && !offload) return new DDPStrategy(pg);
-  throw new TrainJobError(`strategy ${name}${offload ? ' --offload' : ''} over ${pg.worldSize} processes is not implemented yet; expected one of: ddp`);
+  if (isZeroStrategy(name)) return createZeroStrategy(name, pg, { offload });
+  throw new TrainJobError(`strategy ${name}${offload ? ' --offload' : ''} over ${pg.worldSize} processes is not implemented; expected ddp, or zero1|zero2|zero3 with or without --offload`);
 };
 try {
   await runTrainJob(opts, { comm: pg, makeStrategy });

@@ -12,3 +12,8 @@ export * from './trainer.ts';
 export { DDPStrategy, type DDPComm, type DDPStrategyOptions } from './strategies/ddp.ts';
 export { planBuckets, gradientOrder, DEFAULT_BUCKET_BYTES, BucketError, type Bucket, type BucketPlan, type BucketSlot } from './strategies/buckets.ts';
 export { DistributedDataParallel, type DistributedDataParallelOptions, type StepOptions } from './distributed-data-parallel.ts';
+export { ShardedStrategy, consolidateShards, type ShardComm, type ShardedStrategyOptions, type ShardLayout, type ZeroStage } from './strategies/sharded.ts';
+export { createZeroStrategy, isZeroStrategy, ZERO_STRATEGIES, type ZeroStrategyName } from './strategies/zero.ts';
+export { Zero1Strategy } from './strategies/zero1.ts';
+export { Zero2Strategy } from './strategies/zero2.ts';
+export { Zero3Strategy } from './strategies/zero3.ts';
