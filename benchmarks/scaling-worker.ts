@@ -15,13 +15,15 @@ interface Args {
   backend: BackendKind;
   seed: number;
   bucketBytes?: number;
+  /** Text file to train on instead of Moby Dick (the device bundle carries the text as a file). */
+  data?: string;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
 const quiet = { info() {}, warn() {}, debug() {} };
 const backend = await initBackend(args.backend, { logger: quiet });
 const pg = await initProcessGroup();
-const text = loadCorpus();
+const text = loadCorpus(args.data);
 const tokenizer = CharTokenizer.fromText(text);
 const data = new TextDataset(tokenizer.encode(text), { seed: args.seed });
 const model = createGPT(gptConfig(args.model, tokenizer.vocabSize));

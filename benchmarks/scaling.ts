@@ -5,6 +5,7 @@
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
 //        [--rounds R] [--steps-tiny 16] [--steps-small 6] [--out benchmarks/results/scaling.json]
+//        [--worker FILE --data FILE --no-charts]   (the bundled form: benchmarks/scaling-device-pack.sh)
 //
 // Each configuration runs as its own job through launch() (benchmarks/scaling-worker.ts); within
 // a round the world sizes run back to back, and speedups are taken within a round so that the
@@ -15,7 +16,7 @@
 // Writes JSON, a Markdown table beside it and one SVG chart per model.
 import os from 'node:os';
 import { Writable } from 'node:stream';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -33,8 +34,9 @@ const { values: a } = parseArgs({
     'batch-tiny': { type: 'string', default: '16' },
     'batch-small': { type: 'string', default: '8' },
     worker: { type: 'string', default: resolve(here, 'scaling-worker.ts') },
+    data: { type: 'string' },
     out: { type: 'string', default: resolve(here, 'results/scaling.json') },
-    charts: { type: 'boolean', default: true },
+    'no-charts': { type: 'boolean', default: false },
   },
 });
 
@@ -77,7 +79,7 @@ async function runOne(model: Model, nproc: number): Promise<{ steps: StepRecord[
   const result = await launch({
     nprocPerNode: nproc,
     script: a.worker!,
-    args: [JSON.stringify({ model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1 })],
+    args: [JSON.stringify({ model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data })],
     stdout,
     stderr,
     forwardSignals: true,
@@ -138,6 +140,9 @@ for (const model of models) {
       base[nproc] = row.tokensPerSec;
       row.speedup = row.tokensPerSec / (base[nprocs[0]] ?? row.tokensPerSec);
       rows.push(row);
+      // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
+      mkdirSync(dirname(a.out!), { recursive: true });
+      writeFileSync(a.out!.replace(/\.json$/, '.partial.json'), JSON.stringify(rows, null, 2) + '\n');
       console.error(`${model} nproc=${nproc} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}% (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
   }
@@ -178,6 +183,7 @@ const out = {
 };
 mkdirSync(dirname(a.out!), { recursive: true });
 writeFileSync(a.out!, JSON.stringify(out, null, 2) + '\n');
+rmSync(a.out!.replace(/\.json$/, '.partial.json'), { force: true });
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank-0 CPU/wall |';
@@ -189,9 +195,11 @@ const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.ma
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);
 
-if (a.charts) {
+if (!a['no-charts']) {
   try {
-    const { writeScalingChart } = await import('../packages/cli/src/charts/scaling.ts');
+    // A specifier in a variable: bundlers leave it alone (the device bundle has no charts).
+    const chartsModule = '../packages/cli/src/charts/scaling.ts';
+    const { writeScalingChart } = (await import(chartsModule)) as typeof import('../packages/cli/src/charts/scaling.ts');
     for (const model of models) {
       const file = a.out!.replace(/\.json$/, `-${model}.svg`);
       await writeScalingChart({ model, backend: backendName, results: summary.filter((s) => s.model === model).map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })) }, file, `GPT ${model}: training tokens/s vs ranks`);
