@@ -12,7 +12,8 @@
 // `tf.valueAndGrads`, which gives the loss value and the first dy without computing that block
 // twice. The order in which the engine acquires block parameters is therefore
 //   forward 0 .. L-2, then backward L-1 .. 0       (see `acquireSchedule`)
-// which is what a ZeRO-3 strategy prefetches along.
+// which is what a ZeRO-3 strategy prefetches along. `forward` and `evalLoss` (validation,
+// sampling) acquire forward 0 .. L-1.
 //
 // Tied parameters (a name used by several blocks, e.g. the GPT's wte in "embed" and "head")
 // get their gradient contributions summed and are emitted once, complete, with the lowest
@@ -65,6 +66,8 @@ function tensorBytes(t: tf.Tensor): number {
 
 export class BlockwiseEngine {
   readonly model: BlockModel;
+  // Activations: only block inputs survive between blocks; inside a block the recompute's
+  // intermediates exist only during that block's tf.grads call.
   /** For each parameter name, the lowest block index that uses it (where its gradient is emitted). */
   private readonly emitAt = new Map<string, number>();
   /** Peak bytes of block inputs held during the last forwardBackward (the activations this design keeps). */

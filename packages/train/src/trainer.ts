@@ -198,12 +198,21 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const evaluate = async (): Promise<number> => {
     let sum = 0;
     let count = 0;
-    for (let b = rank; b < cfg.evalBatches; b += worldSize) {
-      const starts = Array.from(valChoice.subarray(b * B, (b + 1) * B), (i) => valStarts[i]);
+    // Every rank runs the same number of forwards (a ZeRO-3 forward is collective); a rank whose
+    // share ran out repeats a batch with weight 0.
+    const rounds = Math.ceil(cfg.evalBatches / worldSize);
+    for (let j = 0; j < rounds; j++) {
+      const b = j * worldSize + rank;
+      const real = b < cfg.evalBatches;
+      const bb = real ? b : b % cfg.evalBatches;
+      const starts = Array.from(valChoice.subarray(bb * B, (bb + 1) * B), (i) => valStarts[i]);
       const { input, targets } = makeBatch(starts);
-      sum += await engine.evalLoss(input, targets, strategy);
-      count += 1;
+      const l = await engine.evalLoss(input, targets, strategy);
       tf.dispose([input, targets]);
+      if (real) {
+        sum += l;
+        count += 1;
+      }
     }
     const [s, c] = await reduce([sum, count], 'sum');
     return s / c;

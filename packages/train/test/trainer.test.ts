@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@zeroring/backend';
+import { initProcessGroup } from '@zeroring/comm';
+import { freePort } from '@zeroring/comm/launch/index';
 import { train, type WindowData, type TrainConfig, type TrainSummary } from '../src/trainer.ts';
 import { LocalStrategy } from '../src/strategies/local.ts';
 import { stepDirName } from '../src/checkpoint.ts';
@@ -121,5 +123,34 @@ describe('train()', () => {
     expect(resumed.summary.finalLoss).toBe(full.summary.finalLoss);
     // The resumed run appended steps 4..8 to the same metrics file.
     expect(lines(out).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('runs with two ranks over a real process group: one metrics writer, per-rank splits, shared val loss', async () => {
+    const masterPort = await freePort();
+    const pgOpts = { worldSize: 2, masterAddr: '127.0.0.1', masterPort, token: 'trainer-unit', timeoutMs: 60_000 };
+    const pgs = await Promise.all([initProcessGroup({ ...pgOpts, rank: 0 }), initProcessGroup({ ...pgOpts, rank: 1 })]);
+    const out = tmp();
+    const events: TrainEvent[][] = [[], []];
+    try {
+      // Each rank trains its own LocalStrategy (no gradient sync): this checks the trainer's own
+      // cross-rank plumbing; evalBatches 3 over 2 ranks is uneven on purpose.
+      const results = await Promise.all(
+        pgs.map(async (pg, r) => {
+          const strategy = new LocalStrategy();
+          const summary = await train({ model, strategy, data, outDir: out, comm: pg, config: { ...config, steps: 4, evalBatches: 3 }, onEvent: (e) => events[r].push(e) });
+          await strategy.dispose();
+          return summary;
+        }),
+      );
+      expect(results[0].finalValLoss).toBe(results[1].finalValLoss);
+      expect(results[0].worldSize).toBe(2);
+      expect(lines(out).map((l) => l.step)).toEqual([1, 2, 3, 4]);
+      expect(events[1]).toEqual([]); // only rank 0 emits
+      const step = events[0].find((e) => e.type === 'step');
+      expect(step && step.type === 'step' && step.ranks?.map((x) => x.rank)).toEqual([0, 1]);
+      expect(existsSync(join(out, 'checkpoints', stepDirName(4), 'shard-rank1.bin'))).toBe(true);
+    } finally {
+      await Promise.all(pgs.map((pg) => pg.destroy()));
+    }
   });
 });
