@@ -45,6 +45,21 @@ describe('wasm backend', () => {
     expect(Array.from(got.at(-1)!)).toEqual([6, 7, 6, 7, 6, 7, 6, 7, 2, 3, 6, 7, 2, 3, 6, 7, 1, 6, 7, 4, 6, 7]);
   });
 
+  it('Slice (in place on the heap) matches cpu: contiguous, strided ranks 2-5, int32, unstack/split', async () => {
+    const t = (shape: number[], seed: number) => tf.tensor(values(shape.reduce((x, y) => x * y, 1), seed), shape);
+    await compare(() => [
+      tf.slice(t([1000], 1), [100], [37]),
+      tf.slice(t([6, 10], 2), [2, 0], [3, 10]), // contiguous rows
+      tf.slice(t([6, 10], 2), [1, 3], [4, 5]),
+      tf.slice(t([4, 5, 6], 3), [1, 2, 1], [2, 3, 4]),
+      tf.slice(t([3, 4, 5, 6], 4), [1, 0, 2, 3], [2, 4, 2, 3]),
+      tf.slice(t([2, 3, 4, 5, 6], 5), [1, 1, 0, 2, 1], [1, 2, 4, 3, 5]), // rank 5
+      tf.cast(tf.slice(tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32'), [0, 1], [2, 2]), 'float32'),
+      ...tf.unstack(t([3, 4, 5], 6)),
+      ...tf.split(t([8, 9], 7), 3, 1),
+    ]);
+  });
+
   it('UnsortedSegmentSum matches cpu: repeated ids, ids out of range, int32', async () => {
     const got = await compare(() => [
       tf.unsortedSegmentSum(tf.tensor2d(values(6 * 4, 5), [6, 4]), tf.tensor1d([2, 0, 2, 2, -1, 7], 'int32'), 3),

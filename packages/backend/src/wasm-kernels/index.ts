@@ -1,7 +1,8 @@
-// Kernels tfjs-backend-wasm lacks that training needs, and one it has but runs far too
-// slowly for training (BatchMatMul). Registered once, before the first op.
+// Kernels tfjs-backend-wasm lacks that training needs, and two it has but runs far too
+// slowly for training (BatchMatMul, Slice). Registered once, before the first op.
 import { getKernel, registerKernel, unregisterKernel, type KernelConfig } from '@tensorflow/tfjs-core';
 import { fastBatchMatMulConfig, isFastBatchMatMul } from './batch-mat-mul.ts';
+import { inPlaceSliceConfig, isInPlaceSlice } from './slice.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 
 export const extraWasmKernels: KernelConfig[] = [unsortedSegmentSumConfig];
@@ -19,6 +20,12 @@ export function registerExtraWasmKernels(): string[] {
     unregisterKernel('BatchMatMul', 'wasm');
     registerKernel(fastBatchMatMulConfig(stock));
     added.push('BatchMatMul (XNNPACK routing)');
+  }
+  const stockSlice = getKernel('Slice', 'wasm');
+  if (stockSlice && !isInPlaceSlice(stockSlice)) {
+    unregisterKernel('Slice', 'wasm');
+    registerKernel(inPlaceSliceConfig(stockSlice));
+    added.push('Slice (in place)');
   }
   return added;
 }
