@@ -1,5 +1,6 @@
-// The dashboard in a real browser during a real run: `zeroring train --dashboard 0` trains the
-// tiny GPT on Moby Dick for a few steps while headless Debian Chromium (driven by playwright-core,
+// The dashboard in a real browser during a real run: `zeroring train --nproc 2 --strategy ddp
+// --dashboard 0` trains the tiny GPT on Moby Dick for a few steps on two worker processes (wasm
+// backend: the fastest CPU one) while headless Debian Chromium (driven by playwright-core,
 // installed by scripts/setup-browser.sh) watches the page. We check that every chart received
 // points (as many as the run wrote to metrics.jsonl), that uPlot actually painted, and that a
 // screenshot is non-empty.
@@ -18,6 +19,7 @@ const haveChromium = fs.existsSync(CHROMIUM);
 const skipReason = haveChromium ? '' : ` [SKIPPED: ${CHROMIUM} not found; run scripts/setup-browser.sh]`;
 if (!haveChromium) console.warn(`dashboard browser test skipped: ${CHROMIUM} not found; run scripts/setup-browser.sh`);
 
+const RANKS = 2;
 const STEPS = 6;
 const EVAL_INTERVAL = 3;
 
@@ -53,7 +55,7 @@ const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js')
 function startRun(outDir: string) {
   const child = spawn(
     process.execPath,
-    [bin, 'train', '--backend', 'cpu', '--steps', String(STEPS), '--batch-size', '4', '--eval-interval', String(EVAL_INTERVAL),
+    [bin, 'train', '--nproc', String(RANKS), '--strategy', 'ddp', '--backend', 'wasm', '--steps', String(STEPS), '--batch-size', '4', '--eval-interval', String(EVAL_INTERVAL),
       '--eval-batches', '1', '--sample-tokens', '60', '--out', outDir, '--dashboard', '0'],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZERORING_LOG_FORMAT: 'json' } },
   );
@@ -113,14 +115,15 @@ describe('dashboard in headless Chromium', () => {
       valLoss: STEPS / EVAL_INTERVAL + 1, // before the first step, then every EVAL_INTERVAL
       tokensPerSec: STEPS,
       time: STEPS,
-      ranksTime: 1,
-      ranksMemory: 1,
+      ranksTime: RANKS, // every rank's split arrives in rank 0's step events
+      ranksMemory: RANKS,
       samples: 1,
     });
     expect(await page.getAttribute('#chart-loss', 'data-points')).toBe(String(STEPS + STEPS / EVAL_INTERVAL + 1));
-    expect(await page.textContent('#fact-strategy')).toBe('local');
-    expect(await page.textContent('#fact-backend')).toBe('cpu');
-    expect(await page.textContent('#fact-world')).toBe('1');
+    expect(await page.textContent('#fact-strategy')).toBe('ddp');
+    expect(await page.textContent('#fact-backend')).toBe('wasm');
+    expect(await page.textContent('#fact-world')).toBe(String(RANKS));
+    expect(await page.locator('#ranks-time .bar-row').count()).toBe(RANKS);
     expect((await page.textContent('#sample'))!.length).toBeGreaterThanOrEqual(60);
     expect(await page.textContent('#status')).toBe('finished');
 

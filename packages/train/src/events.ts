@@ -45,6 +45,7 @@ export interface StepEvent {
   loss: number;
   /** Tokens per second of all ranks together. */
   tokensPerSec: number;
+  /** computeMs, commMs, optimMs: the mean over ranks (the per-rank values are in `ranks`). */
   computeMs: number;
   commMs: number;
   optimMs: number;
