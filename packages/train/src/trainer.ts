@@ -172,6 +172,15 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     if (typeof tr?.nextStep !== 'number') throw new CheckpointError(`${ck.dir}/trainer.json lacks nextStep`);
     startStep = tr.nextStep;
     resumedFrom = ck.step;
+    // A resumed run continues exactly only with the same schedule and data order.
+    const saved = ck.common['config.json'] as Record<string, unknown> | undefined;
+    for (const key of ['steps', 'batchSize', 'blockSize', 'lr', 'seed', 'strategy', 'maxGradNorm'] as const) {
+      const was = saved?.[key];
+      const now = (runConfig as Record<string, unknown>)[key];
+      if (was !== undefined && JSON.stringify(was) !== JSON.stringify(now)) {
+        opts.warn?.(`resuming ${ck.dir} with ${key} ${JSON.stringify(now)} (checkpoint has ${JSON.stringify(was)}): the run will not match an uninterrupted one`);
+      }
+    }
   }
   if (metricsPath && lead && !opts.resume) writeFileSync(metricsPath, '');
 

@@ -125,6 +125,16 @@ describe('train()', () => {
     expect(lines(out).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
+  it('warns when a resumed run changes the schedule', async () => {
+    const out = tmp();
+    await run(out, { stopAfterSteps: 2 });
+    const warnings: string[] = [];
+    const strategy = new LocalStrategy();
+    await train({ model, strategy, data, outDir: out, resume: true, config: { ...config, lr: 2e-2 }, warn: (m) => warnings.push(m) });
+    await strategy.dispose();
+    expect(warnings.join('\n')).toMatch(/with lr 0\.02 \(checkpoint has 0\.01\)/);
+  });
+
   it('runs with two ranks over a real process group: one metrics writer, per-rank splits, shared val loss', async () => {
     const masterPort = await freePort();
     const pgOpts = { worldSize: 2, masterAddr: '127.0.0.1', masterPort, token: 'trainer-unit', timeoutMs: 60_000 };
