@@ -105,6 +105,26 @@ describe('dashboard server', () => {
     expect(c.events().slice(2)).toEqual([step(2, 3.0), { type: 'done', summary: { finalLoss: 3.0 } }]);
   });
 
+  it('starts over when a new run truncates the directory\'s events.jsonl', async () => {
+    const dir = tmpDir();
+    const write = eventsFileWriter(dir);
+    write(config);
+    write(step(1, 4.0));
+    write(step(2, 3.0));
+    const d = await dashboard({ port: 0, outDir: dir, pollMs: 25 });
+    const c = await client(d.url);
+    await c.until(() => c.events().length >= 3);
+    const closed = new Promise<number>((resolve) => c.ws.once('close', (code) => resolve(code)));
+    const again = eventsFileWriter(dir); // truncates, as `zeroring train --out DIR` does without --resume
+    again(config);
+    expect(await closed).toBe(1012); // pages reconnect for the new history
+    const fresh = await client(d.url);
+    await fresh.until(() => fresh.messages.length >= 1);
+    again(step(1, 5.0));
+    await fresh.until(() => fresh.events().length >= 2);
+    expect(fresh.events()).toEqual([config, step(1, 5.0)]);
+  });
+
   it('rebuilds events from metrics.jsonl + summary.json when there is no events.jsonl', () => {
     const dir = tmpDir();
     fs.writeFileSync(

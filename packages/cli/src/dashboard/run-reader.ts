@@ -20,6 +20,8 @@ export class RunDirError extends Error {
 class LineFollower {
   private offset = 0;
   private rest = '';
+  /** Set when the file shrank since the last read (a new run started in the same directory). */
+  truncated = false;
   constructor(readonly file: string) {}
 
   readNew(): string[] {
@@ -33,6 +35,7 @@ class LineFollower {
       // Truncated: a new run started in the same directory. Start over.
       this.offset = 0;
       this.rest = '';
+      this.truncated = true;
     }
     if (size === this.offset) return [];
     const fd = fs.openSync(this.file, 'r');
@@ -100,8 +103,12 @@ export function summaryToEvents(summary: Record<string, unknown>): TrainEvent[] 
 }
 
 export interface RunFollower {
-  /** Reads whatever is new in the directory and returns it as events (in file order). */
-  poll(): TrainEvent[];
+  /**
+   * Reads whatever is new in the directory, as events in file order. `reset` says the run was
+   * started over in the same directory: the events are then the new run's, from its beginning,
+   * and whatever was read before belongs to the old run.
+   */
+  poll(): { events: TrainEvent[]; reset: boolean };
 }
 
 /**
@@ -120,17 +127,24 @@ export function followRun(dir: string): RunFollower {
       if (source === undefined) {
         if (fs.existsSync(eventsFile.file)) source = 'events';
         else if (fs.existsSync(metricsFile.file) || fs.existsSync(summaryPath)) source = 'metrics';
-        else return [];
+        else return { events: [], reset: false };
       }
       const out: TrainEvent[] = [];
       if (source === 'events') {
-        for (const line of eventsFile.readNew()) {
+        const lines = eventsFile.readNew();
+        for (const line of lines) {
           const ev = parseLine(line);
           if (isTrainEvent(ev)) out.push(ev);
         }
-        return out;
+        const reset = eventsFile.truncated;
+        eventsFile.truncated = false;
+        return { events: out, reset };
       }
-      for (const line of metricsFile.readNew()) {
+      const lines = metricsFile.readNew();
+      const reset = metricsFile.truncated;
+      metricsFile.truncated = false;
+      if (reset) summarySeen = false;
+      for (const line of lines) {
         const row = parseLine(line);
         if (typeof row === 'object' && row !== null) {
           const ev = metricsRowToStep(row as Record<string, unknown>);
@@ -146,7 +160,7 @@ export function followRun(dir: string): RunFollower {
           out.push(...summaryToEvents(summary as Record<string, unknown>));
         }
       }
-      return out;
+      return { events: out, reset };
     },
   };
 }
@@ -156,5 +170,5 @@ export function readRunEvents(dir: string): TrainEvent[] {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new RunDirError(`run directory ${JSON.stringify(dir)} does not exist (expected the --out DIR of a zeroring train run)`);
   }
-  return followRun(dir).poll();
+  return followRun(dir).poll().events;
 }

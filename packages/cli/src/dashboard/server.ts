@@ -124,7 +124,15 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   if (opts.outDir !== undefined) {
     const follower = followRun(opts.outDir);
     const pull = () => {
-      const fresh = follower.poll();
+      const { events: fresh, reset } = follower.poll();
+      if (reset) {
+        // A new run in the same directory: drop the old one and make pages reconnect, which
+        // gives them the new history from scratch (1012: service restart).
+        history.length = 0;
+        history.push(...fresh);
+        for (const client of wss.clients) client.close(1012, 'run restarted');
+        return;
+      }
       if (fresh.length === 0) return;
       history.push(...fresh);
       broadcast(fresh);

@@ -316,10 +316,12 @@ function connect() {
     for (const ev of events) apply(ev);
     scheduleDraw();
   };
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
     window.zeroringDashboard.connected = false;
     if (!state.done) setStatus('disconnected');
-    setTimeout(connect, 2000); // the run (or `zeroring dashboard`) may come back
+    // 1012: the run was started over in the same directory; come back at once for its history.
+    // Otherwise the run (or `zeroring dashboard`) may come back later.
+    setTimeout(connect, ev.code === 1012 ? 100 : 2000);
   };
 }
 
