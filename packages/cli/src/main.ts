@@ -6,6 +6,7 @@ import { registerBench } from './commands/bench.ts';
 import { registerSample } from './commands/sample.ts';
 import { registerEstimateMemory } from './commands/estimate-memory.ts';
 import { registerDashboard } from './commands/dashboard.ts';
+import { registerConsolidate } from './commands/consolidate.ts';
 import { addLoggingOptions } from './logging.ts';
 
 const program = new Command('zeroring')
@@ -18,6 +19,7 @@ registerBench(program);
 registerSample(program);
 registerEstimateMemory(program);
 registerDashboard(program);
+registerConsolidate(program);
 addLoggingOptions(program); // after the commands: it adds --log-level to each of them
 
 await program.parseAsync(process.argv);

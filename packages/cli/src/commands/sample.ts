@@ -10,6 +10,7 @@ import { getLogger } from '@zeroring/comm/logger';
 import { CharTokenizer, createGPT, type CharTokenizerJSON, type GPTConfig } from '@zeroring/gpt';
 import { readModelParams, resolveCheckpointDir } from '@zeroring/train';
 import { sampleText } from '../train-job.ts';
+import { readConsolidated } from './consolidate.ts';
 
 interface SampleFlags {
   checkpoint: string;
@@ -34,6 +35,14 @@ function num(name: string, min: number, integer: boolean) {
 export async function runSample(flags: SampleFlags): Promise<string> {
   const log = getLogger({ cmd: 'sample' });
   await initBackend(flags.backend, { logger: log });
+  // A file from `zeroring consolidate` carries config, tokenizer and parameters in one.
+  const merged = await readConsolidated(flags.checkpoint);
+  if (merged) {
+    const cfg = merged.config?.modelConfig as GPTConfig | undefined;
+    if (!cfg || !merged.tokenizer) throw new InvalidArgumentError(`${flags.checkpoint} has no model config or tokenizer, expected a file from zeroring consolidate of a zeroring train checkpoint`);
+    const o = { prompt: flags.prompt, maxNewTokens: flags.maxNewTokens, temperature: flags.temperature, topK: flags.topK, seed: flags.seed };
+    return sampleText(createGPT(cfg), CharTokenizer.fromJSON(merged.tokenizer as CharTokenizerJSON), merged.params, o);
+  }
   const dir = await resolveCheckpointDir(flags.checkpoint, (m) => log.warn(m));
   const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { modelConfig?: GPTConfig };
   if (!config.modelConfig) throw new InvalidArgumentError(`${dir}/config.json has no modelConfig, expected a checkpoint written by zeroring train`);
@@ -54,7 +63,7 @@ export function registerSample(program: Command): void {
   program
     .command('sample')
     .description('generate text from a checkpoint of zeroring train')
-    .requiredOption('--checkpoint <dir>', "a run's --out directory or one checkpoint directory")
+    .requiredOption('--checkpoint <dir>', "a run's --out directory, one checkpoint directory, or a file from zeroring consolidate")
     .option('--prompt <text>', 'text to continue', 'Call me')
     .option('--temperature <t>', 'softmax temperature (0: greedy)', num('--temperature', 0, false), 0.8)
     .option('--top-k <k>', 'sample among the k most likely characters', num('--top-k', 1, true))
