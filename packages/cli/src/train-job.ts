@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '@zeroring/backend';
 import { getLogger } from '@zeroring/comm/logger';
 import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
-import { LocalStrategy, train, eventsFileWriter, type Strategy, type TrainerComm, type TrainSummary, type TrainEvent } from '@zeroring/train';
+import { LocalStrategy, NonFiniteGuard, faultPlanFromEnv, train, eventsFileWriter, withKillHook, type Strategy, type TrainerComm, type TrainSummary, type TrainEvent } from '@zeroring/train';
 import { createProgress } from './progress.ts';
 import { attachDashboard } from './dashboard/attach.ts';
 
@@ -22,6 +22,8 @@ export interface TrainJobOptions {
   data?: string;
   steps: number;
   batchSize: number;
+  /** Micro-batches per optimizer step (default 1). */
+  gradAccum?: number;
   lr: number;
   seed: number;
   out?: string;
@@ -32,6 +34,8 @@ export interface TrainJobOptions {
   checkpointInterval: number;
   /** Characters generated at the end (0: no sample). */
   sampleTokens: number;
+  /** Skip a step whose gradients hold NaN or Inf on any rank, on all ranks alike (default: fail naming the step). */
+  skipNonFinite?: boolean;
   /** Stop after this many steps of the schedule (an interrupted run; for tests and --resume demos). */
   stopAfter?: number;
   /** Rank 0 serves the live dashboard on this port (0: any free port) for the length of the run. */
@@ -101,6 +105,13 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
   } else {
     throw new TrainJobError(`--strategy ${opts.strategy}${opts.offload ? ' --offload' : ''} needs worker processes with a process group, expected to run under the launcher (zeroring train --nproc N)`);
   }
+  // Every rank agrees on non-finite gradients before a parameter moves (nonfinite.ts); the fault
+  // hooks (faults.ts, test-only environment variables) are inert unless set.
+  const faults = faultPlanFromEnv(rank);
+  strategy = withKillHook(
+    new NonFiniteGuard(strategy, { comm: ctx.comm, skip: opts.skipNonFinite ?? false, warn: (m) => log.warn(m), poisonAtLocalStep: faults.nanAtLocalStep }),
+    faults,
+  );
 
   const runConfig = {
     model: opts.model,
@@ -138,6 +149,7 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
       config: {
         steps: opts.steps,
         batchSize: opts.batchSize,
+        gradAccumSteps: opts.gradAccum,
         blockSize: model.config.blockSize,
         lr: opts.lr,
         warmupSteps: opts.warmupSteps,

@@ -4,7 +4,7 @@
 // as a single process would (train-job.ts).
 import { initProcessGroup } from '@zeroring/comm';
 import { getLogger, setLogLevel } from '@zeroring/comm/logger';
-import { DDPStrategy, createZeroStrategy, isZeroStrategy } from '@zeroring/train';
+import { DDPStrategy, createZeroStrategy, isZeroStrategy, resolveCheckpointDir } from '@zeroring/train';
 import { runTrainJob, TrainJobError, type StrategyFactory, type TrainJobOptions } from './train-job.ts';
 
 // Rank 0 speaks for the job; the other ranks' routine lines only show with an explicit
@@ -16,6 +16,19 @@ if (!json) throw new TrainJobError('train-worker expects the job options as a JS
 const opts = JSON.parse(json) as TrainJobOptions;
 
 const pg = await initProcessGroup();
+
+// Elastic restart (`--max-restarts`, as torchrun's agent): the launcher restarts the whole group
+// with ZERORING_RESTART_COUNT > 0, and the group continues from the newest complete checkpoint in
+// --out when there is one. Rank 0 looks and tells the others, so every rank decides alike.
+if (Number(process.env.ZERORING_RESTART_COUNT ?? 0) > 0 && opts.out && !opts.resume) {
+  const found = new Float32Array(1);
+  if (pg.rank === 0) found[0] = await resolveCheckpointDir(opts.out).then(() => 1, () => 0);
+  await pg.broadcast(found, 0);
+  if (found[0] === 1) {
+    opts.resume = true;
+    if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: resuming from the newest complete checkpoint in ${opts.out}`);
+  } else if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: no complete checkpoint in ${opts.out}, starting over`);
+}
 // The DDP / ZeRO strategies over `pg` plug in here (issues 4 and 5).
 const makeStrategy: StrategyFactory = (name, { offload }) => {
   if (name === 'ddp' && !offload) return new DDPStrategy(pg);

@@ -92,9 +92,12 @@ export class BlockwiseEngine {
 
   /**
    * One forward + backward on a micro-batch. Returns the mean loss. `input` and `targets` stay
-   * owned by the caller. Every gradient goes to `sink` (the engine keeps none).
+   * owned by the caller. Every gradient goes to `sink` (the engine keeps none). `gradScale`
+   * multiplies every gradient (the backward starts from gradScale * loss), e.g. 1/k when k
+   * micro-batches are accumulated into one step; the returned loss is unscaled.
    */
-  async forwardBackward(input: tf.Tensor, targets: tf.Tensor, source: ParamSource, sink: GradSink): Promise<number> {
+  async forwardBackward(input: tf.Tensor, targets: tf.Tensor, source: ParamSource, sink: GradSink, opts: { gradScale?: number } = {}): Promise<number> {
+    const gradScale = opts.gradScale ?? 1;
     const { blocks } = this.model;
     const L = blocks.length;
     // inputs[i] is block i's input; inputs[0] is the caller's tensor and is never disposed here.
@@ -135,7 +138,10 @@ export class BlockwiseEngine {
           if (args.length === 0 && i < L - 1) {
             grads = []; // a parameter-free first block: nothing to differentiate
           } else if (i === L - 1) {
-            const r = tf.valueAndGrads((...a: tf.Tensor[]) => this.model.loss(call(a), targets))(args);
+            const r = tf.valueAndGrads((...a: tf.Tensor[]) => {
+              const l = this.model.loss(call(a), targets);
+              return gradScale === 1 ? l : tf.mul(l, gradScale);
+            })(args);
             lossValue = r.value as tf.Scalar;
             grads = r.grads;
           } else {
@@ -172,7 +178,7 @@ export class BlockwiseEngine {
       if (!lossValue) throw new EngineError('internal: loss was not computed');
       const loss = (await lossValue.data())[0];
       lossValue.dispose();
-      return loss;
+      return gradScale === 1 ? loss : loss / gradScale;
     } finally {
       // On error, free whatever activations are still held (never the caller's input).
       for (let i = 1; i < inputs.length; i++) if (!inputs[i].isDisposed) inputs[i].dispose();

@@ -68,6 +68,13 @@ export interface Strategy extends ParamSource, GradSink {
   loadState(state: ShardState): Promise<void>;
   /** Free every tensor and stop background work. */
   dispose(): Promise<void>;
+  /**
+   * Optional, torch's `with ddp.no_sync()`: backward passes run inside only accumulate gradients
+   * locally; the next pass outside (or finishStep) communicates everything. The trainer uses it
+   * for all but the last micro-batch of a step when accumulating; without it every micro-batch
+   * communicates, which is correct but slower.
+   */
+  noSync?<T>(fn: () => T | Promise<T>): Promise<T>;
 }
 
 export class StrategyError extends Error {

@@ -42,8 +42,10 @@ export interface TrainerComm {
 export interface TrainConfig {
   /** Total optimizer steps of the run (also the end of the cosine decay unless decaySteps is set). */
   steps: number;
-  /** Windows per rank per step. */
+  /** Windows per rank per micro-batch. */
   batchSize: number;
+  /** Micro-batches accumulated into each optimizer step (gradients averaged); default 1. */
+  gradAccumSteps?: number;
   /** Window length T (the model's context). */
   blockSize: number;
   lr: number;
@@ -130,7 +132,8 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const rank = comm?.rank ?? 0;
   const worldSize = comm?.worldSize ?? 1;
   const lead = rank === 0;
-  for (const [k, v] of [['steps', cfg.steps], ['batchSize', cfg.batchSize], ['blockSize', cfg.blockSize]] as const) {
+  const accum = cfg.gradAccumSteps ?? 1;
+  for (const [k, v] of [['steps', cfg.steps], ['batchSize', cfg.batchSize], ['blockSize', cfg.blockSize], ['gradAccumSteps', accum]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new TrainerError(`config.${k} = ${v}, expected a positive integer`);
   }
   if (!(cfg.lr > 0)) throw new TrainerError(`config.lr = ${cfg.lr}, expected a positive number`);
@@ -262,14 +265,20 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   let peakModelState = 0;
   const peak = fullMemoryReport({});
   const stepTimes: number[] = [];
-  const tokensPerStep = worldSize * B * T;
+  const tokensPerStep = worldSize * B * T * accum;
 
   for (let step = startStep; step < endStep; step++) {
     const t0 = performance.now();
-    const idx = sampler.indices(step);
-    const { input, targets } = makeBatch(Array.from(idx, (i) => trainStarts[i]));
-    const lossLocal = await engine.forwardBackward(input, targets, strategy, strategy);
-    tf.dispose([input, targets]);
+    // Micro-batch m of step s reads the sampler's batch s*accum+m: the same windows, in the same
+    // order, as a run with accum times the batch size would read.
+    let lossLocal = 0;
+    for (let m = 0; m < accum; m++) {
+      const idx = sampler.indices(step * accum + m);
+      const { input, targets } = makeBatch(Array.from(idx, (i) => trainStarts[i]));
+      const pass = () => engine.forwardBackward(input, targets, strategy, strategy, { gradScale: 1 / accum });
+      lossLocal += (m < accum - 1 && strategy.noSync ? await strategy.noSync(pass) : await pass()) / accum;
+      tf.dispose([input, targets]);
+    }
     const t1 = performance.now();
     const lr = learningRate(schedule, step);
     const stats = await strategy.finishStep({ lr, step, maxGradNorm });

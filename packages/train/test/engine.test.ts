@@ -157,6 +157,20 @@ describe.each(present)('BlockwiseEngine on %s', (backend) => {
     tf.dispose([input, targets]);
   });
 
+  it('scales every gradient by gradScale and still reports the unscaled loss', async () => {
+    const model = createToyModel({ vocab: 11, seqLen: 8, dim: 16, layers: 1 });
+    const tensors = toTensors(model.initParams(8), model);
+    const { input, targets } = toyBatch(9, 2, 8, 11);
+    const engine = new BlockwiseEngine(model);
+    const plain = new CollectSink();
+    const scaled = new CollectSink();
+    const l1 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors), plain);
+    const l2 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors), scaled, { gradScale: 0.25 });
+    expect(Math.abs(l2 - l1)).toBeLessThan(1e-6 * l1);
+    for (const [n, g] of plain.grads) expect(relErr(scaled.grads.get(n)!, g.map((v) => v * 0.25)), n).toBeLessThan(1e-6);
+    tf.dispose([input, targets, ...tensors.values()]);
+  });
+
   it('does not grow tensor memory across steps', async () => {
     const model = createToyModel({ vocab: 11, seqLen: 8, dim: 16, layers: 2 });
     const tensors = toTensors(model.initParams(5), model);

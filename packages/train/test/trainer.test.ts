@@ -125,6 +125,30 @@ describe('train()', () => {
     expect(lines(out).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
+  it('accumulating 2 micro-batches of 4 equals one batch of 8 (gradient norms, and parameters within 1e-5 of each tensor\'s scale)', async () => {
+    const once = async (batchSize: number, gradAccumSteps: number) => {
+      const strategy = new LocalStrategy();
+      const outDir = tmp();
+      const summary = await train({ model, strategy, data, outDir, config: { ...config, steps: 4, evalInterval: 0, batchSize, gradAccumSteps } });
+      const params = await strategy.fullParams();
+      await strategy.dispose();
+      return { summary, params, gradNorms: lines(outDir).map((l) => l.gradNorm as number) };
+    };
+    const a = await once(8, 1);
+    const b = await once(4, 2);
+    let worst = 0;
+    for (const [name, x] of a.params) {
+      const y = b.params.get(name)!;
+      let scale = 0;
+      for (const v of x) scale = Math.max(scale, Math.abs(v));
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]) / scale);
+    }
+    expect(worst).toBeLessThan(1e-5);
+    // Adam hides a wrong gradient scale in the parameters; the pre-clip norm does not.
+    a.gradNorms.forEach((g, i) => expect(Math.abs(g - b.gradNorms[i]) / g).toBeLessThan(1e-5));
+    expect(Math.abs(a.summary.finalLoss - b.summary.finalLoss)).toBeLessThan(1e-4);
+  });
+
   it('warns when a resumed run changes the schedule', async () => {
     const out = tmp();
     await run(out, { stopAfterSteps: 2 });

@@ -33,10 +33,12 @@ interface TrainFlags {
   data?: string;
   steps?: number;
   batchSize?: number;
+  gradAccum?: number;
   lr?: number;
   seed: number;
   out?: string;
   resume?: boolean;
+  skipNonFinite?: boolean;
   evalInterval?: number;
   evalBatches: number;
   warmupSteps?: number;
@@ -63,10 +65,12 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     data: f.data,
     steps: f.steps ?? d.steps,
     batchSize: f.batchSize ?? d.batchSize,
+    gradAccum: f.gradAccum,
     lr: f.lr ?? d.lr,
     seed: f.seed,
     out: f.out,
     resume: f.resume ?? false,
+    skipNonFinite: f.skipNonFinite ?? false,
     evalInterval: f.evalInterval ?? d.evalInterval,
     evalBatches: f.evalBatches,
     warmupSteps: f.warmupSteps ?? d.warmupSteps,
@@ -90,10 +94,12 @@ export function registerTrain(program: Command): void {
     .option('--data <file>', 'train on this text file instead of Moby Dick')
     .option('--steps <n>', 'optimizer steps (tiny: 300, small: 2000)', intArg('--steps', 1))
     .option('--batch-size <n>', 'sequences per rank per step (tiny: 16, small: 8)', intArg('--batch-size', 1))
+    .option('--grad-accum <k>', 'micro-batches accumulated into each optimizer step', intArg('--grad-accum', 1))
     .option('--lr <lr>', 'peak learning rate (tiny: 3e-3, small: 1e-3); warmup then cosine to lr/10', positiveNumber('--lr'))
     .option('--seed <n>', 'seed for initialisation, data order and sampling', intArg('--seed', 0), 1337)
     .option('--out <dir>', 'write metrics.jsonl, summary.json, events.jsonl and checkpoints/ here')
     .option('--resume', 'continue from the newest complete checkpoint in --out')
+    .option('--skip-nonfinite', 'skip a step whose gradients hold NaN/Inf on any rank, on all ranks alike (default: fail naming the step)')
     .option('--eval-interval <k>', 'validation loss every K steps (tiny: 50)', intArg('--eval-interval', 1))
     .option('--eval-batches <n>', 'batches in the fixed validation set', intArg('--eval-batches', 1), 8)
     .option('--warmup-steps <n>', 'linear warmup steps', intArg('--warmup-steps', 0))
@@ -109,7 +115,8 @@ export function registerTrain(program: Command): void {
     .option('--dashboard-host <host>', 'address the dashboard binds (default 127.0.0.1; 0.0.0.0 for other machines)')
     .action(async (flags: TrainFlags) => {
       const job = toJobOptions(flags);
-      if (flags.nproc === 1 && flags.nnodes === 1 && job.strategy === 'ddp' && !job.offload) {
+      // --max-restarts needs the launcher even for one process: it is the one that restarts.
+      if (flags.nproc === 1 && flags.nnodes === 1 && flags.maxRestarts === 0 && job.strategy === 'ddp' && !job.offload) {
         await runTrainJob(job);
         return;
       }
