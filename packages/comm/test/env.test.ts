@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../src/errors.ts';
+import { DEFAULT_TIMEOUT_MS, resolveOptions } from '../src/env.ts';
+
+describe('resolveOptions', () => {
+  it('defaults to a single process on loopback', () => {
+    const o = resolveOptions({}, {});
+    expect(o).toMatchObject({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 29500, timeoutMs: DEFAULT_TIMEOUT_MS, storeHostedBy: 'rank0' });
+  });
+
+  it('reads the torchrun environment and zeroring variables', () => {
+    const o = resolveOptions({}, {
+      RANK: '2',
+      WORLD_SIZE: '4',
+      LOCAL_RANK: '0',
+      LOCAL_WORLD_SIZE: '2',
+      MASTER_ADDR: 'localhost',
+      MASTER_PORT: '1234',
+      ZERORING_TOKEN: 's3cret',
+      ZERORING_TIMEOUT_MS: '5000',
+      ZERORING_STORE_EXTERNAL: '1',
+      ZERORING_BIND_ADDR: '0.0.0.0',
+      ZERORING_RESTART_COUNT: '3',
+    });
+    expect(o).toMatchObject({ rank: 2, worldSize: 4, localRank: 0, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: 1234, token: 's3cret', timeoutMs: 5000, storeHostedBy: 'external', bindAddr: '0.0.0.0', restartCount: 3 });
+    expect(o.rendezvousTimeoutMs).toBe(DEFAULT_TIMEOUT_MS);
+  });
+
+  it('options win over the environment', () => {
+    expect(resolveOptions({ rank: 1, worldSize: 2, token: 't' }, { RANK: '0', WORLD_SIZE: '5' })).toMatchObject({ rank: 1, worldSize: 2 });
+  });
+
+  it.each([
+    [{ RANK: '2', WORLD_SIZE: '2', ZERORING_TOKEN: 't' }, 'RANK=2 is out of range for WORLD_SIZE=2, expected 0..1'],
+    [{ RANK: '-1', WORLD_SIZE: '2', ZERORING_TOKEN: 't' }, 'RANK=-1 is out of range'],
+    [{ WORLD_SIZE: '0' }, 'WORLD_SIZE=0 is out of range, expected an integer >= 1'],
+    [{ WORLD_SIZE: 'two' }, 'WORLD_SIZE="two" is not an integer'],
+    [{ RANK: '1', WORLD_SIZE: '2' }, 'ZERORING_TOKEN is not set'],
+    [{ MASTER_PORT: '70000' }, 'MASTER_PORT=70000 is out of range, expected 1..65535'],
+    [{ ZERORING_CHUNK_BYTES: '6' }, 'ZERORING_CHUNK_BYTES=6 is out of range'],
+    [{ ZERORING_TIMEOUT_MS: '0' }, 'ZERORING_TIMEOUT_MS=0 is out of range'],
+  ])('rejects %j', (env, msg) => {
+    expect(() => resolveOptions({}, env)).toThrow(ConfigError);
+    expect(() => resolveOptions({}, env)).toThrow(msg);
+  });
+});

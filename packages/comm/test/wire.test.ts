@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { asFloat32, bytesOf, decode, encode, INLINE_MAX_BYTES, MsgType, type DataHeader } from '../src/transport/wire.ts';
+
+const h: DataHeader = { t: MsgType.Data, q: 7, c: 'allReduce', o: 'sum', n: 5, d: 'float32', r: -1, s: 1, k: 2 };
+
+describe('wire format', () => {
+  it('small payloads ride inline, 8-byte aligned after the header', () => {
+    const data = new Float32Array([1, 2, 3, 4.5, -0]);
+    const frames = encode(h, bytesOf(data));
+    expect(frames).toHaveLength(1);
+    const d = decode(frames[0]!);
+    expect(d.h).toEqual(h);
+    expect(d.separate).toBe(false);
+    expect(d.payload!.byteOffset % 8).toBe(frames[0]!.byteOffset % 8);
+    expect(Array.from(asFloat32(d.payload!))).toEqual([1, 2, 3, 4.5, -0]);
+  });
+
+  it('large payloads go as a second frame holding the caller\'s bytes, uncopied', () => {
+    const data = new Float32Array(INLINE_MAX_BYTES / 4 + 1).fill(3);
+    const frames = encode(h, bytesOf(data));
+    expect(frames).toHaveLength(2);
+    expect(frames[1]!.buffer).toBe(data.buffer);
+    expect(decode(frames[0]!).separate).toBe(true);
+  });
+
+  it('views aligned bytes in place and copies misaligned ones', () => {
+    const buf = new Uint8Array(17);
+    new Float32Array(buf.buffer, 4, 2).set([1, 2]);
+    const aligned = asFloat32(buf.subarray(4, 12));
+    expect(aligned.buffer).toBe(buf.buffer);
+    buf.copyWithin(1, 4, 12);
+    const copied = asFloat32(buf.subarray(1, 9));
+    expect(copied.buffer).not.toBe(buf.buffer);
+    expect(Array.from(copied)).toEqual([1, 2]);
+    expect(() => asFloat32(buf.subarray(0, 3))).toThrow('not a whole number of float32');
+  });
+
+  it('rejects garbage with a reason', () => {
+    expect(() => decode(new Uint8Array([1, 2, 3]))).toThrow('not a zeroring frame');
+    expect(() => decode(new Uint8Array([0x5a, 0, 200, 0, 1]))).toThrow('header length 200 exceeds frame');
+  });
+});
