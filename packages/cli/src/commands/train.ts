@@ -38,7 +38,7 @@ interface TrainFlags {
   seed: number;
   out?: string;
   resume?: boolean;
-  skipNonFinite?: boolean;
+  skipNonfinite?: boolean;
   evalInterval?: number;
   evalBatches: number;
   warmupSteps?: number;
@@ -70,7 +70,7 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     seed: f.seed,
     out: f.out,
     resume: f.resume ?? false,
-    skipNonFinite: f.skipNonFinite ?? false,
+    skipNonFinite: f.skipNonfinite ?? false,
     evalInterval: f.evalInterval ?? d.evalInterval,
     evalBatches: f.evalBatches,
     warmupSteps: f.warmupSteps ?? d.warmupSteps,
