@@ -1,0 +1,161 @@
+// Non-finite gradient guard: a Strategy wrapper that notices NaN or Inf in this rank's gradients
+// as the engine hands them over, agrees with the other ranks on whether any rank saw one (one
+// all-reduce of a per-rank flag vector, so every rank also learns *which* ranks), and then either
+// fails the step on every rank with a NonFiniteGradientError naming the step and the ranks, or,
+// with `skip`, drops the step on every rank alike.
+//
+// Why a wrapper and not a check inside each strategy: the decision has to be the same on every
+// rank and taken before any parameter moves, and DDP / ZeRO already mix every rank's gradients
+// during backward, so one poisoned rank poisons all. Skipping is done without strategy support:
+// the wrapped strategy's state is saved, the step runs (with the bad gradients, which also clears
+// them the way the strategy always does), and the saved state is restored — bit for bit the state
+// before the step, optimizer moments and step count included. The save costs only on a bad step.
+//
+// Detection is one Mul + Sum per gradient tensor, accumulated on the device: 0 * x is 0 for every
+// finite x and NaN for NaN or ±Inf, so the sum is 0 exactly when the gradient is finite (and,
+// unlike summing x itself, cannot overflow on large finite values). One scalar is read per step.
+import * as tf from '@tensorflow/tfjs-core';
+import type { Phase } from './engine.ts';
+import type { BlockModel, NamedTensors } from './model.ts';
+import type { FinishStepOptions, MemoryReport, ShardState, StepStats, Strategy } from './strategy.ts';
+
+/** Non-finite gradients at a step, on the ranks named; the same error is raised on every rank. */
+export class NonFiniteGradientError extends Error {
+  override name = 'NonFiniteGradientError';
+  constructor(
+    /** 0-based index of the optimizer step whose gradients were not finite. */
+    readonly step: number,
+    /** Ranks whose local gradients held NaN or Inf. */
+    readonly ranks: number[],
+  ) {
+    super(
+      `non-finite gradients (NaN or Inf) at step ${step} on rank(s) ${ranks.join(', ')}; ` +
+        `expected finite gradients (lower the learning rate, check the data, or pass --skip-nonfinite to skip such steps on all ranks)`,
+    );
+  }
+}
+
+/** The one collective the guard needs (a ProcessGroup / TrainerComm has it). */
+export interface NonFiniteComm {
+  rank: number;
+  worldSize: number;
+  allReduce(buf: Float32Array, opts?: { op?: 'sum' | 'avg' | 'max' | 'min' }): Promise<unknown>;
+}
+
+export interface NonFiniteGuardOptions {
+  comm?: NonFiniteComm;
+  /** Skip a non-finite step on every rank (true) or fail it with NonFiniteGradientError (false). */
+  skip: boolean;
+  /** Told about every skipped step. */
+  warn?: (msg: string) => void;
+  /**
+   * Test hook (ZERORING_FAULT_NAN_AT_STEP, see faults.ts): make this rank's first gradient of
+   * its K-th step in this process (0-based) NaN, so the detection path runs on real tensors.
+   */
+  poisonAtLocalStep?: number;
+}
+
+export class NonFiniteGuard implements Strategy {
+  /** Steps skipped so far (0-based step indices). */
+  readonly skipped: number[] = [];
+  noSync?: <T>(fn: () => T | Promise<T>) => Promise<T>;
+  private probe: tf.Scalar | null = null;
+  private localStep = 0;
+  private poisoned = false;
+
+  constructor(
+    readonly inner: Strategy,
+    private readonly opts: NonFiniteGuardOptions,
+  ) {
+    if (inner.noSync) this.noSync = (fn) => inner.noSync!(fn);
+  }
+
+  get name(): string {
+    return this.inner.name;
+  }
+
+  setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void> {
+    return this.inner.setup(model, initialParams);
+  }
+
+  acquire(block: number, phase: Phase): NamedTensors | Promise<NamedTensors> {
+    return this.inner.acquire(block, phase);
+  }
+
+  release(block: number, phase: Phase): void | Promise<void> {
+    return this.inner.release(block, phase);
+  }
+
+  onBlockGrads(block: number, grads: NamedTensors): void | Promise<void> {
+    if (this.opts.poisonAtLocalStep === this.localStep && !this.poisoned) {
+      const name = Object.keys(grads)[0];
+      if (name !== undefined) {
+        const g = grads[name]!;
+        grads[name] = tf.add(g, tf.scalar(Number.NaN));
+        g.dispose();
+        this.poisoned = true;
+      }
+    }
+    const tensors = Object.values(grads);
+    if (tensors.length > 0) {
+      const next = tf.tidy(() => {
+        let acc: tf.Tensor = this.probe ?? tf.scalar(0);
+        for (const g of tensors) acc = tf.add(acc, tf.sum(tf.mul(g, 0)));
+        return acc as tf.Scalar;
+      });
+      this.probe?.dispose();
+      this.probe = next;
+    }
+    return this.inner.onBlockGrads(block, grads);
+  }
+
+  async finishStep(opts: FinishStepOptions): Promise<StepStats> {
+    const local = this.probe ? (await this.probe.data())[0]! : 0;
+    this.probe?.dispose();
+    this.probe = null;
+    this.localStep++;
+    const ranks = await this.badRanks(!Number.isFinite(local));
+    if (ranks.length === 0) return this.inner.finishStep(opts);
+    if (!this.opts.skip) throw new NonFiniteGradientError(opts.step, ranks);
+    const before = await this.inner.saveState();
+    const stats = await this.inner.finishStep(opts);
+    await this.inner.loadState(before);
+    this.skipped.push(opts.step);
+    this.opts.warn?.(`step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; step skipped on all ranks (parameters and optimizer state unchanged)`);
+    return { ...stats, gradNorm: Number.NaN };
+  }
+
+  fullParams(): Promise<Map<string, Float32Array>> {
+    return this.inner.fullParams();
+  }
+
+  memory(): MemoryReport {
+    return this.inner.memory();
+  }
+
+  saveState(): Promise<ShardState> {
+    return this.inner.saveState();
+  }
+
+  loadState(state: ShardState): Promise<void> {
+    return this.inner.loadState(state);
+  }
+
+  async dispose(): Promise<void> {
+    this.probe?.dispose();
+    this.probe = null;
+    await this.inner.dispose();
+  }
+
+  /** Every rank learns which ranks saw non-finite gradients: a sum all-reduce of one flag per rank. */
+  private async badRanks(mine: boolean): Promise<number[]> {
+    const comm = this.opts.comm;
+    if (!comm || comm.worldSize === 1) return mine ? [comm?.rank ?? 0] : [];
+    const flags = new Float32Array(comm.worldSize);
+    flags[comm.rank] = mine ? 1 : 0;
+    await comm.allReduce(flags, { op: 'sum' });
+    const out: number[] = [];
+    flags.forEach((f, r) => f > 0 && out.push(r));
+    return out;
+  }
+}
