@@ -317,7 +317,7 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     const tokensPerSec = tokensPerStep / (stepMs / 1000);
 
     let valLoss: number | undefined;
-    const last = step === cfg.steps - 1;
+    const last = step === endStep - 1; // the run's last step, also when stopped early
     if (doEval && ((step + 1) % cfg.evalInterval === 0 || last)) {
       valLoss = await evaluate();
       finalValLoss = valLoss;
