@@ -7,7 +7,9 @@
 // without waiting for it — the process group queues collectives in issue order, so the
 // communication of the last blocks runs while the engine still computes the earlier ones.
 // finishStep() waits only for what is still in flight (the time reported as commMs), uploads
-// each reduced bucket once, and steps the optimizer.
+// each reduced bucket once, and steps the optimizer. (On CPU backends the kernels run on the
+// JavaScript thread, so an issued all-reduce advances at the engine's yields between blocks and
+// through the kernel's socket buffers; on a GPU backend it advances while the device computes.)
 //
 // Everything after the reduction is exactly one-process training, so the parameters, the device
 // AdamW update, clipping and checkpoints are delegated to a LocalStrategy rather than written a
