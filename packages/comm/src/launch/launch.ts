@@ -85,8 +85,8 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
     for (let attempt = 0; ; attempt++) {
       if (stoppedBy) return stopped(stoppedBy, attempt);
       const masterPort = o.masterPort ?? (await freePort(o.masterAddr));
+      if (stoppedBy) return stopped(stoppedBy, attempt); // a signal came while we picked the port
       group = new WorkerGroup(specs(o, { command, argv, token, masterPort, attempt }), io);
-      if (stoppedBy) group.stop(stoppedBy);
       const result = await group.done;
       group = undefined;
       if (result.outcome === 'succeeded') return { exitCode: 0, outcome: 'succeeded', restarts: attempt };
