@@ -23,9 +23,10 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { tf, initBackend, probeWebGPUAdapter, type BackendLogger, type BackendName } from '../packages/backend/src/index.ts';
-import { CharTokenizer, TextDataset, Rng, createGPT, gptConfig, loadCorpus, type GPTModel, type NamedTensors, type PresetName } from '../packages/gpt/src/index.ts';
-import { BlockwiseEngine, LocalStrategy, adamwUpdate, decays, DEFAULT_ADAMW, uniqueParams } from '../packages/train/src/index.ts';
+import { CharTokenizer, TextDataset, Rng, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
+import { uniqueParams } from '../packages/train/src/index.ts';
 import { createNaiveGPT } from './train-throughput-naive.ts';
+import { engineRunner, wholeModelRunner, type Runner } from './train-throughput-runners.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -43,69 +44,11 @@ const { values: args } = parseArgs({
 type Mode = 'naive' | 'whole' | 'engine';
 const MODES: Mode[] = ['naive', 'whole', 'engine'];
 const quiet: BackendLogger = { info() {}, warn() {}, debug() {} };
-const LR = 1e-3;
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
-
-/** One training setup: step() runs forward + backward + AdamW and resolves after the update is complete. */
-interface Runner {
-  step(input: tf.Tensor, targets: tf.Tensor): Promise<number>;
-  dispose(): Promise<void>;
-}
-
-/** Whole-model gradients with tf.valueAndGrads, then AdamW on every parameter. */
-function wholeModelRunner(model: GPTModel, init: Map<string, Float32Array>): Runner {
-  const specs = uniqueParams(model);
-  const params = new Map(specs.map((s) => [s.name, tf.tensor(init.get(s.name)!, s.shape)]));
-  const m = new Map(specs.map((s) => [s.name, tf.zeros(s.shape)]));
-  const v = new Map(specs.map((s) => [s.name, tf.zeros(s.shape)]));
-  let t = 0;
-  return {
-    async step(input, targets) {
-      const names = specs.map((s) => s.name);
-      const { value, grads } = tf.valueAndGrads((...ps: tf.Tensor[]) => {
-        const named: NamedTensors = {};
-        names.forEach((n, i) => (named[n] = ps[i]!));
-        let x: tf.Tensor = input;
-        for (const b of model.blocks) x = b.forward(named, x);
-        return model.loss(x, targets);
-      })(names.map((n) => params.get(n)!));
-      t++;
-      specs.forEach((s, i) => {
-        const r = adamwUpdate(DEFAULT_ADAMW, params.get(s.name)!, grads[i]!, { m: m.get(s.name)!, v: v.get(s.name)! }, LR, t, decays(s.shape));
-        tf.dispose([params.get(s.name)!, m.get(s.name)!, v.get(s.name)!, grads[i]!]);
-        params.set(s.name, r.param);
-        m.set(s.name, r.m);
-        v.set(s.name, r.v);
-      });
-      const loss = (await value.data())[0]!;
-      value.dispose();
-      await params.get(specs.at(-1)!.name)!.data();
-      return loss;
-    },
-    async dispose() {
-      for (const map of [params, m, v]) for (const x of map.values()) x.dispose();
-    },
-  };
-}
-
-async function engineRunner(model: GPTModel, init: Map<string, Float32Array>): Promise<Runner> {
-  const engine = new BlockwiseEngine(model);
-  const strategy = new LocalStrategy();
-  await strategy.setup(model, init);
-  let step = 0;
-  return {
-    async step(input, targets) {
-      const loss = await engine.forwardBackward(input, targets, strategy, strategy);
-      await strategy.finishStep({ lr: LR, step: ++step });
-      return loss;
-    },
-    dispose: () => strategy.dispose(),
-  };
-}
 
 async function presentBackends(): Promise<BackendName[]> {
   if (args.backends) return args.backends.split(',') as BackendName[];
