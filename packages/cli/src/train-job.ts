@@ -167,7 +167,7 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
           ...(worldSize > 1 ? { comm: `${(100 * p.commFraction).toFixed(1)}%` } : {}),
           eta: `${Math.round(p.etaSec)}s`,
         }),
-      sample: opts.sampleTokens > 0 ? (params) => sampleText(model, tokenizer, params, { prompt: '\n', maxNewTokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: opts.seed }) : undefined,
+      sample: opts.sampleTokens > 0 ? (params) => sampleText(model, tokenizer, params, { prompt: tokenizer.chars.includes('\n') ? '\n' : tokenizer.chars[0]!, maxNewTokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: opts.seed }) : undefined,
     });
   } finally {
     progress?.stop();
