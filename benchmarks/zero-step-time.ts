@@ -1,0 +1,78 @@
+// ZeRO-3 step time against DDP's, side by side in the same processes: N ranks train the GPT with
+// DDP and with ZeRO-3 alternately (ddp, zero3, ddp, zero3, ...: the machine's load drifts the
+// same way for both), and the ratio of median step times is taken per round and over all.
+// ZeRO-3 gathers every block twice per step (forward, backward) and prefetches the next block's
+// gather while one computes; the gather statistics show how many acquires found it landed.
+//
+//   node --import tsx benchmarks/zero-step-time.ts [--model small] [--nproc 2] [--rounds 2]
+//        [--steps 4] [--warmup 1] [--batch 1] [--backend wasm] [--offload]
+//        [--out benchmarks/results/zero-step-time.json]
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import os from 'node:os';
+import { median, runZeroJob } from './zero-launch.ts';
+import type { ZeroBenchConfig } from './zero-worker.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { values: a } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'small' },
+    nproc: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '2' },
+    steps: { type: 'string', default: '4' },
+    warmup: { type: 'string', default: '1' },
+    batch: { type: 'string', default: '1' },
+    backend: { type: 'string', default: 'wasm' },
+    offload: { type: 'boolean', default: false },
+    out: { type: 'string', default: resolve(here, 'results/zero-step-time.json') },
+  },
+});
+const rounds = Number(a.rounds);
+const warmup = Number(a.warmup);
+const configs: ZeroBenchConfig[] = [];
+for (let r = 0; r < rounds; r++) configs.push({ strategy: 'ddp', offload: false }, { strategy: 'zero3', offload: a.offload! });
+
+const load0 = os.loadavg()[0];
+const results = await runZeroJob({ nproc: Number(a.nproc), model: a.model as 'small', batch: Number(a.batch), steps: Number(a.steps), backend: a.backend!, configs });
+const load1 = os.loadavg()[0];
+const timed = (i: number) => results[i].steps.slice(warmup);
+const perRound = Array.from({ length: rounds }, (_, r) => {
+  const ddp = median(timed(2 * r).map((s) => s.stepMs));
+  const z3 = median(timed(2 * r + 1).map((s) => s.stepMs));
+  return { round: r, ddpStepMs: ddp, zero3StepMs: z3, ratio: z3 / ddp, zero3Gather: results[2 * r + 1].gather };
+});
+const all = (k: number) => results.filter((_, i) => i % 2 === k).flatMap((_, j) => timed(2 * j + k).map((s) => s.stepMs));
+const ddpMedian = median(all(0));
+const z3Median = median(all(1));
+const z3Steps = results.filter((_, i) => i % 2 === 1).flatMap((r) => r.steps.slice(warmup));
+const summary = {
+  model: a.model,
+  nproc: Number(a.nproc),
+  backend: a.backend,
+  batch: Number(a.batch),
+  offload: a.offload,
+  stepsPerRun: Number(a.steps),
+  warmupDropped: warmup,
+  loadAvg: [load0, load1],
+  ddpMedianStepMs: ddpMedian,
+  zero3MedianStepMs: z3Median,
+  ratio: z3Median / ddpMedian,
+  medianRoundRatio: median(perRound.map((r) => r.ratio)),
+  zero3: { computeMs: median(z3Steps.map((s) => s.computeMs)), commMs: median(z3Steps.map((s) => s.commMs)), optimMs: median(z3Steps.map((s) => s.optimMs)) },
+  rounds: perRound,
+  date: new Date().toISOString(),
+};
+mkdirSync(dirname(a.out!), { recursive: true });
+writeFileSync(a.out!, JSON.stringify(summary, null, 2) + '\n');
+const md = [
+  `ZeRO-3${a.offload ? ' (offload)' : ''} vs DDP step time, GPT ${a.model}, N=${a.nproc}, batch ${a.batch}/rank, ${a.backend}, load ${load0.toFixed(1)}→${load1.toFixed(1)} (median step ms after ${warmup} warm-up step(s))`,
+  '',
+  '| round | DDP ms | ZeRO-3 ms | ZeRO-3 / DDP | gathers | acquires | prefetch landed |',
+  '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...perRound.map((r) => `| ${r.round} | ${r.ddpStepMs.toFixed(0)} | ${r.zero3StepMs.toFixed(0)} | ${r.ratio.toFixed(3)} | ${r.zero3Gather?.gathers} | ${r.zero3Gather?.acquires} | ${r.zero3Gather?.prefetchHits} |`),
+  `| all | ${ddpMedian.toFixed(0)} | ${z3Median.toFixed(0)} | ${(z3Median / ddpMedian).toFixed(3)} | | | |`,
+];
+writeFileSync(a.out!.replace(/\.json$/, '.md'), md.join('\n') + '\n');
+console.log(md.join('\n'));
