@@ -33,7 +33,7 @@ describe('failures reach every rank', () => {
     } finally {
       job.kill();
     }
-  });
+  }, 240_000);
 
   for (const kind of ['size', 'op', 'kind'] as const) {
     it(`mismatched calls (${kind}): CollectiveMismatchError on all ranks, naming both sides`, async () => {
@@ -47,7 +47,7 @@ describe('failures reach every rank', () => {
         const other = { size: 'allReduce #1 (11 x float32 op=sum)', op: 'allReduce #1 (10 x float32 op=max)', kind: 'broadcast #1 (10 x float32 root=0)' }[kind];
         expect(e.message).toContain(other);
       }
-    });
+    }, 240_000);
   }
 
   it('a collective one rank never calls: CommTimeoutError there, and on the rank that skipped it', async () => {
@@ -63,7 +63,7 @@ describe('failures reach every rank', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 240_000);
 
   it('a stopped (silent) peer is detected by heartbeats within the timeout', async () => {
     const job = await startJob({ worldSize: 3, scenario: 'silent', env: { ZERORING_TIMEOUT_MS: '2000' } });
@@ -79,7 +79,7 @@ describe('failures reach every rank', () => {
     } finally {
       job.kill();
     }
-  });
+  }, 240_000);
 
   it('two workers claiming one rank: ConfigError naming the rank, on both (and the rest of the job)', async () => {
     const rs = await runJob({ worldSize: 3, ranks: [0, 1, 1], scenario: 'init', env: { ZERORING_TIMEOUT_MS: '30000' } });
@@ -90,7 +90,7 @@ describe('failures reach every rank', () => {
       expect(e.name, why).toBe('ConfigError');
       expect(e.message, why).toContain('two workers claim RANK=1');
     }
-  });
+  }, 240_000);
 
   it('workers disagreeing on WORLD_SIZE get a ConfigError', async () => {
     const rs = await runJob({ worldSize: 2, scenario: 'init', env: { ZERORING_TIMEOUT_MS: '30000' }, rankEnv: (rank): Record<string, string> => (rank === 1 ? { WORLD_SIZE: '3' } : {}) });
@@ -98,7 +98,7 @@ describe('failures reach every rank', () => {
     const errs = rs.map((r) => errOf(r, 'initError'));
     expect(errs.map((e) => e.name), why).toEqual(['ConfigError', 'ConfigError']);
     expect(errs[1]!.message, why).toContain('WORLD_SIZE=3');
-  });
+  }, 240_000);
 
   it('a stranger without the token is rejected everywhere (store, ring, garbage, oversized) and the job goes on', async () => {
     const rs = await runJob({ worldSize: 2, scenario: 'auth' });
@@ -123,5 +123,5 @@ describe('failures reach every rank', () => {
       storeRaw: 'closed',
       peerOversized: 1009,
     });
-  });
+  }, 240_000);
 });

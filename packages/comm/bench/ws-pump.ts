@@ -7,7 +7,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
 
-const TOTAL = 512 << 20;
+const TOTAL = 256 << 20;
 const FRAME = 1 << 20;
 type Mode = 'server-sends' | 'client-sends-random-mask' | 'client-sends-zero-mask';
 

@@ -6,7 +6,7 @@
 // the ring is pipelined chunk by chunk: while this rank reduces chunk k the kernel already
 // receives chunk k+1 and the next rank already reduces chunk k-1. No buffer besides the
 // received chunks is needed, and the input is never written.
-import { reduceInto, scale } from './reduce-ops.ts';
+import { combine, scale } from './reduce-ops.ts';
 import { checkLength, mod, SegmentPlan } from './plan.ts';
 import { scheduleError, type Collective, type ReduceOp, type RingPort } from './types.ts';
 
@@ -44,14 +44,16 @@ export class ReduceScatterPhase {
     const seg = mod(r - s - 2, n);
     const [a, b] = this.plan.range(seg, k);
     checkLength(data, a, b, `reduce-scatter step ${s} chunk ${k}`);
-    reduceInto(this.op, data, this.src.subarray(a, b));
     this.expecting--;
     if (s < n - 2) {
+      combine(this.op, data, data, this.src.subarray(a, b));
       this.port.send(s + 1, k, data);
       return;
     }
-    if (this.op === 'avg') scale(data, 1 / n);
-    this.dst.set(data, a - this.dstOffset);
+    // Last step: our own segment, reduced straight into its destination.
+    const out = this.dst.subarray(a - this.dstOffset, b - this.dstOffset);
+    combine(this.op, out, this.src.subarray(a, b), data);
+    if (this.op === 'avg') scale(out, 1 / n);
     this.onFinal?.(k);
   }
 }

@@ -134,9 +134,14 @@ export class RingTransport {
   /** Sends one data message to the next rank. The payload bytes are handed to the socket as they are. */
   send(h: DataHeader, payload: Uint8Array): void {
     const frames = encode(h, payload);
+    if (frames.length === 1) {
+      // Inline: the payload was copied into the frame, nobody needs to know when it leaves.
+      this.nextConn.send(frames[0]!);
+      return;
+    }
     this.inflight++;
-    for (let i = 0; i < frames.length - 1; i++) this.nextConn.send(frames[i]!);
-    this.nextConn.send(frames[frames.length - 1]!, () => {
+    this.nextConn.send(frames[0]!);
+    this.nextConn.send(frames[1]!, () => {
       if (--this.inflight === 0) {
         const w = this.flushWaiters;
         this.flushWaiters = [];
@@ -145,7 +150,7 @@ export class RingTransport {
     });
   }
 
-  /** Resolves once every data message sent so far has been written to the kernel (or failed). */
+  /** Resolves once every payload sent by reference so far has been written to the kernel (or failed). */
   flushed(): Promise<void> | null {
     if (this.inflight === 0) return null;
     return new Promise((r) => this.flushWaiters.push(r));
