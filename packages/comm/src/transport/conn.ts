@@ -29,6 +29,9 @@ export const CloseCode = {
 
 export type Purpose = 'store' | 'peer';
 
+/** How long a closing connection waits for the peer's close frame before dropping the socket. */
+const CLOSE_GRACE_MS = 2000;
+
 /** Handshake messages are a few dozen bytes; anything bigger before auth is hostile. */
 const PRE_AUTH_MAX_BYTES = 1024;
 const PROTOCOL = 'zeroring/1';
@@ -191,6 +194,9 @@ export class Conn {
     } catch {
       this.ws.terminate();
     }
+    // A peer cut off by the network never answers the close frame, and ws would keep the socket
+    // (and so the process) alive for its 30 s close timeout: give up on the handshake sooner.
+    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
   terminate(): void {
