@@ -13,6 +13,8 @@ import { DDPStrategy, ShardedStrategy, createZeroStrategy, paramCount, train, un
 export interface ZeroBenchConfig {
   strategy: 'ddp' | 'zero1' | 'zero2' | 'zero3';
   offload: boolean;
+  /** Steps of this configuration (default: the job's). */
+  runSteps?: number;
 }
 
 interface Args {
@@ -46,7 +48,7 @@ for (const c of args.configs) {
     data,
     comm: pg,
     backendName: backend.name,
-    config: { steps: args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 1, seed: args.seed, evalInterval: 0, evalBatches: 0 },
+    config: { steps: c.runSteps ?? args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 1, seed: args.seed, evalInterval: 0, evalBatches: 0 },
     onEvent,
   });
   if (pg.rank === 0) {

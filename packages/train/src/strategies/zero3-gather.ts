@@ -60,6 +60,10 @@ export class BlockGatherer {
     if (next >= 0 && next < L && !this.prefetched.has(next)) {
       this.hold(next);
       this.prefetched.add(next);
+      // One turn of the event loop lets the process group start the prefetch (its ring sends
+      // this rank's segment now) before the block's compute blocks the thread; the peers' parts
+      // then arrive while this one computes and are read at the engine's next yield.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
     this.acquires++;
     if (this.part.blockGroups[block].every((g) => this.live.get(g)!.tensors)) this.prefetchHits++;
