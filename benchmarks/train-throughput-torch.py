@@ -46,6 +46,8 @@ class GPT(nn.Module):
         self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(T, C)
         self.h = nn.ModuleList(Block() for _ in range(L))
         self.ln_f = nn.LayerNorm(C)
+        nn.init.normal_(self.wte.weight, std=0.02)  # GPT-2 init, as @zeroring/gpt (loss starts near ln V)
+        nn.init.normal_(self.wpe.weight, std=0.02)
 
     def forward(self, idx, targets):
         x = self.wte(idx) + self.wpe(torch.arange(T))

@@ -2,7 +2,7 @@
 // rounds so both see the same machine load: the comparison the goal is stated in
 // ("torch 1.13 on one thread: ~1.9k tokens/s on these 2-core machines").
 //
-//   node --import tsx benchmarks/train-throughput-vs-torch.ts [--rounds R] [--steps N]
+//   node --import tsx benchmarks/train-throughput-vs-torch.ts [--rounds R] [--steps N] [--python /usr/bin/python3]
 //
 // Needs python3 with torch (Debian: apt-get install python3-torch, which is torch 1.13.1).
 // Each round runs the torch script (benchmarks/train-throughput-torch.py) for N steps, then N
@@ -24,6 +24,7 @@ const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
     steps: { type: 'string', default: '10' },
+    python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
     out: { type: 'string', default: resolve(here, 'results/train-throughput-vs-torch.json') },
   },
 });
@@ -69,7 +70,7 @@ async function tfjsRound(mode: 'whole' | 'engine'): Promise<void> {
 }
 
 for (let r = 0; r < rounds; r++) {
-  const out = execFileSync('python3', [resolve(here, 'train-throughput-torch.py'), '--steps', String(steps), '--warmup', '3', '--batch', String(B)], { encoding: 'utf8' });
+  const out = execFileSync(args.python!, [resolve(here, 'train-throughput-torch.py'), '--steps', String(steps), '--warmup', '3', '--batch', String(B)], { encoding: 'utf8' });
   const t = JSON.parse(out.trim().split('\n').at(-1)!) as { torch: string; medianStepMs: number; medianCpuMs: number };
   torchVersion = t.torch;
   sides.torch.wallMs.push(t.medianStepMs);
