@@ -4,7 +4,7 @@
 // for after backward, plus nothing else).
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
-//        [--rounds R] [--steps-tiny 16] [--steps-small 6] [--out benchmarks/results/scaling.json]
+//        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 16] [--steps-small 6] [--out benchmarks/results/scaling.json]
 //        [--bucket-bytes B] [--worker FILE --data FILE --no-charts]   (the bundled form: benchmarks/scaling-device-pack.sh)
 //
 // Each configuration runs as its own job through launch() (benchmarks/scaling-worker.ts); within
@@ -27,8 +27,10 @@ const { values: a } = parseArgs({
   options: {
     models: { type: 'string', default: 'tiny,small' },
     nprocs: { type: 'string', default: '1,2,4' },
+    'nprocs-small': { type: 'string' }, // e.g. 1,2 when 4 oversubscribed ranks of small take too long
     backend: { type: 'string', default: 'wasm' },
     rounds: { type: 'string', default: '1' },
+    'rounds-small': { type: 'string' },
     'steps-tiny': { type: 'string', default: '16' },
     'steps-small': { type: 'string', default: '6' },
     'batch-tiny': { type: 'string', default: '16' },
@@ -44,6 +46,7 @@ const { values: a } = parseArgs({
 type Model = 'tiny' | 'small';
 const models = a.models!.split(',') as Model[];
 const nprocs = a.nprocs!.split(',').map(Number);
+const nprocsOf = (m: Model): number[] => (m === 'small' && a['nprocs-small'] ? a['nprocs-small'].split(',').map(Number) : nprocs);
 const rounds = Number(a.rounds);
 const stepsOf = { tiny: Number(a['steps-tiny']), small: Number(a['steps-small']) };
 const batchOf = { tiny: Number(a['batch-tiny']), small: Number(a['batch-small']) };
@@ -114,9 +117,10 @@ interface Row {
 const rows: Row[] = [];
 let backendName = a.backend!;
 for (const model of models) {
-  for (let round = 0; round < rounds; round++) {
+  const roundsOf = model === 'small' && a['rounds-small'] ? Number(a['rounds-small']) : rounds;
+  for (let round = 0; round < roundsOf; round++) {
     const base: Record<number, number> = {};
-    for (const nproc of nprocs) {
+    for (const nproc of nprocsOf(model)) {
       const t0 = Date.now();
       const r = await runOne(model, nproc);
       backendName = r.backend;
@@ -139,7 +143,7 @@ for (const model of models) {
         stepsMeasured: kept.length,
       };
       base[nproc] = row.tokensPerSec;
-      row.speedup = row.tokensPerSec / (base[nprocs[0]] ?? row.tokensPerSec);
+      row.speedup = row.tokensPerSec / (base[nprocsOf(model)[0]] ?? row.tokensPerSec);
       rows.push(row);
       // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
       mkdirSync(dirname(a.out!), { recursive: true });
@@ -152,7 +156,7 @@ for (const model of models) {
 // Summary per (model, nproc): medians over rounds.
 const summary = [];
 for (const model of models) {
-  for (const nproc of nprocs) {
+  for (const nproc of nprocsOf(model)) {
     const rs = rows.filter((r) => r.model === model && r.nproc === nproc);
     summary.push({
       model,
