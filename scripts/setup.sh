@@ -13,6 +13,12 @@ fi
 if [ "${ZERORING_SKIP_SYSTEM_SETUP:-0}" != "1" ]; then
   bash scripts/setup-webgpu-cpu.sh
   bash scripts/setup-browser.sh
+  # iproute2 (`ip netns`, `ss`): the multi-node tests run nodes in network namespaces.
+  if ! command -v ip >/dev/null 2>&1 || ! command -v ss >/dev/null 2>&1; then
+    echo "setup: installing iproute2"
+    SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq iproute2 >/dev/null
+  fi
 fi
 
 pnpm install --frozen-lockfile
