@@ -93,9 +93,11 @@ const rows: Row[] = [];
 const skipped: Array<{ backend: string; model: string; reason: string }> = [];
 const profiles: Record<string, Array<{ kernel: string; calls: number; ms: number }>> = {};
 const loadStart = os.loadavg();
+const backendDetails: Record<string, unknown> = {}; // e.g. wasm SIMD/threads and the extra kernels @zeroring/backend registered
 
 for (const backend of backends) {
   const info = await initBackend(backend, { logger: quiet });
+  backendDetails[info.name] = { ...info.details, ...(info.adapter ? { adapter: info.adapter } : {}) };
   for (const preset of presets) {
     const reason = skipReason(backend, preset);
     if (reason) {
@@ -184,6 +186,7 @@ function writeResult(): void {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavgStart: loadStart, loadavgEnd: os.loadavg() },
     tfjs: tf.version_core,
+    backends: backendDetails,
     note: 'tokens/s = batch*T / median step (forward+backward+AdamW); tokensPerCpuSec uses process CPU time per step',
     rows,
     skipped,

@@ -10,6 +10,8 @@
 //   is the same sum as one fast matmul.
 // - tanh is slow; GPT-2's tanh-GELU is exactly x * sigmoid(2z), and sigmoid is fast.
 // - LayerNorm through tf.moments records ~25 ops in backward; the closed form needs ~10.
+// (@zeroring/backend's initBackend('wasm') now also routes transposed matmuls onto XNNPACK at
+// the kernel level; the plain-matmul gradients here keep the model fast on stock tfjs too.)
 // Every function is checked against plain tfjs autodiff in packages/gpt/test/ops.test.ts.
 import * as tf from '@tensorflow/tfjs-core';
 
