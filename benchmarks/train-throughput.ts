@@ -2,7 +2,8 @@
 // the tiny and small presets at batch 8 x T, on each tfjs backend present.
 //
 //   node --import tsx benchmarks/train-throughput.ts [--backends cpu,wasm,webgpu] [--models tiny,small]
-//        [--steps N] [--warmup W] [--batch B] [--all-combinations] [--profile]
+//        [--steps N] [--warmup W] [--batch B] [--all-combinations] [--profile] [--merge]
+// (--merge keeps the rows of the existing results file for backend/model pairs not re-run.)
 //
 // Three ways to run the same step, alternated step by step so that the shared machine's load
 // hits them alike (we quote medians and ratios):
@@ -18,7 +19,7 @@
 // steps of tiny on wasm.
 // Writes benchmarks/results/train-throughput.json and prints a table.
 import os from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -37,6 +38,7 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '8' },
     'all-combinations': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    merge: { type: 'boolean', default: false },
     out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/train-throughput.json') },
   },
 });
@@ -94,6 +96,17 @@ const skipped: Array<{ backend: string; model: string; reason: string }> = [];
 const profiles: Record<string, Array<{ kernel: string; calls: number; ms: number }>> = {};
 const loadStart = os.loadavg();
 const backendDetails: Record<string, unknown> = {}; // e.g. wasm SIMD/threads and the extra kernels @zeroring/backend registered
+// Earlier results for the pairs this run does not measure (--merge).
+const kept: { rows: Row[]; skipped: typeof skipped; profiles: typeof profiles; backends: Record<string, unknown> } = { rows: [], skipped: [], profiles: {}, backends: {} };
+if (args.merge && existsSync(args.out!)) {
+  const old = JSON.parse(readFileSync(args.out!, 'utf8'));
+  const rerun = (b: string, m: string) => backends.includes(b as BackendName) && presets.includes(m as PresetName);
+  kept.rows = (old.rows ?? []).filter((r: Row) => !rerun(r.backend, r.model));
+  kept.skipped = (old.skipped ?? []).filter((r: { backend: string; model: string }) => !rerun(r.backend, r.model));
+  kept.profiles = Object.fromEntries(Object.entries(old.profiles ?? {}).filter(([k]) => !rerun(k.split('/')[0]!, k.split('/')[1]!))) as typeof profiles;
+  kept.backends = Object.fromEntries(Object.entries(old.backends ?? {}).filter(([b]) => !backends.includes(b as BackendName)));
+}
+
 
 for (const backend of backends) {
   const info = await initBackend(backend, { logger: quiet });
@@ -186,11 +199,11 @@ function writeResult(): void {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavgStart: loadStart, loadavgEnd: os.loadavg() },
     tfjs: tf.version_core,
-    backends: backendDetails,
+    backends: { ...kept.backends, ...backendDetails },
     note: 'tokens/s = batch*T / median step (forward+backward+AdamW); tokensPerCpuSec uses process CPU time per step',
-    rows,
-    skipped,
-    ...(args.profile ? { profiles } : {}),
+    rows: [...rows, ...kept.rows],
+    skipped: [...skipped, ...kept.skipped],
+    ...(args.profile || args.merge ? { profiles: { ...kept.profiles, ...profiles } } : {}),
   };
   mkdirSync(dirname(args.out!), { recursive: true });
   writeFileSync(args.out!, JSON.stringify(result, null, 2) + '\n');
