@@ -1,10 +1,12 @@
 // `zeroring bench collectives` at tiny sizes: the real command, real workers, and every result
 // checked against the reference (0 wrong). The checker itself is tested to catch a wrong value.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from './fixtures/launch/helpers.ts';
+import { exitedWithin, runCli, stopRunning } from './fixtures/launch/helpers.ts';
+
+afterEach(stopRunning);
 import { busFactor, countWrong, makeCase, value } from '../benchmarks/collectives/pattern.ts';
 import { parseBytes, sweep } from '../benchmarks/collectives/sizes.ts';
 
@@ -49,7 +51,7 @@ describe('zeroring bench collectives (CLI)', () => {
         'bench', 'collectives', '--nproc', '3', '--min-bytes', '4', '--max-bytes', '4K', '--step-factor', '4',
         '--iters', '3', '--warmup', '1', '--pump-bytes', '64K', '--pump-reps', '2', '--json', file,
       ]);
-      const { code } = await run.exited;
+      const { code } = await exitedWithin(run, 100_000);
       expect(code, run.stderr()).toBe(0);
       expect(run.stdout()).toMatch(/^ceiling\s+65536\s/m);
       expect(run.stdout()).toMatch(/^allreduce\s+4096\s+1024\s/m);

@@ -1,9 +1,11 @@
 // zeroring launch as a user runs it: the real CLI starting real worker processes.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fixture, isAlive, readyPids, runCli } from './fixtures/launch/helpers.ts';
+import { fixture, isAlive, readyPids, runCli, stopRunning } from './fixtures/launch/helpers.ts';
+
+afterEach(stopRunning);
 
 function envLines(stdout: string): Map<number, Record<string, string | number>> {
   const byRank = new Map<number, Record<string, string | number>>();

@@ -3,14 +3,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../packages/comm/src/launch/index.ts';
-import { repoRoot, runCli } from './fixtures/launch/helpers.ts';
+import { repoRoot, runCli, stopRunning } from './fixtures/launch/helpers.ts';
 
 const example = 'examples/allreduce-hello/main.ts';
 const started: ChildProcess[] = [];
 
 // A hung worker must not outlive a failed test.
-afterEach(() => {
+afterEach(async () => {
   for (const c of started.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await stopRunning();
 });
 
 interface ByHand {
