@@ -178,7 +178,7 @@ export class ProcessGroup {
     this.running = null;
     for (const op of pending) op.reject(new ZeroringError(`process group destroyed on rank ${this.rank} while ${describeCall(op.call)} was pending`));
     if (this.ring) {
-      if (!this.failure) this.ring.sendControl({ t: MsgType.Bye, from: this.rank });
+      if (!this.failed) this.ring.sendControl({ t: MsgType.Bye, from: this.rank });
       await this.ring.close(CloseCode.normal, 'destroy');
     }
     this.store?.close();
@@ -240,8 +240,14 @@ export class ProcessGroup {
     this.ring!.send({ t: MsgType.Data, q: c.seq, c: c.kind, o: c.op ?? '', n: c.count, d: c.dtype, r: c.root ?? -1, s: step, k: chunk }, bytesOf(data));
   }
 
+  /** A failure that already rejected the calls (not one merely noted while a neighbour left cleanly). */
+  private get failed(): boolean {
+    return this.failure !== null && !this.failureQuiet;
+  }
+
   private onData(h: DataHeader, payload: Uint8Array): void {
-    if (this.failure || this.destroyed) return;
+    // After a clean leave of the next rank, the previous one may still be sending.
+    if (this.failed || this.destroyed) return;
     const cur = this.running;
     if (cur && h.q === cur.call.seq) {
       try {
@@ -291,8 +297,7 @@ export class ProcessGroup {
   private onControl(h: Header, side: Side): void {
     if (this.destroyed) return;
     if (h.t === MsgType.Abort) {
-      if (this.failure && !this.failureQuiet) return;
-      this.failure = null;
+      if (this.failed) return;
       this.fail(fromWire(h.e));
     } else if (h.t === MsgType.Bye) {
       const rank = side === 'prev' ? this.ring!.prevRank : this.ring!.nextRank;
@@ -301,13 +306,14 @@ export class ProcessGroup {
   }
 
   private onLost(side: Side, rank: number, reason: string, clean: boolean): void {
-    if (this.destroyed || this.failure) return;
+    if (this.destroyed || this.failed) return;
     const e = new PeerLostError(rank, this.running ? describeCall(this.running.call) : null, reason, this.rank);
     // A neighbour that left cleanly had finished every call it made, and sent all its data
     // before saying so. Only a call that still waits for data from it is lost now.
     const stillNeeded = side === 'prev' && this.running !== null && (this.running.coll?.expecting ?? 1) > 0;
     if (clean && !stillNeeded) {
       this.log.debug({ peer: rank, reason }, 'neighbour left');
+      if (this.failure) return;
       this.failure = e;
       this.failureQuiet = true;
       return;
@@ -316,7 +322,7 @@ export class ProcessGroup {
   }
 
   private tick(): void {
-    if (!this.ring || this.failure || this.destroyed) return;
+    if (!this.ring || this.failed || this.destroyed) return;
     this.ring.ping();
     const verdict = (): ZeroringError | null => {
       const now = Date.now();
@@ -341,14 +347,14 @@ export class ProcessGroup {
     if (!verdict()) return;
     // Re-judge after the poll phase has read whatever arrived while we were busy.
     setImmediate(() => {
-      if (this.failure || this.destroyed) return;
+      if (this.failed || this.destroyed) return;
       const e = verdict();
       if (e) this.fail(e);
     });
   }
 
   private fail(e: ZeroringError): void {
-    if (this.failure && !this.failureQuiet) return;
+    if (this.failed) return;
     this.failure = e;
     this.failureQuiet = false;
     this.log.error({ err: e.message, kind: e.name }, 'process group failed');
