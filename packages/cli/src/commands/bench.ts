@@ -9,6 +9,7 @@ import { ConfigError } from '@zeroring/comm/errors';
 import type { BenchConfig } from '../../../../benchmarks/collectives/worker.ts';
 import { BENCH_OPS, type BenchOp } from '../../../../benchmarks/collectives/pattern.ts';
 import { parseBytes } from '../../../../benchmarks/collectives/sizes.ts';
+import { examples } from '../help.ts';
 
 const WORKER = fileURLToPath(new URL('../../../../benchmarks/collectives/worker.ts', import.meta.url));
 
@@ -58,6 +59,10 @@ export function registerBench(program: Command): void {
   bench
     .command('collectives')
     .description('nccl-tests-style table of all-reduce / reduce-scatter / all-gather / broadcast vs a raw TCP ring ceiling')
+    .addHelpText('after', examples(
+      'zeroring bench collectives --nproc 2',
+      'zeroring bench collectives --nproc 4 --ops allreduce --min-bytes 4K --max-bytes 16M --json benchmarks/results/collectives-4.json',
+    ))
     .requiredOption('--nproc <n>', 'ranks (worker processes) on this machine', intAtLeast('--nproc', 1))
     .option('--ops <list>', 'comma-separated ops', parseOps, [...BENCH_OPS])
     .option('--min-bytes <size>', 'smallest message (e.g. 1K)', wrap(parseBytes), 1024)

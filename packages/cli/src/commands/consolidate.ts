@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { type Command } from 'commander';
 import { getLogger } from '@zeroring/comm/logger';
 import { consolidateShards, decodeShard, encodeShard, resolveCheckpointDir, shardFile, verifyCheckpoint, writeFileAtomic, CheckpointError, type ShardState } from '@zeroring/train';
+import { examples } from '../help.ts';
 
 export const CONSOLIDATED_FORMAT = 'zeroring-consolidated-1';
 
@@ -66,6 +67,7 @@ export function registerConsolidate(program: Command): void {
   program
     .command('consolidate')
     .description("merge a checkpoint's per-rank shards into one file of full parameters (for zeroring sample)")
+    .addHelpText('after', examples('zeroring train --nproc 2 --strategy zero3 --out runs/z3', 'zeroring consolidate runs/z3 --out runs/z3/model.zrc', 'zeroring sample --checkpoint runs/z3/model.zrc'))
     .argument('<checkpoint-dir>', "a run's --out directory or one checkpoint directory")
     .requiredOption('--out <file>', 'the consolidated file to write')
     .action(async (path: string, flags: { out: string }) => {

@@ -9,6 +9,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { estimateMemory, formatBytes, type MemoryEstimate } from '@zeroring/train/memory';
 import { FlatPartition } from '@zeroring/train/partition';
+import { examples } from '../help.ts';
 
 const SUFFIX: Record<string, number> = { '': 1, k: 1e3, m: 1e6, b: 1e9, g: 1e9, t: 1e12 };
 
@@ -77,6 +78,7 @@ export function registerEstimateMemory(program: Command): void {
   program
     .command('estimate-memory')
     .description('expected per-rank model-state memory (fp32 params, grads, Adam) for DDP and ZeRO-1/2/3, with and without offload')
+    .addHelpText('after', examples('zeroring estimate-memory --params 1.5B --nproc 8', 'zeroring estimate-memory --model small --nproc 4 --json'))
     .addOption(new Option('--params <P>', 'parameter count, e.g. 1.5M, 10M, 1B').argParser(parseParamCount).conflicts('model'))
     .addOption(new Option('--model <name>', 'count the parameters of a GPT preset').choices(['tiny', 'small']))
     .requiredOption('--nproc <N>', 'number of ranks', parsePositiveInt('--nproc'))

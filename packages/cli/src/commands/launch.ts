@@ -3,6 +3,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { launch } from '@zeroring/comm/launch/index';
 import { ConfigError } from '@zeroring/comm/errors';
+import { examples } from '../help.ts';
 
 function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
@@ -44,7 +45,10 @@ export function registerLaunch(program: Command): void {
       'after',
       '\nWorkers get RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORING_TOKEN\n' +
         '(random unless exported; required for --nnodes > 1) and ZERORING_RESTART_COUNT.\n' +
-        'Example: zeroring launch --nproc-per-node 2 examples/allreduce-hello/main.ts',
+        examples(
+          'zeroring launch --nproc-per-node 2 examples/allreduce-hello/main.ts',
+          'ZERORING_TOKEN=secret zeroring launch --nproc-per-node 2 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 train.ts',
+        ),
     )
     .action(async (script: string, args: string[], flags: LaunchFlags) => {
       const result = await launch({

@@ -11,6 +11,7 @@ import { CharTokenizer, createGPT, type CharTokenizerJSON, type GPTConfig } from
 import { readModelParams, resolveCheckpointDir } from '@zeroring/train';
 import { sampleText } from '../train-job.ts';
 import { readConsolidated } from './consolidate.ts';
+import { examples } from '../help.ts';
 
 interface SampleFlags {
   checkpoint: string;
@@ -63,6 +64,10 @@ export function registerSample(program: Command): void {
   program
     .command('sample')
     .description('generate text from a checkpoint of zeroring train')
+    .addHelpText('after', examples(
+      'zeroring sample --checkpoint runs/tiny',
+      "zeroring sample --checkpoint runs/tiny --prompt 'Call me Ishmael' --temperature 0.6 --top-k 20",
+    ))
     .requiredOption('--checkpoint <dir>', "a run's --out directory, one checkpoint directory, or a file from zeroring consolidate")
     .option('--prompt <text>', 'text to continue', 'Call me')
     .option('--temperature <t>', 'softmax temperature (0: greedy)', num('--temperature', 0, false), 0.8)

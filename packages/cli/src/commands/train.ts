@@ -7,6 +7,7 @@ import { launch } from '@zeroring/comm/launch/index';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
 import { dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
 import { PRESET_DEFAULTS, STRATEGY_NAMES, runTrainJob, type StrategyName, type TrainJobOptions } from '../train-job.ts';
+import { examples } from '../help.ts';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -86,6 +87,15 @@ export function registerTrain(program: Command): void {
   program
     .command('train')
     .description('train the toy GPT (Moby Dick by default) on one or more worker processes')
+    .addHelpText('after', examples(
+      '# the default job: 2 workers, tiny GPT, Moby Dick, DDP',
+      'zeroring train --nproc 2',
+      'zeroring train --steps 300 --out runs/tiny',
+      'zeroring train --nproc 2 --strategy zero2 --out runs/z2 --dashboard',
+      'zeroring train --nproc 4 --strategy zero3 --offload --out runs/z3 --resume',
+      '# node 0 of two (same command with --node-rank 1 on the other node; export the same ZERORING_TOKEN on both)',
+      'zeroring train --nproc 2 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500',
+    ))
     .addOption(new Option('--nproc <n>', 'worker processes on this node').default(1).argParser(intArg('--nproc', 1)))
     .addOption(new Option('--strategy <name>', 'data-parallel strategy').choices(STRATEGY_NAMES).default('ddp'))
     .option('--offload', 'keep optimizer state on the host (CPU AdamW)')
