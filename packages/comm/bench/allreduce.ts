@@ -62,6 +62,7 @@ async function worker(): Promise<void> {
   const pg = await initProcessGroup();
   const sizes = (process.env.BENCH_SIZES ?? '4096,65536,1048576,16777216,67108864').split(',').map(Number);
   const rows: string[] = [];
+  const json: Record<string, number>[] = [];
   const n = pg.worldSize;
   const ceil = await tcpCeiling(pg, 64 << 20, 5);
   for (const bytes of sizes) {
@@ -83,12 +84,17 @@ async function worker(): Promise<void> {
     const t = median(times);
     const alg = bytes / (t / 1000) / 1e9;
     const bus = (alg * 2 * (n - 1)) / n;
+    json.push({ bytes, medianUs: t * 1000, algbwGBs: alg, busbwGBs: bus, ofCeiling: bus / ceil, cpuNsPerByte: median(cpu), tcpCpuNsPerByte });
     rows.push(`${String(bytes).padStart(10)} ${(t * 1000).toFixed(0).padStart(10)} us ${alg.toFixed(3).padStart(7)} ${bus.toFixed(3).padStart(7)} GB/s  ${(bus / ceil).toFixed(2)}x ceil  cpu ${median(cpu).toFixed(3)} ns/B (tcp ${tcpCpuNsPerByte.toFixed(3)}) -> ${(tcpCpuNsPerByte / median(cpu)).toFixed(2)}`);
   }
   if (pg.rank === 0) {
     console.log(`nproc=${n} tcp ceiling (each way) ${ceil.toFixed(3)} GB/s  chunk=${process.env.ZERORING_CHUNK_BYTES ?? 'default'}`);
     console.log(`     bytes     median    algbw   busbw`);
     for (const r of rows) console.log(r);
+    if (process.env.BENCH_JSON) {
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(process.env.BENCH_JSON, JSON.stringify({ nproc: n, tcpCeilingGBs: ceil, chunkBytes: Number(process.env.ZERORING_CHUNK_BYTES ?? 1 << 20), loadavg: (await import('node:os')).loadavg(), rows: json }, null, 2) + '\n');
+    }
   }
   await pg.destroy();
 }
