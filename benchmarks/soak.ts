@@ -1,0 +1,228 @@
+// Soak benchmark: thousands of collectives of random kinds, ops and sizes with random delays on
+// 2-4 ranks (soak-worker.ts, started by the real launcher), while a stranger (soak-stranger.ts)
+// keeps knocking on the job's store and ring ports: wrong token, garbage frames, oversized
+// frames (before auth and past maxPayload), text frames, forged MACs, raw TCP bytes, connections
+// dropped mid-handshake. Reports collectives done, wrong results (must be 0), faults injected,
+// faults rejected as they must be, rejections the job logged, and whether every worker ended
+// cleanly. Bounded by a collective count and a time limit per world size.
+//
+//   node --import tsx benchmarks/soak.ts [--ranks 2,3,4] [--collectives 3000] [--seconds 60]
+//        [--max-delay-ms 5] [--max-elems 262144] [--seed 1] [--json benchmarks/results/soak.json]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { freePort, launch, type LaunchResult } from '../packages/comm/src/launch/index.ts';
+import { getLogger } from '../packages/comm/src/logger.ts';
+import { StoreClient } from '../packages/comm/src/store/client.ts';
+import { attempt, FAULTS, type Attempt, type Fault, type Target } from './soak-stranger.ts';
+
+export interface SoakOptions {
+  ranks: number[];
+  collectives: number;
+  seconds: number;
+  maxDelayMs: number;
+  maxElems: number;
+  seed: number;
+  /** Stranger attempts per second, roughly (0: none). */
+  faultRate: number;
+}
+
+export interface SoakRun {
+  worldSize: number;
+  collectives: number;
+  wrong: number;
+  wrongExamples: string[];
+  seconds: number;
+  collectivesPerSec: number;
+  byKind: Record<string, number>;
+  faultsInjected: number;
+  faultsRejected: number;
+  faultsSurvived: number;
+  /** Attempts that ended after the first rank finished (may have met a closing listener): not counted. */
+  faultsOverlappingShutdown: number;
+  byFault: Record<string, { injected: number; rejected: number; outcomes: Record<string, number> }>;
+  /** Rejections the job's endpoints wrote to their logs ("rejected a connection", "closing connection", "dropping malformed HTTP"). */
+  loggedRejections: number;
+  exitCode: number;
+  workersOk: boolean;
+  /** The run did not end within its time limit + 180 s and was stopped. */
+  hung: boolean;
+}
+
+class Collect extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+const log = getLogger({ component: 'soak' });
+log.level = 'silent';
+const worker = fileURLToPath(new URL('./soak-worker.ts', import.meta.url));
+
+function rng(s: number): () => number {
+  let a = s >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Learns the job's ring ports from its store (we hold the token: we are its launcher). */
+async function targets(port: number, token: string, worldSize: number, deadline: number): Promise<Target[]> {
+  const store = await StoreClient.connect({ host: '127.0.0.1', port, token, timeoutMs: Math.max(1000, deadline - Date.now()), log });
+  try {
+    const out: Target[] = [{ kind: 'store', host: '127.0.0.1', port }];
+    for (let r = 0; r < worldSize; r++) {
+      const addr = String(await store.get(`g0/addr/${r}`, Math.max(1000, deadline - Date.now())));
+      const i = addr.lastIndexOf(':');
+      out.push({ kind: 'peer', host: addr.slice(0, i), port: Number(addr.slice(i + 1)) });
+    }
+    return out;
+  } finally {
+    store.close();
+  }
+}
+
+export async function soakOne(worldSize: number, o: SoakOptions): Promise<SoakRun> {
+  const token = randomBytes(32).toString('hex');
+  const masterPort = await freePort();
+  const stdout = new Collect();
+  const stderr = new Collect();
+  const hang = new AbortController();
+  const job: Promise<LaunchResult> = launch({
+    nprocPerNode: worldSize,
+    masterPort,
+    script: worker,
+    env: {
+      ZERORING_TOKEN: token,
+      ZERORING_TIMEOUT_MS: '60000',
+      ZERORING_LOG_FORMAT: 'json',
+      ZERORING_LOG_LEVEL: 'warn',
+      SOAK_SEED: String(o.seed * 101 + worldSize),
+      SOAK_MAX_COLLECTIVES: String(o.collectives),
+      SOAK_MAX_SECONDS: String(o.seconds),
+      SOAK_MAX_DELAY_MS: String(o.maxDelayMs),
+      SOAK_MAX_ELEMS: String(o.maxElems),
+    },
+    stdout,
+    stderr,
+    onMessage: (m) => stderr.write(`launch: ${m}\n`),
+    forwardSignals: false,
+    abortSignal: hang.signal,
+  });
+  // A run that outlives its time limit by far is hung: stop it (workers print where they were).
+  const hangTimer = setTimeout(() => hang.abort(), (o.seconds + 180) * 1000);
+  let finished = false;
+  const ended = job.finally(() => (finished = true));
+  const attempts: Attempt[] = [];
+  let overlapped = 0;
+  const g = rng(o.seed * 31 + worldSize);
+  const stranger = (async () => {
+    if (o.faultRate <= 0) return;
+    let ts: Target[];
+    try {
+      ts = await targets(masterPort, token, worldSize, Date.now() + 120_000);
+    } catch {
+      return; // the job ended (or never started): nothing to knock on
+    }
+    while (!finished) {
+      const fault: Fault = FAULTS[Math.floor(g() * FAULTS.length)]!;
+      const target = ts[Math.floor(g() * ts.length)]!;
+      // Oversized frames past maxPayload cost the stranger 4-16 MiB each: send them less often.
+      if (fault === 'oversized-frame' && g() < 0.7) continue;
+      const a = await attempt(fault, target);
+      // Once a rank has finished (its SOAK line) its listener closes: an attempt that ends after
+      // that may have met a closing listener rather than the job, so it is not counted.
+      if (finished || stdout.text.includes('SOAK ')) {
+        overlapped++;
+        break;
+      }
+      attempts.push(a);
+      await new Promise((r) => setTimeout(r, (g() * 2000) / o.faultRate));
+    }
+  })();
+  const result = await ended;
+  clearTimeout(hangTimer);
+  await stranger;
+  const lines = [...stdout.text.matchAll(/SOAK (\{.*\})$/gm)].map((m) => JSON.parse(m[1]!) as Record<string, unknown>);
+  const ok = lines.filter((l) => !l.error);
+  const byFault: SoakRun['byFault'] = {};
+  for (const a of attempts) {
+    const f = (byFault[`${a.fault}@${a.target}`] ??= { injected: 0, rejected: 0, outcomes: {} });
+    f.injected++;
+    if (a.rejected) f.rejected++;
+    f.outcomes[a.outcome] = (f.outcomes[a.outcome] ?? 0) + 1;
+  }
+  const r0 = ok.find((l) => l.rank === 0);
+  const workersOk = result.exitCode === 0 && ok.length === worldSize && lines.length === worldSize;
+  const collectives = Number(r0?.collectives ?? 0);
+  const seconds = Number(r0?.seconds ?? 0);
+  const rejected = attempts.filter((a) => a.rejected).length;
+  return {
+    worldSize,
+    collectives,
+    wrong: ok.reduce((s, l) => s + Number(l.wrong), 0) + (workersOk ? 0 : 1),
+    wrongExamples: [...ok.flatMap((l) => l.wrongExamples as string[]), ...lines.filter((l) => l.error).map((l) => JSON.stringify(l.error))],
+    seconds,
+    collectivesPerSec: seconds > 0 ? collectives / seconds : 0,
+    byKind: (r0?.byKind as Record<string, number>) ?? {},
+    faultsInjected: attempts.length,
+    faultsOverlappingShutdown: overlapped,
+    faultsRejected: rejected,
+    faultsSurvived: workersOk ? rejected : 0,
+    byFault,
+    loggedRejections: (stderr.text.match(/rejected a connection|closing connection|dropping malformed HTTP/g) ?? []).length,
+    exitCode: result.exitCode,
+    workersOk,
+    hung: hang.signal.aborted,
+  };
+}
+
+function parseArgs(argv: string[]): SoakOptions & { json: string } {
+  const get = (name: string, dflt: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : dflt;
+  };
+  return {
+    ranks: get('ranks', '2,3,4').split(',').map(Number),
+    collectives: Number(get('collectives', '3000')),
+    seconds: Number(get('seconds', '60')),
+    maxDelayMs: Number(get('max-delay-ms', '5')),
+    maxElems: Number(get('max-elems', String(1 << 18))),
+    seed: Number(get('seed', '1')),
+    faultRate: Number(get('fault-rate', '10')),
+    json: get('json', fileURLToPath(new URL('./results/soak.json', import.meta.url))),
+  };
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const runs: SoakRun[] = [];
+  const t0 = Date.now();
+  for (const n of o.ranks) runs.push(await soakOne(n, o));
+  const pad = (s: string | number, w: number) => String(s).padStart(w);
+  console.log(`${pad('ranks', 5)} ${pad('collectives', 11)} ${pad('wrong', 5)} ${pad('coll/s', 7)} ${pad('faults', 6)} ${pad('rejected', 8)} ${pad('survived', 8)} ${pad('logged', 6)} ${pad('exit', 4)}`);
+  for (const r of runs) {
+    console.log(`${pad(r.worldSize, 5)} ${pad(r.collectives, 11)} ${pad(r.wrong, 5)} ${pad(r.collectivesPerSec.toFixed(1), 7)} ${pad(r.faultsInjected, 6)} ${pad(r.faultsRejected, 8)} ${pad(r.faultsSurvived, 8)} ${pad(r.loggedRejections, 6)} ${pad(r.exitCode, 4)}`);
+  }
+  const total = {
+    collectives: runs.reduce((s, r) => s + r.collectives, 0),
+    wrong: runs.reduce((s, r) => s + r.wrong, 0),
+    faultsInjected: runs.reduce((s, r) => s + r.faultsInjected, 0),
+    faultsSurvived: runs.reduce((s, r) => s + r.faultsSurvived, 0),
+  };
+  console.log(`total: ${total.collectives} collectives, ${total.wrong} wrong, ${total.faultsInjected} faults injected, ${total.faultsSurvived} survived`);
+  mkdirSync(dirname(o.json), { recursive: true });
+  const { json, ...options } = o;
+  writeFileSync(json, JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), wallSeconds: (Date.now() - t0) / 1000, options, total, runs }, null, 2) + '\n');
+  if (total.wrong > 0 || total.faultsSurvived < total.faultsInjected) process.exitCode = 1;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();
