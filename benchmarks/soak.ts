@@ -8,7 +8,9 @@
 //
 //   node --import tsx benchmarks/soak.ts [--ranks 2,3,4] [--collectives 3000] [--seconds 60]
 //        [--max-delay-ms 5] [--max-elems 262144] [--seed 1] [--json benchmarks/results/soak.json]
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { Writable } from 'node:stream';
@@ -221,7 +223,16 @@ async function main(): Promise<void> {
   console.log(`total: ${total.collectives} collectives, ${total.wrong} wrong, ${total.faultsInjected} faults injected, ${total.faultsSurvived} survived`);
   mkdirSync(dirname(o.json), { recursive: true });
   const { json, ...options } = o;
-  writeFileSync(json, JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), wallSeconds: (Date.now() - t0) / 1000, options, total, runs }, null, 2) + '\n');
+  // The code the run exercised: the commit, and any uncommitted change to the comm package.
+  const git = (args: string[]) => {
+    try {
+      return execFileSync('git', args, { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8' }).trim();
+    } catch {
+      return null;
+    }
+  };
+  const code = { commit: git(['rev-parse', 'HEAD']), uncommittedComm: git(['status', '--short', 'packages/comm'])?.split('\n').filter(Boolean) ?? null };
+  writeFileSync(json, JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), wallSeconds: (Date.now() - t0) / 1000, loadavg: loadavg(), code, options, total, runs }, null, 2) + '\n');
   if (total.wrong > 0 || total.faultsSurvived < total.faultsInjected) process.exitCode = 1;
 }
 
