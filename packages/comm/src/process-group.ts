@@ -10,15 +10,21 @@
 // Failure: the first error (lost neighbour, mismatch, timeout, silent neighbour) is final.
 // It rejects the running and queued calls, is sent as an abort message to both neighbours,
 // who adopt it and pass it on, so every rank rejects with the same typed error; then the
-// links are closed so that the process can exit. A neighbour that left cleanly (destroy())
-// while nothing was running is recorded quietly and turned into a PeerLostError (and sent
-// around) only if this rank calls another collective.
+// links are closed so that the process can exit.
+//
+// Clean leave: a neighbour that called destroy() had finished all its calls and sent all its
+// data before its bye (same stream, in order), and its link closes only once we have read
+// all of it (the WebSocket closing handshake, see destroy()). So its leave is no failure by
+// itself: data already received still serves the calls it belongs to. It becomes a
+// PeerLostError the moment a call needs that neighbour: a call that still expects data from a
+// departed previous rank (checked when it leaves and when a call starts, after the messages
+// that came early are delivered), or a call that sends to a departed next rank.
 //
 // Liveness: a timer pings both neighbours, fails a neighbour silent for longer than the
-// timeout, and fails a collective that made no progress for that long. A timer can only fire
-// after a long synchronous stretch of our own; the verdict is therefore re-checked after
-// the event loop has read the sockets (setImmediate), so our own stall is never blamed on
-// a peer.
+// timeout, and fails a collective that made no progress for that long; it runs, whatever
+// left, for as long as any call is pending. A timer can only fire after a long synchronous
+// stretch of our own; the verdict is therefore re-checked after the event loop has read the
+// sockets (setImmediate), so our own stall is never blamed on a peer.
 import { resolveOptions, type InitOptions, type ResolvedOptions } from './env.ts';
 import { AllGather } from './collectives/allgather.ts';
 import { AllReduce } from './collectives/allreduce.ts';
@@ -79,8 +85,8 @@ export class ProcessGroup {
   private running: Op | null = null;
   private early: { h: DataHeader; payload: Uint8Array }[] = [];
   private failure: ZeroringError | null = null;
-  /** A failure noted quietly (neighbour left cleanly) that is sent around on next use. */
-  private failureQuiet = false;
+  /** Neighbours that left cleanly (destroy()): why a call that needs them will fail. */
+  private readonly left: { prev: PeerLostError | null; next: PeerLostError | null } = { prev: null, next: null };
   private destroyed = false;
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly port: RingPort;
@@ -178,8 +184,15 @@ export class ProcessGroup {
     this.running = null;
     for (const op of pending) op.reject(new ZeroringError(`process group destroyed on rank ${this.rank} while ${describeCall(op.call)} was pending`));
     if (this.ring) {
-      if (!this.failed) this.ring.sendControl({ t: MsgType.Bye, from: this.rank });
-      await this.ring.close(CloseCode.normal, 'destroy');
+      if (this.failure) {
+        await this.ring.close(CloseCode.abort, 'abort');
+      } else {
+        // Graceful: the bye and the close frame follow our last chunks, and the links stay open
+        // until each neighbour's ws has answered the close, i.e. has read everything we sent.
+        // Only a neighbour that stays silent for the whole timeout is cut off.
+        this.ring.sendControl({ t: MsgType.Bye, from: this.rank });
+        await this.ring.close(CloseCode.normal, 'destroy', this.timeoutMs);
+      }
     }
     this.store?.close();
     await this.storeServer?.close();
@@ -193,10 +206,7 @@ export class ProcessGroup {
 
   private enqueue(call: Omit<CollectiveCall, 'seq'> & { kind: CollectiveKind }, make: (p: RingPort) => Collective): Promise<void> {
     if (this.destroyed) return Promise.reject(new ZeroringError(`process group destroyed on rank ${this.rank}; cannot run ${call.kind}`));
-    if (this.failure) {
-      if (this.failureQuiet) this.broadcastFailure();
-      return Promise.reject(this.failure);
-    }
+    if (this.failure) return Promise.reject(this.failure);
     const full = { ...call, seq: this.nextSeq++, op: call.op ?? '' };
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ call: full, make, resolve, reject, lastProgress: Date.now() });
@@ -205,12 +215,6 @@ export class ProcessGroup {
   }
 
   private pump(): void {
-    if (this.failure && !this.running && this.queue.length > 0) {
-      // Calls queued behind the last one that could still finish.
-      const queued = this.queue.splice(0);
-      if (this.failureQuiet) this.broadcastFailure();
-      for (const op of queued) op.reject(this.failure);
-    }
     while (!this.running && !this.failure && this.queue.length > 0) {
       const op = this.queue.shift()!;
       this.running = op;
@@ -226,6 +230,8 @@ export class ProcessGroup {
           if (this.running !== op) break;
           this.deliver(op, m.h, m.payload);
         }
+        // Whatever the previous rank sent before leaving has now been delivered.
+        if (this.running === op && this.left.prev && op.coll.expecting > 0) throw this.lostFor(op, 'prev');
       } catch (e) {
         this.fail(asZeroring(e));
         return;
@@ -236,18 +242,21 @@ export class ProcessGroup {
   }
 
   private sendChunk(step: number, chunk: number, data: Float32Array): void {
-    const c = this.running!.call;
+    const op = this.running!;
+    const c = op.call;
+    // Thrown into the collective's start()/onChunk(), whose callers fail the group with it.
+    if (this.left.next) throw this.lostFor(op, 'next');
     this.ring!.send({ t: MsgType.Data, q: c.seq, c: c.kind, o: c.op ?? '', n: c.count, d: c.dtype, r: c.root ?? -1, s: step, k: chunk }, bytesOf(data));
   }
 
-  /** A failure that already rejected the calls (not one merely noted while a neighbour left cleanly). */
-  private get failed(): boolean {
-    return this.failure !== null && !this.failureQuiet;
+  /** The PeerLostError for a call that needs a neighbour that left cleanly. */
+  private lostFor(op: Op, side: Side): PeerLostError {
+    const gone = this.left[side]!;
+    return new PeerLostError(gone.rank, describeCall(op.call), side === 'prev' ? 'it called destroy() before sending this call\'s data' : 'it called destroy() before this call', this.rank);
   }
 
   private onData(h: DataHeader, payload: Uint8Array): void {
-    // After a clean leave of the next rank, the previous one may still be sending.
-    if (this.failed || this.destroyed) return;
+    if (this.failure || this.destroyed) return;
     const cur = this.running;
     if (cur && h.q === cur.call.seq) {
       try {
@@ -297,7 +306,6 @@ export class ProcessGroup {
   private onControl(h: Header, side: Side): void {
     if (this.destroyed) return;
     if (h.t === MsgType.Abort) {
-      if (this.failed) return;
       this.fail(fromWire(h.e));
     } else if (h.t === MsgType.Bye) {
       const rank = side === 'prev' ? this.ring!.prevRank : this.ring!.nextRank;
@@ -306,29 +314,26 @@ export class ProcessGroup {
   }
 
   private onLost(side: Side, rank: number, reason: string, clean: boolean): void {
-    if (this.destroyed || this.failed) return;
+    // After a bye, the close that follows is no news (even if the socket is cut rather than closed).
+    if (this.destroyed || this.failure || this.left[side]) return;
     const e = new PeerLostError(rank, this.running ? describeCall(this.running.call) : null, reason, this.rank);
-    // A neighbour that left cleanly had finished every call it made, and sent all its data
-    // before saying so. Only a call that still waits for data from it is lost now.
-    const stillNeeded = side === 'prev' && this.running !== null && (this.running.coll?.expecting ?? 1) > 0;
-    if (clean && !stillNeeded) {
-      this.log.debug({ peer: rank, reason }, 'neighbour left');
-      if (this.failure) return;
-      this.failure = e;
-      this.failureQuiet = true;
-      return;
-    }
-    this.fail(e);
+    if (!clean) return this.fail(e);
+    this.log.debug({ peer: rank, reason }, 'neighbour left');
+    this.left[side] = e;
+    // Everything the previous rank sent has arrived: a call still waiting for more never gets it.
+    const op = this.running;
+    if (side === 'prev' && op?.coll && op.coll.expecting > 0) this.fail(this.lostFor(op, 'prev'));
   }
 
   private tick(): void {
-    if (!this.ring || this.failed || this.destroyed) return;
+    if (!this.ring || this.failure || this.destroyed) return;
     this.ring.ping();
     const verdict = (): ZeroringError | null => {
       const now = Date.now();
       const sil = this.ring!.silence(now);
       for (const side of ['prev', 'next'] as const) {
-        if (sil[side] > this.timeoutMs) {
+        // A neighbour that left is silent for good; a call that needs it fails on its own.
+        if (!this.left[side] && sil[side] > this.timeoutMs) {
           const rank = side === 'prev' ? this.ring!.prevRank : this.ring!.nextRank;
           return new PeerLostError(rank, this.running ? describeCall(this.running.call) : null, `silent for ${sil[side]} ms, no data or heartbeat (hung, stopped or cut off)`, this.rank);
         }
@@ -347,16 +352,15 @@ export class ProcessGroup {
     if (!verdict()) return;
     // Re-judge after the poll phase has read whatever arrived while we were busy.
     setImmediate(() => {
-      if (this.failed || this.destroyed) return;
+      if (this.failure || this.destroyed) return;
       const e = verdict();
       if (e) this.fail(e);
     });
   }
 
   private fail(e: ZeroringError): void {
-    if (this.failed) return;
+    if (this.failure || this.destroyed) return;
     this.failure = e;
-    this.failureQuiet = false;
     this.log.error({ err: e.message, kind: e.name }, 'process group failed');
     const pending = [...(this.running ? [this.running] : []), ...this.queue.splice(0)];
     this.running = null;
@@ -367,7 +371,6 @@ export class ProcessGroup {
 
   /** Tells both neighbours (they pass it on), then closes the links so the process can exit. */
   private broadcastFailure(): void {
-    this.failureQuiet = false;
     clearInterval(this.timer);
     if (!this.ring || !this.failure) return;
     this.ring.sendControl({ t: MsgType.Abort, e: toWire(this.failure), from: this.rank });

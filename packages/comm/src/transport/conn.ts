@@ -187,7 +187,13 @@ export class Conn {
     else this.socket.unref();
   }
 
-  close(code: number = CloseCode.normal, reason = ''): void {
+  /**
+   * Starts the WebSocket closing handshake: our close frame follows everything already queued,
+   * and the peer's ws answers it only after it has parsed (and handed to its owner) every frame
+   * before it, so a completed handshake means all we sent was delivered. The socket is dropped
+   * without that answer after graceMs.
+   */
+  close(code: number = CloseCode.normal, reason = '', graceMs = CLOSE_GRACE_MS): void {
     if (this.closed || this.ws.readyState === WebSocket.CLOSING) return;
     try {
       this.ws.close(code, reason.slice(0, 120));
@@ -196,7 +202,7 @@ export class Conn {
     }
     // A peer cut off by the network never answers the close frame, and ws would keep the socket
     // (and so the process) alive for its 30 s close timeout: give up on the handshake sooner.
-    setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS).unref();
+    setTimeout(() => this.ws.terminate(), graceMs).unref();
   }
 
   terminate(): void {

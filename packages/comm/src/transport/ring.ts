@@ -187,11 +187,17 @@ export class RingTransport {
     this.listener.setRef(on);
   }
 
-  /** Closes both links (after anything already queued on them) and stops listening. */
+  /**
+   * Closes both links and stops listening. The close frame follows anything already queued, and
+   * the links stay open until each neighbour has answered it (so has received all we sent) or
+   * graceMs passed: a clean leave never cuts off our last chunks.
+   */
   async close(code: number = CloseCode.normal, reason = 'destroy', graceMs = 2000): Promise<void> {
     const conns = [this.prevConn, this.nextConn];
     const closed = conns.map((c) => (c.closed ? Promise.resolve() : new Promise<void>((r) => c.onClose(() => r()))));
-    for (const c of conns) c.close(code, reason);
+    // Keep the process alive through the handshake even if the group was idle (unref'd).
+    this.setRef(true);
+    for (const c of conns) c.close(code, reason, graceMs);
     let t: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(closed), new Promise((r) => (t = setTimeout(r, graceMs)))]);
     clearTimeout(t);
