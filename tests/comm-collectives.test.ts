@@ -6,19 +6,24 @@ import { describe, expect, it } from 'vitest';
 import { explain, runJob } from './fixtures/comm/spawn.ts';
 
 describe('collectives over real processes', () => {
-  for (const [worldSize, chunkBytes] of [
-    [1, 1 << 20],
-    [2, 1 << 20],
-    [2, 4096],
-    [3, 8192],
-    [4, 1 << 20],
+  // small: all-reduces up to this size take the gather algorithm (default: by world size;
+  // 0: the ring for every size, so small buffers also exercise the ring's chunking; 1 MiB: the
+  // gather also for buffers sent by reference).
+  for (const [worldSize, chunkBytes, small] of [
+    [1, 1 << 20, undefined],
+    [2, 1 << 20, undefined],
+    [2, 4096, 0],
+    [3, 8192, 1 << 20],
+    [4, 1 << 20, undefined],
   ] as const) {
-    it(`world size ${worldSize}, chunk ${chunkBytes} B: allReduce sum/avg/max/min, reduceScatter, allGather, broadcast, barrier`, async () => {
+    const algo = small === undefined ? '' : small === 0 ? ', ring all-reduce only' : `, gather all-reduce up to ${small} B`;
+    it(`world size ${worldSize}, chunk ${chunkBytes} B${algo}: allReduce sum/avg/max/min, reduceScatter, allGather, broadcast, barrier`, async () => {
       const rs = await runJob({
         worldSize,
         scenario: 'collectives',
         env: {
           ZERORING_CHUNK_BYTES: String(chunkBytes),
+          ...(small === undefined ? {} : { ZERORING_SMALL_ALLREDUCE_BYTES: String(small) }),
           // One large prime length where chunks are big; 4 ranks on 2 loaded cores get fewer.
           ...(worldSize === 2 && chunkBytes > 4096 ? { CHECK_LENGTHS: '0,1,2,3,5,7,13,97,1009,4099,65537,262147' } : {}),
           ...(worldSize === 4 ? { CHECK_LENGTHS: '0,1,3,5,7,97,1009,65537' } : {}),

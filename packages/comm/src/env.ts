@@ -29,6 +29,12 @@ export interface InitOptions {
   advertiseAddr?: string;
   /** Pipelining grain in bytes (ZERORING_CHUNK_BYTES). */
   chunkBytes?: number;
+  /**
+   * All-reduces up to this many bytes use the gather algorithm (n-1 hops, collectives/
+   * allreduce-gather.ts) instead of the ring (ZERORING_SMALL_ALLREDUCE_BYTES; default by world
+   * size, see defaultSmallAllReduceBytes). Like the chunk size, it must be the same on every rank.
+   */
+  smallAllReduceBytes?: number;
 }
 
 export interface ResolvedOptions {
@@ -45,6 +51,7 @@ export interface ResolvedOptions {
   bindAddr: string | undefined;
   advertiseAddr: string | undefined;
   chunkBytes: number;
+  smallAllReduceBytes: number;
   /** Restart attempt (ZERORING_RESTART_COUNT / TORCHELASTIC_RESTART_COUNT): namespaces store keys. */
   restartCount: number;
 }
@@ -53,6 +60,17 @@ export const DEFAULT_TIMEOUT_MS = 120_000;
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MASTER_PORT = 29500;
+
+/**
+ * Up to which size the gather all-reduce beats the ring, measured on loopback on the 2-core
+ * machines here (packages/comm/bench/latency.ts, both algorithms in the same run): with 2 ranks
+ * both move B bytes per link and the gather's single hop wins up to about 64 KiB, beyond which
+ * its whole-buffer reduction and copies cost more; with 3 or 4 ranks its (n-1)·B bytes per link
+ * catch up with the ring's extra hops between 4 and 16 KiB.
+ */
+export function defaultSmallAllReduceBytes(worldSize: number): number {
+  return worldSize <= 2 ? 64 * 1024 : 8 * 1024;
+}
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -94,6 +112,8 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
   const chunkBytes = intFrom('ZERORING_CHUNK_BYTES', o.chunkBytes ?? env.ZERORING_CHUNK_BYTES, DEFAULT_CHUNK_BYTES)!;
   if (chunkBytes < 4 || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 4 !== 0)
     throw new ConfigError(`ZERORING_CHUNK_BYTES=${chunkBytes} is out of range, expected a multiple of 4 in 4..${MAX_CHUNK_BYTES}`);
+  const smallAllReduceBytes = intFrom('ZERORING_SMALL_ALLREDUCE_BYTES', o.smallAllReduceBytes ?? env.ZERORING_SMALL_ALLREDUCE_BYTES, defaultSmallAllReduceBytes(worldSize))!;
+  if (smallAllReduceBytes < 0) throw new ConfigError(`ZERORING_SMALL_ALLREDUCE_BYTES=${smallAllReduceBytes} is out of range, expected a number of bytes >= 0 (0: always the ring)`);
   const restartCount = intFrom('ZERORING_RESTART_COUNT', env.ZERORING_RESTART_COUNT ?? env.TORCHELASTIC_RESTART_COUNT, 0)!;
   return {
     rank,
@@ -109,6 +129,7 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
     bindAddr: o.bindAddr ?? (env.ZERORING_BIND_ADDR || undefined),
     advertiseAddr: o.advertiseAddr ?? (env.ZERORING_ADVERTISE_ADDR || undefined),
     chunkBytes,
+    smallAllReduceBytes,
     restartCount,
   };
 }

@@ -28,6 +28,7 @@
 import { resolveOptions, type InitOptions, type ResolvedOptions } from './env.ts';
 import { AllGather } from './collectives/allgather.ts';
 import { AllReduce } from './collectives/allreduce.ts';
+import { GatherAllReduce } from './collectives/allreduce-gather.ts';
 import { Barrier } from './collectives/barrier.ts';
 import { Broadcast } from './collectives/broadcast.ts';
 import { ReduceScatter } from './collectives/reducescatter.ts';
@@ -49,7 +50,7 @@ import type { StoreClient } from './store/client.ts';
 import type { StoreServer } from './store/server.ts';
 import { CloseCode } from './transport/conn.ts';
 import type { RingTransport, Side } from './transport/ring.ts';
-import { asFloat32, bytesOf, MsgType, type DataHeader, type Header } from './transport/wire.ts';
+import { asFloat32, bytesOf, INLINE_MAX_BYTES, MsgType, type DataHeader, type Header } from './transport/wire.ts';
 
 export interface ReduceOptions {
   op?: ReduceOp;
@@ -78,6 +79,7 @@ export class ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   readonly timeoutMs: number;
+  private readonly smallAllReduceBytes: number;
 
   private nextSeq = 0;
   private nextRunSeq = 0;
@@ -103,11 +105,13 @@ export class ProcessGroup {
     this.rank = o.rank;
     this.worldSize = o.worldSize;
     this.timeoutMs = o.timeoutMs;
+    this.smallAllReduceBytes = o.smallAllReduceBytes;
     const self = this;
     this.port = {
       rank: o.rank,
       worldSize: o.worldSize,
       chunkElems: o.chunkBytes / 4,
+      inlineMaxBytes: INLINE_MAX_BYTES,
       send(step, chunk, data) {
         self.sendChunk(step, chunk, data);
       },
@@ -133,7 +137,9 @@ export class ProcessGroup {
     const op = checkOp(opts.op);
     checkF32('allReduce', 'buf', buf);
     if (this.worldSize === 1) return this.local(() => undefined);
-    return this.enqueue({ kind: 'allReduce', op, count: buf.length, dtype: 'float32' }, (p) => new AllReduce(p, buf, op));
+    // Latency-bound sizes take the gather algorithm (fewer hops), the rest the bandwidth-optimal ring.
+    const small = this.smallAllReduceBytes > 0 && buf.byteLength <= this.smallAllReduceBytes;
+    return this.enqueue({ kind: 'allReduce', op, count: buf.length, dtype: 'float32' }, (p) => (small ? new GatherAllReduce(p, buf, op) : new AllReduce(p, buf, op)));
   }
 
   /** output = this rank's segment of the reduction of every rank's input; input.length = worldSize * output.length. */
@@ -224,7 +230,7 @@ export class ProcessGroup {
       try {
         op.coll = op.make(this.port);
         op.coll.start();
-        const mine = this.early.filter((m) => m.h.q === op.call.seq);
+        const mine = this.early.length ? this.early.filter((m) => m.h.q === op.call.seq) : [];
         if (mine.length) this.early = this.early.filter((m) => m.h.q !== op.call.seq);
         for (const m of mine) {
           if (this.running !== op) break;

@@ -26,6 +26,12 @@ describe('resolveOptions', () => {
     expect(o.rendezvousTimeoutMs).toBe(DEFAULT_TIMEOUT_MS);
   });
 
+  it('small all-reduce threshold: by world size unless set', () => {
+    expect(resolveOptions({ worldSize: 2, token: 't' }, {}).smallAllReduceBytes).toBe(64 * 1024);
+    expect(resolveOptions({ worldSize: 4, token: 't' }, {}).smallAllReduceBytes).toBe(8 * 1024);
+    expect(resolveOptions({ worldSize: 4, token: 't' }, { ZERORING_SMALL_ALLREDUCE_BYTES: '0' }).smallAllReduceBytes).toBe(0);
+  });
+
   it('options win over the environment', () => {
     expect(resolveOptions({ rank: 1, worldSize: 2, token: 't' }, { RANK: '0', WORLD_SIZE: '5' })).toMatchObject({ rank: 1, worldSize: 2 });
   });
@@ -38,6 +44,7 @@ describe('resolveOptions', () => {
     [{ RANK: '1', WORLD_SIZE: '2' }, 'ZERORING_TOKEN is not set'],
     [{ MASTER_PORT: '70000' }, 'MASTER_PORT=70000 is out of range, expected 1..65535'],
     [{ ZERORING_CHUNK_BYTES: '6' }, 'ZERORING_CHUNK_BYTES=6 is out of range'],
+    [{ ZERORING_SMALL_ALLREDUCE_BYTES: '-1' }, 'ZERORING_SMALL_ALLREDUCE_BYTES=-1 is out of range, expected a number of bytes >= 0'],
     [{ ZERORING_TIMEOUT_MS: '0' }, 'ZERORING_TIMEOUT_MS=0 is out of range'],
   ])('rejects %j', (env, msg) => {
     expect(() => resolveOptions({}, env)).toThrow(ConfigError);

@@ -40,3 +40,29 @@ describe('wire format', () => {
     expect(() => decode(new Uint8Array([0x5a, 0, 200, 0, 1]))).toThrow('header length 200 exceeds frame');
   });
 });
+
+describe('binary data header', () => {
+  it('round-trips every field, large sequence numbers and counts included', () => {
+    for (const hh of [
+      h,
+      { ...h, q: 2 ** 40 + 3, n: 2 ** 33 + 1, c: 'broadcast', o: '', r: 3, s: 0, k: 4_000_000 },
+      { ...h, c: 'barrier', o: '', n: 0, r: -1 },
+    ] as DataHeader[]) {
+      const frames = encode(hh, new Uint8Array(8));
+      expect(decode(frames[0]!).h).toEqual(hh);
+    }
+  });
+
+  it('names a code it does not know (for the mismatch error) and refuses to encode an unknown name', () => {
+    const f = encode(h, new Uint8Array(0))[0]!;
+    f[5] = 77;
+    expect((decode(f).h as DataHeader).c).toBe('?77');
+    expect(() => encode({ ...h, o: 'prod' }, new Uint8Array(0))).toThrow("cannot encode reduce op 'prod'");
+  });
+
+  it('rejects a binary header of the wrong size', () => {
+    const f = encode(h, new Uint8Array(0))[0]!;
+    f[2] = 8;
+    expect(() => decode(f)).toThrow('expected a 32-byte data header');
+  });
+});

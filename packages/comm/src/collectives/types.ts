@@ -14,6 +14,8 @@ export interface RingPort {
   readonly worldSize: number;
   /** Elements per chunk: the pipelining grain. */
   readonly chunkElems: number;
+  /** send() copies payloads up to this many bytes; larger ones are read by the socket later. */
+  readonly inlineMaxBytes: number;
   /**
    * Sends a chunk to the next rank. The bytes are not copied: they must stay unchanged until
    * the collective completes (the process group waits for the socket to take them).

@@ -181,7 +181,12 @@ export class RingTransport {
     }
   }
 
+  /** Whether the links keep the process alive; changed at most twice per collective, so only on change. */
+  private ref: boolean | null = null;
+
   setRef(on: boolean): void {
+    if (this.ref === on) return;
+    this.ref = on;
     this.prevConn.setRef(on);
     this.nextConn.setRef(on);
     this.listener.setRef(on);
