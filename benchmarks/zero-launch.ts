@@ -24,7 +24,7 @@ export interface ZeroBenchResult extends ZeroBenchConfig {
   modelStateBytes: number;
   peak: Record<'params' | 'grads' | 'optimizer' | 'gathered' | 'activations', { device: number; host: number }>;
   gather?: { gathers: number; acquires: number; prefetchHits: number };
-  steps: Array<{ stepMs: number; computeMs: number; commMs: number; optimMs: number }>;
+  steps: Array<{ stepMs: number; computeMs: number; commMs: number; optimMs: number; cpuMs: number }>;
 }
 
 export async function runZeroJob(opts: { nproc: number; model: 'tiny' | 'small'; batch: number; steps: number; backend: string; configs: ZeroBenchConfig[] }): Promise<ZeroBenchResult[]> {

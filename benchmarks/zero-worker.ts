@@ -38,9 +38,15 @@ const tokensPerStep = pg.worldSize * args.batch * model.config.blockSize;
 
 for (const c of args.configs) {
   const strategy: Strategy = c.strategy === 'ddp' ? new DDPStrategy(pg) : createZeroStrategy(c.strategy, pg, { offload: c.offload });
-  const steps: Array<{ stepMs: number; computeMs: number; commMs: number; optimMs: number }> = [];
+  const steps: Array<{ stepMs: number; computeMs: number; commMs: number; optimMs: number; cpuMs: number }> = [];
+  // Rank 0's process CPU time per step: the work a step costs, which a loaded machine's
+  // contention does not inflate the way it inflates wall time.
+  let cpu = process.cpuUsage();
   const onEvent = (e: TrainEvent) => {
-    if (e.type === 'step') steps.push({ stepMs: (1000 * tokensPerStep) / e.tokensPerSec, computeMs: e.computeMs, commMs: e.commMs, optimMs: e.optimMs });
+    if (e.type !== 'step') return;
+    const used = process.cpuUsage(cpu);
+    cpu = process.cpuUsage();
+    steps.push({ stepMs: (1000 * tokensPerStep) / e.tokensPerSec, computeMs: e.computeMs, commMs: e.commMs, optimMs: e.optimMs, cpuMs: (used.user + used.system) / 1000 });
   };
   const summary = await train({
     model,
