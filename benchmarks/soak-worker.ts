@@ -9,6 +9,7 @@
 // must issue the same collectives in the same order); the delays come from a per-rank generator.
 // Stopping is agreed: every few batches rank 0 broadcasts whether the count or time is up.
 import { initProcessGroup, type ProcessGroup } from '../packages/comm/src/index.ts';
+import { mulberry32 as rng } from '../packages/train/src/random.ts';
 
 const rank = Number(process.env.RANK);
 const seed = Number(process.env.SOAK_SEED ?? 1);
@@ -16,17 +17,6 @@ const maxCollectives = Number(process.env.SOAK_MAX_COLLECTIVES ?? 2000);
 const maxSeconds = Number(process.env.SOAK_MAX_SECONDS ?? 60);
 const maxDelayMs = Number(process.env.SOAK_MAX_DELAY_MS ?? 5);
 const maxElems = Number(process.env.SOAK_MAX_ELEMS ?? 1 << 18);
-
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Rank r's input for collective `id`: integers in [-64, 64]. */
 function input(id: number, r: number, len: number): Float32Array {

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort, launch, type LaunchResult } from '../packages/comm/src/launch/index.ts';
 import { getLogger } from '../packages/comm/src/logger.ts';
 import { StoreClient } from '../packages/comm/src/store/client.ts';
+import { mulberry32 as rng } from '../packages/train/src/random.ts';
 import { attempt, FAULTS, type Attempt, type Fault, type Target } from './soak-stranger.ts';
 
 export interface SoakOptions {
@@ -64,17 +65,6 @@ class Collect extends Writable {
 const log = getLogger({ component: 'soak' });
 log.level = 'silent';
 const worker = fileURLToPath(new URL('./soak-worker.ts', import.meta.url));
-
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Learns the job's ring ports from its store (we hold the token: we are its launcher). */
 async function targets(port: number, token: string, worldSize: number, deadline: number): Promise<Target[]> {

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { initBackend, tf, type BackendKind } from '@zeroring/backend';
 import { initProcessGroup } from '@zeroring/comm';
-import { DistributedDataParallel, DistributedSampler, type Block, type BlockModel } from '@zeroring/train';
+import { DistributedDataParallel, DistributedSampler, mulberry32 as rng, type Block, type BlockModel } from '@zeroring/train';
 
 const { values: flags } = parseArgs({
   options: {
@@ -56,18 +56,6 @@ function mlp(): BlockModel {
       }
       return out;
     },
-  };
-}
-
-/** mulberry32: a seeded uniform [0,1) stream, the same on every rank. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

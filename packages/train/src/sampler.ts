@@ -8,20 +8,10 @@
 // windows of one step are the same set a single process with batch W*b reads at that step, which
 // is what makes N-rank DDP comparable with one process.
 
+import { mulberry32 } from './random.ts';
+
 export class SamplerError extends Error {
   override name = 'SamplerError';
-}
-
-/** mulberry32 uniform [0,1): small, seedable, identical on every rank. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A 32-bit seed for a sub-stream (e.g. one epoch), mixed so nearby inputs give unrelated streams. */

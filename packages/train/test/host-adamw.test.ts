@@ -2,18 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { HostAdamW, adamwStepF32, adamwStepPlain, decayRuns, AdamWConfigError, type AdamWHyper } from '../src/optim/host-adamw.ts';
 import { adamwModuleBytes } from '../src/optim/host-adamw-wasm.ts';
 import { FlatPartition } from '../src/partition.ts';
-
-// Deterministic pseudo-random numbers (mulberry32) so a failure reproduces.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Deterministic pseudo-random numbers so a failure reproduces.
+import { mulberry32 as rng } from '../src/random.ts';
 
 /** Textbook AdamW in float64 state: p -= lr*wd*p; m, v; p -= lr * m̂ / (sqrt(v̂) + eps). */
 function adamwF64(p: Float64Array, g: Float32Array, m: Float64Array, v: Float64Array, h: Required<AdamWHyper>, t: number, mask: Uint8Array): void {

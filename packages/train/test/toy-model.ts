@@ -3,6 +3,7 @@
 // token embedding (so "wte" is used by the first and the last block, like the GPT's).
 import * as tf from '@tensorflow/tfjs-core';
 import type { Block, BlockModel, NamedTensors } from '../src/model.ts';
+import { mulberry32 } from '../src/random.ts';
 
 export interface ToyConfig {
   vocab: number;
@@ -16,17 +17,8 @@ function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
   return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b);
 }
 
-/** Deterministic uniform [0,1) stream (mulberry32) for reproducible initial values. */
-export function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform [0,1) stream for reproducible initial values (the shared mulberry32). */
+export const rand = mulberry32;
 
 export function createToyModel(cfg: ToyConfig): BlockModel {
   const { vocab: V, seqLen: T, dim: C } = cfg;
