@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launch } from '../packages/comm/src/launch/index.ts';
 import { Collect, repoRoot } from './fixtures/launch/helpers.ts';
+// The ZeRO tests' comparison (same tolerance rule as explained above).
+import { compareParams, type Params } from './fixtures/zero/compare.ts';
 
 const worker = fileURLToPath(new URL('./fixtures/ddp/equivalence-worker.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'zr-ddp-eq-'));
@@ -25,7 +27,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const STEPS = 3;
 const SEED = 5;
 const EMBD = 32; // nEmbd of the worker's GPT config
-type Params = Record<string, number[]>;
 
 function runLocal(nproc: number, batch: number, accum: number, out: string): Promise<void> {
   const args = JSON.stringify({ mode: 'local', steps: STEPS, batch, accum, nproc, backend: 'cpu', seed: SEED, out });
@@ -60,33 +61,12 @@ async function runDDP(nproc: number, batch: number, accum: number, bucketBytes: 
 
 const read = (file: string): Params => JSON.parse(readFileSync(file, 'utf8')) as Params;
 
-/** Worst relative difference over tensors, and the worst absolute difference on key biases. */
-function compare(got: Params, ref: Params): { rel: number; relAt: string; keyBiasAbs: number } {
-  let rel = 0;
-  let relAt = '';
-  let keyBiasAbs = 0;
-  const slices = (name: string, n: number): Array<[string, number, number, boolean]> =>
-    name.endsWith('attn.qkv.b') ? [[`${name}[q]`, 0, EMBD, false], [`${name}[k]`, EMBD, 2 * EMBD, true], [`${name}[v]`, 2 * EMBD, n, false]] : [[name, 0, n, false]];
-  expect(Object.keys(got).sort()).toEqual(Object.keys(ref).sort());
-  for (const name of Object.keys(ref)) {
-    const a = got[name];
-    const b = ref[name];
-    expect(a.length, name).toBe(b.length);
-    for (const [label, lo, hi, isKeyBias] of slices(name, b.length)) {
-      let diff = 0;
-      let scale = 0;
-      for (let i = lo; i < hi; i++) {
-        diff = Math.max(diff, Math.abs(a[i] - b[i]));
-        scale = Math.max(scale, Math.abs(b[i]));
-      }
-      if (isKeyBias) keyBiasAbs = Math.max(keyBiasAbs, diff);
-      else if (diff / scale > rel) {
-        rel = diff / scale;
-        relAt = label;
-      }
-    }
-  }
-  return { rel, relAt, keyBiasAbs };
+/** Rank 0's parameters match the reference: relative error, the key bias in absolute terms. */
+function expectMatchesReference(pattern: string, refFile: string): void {
+  const c = compareParams(read(pattern.replace('{rank}', '0')), read(refFile), EMBD);
+  expect(c.sameNames, 'same tensor names as the reference').toBe(true);
+  expect(c.rel, `worst at ${c.relAt}`).toBeLessThan(1e-5);
+  expect(c.keyBiasAbs).toBeLessThan(1e-5);
 }
 
 function expectRanksIdentical(pattern: string, nproc: number): void {
@@ -106,18 +86,14 @@ describe('DDP equivalence (real processes, cpu backend, GPT C=32 L=2 T=16)', () 
     expect(res.memory.params.device).toBeGreaterThan(0);
     expect(res.memory.optimizer.device).toBe(2 * res.memory.params.device);
     expectRanksIdentical(out, 2);
-    const c = compare(read(out.replace('{rank}', '0')), read(ref8));
-    expect(c.rel, `worst at ${c.relAt}`).toBeLessThan(1e-5);
-    expect(c.keyBiasAbs).toBeLessThan(1e-5);
+    expectMatchesReference(out, ref8);
   }, 300_000);
 
   it('noSync: 2 ranks × 2 accumulated micro-batches of 2 == 1 process × batch 8', async () => {
     const out = join(dir, 'acc2-{rank}.json');
     await runDDP(2, 2, 2, 8192, out);
     expectRanksIdentical(out, 2);
-    const c = compare(read(out.replace('{rank}', '0')), read(ref8));
-    expect(c.rel, `worst at ${c.relAt}`).toBeLessThan(1e-5);
-    expect(c.keyBiasAbs).toBeLessThan(1e-5);
+    expectMatchesReference(out, ref8);
   }, 300_000);
 
   it('3 ranks × batch 3, default 25 MiB bucket == 1 process × batch 9', async () => {
@@ -126,17 +102,13 @@ describe('DDP equivalence (real processes, cpu backend, GPT C=32 L=2 T=16)', () 
     const res = await runDDP(3, 3, 1, undefined, out);
     expect(res.buckets).toBe(1);
     expectRanksIdentical(out, 3);
-    const c = compare(read(out.replace('{rank}', '0')), read(ref9));
-    expect(c.rel, `worst at ${c.relAt}`).toBeLessThan(1e-5);
-    expect(c.keyBiasAbs).toBeLessThan(1e-5);
+    expectMatchesReference(out, ref9);
   }, 300_000);
 
   it('noSync: 3 ranks × 3 accumulated micro-batches of 1 == 1 process × batch 9', async () => {
     const out = join(dir, 'acc3-{rank}.json');
     await runDDP(3, 1, 3, 4096, out);
     expectRanksIdentical(out, 3);
-    const c = compare(read(out.replace('{rank}', '0')), read(ref9));
-    expect(c.rel, `worst at ${c.relAt}`).toBeLessThan(1e-5);
-    expect(c.keyBiasAbs).toBeLessThan(1e-5);
+    expectMatchesReference(out, ref9);
   }, 300_000);
 });
