@@ -41,17 +41,9 @@ function parseOps(v: string): BenchOp[] {
   return ops as BenchOp[];
 }
 
-interface CollectivesFlags {
+/** The parsed flags: the worker's config plus the number of ranks. */
+interface CollectivesFlags extends BenchConfig {
   nproc: number;
-  ops: BenchOp[];
-  minBytes: number;
-  maxBytes: number;
-  stepFactor: number;
-  iters?: number;
-  warmup: number;
-  pumpBytes: number;
-  pumpReps: number;
-  json?: string;
 }
 
 export function registerBench(program: Command): void {
