@@ -29,7 +29,8 @@ const data = new TextDataset(tokenizer.encode(text), { seed: args.seed });
 const model = createGPT(gptConfig(args.model, tokenizer.vocabSize));
 const strategy: Strategy = pg.worldSize > 1 ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes }) : new LocalStrategy();
 
-interface StepRecord {
+/** One step as the worker reports it (also read by benchmarks/scaling.ts). */
+export interface StepRecord {
   step: number;
   tokensPerSec: number;
   stepMs: number;

@@ -21,6 +21,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { launch } from '../packages/comm/src/launch/index.ts';
+// Type only (erased): the worker module itself starts a process group when loaded.
+import type { StepRecord } from './scaling-worker.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: a } = parseArgs({
@@ -52,16 +54,6 @@ const stepsOf = { tiny: Number(a['steps-tiny']), small: Number(a['steps-small'])
 const batchOf = { tiny: Number(a['batch-tiny']), small: Number(a['batch-small']) };
 /** Steps dropped before taking medians. */
 const warmupOf = (steps: number) => Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
-
-interface StepRecord {
-  step: number;
-  tokensPerSec: number;
-  stepMs: number;
-  computeMs: number;
-  commMs: number;
-  optimMs: number;
-  cpuMs: number;
-}
 
 class Collect extends Writable {
   text = '';
