@@ -14,12 +14,15 @@ import { initProcessGroup, type ProcessGroup } from '../src/index.ts';
 const quantile = (a: number[], q: number) => [...a].sort((x, y) => x - y)[Math.floor(a.length * q)]!;
 
 /** One-hop ring exchange over plain TCP: µs per exchange (median) and CPU µs per exchange. */
+let hops = 0;
+
 async function tcpHop(pg: ProcessGroup, bytes: number, iters: number): Promise<[number, number]> {
+  const id = hops++;
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  await pg.store!.set(`lat/tcp/${bytes}/${pg.rank}`, (srv.address() as { port: number }).port);
+  await pg.store!.set(`lat/tcp/${id}/${pg.rank}`, (srv.address() as { port: number }).port);
   const accepted = new Promise<Socket>((r) => srv.once('connection', r));
-  const out = connect(Number(await pg.store!.get(`lat/tcp/${bytes}/${(pg.rank + 1) % pg.worldSize}`)), '127.0.0.1');
+  const out = connect(Number(await pg.store!.get(`lat/tcp/${id}/${(pg.rank + 1) % pg.worldSize}`)), '127.0.0.1');
   out.setNoDelay(true);
   await new Promise((r) => out.once('connect', r));
   const inp = await accepted;
