@@ -43,6 +43,10 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
       expect(m.tokensPerSec).toBeGreaterThan(0);
       expect(m.memory.gathered.host).toBeGreaterThan(0); // the flat bucket buffers
     }
+    // Each step waits at least for the 1.6 MB gradient all-reduce: a wait hidden behind another
+    // collective (e.g. the non-finite flag's) must still be counted as communication.
+    const meanCommMs = metrics.reduce((a, m) => a + m.commMs, 0) / metrics.length;
+    expect(meanCommMs).toBeGreaterThan(0.3);
     const s = summaryOf(ddpOut);
     expect(s).toMatchObject({ steps: 3, strategy: 'ddp', worldSize: 2, config: { backend: 'wasm', nproc: 2 } });
     expect(s.memory.modelStateBytes).toBe(16 * s.paramCount);

@@ -110,19 +110,27 @@ export class NonFiniteGuard implements Strategy {
   }
 
   async finishStep(opts: FinishStepOptions): Promise<StepStats> {
+    // The flag's all-reduce queues behind the gradient all-reduces the inner strategy issued
+    // during backward, so waiting for it is waiting on communication: count it in commMs, or
+    // the wait would vanish from the metrics (the inner strategy would find its comm done).
     const local = this.probe ? (await this.probe.data())[0]! : 0;
     this.probe?.dispose();
     this.probe = null;
     this.localStep++;
+    const start = performance.now();
     const ranks = await this.badRanks(!Number.isFinite(local));
-    if (ranks.length === 0) return this.inner.finishStep(opts);
+    const waitMs = (this.opts.comm?.worldSize ?? 1) > 1 ? performance.now() - start : 0;
+    if (ranks.length === 0) {
+      const stats = await this.inner.finishStep(opts);
+      return { ...stats, commMs: stats.commMs + waitMs };
+    }
     if (!this.opts.skip) throw new NonFiniteGradientError(opts.step, ranks);
     const before = await this.inner.saveState();
     const stats = await this.inner.finishStep(opts);
     await this.inner.loadState(before);
     this.skipped.push(opts.step);
     this.opts.warn?.(`step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; step skipped on all ranks (parameters and optimizer state unchanged)`);
-    return { ...stats, gradNorm: Number.NaN };
+    return { ...stats, commMs: stats.commMs + waitMs, gradNorm: Number.NaN };
   }
 
   fullParams(): Promise<Map<string, Float32Array>> {
