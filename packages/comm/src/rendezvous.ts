@@ -41,8 +41,17 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
   }
   let store: StoreClient | undefined;
   try {
-    store = await StoreClient.connect({ host: o.masterAddr, port: o.masterPort, token: o.token, rank: o.rank, timeoutMs: o.rendezvousTimeoutMs, log });
+    store = await StoreClient.connect({
+      host: o.masterAddr,
+      port: o.masterPort,
+      token: o.token,
+      rank: o.rank,
+      timeoutMs: o.rendezvousTimeoutMs,
+      hostRank: o.storeHostedBy === 'rank0' ? 0 : null,
+      log,
+    });
     const s = store;
+    s.activity = 'rendezvous';
     // The store may declare the rendezvous broken at any point (e.g. a rank claimed twice).
     const broken = new Promise<never>((_, rej) => (s.onFailure = rej));
     broken.catch(() => undefined);
@@ -75,6 +84,9 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
       return ring;
     };
     const ring = await Promise.race([steps(), broken]);
+    // From here on the ring notices a dead rank 0 by itself, and rank 0 may leave first after
+    // its last collective: losing the store only fails later store calls (PeerLostError).
+    s.activity = null;
     s.onFailure = (e) => log.debug({ err: e.message }, 'store connection ended');
     return { ring, store: s, storeServer };
   } catch (e) {
