@@ -10,13 +10,16 @@ export class ZeroringError extends Error {
   }
 }
 
-/** A peer died, closed its connection or fell silent (no heartbeat within the timeout). */
+/**
+ * A peer died, closed its connection or fell silent (no heartbeat within the timeout). Also
+ * what store calls get once the rendezvous store's process (rank 0, or a launcher) is gone.
+ */
 export class PeerLostError extends ZeroringError {
   override name = 'PeerLostError';
   constructor(
-    /** The rank that was lost. */
+    /** The rank that was lost (-1: a rendezvous store hosted outside the job). */
     readonly rank: number,
-    /** The collective in flight when it was noticed (e.g. "allReduce #12"), or null when idle. */
+    /** The call in flight when it was noticed (e.g. "allReduce #12", "store get('k')", "rendezvous"), or null when idle. */
     readonly collective: string | null,
     readonly reason: string,
     /** The rank that noticed the loss. */
