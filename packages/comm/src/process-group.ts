@@ -48,6 +48,7 @@ import { getLogger, type Logger } from './logger.ts';
 import { rendezvous } from './rendezvous.ts';
 import type { StoreClient } from './store/client.ts';
 import type { StoreServer } from './store/server.ts';
+import { ScratchPool } from './scratch-pool.ts';
 import { CloseCode } from './transport/conn.ts';
 import type { RingTransport, Side } from './transport/ring.ts';
 import { asFloat32, bytesOf, INLINE_MAX_BYTES, MsgType, type DataHeader, type Header } from './transport/wire.ts';
@@ -64,7 +65,12 @@ interface Op {
   coll?: Collective;
   completing?: boolean;
   lastProgress: number;
+  /** Scratch buffers forwarded by reference: the socket may read them until the call completes. */
+  held?: Uint8Array[];
 }
+
+/** Scratch buffers kept for reuse: a few chunks in flight at the default chunk size. */
+const SCRATCH_POOL_BYTES = 32 * 1024 * 1024;
 
 export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessGroup> {
   const o = resolveOptions(opts);
@@ -92,6 +98,12 @@ export class ProcessGroup {
   private destroyed = false;
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly port: RingPort;
+  private readonly scratch = new ScratchPool(SCRATCH_POOL_BYTES);
+  /** The scratch buffer handed to the transport for the payload arriving now (one at a time per link). */
+  private scratchTaken: Uint8Array | null = null;
+  /** The scratch buffer being delivered right now, and whether the collective forwarded it. */
+  private delivering: Uint8Array | null = null;
+  private forwarded = false;
 
   /** @internal use initProcessGroup() */
   constructor(
@@ -118,6 +130,7 @@ export class ProcessGroup {
     };
     if (ring) {
       ring.attach({
+        payloadTarget: (h, bytes) => this.payloadTarget(h, bytes),
         onData: (h, p) => this.onData(h, p),
         onControl: (h, side) => this.onControl(h, side),
         onLost: (side, rank, reason, clean) => this.onLost(side, rank, reason, clean),
@@ -252,6 +265,7 @@ export class ProcessGroup {
     const c = op.call;
     // Thrown into the collective's start()/onChunk(), whose callers fail the group with it.
     if (this.left.next) throw this.lostFor(op, 'next');
+    if (this.delivering && data.buffer === this.delivering.buffer) this.forwarded = true;
     this.ring!.send({ t: MsgType.Data, q: c.seq, c: c.kind, o: c.op ?? '', n: c.count, d: c.dtype, r: c.root ?? -1, s: step, k: chunk }, bytesOf(data));
   }
 
@@ -261,14 +275,38 @@ export class ProcessGroup {
     return new PeerLostError(gone.rank, describeCall(op.call), side === 'prev' ? 'it called destroy() before sending this call\'s data' : 'it called destroy() before this call', this.rank);
   }
 
+  /**
+   * Where a large payload of the running call goes, before it arrives (see Collective.receiveInto):
+   * only for messages whose tags match the call exactly; anything else (early, mismatched) is
+   * received into a buffer of its own and judged by deliver() as usual.
+   */
+  private payloadTarget(h: DataHeader, bytes: number): Uint8Array | null {
+    const op = this.running;
+    if (!op?.coll?.receiveInto || this.failure || h.q !== op.call.seq || !sameCall(op.call, h) || bytes % 4 !== 0) return null;
+    const into = op.coll.receiveInto(h.s, h.k, bytes / 4);
+    if (into === 'scratch') return (this.scratchTaken = this.scratch.take(bytes));
+    return into ? bytesOf(into) : null;
+  }
+
   private onData(h: DataHeader, payload: Uint8Array): void {
     if (this.failure || this.destroyed) return;
     const cur = this.running;
     if (cur && h.q === cur.call.seq) {
+      // A scratch buffer returns to the pool after use, unless the collective forwarded it.
+      const scratch = payload === this.scratchTaken ? payload : null;
+      this.scratchTaken = null;
+      this.delivering = scratch;
+      this.forwarded = false;
       try {
         this.deliver(cur, h, payload);
       } catch (e) {
         return this.fail(asZeroring(e));
+      } finally {
+        this.delivering = null;
+      }
+      if (scratch) {
+        if (this.forwarded) (cur.held ??= []).push(scratch);
+        else this.scratch.release(scratch);
       }
       if (this.running === cur) this.maybeComplete(cur);
     } else if (typeof h.q === 'number' && h.q >= (cur ? cur.call.seq + 1 : this.nextRunSeq)) {
@@ -280,7 +318,7 @@ export class ProcessGroup {
 
   private deliver(op: Op, h: DataHeader, payload: Uint8Array): void {
     const c = op.call;
-    if (h.c !== c.kind || h.o !== c.op || h.n !== c.count || h.d !== c.dtype || h.r !== (c.root ?? -1)) {
+    if (!sameCall(c, h)) {
       const theirs: CollectiveCall = { seq: h.q, kind: String(h.c), count: h.n, dtype: String(h.d) };
       if (h.o) theirs.op = String(h.o);
       if (typeof h.r === 'number' && h.r >= 0) theirs.root = h.r;
@@ -305,6 +343,7 @@ export class ProcessGroup {
   private finish(op: Op): void {
     if (this.running !== op) return;
     this.running = null;
+    for (const b of op.held?.splice(0) ?? []) this.scratch.release(b);
     op.resolve();
     this.pump();
   }
@@ -382,6 +421,11 @@ export class ProcessGroup {
     this.ring.sendControl({ t: MsgType.Abort, e: toWire(this.failure), from: this.rank });
     void this.ring.close(CloseCode.abort, 'abort').catch(() => undefined);
   }
+}
+
+/** Whether a message's tags (other than its sequence number) are those of this call. */
+function sameCall(c: Op['call'], h: DataHeader): boolean {
+  return h.c === c.kind && h.o === c.op && h.n === c.count && h.d === c.dtype && h.r === (c.root ?? -1);
 }
 
 function checkOp(op: ReduceOp | undefined): ReduceOp {

@@ -2,7 +2,7 @@
 // receives segment (r-t-1), which it stores and forwards at step t+1 (unless it was the last
 // one). Received chunks are forwarded as they are, so nothing is copied on the way but the
 // store into the output.
-import { checkLength, mod, SegmentPlan } from './plan.ts';
+import { checkLength, isAt, mod, SegmentPlan } from './plan.ts';
 import { scheduleError, type Collective, type RingPort } from './types.ts';
 
 /** The all-gather half of the ring, also used by all-reduce (whose steps start at stepBase). */
@@ -29,13 +29,22 @@ export class AllGatherPhase {
     for (let k = 0; k < this.plan.chunks(this.port.rank); k++) this.sendOwn(k);
   }
 
+  /** Straight into the output: the chunk is stored where it belongs and forwarded from there. */
+  receiveInto(t: number, k: number, elems: number): Float32Array | null {
+    const { rank: r, worldSize: n } = this.port;
+    const seg = mod(r - t - 1, n);
+    if (!(t >= 0 && t <= n - 2) || !(k >= 0 && k < this.plan.chunks(seg))) return null;
+    const [a, b] = this.plan.range(seg, k);
+    return elems === b - a ? this.buf.subarray(a, b) : null;
+  }
+
   onChunk(t: number, k: number, data: Float32Array): void {
     const { rank: r, worldSize: n } = this.port;
     if (!(t >= 0 && t <= n - 2)) throw scheduleError(`all-gather step ${t} (expected 0..${n - 2})`);
     const seg = mod(r - t - 1, n);
     const [a, b] = this.plan.range(seg, k);
     checkLength(data, a, b, `all-gather step ${t} chunk ${k}`);
-    this.buf.set(data, a);
+    if (!isAt(data, this.buf, a)) this.buf.set(data, a);
     this.expecting--;
     if (t < n - 2) this.port.send(this.stepBase + t + 1, k, data);
   }
@@ -63,5 +72,9 @@ export class AllGather implements Collective {
 
   onChunk(step: number, chunk: number, data: Float32Array): void {
     this.phase.onChunk(step, chunk, data);
+  }
+
+  receiveInto(step: number, chunk: number, elems: number): Float32Array | null {
+    return this.phase.receiveInto(step, chunk, elems);
   }
 }

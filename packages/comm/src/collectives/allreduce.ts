@@ -28,6 +28,10 @@ export class AllReduce implements Collective {
     this.rs.start();
   }
 
+  receiveInto(step: number, chunk: number, elems: number): Float32Array | 'scratch' | null {
+    return step < this.gatherBase ? this.rs.receiveInto() : this.ag.receiveInto(step - this.gatherBase, chunk, elems);
+  }
+
   onChunk(step: number, chunk: number, data: Float32Array): void {
     if (step < this.gatherBase) this.rs.onChunk(step, chunk, data);
     else this.ag.onChunk(step - this.gatherBase, chunk, data);

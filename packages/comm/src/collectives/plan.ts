@@ -45,6 +45,11 @@ export function mod(a: number, n: number): number {
   return ((a % n) + n) % n;
 }
 
+/** Whether `data` already is buf[at ..] (received in place), so storing it would copy onto itself. */
+export function isAt(data: Float32Array, buf: Float32Array, at: number): boolean {
+  return data.buffer === buf.buffer && data.byteOffset === buf.byteOffset + at * 4;
+}
+
 export function checkLength(data: Float32Array, a: number, b: number, where: string): void {
   if (data.length !== b - a) throw scheduleError(`${where}: received ${data.length} elements, expected ${b - a}`);
 }

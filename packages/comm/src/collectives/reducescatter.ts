@@ -38,6 +38,11 @@ export class ReduceScatterPhase {
     }
   }
 
+  /** Partial sums are consumed by the reduction (or reduced into and forwarded): any reused buffer will do. */
+  receiveInto(): 'scratch' {
+    return 'scratch';
+  }
+
   onChunk(s: number, k: number, data: Float32Array): void {
     const { rank: r, worldSize: n } = this.port;
     if (!(s >= 0 && s <= n - 2)) throw scheduleError(`reduce-scatter step ${s} (expected 0..${n - 2})`);
@@ -77,5 +82,9 @@ export class ReduceScatter implements Collective {
 
   onChunk(step: number, chunk: number, data: Float32Array): void {
     this.phase.onChunk(step, chunk, data);
+  }
+
+  receiveInto(): 'scratch' {
+    return 'scratch';
   }
 }

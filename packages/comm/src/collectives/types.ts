@@ -31,6 +31,13 @@ export interface Collective {
    * and forward it.
    */
   onChunk(step: number, chunk: number, data: Float32Array): void;
+  /**
+   * Optional: where the payload of chunk (step, chunk) should be received, before it arrives —
+   * a view of the collective's own output (onChunk then gets that very view), 'scratch' for a
+   * reused buffer that onChunk consumes or forwards, or null for no preference. Called only
+   * for messages whose tags match this call; `elems` is what the sender announced.
+   */
+  receiveInto?(step: number, chunk: number, elems: number): Float32Array | 'scratch' | null;
   /** Messages still expected from the previous rank; 0 means this rank's part is done. */
   readonly expecting: number;
 }

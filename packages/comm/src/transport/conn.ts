@@ -17,6 +17,7 @@ import { pack, unpack } from 'msgpackr';
 import WebSocket from 'ws';
 import { AuthError, ConfigError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { FrameReader, type FrameSink } from './frame-reader.ts';
 
 export const CloseCode = {
   normal: 1000,
@@ -83,6 +84,8 @@ export class Conn {
   private resolveReady!: () => void;
   private rejectReady!: (e: Error) => void;
   private authTimer: NodeJS.Timeout | undefined;
+  /** Client connections that carry bulk data read their frames themselves (frame-reader.ts). */
+  private reader: FrameReader | undefined;
 
   private constructor(
     readonly ws: WebSocket,
@@ -131,21 +134,30 @@ export class Conn {
    * (e.g. ECONNREFUSED, for the caller to retry), ConfigError when the port answers but is not
    * a zeroring endpoint, or AuthError when the token is rejected.
    */
-  static async connect(host: string, port: number, myRank: number, opts: ConnOptions & { maxPayload: number }): Promise<Conn> {
+  static async connect(host: string, port: number, myRank: number, opts: ConnOptions & { maxPayload: number; readFrames?: boolean }): Promise<Conn> {
     const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
     const url = `ws://${h}:${port}/${opts.purpose}`;
+    // The Conn exists only once ws does, but the reader must create the socket: late-bound.
+    let c: Conn | undefined;
+    const reader = opts.readFrames ? new FrameReader(() => c && (c.lastSeen = Date.now())) : undefined;
     const ws = new WebSocket(url, {
       perMessageDeflate: false,
       maxPayload: opts.maxPayload,
       handshakeTimeout: opts.authTimeoutMs,
       generateMask: zeroMask,
+      ...(reader ? { createConnection: reader.createConnection as unknown as typeof import('node:net').createConnection } : {}),
     });
-    const c = new Conn(ws, 'client', `${host}:${port}`, opts, myRank, undefined);
+    c = new Conn(ws, 'client', `${host}:${port}`, opts, myRank, undefined);
+    c.reader = reader;
     // Only once ws owns the socket: a 'data' listener added at 'upgrade' would set the socket
     // flowing and swallow the bytes that came with the 101 response (the server's hello).
     let upgraded: Socket | undefined;
     ws.on('upgrade', (res) => (upgraded = res.socket as Socket));
-    ws.on('open', () => upgraded && c.watchSocket(upgraded));
+    ws.on('open', () => {
+      if (!upgraded) return;
+      c.watchSocket(upgraded);
+      reader?.install(ws, upgraded);
+    });
     ws.on('unexpected-response', (_req, res) => {
       const e = new ConfigError(`${host}:${port} is not a zeroring ${opts.purpose} endpoint (HTTP ${res.statusCode} to a WebSocket upgrade)`);
       c.rejectReady(e);
@@ -169,6 +181,17 @@ export class Conn {
     const q = this.queued;
     this.queued = [];
     for (const m of q) h(m);
+  }
+
+  /**
+   * Binary frames that arrive from now on go to `sink` instead of the message handler, so a
+   * large payload can be read straight into its destination. Only on a connection dialled with
+   * readFrames; returns false (nothing changes) otherwise.
+   */
+  readFramesInto(sink: FrameSink): boolean {
+    if (!this.reader) return false;
+    this.reader.attach(sink);
+    return true;
   }
 
   onClose(h: (code: number, reason: string) => void): void {

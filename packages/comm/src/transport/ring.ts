@@ -21,6 +21,11 @@ export const PEER_MAX_PAYLOAD = 16 * 1024 * 1024 + 64 * 1024;
 export type Side = 'prev' | 'next';
 
 export interface RingHandlers {
+  /**
+   * A payload of `bytes` for `h` is about to arrive as its own frame: where should it be
+   * written? null: anywhere (onData then gets a buffer of the transport's own).
+   */
+  payloadTarget?(h: DataHeader, bytes: number): Uint8Array | null;
   onData(h: DataHeader, payload: Uint8Array): void;
   onControl(h: Header, side: Side): void;
   onLost(side: Side, rank: number, reason: string, clean: boolean): void;
@@ -101,7 +106,8 @@ export class RingTransport {
         }),
       );
       const [host, port] = splitHostPort(String(addr));
-      dial = Conn.connect(host, port, rank, { token: o.token, purpose: 'peer', log, authTimeoutMs: Math.max(1000, deadline - Date.now()), maxPayload: PEER_MAX_PAYLOAD });
+      // The dialled link is the one data arrives on: it reads its frames itself (frame-reader.ts).
+      dial = Conn.connect(host, port, rank, { token: o.token, purpose: 'peer', log, authTimeoutMs: Math.max(1000, deadline - Date.now()), maxPayload: PEER_MAX_PAYLOAD, readFrames: true });
       prevConn = await guard(dial);
       const nc = await guard(
         Promise.race([
@@ -126,6 +132,10 @@ export class RingTransport {
   attach(h: RingHandlers): void {
     this.handlers = h;
     this.prevConn.setHandler((raw) => this.onPrevMessage(raw));
+    this.prevConn.readFramesInto({
+      begin: (bytes) => (this.awaitingPayload && h.payloadTarget ? h.payloadTarget(this.awaitingPayload, bytes) : null),
+      end: (data) => this.onPrevMessage(data),
+    });
     this.nextConn.setHandler((raw) => this.onNextMessage(raw));
     this.prevConn.onClose((code, reason) => this.lost('prev', `connection closed (code ${code}${reason ? `: ${reason}` : ''})`, code === CloseCode.normal));
     this.nextConn.onClose((code, reason) => this.lost('next', `connection closed (code ${code}${reason ? `: ${reason}` : ''})`, code === CloseCode.normal));
@@ -210,7 +220,7 @@ export class RingTransport {
     await this.listener.close();
   }
 
-  private onPrevMessage(raw: Buffer): void {
+  private onPrevMessage(raw: Uint8Array): void {
     if (this.awaitingPayload) {
       const h = this.awaitingPayload;
       this.awaitingPayload = null;

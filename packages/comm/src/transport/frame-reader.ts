@@ -1,0 +1,198 @@
+// Reads the WebSocket frames of one client connection ahead of ws's own receiver, so that a
+// large binary frame can be written straight into the buffer that will use it.
+//
+// Why: ws assembles a frame that spans several socket reads (a 1 MiB chunk arrives as ~16
+// reads of 64 KiB) by copying the pieces into a freshly allocated buffer, and Node allocates a
+// fresh buffer for every read. Measured on the ring's bulk link, those copies and the garbage
+// they leave (external memory drives full GCs) cost more CPU than the reduction itself, and
+// fresh memory is much slower to write than reused memory here. So the socket reads into one
+// reused buffer (net's `onread`), and since the collectives know where each chunk belongs
+// before its payload frame starts (the header frame comes first), the payload is copied once,
+// from that buffer straight to where it is used: the all-gather's output, or a reused scratch
+// buffer for a reduction.
+//
+// The wire stays plain RFC 6455 (the sender is ordinary ws). This splitter only cuts the byte
+// stream at frame boundaries: frames it does not take (anything before the sink is attached,
+// and every frame that is not a final, unmasked, uncompressed binary frame: ping, pong, close,
+// text, fragments, or anything malformed) are handed to ws's receiver whole, which validates and
+// handles them exactly as before. Because ws only ever sees whole frames and parses them
+// synchronously, it never holds half a frame when the splitter takes the next one.
+import { connect, type NetConnectOpts, type Socket } from 'node:net';
+import type { Writable } from 'node:stream';
+import type WebSocket from 'ws';
+
+const OPCODE_BINARY = 2;
+/** Longest RFC 6455 header: 2 + 8 (64-bit length) + 4 (mask key). */
+const MAX_HEADER_BYTES = 14;
+/** One socket read at most: loopback delivers large reads when data is waiting. */
+const READ_BUFFER_BYTES = 256 * 1024;
+
+export interface FrameSink {
+  /**
+   * A binary frame of `length` bytes begins. Return the buffer its payload is to be written into
+   * (exactly `length` bytes), or null to receive it in a buffer of the reader's own.
+   */
+  begin(length: number): Uint8Array | null;
+  /** The frame's payload is complete: `data` is begin()'s buffer or one the sink may keep. */
+  end(data: Uint8Array): void;
+}
+
+export class FrameReader {
+  private sink: FrameSink | null = null;
+  private receiver: Writable | null = null;
+  private socket: Socket | null = null;
+  private readonly readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  private readonly head = Buffer.alloc(MAX_HEADER_BYTES);
+  private headLen = 0;
+  /** The frame being read: payload bytes still to come, where they go, how many arrived; or passed to ws. */
+  private remaining = 0;
+  private target: Uint8Array | null = null;
+  private filled = 0;
+  private passing = false;
+  /** ws's receiver asked to stop reading (as ws's own socket listener would pause). */
+  private backedUp = false;
+  /** ws failed the connection (its receiver no longer takes data); the rest is dropped. */
+  private dead = false;
+
+  /** Called with the time of every read (liveness). */
+  constructor(private readonly onActivity: () => void) {}
+
+  /**
+   * ws's `createConnection`: a TCP socket that reads into this reader's buffer. Until install(),
+   * reads are re-emitted as ordinary 'data' events (copied: the buffer is reused) so that the
+   * HTTP upgrade and ws see them as usual.
+   */
+  createConnection = (o: NetConnectOpts & { socketPath?: string }): Socket => {
+    const socket = connect({
+      ...o,
+      ...(o.socketPath ? { path: o.socketPath } : {}),
+      onread: {
+        buffer: this.readBuf,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          this.onActivity();
+          if (!this.receiver) {
+            socket.emit('data', Buffer.from(buf.subarray(0, n)));
+            return true;
+          }
+          this.push(buf.subarray(0, n));
+          return !this.consumeBackedUp();
+        },
+      },
+    } as NetConnectOpts);
+    return socket;
+  };
+
+  /**
+   * Puts the splitter in front of ws's receiver. Must be called from the 'open' event: ws has
+   * attached its receiver to the socket, and no byte has been read since.
+   */
+  install(ws: WebSocket, socket: Socket): void {
+    const receiver = (ws as unknown as { _receiver?: Writable })._receiver;
+    const wsOnData = socket.listeners('data').find((f) => f.name === 'socketOnData') as ((chunk: Buffer) => void) | undefined;
+    if (!receiver || !wsOnData) throw new Error('ws internals changed (no _receiver or socketOnData): cannot install the frame reader');
+    this.receiver = receiver;
+    this.socket = socket;
+    socket.removeListener('data', wsOnData);
+    // Bytes that came with the HTTP 101 response are re-emitted by ws as a 'data' event.
+    socket.on('data', (chunk: Buffer) => {
+      this.push(chunk);
+      if (this.consumeBackedUp()) socket.pause();
+    });
+    // As ws's own listener is removed on a receiver error: nothing read after it is used.
+    ws.on('error', () => (this.dead = true));
+  }
+
+  /** From now on binary frames go to `sink` (frames already handed to ws are delivered by ws). */
+  attach(sink: FrameSink): void {
+    this.sink = sink;
+  }
+
+  /** Consumes one read. `chunk` is only valid during the call: whatever is kept is copied. */
+  private push(chunk: Uint8Array): void {
+    let off = 0;
+    while (off < chunk.length && !this.dead) {
+      if (this.remaining === 0 && this.target === null && !this.passing) {
+        off = this.readHeader(chunk, off);
+        continue;
+      }
+      const n = Math.min(this.remaining, chunk.length - off);
+      const piece = chunk.subarray(off, off + n);
+      off += n;
+      this.remaining -= n;
+      if (this.passing) {
+        this.pass(piece);
+        if (this.remaining === 0) this.passing = false;
+        continue;
+      }
+      this.target!.set(piece, this.filled);
+      this.filled += n;
+      if (this.remaining === 0) this.finish(this.target!);
+    }
+  }
+
+  /** Accumulates the frame header; once complete, decides who reads the payload. */
+  private readHeader(chunk: Uint8Array, off: number): number {
+    const need = () => (this.headLen < 2 ? 2 : headerLength(this.head));
+    while (this.headLen < need() && off < chunk.length) this.head[this.headLen++] = chunk[off++]!;
+    if (this.headLen < need()) return off;
+    const head = this.head.subarray(0, this.headLen);
+    this.headLen = 0;
+    const masked = (head[1]! & 0x80) !== 0;
+    const length = payloadLength(head);
+    const ours = this.sink !== null && head[0] === (0x80 | OPCODE_BINARY) && !masked && length <= this.maxPayload();
+    if (!ours) {
+      // ws validates it (and closes with the right code if it is bad).
+      this.passing = length > 0;
+      this.remaining = length;
+      this.pass(head);
+      return off;
+    }
+    const target = this.sink!.begin(length);
+    if (target !== null && target.byteLength !== length) throw new Error(`frame sink returned ${target.byteLength} bytes for a ${length}-byte frame`);
+    this.target = target ?? Buffer.allocUnsafe(length);
+    this.filled = 0;
+    this.remaining = length;
+    if (length === 0) this.finish(this.target);
+    return off;
+  }
+
+  private maxPayload(): number {
+    return (this.receiver as unknown as { _maxPayload: number })._maxPayload || Number.MAX_SAFE_INTEGER;
+  }
+
+  private finish(data: Uint8Array): void {
+    this.target = null;
+    this.filled = 0;
+    this.sink!.end(data);
+  }
+
+  private pass(bytes: Uint8Array): void {
+    // ws may keep the bytes (a frame's payload can be a view of them): never our reused buffer.
+    if (!this.receiver!.write(Buffer.from(bytes))) this.backedUp = true;
+    // ws's receiver reports a bad frame asynchronously, but marks itself at once.
+    if ((this.receiver as unknown as { _errored?: boolean })._errored) this.dead = true;
+  }
+
+  private consumeBackedUp(): boolean {
+    const b = this.backedUp;
+    this.backedUp = false;
+    return b;
+  }
+}
+
+function headerLength(h: Uint8Array): number {
+  const len7 = h[1]! & 0x7f;
+  return 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (h[1]! & 0x80 ? 4 : 0);
+}
+
+function payloadLength(h: Uint8Array): number {
+  const len7 = h[1]! & 0x7f;
+  const v = new DataView(h.buffer, h.byteOffset, h.byteLength);
+  if (len7 === 126) return v.getUint16(2);
+  if (len7 === 127) {
+    // Over 2^53 cannot be a real frame; ws rejects such lengths, so hand it the frame.
+    const hi = v.getUint32(2);
+    return hi > 0x1fffff ? Number.MAX_SAFE_INTEGER : hi * 2 ** 32 + v.getUint32(6);
+  }
+  return len7;
+}
