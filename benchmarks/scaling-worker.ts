@@ -15,6 +15,7 @@ interface Args {
   backend: BackendKind;
   seed: number;
   bucketBytes?: number;
+  firstBucketBytes?: number;
   /** Text file to train on instead of Moby Dick (the device bundle carries the text as a file). */
   data?: string;
 }
@@ -27,7 +28,7 @@ const text = loadCorpus(args.data);
 const tokenizer = CharTokenizer.fromText(text);
 const data = new TextDataset(tokenizer.encode(text), { seed: args.seed });
 const model = createGPT(gptConfig(args.model, tokenizer.vocabSize));
-const strategy: Strategy = pg.worldSize > 1 ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes }) : new LocalStrategy();
+const strategy: Strategy = pg.worldSize > 1 ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes, firstBucketBytes: args.firstBucketBytes }) : new LocalStrategy();
 
 /** One step as the worker reports it (also read by benchmarks/scaling.ts). */
 export interface StepRecord {

@@ -96,7 +96,7 @@ describe('DDP equivalence (real processes, cpu backend, GPT C=32 L=2 T=16)', () 
     expectMatchesReference(out, ref8);
   }, 300_000);
 
-  it('3 ranks × batch 3, default 25 MiB bucket == 1 process × batch 9', async () => {
+  it('3 ranks × batch 3, default buckets (1 MiB first, 25 MiB) == 1 process × batch 9', async () => {
     await runLocal(3, 3, 1, ref9);
     const out = join(dir, 'ddp3-{rank}.json');
     const res = await runDDP(3, 3, 1, undefined, out);

@@ -11,7 +11,7 @@ export * from './checkpoint.ts';
 export { paramChecksum } from './metrics.ts';
 export * from './trainer.ts';
 export { DDPStrategy, type DDPComm, type DDPStrategyOptions } from './strategies/ddp.ts';
-export { planBuckets, gradientOrder, DEFAULT_BUCKET_BYTES, BucketError, type Bucket, type BucketPlan, type BucketSlot } from './strategies/buckets.ts';
+export { planBuckets, gradientOrder, DEFAULT_BUCKET_BYTES, DEFAULT_FIRST_BUCKET_BYTES, BucketError, type Bucket, type BucketCaps, type BucketPlan, type BucketSlot, type OrderedParam } from './strategies/buckets.ts';
 export { DistributedDataParallel, type DistributedDataParallelOptions, type StepOptions } from './distributed-data-parallel.ts';
 export { ShardedStrategy, consolidateShards, type ShardComm, type ShardedStrategyOptions, type ShardLayout, type ZeroStage } from './strategies/sharded.ts';
 export { createZeroStrategy, isZeroStrategy, ZERO_STRATEGIES, type ZeroStrategyName } from './strategies/zero.ts';

@@ -32,17 +32,29 @@ describe('planBuckets', () => {
     expect(new Set(order).size).toBe(uniqueParams(model).length);
   });
 
-  it('closes a bucket once it holds bucketBytes; slots tile each flat buffer', () => {
+  // Toy sizes (dim 8): head's own params (lnf) 64 B, each h block 2272 B, embed (wte, wpe) 544 B.
+  const blockOf = (name: string) => gradientOrder(model).find((p) => p.name === name)!.block;
+
+  it('closes a bucket once it holds its cap, or at a block boundary the next block would overflow; slots tile each flat buffer', () => {
     const bytes = 1000;
     const plan = planBuckets(model, bytes);
+    const order = gradientOrder(model);
     const total = uniqueParams(model).reduce((n, p) => n + paramCount(p), 0);
     expect(plan.totalElems).toBe(total);
     expect(plan.buckets.reduce((n, b) => n + b.elems, 0)).toBe(total);
+    const blockElems = (block: number) => order.filter((p) => p.block === block).reduce((n, p) => n + paramCount(p), 0);
     plan.buckets.forEach((b, i) => {
       if (i < plan.buckets.length - 1) {
-        expect(b.elems * 4).toBeGreaterThanOrEqual(bytes);
-        // Without its last parameter it would not have been full yet.
-        expect((b.elems - b.slots[b.slots.length - 1].size) * 4).toBeLessThan(bytes);
+        const lastSlot = b.slots[b.slots.length - 1];
+        const next = plan.buckets[i + 1].slots[0];
+        if (b.elems * 4 >= bytes) {
+          // Full: without its last parameter it would not have been full yet.
+          expect((b.elems - lastSlot.size) * 4).toBeLessThan(bytes);
+        } else {
+          // Closed early: at a block boundary, because the next block would not have fitted.
+          expect(blockOf(next.name)).not.toBe(blockOf(lastSlot.name));
+          expect((b.elems + blockElems(blockOf(next.name))) * 4).toBeGreaterThan(bytes);
+        }
       }
       let off = 0;
       for (const s of b.slots) {
@@ -51,8 +63,32 @@ describe('planBuckets', () => {
       }
       expect(off).toBe(b.elems);
     });
-    expect(planBuckets(model).buckets).toHaveLength(1); // 25 MiB default holds the toy model
+    // An h block (2272 B) is larger than the cap: split inside it, at parameter granularity.
+    expect(plan.buckets.filter((b) => b.slots.every((s) => blockOf(s.name) === 3)).length).toBeGreaterThan(1);
+    expect(planBuckets(model).buckets).toHaveLength(1); // the default caps (1 MiB first, 25 MiB) hold the toy model
     expect(() => planBuckets(model, 0)).toThrow(BucketError);
+    expect(() => planBuckets(model, { firstBucketBytes: 0 })).toThrow(/firstBucketBytes 0/);
+  });
+
+  it('ends buckets at block boundaries: each bucket holds whole blocks when they fit', () => {
+    // Cap 3000 B: head + h2 (2336 B; h1 would overflow), h1 alone (2272 B), h0 + embed (2816 B).
+    const plan = planBuckets(model, { bucketBytes: 3000, firstBucketBytes: 3000 });
+    const blocks = plan.buckets.map((b) => [...new Set(b.slots.map((s) => blockOf(s.name)))]);
+    expect(blocks).toEqual([[4, 3], [2], [1, 0]]);
+    expect(plan.buckets.map((b) => b.elems * 4)).toEqual([2336, 2272, 2816]);
+  });
+
+  it('gives the first bucket its own cap (firstBucketBytes), so the last blocks are reduced first and early', () => {
+    // First cap fits head + h2; the rest (25 MiB cap) goes in one bucket.
+    const plan = planBuckets(model, { firstBucketBytes: 2336 });
+    expect(plan.buckets).toHaveLength(2);
+    expect(plan.buckets[0].slots.map((s) => s.name)).toEqual(['lnf.g', 'lnf.b', 'h2.ln.g', 'h2.ln.b', 'h2.fc.w', 'h2.fc.b', 'h2.proj.w', 'h2.proj.b']);
+    expect(plan.buckets[1].elems * 4).toBe(2 * 2272 + 544);
+    // The first cap never exceeds bucketBytes: a smaller bucketBytes caps the first bucket too.
+    const small = planBuckets(model, { bucketBytes: 64, firstBucketBytes: 1 << 20 });
+    expect(small.buckets[0].slots.map((s) => s.name)).toEqual(['lnf.g', 'lnf.b']);
+    // DDPStrategy passes the option through and checks it.
+    expect(() => new DDPStrategy({ rank: 0, worldSize: 1, allReduce: async () => undefined, broadcast: async () => undefined }, { firstBucketBytes: Number.NaN })).toThrow(/firstBucketBytes NaN/);
   });
 });
 

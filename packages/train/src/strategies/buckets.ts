@@ -7,6 +7,16 @@
 // all-reduces in the same order without agreeing on anything at run time, and the first bucket
 // (the last blocks) can be on the wire while backward still works on the early blocks.
 //
+// Two refinements make that overlap real on small models:
+// - The first bucket has its own, smaller cap (`firstBucketBytes`, default 1 MiB as torch's
+//   dist._DEFAULT_FIRST_BUCKET_BYTES): with one 25 MiB bucket a model under 25 MiB would send
+//   nothing until backward is over.
+// - A bucket also closes at a block boundary when the next block's gradients would take it past
+//   its cap. The engine hands over a block's gradients all at once, so a bucket that straddles
+//   blocks k and k-1 cannot start before block k-1 is done; ending it with block k lets it start
+//   a whole block earlier. A block larger than the cap is still split greedily, which bounds a
+//   bucket's memory without changing when its parts become ready.
+//
 // Each bucket is one flat float32 buffer: a parameter's gradient occupies [offset, offset+size).
 // One buffer per bucket means one device read-back and one upload per bucket instead of one per
 // tensor, which matters on backends where each transfer has a fixed cost.
@@ -14,6 +24,8 @@ import { paramCount, type BlockModel } from '../model.ts';
 
 /** torch.nn.parallel.DistributedDataParallel's default bucket_cap_mb. */
 export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
+/** torch.distributed's _DEFAULT_FIRST_BUCKET_BYTES: the cap of the first bucket (the last blocks). */
+export const DEFAULT_FIRST_BUCKET_BYTES = 1024 * 1024;
 
 export interface BucketSlot {
   name: string;
@@ -44,30 +56,61 @@ export class BucketError extends Error {
   override name = 'BucketError';
 }
 
+/** A parameter in gradient order, with the block whose backward emits it. */
+export interface OrderedParam {
+  name: string;
+  shape: number[];
+  block: number;
+}
+
 /**
  * Parameter names in the order the blockwise engine emits their gradients: blocks from last to
  * first; within a block the parameters that block is the lowest user of, in the block's order.
  */
-export function gradientOrder(model: BlockModel): Array<{ name: string; shape: number[] }> {
+export function gradientOrder(model: BlockModel): OrderedParam[] {
   const lowest = new Map<string, number>();
   model.blocks.forEach((b, i) => {
     for (const p of b.params) if (!lowest.has(p.name)) lowest.set(p.name, i);
   });
-  const out: Array<{ name: string; shape: number[] }> = [];
+  const out: OrderedParam[] = [];
   for (let i = model.blocks.length - 1; i >= 0; i--) {
-    for (const p of model.blocks[i].params) if (lowest.get(p.name) === i) out.push({ name: p.name, shape: [...p.shape] });
+    for (const p of model.blocks[i].params) if (lowest.get(p.name) === i) out.push({ name: p.name, shape: [...p.shape], block: i });
   }
   return out;
 }
 
-/** Greedy buckets of at least `bucketBytes` (the last may be smaller), in gradient order. */
-export function planBuckets(model: BlockModel, bucketBytes: number = DEFAULT_BUCKET_BYTES): BucketPlan {
-  if (!Number.isFinite(bucketBytes) || bucketBytes < 4) throw new BucketError(`bucketBytes ${bucketBytes} is invalid, expected a number >= 4 (bytes of one float32)`);
+export interface BucketCaps {
+  /** Cap of every bucket after the first; default DEFAULT_BUCKET_BYTES (25 MiB). */
+  bucketBytes?: number;
+  /** Cap of the first bucket; default DEFAULT_FIRST_BUCKET_BYTES (1 MiB), never above bucketBytes. */
+  firstBucketBytes?: number;
+}
+
+function checkCap(what: string, bytes: number): void {
+  if (!Number.isFinite(bytes) || bytes < 4) throw new BucketError(`${what} ${bytes} is invalid, expected a number >= 4 (bytes of one float32)`);
+}
+
+/**
+ * Buckets in gradient order: a bucket closes once it holds its cap (firstBucketBytes for bucket 0,
+ * bucketBytes after), or earlier at a block boundary when the next block would take it past the
+ * cap. The last bucket may be smaller. A number instead of caps is bucketBytes (older signature).
+ */
+export function planBuckets(model: BlockModel, caps: BucketCaps | number = {}): BucketPlan {
+  const { bucketBytes = DEFAULT_BUCKET_BYTES, firstBucketBytes = DEFAULT_FIRST_BUCKET_BYTES } = typeof caps === 'number' ? { bucketBytes: caps } : caps;
+  checkCap('bucketBytes', bucketBytes);
+  checkCap('firstBucketBytes', firstBucketBytes);
+  const capOf = (index: number) => (index === 0 ? Math.min(firstBucketBytes, bucketBytes) : bucketBytes);
+  const order = gradientOrder(model);
+  const blockElems = new Map<number, number>();
+  for (const p of order) blockElems.set(p.block, (blockElems.get(p.block) ?? 0) + paramCount(p));
   const buckets: Bucket[] = [];
   const slotOf = new Map<string, BucketSlot>();
   let current: Bucket | undefined;
   let totalElems = 0;
-  for (const p of gradientOrder(model)) {
+  let prevBlock: number | undefined;
+  for (const p of order) {
+    if (current && p.block !== prevBlock && current.elems > 0 && (current.elems + blockElems.get(p.block)!) * 4 > capOf(current.index)) current = undefined;
+    prevBlock = p.block;
     if (!current) {
       current = { index: buckets.length, slots: [], elems: 0 };
       buckets.push(current);
@@ -78,7 +121,7 @@ export function planBuckets(model: BlockModel, bucketBytes: number = DEFAULT_BUC
     current.elems += size;
     totalElems += size;
     slotOf.set(p.name, slot);
-    if (current.elems * 4 >= bucketBytes) current = undefined;
+    if (current.elems * 4 >= capOf(current.index)) current = undefined;
   }
   return { buckets, slotOf, totalElems };
 }

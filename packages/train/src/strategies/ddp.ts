@@ -27,7 +27,7 @@ import { paramCount, uniqueParams, type BlockModel, type NamedTensors } from '..
 import type { Phase } from '../engine.ts';
 import { StrategyError, type FinishStepOptions, type MemoryReport, type ShardState, type StepStats, type Strategy } from '../strategy.ts';
 import { LocalStrategy, type LocalStrategyOptions } from './local.ts';
-import { DEFAULT_BUCKET_BYTES, planBuckets, type Bucket, type BucketPlan } from './buckets.ts';
+import { DEFAULT_BUCKET_BYTES, DEFAULT_FIRST_BUCKET_BYTES, planBuckets, type Bucket, type BucketPlan } from './buckets.ts';
 
 /** Backends whose tensors live in this process's memory (an "upload" is a memcpy). */
 const HOST_MEMORY_BACKENDS = new Set(['cpu', 'wasm']);
@@ -43,6 +43,11 @@ export interface DDPComm {
 export interface DDPStrategyOptions extends LocalStrategyOptions {
   /** Bytes of gradient per all-reduce; default 25 MiB as torch. */
   bucketBytes?: number;
+  /**
+   * Cap of the first bucket (the last blocks' gradients), default 1 MiB as torch: small, so its
+   * all-reduce starts while backward still has most blocks to go (buckets.ts).
+   */
+  firstBucketBytes?: number;
   /**
    * Upload each reduced bucket once and slice it on the device (true), or make each
    * parameter's tensor from its range of the host buffer (false). Default: false on backends
@@ -60,6 +65,7 @@ interface InFlight {
 export class DDPStrategy implements Strategy {
   readonly name = 'ddp';
   readonly bucketBytes: number;
+  readonly firstBucketBytes: number;
   private readonly splitOnDevice?: boolean;
   private readonly inner: LocalStrategy;
   private plan?: BucketPlan;
@@ -81,7 +87,10 @@ export class DDPStrategy implements Strategy {
     opts: DDPStrategyOptions = {},
   ) {
     this.bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
-    if (!Number.isFinite(this.bucketBytes) || this.bucketBytes < 4) throw new StrategyError(`DDP bucketBytes ${this.bucketBytes} is invalid, expected a number >= 4`);
+    this.firstBucketBytes = opts.firstBucketBytes ?? DEFAULT_FIRST_BUCKET_BYTES;
+    for (const [k, v] of [['bucketBytes', this.bucketBytes], ['firstBucketBytes', this.firstBucketBytes]] as const) {
+      if (!Number.isFinite(v) || v < 4) throw new StrategyError(`DDP ${k} ${v} is invalid, expected a number >= 4`);
+    }
     this.splitOnDevice = opts.splitOnDevice;
     this.inner = new LocalStrategy({ adamw: opts.adamw });
   }
@@ -111,7 +120,7 @@ export class DDPStrategy implements Strategy {
       off += n;
     }
     if (this.comm.worldSize > 1) await this.comm.broadcast(flat, 0);
-    this.plan = planBuckets(model, this.bucketBytes);
+    this.plan = planBuckets(model, { bucketBytes: this.bucketBytes, firstBucketBytes: this.firstBucketBytes });
     await this.inner.setup(model, views);
   }
 
@@ -173,9 +182,16 @@ export class DDPStrategy implements Strategy {
         }
       }
     }
-    if (this.filling.size > 0) {
+    // Every bucket must be complete (issued) once any is: name what never came, in bucket order
+    // (a bucket can be untouched while a later one is issued, when buckets end at block boundaries).
+    const issued = new Set(this.inFlight.map((f) => f.bucket));
+    if (this.filling.size > 0 || (issued.size > 0 && issued.size < plan.buckets.length)) {
       const missing: string[] = [];
-      for (const [bi, got] of this.filling) for (const s of plan.buckets[bi].slots) if (!got.has(s.name)) missing.push(s.name);
+      for (const b of plan.buckets) {
+        if (issued.has(b.index)) continue;
+        const got = this.filling.get(b.index);
+        for (const s of b.slots) if (!got?.has(s.name)) missing.push(s.name);
+      }
       this.dropFilling();
       await this.drainInFlight();
       throw new StrategyError(`finishStep at step ${opts.step}: no gradient for ${missing.map((n) => `"${n}"`).join(', ')}, expected every parameter's gradient from forwardBackward`);
