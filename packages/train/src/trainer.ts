@@ -8,7 +8,10 @@
 // pure function of (seed, step), and the strategy's state restores bit for bit.
 //
 // Cross-rank numbers (mean loss, validation, max memory) go through a small TrainerComm, which a
-// ProcessGroup satisfies; with one process none is needed.
+// ProcessGroup satisfies; with one process none is needed. A step's metrics all-reduce is issued
+// and not awaited: the step's record (metrics line, events, progress) is completed during the next
+// step while its gradients are on the wire, so neither that collective nor rank 0's bookkeeping is
+// a per-step sync point that holds the other ranks back.
 import * as tf from '@tensorflow/tfjs-core';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -267,6 +270,58 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const stepTimes: number[] = [];
   const tokensPerStep = worldSize * B * T * accum;
 
+  /** A step whose cross-rank metrics all-reduce may still be in flight. */
+  interface PendingRecord {
+    step: number;
+    lr: number;
+    lossLocal: number;
+    computeMs: number;
+    commMs: number;
+    optimMs: number;
+    gradNorm?: number;
+    mem: Required<MemoryReport>;
+    /** This rank's wall time of the step (forward/backward to metrics issued; validation excluded). */
+    stepMs: number;
+    valLoss?: number;
+    /** The packed per-rank split + loss, summed over ranks (multi-process runs). */
+    reduced?: Promise<Float32Array>;
+  }
+  let pending: PendingRecord | undefined;
+
+  /** Cross-rank figures of a step, then its metrics line, events and progress (rank 0). */
+  const completeRecord = async (r: PendingRecord): Promise<void> => {
+    let loss = r.lossLocal;
+    let { computeMs, commMs, optimMs } = r;
+    let ranks: RankStep[] | undefined;
+    let msb = modelStateBytes(r.mem);
+    if (r.reduced) {
+      const buf = await r.reduced;
+      const n = buf.length - 1;
+      ranks = unpackRankSteps(buf.subarray(0, n), worldSize);
+      loss = buf[n] / worldSize;
+      const mean = (f: (x: RankStep) => number) => ranks!.reduce((a, x) => a + f(x), 0) / worldSize;
+      computeMs = mean((x) => x.computeMs);
+      commMs = mean((x) => x.commMs);
+      optimMs = mean((x) => x.optimMs);
+      for (const x of ranks) if (x.rank !== rank) msb = Math.max(msb, modelStateBytes(x.memory));
+    }
+    peakModelState = Math.max(peakModelState, msb);
+    finalLoss = loss;
+    const tokensPerSec = tokensPerStep / (r.stepMs / 1000);
+    const { valLoss } = r;
+    if (metricsPath && lead) {
+      const line = { step: r.step + 1, loss, lr: r.lr, tokensPerSec, computeMs, commMs, optimMs, stepMs: r.stepMs, gradNorm: r.gradNorm, memory: r.mem, ...(valLoss !== undefined ? { valLoss } : {}) };
+      appendFileSync(metricsPath, JSON.stringify(line) + '\n');
+    }
+    emit({ type: 'step', step: r.step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: r.mem, ...(ranks ? { ranks } : {}) });
+    if (valLoss !== undefined) emit({ type: 'val', step: r.step + 1, valLoss });
+    if (lead && opts.onProgress) {
+      const recent = stepTimes.slice(-20);
+      const avgMs = recent.reduce((a, b) => a + b, 0) / recent.length;
+      opts.onProgress({ step: r.step + 1, steps: cfg.steps, loss, lr: r.lr, tokensPerSec, commFraction: commMs / r.stepMs, etaSec: ((endStep - r.step - 1) * avgMs) / 1000, valLoss });
+    }
+  };
+
   for (let step = startStep; step < endStep; step++) {
     const t0 = performance.now();
     // Micro-batch m of step s reads the sampler's batch s*accum+m: the same windows, in the same
@@ -281,8 +336,17 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     }
     const t1 = performance.now();
     const lr = learningRate(schedule, step);
-    const stats = await strategy.finishStep({ lr, step, maxGradNorm });
-    const t2 = performance.now();
+    // The previous step's record is finished while this step's gradients are on the wire (its
+    // metrics all-reduce went out before them, so it is done): rank 0's file writes, events and
+    // progress line then cost nothing on the path the other ranks wait for.
+    const finishing = strategy.finishStep({ lr, step, maxGradNorm });
+    finishing.catch(() => undefined); // awaited just below; a failure must not count as unhandled meanwhile
+    if (pending) {
+      const prev = pending;
+      pending = undefined;
+      await completeRecord(prev);
+    }
+    const stats = await finishing;
 
     const mem = fullMemoryReport(strategy.memory());
     mem.activations.device = Math.max(mem.activations.device, engine.lastActivationBytes);
@@ -290,61 +354,35 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
       peak[c].device = Math.max(peak[c].device, mem[c].device);
       peak[c].host = Math.max(peak[c].host, mem[c].host);
     }
-    // Cross-rank view of the step: one sum all-reduce carries every rank's split and loss.
-    let loss = lossLocal;
-    let computeMs = t1 - t0;
-    let { commMs, optimMs } = stats;
-    let ranks: RankStep[] | undefined;
-    let msb = modelStateBytes(mem);
+    // Cross-rank view of the step: one sum all-reduce carries every rank's split and loss. It is
+    // issued, not awaited: the record is completed during the next step (or after the loop), so
+    // this small collective never holds a rank back waiting for a slower one.
+    const record: PendingRecord = { step, lr, lossLocal, computeMs: t1 - t0, commMs: stats.commMs, optimMs: stats.optimMs, gradNorm: stats.gradNorm, mem, stepMs: 0 };
     if (comm && worldSize > 1) {
-      const packed = packRankStep({ computeMs, commMs, optimMs, memory: mem }, rank, worldSize);
+      const packed = packRankStep({ computeMs: record.computeMs, commMs: stats.commMs, optimMs: stats.optimMs, memory: mem }, rank, worldSize);
       const buf = new Float32Array(packed.length + 1);
       buf.set(packed);
       buf[packed.length] = lossLocal;
-      await comm.allReduce(buf, { op: 'sum' });
-      ranks = unpackRankSteps(buf.subarray(0, packed.length), worldSize);
-      loss = buf[packed.length] / worldSize;
-      const mean = (f: (r: RankStep) => number) => ranks!.reduce((a, r) => a + f(r), 0) / worldSize;
-      computeMs = mean((r) => r.computeMs);
-      commMs = mean((r) => r.commMs);
-      optimMs = mean((r) => r.optimMs);
-      for (const r of ranks) if (r.rank !== rank) msb = Math.max(msb, modelStateBytes(r.memory));
+      record.reduced = comm.allReduce(buf, { op: 'sum' }).then(() => buf);
+      record.reduced.catch(() => undefined); // awaited in completeRecord
     }
-    peakModelState = Math.max(peakModelState, msb);
-    finalLoss = loss;
-    const stepMs = performance.now() - t0;
-    stepTimes.push(stepMs);
-    const tokensPerSec = tokensPerStep / (stepMs / 1000);
+    record.stepMs = performance.now() - t0;
+    stepTimes.push(record.stepMs);
 
-    let valLoss: number | undefined;
     const last = step === endStep - 1; // the run's last step, also when stopped early
     if (doEval && ((step + 1) % cfg.evalInterval === 0 || last)) {
-      valLoss = await evaluate();
-      finalValLoss = valLoss;
+      record.valLoss = await evaluate();
+      finalValLoss = record.valLoss;
     }
-    const line = {
-      step: step + 1,
-      loss,
-      lr,
-      tokensPerSec,
-      computeMs,
-      commMs,
-      optimMs,
-      stepMs,
-      gradNorm: stats.gradNorm,
-      memory: mem,
-      ...(valLoss !== undefined ? { valLoss } : {}),
-    };
-    if (metricsPath && lead) appendFileSync(metricsPath, JSON.stringify(line) + '\n');
-    emit({ type: 'step', step: step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: mem, ...(ranks ? { ranks } : {}) });
-    if (valLoss !== undefined) emit({ type: 'val', step: step + 1, valLoss });
-    if (lead && opts.onProgress) {
-      const recent = stepTimes.slice(-20);
-      const avgMs = recent.reduce((a, b) => a + b, 0) / recent.length;
-      opts.onProgress({ step: step + 1, steps: cfg.steps, loss, lr, tokensPerSec, commFraction: commMs / stepMs, etaSec: ((endStep - step - 1) * avgMs) / 1000, valLoss });
-    }
+    if (record.reduced) pending = record;
+    else await completeRecord(record);
     const every = cfg.checkpointInterval ?? 0;
     if (every > 0 && (step + 1) % every === 0 && step + 1 < endStep) await checkpoint(step + 1);
+  }
+  if (pending) {
+    const prev = pending;
+    pending = undefined;
+    await completeRecord(prev);
   }
   if (outDir && endStep > startStep) await checkpoint(endStep);
 

@@ -182,6 +182,12 @@ describe('train()', () => {
       expect(events[1]).toEqual([]); // only rank 0 emits
       const step = events[0].find((e) => e.type === 'step');
       expect(step && step.type === 'step' && step.ranks?.map((x) => x.rank)).toEqual([0, 1]);
+      // The metrics all-reduce is completed a step late (off the critical path), yet every step
+      // still gets its event, in order, with its validation right after it, and the last one
+      // lands before the summary.
+      expect(events[0].map((e) => (e.type === 'step' || e.type === 'val' ? `${e.type}${e.step}` : e.type))).toEqual(['config', 'val0', 'step1', 'step2', 'step3', 'step4', 'val4', 'done']);
+      expect(results[0].finalLoss).toBe(results[1].finalLoss);
+      expect(lines(out).at(-1)).toMatchObject({ step: 4, loss: results[0].finalLoss, valLoss: results[0].finalValLoss });
       expect(existsSync(join(out, 'checkpoints', stepDirName(4), 'shard-rank1.bin'))).toBe(true);
     } finally {
       await Promise.all(pgs.map((pg) => pg.destroy()));
