@@ -9,7 +9,7 @@
 // client-masking pass at all; the dialling side (heartbeats, control messages) uses a zero
 // mask, which ws also skips.
 import type { Logger } from '../logger.ts';
-import { CommTimeoutError, ConfigError, ZeroringError } from '../errors.ts';
+import { CommTimeoutError, ConfigError, PeerLostError, ZeroringError } from '../errors.ts';
 import type { StoreClient } from '../store/client.ts';
 import { CloseCode, Conn } from './conn.ts';
 import { listen, type Listener } from './listener.ts';
@@ -108,7 +108,11 @@ export class RingTransport {
       const [host, port] = splitHostPort(String(addr));
       // The dialled link is the one data arrives on: it reads its frames itself (frame-reader.ts).
       dial = Conn.connect(host, port, rank, { token: o.token, purpose: 'peer', log, authTimeoutMs: Math.max(1000, deadline - Date.now()), maxPayload: PEER_MAX_PAYLOAD, readFrames: true });
-      prevConn = await guard(dial);
+      // It published its address, so it was up: a refused or broken dial means it is gone.
+      prevConn = await guard(dial).catch((e: unknown) => {
+        if (e instanceof ZeroringError) throw e;
+        throw new PeerLostError(prev, 'rendezvous', `could not connect to it at ${addr}: ${(e as Error).message}`, rank);
+      });
       const nc = await guard(
         Promise.race([
           nextReady,
