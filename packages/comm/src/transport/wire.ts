@@ -8,10 +8,10 @@
 // msgpack would build and walk an object per message.
 //
 // Small payloads ride inline (one frame, one copy into it is cheaper than a second frame).
-// Large payloads go as the very next frame on their own (flag SEPARATE): ws then hands us the
-// payload as a buffer of its own, which starts at offset 0 of a fresh allocation, so it can
-// be viewed as a Float32Array in place; and the sender passes the user's typed-array bytes
-// to the socket without copying them into a frame.
+// Large payloads go as the very next frame on their own (flag SEPARATE): the receiver knows
+// from the header where the payload belongs before it arrives and reads it straight there
+// (frame-reader.ts), aligned for a Float32Array view; and the sender passes the user's
+// typed-array bytes to the socket without copying them into a frame.
 import { Packr } from 'msgpackr';
 import type { WireError } from '../errors.ts';
 
