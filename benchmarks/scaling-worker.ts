@@ -38,7 +38,14 @@ export interface StepRecord {
   computeMs: number;
   commMs: number;
   optimMs: number;
-  cpuMs: number;
+  /**
+   * Rank 0's process CPU time since the previous step's record. The trainer completes a step's
+   * record during the next step (trainer.ts), so the last step's interval is only a tail of the
+   * step: null there.
+   */
+  cpuMs: number | null;
+  /** Each rank's compute (forward + backward) ms: their spread is what the others wait for. */
+  rankComputeMs?: number[];
 }
 const steps: StepRecord[] = [];
 const tokensPerStep = pg.worldSize * args.batch * model.config.blockSize;
@@ -47,7 +54,16 @@ const onEvent = (e: TrainEvent) => {
   if (e.type !== 'step') return;
   const used = process.cpuUsage(cpu);
   cpu = process.cpuUsage();
-  steps.push({ step: e.step, tokensPerSec: e.tokensPerSec, stepMs: (1000 * tokensPerStep) / e.tokensPerSec, computeMs: e.computeMs, commMs: e.commMs, optimMs: e.optimMs, cpuMs: (used.user + used.system) / 1000 });
+  steps.push({
+    step: e.step,
+    tokensPerSec: e.tokensPerSec,
+    stepMs: (1000 * tokensPerStep) / e.tokensPerSec,
+    computeMs: e.computeMs,
+    commMs: e.commMs,
+    optimMs: e.optimMs,
+    cpuMs: e.step === args.steps ? null : (used.user + used.system) / 1000,
+    ...(e.ranks ? { rankComputeMs: e.ranks.map((r) => r.computeMs) } : {}),
+  });
 };
 
 await train({

@@ -104,6 +104,8 @@ interface Row {
   commFraction: number;
   /** Rank 0's process CPU time per step over wall time: ~1 when it had a core to itself. */
   cpuPerWall: number;
+  /** Slowest minus fastest rank's compute ms in a step: the part of the comm wait that is waiting for a peer. */
+  rankSkewMs: number;
   stepsMeasured: number;
 }
 
@@ -132,7 +134,8 @@ for (const model of models) {
         commMs: median(kept.map((s) => s.commMs)),
         optimMs: median(kept.map((s) => s.optimMs)),
         commFraction: median(kept.map((s) => s.commMs / s.stepMs)),
-        cpuPerWall: median(kept.map((s) => s.cpuMs / s.stepMs)),
+        cpuPerWall: median(kept.flatMap((s) => (s.cpuMs === null ? [] : [s.cpuMs / s.stepMs]))),
+        rankSkewMs: median(kept.map((s) => (s.rankComputeMs ? Math.max(...s.rankComputeMs) - Math.min(...s.rankComputeMs) : 0))),
         stepsMeasured: kept.length,
       };
       base[nproc] = row.tokensPerSec;
@@ -162,6 +165,7 @@ for (const model of models) {
       commMs: median(rs.map((r) => r.commMs)),
       optimMs: median(rs.map((r) => r.optimMs)),
       cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
+      rankSkewMs: median(rs.map((r) => r.rankSkewMs)),
       buckets: rs[0].buckets,
       params: rs[0].params,
       batchPerRank: rs[0].batchPerRank,
@@ -184,10 +188,10 @@ writeFileSync(a.out!, JSON.stringify(out, null, 2) + '\n');
 rmSync(a.out!.replace(/\.json$/, '.partial.json'), { force: true });
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank-0 CPU/wall |';
-const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|'];
+const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank skew ms | rank-0 CPU/wall |';
+const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|'];
 for (const s of summary) {
-  lines.push(`| ${s.model} | ${s.nproc} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.cpuPerWall.toFixed(2)} |`);
+  lines.push(`| ${s.model} | ${s.nproc} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuPerWall.toFixed(2)} |`);
 }
 const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up, ${rounds} round(s).\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
