@@ -2,11 +2,13 @@
 // in the ring's own pattern: every rank sends to its next while receiving from its previous,
 // all links at once. A ring collective cannot move bytes over a link faster than this, so an
 // op's busbw divided by this rate says how much of the machine the collectives use.
-import { createServer, connect, type Socket } from 'node:net';
+import { createServer, connect, type NetConnectOpts, type Socket } from 'node:net';
 import { once } from 'node:events';
 import type { ProcessGroup } from '@zeroring/comm';
 
 const CHUNK = 1024 * 1024;
+/** The transport's read size (packages/comm/src/transport/frame-reader.ts). */
+const READ_BUFFER_BYTES = 256 * 1024;
 
 export interface PumpResult {
   bytesPerLink: number;
@@ -21,23 +23,30 @@ export async function ringPump(pg: ProcessGroup, bytesPerLink: number, reps: num
   const server = createServer();
   server.listen(0, host);
   await once(server, 'listening');
-  const incoming = once(server, 'connection') as Promise<[Socket]>;
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
   const ports = new Float32Array(n);
   await pg.allGather(new Float32Array([(server.address() as { port: number }).port]), ports);
 
-  const out = connect(ports[(pg.rank + 1) % n]!, host);
-  out.setNoDelay(true);
-  await once(out, 'connect');
-  const [inp] = await incoming;
-  inp.setNoDelay(true);
-
+  // As the ring: each rank dials its previous rank and receives on that socket, reading into
+  // one reused buffer (as the transport does), so the ceiling is the socket's, not the cost of
+  // Node allocating a fresh buffer per read.
   let received = 0;
   let want = 0;
   let wake: (() => void) | undefined;
-  inp.on('data', (d: Buffer) => {
-    received += d.length;
-    if (received >= want) wake?.();
-  });
+  const inp = connect({
+    port: ports[(pg.rank - 1 + n) % n]!,
+    host,
+    onread: {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (nread: number) => {
+        received += nread;
+        if (received >= want) wake?.();
+      },
+    },
+  } as unknown as NetConnectOpts);
+  await once(inp, 'connect');
+  const [out] = await accepted;
+  out.setNoDelay(true);
   const chunk = Buffer.alloc(CHUNK, 0x5a);
 
   const send = async (): Promise<void> => {

@@ -5,11 +5,11 @@
 // reads of 64 KiB) by copying the pieces into a freshly allocated buffer, and Node allocates a
 // fresh buffer for every read. Measured on the ring's bulk link, those copies and the garbage
 // they leave (external memory drives full GCs) cost more CPU than the reduction itself, and
-// fresh memory is much slower to write than reused memory here. So the socket reads into one
-// reused buffer (net's `onread`), and since the collectives know where each chunk belongs
-// before its payload frame starts (the header frame comes first), the payload is copied once,
-// from that buffer straight to where it is used: the all-gather's output, or a reused scratch
-// buffer for a reduction.
+// fresh memory is much slower to write than reused memory here. So the socket reads through
+// net's `onread` into buffers we choose: since the collectives know where each chunk belongs
+// before its payload frame starts (the header frame comes first), the kernel copies most of a
+// payload straight to where it is used (the all-gather's output, or a reused scratch buffer for
+// a reduction); headers and the start of a payload go through one reused staging buffer.
 //
 // The wire stays plain RFC 6455 (the sender is ordinary ws). This splitter only cuts the byte
 // stream at frame boundaries: frames it does not take (anything before the sink is attached,
@@ -26,6 +26,8 @@ const OPCODE_BINARY = 2;
 const MAX_HEADER_BYTES = 14;
 /** One socket read at most: loopback delivers large reads when data is waiting. */
 const READ_BUFFER_BYTES = 256 * 1024;
+/** A payload read directly into its destination must still have this much to come (a read per view). */
+const DIRECT_READ_MIN_BYTES = 16 * 1024;
 
 export interface FrameSink {
   /**
@@ -42,6 +44,8 @@ export class FrameReader {
   private receiver: Writable | null = null;
   private socket: Socket | null = null;
   private readonly readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  /** The view of the current payload handed out for the next read, if any. */
+  private direct: Uint8Array | null = null;
   private readonly head = Buffer.alloc(MAX_HEADER_BYTES);
   private headLen = 0;
   /** The frame being read: payload bytes still to come, where they go, how many arrived; or passed to ws. */
@@ -67,20 +71,43 @@ export class FrameReader {
       ...o,
       ...(o.socketPath ? { path: o.socketPath } : {}),
       onread: {
-        buffer: this.readBuf,
+        // Asked after every read for where the next one goes.
+        buffer: () => this.nextReadBuffer(),
         callback: (n: number, buf: Uint8Array): boolean => {
           this.onActivity();
           if (!this.receiver) {
             socket.emit('data', Buffer.from(buf.subarray(0, n)));
             return true;
           }
-          this.push(buf.subarray(0, n));
+          if (buf === this.direct) this.advance(n);
+          else this.push(buf.subarray(0, n));
           return !this.consumeBackedUp();
         },
       },
     } as NetConnectOpts);
     return socket;
   };
+
+  /**
+   * In the middle of a large payload the kernel copies the next read straight into its
+   * destination (sized to end exactly where the payload does, so no header is ever read into
+   * it); otherwise into the staging buffer, which the splitter then parses.
+   */
+  private nextReadBuffer(): Uint8Array {
+    this.direct = null;
+    if (this.target !== null && this.remaining >= DIRECT_READ_MIN_BYTES && !this.dead) {
+      this.direct = this.target.subarray(this.filled, this.filled + this.remaining);
+      return this.direct;
+    }
+    return this.readBuf;
+  }
+
+  /** A direct read put n more payload bytes in place. */
+  private advance(n: number): void {
+    this.filled += n;
+    this.remaining -= n;
+    if (this.remaining === 0) this.finish(this.target!);
+  }
 
   /**
    * Puts the splitter in front of ws's receiver. Must be called from the 'open' event: ws has
@@ -129,6 +156,7 @@ export class FrameReader {
       if (this.remaining === 0) this.finish(this.target!);
     }
   }
+
 
   /** Accumulates the frame header; once complete, decides who reads the payload. */
   private readHeader(chunk: Uint8Array, off: number): number {
