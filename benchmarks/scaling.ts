@@ -5,7 +5,7 @@
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
 //        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 16] [--steps-small 6] [--out benchmarks/results/scaling.json]
-//        [--bucket-bytes B] [--first-bucket-bytes B] [--worker FILE --data FILE --no-charts]   (the bundled form: benchmarks/scaling-device-pack.sh)
+//        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts]   (the bundled form: benchmarks/scaling-device-pack.sh)
 //
 // Each configuration runs as its own job through launch() (benchmarks/scaling-worker.ts); within
 // a round the world sizes run back to back, and speedups are taken within a round so that the
@@ -40,6 +40,7 @@ const { values: a } = parseArgs({
     worker: { type: 'string', default: resolve(here, 'scaling-worker.ts') },
     data: { type: 'string' },
     'bucket-bytes': { type: 'string' },
+    'node-args': { type: 'string' }, // e.g. "--single-threaded-gc", for every worker of every configuration
     'first-bucket-bytes': { type: 'string' },
     out: { type: 'string', default: resolve(here, 'results/scaling.json') },
     'no-charts': { type: 'boolean', default: false },
@@ -79,6 +80,7 @@ async function runOne(model: Model, nproc: number): Promise<{ steps: StepRecord[
     args: [JSON.stringify({ model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined })],
     stdout,
     stderr,
+    nodeArgs: a['node-args'] ? a['node-args'].split(' ').filter(Boolean) : [],
     forwardSignals: true,
     env: { ZERORING_LOG_LEVEL: 'warn' },
   });
