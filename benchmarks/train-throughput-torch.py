@@ -6,19 +6,14 @@ preset (C=128, L=2, H=4, T=64, V=89, GELU-tanh MLP 4C, tied head), AdamW, batch 
 
 Prints one JSON line: median wall and CPU (process) milliseconds per step and tokens/s.
 Run by benchmarks/train-throughput-vs-torch.ts, alternating with the tfjs step.
+benchmarks/scaling-torch.py imports GPT, V, T and make_optimizer from this file (the script part
+runs only under __main__).
 """
 import argparse, json, math, statistics, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-p = argparse.ArgumentParser()
-p.add_argument('--steps', type=int, default=10)
-p.add_argument('--warmup', type=int, default=3)
-p.add_argument('--batch', type=int, default=8)
-a = p.parse_args()
-torch.set_num_threads(1)
-torch.manual_seed(0)
 V, T, C, L, H = 89, 64, 128, 2, 4
 
 
@@ -57,25 +52,41 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, V), targets.view(-1))
 
 
-model = GPT()
-opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
-wall, cpu, losses = [], [], []
-for s in range(a.warmup + a.steps):
-    x = torch.randint(0, V, (a.batch, T))
-    y = torch.randint(0, V, (a.batch, T))
-    t0, c0 = time.perf_counter(), time.process_time()
-    loss = model(x, y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    losses.append(loss.item())
-    if s >= a.warmup:
-        wall.append((time.perf_counter() - t0) * 1000)
-        cpu.append((time.process_time() - c0) * 1000)
-tokens = a.batch * T
-print(json.dumps({
-    'torch': torch.__version__, 'threads': torch.get_num_threads(), 'params': sum(p.numel() for p in model.parameters()),
-    'steps': a.steps, 'medianStepMs': statistics.median(wall), 'medianCpuMs': statistics.median(cpu),
-    'tokensPerSec': tokens * 1000 / statistics.median(wall), 'tokensPerCpuSec': tokens * 1000 / statistics.median(cpu),
-    'initialLoss': losses[0], 'finalLoss': losses[-1],
-}))
+def make_optimizer(params):
+    return torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--steps', type=int, default=10)
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--batch', type=int, default=8)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = GPT()
+    opt = make_optimizer(model.parameters())
+    wall, cpu, losses = [], [], []
+    for s in range(a.warmup + a.steps):
+        x = torch.randint(0, V, (a.batch, T))
+        y = torch.randint(0, V, (a.batch, T))
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if s >= a.warmup:
+            wall.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+    tokens = a.batch * T
+    print(json.dumps({
+        'torch': torch.__version__, 'threads': torch.get_num_threads(), 'params': sum(p.numel() for p in model.parameters()),
+        'steps': a.steps, 'medianStepMs': statistics.median(wall), 'medianCpuMs': statistics.median(cpu),
+        'tokensPerSec': tokens * 1000 / statistics.median(wall), 'tokensPerCpuSec': tokens * 1000 / statistics.median(cpu),
+        'initialLoss': losses[0], 'finalLoss': losses[-1],
+    }))
+
+
+if __name__ == '__main__':
+    main()
