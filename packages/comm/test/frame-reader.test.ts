@@ -11,7 +11,7 @@ let server: WebSocketServer | undefined;
 afterEach(() => server?.close());
 
 /** A server that runs `script` on the first connection; a client whose frames go through a FrameReader. */
-async function pair(maxPayload: number, script: (peer: WebSocket) => void) {
+async function pair(maxPayload: number, script: (peer: WebSocket) => void, attachAfterMessages = 0) {
   server = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
   await new Promise((r) => server!.once('listening', r));
   server.once('connection', (peer) => script(peer));
@@ -26,9 +26,7 @@ async function pair(maxPayload: number, script: (peer: WebSocket) => void) {
   });
   let upgraded: import('node:net').Socket | undefined;
   ws.on('upgrade', (res) => (upgraded = res.socket as import('node:net').Socket));
-  ws.on('open', () => {
-    reader.install(ws, upgraded!);
-    reader.attach({
+  const sink = {
       begin(length) {
         // Every other frame asks for a buffer of its own.
         const t = wantTarget ? new Uint8Array(length) : null;
@@ -40,10 +38,17 @@ async function pair(maxPayload: number, script: (peer: WebSocket) => void) {
         got.push({ data: data.slice(), target: targets[got.length] ?? null });
         if (targets[got.length - 1]) expect(data).toBe(targets[got.length - 1]);
       },
-    });
+    };
+  ws.on('open', () => {
+    reader.install(ws, upgraded!);
+    if (attachAfterMessages === 0) reader.attach(sink);
   });
   const messages: { data: Buffer; binary: boolean }[] = [];
-  ws.on('message', (data: Buffer, binary) => messages.push({ data, binary }));
+  ws.on('message', (data: Buffer, binary) => {
+    messages.push({ data, binary });
+    // As the ring does: frames before the sink is attached are ws's, the rest the sink's.
+    if (messages.length === attachAfterMessages) reader.attach(sink);
+  });
   const errors: string[] = [];
   ws.on('error', (e) => errors.push(e.message));
   const closed = new Promise<number>((r) => ws.on('close', (code) => r(code)));
@@ -77,6 +82,26 @@ describe('frame reader', () => {
       { data: Buffer.from('fragmented'), binary: true },
     ]);
     expect(pongs).toBe(3);
+  });
+
+  it('large frames before the sink is attached go through ws (which pauses and resumes the socket), the rest to the sink', async () => {
+    const before = [randomBytes(3_000_000), randomBytes(200_000)];
+    const after = [randomBytes(2_000_000), randomBytes(5)];
+    const { got, messages, closed } = await pair(
+      8 << 20,
+      (peer) => {
+        peer.send(before[0]!, { binary: true });
+        peer.send('x'.repeat(100_000));
+        peer.send(before[1]!, { binary: true });
+        for (const b of after) peer.send(b, { binary: true });
+        peer.close(1000);
+      },
+      3,
+    );
+    expect(await closed).toBe(1000);
+    expect(messages.map((m) => m.data.length)).toEqual([3_000_000, 100_000, 200_000]);
+    expect(Buffer.from(messages[0]!.data).equals(before[0]!) && Buffer.from(messages[2]!.data).equals(before[1]!)).toBe(true);
+    expect(got.map((g) => Buffer.from(g.data).equals(after[got.indexOf(g)]!))).toEqual([true, true]);
   });
 
   it('an oversized frame is refused by ws (as without the reader) and never reaches the sink', async () => {
