@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { FrameReader } from '../src/transport/frame-reader.ts';
+import { FrameReader, type FrameSink } from '../src/transport/frame-reader.ts';
 
 let server: WebSocketServer | undefined;
 afterEach(() => server?.close());
@@ -26,7 +26,7 @@ async function pair(maxPayload: number, script: (peer: WebSocket) => void, attac
   });
   let upgraded: import('node:net').Socket | undefined;
   ws.on('upgrade', (res) => (upgraded = res.socket as import('node:net').Socket));
-  const sink = {
+  const sink: FrameSink = {
       begin(length) {
         // Every other frame asks for a buffer of its own.
         const t = wantTarget ? new Uint8Array(length) : null;
