@@ -27,18 +27,18 @@ async function pair(maxPayload: number, script: (peer: WebSocket) => void, attac
   let upgraded: import('node:net').Socket | undefined;
   ws.on('upgrade', (res) => (upgraded = res.socket as import('node:net').Socket));
   const sink: FrameSink = {
-      begin(length) {
-        // Every other frame asks for a buffer of its own.
-        const t = wantTarget ? new Uint8Array(length) : null;
-        wantTarget = !wantTarget;
-        targets.push(t);
-        return t;
-      },
-      end(data) {
-        got.push({ data: data.slice(), target: targets[got.length] ?? null });
-        if (targets[got.length - 1]) expect(data).toBe(targets[got.length - 1]);
-      },
-    };
+    begin(length) {
+      // Every other frame asks for a buffer of its own.
+      const t = wantTarget ? new Uint8Array(length) : null;
+      wantTarget = !wantTarget;
+      targets.push(t);
+      return t;
+    },
+    end(data) {
+      got.push({ data: data.slice(), target: targets[got.length] ?? null });
+      if (targets[got.length - 1]) expect(data).toBe(targets[got.length - 1]);
+    },
+  };
   ws.on('open', () => {
     reader.install(ws, upgraded!);
     if (attachAfterMessages === 0) reader.attach(sink);
