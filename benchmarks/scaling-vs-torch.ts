@@ -1,0 +1,125 @@
+// Scaling side by side: torch DDP over Gloo vs zeroring DDP (wasm backend) on the tiny GPT, 1 and 2
+// ranks, one thread per rank, per-rank batch 16 x 64. Issue 4 quotes torch at 1.94x with 2 ranks
+// on these 2-core machines; this measures both frameworks here, interleaved, so the closing note
+// compares speedups taken under the same load rather than figures from different days.
+//
+//   node --import tsx benchmarks/scaling-vs-torch.ts [--rounds 3] [--python /usr/bin/python3]
+//        [--steps-tiny 16] [--out benchmarks/results/scaling-vs-torch.json]
+//
+// Each round runs torch 1 rank, torch 2 ranks (benchmarks/scaling-torch.py), then zeroring 1 rank,
+// zeroring 2 ranks (benchmarks/scaling.ts --models tiny --nprocs 1,2, read from its JSON), back to
+// back. Speedups are taken within a round (2-rank tokens/s over 1-rank tokens/s of the same
+// framework and round), then the median over rounds is quoted. Both drop the first quarter of the
+// steps (4 of 16) as warm-up and take the median step after it.
+// Writes JSON and a Markdown table beside it, with the load average before each round.
+import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const { values: a } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    'steps-tiny': { type: 'string', default: '16' },
+    out: { type: 'string', default: resolve(here, 'results/scaling-vs-torch.json') },
+  },
+});
+const rounds = Number(a.rounds);
+const steps = Number(a['steps-tiny']);
+// scaling.ts's warm-up rule (warmupOf), applied to torch too so both measure the same steps.
+const warmup = Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
+const batch = 16;
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function run(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { cwd: resolve(here, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stdout.slice(-2000)}`);
+  return r.stdout;
+}
+
+interface Run {
+  framework: 'torch' | 'zeroring';
+  round: number;
+  nproc: number;
+  stepMs: number;
+  tokensPerSec: number;
+  speedup: number;
+  cpuPerWall: number;
+}
+
+const runs: Run[] = [];
+const loadBefore: number[][] = [];
+let torchVersion = '';
+const tmp = mkdtempSync(join(os.tmpdir(), 'scaling-vs-torch-'));
+try {
+  for (let round = 0; round < rounds; round++) {
+    loadBefore.push(os.loadavg());
+    const t = JSON.parse(run(a.python!, [resolve(here, 'scaling-torch.py'), '--nprocs', '1,2', '--batch', String(batch), '--steps', String(steps - warmup), '--warmup', String(warmup)]).trim().split('\n').at(-1)!) as {
+      torch: string;
+      results: { nproc: number; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number }[];
+    };
+    torchVersion = t.torch;
+    for (const r of t.results) runs.push({ framework: 'torch', round, ...r });
+
+    const out = join(tmp, `zeroring-${round}.json`);
+    run(process.execPath, ['--import', 'tsx', resolve(here, 'scaling.ts'), '--models', 'tiny', '--nprocs', '1,2', '--batch-tiny', String(batch), '--steps-tiny', String(steps), '--out', out, '--no-charts']);
+    const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number }[] };
+    for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall });
+    const two = runs.filter((r) => r.round === round && r.nproc === 2);
+    console.error(`round ${round}: 2-rank speedup torch x${two[0]!.speedup.toFixed(2)}, zeroring x${two[1]!.speedup.toFixed(2)} (load ${os.loadavg()[0]!.toFixed(2)})`);
+  }
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
+  [1, 2].map((nproc) => {
+    const rs = runs.filter((r) => r.framework === framework && r.nproc === nproc);
+    return {
+      framework,
+      nproc,
+      stepMs: median(rs.map((r) => r.stepMs)),
+      tokensPerSec: median(rs.map((r) => r.tokensPerSec)),
+      speedup: median(rs.map((r) => r.speedup)),
+      speedupPerRound: rs.map((r) => r.speedup),
+      cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
+    };
+  }),
+);
+const command = `node --import tsx benchmarks/scaling-vs-torch.ts --rounds ${rounds} --steps-tiny ${steps}`;
+const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadavgBeforeRounds: loadBefore, loadavgAtEnd: os.loadavg(), node: process.version };
+const result = {
+  benchmark: 'scaling-vs-torch (tiny GPT, 1 vs 2 ranks, torch DDP+Gloo vs zeroring DDP wasm)',
+  date: new Date().toISOString(),
+  command,
+  machine,
+  torch: torchVersion,
+  batchPerRank: batch,
+  blockSize: 64,
+  steps,
+  warmup,
+  rounds,
+  results: summary,
+  runs,
+};
+mkdirSync(dirname(a.out!), { recursive: true });
+writeFileSync(a.out!, JSON.stringify(result, null, 2) + '\n');
+
+const lines = ['| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | rank-0 CPU/wall |', '|---|---|---|---|---|---|---|'];
+for (const s of summary) {
+  const name = s.framework === 'torch' ? `torch ${torchVersion} ${s.nproc > 1 ? 'DDP Gloo' : 'plain'}` : `zeroring wasm ${s.nproc > 1 ? 'DDP' : 'local'}`;
+  lines.push(`| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.speedupPerRound.map((x) => x.toFixed(2)).join(' ')} | ${s.cpuPerWall.toFixed(2)} |`);
+}
+const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
+const md = `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ${rounds} round(s); speedups taken within a round. Load average (1/5/15 min) before each round: ${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;
+writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
+console.log(md);
