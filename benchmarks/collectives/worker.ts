@@ -79,19 +79,28 @@ function run(pg: ProcessGroup, op: BenchOp, c: ReturnType<typeof makeCase>): Pro
   }
 }
 
-async function benchOp(pg: ProcessGroup, cfg: BenchConfig, op: BenchOp, bytes: number, ceiling: Row | null): Promise<Row | null> {
-  const ceilingGBs = ceiling?.busbwGBs;
-  const n = pg.worldSize;
-  let count = Math.floor(bytes / 4);
-  // As nccl-tests: the scattered/gathered buffer holds a whole number of elements per rank.
-  if (op === 'reducescatter' || op === 'allgather') count -= count % n;
-  if (count === 0) return null;
-  const c = makeCase(op, pg.rank, n, count);
-  const iters = cfg.iters ?? defaultIters(count * 4);
-  for (let w = 0; w < cfg.warmup; w++) {
+/** Elements of the op's buffer for `bytes`: as nccl-tests, a whole number per rank where it is scattered/gathered. */
+function countFor(op: BenchOp, bytes: number, n: number): number {
+  const count = Math.floor(bytes / 4);
+  return op === 'reducescatter' || op === 'allgather' ? count - (count % n) : count;
+}
+
+async function warmUp(pg: ProcessGroup, op: BenchOp, count: number, times: number): Promise<ReturnType<typeof makeCase>> {
+  const c = makeCase(op, pg.rank, pg.worldSize, count);
+  for (let w = 0; w < times; w++) {
     c.reset();
     await run(pg, op, c);
   }
+  return c;
+}
+
+async function benchOp(pg: ProcessGroup, cfg: BenchConfig, op: BenchOp, bytes: number, ceiling: Row | null): Promise<Row | null> {
+  const ceilingGBs = ceiling?.busbwGBs;
+  const n = pg.worldSize;
+  const count = countFor(op, bytes, n);
+  if (count === 0) return null;
+  const c = await warmUp(pg, op, count, cfg.warmup);
+  const iters = cfg.iters ?? defaultIters(count * 4);
   const times = new Float32Array(iters);
   const cpu = new Float32Array(iters);
   let wrong = 0;
@@ -180,6 +189,15 @@ async function main(): Promise<void> {
   say(HEADER);
   if (before) say(formatRow(before) + '   (before)');
 
+  // As nccl-tests: warm up every op at the largest and the smallest size before timing anything,
+  // so the first row measured is not the one that pays for first use (connections idle since
+  // the pump, first allocations, compilation).
+  for (const op of cfg.ops) {
+    for (const bytes of [cfg.maxBytes, cfg.minBytes]) {
+      const count = countFor(op, bytes, n);
+      if (count > 0) await warmUp(pg, op, count, cfg.warmup);
+    }
+  }
   const rows: Row[] = [];
   for (const op of cfg.ops) {
     for (const bytes of sweep(cfg.minBytes, cfg.maxBytes, cfg.stepFactor)) {
