@@ -99,10 +99,11 @@ export class ProcessGroup {
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly port: RingPort;
   private readonly scratch = new ScratchPool(SCRATCH_POOL_BYTES);
-  /** The scratch buffer handed to the transport for the payload arriving now (one at a time per link). */
+  /**
+   * The scratch buffer handed to the transport for the payload arriving now (one at a time per
+   * link), kept while it is delivered; and whether the collective forwarded it meanwhile.
+   */
   private scratchTaken: Uint8Array | null = null;
-  /** The scratch buffer being delivered right now, and whether the collective forwarded it. */
-  private delivering: Uint8Array | null = null;
   private forwarded = false;
 
   /** @internal use initProcessGroup() */
@@ -265,7 +266,7 @@ export class ProcessGroup {
     const c = op.call;
     // Thrown into the collective's start()/onChunk(), whose callers fail the group with it.
     if (this.left.next) throw this.lostFor(op, 'next');
-    if (this.delivering && data.buffer === this.delivering.buffer) this.forwarded = true;
+    if (this.scratchTaken && data.buffer === this.scratchTaken.buffer) this.forwarded = true;
     this.ring!.send({ t: MsgType.Data, q: c.seq, c: c.kind, o: c.op ?? '', n: c.count, d: c.dtype, r: c.root ?? -1, s: step, k: chunk }, bytesOf(data));
   }
 
@@ -294,15 +295,14 @@ export class ProcessGroup {
     if (cur && h.q === cur.call.seq) {
       // A scratch buffer returns to the pool after use, unless the collective forwarded it.
       const scratch = payload === this.scratchTaken ? payload : null;
-      this.scratchTaken = null;
-      this.delivering = scratch;
+      this.scratchTaken = scratch;
       this.forwarded = false;
       try {
         this.deliver(cur, h, payload);
       } catch (e) {
         return this.fail(asZeroring(e));
       } finally {
-        this.delivering = null;
+        this.scratchTaken = null;
       }
       if (scratch) {
         if (this.forwarded) (cur.held ??= []).push(scratch);

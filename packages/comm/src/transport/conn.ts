@@ -186,12 +186,10 @@ export class Conn {
   /**
    * Binary frames that arrive from now on go to `sink` instead of the message handler, so a
    * large payload can be read straight into its destination. Only on a connection dialled with
-   * readFrames; returns false (nothing changes) otherwise.
+   * readFrames; elsewhere frames keep going to the message handler.
    */
-  readFramesInto(sink: FrameSink): boolean {
-    if (!this.reader) return false;
-    this.reader.attach(sink);
-    return true;
+  readFramesInto(sink: FrameSink): void {
+    this.reader?.attach(sink);
   }
 
   onClose(h: (code: number, reason: string) => void): void {

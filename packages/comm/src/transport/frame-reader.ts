@@ -42,7 +42,6 @@ export interface FrameSink {
 export class FrameReader {
   private sink: FrameSink | null = null;
   private receiver: Writable | null = null;
-  private socket: Socket | null = null;
   private readonly readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   /** The view of the current payload handed out for the next read, if any. */
   private direct: Uint8Array | null = null;
@@ -118,7 +117,6 @@ export class FrameReader {
     const wsOnData = socket.listeners('data').find((f) => f.name === 'socketOnData') as ((chunk: Buffer) => void) | undefined;
     if (!receiver || !wsOnData) throw new Error('ws internals changed (no _receiver or socketOnData): cannot install the frame reader');
     this.receiver = receiver;
-    this.socket = socket;
     socket.removeListener('data', wsOnData);
     // Bytes that came with the HTTP 101 response are re-emitted by ws as a 'data' event.
     socket.on('data', (chunk: Buffer) => {
