@@ -38,6 +38,42 @@ describe('collectives over real processes', () => {
       }
       // Same bits everywhere (DDP relies on it).
       for (const r of rs) expect(r.result!.hashes).toEqual(rs[0]!.result!.hashes);
+      // Ranks on one machine pass large payloads through shared memory (where chunks can be large).
+      const expected = worldSize === 1 ? null : chunkBytes > 64 * 1024 ? { prev: 'shm', next: 'shm' } : { prev: 'tcp', next: 'tcp' };
+      for (const r of rs) expect(r.result!.links, why).toEqual(expected);
+    }, 240_000);
+  }
+});
+
+// The same checks over each kind of link, and where the two meet. Chunks of 128 KiB make every
+// large collective use more chunks than a link has shared-memory slots (8), so senders wait
+// for the receiver's credits; lengths up to 2^20 + 7 floats cut into many such chunks.
+describe('collectives over shared memory, TCP and both', () => {
+  const lengths = '0,1,5,97,16411,65537,262147,1048583';
+  for (const [worldSize, shmOffOnRanks] of [
+    [2, [0, 1]],
+    [3, [1]],
+    [4, []],
+  ] as const) {
+    const what = shmOffOnRanks.length === worldSize ? 'TCP only (ZERORING_SHM=0)' : shmOffOnRanks.length ? `ZERORING_SHM=0 on rank ${shmOffOnRanks.join(', ')}: its links on TCP, the others in shared memory` : 'shared memory, senders waiting for slots';
+    it(`world size ${worldSize}, chunk 128 KiB, ${what}`, async () => {
+      const off = new Set<number>(shmOffOnRanks);
+      const rs = await runJob({
+        worldSize,
+        scenario: 'collectives',
+        env: { ZERORING_CHUNK_BYTES: String(128 * 1024), ZERORING_SMALL_ALLREDUCE_BYTES: '0', CHECK_LENGTHS: lengths },
+        rankEnv: (rank): Record<string, string> => (off.has(rank) ? { ZERORING_SHM: '0' } : {}),
+      });
+      const why = explain(rs);
+      for (const r of rs) {
+        expect(r.code, why).toBe(0);
+        expect(r.result!.failures, why).toEqual([]);
+        const prev = (r.rank - 1 + worldSize) % worldSize;
+        const next = (r.rank + 1) % worldSize;
+        const kind = (a: number, b: number) => (off.has(a) || off.has(b) ? 'tcp' : 'shm');
+        expect(r.result!.links, why).toEqual({ prev: kind(prev, r.rank), next: kind(r.rank, next) });
+      }
+      for (const r of rs) expect(r.result!.hashes).toEqual(rs[0]!.result!.hashes);
     }, 240_000);
   }
 });

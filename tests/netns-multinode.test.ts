@@ -28,10 +28,14 @@ function nodeArgs(i: number, masterPort: number, out: string, steps: number): st
   return ['train', '--nproc', '1', '--nnodes', String(N), '--node-rank', String(i), '--master-addr', hosts.addr(0), '--master-port', String(masterPort), ...common, '--steps', String(steps), '--out', out];
 }
 
-/** Starts one node per namespace; resolves with each launcher's result. */
+/**
+ * Starts one node per namespace; resolves with each launcher's result. Namespaces on one machine
+ * still share /dev/shm, which separate hosts do not: ZERORING_SHM=0 keeps every payload on the
+ * network between them, as between real hosts.
+ */
 function multiNode(out: string, steps: number, env: Record<string, string>, marker: string): Promise<CliResult>[] {
   const p = port();
-  return Array.from({ length: N }, (_, i) => runCli(nodeArgs(i, p, out, steps), { prefix: hosts.exec(i), env: { ZERORING_TOKEN: token, ...env }, marker, timeoutMs: 300_000 }));
+  return Array.from({ length: N }, (_, i) => runCli(nodeArgs(i, p, out, steps), { prefix: hosts.exec(i), env: { ZERORING_TOKEN: token, ZERORING_SHM: '0', ...env }, marker, timeoutMs: 300_000 }));
 }
 
 async function waitForStep(out: string, step: number, exited: Promise<unknown>): Promise<void> {

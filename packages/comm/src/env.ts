@@ -35,6 +35,12 @@ export interface InitOptions {
    * size, see defaultSmallAllReduceBytes). Like the chunk size, it must be the same on every rank.
    */
   smallAllReduceBytes?: number;
+  /**
+   * Ranks on the same machine pass large payloads through shared memory (/dev/shm) instead of
+   * their TCP link (ZERORING_SHM, default on; 0 or false: TCP only). Per link, automatic: a link
+   * whose ends cannot share memory stays on TCP.
+   */
+  sharedMemory?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -52,6 +58,7 @@ export interface ResolvedOptions {
   advertiseAddr: string | undefined;
   chunkBytes: number;
   smallAllReduceBytes: number;
+  sharedMemory: boolean;
   /** Restart attempt (ZERORING_RESTART_COUNT / TORCHELASTIC_RESTART_COUNT): namespaces store keys. */
   restartCount: number;
 }
@@ -114,6 +121,9 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
     throw new ConfigError(`ZERORING_CHUNK_BYTES=${chunkBytes} is out of range, expected a multiple of 4 in 4..${MAX_CHUNK_BYTES}`);
   const smallAllReduceBytes = intFrom('ZERORING_SMALL_ALLREDUCE_BYTES', o.smallAllReduceBytes ?? env.ZERORING_SMALL_ALLREDUCE_BYTES, defaultSmallAllReduceBytes(worldSize))!;
   if (smallAllReduceBytes < 0) throw new ConfigError(`ZERORING_SMALL_ALLREDUCE_BYTES=${smallAllReduceBytes} is out of range, expected a number of bytes >= 0 (0: always the ring)`);
+  const shmEnv = env.ZERORING_SHM;
+  if (shmEnv !== undefined && shmEnv !== '' && !['0', '1', 'true', 'false'].includes(shmEnv)) throw new ConfigError(`ZERORING_SHM=${JSON.stringify(shmEnv)}, expected 1 or 0 (true or false)`);
+  const sharedMemory = o.sharedMemory ?? !(shmEnv === '0' || shmEnv === 'false');
   const restartCount = intFrom('ZERORING_RESTART_COUNT', env.ZERORING_RESTART_COUNT ?? env.TORCHELASTIC_RESTART_COUNT, 0)!;
   return {
     rank,
@@ -130,6 +140,7 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
     advertiseAddr: o.advertiseAddr ?? (env.ZERORING_ADVERTISE_ADDR || undefined),
     chunkBytes,
     smallAllReduceBytes,
+    sharedMemory,
     restartCount,
   };
 }

@@ -65,11 +65,9 @@ interface Op {
   coll?: Collective;
   completing?: boolean;
   lastProgress: number;
-  /** Scratch buffers forwarded by reference: the socket may read them until the call completes. */
-  held?: Uint8Array[];
 }
 
-/** Scratch buffers kept for reuse: a few chunks in flight at the default chunk size. */
+/** Scratch buffers kept for reuse (beyond those carved from the SIMD arena): a few chunks in flight at the default chunk size. */
 const SCRATCH_POOL_BYTES = 32 * 1024 * 1024;
 
 export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessGroup> {
@@ -101,7 +99,8 @@ export class ProcessGroup {
   private readonly scratch = new ScratchPool(SCRATCH_POOL_BYTES);
   /**
    * The scratch buffer handed to the transport for the payload arriving now (one at a time per
-   * link), kept while it is delivered; and whether the collective forwarded it meanwhile.
+   * link), kept while it is delivered; and whether the collective forwarded it meanwhile (it
+   * then returns to the pool once the transport is done reading it).
    */
   private scratchTaken: Uint8Array | null = null;
   private forwarded = false;
@@ -144,6 +143,14 @@ export class ProcessGroup {
       store?.setRef(false);
       storeServer?.setRef(false);
     }
+  }
+
+  /**
+   * How large payloads travel on each ring link: 'shm' (shared memory, both ends on this
+   * machine) or 'tcp'; null with world size 1.
+   */
+  get links(): { prev: 'shm' | 'tcp'; next: 'shm' | 'tcp' } | null {
+    return this.ring?.links ?? null;
   }
 
   /** In place: buf becomes the elementwise reduction of every rank's buf. Any length. */
@@ -266,8 +273,12 @@ export class ProcessGroup {
     const c = op.call;
     // Thrown into the collective's start()/onChunk(), whose callers fail the group with it.
     if (this.left.next) throw this.lostFor(op, 'next');
-    if (this.scratchTaken && data.buffer === this.scratchTaken.buffer) this.forwarded = true;
-    this.ring!.send({ t: MsgType.Data, q: c.seq, c: c.kind, o: c.op ?? '', n: c.count, d: c.dtype, r: c.root ?? -1, s: step, k: chunk }, bytesOf(data));
+    const scratch = this.scratchTaken;
+    // Scratch buffers may share one ArrayBuffer (the SIMD arena): compare the bytes' place.
+    const ofScratch = scratch !== null && data.buffer === scratch.buffer && data.byteOffset >= scratch.byteOffset && data.byteOffset < scratch.byteOffset + scratch.byteLength;
+    if (ofScratch) this.forwarded = true;
+    const released = ofScratch ? () => this.scratch.release(scratch) : undefined;
+    this.ring!.send({ t: MsgType.Data, q: c.seq, c: c.kind, o: c.op ?? '', n: c.count, d: c.dtype, r: c.root ?? -1, s: step, k: chunk }, bytesOf(data), released);
   }
 
   /** The PeerLostError for a call that needs a neighbour that left cleanly. */
@@ -304,10 +315,7 @@ export class ProcessGroup {
       } finally {
         this.scratchTaken = null;
       }
-      if (scratch) {
-        if (this.forwarded) (cur.held ??= []).push(scratch);
-        else this.scratch.release(scratch);
-      }
+      if (scratch && !this.forwarded) this.scratch.release(scratch);
       if (this.running === cur) this.maybeComplete(cur);
     } else if (typeof h.q === 'number' && h.q >= (cur ? cur.call.seq + 1 : this.nextRunSeq)) {
       this.early.push({ h, payload });
@@ -343,7 +351,6 @@ export class ProcessGroup {
   private finish(op: Op): void {
     if (this.running !== op) return;
     this.running = null;
-    for (const b of op.held?.splice(0) ?? []) this.scratch.release(b);
     op.resolve();
     this.pump();
   }

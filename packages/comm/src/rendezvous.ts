@@ -72,6 +72,8 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
         timeoutMs: left(),
         log,
         abort: broken,
+        sharedMemory: o.sharedMemory,
+        chunkBytes: o.chunkBytes,
       });
       try {
         // Everyone has its ring before anyone leaves: after this the store is no longer needed.

@@ -32,6 +32,13 @@ describe('resolveOptions', () => {
     expect(resolveOptions({ worldSize: 4, token: 't' }, { ZERORING_SMALL_ALLREDUCE_BYTES: '0' }).smallAllReduceBytes).toBe(0);
   });
 
+  it('shared memory between same-host ranks: on unless ZERORING_SHM=0 or the option says otherwise', () => {
+    expect(resolveOptions({ worldSize: 2, token: 't' }, {}).sharedMemory).toBe(true);
+    expect(resolveOptions({ worldSize: 2, token: 't' }, { ZERORING_SHM: '0' }).sharedMemory).toBe(false);
+    expect(resolveOptions({ worldSize: 2, token: 't' }, { ZERORING_SHM: 'false' }).sharedMemory).toBe(false);
+    expect(resolveOptions({ worldSize: 2, token: 't', sharedMemory: true }, { ZERORING_SHM: '0' }).sharedMemory).toBe(true);
+  });
+
   it('options win over the environment', () => {
     expect(resolveOptions({ rank: 1, worldSize: 2, token: 't' }, { RANK: '0', WORLD_SIZE: '5' })).toMatchObject({ rank: 1, worldSize: 2 });
   });
@@ -46,6 +53,7 @@ describe('resolveOptions', () => {
     [{ ZERORING_CHUNK_BYTES: '6' }, 'ZERORING_CHUNK_BYTES=6 is out of range'],
     [{ ZERORING_SMALL_ALLREDUCE_BYTES: '-1' }, 'ZERORING_SMALL_ALLREDUCE_BYTES=-1 is out of range, expected a number of bytes >= 0'],
     [{ ZERORING_TIMEOUT_MS: '0' }, 'ZERORING_TIMEOUT_MS=0 is out of range'],
+    [{ ZERORING_SHM: 'no' }, 'ZERORING_SHM="no", expected 1 or 0'],
   ])('rejects %j', (env, msg) => {
     expect(() => resolveOptions({}, env)).toThrow(ConfigError);
     expect(() => resolveOptions({}, env)).toThrow(msg);

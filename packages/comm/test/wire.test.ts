@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { asFloat32, bytesOf, decode, encode, INLINE_MAX_BYTES, MsgType, type DataHeader } from '../src/transport/wire.ts';
+import { asFloat32, bytesOf, decode, encode, encodeCredit, encodeShm, INLINE_MAX_BYTES, MsgType, type DataHeader } from '../src/transport/wire.ts';
 
 const h: DataHeader = { t: MsgType.Data, q: 7, c: 'allReduce', o: 'sum', n: 5, d: 'float32', r: -1, s: 1, k: 2 };
 
@@ -38,6 +38,30 @@ describe('wire format', () => {
   it('rejects garbage with a reason', () => {
     expect(() => decode(new Uint8Array([1, 2, 3]))).toThrow('not a zeroring frame');
     expect(() => decode(new Uint8Array([0x5a, 0, 200, 0, 1]))).toThrow('header length 200 exceeds frame');
+  });
+});
+
+describe('shared-memory references and credits', () => {
+  it('a data message can name the slot that holds its payload instead of carrying it', () => {
+    const d = decode(encodeShm(h, 5, 1 << 20));
+    expect(d.h).toEqual(h);
+    expect(d.shm).toEqual({ slot: 5, bytes: 1 << 20 });
+    expect(d.payload).toBeNull();
+    expect(d.separate).toBe(false);
+    // An ordinary message names no slot.
+    expect(decode(encode(h, new Uint8Array(8))[0]!).shm).toBeNull();
+  });
+
+  it('a credit returns one slot', () => {
+    expect(decode(encodeCredit(7)).h).toEqual({ t: MsgType.Credit, slot: 7 });
+    expect(decode(encodeCredit(2 ** 32 - 1)).h).toEqual({ t: MsgType.Credit, slot: 2 ** 32 - 1 });
+  });
+
+  it('rejects truncated references and credits', () => {
+    const ref = encodeShm(h, 1, 8);
+    expect(() => decode(ref.subarray(0, ref.length - 1))).toThrow('malformed shared-memory reference');
+    const credit = encodeCredit(1);
+    expect(() => decode(credit.subarray(0, 6))).toThrow('credit frame of 6 bytes');
   });
 });
 

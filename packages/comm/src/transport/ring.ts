@@ -8,12 +8,17 @@
 // *accepted*. Server-side frames are never masked, so the bulk data crosses without the
 // client-masking pass at all; the dialling side (heartbeats, control messages) uses a zero
 // mask, which ws also skips.
+//
+// Between ranks on the same machine, large payloads skip the socket: they go through a
+// shared-memory segment per link (shm.ts) while their headers, and everything else, still go
+// over the WebSocket link, in order.
 import type { Logger } from '../logger.ts';
 import { CommTimeoutError, ConfigError, PeerLostError, ZeroringError } from '../errors.ts';
 import type { StoreClient } from '../store/client.ts';
 import { CloseCode, Conn } from './conn.ts';
 import { listen, type Listener } from './listener.ts';
-import { decode, encode, type DataHeader, type Header } from './wire.ts';
+import { negotiateShm, type ShmSegment } from './shm.ts';
+import { decode, encode, encodeCredit, encodeShm, INLINE_MAX_BYTES, MsgType, type DataHeader, type Header, type ShmRef } from './wire.ts';
 
 /** A chunk is at most this big (ring.ts and the collectives agree through plan.ts); frames are bounded just above. */
 export const PEER_MAX_PAYLOAD = 16 * 1024 * 1024 + 64 * 1024;
@@ -44,6 +49,18 @@ export interface RingOptions {
   log: Logger;
   /** Rejects when the rendezvous is broken elsewhere (e.g. the store says so): stop waiting. */
   abort?: Promise<never>;
+  /** Offer and accept shared-memory links with ranks on this machine (ZERORING_SHM). */
+  sharedMemory: boolean;
+  /** The collectives' chunk size: one shared-memory slot each. */
+  chunkBytes: number;
+}
+
+/** A message to the next rank waiting for a free shared-memory slot (or behind one that is). */
+interface QueuedSend {
+  h: DataHeader;
+  payload: Uint8Array;
+  viaShm: boolean;
+  released: (() => void) | undefined;
 }
 
 export class RingTransport {
@@ -52,6 +69,10 @@ export class RingTransport {
   private handlers: RingHandlers | undefined;
   private awaitingPayload: DataHeader | null = null;
   private lostReported = { prev: false, next: false };
+  /** Free slots of the segment we write for the next rank, and sends waiting for one, in order. */
+  private readonly freeSlots: number[] = [];
+  private readonly slotBusy: boolean[] = [];
+  private readonly waiting: QueuedSend[] = [];
 
   private constructor(
     readonly rank: number,
@@ -60,7 +81,19 @@ export class RingTransport {
     private readonly nextConn: Conn,
     private readonly listener: Listener,
     private readonly log: Logger,
-  ) {}
+    private readonly shmOut: ShmSegment | null,
+    private readonly shmIn: ShmSegment | null,
+  ) {
+    for (let s = (shmOut?.slots ?? 0) - 1; s >= 0; s--) {
+      this.freeSlots.push(s);
+      this.slotBusy[s] = false;
+    }
+  }
+
+  /** How each link carries large payloads. */
+  get links(): { prev: 'shm' | 'tcp'; next: 'shm' | 'tcp' } {
+    return { prev: this.shmIn ? 'shm' : 'tcp', next: this.shmOut ? 'shm' : 'tcp' };
+  }
 
   get prevRank(): number {
     return (this.rank - 1 + this.worldSize) % this.worldSize;
@@ -122,11 +155,23 @@ export class RingTransport {
         ]),
       );
       clearTimeout(timer);
-      return new RingTransport(rank, worldSize, prevConn, nc, listener, log);
+      const shm = await negotiateShm({
+        enabled: o.sharedMemory && o.chunkBytes > INLINE_MAX_BYTES,
+        store: o.store,
+        prefix: o.prefix,
+        rank,
+        prev,
+        slotBytes: o.chunkBytes,
+        timeoutMs: () => Math.max(1, deadline - Date.now()),
+        guard,
+        log,
+      });
+      return new RingTransport(rank, worldSize, prevConn, nc, listener, log, shm.out, shm.in);
     } catch (e) {
       clearTimeout(timer);
       // A dial still in flight is closed as soon as it completes.
       dial?.then((c) => c.terminate(), () => undefined);
+      nextConn?.terminate();
       await listener.close();
       throw e;
     }
@@ -145,23 +190,68 @@ export class RingTransport {
     this.nextConn.onClose((code, reason) => this.lost('next', `connection closed (code ${code}${reason ? `: ${reason}` : ''})`, code === CloseCode.normal));
   }
 
-  /** Sends one data message to the next rank. The payload bytes are handed to the socket as they are. */
-  send(h: DataHeader, payload: Uint8Array): void {
+  /**
+   * Sends one data message to the next rank. The payload bytes are read as they are, now or
+   * later: `released` is called once nothing reads them any more (not at all if the link is lost).
+   */
+  send(h: DataHeader, payload: Uint8Array, released?: () => void): void {
+    const viaShm = this.shmOut !== null && payload.byteLength > INLINE_MAX_BYTES && payload.byteLength <= this.shmOut.slotBytes;
+    if (this.waiting.length > 0 || (viaShm && this.freeSlots.length === 0)) {
+      // Behind a send that waits for a slot: keep the order. The payload is read later.
+      this.inflight++;
+      this.waiting.push({ h, payload, viaShm, released });
+      return;
+    }
+    if (viaShm) this.sendViaShm(h, payload, released);
+    else this.sendViaSocket(h, payload, released);
+  }
+
+  /** Copies the payload into a free slot (synchronously: the caller's buffer is free again) and sends its header. */
+  private sendViaShm(h: DataHeader, payload: Uint8Array, released: (() => void) | undefined): void {
+    const slot = this.freeSlots.pop()!;
+    this.slotBusy[slot] = true;
+    this.shmOut!.write(slot, payload);
+    this.nextConn.send(encodeShm(h, slot, payload.byteLength));
+    released?.();
+  }
+
+  private sendViaSocket(h: DataHeader, payload: Uint8Array, released: (() => void) | undefined): void {
     const frames = encode(h, payload);
     if (frames.length === 1) {
       // Inline: the payload was copied into the frame, nobody needs to know when it leaves.
       this.nextConn.send(frames[0]!);
+      released?.();
       return;
     }
     this.inflight++;
     this.nextConn.send(frames[0]!);
-    this.nextConn.send(frames[1]!, () => {
-      if (--this.inflight === 0) {
-        const w = this.flushWaiters;
-        this.flushWaiters = [];
-        for (const f of w) f();
-      }
+    this.nextConn.send(frames[1]!, (err) => {
+      if (!err) released?.();
+      this.sent();
     });
+  }
+
+  /** One payload sent by reference has left: wake the flush waiters when it was the last. */
+  private sent(): void {
+    if (--this.inflight === 0) {
+      const w = this.flushWaiters;
+      this.flushWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** The next rank has read a slot: send what waited for one. */
+  private onCredit(slot: number): void {
+    if (!this.shmOut || !(slot < this.shmOut.slots) || !this.slotBusy[slot]) return this.protocolError('next', `credit for shared-memory slot ${slot}, which is not in use`);
+    this.slotBusy[slot] = false;
+    this.freeSlots.push(slot);
+    while (this.waiting.length > 0 && !(this.waiting[0]!.viaShm && this.freeSlots.length === 0)) {
+      const q = this.waiting.shift()!;
+      // The queue's reference ends here (a payload the socket sends by reference holds its own).
+      if (q.viaShm) this.sendViaShm(q.h, q.payload, q.released);
+      else this.sendViaSocket(q.h, q.payload, q.released);
+      this.sent();
+    }
   }
 
   /** Resolves once every payload sent by reference so far has been written to the kernel (or failed). */
@@ -222,6 +312,8 @@ export class RingTransport {
     clearTimeout(t);
     for (const c of conns) if (!c.closed) c.terminate();
     await this.listener.close();
+    this.shmOut?.close();
+    this.shmIn?.close();
   }
 
   private onPrevMessage(raw: Uint8Array): void {
@@ -236,10 +328,23 @@ export class RingTransport {
     } catch (e) {
       return this.protocolError('prev', (e as Error).message);
     }
-    if (d.h.t === 0) {
-      if (d.separate) this.awaitingPayload = d.h;
+    if (d.h.t === MsgType.Data) {
+      if (d.shm) this.readShm(d.h, d.shm);
+      else if (d.separate) this.awaitingPayload = d.h;
       else this.handlers!.onData(d.h, d.payload!);
+    } else if (d.h.t === MsgType.Credit) {
+      this.protocolError('prev', 'credit from the previous rank (credits flow from next to prev)');
     } else this.handlers!.onControl(d.h, 'prev');
+  }
+
+  /** Reads a payload from the previous rank's segment into its destination and returns the slot at once. */
+  private readShm(h: DataHeader, ref: ShmRef): void {
+    const seg = this.shmIn;
+    if (!seg || !(ref.slot < seg.slots) || ref.bytes > seg.slotBytes) return this.protocolError('prev', `shared-memory reference (slot ${ref.slot}, ${ref.bytes} bytes) outside the agreed segment`);
+    const into = this.handlers!.payloadTarget?.(h, ref.bytes) ?? Buffer.allocUnsafe(ref.bytes);
+    if (!seg.read(ref.slot, into)) return this.protocolError('prev', `shared-memory slot ${ref.slot} is shorter than ${ref.bytes} bytes`);
+    this.prevConn.send(encodeCredit(ref.slot));
+    this.handlers!.onData(h, into);
   }
 
   private onNextMessage(raw: Buffer): void {
@@ -249,7 +354,8 @@ export class RingTransport {
     } catch (e) {
       return this.protocolError('next', (e as Error).message);
     }
-    if (d.h.t === 0) return this.protocolError('next', 'data message from the next rank (data flows from prev to next)');
+    if (d.h.t === MsgType.Data) return this.protocolError('next', 'data message from the next rank (data flows from prev to next)');
+    if (d.h.t === MsgType.Credit) return this.onCredit(d.h.slot);
     this.handlers!.onControl(d.h, 'next');
   }
 
@@ -265,6 +371,7 @@ export class RingTransport {
     // Writes to a dead socket never call back: release anyone waiting for a flush.
     if (side === 'next' && this.inflight > 0) {
       this.inflight = 0;
+      this.waiting.length = 0;
       const w = this.flushWaiters;
       this.flushWaiters = [];
       for (const f of w) f();

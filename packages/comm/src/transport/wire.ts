@@ -12,12 +12,20 @@
 // from the header where the payload belongs before it arrives and reads it straight there
 // (frame-reader.ts), aligned for a Float32Array view; and the sender passes the user's
 // typed-array bytes to the socket without copying them into a frame.
+//
+// Between ranks on one machine large payloads go through shared memory instead (shm.ts): the
+// data message then carries, inline, the slot that holds the payload and its length (flag
+// SHM), and the receiver answers with a credit frame ('Z' | CREDIT | 0 0 | u32 slot) once it
+// has read the slot.
 import { Packr } from 'msgpackr';
 import type { WireError } from '../errors.ts';
 
 const MAGIC = 0x5a;
 const FLAG_SEPARATE = 1;
 const FLAG_BINARY = 2;
+const FLAG_SHM = 4;
+const FLAG_CREDIT = 8;
+const CREDIT_FRAME_BYTES = 8;
 const packr = new Packr({ useRecords: false });
 
 /** Binary data header: t u8, kind u8, op u8, dtype u8, root i32, step u32, chunk u32, seq f64, count f64. */
@@ -40,7 +48,7 @@ function nameOf(table: string[], code: number): string {
 /** Payloads up to this size travel inline with their header. */
 export const INLINE_MAX_BYTES = 64 * 1024;
 
-export const MsgType = { Data: 0, Abort: 1, Bye: 2 } as const;
+export const MsgType = { Data: 0, Abort: 1, Bye: 2, Credit: 3 } as const;
 
 /** What every data message says about the collective it belongs to (checked on receipt). */
 export interface DataHeader {
@@ -69,13 +77,26 @@ export interface ByeHeader {
   from: number;
 }
 
-export type Header = DataHeader | AbortHeader | ByeHeader;
+/** The receiver has read a shared-memory slot: the sender may reuse it. */
+export interface CreditHeader {
+  t: typeof MsgType.Credit;
+  slot: number;
+}
+
+export type Header = DataHeader | AbortHeader | ByeHeader | CreditHeader;
+
+/** Where a data message's payload waits in the sender's shared-memory segment. */
+export interface ShmRef {
+  slot: number;
+  bytes: number;
+}
 
 export interface Decoded {
   h: Header;
-  /** Inline payload bytes, or null when the payload follows as its own frame. */
+  /** Inline payload bytes, or null when the payload follows as its own frame or is in shared memory. */
   payload: Uint8Array | null;
   separate: boolean;
+  shm: ShmRef | null;
 }
 
 /** Returns the frames to send: one (inline) or two (header, then the payload bytes as is). */
@@ -96,6 +117,24 @@ export function encode(h: Header, payload?: Uint8Array): Uint8Array[] {
   for (let i = 4 + hlen; i < bodyOff; i++) frame[i] = 0;
   if (inline) frame.set(payload!, bodyOff);
   return separate ? [frame, payload!] : [frame];
+}
+
+/** A data message whose payload the receiver reads from shared-memory slot `slot`. */
+export function encodeShm(h: DataHeader, slot: number, bytes: number): Uint8Array {
+  const ref = Buffer.allocUnsafe(8);
+  ref.writeUInt32LE(slot, 0);
+  ref.writeUInt32LE(bytes, 4);
+  const [frame] = encode(h, ref) as [Buffer];
+  frame[1] = frame[1]! | FLAG_SHM;
+  return frame;
+}
+
+export function encodeCredit(slot: number): Uint8Array {
+  const frame = Buffer.alloc(CREDIT_FRAME_BYTES);
+  frame[0] = MAGIC;
+  frame[1] = FLAG_CREDIT;
+  frame.writeUInt32LE(slot, 4);
+  return frame;
 }
 
 function writeDataHeader(frame: Buffer, h: DataHeader): void {
@@ -128,6 +167,11 @@ function readDataHeader(buf: Uint8Array): DataHeader {
 /** Throws a descriptive Error on anything that is not a well-formed message. */
 export function decode(buf: Uint8Array): Decoded {
   if (buf.length < 4 || buf[0] !== MAGIC) throw new Error(`not a zeroring frame (${buf.length} bytes, first byte ${buf[0]})`);
+  if (buf[1] === FLAG_CREDIT) {
+    if (buf.length !== CREDIT_FRAME_BYTES) throw new Error(`credit frame of ${buf.length} bytes, expected ${CREDIT_FRAME_BYTES}`);
+    const slot = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).readUInt32LE(4);
+    return { h: { t: MsgType.Credit, slot }, payload: null, separate: false, shm: null };
+  }
   const hlen = buf[2]! | (buf[3]! << 8);
   const bodyOff = (4 + hlen + 7) & ~7;
   if (4 + hlen > buf.length) throw new Error(`header length ${hlen} exceeds frame of ${buf.length} bytes`);
@@ -140,8 +184,13 @@ export function decode(buf: Uint8Array): Decoded {
     if (typeof h !== 'object' || h === null || typeof h.t !== 'number') throw new Error('header is not a message object');
   }
   const separate = (buf[1]! & FLAG_SEPARATE) !== 0;
+  if (buf[1]! & FLAG_SHM) {
+    if (h.t !== MsgType.Data || separate || buf.length !== bodyOff + 8) throw new Error('malformed shared-memory reference');
+    const b = Buffer.from(buf.buffer, buf.byteOffset + bodyOff, 8);
+    return { h, payload: null, separate: false, shm: { slot: b.readUInt32LE(0), bytes: b.readUInt32LE(4) } };
+  }
   const payload = separate ? null : buf.subarray(Math.min(bodyOff, buf.length));
-  return { h, payload, separate };
+  return { h, payload, separate, shm: null };
 }
 
 /**
