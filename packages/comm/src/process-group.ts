@@ -89,7 +89,8 @@ export class ProcessGroup {
   private nextRunSeq = 0;
   private readonly queue: Op[] = [];
   private running: Op | null = null;
-  private early: { h: DataHeader; payload: Uint8Array }[] = [];
+  /** Messages for calls not started yet; `scratch`: the payload is a pool buffer (back to the pool after use). */
+  private early: { h: DataHeader; payload: Uint8Array; scratch: boolean }[] = [];
   private failure: ZeroringError | null = null;
   /** Neighbours that left cleanly (destroy()): why a call that needs them will fail. */
   private readonly left: { prev: PeerLostError | null; next: PeerLostError | null } = { prev: null, next: null };
@@ -255,7 +256,7 @@ export class ProcessGroup {
         if (mine.length) this.early = this.early.filter((m) => m.h.q !== op.call.seq);
         for (const m of mine) {
           if (this.running !== op) break;
-          this.deliver(op, m.h, m.payload);
+          this.deliverOwned(op, m.h, m.payload, m.scratch ? m.payload : null);
         }
         // Whatever the previous rank sent before leaving has now been delivered.
         if (this.running === op && this.left.prev && op.coll.expecting > 0) throw this.lostFor(op, 'prev');
@@ -288,40 +289,57 @@ export class ProcessGroup {
   }
 
   /**
-   * Where a large payload of the running call goes, before it arrives (see Collective.receiveInto):
-   * only for messages whose tags match the call exactly; anything else (early, mismatched) is
-   * received into a buffer of its own and judged by deliver() as usual.
+   * Where a large payload goes, before it arrives. For the running call, where the collective
+   * says (Collective.receiveInto), only if the message's tags match the call exactly; for a
+   * call not started yet (a neighbour ahead of us: common when collectives are issued back to
+   * back), a pooled buffer that waits in `early`. Anything else (mismatched, stale) is received
+   * into a buffer of its own and judged by deliver() as usual.
    */
   private payloadTarget(h: DataHeader, bytes: number): Uint8Array | null {
     const op = this.running;
-    if (!op?.coll?.receiveInto || this.failure || h.q !== op.call.seq || !sameCall(op.call, h) || bytes % 4 !== 0) return null;
+    if (this.failure || bytes % 4 !== 0) return null;
+    if (this.isEarly(h)) return (this.scratchTaken = this.scratch.take(bytes));
+    if (!op?.coll?.receiveInto || h.q !== op.call.seq || !sameCall(op.call, h)) return null;
     const into = op.coll.receiveInto(h.s, h.k, bytes / 4);
     if (into === 'scratch') return (this.scratchTaken = this.scratch.take(bytes));
     return into ? bytesOf(into) : null;
   }
 
+  /** A message for a call this rank has not started yet. */
+  private isEarly(h: DataHeader): boolean {
+    const cur = this.running;
+    return typeof h.q === 'number' && h.q >= (cur ? cur.call.seq + 1 : this.nextRunSeq);
+  }
+
   private onData(h: DataHeader, payload: Uint8Array): void {
     if (this.failure || this.destroyed) return;
     const cur = this.running;
+    const scratch = payload === this.scratchTaken ? payload : null;
+    this.scratchTaken = null;
     if (cur && h.q === cur.call.seq) {
-      // A scratch buffer returns to the pool after use, unless the collective forwarded it.
-      const scratch = payload === this.scratchTaken ? payload : null;
-      this.scratchTaken = scratch;
-      this.forwarded = false;
       try {
-        this.deliver(cur, h, payload);
+        this.deliverOwned(cur, h, payload, scratch);
       } catch (e) {
         return this.fail(asZeroring(e));
-      } finally {
-        this.scratchTaken = null;
       }
-      if (scratch && !this.forwarded) this.scratch.release(scratch);
       if (this.running === cur) this.maybeComplete(cur);
-    } else if (typeof h.q === 'number' && h.q >= (cur ? cur.call.seq + 1 : this.nextRunSeq)) {
-      this.early.push({ h, payload });
+    } else if (this.isEarly(h)) {
+      this.early.push({ h, payload, scratch: scratch !== null });
     } else {
       this.fail(new ZeroringError(`rank ${this.ring!.prevRank} sent data for collective #${h.q}, which rank ${this.rank} has already finished`));
     }
+  }
+
+  /** Delivers a payload that may be a pool buffer: it returns to the pool after use, unless the collective forwarded it. */
+  private deliverOwned(op: Op, h: DataHeader, payload: Uint8Array, scratch: Uint8Array | null): void {
+    this.scratchTaken = scratch;
+    this.forwarded = false;
+    try {
+      this.deliver(op, h, payload);
+    } finally {
+      this.scratchTaken = null;
+    }
+    if (scratch && !this.forwarded) this.scratch.release(scratch);
   }
 
   private deliver(op: Op, h: DataHeader, payload: Uint8Array): void {
