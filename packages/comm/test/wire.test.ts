@@ -52,9 +52,9 @@ describe('shared-memory references and credits', () => {
     expect(decode(encode(h, new Uint8Array(8))[0]!).shm).toBeNull();
   });
 
-  it('a credit returns one slot', () => {
-    expect(decode(encodeCredit(7)).h).toEqual({ t: MsgType.Credit, slot: 7 });
-    expect(decode(encodeCredit(2 ** 32 - 1)).h).toEqual({ t: MsgType.Credit, slot: 2 ** 32 - 1 });
+  it('a credit returns a set of slots, as a bit mask', () => {
+    expect(decode(encodeCredit(0b1010_0001)).h).toEqual({ t: MsgType.Credit, slots: 0b1010_0001 });
+    expect(decode(encodeCredit(1 << 31)).h).toEqual({ t: MsgType.Credit, slots: 2 ** 31 });
   });
 
   it('rejects truncated references and credits', () => {

@@ -201,6 +201,24 @@ export class Conn {
     this.ws.send(data, { binary: true }, cb);
   }
 
+  private corked = false;
+
+  /**
+   * Frames sent during the rest of this tick leave in one write: a collective often sends
+   * several chunks (or headers) in one go, and on loopback each write costs a syscall and a
+   * wake-up of the peer. Only where we hold the socket (the accepted side, which sends the data).
+   */
+  corkTick(): void {
+    const s = this.socket;
+    if (this.corked || !s) return;
+    this.corked = true;
+    s.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      s.uncork();
+    });
+  }
+
   /** Lets the process exit while this connection is idle (ref'd again while a collective runs). */
   setRef(on: boolean): void {
     if (!this.socket) return;

@@ -73,6 +73,8 @@ export class RingTransport {
   private readonly freeSlots: number[] = [];
   private readonly slotBusy: boolean[] = [];
   private readonly waiting: QueuedSend[] = [];
+  /** Slots of the previous rank's segment read since the last credit (sent once the current socket read is processed). */
+  private creditMask = 0;
 
   private constructor(
     readonly rank: number,
@@ -195,6 +197,8 @@ export class RingTransport {
    * later: `released` is called once nothing reads them any more (not at all if the link is lost).
    */
   send(h: DataHeader, payload: Uint8Array, released?: () => void): void {
+    // Large chunks come in bursts: their frames go out together. Small ones go at once (latency).
+    if (payload.byteLength > INLINE_MAX_BYTES) this.nextConn.corkTick();
     const viaShm = this.shmOut !== null && payload.byteLength > INLINE_MAX_BYTES && payload.byteLength <= this.shmOut.slotBytes;
     if (this.waiting.length > 0 || (viaShm && this.freeSlots.length === 0)) {
       // Behind a send that waits for a slot: keep the order. The payload is read later.
@@ -240,11 +244,16 @@ export class RingTransport {
     }
   }
 
-  /** The next rank has read a slot: send what waited for one. */
-  private onCredit(slot: number): void {
-    if (!this.shmOut || !(slot < this.shmOut.slots) || !this.slotBusy[slot]) return this.protocolError('next', `credit for shared-memory slot ${slot}, which is not in use`);
-    this.slotBusy[slot] = false;
-    this.freeSlots.push(slot);
+  /** The next rank has read these slots: send what waited for one. */
+  private onCredit(mask: number): void {
+    const slots = this.shmOut?.slots ?? 0;
+    for (let slot = 0; slot < 32; slot++) {
+      if (!(mask & (1 << slot))) continue;
+      if (!(slot < slots) || !this.slotBusy[slot]) return this.protocolError('next', `credit for shared-memory slot ${slot}, which is not in use`);
+      this.slotBusy[slot] = false;
+      this.freeSlots.push(slot);
+    }
+    this.nextConn.corkTick();
     while (this.waiting.length > 0 && !(this.waiting[0]!.viaShm && this.freeSlots.length === 0)) {
       const q = this.waiting.shift()!;
       // The queue's reference ends here (a payload the socket sends by reference holds its own).
@@ -343,8 +352,16 @@ export class RingTransport {
     if (!seg || !(ref.slot < seg.slots) || ref.bytes > seg.slotBytes) return this.protocolError('prev', `shared-memory reference (slot ${ref.slot}, ${ref.bytes} bytes) outside the agreed segment`);
     const into = this.handlers!.payloadTarget?.(h, ref.bytes) ?? Buffer.allocUnsafe(ref.bytes);
     if (!seg.read(ref.slot, into)) return this.protocolError('prev', `shared-memory slot ${ref.slot} is shorter than ${ref.bytes} bytes`);
-    this.prevConn.send(encodeCredit(ref.slot));
+    // Slots read from one socket read go back in one credit, right after it (before any timer or I/O).
+    if (this.creditMask === 0) queueMicrotask(() => this.sendCredit());
+    this.creditMask |= 1 << ref.slot;
     this.handlers!.onData(h, into);
+  }
+
+  private sendCredit(): void {
+    const mask = this.creditMask;
+    this.creditMask = 0;
+    if (!this.prevConn.closed) this.prevConn.send(encodeCredit(mask));
   }
 
   private onNextMessage(raw: Buffer): void {
@@ -355,7 +372,7 @@ export class RingTransport {
       return this.protocolError('next', (e as Error).message);
     }
     if (d.h.t === MsgType.Data) return this.protocolError('next', 'data message from the next rank (data flows from prev to next)');
-    if (d.h.t === MsgType.Credit) return this.onCredit(d.h.slot);
+    if (d.h.t === MsgType.Credit) return this.onCredit(d.h.slots);
     this.handlers!.onControl(d.h, 'next');
   }
 

@@ -30,6 +30,7 @@ const HEADER_BYTES = 4096;
 const NONCE_BYTES = 16;
 /** Shared memory per link at most (Docker's default /dev/shm is 64 MiB for the whole container). */
 const SEGMENT_MAX_BYTES = 32 * 1024 * 1024;
+/** Credits name slots in a 32-bit mask (wire.ts); 8 keep a few chunks in flight. */
 const MAX_SLOTS = 8;
 
 export interface ShmOffer {

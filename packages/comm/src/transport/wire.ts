@@ -15,8 +15,8 @@
 //
 // Between ranks on one machine large payloads go through shared memory instead (shm.ts): the
 // data message then carries, inline, the slot that holds the payload and its length (flag
-// SHM), and the receiver answers with a credit frame ('Z' | CREDIT | 0 0 | u32 slot) once it
-// has read the slot.
+// SHM), and the receiver answers with a credit frame ('Z' | CREDIT | 0 0 | u32 slot mask) once
+// it has read the slots: one frame for all the slots it read from one socket read.
 import { Packr } from 'msgpackr';
 import type { WireError } from '../errors.ts';
 
@@ -77,10 +77,10 @@ export interface ByeHeader {
   from: number;
 }
 
-/** The receiver has read a shared-memory slot: the sender may reuse it. */
+/** The receiver has read these shared-memory slots (bit i: slot i): the sender may reuse them. */
 export interface CreditHeader {
   t: typeof MsgType.Credit;
-  slot: number;
+  slots: number;
 }
 
 export type Header = DataHeader | AbortHeader | ByeHeader | CreditHeader;
@@ -129,11 +129,12 @@ export function encodeShm(h: DataHeader, slot: number, bytes: number): Uint8Arra
   return frame;
 }
 
-export function encodeCredit(slot: number): Uint8Array {
+/** Returns the slots in `mask` (bit i: slot i, so at most 32 slots per segment). */
+export function encodeCredit(mask: number): Uint8Array {
   const frame = Buffer.alloc(CREDIT_FRAME_BYTES);
   frame[0] = MAGIC;
   frame[1] = FLAG_CREDIT;
-  frame.writeUInt32LE(slot, 4);
+  frame.writeUInt32LE(mask >>> 0, 4);
   return frame;
 }
 
@@ -169,8 +170,8 @@ export function decode(buf: Uint8Array): Decoded {
   if (buf.length < 4 || buf[0] !== MAGIC) throw new Error(`not a zeroring frame (${buf.length} bytes, first byte ${buf[0]})`);
   if (buf[1] === FLAG_CREDIT) {
     if (buf.length !== CREDIT_FRAME_BYTES) throw new Error(`credit frame of ${buf.length} bytes, expected ${CREDIT_FRAME_BYTES}`);
-    const slot = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).readUInt32LE(4);
-    return { h: { t: MsgType.Credit, slot }, payload: null, separate: false, shm: null };
+    const slots = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).readUInt32LE(4);
+    return { h: { t: MsgType.Credit, slots }, payload: null, separate: false, shm: null };
   }
   const hlen = buf[2]! | (buf[3]! << 8);
   const bodyOff = (4 + hlen + 7) & ~7;
