@@ -2,6 +2,7 @@
 // awkward lengths (0, 1, primes, not divisible by the world size), checked against a local
 // reference; results must be bit-identical on every rank. One spawn per world size runs all
 // the checks (see fixtures/comm/worker.ts), issued without awaiting to exercise ordering.
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { explain, runJob } from './fixtures/comm/spawn.ts';
 
@@ -38,14 +39,17 @@ describe('collectives over real processes', () => {
       }
       // Same bits everywhere (DDP relies on it).
       for (const r of rs) expect(r.result!.hashes).toEqual(rs[0]!.result!.hashes);
-      // Ranks on one machine pass large payloads through shared memory (where chunks can be large).
-      const expected = worldSize === 1 ? null : chunkBytes > 64 * 1024 ? { prev: 'shm', next: 'shm' } : { prev: 'tcp', next: 'tcp' };
+      // Ranks on one machine pass large payloads through shared memory where they outnumber the
+      // cores (and chunks can be large).
+      const shm = worldSize > availableParallelism() && chunkBytes > 64 * 1024;
+      const expected = worldSize === 1 ? null : shm ? { prev: 'shm', next: 'shm' } : { prev: 'tcp', next: 'tcp' };
       for (const r of rs) expect(r.result!.links, why).toEqual(expected);
     }, 240_000);
   }
 });
 
-// The same checks over each kind of link, and where the two meet. Chunks of 128 KiB make every
+// The same checks over each kind of link, and where the two meet (ZERORING_SHM set on every
+// rank, whatever the machine's default). Chunks of 128 KiB make every
 // large collective use more chunks than a link has shared-memory slots (8), so senders wait
 // for the receiver's credits; lengths up to 2^20 + 7 floats cut into many such chunks.
 describe('collectives over shared memory, TCP and both', () => {
@@ -55,14 +59,14 @@ describe('collectives over shared memory, TCP and both', () => {
     [3, [1]],
     [4, []],
   ] as const) {
-    const what = shmOffOnRanks.length === worldSize ? 'TCP only (ZERORING_SHM=0)' : shmOffOnRanks.length ? `ZERORING_SHM=0 on rank ${shmOffOnRanks.join(', ')}: its links on TCP, the others in shared memory` : 'shared memory, senders waiting for slots';
+    const what = shmOffOnRanks.length === worldSize ? 'TCP only (ZERORING_SHM=0)' : shmOffOnRanks.length ? `ZERORING_SHM=0 on rank ${shmOffOnRanks.join(', ')}: its links on TCP, the others in shared memory` : 'shared memory (ZERORING_SHM=1), senders waiting for slots';
     it(`world size ${worldSize}, chunk 128 KiB, ${what}`, async () => {
       const off = new Set<number>(shmOffOnRanks);
       const rs = await runJob({
         worldSize,
         scenario: 'collectives',
         env: { ZERORING_CHUNK_BYTES: String(128 * 1024), ZERORING_SMALL_ALLREDUCE_BYTES: '0', CHECK_LENGTHS: lengths },
-        rankEnv: (rank): Record<string, string> => (off.has(rank) ? { ZERORING_SHM: '0' } : {}),
+        rankEnv: (rank) => ({ ZERORING_SHM: off.has(rank) ? '0' : '1' }),
       });
       const why = explain(rs);
       for (const r of rs) {

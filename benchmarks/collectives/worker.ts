@@ -165,6 +165,9 @@ async function main(): Promise<void> {
   // The machine is shared: the load average says how far the absolute numbers can be trusted.
   const loadBefore = loadavg()[0]!;
   say(`# zeroring bench collectives: ${n} ranks on ${cpus().length} cores, node ${process.version}, load average ${loadBefore.toFixed(1)}`);
+  // Same-host links carry large payloads through shared memory or TCP (ZERORING_SHM; rank 0's links shown).
+  const links = pg.links;
+  say(`# ring links (rank 0): payloads over 64 KiB via ${links ? `${links.prev} from the previous rank, ${links.next} to the next` : 'none (one rank)'} (ZERORING_SHM=1|0 to choose)`);
   say(`# time: median over iterations of the slowest rank; busbw factors: allreduce 2(n-1)/n, reducescatter/allgather (n-1)/n, broadcast 1`);
 
   // The machine is shared and its load drifts, so the pump runs both before and after the ops
@@ -233,7 +236,7 @@ async function main(): Promise<void> {
   say(`# wrong results: ${totalWrong}; load average at the end ${loadAfter.toFixed(1)}`);
   if (pg.rank === 0 && cfg.json) {
     mkdirSync(dirname(cfg.json), { recursive: true });
-    const doc = { bench: 'collectives', date: new Date().toISOString(), nproc: n, cores: cpus().length, node: process.version, loadAverage: { before: loadBefore, after: loadAfter }, config: cfg, ceiling, ceilingBefore: before, ceilingAfter: after, pumpTimesUs: pumpTimes, pumpCpuUs: pumpCpu, rows, totalWrong };
+    const doc = { bench: 'collectives', date: new Date().toISOString(), nproc: n, cores: cpus().length, node: process.version, loadAverage: { before: loadBefore, after: loadAfter }, links, config: cfg, ceiling, ceilingBefore: before, ceilingAfter: after, pumpTimesUs: pumpTimes, pumpCpuUs: pumpCpu, rows, totalWrong };
     writeFileSync(cfg.json, JSON.stringify(doc, null, 2) + '\n');
     say(`# wrote ${cfg.json}`);
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/errors.ts';
-import { DEFAULT_TIMEOUT_MS, resolveOptions } from '../src/env.ts';
+import { availableParallelism } from 'node:os';
+import { DEFAULT_TIMEOUT_MS, defaultSharedMemory, resolveOptions } from '../src/env.ts';
 
 describe('resolveOptions', () => {
   it('defaults to a single process on loopback', () => {
@@ -32,10 +33,16 @@ describe('resolveOptions', () => {
     expect(resolveOptions({ worldSize: 4, token: 't' }, { ZERORING_SMALL_ALLREDUCE_BYTES: '0' }).smallAllReduceBytes).toBe(0);
   });
 
-  it('shared memory between same-host ranks: on unless ZERORING_SHM=0 or the option says otherwise', () => {
-    expect(resolveOptions({ worldSize: 2, token: 't' }, {}).sharedMemory).toBe(true);
-    expect(resolveOptions({ worldSize: 2, token: 't' }, { ZERORING_SHM: '0' }).sharedMemory).toBe(false);
-    expect(resolveOptions({ worldSize: 2, token: 't' }, { ZERORING_SHM: 'false' }).sharedMemory).toBe(false);
+  it('shared memory between same-host ranks: where they outnumber the cores, unless ZERORING_SHM or the option says', () => {
+    expect(defaultSharedMemory(4, 2)).toBe(true);
+    expect(defaultSharedMemory(2, 2)).toBe(false);
+    expect(defaultSharedMemory(4, 16)).toBe(false);
+    const cores = availableParallelism();
+    expect(resolveOptions({ worldSize: cores + 1, token: 't' }, {}).sharedMemory).toBe(true);
+    expect(resolveOptions({ worldSize: 4 * (cores + 1), token: 't' }, { LOCAL_WORLD_SIZE: String(cores) }).sharedMemory).toBe(false);
+    expect(resolveOptions({ worldSize: 2, token: 't' }, { ZERORING_SHM: '1' }).sharedMemory).toBe(true);
+    expect(resolveOptions({ worldSize: cores + 1, token: 't' }, { ZERORING_SHM: '0' }).sharedMemory).toBe(false);
+    expect(resolveOptions({ worldSize: cores + 1, token: 't' }, { ZERORING_SHM: 'false' }).sharedMemory).toBe(false);
     expect(resolveOptions({ worldSize: 2, token: 't', sharedMemory: true }, { ZERORING_SHM: '0' }).sharedMemory).toBe(true);
   });
 
