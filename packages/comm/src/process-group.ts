@@ -332,12 +332,15 @@ export class ProcessGroup {
 
   /** Delivers a payload that may be a pool buffer: it returns to the pool after use, unless the collective forwarded it. */
   private deliverOwned(op: Op, h: DataHeader, payload: Uint8Array, scratch: Uint8Array | null): void {
+    // A payload may be arriving into another scratch buffer meanwhile (pump() delivers early
+    // messages when a call starts, which can be in the middle of a socket read): keep its mark.
+    const arriving = this.scratchTaken;
     this.scratchTaken = scratch;
     this.forwarded = false;
     try {
       this.deliver(op, h, payload);
     } finally {
-      this.scratchTaken = null;
+      this.scratchTaken = arriving;
     }
     if (scratch && !this.forwarded) this.scratch.release(scratch);
   }

@@ -351,6 +351,7 @@ export class RingTransport {
     const seg = this.shmIn;
     if (!seg || !(ref.slot < seg.slots) || ref.bytes > seg.slotBytes) return this.protocolError('prev', `shared-memory reference (slot ${ref.slot}, ${ref.bytes} bytes) outside the agreed segment`);
     const into = this.handlers!.payloadTarget?.(h, ref.bytes) ?? Buffer.allocUnsafe(ref.bytes);
+    if (into.byteLength !== ref.bytes) throw new Error(`payload target of ${into.byteLength} bytes for a ${ref.bytes}-byte payload`);
     if (!seg.read(ref.slot, into)) return this.protocolError('prev', `shared-memory slot ${ref.slot} is shorter than ${ref.bytes} bytes`);
     // Slots read from one socket read go back in one credit, right after it (before any timer or I/O).
     if (this.creditMask === 0) queueMicrotask(() => this.sendCredit());
