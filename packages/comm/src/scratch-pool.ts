@@ -8,7 +8,7 @@
 //
 // New buffers come from the SIMD module's memory while it has room (simd-add.ts): a sum into
 // a received chunk then needs no copy in or out of WebAssembly.
-import { simdArena } from './collectives/simd-add.ts';
+import { inSimdArena, simdArena } from './collectives/simd-add.ts';
 
 export class ScratchPool {
   private readonly free = new Map<number, Uint8Array[]>();
@@ -29,7 +29,7 @@ export class ScratchPool {
 
   release(buf: Uint8Array): void {
     // Arena buffers are kept whatever the cap: the arena never takes memory back.
-    if (this.freeBytes + buf.byteLength > this.maxFreeBytes && buf.buffer.byteLength === buf.byteLength) return;
+    if (this.freeBytes + buf.byteLength > this.maxFreeBytes && !inSimdArena(buf)) return;
     let list = this.free.get(buf.byteLength);
     if (!list) this.free.set(buf.byteLength, (list = []));
     list.push(buf);

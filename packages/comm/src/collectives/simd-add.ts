@@ -106,6 +106,11 @@ export function simdArena(bytes: number): Uint8Array | null {
   return view;
 }
 
+/** Whether `view` was carved from the arena (its memory is never returned, so keep reusing it). */
+export function inSimdArena(view: Uint8Array): boolean {
+  return kernel != null && view.buffer === kernel.memory;
+}
+
 /**
  * out = x + y over the largest multiple of 4 elements; returns how many it did (0 where
  * WebAssembly SIMD is unavailable). out may alias x or y.
