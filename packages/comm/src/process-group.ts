@@ -251,13 +251,16 @@ export class ProcessGroup {
       this.ring!.setRef(true);
       try {
         op.coll = op.make(this.port);
-        op.coll.start();
-        const mine = this.early.length ? this.early.filter((m) => m.h.q === op.call.seq) : [];
-        if (mine.length) this.early = this.early.filter((m) => m.h.q !== op.call.seq);
-        for (const m of mine) {
-          if (this.running !== op) break;
-          this.deliverOwned(op, m.h, m.payload, m.scratch ? m.payload : null);
-        }
+        // A call's first sends (and the forwards of what arrived early) come in a burst: one write.
+        this.ring!.batch(() => {
+          op.coll!.start();
+          const mine = this.early.length ? this.early.filter((m) => m.h.q === op.call.seq) : [];
+          if (mine.length) this.early = this.early.filter((m) => m.h.q !== op.call.seq);
+          for (const m of mine) {
+            if (this.running !== op) break;
+            this.deliverOwned(op, m.h, m.payload, m.scratch ? m.payload : null);
+          }
+        });
         // Whatever the previous rank sent before leaving has now been delivered.
         if (this.running === op && this.left.prev && op.coll.expecting > 0) throw this.lostFor(op, 'prev');
       } catch (e) {

@@ -201,22 +201,22 @@ export class Conn {
     this.ws.send(data, { binary: true }, cb);
   }
 
-  private corked = false;
-
   /**
-   * Frames sent during the rest of this tick leave in one write: a collective often sends
-   * several chunks (or headers) in one go, and on loopback each write costs a syscall and a
-   * wake-up of the peer. Only where we hold the socket (the accepted side, which sends the data).
+   * Frames sent inside `fn` leave in one write: a collective often sends several chunks (or
+   * headers) in one go, and on loopback each write costs a syscall and a wake-up of the peer.
+   * Scoped, not "until the next tick": on a CPU backend the training step can run on for many
+   * milliseconds inside one tick, and nothing may wait for it. Only where we hold the socket
+   * (the accepted side, which sends the data).
    */
-  corkTick(): void {
+  batch<T>(fn: () => T): T {
     const s = this.socket;
-    if (this.corked || !s) return;
-    this.corked = true;
+    if (!s) return fn();
     s.cork();
-    process.nextTick(() => {
-      this.corked = false;
+    try {
+      return fn();
+    } finally {
       s.uncork();
-    });
+    }
   }
 
   /** Lets the process exit while this connection is idle (ref'd again while a collective runs). */

@@ -197,8 +197,6 @@ export class RingTransport {
    * later: `released` is called once nothing reads them any more (not at all if the link is lost).
    */
   send(h: DataHeader, payload: Uint8Array, released?: () => void): void {
-    // Large chunks come in bursts: their frames go out together. Small ones go at once (latency).
-    if (payload.byteLength > INLINE_MAX_BYTES) this.nextConn.corkTick();
     const viaShm = this.shmOut !== null && payload.byteLength > INLINE_MAX_BYTES && payload.byteLength <= this.shmOut.slotBytes;
     if (this.waiting.length > 0 || (viaShm && this.freeSlots.length === 0)) {
       // Behind a send that waits for a slot: keep the order. The payload is read later.
@@ -253,14 +251,20 @@ export class RingTransport {
       this.slotBusy[slot] = false;
       this.freeSlots.push(slot);
     }
-    this.nextConn.corkTick();
-    while (this.waiting.length > 0 && !(this.waiting[0]!.viaShm && this.freeSlots.length === 0)) {
-      const q = this.waiting.shift()!;
-      // The queue's reference ends here (a payload the socket sends by reference holds its own).
-      if (q.viaShm) this.sendViaShm(q.h, q.payload, q.released);
-      else this.sendViaSocket(q.h, q.payload, q.released);
-      this.sent();
-    }
+    this.batch(() => {
+      while (this.waiting.length > 0 && !(this.waiting[0]!.viaShm && this.freeSlots.length === 0)) {
+        const q = this.waiting.shift()!;
+        // The queue's reference ends here (a payload the socket sends by reference holds its own).
+        if (q.viaShm) this.sendViaShm(q.h, q.payload, q.released);
+        else this.sendViaSocket(q.h, q.payload, q.released);
+        this.sent();
+      }
+    });
+  }
+
+  /** Whatever `fn` sends to the next rank leaves in one write (see Conn.batch). */
+  batch<T>(fn: () => T): T {
+    return this.nextConn.batch(fn);
   }
 
   /** Resolves once every payload sent by reference so far has been written to the kernel (or failed). */
