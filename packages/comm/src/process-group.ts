@@ -67,7 +67,7 @@ interface Op {
   lastProgress: number;
 }
 
-/** Scratch buffers kept for reuse: a few chunks in flight at the default chunk size. */
+/** Scratch buffers kept for reuse (beyond those carved from the SIMD arena): a few chunks in flight at the default chunk size. */
 const SCRATCH_POOL_BYTES = 32 * 1024 * 1024;
 
 export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessGroup> {
@@ -278,7 +278,8 @@ export class ProcessGroup {
     // Thrown into the collective's start()/onChunk(), whose callers fail the group with it.
     if (this.left.next) throw this.lostFor(op, 'next');
     const scratch = this.scratchTaken;
-    const ofScratch = scratch !== null && data.buffer === scratch.buffer;
+    // Scratch buffers may share one ArrayBuffer (the SIMD arena): compare the bytes' place.
+    const ofScratch = scratch !== null && data.buffer === scratch.buffer && data.byteOffset >= scratch.byteOffset && data.byteOffset < scratch.byteOffset + scratch.byteLength;
     if (ofScratch) this.forwarded = true;
     const released = ofScratch ? () => this.scratch.release(scratch) : undefined;
     this.ring!.send({ t: MsgType.Data, q: c.seq, c: c.kind, o: c.op ?? '', n: c.count, d: c.dtype, r: c.root ?? -1, s: step, k: chunk }, bytesOf(data), released);

@@ -3,6 +3,7 @@
 // and when the output aliases an input.
 import { describe, expect, it } from 'vitest';
 import { combine } from '../src/collectives/reduce-ops.ts';
+import { simdArena } from '../src/collectives/simd-add.ts';
 import { mulberry32 } from '../../train/src/random.ts';
 
 /** Random float32 bit patterns of every kind: normal, denormal, huge, tiny, ±0, ±Inf, NaN. */
@@ -54,5 +55,29 @@ describe('reduce ops', () => {
     const out = new Float32Array(big.length).subarray(5, 280_005);
     combine('sum', out, x, y);
     expect(sameBits(canon(out), canon(want))).toBe(true);
+  });
+
+  it('operands inside the SIMD arena are used in place, in any mix with outside ones', () => {
+    const n = 262_147;
+    const x = awkward(n, 31);
+    const y = awkward(n, 32);
+    const want = reference(x, y);
+    const inArena = (a: Float32Array): Float32Array => {
+      const bytes = simdArena(a.byteLength)!;
+      expect(bytes).not.toBeNull();
+      const v = new Float32Array(bytes.buffer, bytes.byteOffset, a.length);
+      v.set(a);
+      return v;
+    };
+    for (const [xa, ya, oa] of [[true, false, true], [false, true, false], [true, true, false], [false, false, true], [true, true, true]]) {
+      const xs = xa ? inArena(x) : x.slice();
+      const ys = ya ? inArena(y) : y.slice();
+      const out = oa ? inArena(new Float32Array(n)) : new Float32Array(n);
+      combine('sum', out, xs, ys);
+      expect(sameBits(canon(out), canon(want)), `x ${xa} y ${ya} out ${oa}`).toBe(true);
+      // In place into an arena operand: the ring's reduce-scatter step.
+      combine('sum', xs, xs, ys);
+      expect(sameBits(canon(xs), canon(want)), `in place, x ${xa} y ${ya}`).toBe(true);
+    }
   });
 });

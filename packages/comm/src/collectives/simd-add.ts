@@ -7,9 +7,16 @@
 // copies included. The result is bit-identical to the JS loop: JS adds two float32 in double
 // precision and rounds once to float32, which equals float32 addition (53 >= 2*24 + 2 bits).
 // The module is ~90 bytes, emitted here rather than built: the repository has no build step.
+//
+// Operands that already live in the module's memory are used where they are: the process
+// group's receive buffers are carved from it (simdArena), so a received chunk is reduced in
+// place and only the local operand is copied in. On the ring's reduce-scatter that is one copy
+// per chunk instead of three.
 
-/** Elements per block: two blocks of 1 MiB live in the module's memory. */
+/** Elements per block: two staging blocks of 1 MiB live at the start of the module's memory. */
 const BLOCK = 256 * 1024;
+/** Receive buffers after the staging blocks (virtual until touched; never grown, so views stay valid). */
+const ARENA_BYTES = 32 * 1024 * 1024;
 
 const uleb = (n: number): number[] => {
   const out: number[] = [];
@@ -55,24 +62,53 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
 
 interface Kernel {
   add: (out: number, x: number, y: number, bytes: number) => void;
+  memory: ArrayBuffer;
   a: Float32Array;
   b: Float32Array;
+  /** Next free byte of the arena. */
+  arenaNext: number;
 }
 
 let kernel: Kernel | null | undefined;
 
 function load(): Kernel | null {
   try {
-    const memory = new WebAssembly.Memory({ initial: (2 * BLOCK * 4) / 65536 });
+    const memory = new WebAssembly.Memory({ initial: (2 * BLOCK * 4 + ARENA_BYTES) / 65536 });
     const instance = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), { env: { memory } });
     return {
       add: instance.exports.add as Kernel['add'],
+      memory: memory.buffer,
       a: new Float32Array(memory.buffer, 0, BLOCK),
       b: new Float32Array(memory.buffer, BLOCK * 4, BLOCK),
+      arenaNext: 2 * BLOCK * 4,
     };
   } catch {
     return null; // no WebAssembly SIMD here: the caller keeps its loop
   }
+}
+
+function getKernel(): Kernel | null {
+  if (kernel === undefined) kernel = load();
+  return kernel;
+}
+
+/**
+ * A buffer of `bytes` inside the module's memory, for good (the caller pools it), so that
+ * simdAdd reads and writes it without copies; null when the arena is used up or there is no
+ * WebAssembly SIMD.
+ */
+export function simdArena(bytes: number): Uint8Array | null {
+  const k = getKernel();
+  const size = (bytes + 15) & ~15;
+  if (!k || k.arenaNext + size > k.memory.byteLength) return null;
+  const view = new Uint8Array(k.memory, k.arenaNext, bytes);
+  k.arenaNext += size;
+  return view;
+}
+
+/** Whether `view` was carved from the arena (its memory is never returned, so keep reusing it). */
+export function inSimdArena(view: Uint8Array): boolean {
+  return kernel != null && view.buffer === kernel.memory;
 }
 
 /**
@@ -80,16 +116,20 @@ function load(): Kernel | null {
  * WebAssembly SIMD is unavailable). out may alias x or y.
  */
 export function simdAdd(out: Float32Array, x: Float32Array, y: Float32Array): number {
-  if (kernel === undefined) kernel = load();
-  if (!kernel) return 0;
-  const { add, a, b } = kernel;
+  const k = getKernel();
+  if (!k) return 0;
+  const { add, a, b, memory } = k;
   const n = out.length & ~3;
+  // Operands in the module's memory are addressed where they are; the others go through staging.
+  const xIn = x.buffer === memory;
+  const yIn = y.buffer === memory;
+  const outIn = out.buffer === memory;
   for (let i = 0; i < n; i += BLOCK) {
     const m = Math.min(BLOCK, n - i);
-    a.set(x.subarray(i, i + m));
-    b.set(y.subarray(i, i + m));
-    add(0, 0, BLOCK * 4, m * 4);
-    out.set(m === BLOCK ? a : a.subarray(0, m), i);
+    if (!xIn) a.set(x.subarray(i, i + m));
+    if (!yIn) b.set(y.subarray(i, i + m));
+    add(outIn ? out.byteOffset + i * 4 : 0, xIn ? x.byteOffset + i * 4 : 0, yIn ? y.byteOffset + i * 4 : BLOCK * 4, m * 4);
+    if (!outIn) out.set(m === BLOCK ? a : a.subarray(0, m), i);
   }
   return n;
 }
