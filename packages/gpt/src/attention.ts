@@ -1,15 +1,18 @@
 // Causal multi-head self-attention as one fused op: qkv [B*T, 3C] -> y [B*T, C].
 //
-// Two implementations of the same math, checked against each other in test/attention.test.ts:
+// Two implementations of the same math, checked against each other in test/ops.test.ts:
 // - On CPU backends (cpu, wasm) a plain-JavaScript kernel. Profiling showed the batched
 //   matmuls of attention ([B*H, T, hs] @ [B*H, hs, T]) take tfjs-backend-wasm's generic loop
 //   (no XNNPACK for batch > 1) and were ~40% of a training step, with head split/merge
 //   transposes and mask/softmax ops on top. The kernel below reads q, k, v straight out of
 //   the qkv rows (no split or transpose), skips the masked upper triangle (half the work),
-//   and does softmax in the same pass; backward is the closed form in one pass per row.
+//   and does softmax in the same pass; backward is the closed form in one pass per row. It
+//   reads and writes the tensors' own memory (host-memory.ts): copies in and out were what
+//   made V8 run a full collection every step.
 // - Elsewhere (webgpu, tensorflow) tfjs ops: head split, batched matmuls, additive mask,
 //   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
 import * as tf from '@tensorflow/tfjs-core';
+import { HOST_MEMORY_BACKENDS, runHostKernel } from './host-memory.ts';
 
 type T2 = tf.Tensor2D;
 
@@ -19,15 +22,13 @@ export interface AttentionShape {
   H: number;
 }
 
-const JS_KERNEL_BACKENDS = new Set(['cpu', 'wasm']);
-
 /** Causal self-attention of the packed projections qkv [B*T, 3C] (columns q | k | v, heads contiguous). */
 export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {
   const C = qkv.shape[1] / 3;
   if (!Number.isInteger(C) || C % shape.H !== 0 || qkv.shape[0] !== shape.B * shape.T) {
     throw new RangeError(`qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`);
   }
-  return JS_KERNEL_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);
+  return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);
 }
 
 // ---- tfjs ops (any backend) ----
@@ -60,26 +61,32 @@ export function attentionTfOps(qkv: T2, { B, T, H }: AttentionShape): T2 {
 // ---- JavaScript kernel (cpu, wasm) ----
 
 function attentionKernelOp(qkv: T2, shape: AttentionShape): T2 {
+  const rows = qkv.shape[0];
+  const C = qkv.shape[1] / 3;
+  const attShape = [shape.B * shape.H, shape.T, shape.T];
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const x = args[0] as T2;
-    const src = x.dataSync() as Float32Array;
-    const { y, att } = attentionForward(src, shape, x.shape[1] / 3);
+    const save = args[1] as tf.GradSaveFunc;
+    const [y, att] = runHostKernel([x], [[rows, C], attShape], ([src], [yv, attv]) => attentionForward(src!, shape, C, yv!, attv!));
+    // The tape keeps its own references to qkv and the probabilities until backward has run.
+    save([x, att!]);
+    att!.dispose();
     return {
-      value: tf.tensor2d(y, [x.shape[0], x.shape[1] / 3]),
-      // att and the qkv values stay in this closure (host memory) until backward has run.
-      gradFunc: (dy: tf.Tensor) => [tf.tensor2d(attentionBackward(src, att, dy.dataSync() as Float32Array, shape, x.shape[1] / 3), x.shape)],
+      value: y as T2,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runHostKernel([saved[0]!, saved[1]!, dy], [[rows, 3 * C]], ([src, attv, dyv], [dqkv]) => attentionBackward(src!, attv!, dyv!, shape, C, dqkv!)),
     };
   });
   return op(qkv) as T2;
 }
 
-/** Forward: y and the attention probabilities att [B*H, T, T] (upper triangle left 0). */
-export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape, C: number): { y: Float32Array; att: Float32Array } {
+/**
+ * Forward into zero-filled y [B*T, C] and att [B*H, T, T]: the output and the attention
+ * probabilities (upper triangle left 0).
+ */
+export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape, C: number, y: Float32Array, att: Float32Array): void {
   const hs = C / H;
   const row = 3 * C;
   const scale = 1 / Math.sqrt(hs);
-  const y = new Float32Array(B * T * C);
-  const att = new Float32Array(B * H * T * T);
   const acc = new Float64Array(hs);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
@@ -134,7 +141,6 @@ export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape,
       }
     }
   }
-  return { y, att };
 }
 
 /**
@@ -142,11 +148,10 @@ export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape,
  *   dp_ij = dy_i . v_j      ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij')
  *   dq_i += scale ds_ij k_j     dk_j += scale ds_ij q_i     dv_j += p_ij dy_i
  */
-export function attentionBackward(qkv: Float32Array, att: Float32Array, dy: Float32Array, { B, T, H }: AttentionShape, C: number): Float32Array {
+export function attentionBackward(qkv: Float32Array, att: Float32Array, dy: Float32Array, { B, T, H }: AttentionShape, C: number, dqkv: Float32Array): void {
   const hs = C / H;
   const row = 3 * C;
   const scale = 1 / Math.sqrt(hs);
-  const dqkv = new Float32Array(B * T * row);
   const dp = new Float64Array(T);
   const dq = new Float64Array(hs);
   for (let b = 0; b < B; b++) {
@@ -199,5 +204,4 @@ export function attentionBackward(qkv: Float32Array, att: Float32Array, dy: Floa
       }
     }
   }
-  return dqkv;
 }

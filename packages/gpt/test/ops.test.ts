@@ -2,7 +2,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { registerAllGradients } from '@zeroring/backend/gradients';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '@zeroring/backend';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionTfOps, causalSelfAttention } from '../src/attention.ts';
 import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from '../src/ops.ts';
 import { Rng } from '../src/rng.ts';
@@ -82,9 +83,16 @@ describe('causal self-attention', () => {
   const shape = { B: 2, T: 7, H: 3 };
   const C = 12;
 
-  it('JS kernel (cpu, wasm) matches the tfjs-ops form, forward and backward', () => {
-    expect(tf.getBackend()).toBe('cpu'); // the JS kernel path
-    expectSameGrads((x) => causalSelfAttention(x as tf.Tensor2D, shape), (x) => attentionTfOps(x as tf.Tensor2D, shape), [randn([14, 3 * C], 12)], 1e-5);
+  afterAll(() => tf.setBackend('cpu'));
+
+  it.each(['cpu', 'wasm'] as const)('JS kernel on %s matches the tfjs-ops form, forward and backward, and frees what it allocates', async (backend) => {
+    await initBackend(backend, { logger: { info() {}, warn() {}, debug() {} } });
+    expect(tf.getBackend()).toBe(backend); // the JS kernel path, on the tensors' own memory
+    const before = tf.memory().numTensors;
+    tf.tidy(() => expectSameGrads((x) => causalSelfAttention(x as tf.Tensor2D, shape), (x) => attentionTfOps(x as tf.Tensor2D, shape), [randn([14, 3 * C], 12)], 1e-5));
+    // The probabilities saved for backward are released once the gradient has been taken.
+    expect(tf.memory().numTensors).toBe(before);
+    await tf.setBackend('cpu');
   });
 
   it('matches a naive per-head loop', () => {

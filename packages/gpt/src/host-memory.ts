@@ -1,0 +1,55 @@
+// Run a JavaScript kernel on the memory of tensors of the CPU backends, without copies.
+//
+// x.dataSync() on the wasm backend copies the tensor out of the WebAssembly heap into a fresh
+// ArrayBuffer, and tf.tensor(values) copies the result back in. For the attention kernel that
+// was about 10 MB of ArrayBuffers per tiny-GPT step. V8 counts ArrayBuffer memory toward the
+// next full collection, so those copies alone started a mark-compact every step, whose
+// concurrent marking kept another core about 7 % busy: free with one process, but taken from the
+// other rank when two ranks share two cores (benchmarks/scaling.ts). Here a kernel reads its
+// inputs and writes its outputs in place: on wasm as views of the heap, on cpu as the arrays the
+// backend stores.
+import * as tf from '@tensorflow/tfjs-core';
+
+/** What this module uses of tfjs-backend-wasm's BackendWasm (public methods of its class). */
+interface WasmHeapBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): tf.TypedArray;
+}
+
+const isWasmHeapBackend = (b: tf.KernelBackend): b is tf.KernelBackend & WasmHeapBackend =>
+  typeof (b as Partial<WasmHeapBackend>).makeOutput === 'function' && typeof (b as Partial<WasmHeapBackend>).typedArrayFromHeap === 'function';
+
+export const HOST_MEMORY_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
+
+/**
+ * Calls kernel(inputs, outputs) with the float32 values of `inputs` (to read only) and
+ * zero-filled arrays for new float32 tensors of `outputShapes` (to fill), and returns those
+ * tensors. The arrays are valid only during the call: on wasm they are views of a heap that a
+ * later allocation may grow and move, so the kernel must not keep them or run tfjs ops.
+ */
+export function runHostKernel(inputs: readonly tf.Tensor[], outputShapes: readonly number[][], kernel: (ins: Float32Array[], outs: Float32Array[]) => void): tf.Tensor[] {
+  const backendName = tf.getBackend();
+  if (!HOST_MEMORY_BACKENDS.has(backendName)) throw new Error(`runHostKernel needs a host-memory backend (${[...HOST_MEMORY_BACKENDS].join(', ')}), the active one is ${backendName}`);
+  for (const t of inputs) {
+    if (t.dtype !== 'float32') throw new TypeError(`runHostKernel reads float32 tensors, got ${t.dtype} of shape [${t.shape}]`);
+  }
+  const backend = tf.backend();
+  if (isWasmHeapBackend(backend)) {
+    // Allocate every output before taking any view: allocating may grow the heap and detach views.
+    const infos = outputShapes.map((shape) => backend.makeOutput([...shape], 'float32'));
+    const outs = infos.map((info) => backend.typedArrayFromHeap(info) as Float32Array);
+    for (const o of outs) o.fill(0); // malloc'd, not cleared
+    kernel(
+      inputs.map((t) => backend.typedArrayFromHeap(t) as Float32Array),
+      outs,
+    );
+    return infos.map((info) => tf.engine().makeTensorFromTensorInfo(info, backend));
+  }
+  // The cpu backend keeps each tensor's values as a typed array; readSync hands out that array.
+  const outs = outputShapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
+  kernel(
+    inputs.map((t) => backend.readSync(t.dataId) as Float32Array),
+    outs,
+  );
+  return outs.map((values, i) => tf.tensor(values, outputShapes[i], 'float32'));
+}
