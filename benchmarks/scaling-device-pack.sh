@@ -50,7 +50,7 @@ set -uo pipefail
 P=.device-pack-scaling
 [ -x /tmp/node ] || { xz -d -c $P/node.xz > /tmp/node && chmod +x /tmp/node; }
 nproc
-/tmp/node $P/scaling.mjs --worker "$PWD/$P/worker.mjs" --data "$PWD/$P/moby.txt" --no-charts --out "${OUT:-/tmp}/scaling.json" "$@"
+/tmp/node $P/scaling.mjs --worker "$PWD/$P/worker.mjs" --data "$PWD/$P/moby.txt" --no-charts --no-cpu-balance --out "${OUT:-/tmp}/scaling.json" "$@"
 SH
 chmod +x "$PACK/run.sh"
 du -sh "$PACK" && ls -la "$PACK"

@@ -11,13 +11,17 @@
 // back. Speedups are taken within a round (2-rank tokens/s over 1-rank tokens/s of the same
 // framework and round), then the median over rounds is quoted. Both drop the first quarter of the
 // steps (4 of 16) as warm-up and take the median step after it.
-// Writes JSON and a Markdown table beside it, with the load average before each round.
+// Writes JSON and a Markdown table beside it, with the load average before each round and the
+// CPU balance (benchmarks/cpu-balance.ts; scaling.ts measures zeroring's) right before each
+// framework's pair of runs:
+// when one CPU runs slower than the other, both frameworks' 2-rank runs go at its pace.
 import os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { measureCpuBalance } from './cpu-balance.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: a } = parseArgs({
@@ -54,6 +58,8 @@ interface Run {
   tokensPerSec: number;
   speedup: number;
   cpuPerWall: number;
+  /** Slowest over fastest CPU in the probe right before this round's runs of this framework. */
+  cpuBalance: number;
 }
 
 const runs: Run[] = [];
@@ -63,19 +69,20 @@ const tmp = mkdtempSync(join(os.tmpdir(), 'scaling-vs-torch-'));
 try {
   for (let round = 0; round < rounds; round++) {
     loadBefore.push(os.loadavg());
+    const cpuBalance = (await measureCpuBalance(2)).ratio;
     const t = JSON.parse(run(a.python!, [resolve(here, 'scaling-torch.py'), '--nprocs', '1,2', '--batch', String(batch), '--steps', String(steps - warmup), '--warmup', String(warmup)]).trim().split('\n').at(-1)!) as {
       torch: string;
       results: { nproc: number; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number }[];
     };
     torchVersion = t.torch;
-    for (const r of t.results) runs.push({ framework: 'torch', round, ...r });
+    for (const r of t.results) runs.push({ framework: 'torch', round, ...r, cpuBalance });
 
     const out = join(tmp, `zeroring-${round}.json`);
     run(process.execPath, ['--import', 'tsx', resolve(here, 'scaling.ts'), '--models', 'tiny', '--nprocs', '1,2', '--batch-tiny', String(batch), '--steps-tiny', String(steps), '--out', out, '--no-charts']);
-    const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number }[] };
-    for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall });
+    const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number; cpuBalance: number }[] };
+    for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall, cpuBalance: r.cpuBalance });
     const two = runs.filter((r) => r.round === round && r.nproc === 2);
-    console.error(`round ${round}: 2-rank speedup torch x${two[0]!.speedup.toFixed(2)}, zeroring x${two[1]!.speedup.toFixed(2)} (load ${os.loadavg()[0]!.toFixed(2)})`);
+    console.error(`round ${round}: 2-rank speedup torch x${two[0]!.speedup.toFixed(2)} (CPU balance ${two[0]!.cpuBalance.toFixed(2)}), zeroring x${two[1]!.speedup.toFixed(2)} (CPU balance ${two[1]!.cpuBalance.toFixed(2)}) (load ${os.loadavg()[0]!.toFixed(2)})`);
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
@@ -92,6 +99,7 @@ const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
       speedup: median(rs.map((r) => r.speedup)),
       speedupPerRound: rs.map((r) => r.speedup),
       cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
+      cpuBalancePerRound: rs.map((r) => r.cpuBalance),
     };
   }),
 );
@@ -114,12 +122,12 @@ const result = {
 mkdirSync(dirname(a.out!), { recursive: true });
 writeFileSync(a.out!, JSON.stringify(result, null, 2) + '\n');
 
-const lines = ['| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | rank-0 CPU/wall |', '|---|---|---|---|---|---|---|'];
+const lines = ['| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | CPU balance per round | rank-0 CPU/wall |', '|---|---|---|---|---|---|---|---|'];
 for (const s of summary) {
   const name = s.framework === 'torch' ? `torch ${torchVersion} ${s.nproc > 1 ? 'DDP Gloo' : 'plain'}` : `zeroring wasm ${s.nproc > 1 ? 'DDP' : 'local'}`;
-  lines.push(`| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.speedupPerRound.map((x) => x.toFixed(2)).join(' ')} | ${s.cpuPerWall.toFixed(2)} |`);
+  lines.push(`| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.speedupPerRound.map((x) => x.toFixed(2)).join(' ')} | ${s.cpuBalancePerRound.map((x) => x.toFixed(2)).join(' ')} | ${s.cpuPerWall.toFixed(2)} |`);
 }
 const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
-const md = `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ${rounds} round(s); speedups taken within a round. Load average (1/5/15 min) before each round: ${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;
+const md = `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ${rounds} round(s); speedups taken within a round. CPU balance: the slower over the faster of two processes running the same JavaScript attention forward at once, just before the framework's runs of that round (1.00: equal CPUs; benchmarks/cpu-balance.ts). Load average (1/5/15 min) before each round: ${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);

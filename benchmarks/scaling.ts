@@ -5,7 +5,7 @@
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
 //        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 16] [--steps-small 6] [--out benchmarks/results/scaling.json]
-//        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts]   (the bundled form: benchmarks/scaling-device-pack.sh)
+//        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts --no-cpu-balance]   (the bundled form: benchmarks/scaling-device-pack.sh)
 //
 // Each configuration runs as its own job through launch() (benchmarks/scaling-worker.ts); within
 // a round the world sizes run back to back, and speedups are taken within a round so that the
@@ -21,6 +21,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { launch } from '../packages/comm/src/launch/index.ts';
+import { measureCpuBalance } from './cpu-balance.ts';
 // Type only (erased): the worker module itself starts a process group when loaded.
 import type { StepRecord } from './scaling-worker.ts';
 
@@ -44,6 +45,7 @@ const { values: a } = parseArgs({
     'first-bucket-bytes': { type: 'string' },
     out: { type: 'string', default: resolve(here, 'results/scaling.json') },
     'no-charts': { type: 'boolean', default: false },
+    'no-cpu-balance': { type: 'boolean', default: false }, // the bundled form cannot start the probe (it needs tsx)
   },
 });
 
@@ -108,6 +110,11 @@ interface Row {
   cpuPerWall: number;
   /** Slowest minus fastest rank's compute ms in a step: the part of the comm wait that is waiting for a peer. */
   rankSkewMs: number;
+  /**
+   * Slower over faster CPU right before the round (cpu-balance.ts): 2 ranks go at the slower
+   * one's pace, so a round with an unbalanced machine measures the host, not DDP.
+   */
+  cpuBalance: number | null;
   stepsMeasured: number;
 }
 
@@ -117,6 +124,7 @@ for (const model of models) {
   const roundsOf = model === 'small' && a['rounds-small'] ? Number(a['rounds-small']) : rounds;
   for (let round = 0; round < roundsOf; round++) {
     const base: Record<number, number> = {};
+    const cpuBalance = a['no-cpu-balance'] ? null : (await measureCpuBalance(2)).ratio;
     for (const nproc of nprocsOf(model)) {
       const t0 = Date.now();
       const r = await runOne(model, nproc);
@@ -138,6 +146,7 @@ for (const model of models) {
         commFraction: median(kept.map((s) => s.commMs / s.stepMs)),
         cpuPerWall: median(kept.flatMap((s) => (s.cpuMs === null ? [] : [s.cpuMs / s.stepMs]))),
         rankSkewMs: median(kept.map((s) => (s.rankComputeMs ? Math.max(...s.rankComputeMs) - Math.min(...s.rankComputeMs) : 0))),
+        cpuBalance,
         stepsMeasured: kept.length,
       };
       base[nproc] = row.tokensPerSec;
@@ -146,7 +155,7 @@ for (const model of models) {
       // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
       mkdirSync(dirname(a.out!), { recursive: true });
       writeFileSync(a.out!.replace(/\.json$/, '.partial.json'), JSON.stringify(rows, null, 2) + '\n');
-      console.error(`${model} nproc=${nproc} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}% (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      console.error(`${model} nproc=${nproc} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%, CPU balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
   }
 }
@@ -168,6 +177,7 @@ for (const model of models) {
       optimMs: median(rs.map((r) => r.optimMs)),
       cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
       rankSkewMs: median(rs.map((r) => r.rankSkewMs)),
+      cpuBalance: rs.every((r) => r.cpuBalance !== null) ? median(rs.map((r) => r.cpuBalance!)) : null,
       buckets: rs[0].buckets,
       params: rs[0].params,
       batchPerRank: rs[0].batchPerRank,
@@ -190,12 +200,12 @@ writeFileSync(a.out!, JSON.stringify(out, null, 2) + '\n');
 rmSync(a.out!.replace(/\.json$/, '.partial.json'), { force: true });
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank skew ms | rank-0 CPU/wall |';
-const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|'];
+const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank skew ms | CPU balance | rank-0 CPU/wall |';
+const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
 for (const s of summary) {
-  lines.push(`| ${s.model} | ${s.nproc} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuPerWall.toFixed(2)} |`);
+  lines.push(`| ${s.model} | ${s.nproc} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
 }
-const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up, ${rounds} round(s).\n\n${lines.join('\n')}\n`;
+const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up, ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts).\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);
 
