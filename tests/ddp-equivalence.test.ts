@@ -28,8 +28,10 @@ const STEPS = 3;
 const SEED = 5;
 const EMBD = 32; // nEmbd of the worker's GPT config
 
-function runLocal(nproc: number, batch: number, accum: number, out: string): Promise<void> {
-  const args = JSON.stringify({ mode: 'local', steps: STEPS, batch, accum, nproc, backend: 'cpu', seed: SEED, out });
+type Backend = 'cpu' | 'wasm';
+
+function runLocal(nproc: number, batch: number, accum: number, out: string, backend: Backend = 'cpu'): Promise<void> {
+  const args = JSON.stringify({ mode: 'local', steps: STEPS, batch, accum, nproc, backend, seed: SEED, out });
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
     for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']) delete env[k];
@@ -41,13 +43,13 @@ function runLocal(nproc: number, batch: number, accum: number, out: string): Pro
   });
 }
 
-async function runDDP(nproc: number, batch: number, accum: number, bucketBytes: number | undefined, out: string): Promise<{ buckets: number; memory: Record<string, { device: number; host: number }> }> {
+async function runDDP(nproc: number, batch: number, accum: number, bucketBytes: number | undefined, out: string, backend: Backend = 'cpu'): Promise<{ buckets: number; memory: Record<string, { device: number; host: number }> }> {
   const stdout = new Collect();
   const stderr = new Collect();
   const result = await launch({
     nprocPerNode: nproc,
     script: worker,
-    args: [JSON.stringify({ mode: 'ddp', steps: STEPS, batch, accum, nproc, bucketBytes, backend: 'cpu', seed: SEED, out })],
+    args: [JSON.stringify({ mode: 'ddp', steps: STEPS, batch, accum, nproc, bucketBytes, backend, seed: SEED, out })],
     cwd: repoRoot,
     stdout,
     stderr,
@@ -74,7 +76,7 @@ function expectRanksIdentical(pattern: string, nproc: number): void {
   for (let r = 1; r < nproc; r++) expect(read(pattern.replace('{rank}', String(r))), `rank ${r} vs rank 0`).toEqual(r0);
 }
 
-describe('DDP equivalence (real processes, cpu backend, GPT C=32 L=2 T=16)', () => {
+describe('DDP equivalence (real processes, cpu backend unless named, GPT C=32 L=2 T=16)', () => {
   const ref8 = join(dir, 'ref-8.json');
   const ref9 = join(dir, 'ref-9.json');
 
@@ -103,6 +105,16 @@ describe('DDP equivalence (real processes, cpu backend, GPT C=32 L=2 T=16)', () 
     expect(res.buckets).toBe(1);
     expectRanksIdentical(out, 3);
     expectMatchesReference(out, ref9);
+  }, 300_000);
+
+  it('wasm backend: 2 ranks × batch 4 == 1 process × batch 8 (buckets read from the heap into reused buffers)', async () => {
+    const ref = join(dir, 'ref-8-wasm.json');
+    await runLocal(2, 4, 1, ref, 'wasm');
+    const out = join(dir, 'wasm2-{rank}.json');
+    const res = await runDDP(2, 4, 1, 8192, out, 'wasm');
+    expect(res.buckets).toBeGreaterThan(3);
+    expectRanksIdentical(out, 2);
+    expectMatchesReference(out, ref);
   }, 300_000);
 
   it('noSync: 3 ranks × 3 accumulated micro-batches of 1 == 1 process × batch 9', async () => {

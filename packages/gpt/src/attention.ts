@@ -12,7 +12,7 @@
 // - Elsewhere (webgpu, tensorflow) tfjs ops: head split, batched matmuls, additive mask,
 //   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
 import * as tf from '@tensorflow/tfjs-core';
-import { HOST_MEMORY_BACKENDS, runHostKernel } from './host-memory.ts';
+import { HOST_MEMORY_BACKENDS, runHostKernel } from '@zeroring/backend/host-memory';
 
 type T2 = tf.Tensor2D;
 

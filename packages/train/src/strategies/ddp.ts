@@ -23,14 +23,12 @@
 // gradients that were never reduced (every backward ran under noSync), it reduces them then, so
 // ranks cannot silently diverge.
 import * as tf from '@tensorflow/tfjs-core';
+import { copyToHost, HOST_MEMORY_BACKENDS } from '@zeroring/backend/host-memory';
 import { paramCount, uniqueParams, type BlockModel, type NamedTensors } from '../model.ts';
 import type { Phase } from '../engine.ts';
 import { StrategyError, type FinishStepOptions, type MemoryReport, type ShardState, type StepStats, type Strategy } from '../strategy.ts';
 import { LocalStrategy, type LocalStrategyOptions } from './local.ts';
 import { DEFAULT_BUCKET_BYTES, DEFAULT_FIRST_BUCKET_BYTES, planBuckets, type Bucket, type BucketPlan } from './buckets.ts';
-
-/** Backends whose tensors live in this process's memory (an "upload" is a memcpy). */
-const HOST_MEMORY_BACKENDS = new Set(['cpu', 'wasm']);
 
 /** The collectives DDP needs; a @zeroring/comm ProcessGroup has them. */
 export interface DDPComm {
@@ -81,6 +79,12 @@ export class DDPStrategy implements Strategy {
   private hostBytes = 0;
   private peakDeviceGradBytes = 0;
   private peakHostBytes = 0;
+  /**
+   * Host buffers of finished buckets, by length, for the next step's read-backs on host-memory
+   * backends: a fresh buffer per bucket per step (what data() returns on wasm) is an ArrayBuffer
+   * V8 counts toward its next full collection, 43 MB per step for the small GPT.
+   */
+  private readonly spareHostBuffers = new Map<number, Float32Array[]>();
 
   constructor(
     readonly comm: DDPComm,
@@ -227,6 +231,8 @@ export class DDPStrategy implements Strategy {
     this.hostBytes = 0;
     this.inner.onBlockGrads(-1, named);
     const stats = await this.inner.finishStep(opts);
+    // Only now: on the cpu backend the gradient tensors above were views of these buffers.
+    if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) for (const buf of reduced.values()) this.spareHostBuffer(buf);
     // optimMs covers the upload and the optimizer update.
     return { commMs, optimMs: performance.now() - t1, gradNorm: stats.gradNorm };
   }
@@ -291,12 +297,11 @@ export class DDPStrategy implements Strategy {
     tf.dispose(pieces);
     this.flatsOnDevice += b.elems * 4;
     this.notePeaks();
-    const read = flat.data() as Promise<Float32Array>;
+    // Either read-back is a copy the tensor no longer needs, so the all-reduce may work on it in place.
+    const read = HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? Promise.resolve(copyToHost(flat, this.hostBuffer(b.elems))) : (flat.data() as Promise<Float32Array>);
     const issued = this.issueTail
       .then(() => read)
       .then((buf) => {
-        // Every backend's read-back is a copy the tensor no longer needs (cpu: its own array,
-        // which dies with the tensor), so the all-reduce may work on it in place.
         flat.dispose();
         this.flatsOnDevice -= b.elems * 4;
         this.hostBytes += b.elems * 4;
@@ -315,6 +320,16 @@ export class DDPStrategy implements Strategy {
     // Awaited in finishStep; until then a failure must not count as unhandled.
     result.catch(() => undefined);
     this.inFlight.push({ bucket: b.index, result });
+  }
+
+  private hostBuffer(length: number): Float32Array {
+    return this.spareHostBuffers.get(length)?.pop() ?? new Float32Array(length);
+  }
+
+  private spareHostBuffer(buf: Float32Array): void {
+    const spares = this.spareHostBuffers.get(buf.length);
+    if (spares) spares.push(buf);
+    else this.spareHostBuffers.set(buf.length, [buf]);
   }
 
   private notePeaks(): void {

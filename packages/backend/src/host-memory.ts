@@ -1,13 +1,14 @@
-// Run a JavaScript kernel on the memory of tensors of the CPU backends, without copies.
+// Tensor memory on the CPU backends (cpu, wasm), read and written without fresh ArrayBuffers.
 //
 // x.dataSync() on the wasm backend copies the tensor out of the WebAssembly heap into a fresh
-// ArrayBuffer, and tf.tensor(values) copies the result back in. For the attention kernel that
-// was about 10 MB of ArrayBuffers per tiny-GPT step. V8 counts ArrayBuffer memory toward the
-// next full collection, so those copies alone started a mark-compact every step, whose
+// ArrayBuffer, and tf.tensor(values) copies the result back in. For the GPT's attention kernel
+// that was about 10 MB of ArrayBuffers per tiny-GPT step. V8 counts ArrayBuffer memory toward
+// the next full collection, so those copies alone started a mark-compact every step, whose
 // concurrent marking kept another core about 7 % busy: free with one process, but taken from the
-// other rank when two ranks share two cores (benchmarks/scaling.ts). Here a kernel reads its
-// inputs and writes its outputs in place: on wasm as views of the heap, on cpu as the arrays the
-// backend stores.
+// other rank when two ranks share two cores (benchmarks/scaling.ts). Here
+// - runHostKernel lets a JavaScript kernel read its inputs and write its outputs in place: on
+//   wasm as views of the heap, on cpu as the arrays the backend stores;
+// - copyToHost reads a tensor into a buffer the caller reuses (DDP's gradient buckets).
 import * as tf from '@tensorflow/tfjs-core';
 
 /** What this module uses of tfjs-backend-wasm's BackendWasm (public methods of its class). */
@@ -52,4 +53,13 @@ export function runHostKernel(inputs: readonly tf.Tensor[], outputShapes: readon
     outs,
   );
   return outs.map((values, i) => tf.tensor(values, outputShapes[i], 'float32'));
+}
+
+/** Copies the float32 values of `t` (on a host-memory backend) into `out`, which must fit them. */
+export function copyToHost(t: tf.Tensor, out: Float32Array): Float32Array {
+  if (t.dtype !== 'float32' || out.length < t.size) throw new TypeError(`copyToHost reads a float32 tensor into a buffer of at least its size, got ${t.dtype} of ${t.size} values into ${out.length}`);
+  const backend = tf.backend();
+  const values = isWasmHeapBackend(backend) ? backend.typedArrayFromHeap(t) : backend.readSync(t.dataId);
+  out.set(values as Float32Array);
+  return out;
 }
