@@ -81,8 +81,9 @@ export class DDPStrategy implements Strategy {
   private peakHostBytes = 0;
   /**
    * Host buffers of finished buckets, by length, for the next step's read-backs on host-memory
-   * backends: a fresh buffer per bucket per step (what data() returns on wasm) is an ArrayBuffer
-   * V8 counts toward its next full collection, 43 MB per step for the small GPT.
+   * backends (at most one per bucket): a fresh buffer per bucket per step (what data() returns on
+   * wasm) is an ArrayBuffer V8 counts toward its next full collection, 43 MB per step for the
+   * small GPT.
    */
   private readonly spareHostBuffers = new Map<number, Float32Array[]>();
 
@@ -232,7 +233,7 @@ export class DDPStrategy implements Strategy {
     this.inner.onBlockGrads(-1, named);
     const stats = await this.inner.finishStep(opts);
     // Only now: on the cpu backend the gradient tensors above were views of these buffers.
-    if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) for (const buf of reduced.values()) this.spareHostBuffer(buf);
+    if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) for (const buf of reduced.values()) this.returnHostBuffer(buf);
     // optimMs covers the upload and the optimizer update.
     return { commMs, optimMs: performance.now() - t1, gradNorm: stats.gradNorm };
   }
@@ -298,7 +299,7 @@ export class DDPStrategy implements Strategy {
     this.flatsOnDevice += b.elems * 4;
     this.notePeaks();
     // Either read-back is a copy the tensor no longer needs, so the all-reduce may work on it in place.
-    const read = HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? Promise.resolve(copyToHost(flat, this.hostBuffer(b.elems))) : (flat.data() as Promise<Float32Array>);
+    const read = HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? Promise.resolve(copyToHost(flat, this.takeHostBuffer(b.elems))) : (flat.data() as Promise<Float32Array>);
     const issued = this.issueTail
       .then(() => read)
       .then((buf) => {
@@ -322,11 +323,11 @@ export class DDPStrategy implements Strategy {
     this.inFlight.push({ bucket: b.index, result });
   }
 
-  private hostBuffer(length: number): Float32Array {
+  private takeHostBuffer(length: number): Float32Array {
     return this.spareHostBuffers.get(length)?.pop() ?? new Float32Array(length);
   }
 
-  private spareHostBuffer(buf: Float32Array): void {
+  private returnHostBuffer(buf: Float32Array): void {
     const spares = this.spareHostBuffers.get(buf.length);
     if (spares) spares.push(buf);
     else this.spareHostBuffers.set(buf.length, [buf]);
