@@ -4,13 +4,19 @@
 // compares speedups taken under the same load rather than figures from different days.
 //
 //   node --import tsx benchmarks/scaling-vs-torch.ts [--rounds 3] [--python /usr/bin/python3]
-//        [--steps-tiny 16] [--out benchmarks/results/scaling-vs-torch.json]
+//        [--steps-tiny 16] [--warmup W] [--out benchmarks/results/scaling-vs-torch.json]
 //
 // Each round runs torch 1 rank, torch 2 ranks (benchmarks/scaling-torch.py), then zeroring 1 rank,
 // zeroring 2 ranks (benchmarks/scaling.ts --models tiny --nprocs 1,2, read from its JSON), back to
 // back. Speedups are taken within a round (2-rank tokens/s over 1-rank tokens/s of the same
-// framework and round), then the median over rounds is quoted. Both drop the first quarter of the
-// steps (4 of 16) as warm-up and take the median step after it.
+// framework and round), then the median over rounds is quoted. Both drop the same warm-up steps
+// (--warmup; default the first quarter, 4 of 16) and take the median step after it. zeroring's
+// JavaScript is still being optimised by V8 for ~70 tiny steps (benchmarks/scaling.ts), so
+// --steps-tiny 86 --warmup 70 measures both frameworks in their steady state.
+// Each framework also runs its ceiling right after its 2-rank DDP: two independent one-rank
+// models at once (no process group), whose summed tokens/s is what 2 ranks would reach if DDP
+// cost nothing on this machine. DDP over that ("of ceiling") separates what DDP costs from what
+// sharing the machine costs any two processes.
 // Writes JSON and a Markdown table beside it, with the load average before each round and the
 // CPU balance (benchmarks/cpu-balance.ts; scaling.ts measures zeroring's) right before each
 // framework's pair of runs:
@@ -29,13 +35,14 @@ const { values: a } = parseArgs({
     rounds: { type: 'string', default: '3' },
     python: { type: 'string', default: '/usr/bin/python3' },
     'steps-tiny': { type: 'string', default: '16' },
+    warmup: { type: 'string' },
     out: { type: 'string', default: resolve(here, 'results/scaling-vs-torch.json') },
   },
 });
 const rounds = Number(a.rounds);
 const steps = Number(a['steps-tiny']);
 // scaling.ts's warm-up rule (warmupOf), applied to torch too so both measure the same steps.
-const warmup = Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
+const warmup = a.warmup ? Number(a.warmup) : Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
 const batch = 16;
 
 const median = (xs: number[]): number => {
@@ -50,10 +57,13 @@ function run(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
+type Mode = 'local' | 'ddp' | 'independent';
+
 interface Run {
   framework: 'torch' | 'zeroring';
   round: number;
   nproc: number;
+  mode: Mode;
   stepMs: number;
   tokensPerSec: number;
   speedup: number;
@@ -70,40 +80,52 @@ try {
   for (let round = 0; round < rounds; round++) {
     loadBefore.push(os.loadavg());
     const cpuBalance = (await measureCpuBalance(2)).ratio;
-    const t = JSON.parse(run(a.python!, [resolve(here, 'scaling-torch.py'), '--nprocs', '1,2', '--batch', String(batch), '--steps', String(steps - warmup), '--warmup', String(warmup)]).trim().split('\n').at(-1)!) as {
+    const t = JSON.parse(run(a.python!, [resolve(here, 'scaling-torch.py'), '--nprocs', '1,2', '--independent', '2', '--batch', String(batch), '--steps', String(steps - warmup), '--warmup', String(warmup)]).trim().split('\n').at(-1)!) as {
       torch: string;
-      results: { nproc: number; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number }[];
+      results: { nproc: number; mode: Mode; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number }[];
     };
     torchVersion = t.torch;
     for (const r of t.results) runs.push({ framework: 'torch', round, ...r, cpuBalance });
 
     const out = join(tmp, `zeroring-${round}.json`);
-    run(process.execPath, ['--import', 'tsx', resolve(here, 'scaling.ts'), '--models', 'tiny', '--nprocs', '1,2', '--batch-tiny', String(batch), '--steps-tiny', String(steps), '--out', out, '--no-charts']);
-    const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number; cpuBalance: number }[] };
-    for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall, cpuBalance: r.cpuBalance });
-    const two = runs.filter((r) => r.round === round && r.nproc === 2);
-    console.error(`round ${round}: 2-rank speedup torch x${two[0]!.speedup.toFixed(2)} (CPU balance ${two[0]!.cpuBalance.toFixed(2)}), zeroring x${two[1]!.speedup.toFixed(2)} (CPU balance ${two[1]!.cpuBalance.toFixed(2)}) (load ${os.loadavg()[0]!.toFixed(2)})`);
+    run(process.execPath, ['--import', 'tsx', resolve(here, 'scaling.ts'), '--models', 'tiny', '--nprocs', '1,2', '--ceiling', '2', '--batch-tiny', String(batch), '--steps-tiny', String(steps), '--warmup-tiny', String(warmup), '--out', out, '--no-charts']);
+    const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; mode: Mode; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number; cpuBalance: number }[] };
+    for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, mode: r.mode, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall, cpuBalance: r.cpuBalance });
+    const said = (['torch', 'zeroring'] as const).map((f) => {
+      const of = (mode: Mode) => runs.find((r) => r.framework === f && r.round === round && r.mode === mode)!;
+      return `${f} x${of('ddp').speedup.toFixed(2)}, ${(of('ddp').tokensPerSec / of('independent').tokensPerSec).toFixed(2)} of ceiling (CPU balance ${of('ddp').cpuBalance.toFixed(2)})`;
+    });
+    console.error(`round ${round}: 2-rank speedup ${said.join('; ')} (load ${os.loadavg()[0]!.toFixed(2)})`);
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
 
+/** Per round, DDP's tokens/s over the same framework's two independent models of that round. */
+const ofCeiling = (framework: Run['framework']): number[] =>
+  [...Array(rounds).keys()].map((round) => {
+    const of = (mode: Mode) => runs.find((r) => r.framework === framework && r.round === round && r.mode === mode)!.tokensPerSec;
+    return of('ddp') / of('independent');
+  });
+const configs: [number, Mode][] = [[1, 'local'], [2, 'ddp'], [2, 'independent']];
 const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
-  [1, 2].map((nproc) => {
-    const rs = runs.filter((r) => r.framework === framework && r.nproc === nproc);
+  configs.map(([nproc, mode]) => {
+    const rs = runs.filter((r) => r.framework === framework && r.mode === mode);
     return {
       framework,
       nproc,
+      mode,
       stepMs: median(rs.map((r) => r.stepMs)),
       tokensPerSec: median(rs.map((r) => r.tokensPerSec)),
       speedup: median(rs.map((r) => r.speedup)),
       speedupPerRound: rs.map((r) => r.speedup),
       cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
       cpuBalancePerRound: rs.map((r) => r.cpuBalance),
+      ...(mode === 'ddp' ? { ofCeiling: median(ofCeiling(framework)), ofCeilingPerRound: ofCeiling(framework) } : {}),
     };
   }),
 );
-const command = `node --import tsx benchmarks/scaling-vs-torch.ts --rounds ${rounds} --steps-tiny ${steps}`;
+const command = `node --import tsx benchmarks/scaling-vs-torch.ts --rounds ${rounds} --steps-tiny ${steps} --warmup ${warmup}`;
 const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadavgBeforeRounds: loadBefore, loadavgAtEnd: os.loadavg(), node: process.version };
 const result = {
   benchmark: 'scaling-vs-torch (tiny GPT, 1 vs 2 ranks, torch DDP+Gloo vs zeroring DDP wasm)',
@@ -122,12 +144,14 @@ const result = {
 mkdirSync(dirname(a.out!), { recursive: true });
 writeFileSync(a.out!, JSON.stringify(result, null, 2) + '\n');
 
-const lines = ['| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | CPU balance per round | rank-0 CPU/wall |', '|---|---|---|---|---|---|---|---|'];
+const lines = ['| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | of ceiling (median) | of ceiling per round | CPU balance per round | rank-0 CPU/wall |', '|---|---|---|---|---|---|---|---|---|---|'];
+const modeName = { torch: { local: 'plain', ddp: 'DDP Gloo', independent: 'independent (ceiling)' }, zeroring: { local: 'local', ddp: 'DDP', independent: 'independent (ceiling)' } };
 for (const s of summary) {
-  const name = s.framework === 'torch' ? `torch ${torchVersion} ${s.nproc > 1 ? 'DDP Gloo' : 'plain'}` : `zeroring wasm ${s.nproc > 1 ? 'DDP' : 'local'}`;
-  lines.push(`| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.speedupPerRound.map((x) => x.toFixed(2)).join(' ')} | ${s.cpuBalancePerRound.map((x) => x.toFixed(2)).join(' ')} | ${s.cpuPerWall.toFixed(2)} |`);
+  const name = `${s.framework === 'torch' ? `torch ${torchVersion}` : 'zeroring wasm'} ${modeName[s.framework][s.mode]}`;
+  const perRound = (xs: number[] | undefined) => xs?.map((x) => x.toFixed(2)).join(' ') ?? '';
+  lines.push(`| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${perRound(s.speedupPerRound)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${perRound(s.ofCeilingPerRound)} | ${perRound(s.cpuBalancePerRound)} | ${s.cpuPerWall.toFixed(2)} |`);
 }
 const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
-const md = `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ${rounds} round(s); speedups taken within a round. CPU balance: the slower over the faster of two processes running the same JavaScript attention forward at once, just before the framework's runs of that round (1.00: equal CPUs; benchmarks/cpu-balance.ts). Load average (1/5/15 min) before each round: ${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;
+const md = `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ${rounds} round(s); speedups taken within a round. Ceiling: two independent one-rank models of the same framework at once, right after its DDP run; "of ceiling" is DDP's tokens/s over theirs in the same round. CPU balance: the slower over the faster of two processes running the same JavaScript attention forward at once, just before the framework's runs of that round (1.00: equal CPUs; benchmarks/cpu-balance.ts). Load average (1/5/15 min) before each round: ${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);

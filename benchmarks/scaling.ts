@@ -1,10 +1,15 @@
 // Training scaling: total tokens/s of the toy GPT with 1, 2 and 4 ranks (LocalStrategy for one,
 // DDP for more; per-rank batch fixed, so N ranks process N times the tokens per step), and the
 // share of each step spent waiting on communication (commMs / stepMs: what finishStep waited
-// for after backward, plus nothing else).
+// for after backward, plus nothing else). Beside N-rank DDP it runs the host's ceiling for N
+// processes: N independent one-rank jobs at once (no process group, nothing shared), whose summed
+// tokens/s is what N ranks would reach if DDP cost nothing. "of ceiling" (DDP over that, same
+// round) is therefore what DDP itself costs, apart from what the machine costs any N processes
+// sharing it (the same idea as the collectives' raw-TCP pump ceiling).
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
-//        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 16] [--steps-small 6] [--out benchmarks/results/scaling.json]
+//        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 16] [--steps-small 6] [--warmup-tiny W] [--warmup-small W] [--out benchmarks/results/scaling.json]
+//        [--ceiling 2] (world sizes to also run as independent one-rank jobs; '' for none)
 //        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts --no-cpu-balance]   (the bundled form: benchmarks/scaling-device-pack.sh)
 //
 // Each configuration runs as its own job through launch() (benchmarks/scaling-worker.ts); within
@@ -36,6 +41,8 @@ const { values: a } = parseArgs({
     'rounds-small': { type: 'string' },
     'steps-tiny': { type: 'string', default: '16' },
     'steps-small': { type: 'string', default: '6' },
+    'warmup-tiny': { type: 'string' }, // steps dropped before the medians; default a quarter of the steps
+    'warmup-small': { type: 'string' },
     'batch-tiny': { type: 'string', default: '16' },
     'batch-small': { type: 'string', default: '8' },
     worker: { type: 'string', default: resolve(here, 'scaling-worker.ts') },
@@ -46,6 +53,7 @@ const { values: a } = parseArgs({
     out: { type: 'string', default: resolve(here, 'results/scaling.json') },
     'no-charts': { type: 'boolean', default: false },
     'no-cpu-balance': { type: 'boolean', default: false }, // the bundled form cannot start the probe (it needs tsx)
+    ceiling: { type: 'string', default: '2' },
   },
 });
 
@@ -53,11 +61,18 @@ type Model = 'tiny' | 'small';
 const models = a.models!.split(',') as Model[];
 const nprocs = a.nprocs!.split(',').map(Number);
 const nprocsOf = (m: Model): number[] => (m === 'small' && a['nprocs-small'] ? a['nprocs-small'].split(',').map(Number) : nprocs);
+const ceilingOf = new Set(a.ceiling!.split(',').filter(Boolean).map(Number));
 const rounds = Number(a.rounds);
 const stepsOf = { tiny: Number(a['steps-tiny']), small: Number(a['steps-small']) };
 const batchOf = { tiny: Number(a['batch-tiny']), small: Number(a['batch-small']) };
 /** Steps dropped before taking medians. */
-const warmupOf = (steps: number) => Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
+const defaultWarmup = (steps: number) => Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
+// V8 keeps optimising tfjs's JavaScript for the first ~70 tiny steps (--trace-opt: 20-30
+// compilations per 10 steps until then, ~2 after); --warmup-tiny 70 measures past that.
+const warmupOf = { tiny: a['warmup-tiny'] ? Number(a['warmup-tiny']) : defaultWarmup(stepsOf.tiny), small: a['warmup-small'] ? Number(a['warmup-small']) : defaultWarmup(stepsOf.small) };
+for (const m of ['tiny', 'small'] as const) {
+  if (!(warmupOf[m] >= 0 && warmupOf[m] <= stepsOf[m] - 2)) throw new Error(`--warmup-${m} ${warmupOf[m]} must leave at least 2 of the ${stepsOf[m]} steps to measure`);
+}
 
 class Collect extends Writable {
   text = '';
@@ -73,7 +88,14 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-async function runOne(model: Model, nproc: number): Promise<{ steps: StepRecord[]; buckets: number; params: number; backend: string }> {
+interface WorkerResult {
+  steps: StepRecord[];
+  buckets: number;
+  params: number;
+  backend: string;
+}
+
+async function runOne(model: Model, nproc: number): Promise<WorkerResult> {
   const stdout = new Collect();
   const stderr = new Collect();
   const result = await launch({
@@ -92,9 +114,16 @@ async function runOne(model: Model, nproc: number): Promise<{ steps: StepRecord[
   return JSON.parse(line.slice(line.indexOf('RESULT ') + 7));
 }
 
+/**
+ * local: one process alone; ddp: nproc ranks of one job; independent: nproc one-rank jobs at the
+ * same time (the ceiling), their tokens/s summed and their step figures those of the first job.
+ */
+type Mode = 'local' | 'ddp' | 'independent';
+
 interface Row {
   model: Model;
   nproc: number;
+  mode: Mode;
   round: number;
   batchPerRank: number;
   params: number;
@@ -115,7 +144,40 @@ interface Row {
    * one's pace, so a round with an unbalanced machine measures the host, not DDP.
    */
   cpuBalance: number | null;
+  /** DDP rows: tokens/s over the same round's independent jobs (1.00: DDP costs nothing). */
+  ofCeiling?: number;
   stepsMeasured: number;
+}
+
+/** The runs of one configuration: one job, or `nproc` independent one-rank jobs started together. */
+async function runConfig(model: Model, nproc: number, mode: Mode): Promise<WorkerResult[]> {
+  if (mode !== 'independent') return [await runOne(model, nproc)];
+  return Promise.all(Array.from({ length: nproc }, () => runOne(model, 1)));
+}
+
+function toRow(model: Model, nproc: number, mode: Mode, round: number, cpuBalance: number | null, results: WorkerResult[]): Row {
+  const keptOf = (r: WorkerResult) => r.steps.slice(warmupOf[model]);
+  const kept = keptOf(results[0]!);
+  return {
+    model,
+    nproc,
+    mode,
+    round,
+    batchPerRank: batchOf[model],
+    params: results[0]!.params,
+    buckets: results[0]!.buckets,
+    tokensPerSec: results.reduce((sum, r) => sum + median(keptOf(r).map((s) => s.tokensPerSec)), 0),
+    speedup: 0,
+    stepMs: median(kept.map((s) => s.stepMs)),
+    computeMs: median(kept.map((s) => s.computeMs)),
+    commMs: median(kept.map((s) => s.commMs)),
+    optimMs: median(kept.map((s) => s.optimMs)),
+    commFraction: median(kept.map((s) => s.commMs / s.stepMs)),
+    cpuPerWall: median(kept.flatMap((s) => (s.cpuMs === null ? [] : [s.cpuMs / s.stepMs]))),
+    rankSkewMs: median(kept.map((s) => (s.rankComputeMs ? Math.max(...s.rankComputeMs) - Math.min(...s.rankComputeMs) : 0))),
+    cpuBalance,
+    stepsMeasured: kept.length,
+  };
 }
 
 const rows: Row[] = [];
@@ -123,51 +185,41 @@ let backendName = a.backend!;
 for (const model of models) {
   const roundsOf = model === 'small' && a['rounds-small'] ? Number(a['rounds-small']) : rounds;
   for (let round = 0; round < roundsOf; round++) {
-    const base: Record<number, number> = {};
+    let base: number | undefined;
     const cpuBalance = a['no-cpu-balance'] ? null : (await measureCpuBalance(2)).ratio;
-    for (const nproc of nprocsOf(model)) {
+    // The ceiling right after DDP, so that the two see the machine in the same state.
+    const configs = nprocsOf(model).flatMap((nproc): [number, Mode][] => (nproc === 1 ? [[1, 'local']] : ceilingOf.has(nproc) ? [[nproc, 'ddp'], [nproc, 'independent']] : [[nproc, 'ddp']]));
+    for (const [nproc, mode] of configs) {
       const t0 = Date.now();
-      const r = await runOne(model, nproc);
-      backendName = r.backend;
-      const kept = r.steps.slice(warmupOf(r.steps.length));
-      const row: Row = {
-        model,
-        nproc,
-        round,
-        batchPerRank: batchOf[model],
-        params: r.params,
-        buckets: r.buckets,
-        tokensPerSec: median(kept.map((s) => s.tokensPerSec)),
-        speedup: 0,
-        stepMs: median(kept.map((s) => s.stepMs)),
-        computeMs: median(kept.map((s) => s.computeMs)),
-        commMs: median(kept.map((s) => s.commMs)),
-        optimMs: median(kept.map((s) => s.optimMs)),
-        commFraction: median(kept.map((s) => s.commMs / s.stepMs)),
-        cpuPerWall: median(kept.flatMap((s) => (s.cpuMs === null ? [] : [s.cpuMs / s.stepMs]))),
-        rankSkewMs: median(kept.map((s) => (s.rankComputeMs ? Math.max(...s.rankComputeMs) - Math.min(...s.rankComputeMs) : 0))),
-        cpuBalance,
-        stepsMeasured: kept.length,
-      };
-      base[nproc] = row.tokensPerSec;
-      row.speedup = row.tokensPerSec / (base[nprocsOf(model)[0]] ?? row.tokensPerSec);
+      const results = await runConfig(model, nproc, mode);
+      backendName = results[0]!.backend;
+      const row = toRow(model, nproc, mode, round, cpuBalance, results);
+      base ??= row.tokensPerSec;
+      row.speedup = row.tokensPerSec / base;
+      if (mode === 'independent') {
+        const ddp = rows.find((r) => r.model === model && r.round === round && r.nproc === nproc && r.mode === 'ddp');
+        if (ddp) ddp.ofCeiling = ddp.tokensPerSec / row.tokensPerSec;
+      }
       rows.push(row);
       // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
       mkdirSync(dirname(a.out!), { recursive: true });
       writeFileSync(a.out!.replace(/\.json$/, '.partial.json'), JSON.stringify(rows, null, 2) + '\n');
-      console.error(`${model} nproc=${nproc} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%, CPU balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      const ceiling = mode === 'independent' ? `, DDP at ${rows.find((r) => r.round === round && r.model === model && r.nproc === nproc && r.mode === 'ddp')?.ofCeiling?.toFixed(2) ?? '-'} of it` : '';
+      console.error(`${model} nproc=${nproc} ${mode} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%${ceiling}, CPU balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
   }
 }
 
-// Summary per (model, nproc): medians over rounds.
+// Summary per (model, nproc, mode): medians over rounds.
 const summary = [];
 for (const model of models) {
-  for (const nproc of nprocsOf(model)) {
-    const rs = rows.filter((r) => r.model === model && r.nproc === nproc);
+  for (const [nproc, mode] of [...new Map(rows.filter((r) => r.model === model).map((r) => [`${r.nproc} ${r.mode}`, [r.nproc, r.mode] as const])).values()]) {
+    const rs = rows.filter((r) => r.model === model && r.nproc === nproc && r.mode === mode);
+    const ofCeiling = rs.flatMap((r) => (r.ofCeiling === undefined ? [] : [r.ofCeiling]));
     summary.push({
       model,
       nproc,
+      mode,
       tokensPerSec: median(rs.map((r) => r.tokensPerSec)),
       speedup: median(rs.map((r) => r.speedup)),
       commFraction: median(rs.map((r) => r.commFraction)),
@@ -178,6 +230,7 @@ for (const model of models) {
       cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
       rankSkewMs: median(rs.map((r) => r.rankSkewMs)),
       cpuBalance: rs.every((r) => r.cpuBalance !== null) ? median(rs.map((r) => r.cpuBalance!)) : null,
+      ofCeiling: ofCeiling.length > 0 ? median(ofCeiling) : null,
       buckets: rs[0].buckets,
       params: rs[0].params,
       batchPerRank: rs[0].batchPerRank,
@@ -192,6 +245,7 @@ const out = {
   backend: backendName,
   rounds,
   steps: stepsOf,
+  warmup: warmupOf,
   results: summary,
   runs: rows,
 };
@@ -200,12 +254,13 @@ writeFileSync(a.out!, JSON.stringify(out, null, 2) + '\n');
 rmSync(a.out!.replace(/\.json$/, '.partial.json'), { force: true });
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank skew ms | CPU balance | rank-0 CPU/wall |';
-const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
+const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank skew ms | CPU balance | rank-0 CPU/wall |';
+const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
+const ranksLabel = (nproc: number, mode: Mode) => (mode === 'independent' ? `${nproc} independent (ceiling)` : String(nproc));
 for (const s of summary) {
-  lines.push(`| ${s.model} | ${s.nproc} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
+  lines.push(`| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
 }
-const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up, ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts).\n\n${lines.join('\n')}\n`;
+const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up (${models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ')}), ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); "of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds.\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);
 
@@ -216,7 +271,7 @@ if (!a['no-charts']) {
     const { writeScalingChart } = (await import(chartsModule)) as typeof import('../packages/cli/src/charts/scaling.ts');
     for (const model of models) {
       const file = a.out!.replace(/\.json$/, `-${model}.svg`);
-      await writeScalingChart({ model, backend: backendName, results: summary.filter((s) => s.model === model).map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })) }, file, `GPT ${model}: training tokens/s vs ranks`);
+      await writeScalingChart({ model, backend: backendName, results: summary.filter((s) => s.model === model && s.mode !== 'independent').map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })) }, file, `GPT ${model}: training tokens/s vs ranks`);
       console.error(`chart: ${file}`);
     }
   } catch (err) {
