@@ -85,11 +85,17 @@ describe('causal self-attention', () => {
 
   afterAll(() => tf.setBackend('cpu'));
 
-  it.each(['cpu', 'wasm'] as const)('JS kernel on %s matches the tfjs-ops form, forward and backward, and frees what it allocates', async (backend) => {
+  // Head size 4 takes the SIMD kernel (attention-simd.ts), head size 3 the JavaScript one.
+  it.each([
+    ['cpu', 12],
+    ['wasm', 12],
+    ['cpu', 9],
+    ['wasm', 9],
+  ] as const)('host kernel on %s with C=%i matches the tfjs-ops form, forward and backward, and frees what it allocates', async (backend, width) => {
     await initBackend(backend, { logger: { info() {}, warn() {}, debug() {} } });
-    expect(tf.getBackend()).toBe(backend); // the JS kernel path, on the tensors' own memory
+    expect(tf.getBackend()).toBe(backend); // the host kernel path, on the tensors' own memory
     const before = tf.memory().numTensors;
-    tf.tidy(() => expectSameGrads((x) => causalSelfAttention(x as tf.Tensor2D, shape), (x) => attentionTfOps(x as tf.Tensor2D, shape), [randn([14, 3 * C], 12)], 1e-5));
+    tf.tidy(() => expectSameGrads((x) => causalSelfAttention(x as tf.Tensor2D, shape), (x) => attentionTfOps(x as tf.Tensor2D, shape), [randn([14, 3 * width], 12)], 1e-5));
     // The probabilities saved for backward are released once the gradient has been taken.
     expect(tf.memory().numTensors).toBe(before);
     await tf.setBackend('cpu');
