@@ -9,8 +9,8 @@
 //   and does softmax in the same pass; backward is the closed form in one pass per row. It
 //   reads and writes the tensors' own memory (host-memory.ts): copies in and out were what
 //   made V8 run a full collection every step. Where the head size is a multiple of 4 the same
-//   loops run as WebAssembly SIMD (attention-simd.ts: the tiny GPT trains 1.45x faster); the JavaScript form below is
-//   the fallback and the reference that kernel is tested against.
+//   loops run as WebAssembly SIMD (attention-simd.ts; the tiny GPT trains 1.45x faster); the
+//   JavaScript form below is the fallback and the reference that kernel is tested against.
 // - Elsewhere (webgpu, tensorflow) tfjs ops: head split, batched matmuls, additive mask,
 //   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
 import * as tf from '@tensorflow/tfjs-core';
