@@ -172,15 +172,20 @@ function softmaxRows(att: Float32Array, a0: number, T: number): void {
     const ai = a0 + i * T;
     let max = -Infinity;
     for (let j = 0; j <= i; j++) if (att[ai + j]! > max) max = att[ai + j]!;
-    let sum = 0;
-    for (let j = 0; j <= i; j++) {
-      const e = Math.exp(att[ai + j]! - max);
-      att[ai + j] = e;
-      sum += e;
-    }
-    const inv = 1 / sum;
+    const inv = 1 / exponentiateRow(att, ai, i + 1, max);
     for (let j = 0; j <= i; j++) att[ai + j] = att[ai + j]! * inv;
   }
+}
+
+/** att[from + j] = exp(att[from + j] - max) for j < count; returns their sum (the softmax denominator). */
+export function exponentiateRow(att: Float32Array, from: number, count: number, max: number): number {
+  let sum = 0;
+  for (let j = from; j < from + count; j++) {
+    const e = Math.exp(att[j]! - max);
+    att[j] = e;
+    sum += e;
+  }
+  return sum;
 }
 
 /** Same contract as attention.ts's attentionBackward: fills zeroed dqkv [B*T, 3C]. */

@@ -15,7 +15,7 @@
 //   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
 import * as tf from '@tensorflow/tfjs-core';
 import { HOST_MEMORY_BACKENDS, runHostKernel } from '@zeroring/backend/host-memory';
-import { attentionBackwardSimd, attentionForwardSimd, simdAttentionAvailable } from './attention-simd.ts';
+import { attentionBackwardSimd, attentionForwardSimd, exponentiateRow, simdAttentionAvailable } from './attention-simd.ts';
 
 type T2 = tf.Tensor2D;
 
@@ -129,13 +129,7 @@ export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape,
           att[ai + j] = s *= scale;
           if (s > max) max = s;
         }
-        let sum = 0;
-        for (let j = 0; j <= i; j++) {
-          const e = Math.exp(att[ai + j]! - max);
-          att[ai + j] = e;
-          sum += e;
-        }
-        const inv = 1 / sum;
+        const inv = 1 / exponentiateRow(att, ai, i + 1, max);
         acc.fill(0);
         for (let j = 0; j <= i; j++) {
           const p = att[ai + j]! * inv;
