@@ -41,7 +41,7 @@ const { values: a } = parseArgs({
 });
 const rounds = Number(a.rounds);
 const steps = Number(a['steps-tiny']);
-// scaling.ts's warm-up rule (warmupOf), applied to torch too so both measure the same steps.
+// scaling.ts's default warm-up (a quarter of the steps), applied to torch too so both measure the same steps.
 const warmup = a.warmup ? Number(a.warmup) : Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
 const batch = 16;
 

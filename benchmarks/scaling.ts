@@ -65,10 +65,10 @@ const ceilingOf = new Set(a.ceiling!.split(',').filter(Boolean).map(Number));
 const rounds = Number(a.rounds);
 const stepsOf = { tiny: Number(a['steps-tiny']), small: Number(a['steps-small']) };
 const batchOf = { tiny: Number(a['batch-tiny']), small: Number(a['batch-small']) };
-/** Steps dropped before taking medians. */
 const defaultWarmup = (steps: number) => Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
 // V8 keeps optimising tfjs's JavaScript for the first ~70 tiny steps (--trace-opt: 20-30
 // compilations per 10 steps until then, ~2 after); --warmup-tiny 70 measures past that.
+/** Steps dropped before taking medians, per model. */
 const warmupOf = { tiny: a['warmup-tiny'] ? Number(a['warmup-tiny']) : defaultWarmup(stepsOf.tiny), small: a['warmup-small'] ? Number(a['warmup-small']) : defaultWarmup(stepsOf.small) };
 for (const m of ['tiny', 'small'] as const) {
   if (!(warmupOf[m] >= 0 && warmupOf[m] <= stepsOf[m] - 2)) throw new Error(`--warmup-${m} ${warmupOf[m]} must leave at least 2 of the ${stepsOf[m]} steps to measure`);
