@@ -73,6 +73,9 @@ interface Run {
 }
 
 const runs: Run[] = [];
+const runOf = (framework: Run['framework'], round: number, mode: Mode): Run => runs.find((r) => r.framework === framework && r.round === round && r.mode === mode)!;
+/** DDP's tokens/s over the same framework's two independent models of the same round. */
+const ofCeiling = (framework: Run['framework'], round: number): number => runOf(framework, round, 'ddp').tokensPerSec / runOf(framework, round, 'independent').tokensPerSec;
 const loadBefore: number[][] = [];
 let torchVersion = '';
 const tmp = mkdtempSync(join(os.tmpdir(), 'scaling-vs-torch-'));
@@ -92,8 +95,8 @@ try {
     const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; mode: Mode; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number; cpuBalance: number }[] };
     for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, mode: r.mode, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall, cpuBalance: r.cpuBalance });
     const said = (['torch', 'zeroring'] as const).map((f) => {
-      const of = (mode: Mode) => runs.find((r) => r.framework === f && r.round === round && r.mode === mode)!;
-      return `${f} x${of('ddp').speedup.toFixed(2)}, ${(of('ddp').tokensPerSec / of('independent').tokensPerSec).toFixed(2)} of ceiling (CPU balance ${of('ddp').cpuBalance.toFixed(2)})`;
+      const ddp = runOf(f, round, 'ddp');
+      return `${f} x${ddp.speedup.toFixed(2)}, ${ofCeiling(f, round).toFixed(2)} of ceiling (CPU balance ${ddp.cpuBalance.toFixed(2)})`;
     });
     console.error(`round ${round}: 2-rank speedup ${said.join('; ')} (load ${os.loadavg()[0]!.toFixed(2)})`);
   }
@@ -101,16 +104,11 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-/** Per round, DDP's tokens/s over the same framework's two independent models of that round. */
-const ofCeiling = (framework: Run['framework']): number[] =>
-  [...Array(rounds).keys()].map((round) => {
-    const of = (mode: Mode) => runs.find((r) => r.framework === framework && r.round === round && r.mode === mode)!.tokensPerSec;
-    return of('ddp') / of('independent');
-  });
 const configs: [number, Mode][] = [[1, 'local'], [2, 'ddp'], [2, 'independent']];
 const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
   configs.map(([nproc, mode]) => {
     const rs = runs.filter((r) => r.framework === framework && r.mode === mode);
+    const shares = mode === 'ddp' ? [...Array(rounds).keys()].map((round) => ofCeiling(framework, round)) : [];
     return {
       framework,
       nproc,
@@ -121,7 +119,7 @@ const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
       speedupPerRound: rs.map((r) => r.speedup),
       cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
       cpuBalancePerRound: rs.map((r) => r.cpuBalance),
-      ...(mode === 'ddp' ? { ofCeiling: median(ofCeiling(framework)), ofCeilingPerRound: ofCeiling(framework) } : {}),
+      ...(mode === 'ddp' ? { ofCeiling: median(shares), ofCeilingPerRound: shares } : {}),
     };
   }),
 );

@@ -149,6 +149,11 @@ interface Row {
   stepsMeasured: number;
 }
 
+/** What one round of `model` runs, in order: the ceiling right after DDP, so that the two see the machine in the same state. */
+function configsOf(model: Model): [number, Mode][] {
+  return nprocsOf(model).flatMap((nproc): [number, Mode][] => (nproc === 1 ? [[1, 'local']] : ceilingOf.has(nproc) ? [[nproc, 'ddp'], [nproc, 'independent']] : [[nproc, 'ddp']]));
+}
+
 /** The runs of one configuration: one job, or `nproc` independent one-rank jobs started together. */
 async function runConfig(model: Model, nproc: number, mode: Mode): Promise<WorkerResult[]> {
   if (mode !== 'independent') return [await runOne(model, nproc)];
@@ -187,24 +192,23 @@ for (const model of models) {
   for (let round = 0; round < roundsOf; round++) {
     let base: number | undefined;
     const cpuBalance = a['no-cpu-balance'] ? null : (await measureCpuBalance(2)).ratio;
-    // The ceiling right after DDP, so that the two see the machine in the same state.
-    const configs = nprocsOf(model).flatMap((nproc): [number, Mode][] => (nproc === 1 ? [[1, 'local']] : ceilingOf.has(nproc) ? [[nproc, 'ddp'], [nproc, 'independent']] : [[nproc, 'ddp']]));
-    for (const [nproc, mode] of configs) {
+    for (const [nproc, mode] of configsOf(model)) {
       const t0 = Date.now();
       const results = await runConfig(model, nproc, mode);
       backendName = results[0]!.backend;
       const row = toRow(model, nproc, mode, round, cpuBalance, results);
       base ??= row.tokensPerSec;
       row.speedup = row.tokensPerSec / base;
+      let ceiling = '';
       if (mode === 'independent') {
         const ddp = rows.find((r) => r.model === model && r.round === round && r.nproc === nproc && r.mode === 'ddp');
         if (ddp) ddp.ofCeiling = ddp.tokensPerSec / row.tokensPerSec;
+        ceiling = `, DDP at ${ddp?.ofCeiling?.toFixed(2) ?? '-'} of it`;
       }
       rows.push(row);
       // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
       mkdirSync(dirname(a.out!), { recursive: true });
       writeFileSync(a.out!.replace(/\.json$/, '.partial.json'), JSON.stringify(rows, null, 2) + '\n');
-      const ceiling = mode === 'independent' ? `, DDP at ${rows.find((r) => r.round === round && r.model === model && r.nproc === nproc && r.mode === 'ddp')?.ofCeiling?.toFixed(2) ?? '-'} of it` : '';
       console.error(`${model} nproc=${nproc} ${mode} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%${ceiling}, CPU balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
   }
@@ -213,7 +217,7 @@ for (const model of models) {
 // Summary per (model, nproc, mode): medians over rounds.
 const summary = [];
 for (const model of models) {
-  for (const [nproc, mode] of [...new Map(rows.filter((r) => r.model === model).map((r) => [`${r.nproc} ${r.mode}`, [r.nproc, r.mode] as const])).values()]) {
+  for (const [nproc, mode] of configsOf(model)) {
     const rs = rows.filter((r) => r.model === model && r.nproc === nproc && r.mode === mode);
     const ofCeiling = rs.flatMap((r) => (r.ofCeiling === undefined ? [] : [r.ofCeiling]));
     summary.push({
