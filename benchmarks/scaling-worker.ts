@@ -16,6 +16,8 @@ interface Args {
   seed: number;
   bucketBytes?: number;
   firstBucketBytes?: number;
+  /** Split each step's windows toward the faster rank (the trainer's balanceBatch). */
+  balance?: boolean;
   /** Text file to train on instead of Moby Dick (the device bundle carries the text as a file). */
   data?: string;
 }
@@ -46,6 +48,8 @@ export interface StepRecord {
   cpuMs: number | null;
   /** Each rank's compute (forward + backward) ms: their spread is what the others wait for. */
   rankComputeMs?: number[];
+  /** Windows each rank read (balanced runs). */
+  batchSplit?: number[];
 }
 const steps: StepRecord[] = [];
 const tokensPerStep = pg.worldSize * args.batch * model.config.blockSize;
@@ -63,6 +67,7 @@ const onEvent = (e: TrainEvent) => {
     optimMs: e.optimMs,
     cpuMs: e.step === args.steps ? null : (used.user + used.system) / 1000,
     ...(e.ranks ? { rankComputeMs: e.ranks.map((r) => r.computeMs) } : {}),
+    ...(e.batchSplit ? { batchSplit: e.batchSplit } : {}),
   });
 };
 
@@ -72,7 +77,7 @@ await train({
   data,
   comm: pg.worldSize > 1 ? pg : undefined,
   backendName: backend.name,
-  config: { steps: args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 2, seed: args.seed, evalInterval: 0, evalBatches: 0 },
+  config: { steps: args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 2, seed: args.seed, evalInterval: 0, evalBatches: 0, balanceBatch: args.balance },
   onEvent,
 });
 if (pg.rank === 0) {

@@ -2,7 +2,8 @@
 // which starts two workers that train the tiny GPT with DDPStrategy. Checks the single-process
 // features (progress line with comm share, validation, --out files, sample), that rank 1 stays
 // quiet, that 2 ranks × batch 2 reach the parameters of 1 process × batch 4, and that an
-// interrupted DDP run resumes from its per-rank checkpoints to the same parameters.
+// interrupted DDP run resumes from its per-rank checkpoints to the same parameters; and that
+// --batch-split gives the even split's parameters.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -67,6 +68,19 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
     const two = summaryOf(ddpOut);
     expect(one.strategy).toBe('local');
     expect(Math.abs(two.paramChecksum - one.paramChecksum) / one.paramChecksum).toBeLessThan(1e-5);
+  }, 300_000);
+
+  it('--batch-split 1,3 reads the same 4 windows per step: the parameters of the even split', async () => {
+    const out = join(root, 'split');
+    const r = await cli(['train', '--nproc', '2', '--batch-size', '2', '--batch-split', '1,3', '--out', out, ...common]);
+    expect(r.code, r.output).toBe(0);
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(metrics.map((m) => m.batchSplit)).toEqual([[1, 3], [1, 3], [1, 3]]);
+    const one = summaryOf(join(root, 'one'));
+    expect(Math.abs(summaryOf(out).paramChecksum - one.paramChecksum) / one.paramChecksum).toBeLessThan(1e-5);
+    const bad = await cli(['train', '--nproc', '2', '--batch-size', '2', '--batch-split', '2,3', ...common]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.output).toMatch(/batch split \[2, 3\] is invalid, expected 2 integers >= 1 summing to 4/);
   }, 300_000);
 
   it('an interrupted DDP run resumes to the same parameters', async () => {

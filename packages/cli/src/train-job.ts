@@ -24,6 +24,10 @@ export interface TrainJobOptions {
   batchSize: number;
   /** Micro-batches per optimizer step (default 1). */
   gradAccum?: number;
+  /** Windows per rank per micro-batch, summing to world size × batchSize (ranks of unequal speed). */
+  batchSplit?: number[];
+  /** Re-split each step's windows toward the ranks measured faster. */
+  balance?: boolean;
   lr: number;
   seed: number;
   out?: string;
@@ -150,6 +154,8 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
         steps: opts.steps,
         batchSize: opts.batchSize,
         gradAccumSteps: opts.gradAccum,
+        batchSplit: opts.batchSplit,
+        balanceBatch: opts.balance,
         blockSize: model.config.blockSize,
         lr: opts.lr,
         warmupSteps: opts.warmupSteps,

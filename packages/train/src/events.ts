@@ -53,6 +53,8 @@ export interface StepEvent {
   memory: MemoryReport;
   /** Per-rank split, when the trainer gathers it (multi-process runs). */
   ranks?: RankStep[];
+  /** Windows each rank read, when they were split by config.batchSplit or balanceBatch. */
+  batchSplit?: number[];
 }
 
 export interface ValEvent {

@@ -5,6 +5,7 @@ export * from './events.ts';
 export { LocalStrategy, globalSquaredNorm, clipCoefficient, type LocalStrategyOptions } from './strategies/local.ts';
 export * from './optim/adamw.ts';
 export * from './sampler.ts';
+export { BatchBalancer, BatchSplitError, proportionalSplit, validateSplit, type BatchBalancerOptions } from './batch-balance.ts';
 export { mulberry32 } from './random.ts';
 export * from './schedule.ts';
 export * from './checkpoint.ts';

@@ -16,6 +16,14 @@ export function paramChecksum(params: Map<string, Float32Array>): number {
   return total;
 }
 
+/** Median of a list (0 for an empty one). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 /** Human-readable byte count (KiB/MiB/GiB) for progress lines. */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -80,13 +80,28 @@ export class DistributedSampler {
 
   /** The window indices this rank reads at `step` (0-based). */
   indices(step: number): Int32Array {
+    return this.stepWindows(step, this.rank * this.batchSize, this.batchSize);
+  }
+
+  /**
+   * Windows `offset .. offset+count-1` of the W·b windows all ranks read together at `step`,
+   * numbered rank by rank (rank r's even share is r·b .. r·b+b-1, what indices(step) gives it).
+   * Ranks that split a step's windows unevenly (batch-balance.ts) each take a contiguous range,
+   * so the step still reads exactly the same set of windows.
+   */
+  stepWindows(step: number, offset: number, count: number): Int32Array {
     if (!Number.isInteger(step) || step < 0) throw new SamplerError(`step ${step} is invalid, expected an integer >= 0`);
-    const out = new Int32Array(this.batchSize);
-    for (let j = 0; j < this.batchSize; j++) {
-      const i = step * this.batchSize + j;
+    const perStep = this.batchSize * this.worldSize;
+    if (!Number.isInteger(offset) || !Number.isInteger(count) || offset < 0 || count < 0 || offset + count > perStep) {
+      throw new SamplerError(`windows ${offset}..${offset + count - 1} of a step are invalid, expected a range within 0..${perStep - 1}`);
+    }
+    const out = new Int32Array(count);
+    for (let q = 0; q < count; q++) {
+      const rank = Math.floor((offset + q) / this.batchSize);
+      const i = step * this.batchSize + ((offset + q) % this.batchSize);
       const epoch = Math.floor(i / this.perRankPerEpoch);
       const k = i % this.perRankPerEpoch;
-      out[j] = this.epochPermutation(epoch)[this.rank + k * this.worldSize];
+      out[q] = this.epochPermutation(epoch)[rank + k * this.worldSize];
     }
     return out;
   }

@@ -20,9 +20,10 @@ import { uniqueParams, paramCount, type BlockModel } from './model.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport, type Strategy } from './strategy.ts';
 import { packRankStep, unpackRankSteps, type OnTrainEvent, type RankStep, type TrainEvent } from './events.ts';
 import { DistributedSampler, fixedWindows, mixSeed } from './sampler.ts';
+import { BatchBalancer, validateSplit } from './batch-balance.ts';
 import { learningRate } from './schedule.ts';
 import { encodeShard, loadLatestCheckpoint, saveCheckpoint, CheckpointError } from './checkpoint.ts';
-import { paramChecksum } from './metrics.ts';
+import { median, paramChecksum } from './metrics.ts';
 
 export class TrainerError extends Error {
   override name = 'TrainerError';
@@ -64,6 +65,18 @@ export interface TrainConfig {
   evalInterval: number;
   /** Validation batches (of batchSize windows) in the fixed validation set. */
   evalBatches: number;
+  /**
+   * Windows each rank reads per micro-batch, in rank order, summing to world size × batchSize
+   * (default batchSize each): for ranks of known unequal speed. The step reads the same windows
+   * and its gradient is the same mean however they are split (batch-balance.ts).
+   */
+  batchSplit?: number[];
+  /**
+   * Re-split every step's windows toward the ranks measured faster (batch-balance.ts), starting
+   * from batchSplit. The parameters stay those of the even split up to float rounding, so a
+   * resumed run matches an uninterrupted one only to rounding. Default false.
+   */
+  balanceBatch?: boolean;
   /** Save a checkpoint every K steps (and at the end when outDir is set). 0: only at the end. */
   checkpointInterval?: number;
   keepCheckpoints?: number;
@@ -123,12 +136,6 @@ export interface TrainSummary {
   resumedFrom?: number;
 }
 
-function median(xs: number[]): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const { model, strategy, data, config: cfg, outDir, comm } = opts;
@@ -196,6 +203,8 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const trainStarts = data.windowStarts('train', T);
   const valStarts = data.windowStarts('val', T);
   const sampler = new DistributedSampler({ numWindows: trainStarts.length, batchSize: B, rank, worldSize, seed: mixSeed(cfg.seed, 1) });
+  if (cfg.batchSplit) validateSplit(cfg.batchSplit, worldSize * B, worldSize);
+  const balancer = worldSize > 1 && (cfg.batchSplit || cfg.balanceBatch) ? new BatchBalancer({ total: worldSize * B, worldSize, initial: cfg.batchSplit }) : undefined;
   const valChoice = fixedWindows(valStarts.length, cfg.evalBatches * B, mixSeed(cfg.seed, 2));
 
   const makeBatch = (starts: ArrayLike<number>) => {
@@ -285,6 +294,8 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     valLoss?: number;
     /** The packed per-rank split + loss, summed over ranks (multi-process runs). */
     reduced?: Promise<Float32Array>;
+    /** Windows each rank read (when the step's windows were not split evenly by rule). */
+    batchSplit?: number[];
   }
   let pending: PendingRecord | undefined;
 
@@ -304,16 +315,18 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
       commMs = mean((x) => x.commMs);
       optimMs = mean((x) => x.optimMs);
       for (const x of ranks) if (x.rank !== rank) msb = Math.max(msb, modelStateBytes(x.memory));
+      // Every rank feeds the same all-reduced figures in the same step order: the same next split.
+      if (cfg.balanceBatch && r.batchSplit) balancer?.observe(r.batchSplit, ranks.map((x) => x.computeMs + x.optimMs));
     }
     peakModelState = Math.max(peakModelState, msb);
     finalLoss = loss;
     const tokensPerSec = tokensPerStep / (r.stepMs / 1000);
-    const { valLoss } = r;
+    const { valLoss, batchSplit } = r;
     if (metricsPath && lead) {
-      const line = { step: r.step + 1, loss, lr: r.lr, tokensPerSec, computeMs, commMs, optimMs, stepMs: r.stepMs, gradNorm: r.gradNorm, memory: r.mem, ...(valLoss !== undefined ? { valLoss } : {}) };
+      const line = { step: r.step + 1, loss, lr: r.lr, tokensPerSec, computeMs, commMs, optimMs, stepMs: r.stepMs, gradNorm: r.gradNorm, memory: r.mem, ...(batchSplit ? { batchSplit } : {}), ...(valLoss !== undefined ? { valLoss } : {}) };
       appendFileSync(metricsPath, JSON.stringify(line) + '\n');
     }
-    emit({ type: 'step', step: r.step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: r.mem, ...(ranks ? { ranks } : {}) });
+    emit({ type: 'step', step: r.step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: r.mem, ...(ranks ? { ranks } : {}), ...(batchSplit ? { batchSplit } : {}) });
     if (valLoss !== undefined) emit({ type: 'val', step: r.step + 1, valLoss });
     if (lead && opts.onProgress) {
       const recent = stepTimes.slice(-20);
@@ -324,13 +337,20 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
 
   for (let step = startStep; step < endStep; step++) {
     const t0 = performance.now();
+    // This rank's range of the step's windows: its even share, or its part of the split.
+    const batchSplit = balancer ? [...balancer.split] : undefined;
+    const count = batchSplit ? batchSplit[rank] : B;
+    const offset = batchSplit ? batchSplit.slice(0, rank).reduce((a, n) => a + n, 0) : rank * B;
+    // The average all-reduce divides by W: a rank holding count of the W·B windows weighs its mean
+    // gradient (and loss) by count/B, so the average is the mean over all the step's windows.
+    const share = count / B;
     // Micro-batch m of step s reads the sampler's batch s*accum+m: the same windows, in the same
     // order, as a run with accum times the batch size would read.
     let lossLocal = 0;
     for (let m = 0; m < accum; m++) {
-      const idx = sampler.indices(step * accum + m);
+      const idx = sampler.stepWindows(step * accum + m, offset, count);
       const { input, targets } = makeBatch(Array.from(idx, (i) => trainStarts[i]));
-      const pass = () => engine.forwardBackward(input, targets, strategy, strategy, { gradScale: 1 / accum });
+      const pass = () => engine.forwardBackward(input, targets, strategy, strategy, { gradScale: share / accum });
       lossLocal += (m < accum - 1 && strategy.noSync ? await strategy.noSync(pass) : await pass()) / accum;
       tf.dispose([input, targets]);
     }
@@ -357,12 +377,12 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     // Cross-rank view of the step: one sum all-reduce carries every rank's split and loss. It is
     // issued, not awaited: the record is completed during the next step (or after the loop), so
     // this small collective never holds a rank back waiting for a slower one.
-    const record: PendingRecord = { step, lr, lossLocal, computeMs: t1 - t0, commMs: stats.commMs, optimMs: stats.optimMs, gradNorm: stats.gradNorm, mem, stepMs: 0 };
+    const record: PendingRecord = { step, lr, lossLocal, computeMs: t1 - t0, commMs: stats.commMs, optimMs: stats.optimMs, gradNorm: stats.gradNorm, mem, stepMs: 0, batchSplit };
     if (comm && worldSize > 1) {
       const packed = packRankStep({ computeMs: record.computeMs, commMs: stats.commMs, optimMs: stats.optimMs, memory: mem }, rank, worldSize);
       const buf = new Float32Array(packed.length + 1);
       buf.set(packed);
-      buf[packed.length] = lossLocal;
+      buf[packed.length] = lossLocal * share;
       record.reduced = comm.allReduce(buf, { op: 'sum' }).then(() => buf);
       record.reduced.catch(() => undefined); // awaited in completeRecord
     }

@@ -17,6 +17,14 @@ function intArg(name: string, min: number) {
   };
 }
 
+function intList(name: string) {
+  return (value: string): number[] => {
+    const parts = value.split(',');
+    if (!parts.every((v) => /^\s*\d+\s*$/.test(v) && Number(v) >= 1)) throw new InvalidArgumentError(`${name} '${value}' is not a comma-separated list of integers >= 1`);
+    return parts.map(Number);
+  };
+}
+
 function positiveNumber(name: string) {
   return (value: string): number => {
     const n = Number(value);
@@ -35,6 +43,8 @@ interface TrainFlags {
   steps?: number;
   batchSize?: number;
   gradAccum?: number;
+  batchSplit?: number[];
+  balance?: boolean;
   lr?: number;
   seed: number;
   out?: string;
@@ -67,6 +77,8 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     steps: f.steps ?? d.steps,
     batchSize: f.batchSize ?? d.batchSize,
     gradAccum: f.gradAccum,
+    batchSplit: f.batchSplit,
+    balance: f.balance,
     lr: f.lr ?? d.lr,
     seed: f.seed,
     out: f.out,
@@ -105,6 +117,8 @@ export function registerTrain(program: Command): void {
     .option('--steps <n>', 'optimizer steps (tiny: 300, small: 2000)', intArg('--steps', 1))
     .option('--batch-size <n>', 'sequences per rank per step (tiny: 16, small: 8)', intArg('--batch-size', 1))
     .option('--grad-accum <k>', 'micro-batches accumulated into each optimizer step', intArg('--grad-accum', 1))
+    .option('--batch-split <counts>', 'sequences each rank reads per micro-batch, e.g. 12,20 (summing to world size x batch size): for machines of unequal speed; the step is the same mean gradient', intList('--batch-split'))
+    .option('--balance', 'move sequences of each step toward the ranks measured faster (starting from --batch-split or even)')
     .option('--lr <lr>', 'peak learning rate (tiny: 3e-3, small: 1e-3); warmup then cosine to lr/10', positiveNumber('--lr'))
     .option('--seed <n>', 'seed for initialisation, data order and sampling', intArg('--seed', 0), 1337)
     .option('--out <dir>', 'write metrics.jsonl, summary.json, events.jsonl and checkpoints/ here')

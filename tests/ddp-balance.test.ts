@@ -1,0 +1,106 @@
+// Uneven splits of a step's windows across ranks (config.batchSplit, config.balanceBatch;
+// `zeroring train --batch-split / --balance`), with real processes through the trainer: the
+// ranks read the same windows as one process reading the whole step, so they must end with its
+// parameters (and report its loss), whether the split is fixed or follows measured speed, for
+// DDP and ZeRO, with 2 and 3 ranks. The balancing run has one rank really slower (its data
+// loading spins per window): the split must move windows off it.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch } from '../packages/comm/src/launch/index.ts';
+import { Collect, repoRoot } from './fixtures/launch/helpers.ts';
+import { compareParams, type Params } from './fixtures/zero/compare.ts';
+
+const worker = fileURLToPath(new URL('./fixtures/ddp/balance-worker.ts', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'zr-balance-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const EMBD = 32; // nEmbd of the worker's GPT
+const SEED = 3;
+
+interface Job {
+  strategy: 'ddp' | 'zero1' | 'zero2' | 'zero3';
+  nproc: number;
+  batch: number;
+  steps: number;
+  batchSplit?: number[];
+  balance?: boolean;
+  slowRanks?: number[];
+  slowMsPerWindow?: number;
+}
+
+interface Outcome {
+  params: Params;
+  splits: number[][];
+  finalLoss: number;
+}
+
+const parse = (stdout: string, out: string): Outcome => {
+  const line = stdout.split('\n').find((l) => l.includes('RESULT '));
+  if (!line) throw new Error(`no RESULT line in: ${stdout}`);
+  return { ...JSON.parse(line.slice(line.indexOf('RESULT ') + 7)), params: JSON.parse(readFileSync(out, 'utf8')) as Params };
+};
+
+let runs = 0;
+
+async function runDist(job: Job): Promise<Outcome> {
+  const out = join(dir, `dist-${runs++}.json`);
+  const stdout = new Collect();
+  const stderr = new Collect();
+  const r = await launch({ nprocPerNode: job.nproc, script: worker, args: [JSON.stringify({ mode: 'dist', seed: SEED, out, ...job })], cwd: repoRoot, stdout, stderr, forwardSignals: false });
+  expect(r.exitCode, stderr.text).toBe(0);
+  return parse(stdout.text, out);
+}
+
+function runLocal(job: Job): Promise<Outcome> {
+  const out = join(dir, `local-${runs++}.json`);
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env };
+    for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']) delete env[k];
+    const child = spawn(process.execPath, ['--import', 'tsx', worker, JSON.stringify({ mode: 'local', seed: SEED, out, ...job })], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve(parse(stdout, out)) : reject(new Error(`reference run exited ${code}: ${stderr}`))));
+  });
+}
+
+function expectSameModel(got: Outcome, ref: Outcome, label: string): void {
+  const d = compareParams(got.params, ref.params, EMBD);
+  expect(d.sameNames, label).toBe(true);
+  expect(d.rel, `${label}: worst at ${d.relAt}`).toBeLessThan(1e-5);
+  expect(d.keyBiasAbs, `${label}: key bias`).toBeLessThan(1e-5);
+  expect(Math.abs(got.finalLoss - ref.finalLoss) / ref.finalLoss, `${label}: reported loss`).toBeLessThan(1e-5);
+}
+
+describe('uneven batch splits end where one process reading the whole step ends', () => {
+  it('DDP, 2 ranks, fixed split 1 + 5 of 6 windows', async () => {
+    const job: Job = { strategy: 'ddp', nproc: 2, batch: 3, steps: 3, batchSplit: [1, 5] };
+    const [dist, ref] = [await runDist(job), await runLocal(job)];
+    expect(dist.splits).toEqual([[1, 5], [1, 5], [1, 5]]);
+    expectSameModel(dist, ref, 'ddp 1+5');
+  }, 300_000);
+
+  it('ZeRO-2, 3 ranks, fixed split 1 + 4 + 7 of 12 windows', async () => {
+    const job: Job = { strategy: 'zero2', nproc: 3, batch: 4, steps: 3, batchSplit: [1, 4, 7] };
+    const [dist, ref] = [await runDist(job), await runLocal(job)];
+    expect(dist.splits.at(-1)).toEqual(job.batchSplit);
+    expectSameModel(dist, ref, 'zero2 1+4+7');
+  }, 300_000);
+
+  it('DDP, 2 ranks, balancing: windows move off the slower rank, the model stays the same', async () => {
+    // Rank 1 spends 15 ms more per window than rank 0 (whose window costs a few ms here).
+    const job: Job = { strategy: 'ddp', nproc: 2, batch: 4, steps: 12, balance: true, slowRanks: [1], slowMsPerWindow: 15 };
+    const [dist, ref] = [await runDist(job), await runLocal(job)];
+    expect(dist.splits[0]).toEqual([4, 4]);
+    const last = dist.splits.at(-1)!;
+    expect(last[0] + last[1]).toBe(8);
+    expect(last[0], `splits per step: ${JSON.stringify(dist.splits)}`).toBeGreaterThan(last[1]);
+    expectSameModel(dist, ref, 'ddp balanced');
+  }, 300_000);
+});
