@@ -4,7 +4,7 @@
 // compares speedups taken under the same load rather than figures from different days.
 //
 //   node --import tsx benchmarks/scaling-vs-torch.ts [--rounds 3] [--python /usr/bin/python3]
-//        [--steps-tiny 16] [--warmup W] [--out benchmarks/results/scaling-vs-torch.json]
+//        [--steps-tiny 16] [--warmup W] [--balance] [--out benchmarks/results/scaling-vs-torch.json]
 //
 // Each round runs torch 1 rank, torch 2 ranks (benchmarks/scaling-torch.py), then zeroring 1 rank,
 // zeroring 2 ranks (benchmarks/scaling.ts --models tiny --nprocs 1,2, read from its JSON), back to
@@ -37,6 +37,7 @@ const { values: a } = parseArgs({
     'steps-tiny': { type: 'string', default: '16' },
     warmup: { type: 'string' },
     out: { type: 'string', default: resolve(here, 'results/scaling-vs-torch.json') },
+    balance: { type: 'boolean', default: false }, // zeroring also runs 2 ranks with the step's windows balanced by measured speed
   },
 });
 const rounds = Number(a.rounds);
@@ -57,7 +58,7 @@ function run(cmd: string, args: string[]): string {
   return r.stdout;
 }
 
-type Mode = 'local' | 'ddp' | 'independent';
+type Mode = 'local' | 'ddp' | 'ddp-balanced' | 'independent';
 
 interface Run {
   framework: 'torch' | 'zeroring';
@@ -74,8 +75,8 @@ interface Run {
 
 const runs: Run[] = [];
 const runOf = (framework: Run['framework'], round: number, mode: Mode): Run => runs.find((r) => r.framework === framework && r.round === round && r.mode === mode)!;
-/** DDP's tokens/s over the same framework's two independent models of the same round. */
-const ofCeiling = (framework: Run['framework'], round: number): number => runOf(framework, round, 'ddp').tokensPerSec / runOf(framework, round, 'independent').tokensPerSec;
+/** DDP's tokens/s (plain or balanced) over the same framework's two independent models of the same round. */
+const ofCeiling = (framework: Run['framework'], round: number, mode: Mode = 'ddp'): number => runOf(framework, round, mode).tokensPerSec / runOf(framework, round, 'independent').tokensPerSec;
 const loadBefore: number[][] = [];
 let torchVersion = '';
 const tmp = mkdtempSync(join(os.tmpdir(), 'scaling-vs-torch-'));
@@ -91,24 +92,26 @@ try {
     for (const r of t.results) runs.push({ framework: 'torch', round, ...r, cpuBalance });
 
     const out = join(tmp, `zeroring-${round}.json`);
-    run(process.execPath, ['--import', 'tsx', resolve(here, 'scaling.ts'), '--models', 'tiny', '--nprocs', '1,2', '--ceiling', '2', '--batch-tiny', String(batch), '--steps-tiny', String(steps), '--warmup-tiny', String(warmup), '--out', out, '--no-charts']);
+    run(process.execPath, ['--import', 'tsx', resolve(here, 'scaling.ts'), '--models', 'tiny', '--nprocs', '1,2', '--ceiling', '2', '--batch-tiny', String(batch), '--steps-tiny', String(steps), '--warmup-tiny', String(warmup), '--out', out, '--no-charts', ...(a.balance ? ['--balance'] : [])]);
     const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; mode: Mode; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number; cpuBalance: number }[] };
     for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, mode: r.mode, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall, cpuBalance: r.cpuBalance });
     const said = (['torch', 'zeroring'] as const).map((f) => {
       const ddp = runOf(f, round, 'ddp');
       return `${f} x${ddp.speedup.toFixed(2)}, ${ofCeiling(f, round).toFixed(2)} of ceiling (CPU balance ${ddp.cpuBalance.toFixed(2)})`;
     });
+    if (a.balance) said.push(`zeroring balanced x${runOf('zeroring', round, 'ddp-balanced').speedup.toFixed(2)}, ${ofCeiling('zeroring', round, 'ddp-balanced').toFixed(2)} of ceiling`);
     console.error(`round ${round}: 2-rank speedup ${said.join('; ')} (load ${os.loadavg()[0]!.toFixed(2)})`);
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-const configs: [number, Mode][] = [[1, 'local'], [2, 'ddp'], [2, 'independent']];
+const configsOf = (framework: Run['framework']): [number, Mode][] => [[1, 'local'], [2, 'ddp'], ...(framework === 'zeroring' && a.balance ? [[2, 'ddp-balanced'] as [number, Mode]] : []), [2, 'independent']];
 const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
-  configs.map(([nproc, mode]) => {
+  configsOf(framework).map(([nproc, mode]) => {
     const rs = runs.filter((r) => r.framework === framework && r.mode === mode);
-    const shares = mode === 'ddp' ? [...Array(rounds).keys()].map((round) => ofCeiling(framework, round)) : [];
+    const isDDP = mode === 'ddp' || mode === 'ddp-balanced';
+    const shares = isDDP ? [...Array(rounds).keys()].map((round) => ofCeiling(framework, round, mode)) : [];
     return {
       framework,
       nproc,
@@ -119,11 +122,11 @@ const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
       speedupPerRound: rs.map((r) => r.speedup),
       cpuPerWall: median(rs.map((r) => r.cpuPerWall)),
       cpuBalancePerRound: rs.map((r) => r.cpuBalance),
-      ...(mode === 'ddp' ? { ofCeiling: median(shares), ofCeilingPerRound: shares } : {}),
+      ...(isDDP ? { ofCeiling: median(shares), ofCeilingPerRound: shares } : {}),
     };
   }),
 );
-const command = `node --import tsx benchmarks/scaling-vs-torch.ts --rounds ${rounds} --steps-tiny ${steps} --warmup ${warmup}`;
+const command = `node --import tsx benchmarks/scaling-vs-torch.ts --rounds ${rounds} --steps-tiny ${steps} --warmup ${warmup}${a.balance ? ' --balance' : ''}`;
 const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadavgBeforeRounds: loadBefore, loadavgAtEnd: os.loadavg(), node: process.version };
 const result = {
   benchmark: 'scaling-vs-torch (tiny GPT, 1 vs 2 ranks, torch DDP+Gloo vs zeroring DDP wasm)',
@@ -143,7 +146,7 @@ mkdirSync(dirname(a.out!), { recursive: true });
 writeFileSync(a.out!, JSON.stringify(result, null, 2) + '\n');
 
 const lines = ['| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | of ceiling (median) | of ceiling per round | CPU balance per round | rank-0 CPU/wall |', '|---|---|---|---|---|---|---|---|---|---|'];
-const modeName = { torch: { local: 'plain', ddp: 'DDP Gloo', independent: 'independent (ceiling)' }, zeroring: { local: 'local', ddp: 'DDP', independent: 'independent (ceiling)' } };
+const modeName = { torch: { local: 'plain', ddp: 'DDP Gloo', 'ddp-balanced': '', independent: 'independent (ceiling)' }, zeroring: { local: 'local', ddp: 'DDP', 'ddp-balanced': 'DDP --balance', independent: 'independent (ceiling)' } };
 for (const s of summary) {
   const name = `${s.framework === 'torch' ? `torch ${torchVersion}` : 'zeroring wasm'} ${modeName[s.framework][s.mode]}`;
   const perRound = (xs: number[] | undefined) => xs?.map((x) => x.toFixed(2)).join(' ') ?? '';

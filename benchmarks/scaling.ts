@@ -10,6 +10,7 @@
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
 //        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 16] [--steps-small 6] [--warmup-tiny W] [--warmup-small W] [--out benchmarks/results/scaling.json]
 //        [--ceiling 2] (world sizes to also run as independent one-rank jobs; '' for none)
+//        [--balance] (each DDP world size also with the step's windows balanced across ranks by measured speed)
 //        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts --no-cpu-balance]   (the bundled form: benchmarks/scaling-device-pack.sh)
 //
 // Each configuration runs as its own job through launch() (benchmarks/scaling-worker.ts); within
@@ -54,6 +55,7 @@ const { values: a } = parseArgs({
     'no-charts': { type: 'boolean', default: false },
     'no-cpu-balance': { type: 'boolean', default: false }, // the bundled form cannot start the probe (it needs tsx)
     ceiling: { type: 'string', default: '2' },
+    balance: { type: 'boolean', default: false }, // also run each DDP world size with --balance (the trainer's balanceBatch)
   },
 });
 
@@ -95,13 +97,13 @@ interface WorkerResult {
   backend: string;
 }
 
-async function runOne(model: Model, nproc: number): Promise<WorkerResult> {
+async function runOne(model: Model, nproc: number, balance = false): Promise<WorkerResult> {
   const stdout = new Collect();
   const stderr = new Collect();
   const result = await launch({
     nprocPerNode: nproc,
     script: a.worker!,
-    args: [JSON.stringify({ model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined })],
+    args: [JSON.stringify({ model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined, balance })],
     stdout,
     stderr,
     nodeArgs: a['node-args'] ? a['node-args'].split(' ').filter(Boolean) : [],
@@ -115,10 +117,11 @@ async function runOne(model: Model, nproc: number): Promise<WorkerResult> {
 }
 
 /**
- * local: one process alone; ddp: nproc ranks of one job; independent: nproc one-rank jobs at the
- * same time (the ceiling), their tokens/s summed and their step figures those of the first job.
+ * local: one process alone; ddp: nproc ranks of one job; ddp-balanced: the same with each step's
+ * windows split across ranks by measured speed (--balance); independent: nproc one-rank jobs at
+ * the same time (the ceiling), their tokens/s summed and their step figures those of the first job.
  */
-type Mode = 'local' | 'ddp' | 'independent';
+type Mode = 'local' | 'ddp' | 'ddp-balanced' | 'independent';
 
 interface Row {
   model: Model;
@@ -144,19 +147,23 @@ interface Row {
    * one's pace, so a round with an unbalanced machine measures the host, not DDP.
    */
   cpuBalance: number | null;
-  /** DDP rows: tokens/s over the same round's independent jobs (1.00: DDP costs nothing). */
+  /** DDP rows (either kind): tokens/s over the same round's independent jobs (1.00: DDP costs nothing). */
   ofCeiling?: number;
   stepsMeasured: number;
 }
 
 /** What one round of `model` runs, in order: the ceiling right after DDP, so that the two see the machine in the same state. */
 function configsOf(model: Model): [number, Mode][] {
-  return nprocsOf(model).flatMap((nproc): [number, Mode][] => (nproc === 1 ? [[1, 'local']] : ceilingOf.has(nproc) ? [[nproc, 'ddp'], [nproc, 'independent']] : [[nproc, 'ddp']]));
+  return nprocsOf(model).flatMap((nproc): [number, Mode][] => {
+    if (nproc === 1) return [[1, 'local']];
+    const ddps: [number, Mode][] = a.balance ? [[nproc, 'ddp'], [nproc, 'ddp-balanced']] : [[nproc, 'ddp']];
+    return ceilingOf.has(nproc) ? [...ddps, [nproc, 'independent']] : ddps;
+  });
 }
 
 /** The runs of one configuration: one job, or `nproc` independent one-rank jobs started together. */
 async function runConfig(model: Model, nproc: number, mode: Mode): Promise<WorkerResult[]> {
-  if (mode !== 'independent') return [await runOne(model, nproc)];
+  if (mode !== 'independent') return [await runOne(model, nproc, mode === 'ddp-balanced')];
   return Promise.all(Array.from({ length: nproc }, () => runOne(model, 1)));
 }
 
@@ -201,9 +208,9 @@ for (const model of models) {
       row.speedup = row.tokensPerSec / base;
       let ceiling = '';
       if (mode === 'independent') {
-        const ddp = rows.find((r) => r.model === model && r.round === round && r.nproc === nproc && r.mode === 'ddp');
-        if (ddp) ddp.ofCeiling = ddp.tokensPerSec / row.tokensPerSec;
-        ceiling = `, DDP at ${ddp?.ofCeiling?.toFixed(2) ?? '-'} of it`;
+        const ddps = rows.filter((r) => r.model === model && r.round === round && r.nproc === nproc && r.mode.startsWith('ddp'));
+        for (const ddp of ddps) ddp.ofCeiling = ddp.tokensPerSec / row.tokensPerSec;
+        ceiling = `, ${ddps.map((d) => `${d.mode} at ${d.ofCeiling!.toFixed(2)}`).join(', ')} of it`;
       }
       rows.push(row);
       // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
@@ -260,7 +267,7 @@ rmSync(a.out!.replace(/\.json$/, '.partial.json'), { force: true });
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank skew ms | CPU balance | rank-0 CPU/wall |';
 const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
-const ranksLabel = (nproc: number, mode: Mode) => (mode === 'independent' ? `${nproc} independent (ceiling)` : String(nproc));
+const ranksLabel = (nproc: number, mode: Mode) => (mode === 'independent' ? `${nproc} independent (ceiling)` : mode === 'ddp-balanced' ? `${nproc} balanced` : String(nproc));
 for (const s of summary) {
   lines.push(`| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
 }
@@ -275,7 +282,7 @@ if (!a['no-charts']) {
     const { writeScalingChart } = (await import(chartsModule)) as typeof import('../packages/cli/src/charts/scaling.ts');
     for (const model of models) {
       const file = a.out!.replace(/\.json$/, `-${model}.svg`);
-      await writeScalingChart({ model, backend: backendName, results: summary.filter((s) => s.model === model && s.mode !== 'independent').map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })) }, file, `GPT ${model}: training tokens/s vs ranks`);
+      await writeScalingChart({ model, backend: backendName, results: summary.filter((s) => s.model === model && (s.mode === 'local' || s.mode === 'ddp')).map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })) }, file, `GPT ${model}: training tokens/s vs ranks`);
       console.error(`chart: ${file}`);
     }
   } catch (err) {
