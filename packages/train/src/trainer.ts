@@ -1,8 +1,9 @@
 // The training loop behind `zeroring train`, for any Strategy and any world size.
 //
-// Per step: the distributed sampler picks this rank's windows, the blockwise engine runs forward
-// and backward (gradients stream into the strategy), the strategy finishes the step
-// (communication, clipping, optimizer), and rank 0 records a metrics line. Validation runs every
+// Per step: the distributed sampler picks this rank's windows (its even share of the step's, or
+// its part of an uneven split: config.batchSplit / balanceBatch, batch-balance.ts), the blockwise
+// engine runs forward and backward (gradients stream into the strategy), the strategy finishes the
+// step (communication, clipping, optimizer), and rank 0 records a metrics line. Validation runs every
 // `evalInterval` steps on a fixed seeded set of windows split across ranks. Checkpoints hold each
 // rank's shard plus the full model, so `--resume` continues exactly: everything random here is a
 // pure function of (seed, step), and the strategy's state restores bit for bit.
@@ -135,7 +136,6 @@ export interface TrainSummary {
   sample?: string;
   resumedFrom?: number;
 }
-
 
 export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const { model, strategy, data, config: cfg, outDir, comm } = opts;
