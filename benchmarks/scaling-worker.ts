@@ -3,6 +3,7 @@
 // LocalStrategy for one process, DDPStrategy for several — without evaluation, checkpoints or
 // sampling, and rank 0 prints one `RESULT {json}` line with every step's figures (all ranks
 // together, as the trainer reports them) plus rank 0's process CPU time per step.
+import { execFileSync } from 'node:child_process';
 import { initBackend, type BackendKind } from '../packages/backend/src/index.ts';
 import { initProcessGroup } from '../packages/comm/src/index.ts';
 import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
@@ -18,11 +19,14 @@ interface Args {
   firstBucketBytes?: number;
   /** Split each step's windows toward the faster rank (the trainer's balanceBatch). */
   balance?: boolean;
+  /** Pin each rank (all its threads) to CPU `rank` (benchmarks/balance.ts gives the ranks unequal CPUs). */
+  pin?: boolean;
   /** Text file to train on instead of Moby Dick (the device bundle carries the text as a file). */
   data?: string;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+if (args.pin) execFileSync('taskset', ['-a', '-p', '-c', String(Number(process.env.RANK ?? 0)), String(process.pid)], { stdio: 'ignore' });
 const quiet = { info() {}, warn() {}, debug() {} };
 const backend = await initBackend(args.backend, { logger: quiet });
 const pg = await initProcessGroup();
