@@ -70,7 +70,10 @@ async function runPair(balance: boolean, round: number): Promise<Row> {
     if (!line) throw new Error(`no RESULT line:\n${stdout.text.slice(-2000)}`);
     const kept = (JSON.parse(line.slice(line.indexOf('RESULT ') + 7)) as { steps: StepRecord[] }).steps.slice(warmup);
     const splits = new Map<string, number>();
-    for (const s of kept) splits.set(String(s.batchSplit ?? [16, 16]), (splits.get(String(s.batchSplit ?? [16, 16])) ?? 0) + 1);
+    for (const s of kept) {
+      const key = String(s.batchSplit ?? [16, 16]);
+      splits.set(key, (splits.get(key) ?? 0) + 1);
+    }
     return {
       round,
       balance,

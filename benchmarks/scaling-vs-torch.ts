@@ -7,7 +7,8 @@
 //        [--steps-tiny 16] [--warmup W] [--balance] [--out benchmarks/results/scaling-vs-torch.json]
 //
 // Each round runs torch 1 rank, torch 2 ranks (benchmarks/scaling-torch.py), then zeroring 1 rank,
-// zeroring 2 ranks (benchmarks/scaling.ts --models tiny --nprocs 1,2, read from its JSON), back to
+// zeroring 2 ranks (benchmarks/scaling.ts --models tiny --nprocs 1,2, read from its JSON; with
+// --balance also zeroring 2 ranks with the step's windows balanced by measured speed), back to
 // back. Speedups are taken within a round (2-rank tokens/s over 1-rank tokens/s of the same
 // framework and round), then the median over rounds is quoted. Both drop the same warm-up steps
 // (--warmup; default the first quarter, 4 of 16) and take the median step after it. zeroring's
