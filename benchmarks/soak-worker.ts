@@ -131,7 +131,8 @@ async function run(pg: ProcessGroup): Promise<void> {
     }
   }
   const seconds = (Date.now() - t0) / 1000;
-  process.stdout.write(`SOAK ${JSON.stringify({ rank, worldSize: n, collectives: done, wrong: wrongs.length, wrongExamples: wrongs.slice(0, 5), byKind, bytes, seconds })}\n`);
+  // finishedAt: the listeners close right after this line (soak.ts tells attempts that met them closing).
+  process.stdout.write(`SOAK ${JSON.stringify({ rank, worldSize: n, collectives: done, wrong: wrongs.length, wrongExamples: wrongs.slice(0, 5), byKind, bytes, seconds, finishedAt: Date.now() })}\n`);
 }
 
 const pg = await initProcessGroup();

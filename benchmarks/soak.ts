@@ -113,7 +113,7 @@ export async function soakOne(worldSize: number, o: SoakOptions): Promise<SoakRu
   const hangTimer = setTimeout(() => hang.abort(), (o.seconds + 180) * 1000);
   let finished = false;
   const ended = job.finally(() => (finished = true));
-  const attempts: Attempt[] = [];
+  const attempts: Array<Attempt & { endedAt: number }> = [];
   let overlapped = 0;
   const g = rng(o.seed * 31 + worldSize);
   const stranger = (async () => {
@@ -129,7 +129,7 @@ export async function soakOne(worldSize: number, o: SoakOptions): Promise<SoakRu
       const target = ts[Math.floor(g() * ts.length)]!;
       // Oversized frames past maxPayload cost the stranger 4-16 MiB each: send them less often.
       if (fault === 'oversized-frame' && g() < 0.7) continue;
-      const a = await attempt(fault, target);
+      const a = { ...(await attempt(fault, target)), endedAt: Date.now() };
       // Once a rank has finished (its SOAK line) its listener closes: an attempt that ends after
       // that may have met a closing listener rather than the job, so it is not counted.
       if (finished || stdout.text.includes('SOAK ')) {
@@ -144,6 +144,17 @@ export async function soakOne(worldSize: number, o: SoakOptions): Promise<SoakRu
   clearTimeout(hangTimer);
   await stranger;
   const lines = [...stdout.text.matchAll(/SOAK (\{.*\})$/gm)].map((m) => JSON.parse(m[1]!) as Record<string, unknown>);
+  // The check above sees a SOAK line only once it has come through the launcher's pipes, while
+  // the worker closes its listeners right after printing it. An attempt not rejected as it must
+  // be, that ended after the first worker finished (its clock, this machine's), met a closing
+  // listener: it joins the overlapping ones.
+  const firstFinished = Math.min(...lines.map((l) => (typeof l.finishedAt === 'number' ? l.finishedAt : Infinity)));
+  for (let i = attempts.length - 1; i >= 0; i--) {
+    const a = attempts[i]!;
+    if (a.rejected || a.endedAt < firstFinished) continue;
+    attempts.splice(i, 1);
+    overlapped++;
+  }
   const ok = lines.filter((l) => !l.error);
   const byFault: SoakRun['byFault'] = {};
   for (const a of attempts) {
