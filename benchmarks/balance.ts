@@ -9,14 +9,12 @@
 // Needs 2 CPUs and `taskset` (util-linux). Writes JSON and a Markdown table beside it.
 import os from 'node:os';
 import { spawn } from 'node:child_process';
-import { Writable } from 'node:stream';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { launch } from '../packages/comm/src/launch/index.ts';
 import { median } from '../packages/train/src/metrics.ts';
-import type { StepRecord } from './scaling-worker.ts';
+import { runScalingJob } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: a } = parseArgs({
@@ -29,14 +27,6 @@ const { values: a } = parseArgs({
 });
 const [rounds, steps, warmup] = [Number(a.rounds), Number(a.steps), Number(a.warmup)];
 if (os.cpus().length < 2) throw new Error(`balance.ts needs 2 CPUs, this machine has ${os.cpus().length}`);
-
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
 
 interface Row {
   round: number;
@@ -54,21 +44,8 @@ async function runPair(balance: boolean, round: number): Promise<Row> {
   // The competitor for rank 1's CPU: a spinning process pinned to CPU 1 for the whole run.
   const hog = spawn('taskset', ['-c', '1', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' });
   try {
-    const stdout = new Collect();
-    const stderr = new Collect();
-    const r = await launch({
-      nprocPerNode: 2,
-      script: resolve(here, 'scaling-worker.ts'),
-      args: [JSON.stringify({ model: 'tiny', batch: 16, steps, backend: 'wasm', seed: 1, balance, pin: true })],
-      stdout,
-      stderr,
-      forwardSignals: true,
-      env: { ZERORING_LOG_LEVEL: 'warn' },
-    });
-    if (r.exitCode !== 0) throw new Error(`run (balance ${balance}) failed with exit ${r.exitCode}:\n${stderr.text.slice(-3000)}`);
-    const line = stdout.text.split('\n').find((l) => l.includes('RESULT '));
-    if (!line) throw new Error(`no RESULT line:\n${stdout.text.slice(-2000)}`);
-    const kept = (JSON.parse(line.slice(line.indexOf('RESULT ') + 7)) as { steps: StepRecord[] }).steps.slice(warmup);
+    const r = await runScalingJob({ nproc: 2, label: `2 ranks (balance ${balance})`, args: { model: 'tiny', batch: 16, steps, backend: 'wasm', seed: 1, balance, pin: true } });
+    const kept = r.steps.slice(warmup);
     const splits = new Map<string, number>();
     for (const s of kept) {
       const key = String(s.batchSplit ?? [16, 16]);

@@ -21,15 +21,12 @@
 // and 4 ranks oversubscribe the cores (shown for completeness).
 // Writes JSON, a Markdown table beside it and one SVG chart per model.
 import os from 'node:os';
-import { Writable } from 'node:stream';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { launch } from '../packages/comm/src/launch/index.ts';
 import { measureCpuBalance } from './cpu-balance.ts';
-// Type only (erased): the worker module itself starts a process group when loaded.
-import type { StepRecord } from './scaling-worker.ts';
+import { runScalingJob, type ScalingResult } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: a } = parseArgs({
@@ -76,44 +73,20 @@ for (const m of ['tiny', 'small'] as const) {
   if (!(warmupOf[m] >= 0 && warmupOf[m] <= stepsOf[m] - 2)) throw new Error(`--warmup-${m} ${warmupOf[m]} must leave at least 2 of the ${stepsOf[m]} steps to measure`);
 }
 
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
-
 const median = (xs: number[]): number => {
   const s = [...xs].sort((x, y) => x - y);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-interface WorkerResult {
-  steps: StepRecord[];
-  buckets: number;
-  params: number;
-  backend: string;
-}
-
-async function runOne(model: Model, nproc: number, balance = false): Promise<WorkerResult> {
-  const stdout = new Collect();
-  const stderr = new Collect();
-  const result = await launch({
-    nprocPerNode: nproc,
-    script: a.worker!,
-    args: [JSON.stringify({ model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined, balance })],
-    stdout,
-    stderr,
+function runOne(model: Model, nproc: number, balance = false): Promise<ScalingResult> {
+  return runScalingJob({
+    nproc,
+    worker: a.worker,
+    label: `${model} with ${nproc} rank(s)`,
+    args: { model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined, balance },
     nodeArgs: a['node-args'] ? a['node-args'].split(' ').filter(Boolean) : [],
-    forwardSignals: true,
-    env: { ZERORING_LOG_LEVEL: 'warn' },
   });
-  if (result.exitCode !== 0) throw new Error(`${model} with ${nproc} rank(s) failed (exit ${result.exitCode}):\n${stderr.text.slice(-4000)}`);
-  const line = stdout.text.split('\n').find((l) => l.includes('RESULT '));
-  if (!line) throw new Error(`${model} with ${nproc} rank(s) printed no RESULT line:\n${stdout.text.slice(-2000)}`);
-  return JSON.parse(line.slice(line.indexOf('RESULT ') + 7));
 }
 
 /**
@@ -162,13 +135,13 @@ function configsOf(model: Model): [number, Mode][] {
 }
 
 /** The runs of one configuration: one job, or `nproc` independent one-rank jobs started together. */
-async function runConfig(model: Model, nproc: number, mode: Mode): Promise<WorkerResult[]> {
+async function runConfig(model: Model, nproc: number, mode: Mode): Promise<ScalingResult[]> {
   if (mode !== 'independent') return [await runOne(model, nproc, mode === 'ddp-balanced')];
   return Promise.all(Array.from({ length: nproc }, () => runOne(model, 1)));
 }
 
-function toRow(model: Model, nproc: number, mode: Mode, round: number, cpuBalance: number | null, results: WorkerResult[]): Row {
-  const keptOf = (r: WorkerResult) => r.steps.slice(warmupOf[model]);
+function toRow(model: Model, nproc: number, mode: Mode, round: number, cpuBalance: number | null, results: ScalingResult[]): Row {
+  const keptOf = (r: ScalingResult) => r.steps.slice(warmupOf[model]);
   const kept = keptOf(results[0]!);
   return {
     model,

@@ -13,9 +13,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { freePort, launch, type LaunchResult } from '../packages/comm/src/launch/index.ts';
+import { Collect } from './collect.ts';
 import { getLogger } from '../packages/comm/src/logger.ts';
 import { StoreClient } from '../packages/comm/src/store/client.ts';
 import { mulberry32 as rng } from '../packages/train/src/random.ts';
@@ -52,14 +52,6 @@ export interface SoakRun {
   workersOk: boolean;
   /** The run did not end within its time limit + 180 s and was stopped. */
   hung: boolean;
-}
-
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
 }
 
 const log = getLogger({ component: 'soak' });

@@ -1,20 +1,12 @@
 // Starts one job of benchmarks/zero-worker.ts through launch() and returns rank 0's RESULT lines
 // (one per configuration). Shared by benchmarks/memory.ts and benchmarks/zero-step-time.ts.
-import { Writable } from 'node:stream';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launch } from '../packages/comm/src/launch/index.ts';
+import { Collect } from './collect.ts';
 import type { ZeroBenchConfig } from './zero-worker.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-
-class Collect extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.text += chunk.toString();
-    cb();
-  }
-}
 
 export interface ZeroBenchResult extends ZeroBenchConfig {
   worldSize: number;
