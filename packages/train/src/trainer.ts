@@ -21,7 +21,7 @@ import { uniqueParams, paramCount, type BlockModel } from './model.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport, type Strategy } from './strategy.ts';
 import { packRankStep, unpackRankSteps, type OnTrainEvent, type RankStep, type TrainEvent } from './events.ts';
 import { DistributedSampler, fixedWindows, mixSeed } from './sampler.ts';
-import { BatchBalancer, validateSplit } from './batch-balance.ts';
+import { BatchBalancer } from './batch-balance.ts';
 import { learningRate } from './schedule.ts';
 import { encodeShard, loadLatestCheckpoint, saveCheckpoint, CheckpointError } from './checkpoint.ts';
 import { median, paramChecksum } from './metrics.ts';
@@ -203,8 +203,8 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const trainStarts = data.windowStarts('train', T);
   const valStarts = data.windowStarts('val', T);
   const sampler = new DistributedSampler({ numWindows: trainStarts.length, batchSize: B, rank, worldSize, seed: mixSeed(cfg.seed, 1) });
-  if (cfg.batchSplit) validateSplit(cfg.batchSplit, worldSize * B, worldSize);
-  const balancer = worldSize > 1 && (cfg.batchSplit || cfg.balanceBatch) ? new BatchBalancer({ total: worldSize * B, worldSize, initial: cfg.batchSplit }) : undefined;
+  // Holds the split (validating config.batchSplit); it only moves with balanceBatch and several ranks.
+  const balancer = cfg.batchSplit || (cfg.balanceBatch && worldSize > 1) ? new BatchBalancer({ total: worldSize * B, worldSize, initial: cfg.batchSplit }) : undefined;
   const valChoice = fixedWindows(valStarts.length, cfg.evalBatches * B, mixSeed(cfg.seed, 2));
 
   const makeBatch = (starts: ArrayLike<number>) => {
