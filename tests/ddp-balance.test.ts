@@ -105,4 +105,17 @@ describe('uneven batch splits end where one process reading the whole step ends'
     expect(last[0], `splits per step: ${JSON.stringify(dist.splits)}, work per step (ms): ${JSON.stringify(dist.workMs)}`).toBeGreaterThan(last[1]);
     expectSameModel(dist, ref, 'ddp balanced');
   }, 300_000);
+
+  it('DDP, 2 ranks, balancing resumed from a checkpoint starts from the split it had reached', async () => {
+    const outDir = join(dir, 'resume');
+    const job: BalanceJob = { strategy: 'ddp', nproc: 2, batch: 4, steps: 12, balance: true, slowRanks: [1], slowMsPerWindow: 50 };
+    const first = await runDist({ ...job, stopAfterSteps: 8, outDir });
+    const saved = JSON.parse(readFileSync(join(outDir, 'checkpoints', 'step-00000008', 'trainer.json'), 'utf8')) as { batchSplit?: number[] };
+    expect(saved.batchSplit, `splits per step: ${JSON.stringify(first.splits)}`).toBeDefined();
+    expect(saved.batchSplit![0], `saved split ${JSON.stringify(saved.batchSplit)}`).toBeGreaterThan(saved.batchSplit![1]);
+    const [resumed, ref] = [await runDist({ ...job, outDir, resume: true }), await runLocal(job)];
+    expect(resumed.splits).toHaveLength(4);
+    expect(resumed.splits[0]).toEqual(saved.batchSplit);
+    expectSameModel(resumed, ref, 'ddp balanced, resumed');
+  }, 300_000);
 });

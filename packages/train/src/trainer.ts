@@ -74,8 +74,9 @@ export interface TrainConfig {
   batchSplit?: number[];
   /**
    * Re-split every step's windows toward the ranks measured faster (batch-balance.ts), starting
-   * from batchSplit. The parameters stay those of the even split up to float rounding, so a
-   * resumed run matches an uninterrupted one only to rounding. Default false.
+   * from batchSplit, or on resume from the split the checkpoint recorded (same world size). The
+   * parameters stay those of the even split up to float rounding, so a resumed run matches an
+   * uninterrupted one only to rounding. Default false.
    */
   balanceBatch?: boolean;
   /** Save a checkpoint every K steps (and at the end when outDir is set). 0: only at the end. */
@@ -177,14 +178,18 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
 
   let startStep = 0;
   let resumedFrom: number | undefined;
+  // With balanceBatch, the split the interrupted run had reached (trainer.json), to go on from.
+  let resumedSplit: number[] | undefined;
   if (opts.resume) {
     if (!ckptRoot) throw new TrainerError('resume needs an output directory holding checkpoints/, got none');
     const ck = await loadLatestCheckpoint(ckptRoot, rank, worldSize, opts.warn);
     await strategy.loadState(ck.shard);
-    const tr = ck.common['trainer.json'] as { nextStep?: unknown } | undefined;
+    const tr = ck.common['trainer.json'] as { nextStep?: unknown; worldSize?: unknown; batchSplit?: unknown } | undefined;
     if (typeof tr?.nextStep !== 'number') throw new CheckpointError(`${ck.dir}/trainer.json lacks nextStep`);
     startStep = tr.nextStep;
     resumedFrom = ck.step;
+    const split = tr.batchSplit;
+    if (cfg.balanceBatch && tr.worldSize === worldSize && Array.isArray(split) && split.reduce((a: number, n: number) => a + n, 0) === worldSize * B) resumedSplit = split as number[];
     // A resumed run continues exactly only with the same schedule and data order.
     const saved = ck.common['config.json'] as Record<string, unknown> | undefined;
     for (const key of ['steps', 'batchSize', 'blockSize', 'lr', 'seed', 'strategy', 'maxGradNorm'] as const) {
@@ -203,8 +208,9 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const trainStarts = data.windowStarts('train', T);
   const valStarts = data.windowStarts('val', T);
   const sampler = new DistributedSampler({ numWindows: trainStarts.length, batchSize: B, rank, worldSize, seed: mixSeed(cfg.seed, 1) });
-  // Holds the split (validating config.batchSplit); it only moves with balanceBatch and several ranks.
-  const balancer = cfg.batchSplit || (cfg.balanceBatch && worldSize > 1) ? new BatchBalancer({ total: worldSize * B, worldSize, initial: cfg.batchSplit }) : undefined;
+  // Holds the split (validating config.batchSplit); it only moves with balanceBatch and several
+  // ranks, and then a resumed run starts from the split it had reached rather than from scratch.
+  const balancer = cfg.batchSplit || (cfg.balanceBatch && worldSize > 1) ? new BatchBalancer({ total: worldSize * B, worldSize, initial: resumedSplit ?? cfg.batchSplit }) : undefined;
   const valChoice = fixedWindows(valStarts.length, cfg.evalBatches * B, mixSeed(cfg.seed, 2));
 
   const makeBatch = (starts: ArrayLike<number>) => {
@@ -256,7 +262,7 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
       barrier: comm && worldSize > 1 ? async () => void (await comm.barrier()) : undefined,
       common: {
         'config.json': runConfig,
-        'trainer.json': { nextStep, seed: cfg.seed, worldSize, strategy: strategy.name },
+        'trainer.json': { nextStep, seed: cfg.seed, worldSize, strategy: strategy.name, ...(balancer && cfg.balanceBatch ? { batchSplit: [...balancer.split] } : {}) },
         'model.bin': encodeShard({ meta: { kind: 'full-params' }, arrays: full }),
         ...opts.checkpointFiles,
       },
