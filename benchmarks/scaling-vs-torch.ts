@@ -4,16 +4,16 @@
 // compares speedups taken under the same load rather than figures from different days.
 //
 //   node --import tsx benchmarks/scaling-vs-torch.ts [--rounds 3] [--python /usr/bin/python3]
-//        [--steps-tiny 16] [--warmup W] [--balance] [--out benchmarks/results/scaling-vs-torch.json]
+//        [--steps-tiny 60] [--warmup W] [--balance] [--out benchmarks/results/scaling-vs-torch.json]
 //
 // Each round runs torch 1 rank, torch 2 ranks (benchmarks/scaling-torch.py), then zeroring 1 rank,
 // zeroring 2 ranks (benchmarks/scaling.ts --models tiny --nprocs 1,2, read from its JSON; with
 // --balance also zeroring 2 ranks with the step's windows balanced by measured speed), back to
 // back. Speedups are taken within a round (2-rank tokens/s over 1-rank tokens/s of the same
 // framework and round), then the median over rounds is quoted. Both drop the same warm-up steps
-// (--warmup; default the first quarter, 4 of 16) and take the median step after it. zeroring's
-// JavaScript is still being optimised by V8 for ~70 tiny steps (benchmarks/scaling.ts), so
-// --steps-tiny 86 --warmup 70 measures both frameworks in their steady state.
+// (--warmup; default the first third, 20 of 60, as scaling.ts) and take the median step after
+// it: zeroring's JavaScript is then mostly optimised by V8 and --balance has settled. Until
+// session 7 the default was 4 of 16 steps, which ended about when --balance first moved.
 // Each framework also runs its ceiling right after its 2-rank DDP: two independent one-rank
 // models at once (no process group), whose summed tokens/s is what 2 ranks would reach if DDP
 // cost nothing on this machine. DDP over that ("of ceiling") separates what DDP costs from what
@@ -35,7 +35,7 @@ const { values: a } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
     python: { type: 'string', default: '/usr/bin/python3' },
-    'steps-tiny': { type: 'string', default: '16' },
+    'steps-tiny': { type: 'string', default: '60' },
     warmup: { type: 'string' },
     out: { type: 'string', default: resolve(here, 'results/scaling-vs-torch.json') },
     balance: { type: 'boolean', default: false }, // zeroring also runs 2 ranks with the step's windows balanced by measured speed
@@ -43,8 +43,8 @@ const { values: a } = parseArgs({
 });
 const rounds = Number(a.rounds);
 const steps = Number(a['steps-tiny']);
-// scaling.ts's default warm-up (a quarter of the steps), applied to torch too so both measure the same steps.
-const warmup = a.warmup ? Number(a.warmup) : Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
+// scaling.ts's default warm-up (a third of the steps), applied to torch too so both measure the same steps.
+const warmup = a.warmup ? Number(a.warmup) : Math.min(steps - 2, Math.max(2, Math.floor(steps / 3)));
 const batch = 16;
 
 const median = (xs: number[]): number => {

@@ -8,7 +8,7 @@
 // sharing it (the same idea as the collectives' raw-TCP pump ceiling).
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
-//        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 16] [--steps-small 6] [--warmup-tiny W] [--warmup-small W] [--out benchmarks/results/scaling.json]
+//        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 60] [--steps-small 6] [--warmup-tiny W] [--warmup-small W] [--out benchmarks/results/scaling.json]
 //        [--ceiling 2] (world sizes to also run as independent one-rank jobs; '' for none)
 //        [--balance] (each DDP world size also with the step's windows balanced across ranks by measured speed)
 //        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts --no-cpu-balance]   (the bundled form: benchmarks/scaling-device-pack.sh)
@@ -37,7 +37,7 @@ const { values: a } = parseArgs({
     backend: { type: 'string', default: 'wasm' },
     rounds: { type: 'string', default: '1' },
     'rounds-small': { type: 'string' },
-    'steps-tiny': { type: 'string', default: '16' },
+    'steps-tiny': { type: 'string', default: '60' },
     'steps-small': { type: 'string', default: '6' },
     'warmup-tiny': { type: 'string' }, // steps dropped before the medians; default a quarter of the steps
     'warmup-small': { type: 'string' },
@@ -64,9 +64,11 @@ const ceilingOf = new Set(a.ceiling!.split(',').filter(Boolean).map(Number));
 const rounds = Number(a.rounds);
 const stepsOf = { tiny: Number(a['steps-tiny']), small: Number(a['steps-small']) };
 const batchOf = { tiny: Number(a['batch-tiny']), small: Number(a['batch-small']) };
-const defaultWarmup = (steps: number) => Math.min(steps - 2, Math.max(2, Math.floor(steps / 4)));
-// V8 keeps optimising tfjs's JavaScript for the first ~70 tiny steps (--trace-opt: 20-30
-// compilations per 10 steps until then, ~2 after); --warmup-tiny 70 measures past that.
+// A third of the steps: tiny's 60 steps drop 20, by which most of V8's optimising of tfjs's
+// JavaScript is done (--trace-opt: 20-30 compilations per 10 steps at first, ~2 after ~70 steps)
+// and --balance has had time to settle on a split (it moves after 3 fresh observations). Runs
+// of 16 steps (4 dropped), the default until session 7, ended about when --balance first moved.
+const defaultWarmup = (steps: number) => Math.min(steps - 2, Math.max(2, Math.floor(steps / 3)));
 /** Steps dropped before taking medians, per model. */
 const warmupOf = { tiny: a['warmup-tiny'] ? Number(a['warmup-tiny']) : defaultWarmup(stepsOf.tiny), small: a['warmup-small'] ? Number(a['warmup-small']) : defaultWarmup(stepsOf.small) };
 for (const m of ['tiny', 'small'] as const) {
