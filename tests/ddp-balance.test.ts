@@ -92,12 +92,14 @@ describe('uneven batch splits end where one process reading the whole step ends'
     expectSameModel(dist, even, 'zero2 1+4+7 vs 4+4+4');
   }, 300_000);
 
+  // Rank 1 waits 50 ms more per window than rank 0, whose window costs ~25 ms here and up to
+  // ~100 ms on a loaded machine (CI runs two test files at once on 2 cores); 5 + 3 then always
+  // promises a step shorter by more than the balancer's 3 %. (A 15 ms spin failed in CI: the spin
+  // also took CPU from rank 0, and no split looked better.)
+  const slowRank1: BalanceJob = { strategy: 'ddp', nproc: 2, batch: 4, steps: 12, balance: true, slowRanks: [1], slowMsPerWindow: 50 };
+
   it('DDP, 2 ranks, balancing: windows move off the slower rank, the model stays the same', async () => {
-    // Rank 1 waits 50 ms more per window than rank 0, whose window costs ~25 ms here and up to
-    // ~100 ms on a loaded machine (CI runs two test files at once on 2 cores); 5 + 3 then always
-    // promises a step shorter by more than the balancer's 3 %. (A 15 ms spin failed in CI: the
-    // spin also took CPU from rank 0, and no split looked better.)
-    const job: BalanceJob = { strategy: 'ddp', nproc: 2, batch: 4, steps: 12, balance: true, slowRanks: [1], slowMsPerWindow: 50 };
+    const job = slowRank1;
     const [dist, ref] = [await runDist(job), await runLocal(job)];
     expect(dist.splits[0]).toEqual([4, 4]);
     const last = dist.splits.at(-1)!;
@@ -108,7 +110,7 @@ describe('uneven batch splits end where one process reading the whole step ends'
 
   it('DDP, 2 ranks, balancing resumed from a checkpoint starts from the split it had reached', async () => {
     const outDir = join(dir, 'resume');
-    const job: BalanceJob = { strategy: 'ddp', nproc: 2, batch: 4, steps: 12, balance: true, slowRanks: [1], slowMsPerWindow: 50 };
+    const job = slowRank1;
     const first = await runDist({ ...job, stopAfterSteps: 8, outDir });
     const saved = JSON.parse(readFileSync(join(outDir, 'checkpoints', 'step-00000008', 'trainer.json'), 'utf8')) as { batchSplit?: number[] };
     expect(saved.batchSplit, `splits per step: ${JSON.stringify(first.splits)}`).toBeDefined();
