@@ -9,6 +9,16 @@ import type { StepRecord } from './scaling-worker.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/**
+ * Steps dropped before taking medians when none is given: a third of the steps (tiny's 60 drop
+ * 20), at least 2 and leaving at least 2. By then most of V8's optimising of tfjs's JavaScript is
+ * done (--trace-opt: 20-30 compilations per 10 steps at first, ~2 after ~70 steps) and --balance
+ * has had time to settle on a split (it moves after 3 fresh observations). Runs of 16 steps
+ * (4 dropped), the default until session 7, ended about when --balance first moved. Both
+ * scaling.ts and scaling-vs-torch.ts (for torch too) use it, so they measure the same steps.
+ */
+export const defaultWarmup = (steps: number): number => Math.min(steps - 2, Math.max(2, Math.floor(steps / 3)));
+
 export interface ScalingResult {
   worldSize: number;
   backend: string;

@@ -29,6 +29,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureCpuBalance } from './cpu-balance.ts';
+import { defaultWarmup } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: a } = parseArgs({
@@ -43,8 +44,8 @@ const { values: a } = parseArgs({
 });
 const rounds = Number(a.rounds);
 const steps = Number(a['steps-tiny']);
-// scaling.ts's default warm-up (a third of the steps), applied to torch too so both measure the same steps.
-const warmup = a.warmup ? Number(a.warmup) : Math.min(steps - 2, Math.max(2, Math.floor(steps / 3)));
+// scaling.ts's default warm-up, applied to torch too so both measure the same steps.
+const warmup = a.warmup ? Number(a.warmup) : defaultWarmup(steps);
 const batch = 16;
 
 const median = (xs: number[]): number => {

@@ -26,7 +26,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { measureCpuBalance } from './cpu-balance.ts';
-import { runScalingJob, type ScalingResult } from './scaling-job.ts';
+import { defaultWarmup, runScalingJob, type ScalingResult } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: a } = parseArgs({
@@ -39,7 +39,7 @@ const { values: a } = parseArgs({
     'rounds-small': { type: 'string' },
     'steps-tiny': { type: 'string', default: '60' },
     'steps-small': { type: 'string', default: '6' },
-    'warmup-tiny': { type: 'string' }, // steps dropped before the medians; default a quarter of the steps
+    'warmup-tiny': { type: 'string' }, // steps dropped before the medians; default defaultWarmup (a third of the steps)
     'warmup-small': { type: 'string' },
     'batch-tiny': { type: 'string', default: '16' },
     'batch-small': { type: 'string', default: '8' },
@@ -64,11 +64,6 @@ const ceilingOf = new Set(a.ceiling!.split(',').filter(Boolean).map(Number));
 const rounds = Number(a.rounds);
 const stepsOf = { tiny: Number(a['steps-tiny']), small: Number(a['steps-small']) };
 const batchOf = { tiny: Number(a['batch-tiny']), small: Number(a['batch-small']) };
-// A third of the steps: tiny's 60 steps drop 20, by which most of V8's optimising of tfjs's
-// JavaScript is done (--trace-opt: 20-30 compilations per 10 steps at first, ~2 after ~70 steps)
-// and --balance has had time to settle on a split (it moves after 3 fresh observations). Runs
-// of 16 steps (4 dropped), the default until session 7, ended about when --balance first moved.
-const defaultWarmup = (steps: number) => Math.min(steps - 2, Math.max(2, Math.floor(steps / 3)));
 /** Steps dropped before taking medians, per model. */
 const warmupOf = { tiny: a['warmup-tiny'] ? Number(a['warmup-tiny']) : defaultWarmup(stepsOf.tiny), small: a['warmup-small'] ? Number(a['warmup-small']) : defaultWarmup(stepsOf.small) };
 for (const m of ['tiny', 'small'] as const) {
