@@ -5,6 +5,7 @@
 // packages/backend/src/wasm-kernels/batch-mat-mul.ts).
 //
 //   node --import tsx benchmarks/backend-matmul.ts [--backends cpu,wasm,webgpu,tensorflow] [--reps R]
+//        [--out benchmarks/results/backend-matmul.json]
 //
 // The machine is shared and noisy, so backends alternate within each repetition and we quote
 // medians and ratios to cpu. Each measurement issues `inner` matmuls and waits for the last
@@ -14,7 +15,7 @@ import os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import {
   tf,
   initBackend,
@@ -25,12 +26,10 @@ import {
   type BackendName,
 } from '../packages/backend/src/index.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    backends: { type: 'string' },
-    reps: { type: 'string', default: '7' },
-    out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/backend-matmul.json') },
-  },
+const args = benchArgs(import.meta.url, {
+  backends: { type: 'string' },
+  reps: { type: 'string', default: '7' },
+  out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/backend-matmul.json') },
 });
 
 interface Shape {

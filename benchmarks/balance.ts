@@ -12,18 +12,16 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { median } from '../packages/train/src/metrics.ts';
 import { runScalingJob } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { values: a } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    steps: { type: 'string', default: '40' },
-    warmup: { type: 'string', default: '10' },
-    out: { type: 'string', default: resolve(here, 'results/balance.json') },
-  },
+const a = benchArgs(import.meta.url, {
+  rounds: { type: 'string', default: '3' },
+  steps: { type: 'string', default: '40' },
+  warmup: { type: 'string', default: '10' },
+  out: { type: 'string', default: resolve(here, 'results/balance.json') },
 });
 const [rounds, steps, warmup] = [Number(a.rounds), Number(a.steps), Number(a.warmup)];
 if (os.cpus().length < 2) throw new Error(`balance.ts needs 2 CPUs, this machine has ${os.cpus().length}`);

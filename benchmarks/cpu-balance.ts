@@ -10,7 +10,7 @@
 //   node --import tsx benchmarks/cpu-balance.ts [--procs 2] [--iterations 12]
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { attentionForward } from '../packages/gpt/src/attention.ts';
 
 export interface CpuBalance {
@@ -58,7 +58,11 @@ export async function measureCpuBalance(procs = 2, iterations = 12): Promise<Cpu
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { values: a } = parseArgs({ options: { worker: { type: 'string' }, procs: { type: 'string', default: '2' }, iterations: { type: 'string', default: '12' } } });
+  const a = benchArgs(import.meta.url, {
+    worker: { type: 'string' }, // internal: run the probe in this process, starting at this epoch ms
+    procs: { type: 'string', default: '2' },
+    iterations: { type: 'string', default: '12' },
+  });
   if (a.worker) {
     console.log((await probeWork(Number(a.iterations), Number(a.worker))).toFixed(1));
   } else {

@@ -8,17 +8,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { CharTokenizer, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
 import { FlatPartition } from '../packages/train/src/partition.ts';
 import { estimateMemory, formatBytes, type MemoryEstimate } from '../packages/train/src/memory.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'tiny,small' },
-    nproc: { type: 'string', default: '2,4' },
-    out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/memory-estimate.json') },
-  },
+const args = benchArgs(import.meta.url, {
+  models: { type: 'string', default: 'tiny,small' },
+  nproc: { type: 'string', default: '2,4' },
+  out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/memory-estimate.json') },
 });
 
 const vocabSize = CharTokenizer.fromText(loadCorpus()).vocabSize; // Moby Dick, as `zeroring train` uses

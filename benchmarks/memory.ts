@@ -14,22 +14,20 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { writeMemoryChart } from '../packages/cli/src/charts/index.ts';
 import { estimateStrategy } from '../packages/train/src/memory.ts';
 import { runZeroJob, mib, type ZeroBenchResult } from './zero-launch.ts';
 import type { ZeroBenchConfig } from './zero-worker.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { values: a } = parseArgs({
-  options: {
-    model: { type: 'string', default: 'small' },
-    nprocs: { type: 'string', default: '2,4' },
-    steps: { type: 'string', default: '1' },
-    batch: { type: 'string', default: '1' },
-    backend: { type: 'string', default: 'wasm' },
-    out: { type: 'string', default: resolve(here, 'results/memory.json') },
-  },
+const a = benchArgs(import.meta.url, {
+  model: { type: 'string', default: 'small' },
+  nprocs: { type: 'string', default: '2,4' },
+  steps: { type: 'string', default: '1' },
+  batch: { type: 'string', default: '1' },
+  backend: { type: 'string', default: 'wasm' },
+  out: { type: 'string', default: resolve(here, 'results/memory.json') },
 });
 
 const CONFIGS: ZeroBenchConfig[] = [

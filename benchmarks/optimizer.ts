@@ -12,18 +12,16 @@ import os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { HostAdamW, adamwStepPlain, decayRuns, type AdamWHyper } from '../packages/train/src/optim/host-adamw.ts';
 
 const TORCH_PER_THREAD = 160e6;
 
-const { values: args } = parseArgs({
-  options: {
-    sizes: { type: 'string', default: '1M,10M,100M' },
-    threads: { type: 'string' },
-    reps: { type: 'string' },
-    out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/optimizer.json') },
-  },
+const args = benchArgs(import.meta.url, {
+  sizes: { type: 'string', default: '1M,10M,100M' },
+  threads: { type: 'string' },
+  reps: { type: 'string' },
+  out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/optimizer.json') },
 });
 
 const parseSize = (s: string): number => {

@@ -27,20 +27,18 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { measureCpuBalance } from './cpu-balance.ts';
 import { defaultWarmup } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { values: a } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    python: { type: 'string', default: '/usr/bin/python3' },
-    'steps-tiny': { type: 'string', default: '60' },
-    warmup: { type: 'string' },
-    out: { type: 'string', default: resolve(here, 'results/scaling-vs-torch.json') },
-    balance: { type: 'boolean', default: false }, // zeroring also runs 2 ranks with the step's windows balanced by measured speed
-  },
+const a = benchArgs(import.meta.url, {
+  rounds: { type: 'string', default: '3' },
+  python: { type: 'string', default: '/usr/bin/python3' },
+  'steps-tiny': { type: 'string', default: '60' },
+  warmup: { type: 'string' },
+  out: { type: 'string', default: resolve(here, 'results/scaling-vs-torch.json') },
+  balance: { type: 'boolean', default: false }, // zeroring also runs 2 ranks with the step's windows balanced by measured speed
 });
 const rounds = Number(a.rounds);
 const steps = Number(a['steps-tiny']);

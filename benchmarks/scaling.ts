@@ -8,7 +8,8 @@
 // sharing it (the same idea as the collectives' raw-TCP pump ceiling).
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
-//        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 60] [--steps-small 6] [--warmup-tiny W] [--warmup-small W] [--out benchmarks/results/scaling.json]
+//        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 60] [--steps-small 6] [--warmup-tiny W] [--warmup-small W]
+//        [--batch-tiny 16] [--batch-small 8] (per-rank windows per step) [--out benchmarks/results/scaling.json]
 //        [--ceiling 2] (world sizes to also run as independent one-rank jobs; '' for none)
 //        [--balance] (each DDP world size also with the step's windows balanced across ranks by measured speed)
 //        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts --no-cpu-balance]   (the bundled form: benchmarks/scaling-device-pack.sh)
@@ -24,36 +25,34 @@ import os from 'node:os';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { measureCpuBalance } from './cpu-balance.ts';
 import { defaultWarmup, runScalingJob, type ScalingResult } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { values: a } = parseArgs({
-  options: {
-    models: { type: 'string', default: 'tiny,small' },
-    nprocs: { type: 'string', default: '1,2,4' },
-    'nprocs-small': { type: 'string' }, // e.g. 1,2 when 4 oversubscribed ranks of small take too long
-    backend: { type: 'string', default: 'wasm' },
-    rounds: { type: 'string', default: '1' },
-    'rounds-small': { type: 'string' },
-    'steps-tiny': { type: 'string', default: '60' },
-    'steps-small': { type: 'string', default: '6' },
-    'warmup-tiny': { type: 'string' }, // steps dropped before the medians; default defaultWarmup (a third of the steps)
-    'warmup-small': { type: 'string' },
-    'batch-tiny': { type: 'string', default: '16' },
-    'batch-small': { type: 'string', default: '8' },
-    worker: { type: 'string', default: resolve(here, 'scaling-worker.ts') },
-    data: { type: 'string' },
-    'bucket-bytes': { type: 'string' },
-    'node-args': { type: 'string' }, // e.g. "--single-threaded-gc", for every worker of every configuration
-    'first-bucket-bytes': { type: 'string' },
-    out: { type: 'string', default: resolve(here, 'results/scaling.json') },
-    'no-charts': { type: 'boolean', default: false },
-    'no-cpu-balance': { type: 'boolean', default: false }, // the bundled form cannot start the probe (it needs tsx)
-    ceiling: { type: 'string', default: '2' },
-    balance: { type: 'boolean', default: false }, // also run each DDP world size with --balance (the trainer's balanceBatch)
-  },
+const a = benchArgs(import.meta.url, {
+  models: { type: 'string', default: 'tiny,small' },
+  nprocs: { type: 'string', default: '1,2,4' },
+  'nprocs-small': { type: 'string' }, // e.g. 1,2 when 4 oversubscribed ranks of small take too long
+  backend: { type: 'string', default: 'wasm' },
+  rounds: { type: 'string', default: '1' },
+  'rounds-small': { type: 'string' },
+  'steps-tiny': { type: 'string', default: '60' },
+  'steps-small': { type: 'string', default: '6' },
+  'warmup-tiny': { type: 'string' }, // steps dropped before the medians; default defaultWarmup (a third of the steps)
+  'warmup-small': { type: 'string' },
+  'batch-tiny': { type: 'string', default: '16' },
+  'batch-small': { type: 'string', default: '8' },
+  worker: { type: 'string', default: resolve(here, 'scaling-worker.ts') },
+  data: { type: 'string' },
+  'bucket-bytes': { type: 'string' },
+  'node-args': { type: 'string' }, // e.g. "--single-threaded-gc", for every worker of every configuration
+  'first-bucket-bytes': { type: 'string' },
+  out: { type: 'string', default: resolve(here, 'results/scaling.json') },
+  'no-charts': { type: 'boolean', default: false },
+  'no-cpu-balance': { type: 'boolean', default: false }, // the bundled form cannot start the probe (it needs tsx)
+  ceiling: { type: 'string', default: '2' },
+  balance: { type: 'boolean', default: false }, // also run each DDP world size with --balance (the trainer's balanceBatch)
 });
 
 type Model = 'tiny' | 'small';

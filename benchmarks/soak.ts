@@ -7,7 +7,8 @@
 // cleanly. Bounded by a collective count and a time limit per world size.
 //
 //   node --import tsx benchmarks/soak.ts [--ranks 2,3,4] [--collectives 3000] [--seconds 60]
-//        [--max-delay-ms 5] [--max-elems 262144] [--seed 1] [--json benchmarks/results/soak.json]
+//        [--max-delay-ms 5] [--max-elems 262144] [--seed 1] [--fault-rate 10]
+//        [--json benchmarks/results/soak.json]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -20,6 +21,7 @@ import { getLogger } from '../packages/comm/src/logger.ts';
 import { StoreClient } from '../packages/comm/src/store/client.ts';
 import { mulberry32 as rng } from '../packages/train/src/random.ts';
 import { attempt, FAULTS, type Attempt, type Fault, type Target } from './soak-stranger.ts';
+import { benchArgs } from './args.ts';
 
 export interface SoakOptions {
   ranks: number[];
@@ -180,25 +182,31 @@ export async function soakOne(worldSize: number, o: SoakOptions): Promise<SoakRu
   };
 }
 
-function parseArgs(argv: string[]): SoakOptions & { json: string } {
-  const get = (name: string, dflt: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : dflt;
-  };
+function soakOptions(): SoakOptions & { json: string } {
+  const a = benchArgs(import.meta.url, {
+    ranks: { type: 'string', default: '2,3,4' },
+    collectives: { type: 'string', default: '3000' },
+    seconds: { type: 'string', default: '60' },
+    'max-delay-ms': { type: 'string', default: '5' },
+    'max-elems': { type: 'string', default: String(1 << 18) },
+    seed: { type: 'string', default: '1' },
+    'fault-rate': { type: 'string', default: '10' },
+    json: { type: 'string', default: fileURLToPath(new URL('./results/soak.json', import.meta.url)) },
+  });
   return {
-    ranks: get('ranks', '2,3,4').split(',').map(Number),
-    collectives: Number(get('collectives', '3000')),
-    seconds: Number(get('seconds', '60')),
-    maxDelayMs: Number(get('max-delay-ms', '5')),
-    maxElems: Number(get('max-elems', String(1 << 18))),
-    seed: Number(get('seed', '1')),
-    faultRate: Number(get('fault-rate', '10')),
-    json: get('json', fileURLToPath(new URL('./results/soak.json', import.meta.url))),
+    ranks: a.ranks.split(',').map(Number),
+    collectives: Number(a.collectives),
+    seconds: Number(a.seconds),
+    maxDelayMs: Number(a['max-delay-ms']),
+    maxElems: Number(a['max-elems']),
+    seed: Number(a.seed),
+    faultRate: Number(a['fault-rate']),
+    json: a.json,
   };
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = soakOptions();
   const runs: SoakRun[] = [];
   const t0 = Date.now();
   for (const n of o.ranks) runs.push(await soakOne(n, o));

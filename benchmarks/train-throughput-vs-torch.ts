@@ -3,6 +3,7 @@
 // ("torch 1.13 on one thread: ~1.9k tokens/s on these 2-core machines").
 //
 //   node --import tsx benchmarks/train-throughput-vs-torch.ts [--rounds R] [--steps N] [--python /usr/bin/python3]
+//        [--out benchmarks/results/train-throughput-vs-torch.json]
 //
 // Needs python3 with torch (Debian: apt-get install python3-torch, which is torch 1.13.1).
 // Each round runs the torch script (benchmarks/train-throughput-torch.py) for N steps, then N
@@ -14,19 +15,17 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { tf, initBackend } from '../packages/backend/src/index.ts';
 import { Rng, createGPT } from '../packages/gpt/src/index.ts';
 import { engineRunner, wholeModelRunner, type Runner } from './train-throughput-runners.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { values: args } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    steps: { type: 'string', default: '10' },
-    python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
-    out: { type: 'string', default: resolve(here, 'results/train-throughput-vs-torch.json') },
-  },
+const args = benchArgs(import.meta.url, {
+  rounds: { type: 'string', default: '3' },
+  steps: { type: 'string', default: '10' },
+  python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
+  out: { type: 'string', default: resolve(here, 'results/train-throughput-vs-torch.json') },
 });
 const rounds = Number(args.rounds);
 const steps = Number(args.steps);

@@ -3,6 +3,7 @@
 //
 //   node --import tsx benchmarks/train-throughput.ts [--backends cpu,wasm,webgpu] [--models tiny,small]
 //        [--steps N] [--warmup W] [--batch B] [--all-combinations] [--profile] [--merge]
+//        [--out benchmarks/results/train-throughput.json]
 // (--merge keeps the rows of the existing results file for backend/model pairs not re-run.)
 //
 // Three ways to run the same step, alternated step by step so that the shared machine's load
@@ -22,25 +23,23 @@ import os from 'node:os';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { tf, initBackend, probeWebGPUAdapter, type BackendLogger, type BackendName } from '../packages/backend/src/index.ts';
 import { CharTokenizer, TextDataset, Rng, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
 import { uniqueParams } from '../packages/train/src/index.ts';
 import { createNaiveGPT } from './train-throughput-naive.ts';
 import { engineRunner, wholeModelRunner, type Runner } from './train-throughput-runners.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    backends: { type: 'string' },
-    models: { type: 'string', default: 'tiny,small' },
-    steps: { type: 'string' },
-    warmup: { type: 'string' },
-    batch: { type: 'string', default: '8' },
-    'all-combinations': { type: 'boolean', default: false },
-    profile: { type: 'boolean', default: false },
-    merge: { type: 'boolean', default: false },
-    out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/train-throughput.json') },
-  },
+const args = benchArgs(import.meta.url, {
+  backends: { type: 'string' },
+  models: { type: 'string', default: 'tiny,small' },
+  steps: { type: 'string' },
+  warmup: { type: 'string' },
+  batch: { type: 'string', default: '8' },
+  'all-combinations': { type: 'boolean', default: false },
+  profile: { type: 'boolean', default: false },
+  merge: { type: 'boolean', default: false },
+  out: { type: 'string', default: resolve(dirname(fileURLToPath(import.meta.url)), 'results/train-throughput.json') },
 });
 
 type Mode = 'naive' | 'whole' | 'engine';

@@ -11,24 +11,22 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import os from 'node:os';
 import { median, runZeroJob, type ZeroBenchResult } from './zero-launch.ts';
 import type { ZeroBenchConfig } from './zero-worker.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { values: a } = parseArgs({
-  options: {
-    model: { type: 'string', default: 'small' },
-    nproc: { type: 'string', default: '2' },
-    rounds: { type: 'string', default: '2' },
-    steps: { type: 'string', default: '4' },
-    warmup: { type: 'string', default: '1' },
-    batch: { type: 'string', default: '1' },
-    backend: { type: 'string', default: 'wasm' },
-    offload: { type: 'boolean', default: false },
-    out: { type: 'string', default: resolve(here, 'results/zero-step-time.json') },
-  },
+const a = benchArgs(import.meta.url, {
+  model: { type: 'string', default: 'small' },
+  nproc: { type: 'string', default: '2' },
+  rounds: { type: 'string', default: '2' },
+  steps: { type: 'string', default: '4' },
+  warmup: { type: 'string', default: '1' },
+  batch: { type: 'string', default: '1' },
+  backend: { type: 'string', default: 'wasm' },
+  offload: { type: 'boolean', default: false },
+  out: { type: 'string', default: resolve(here, 'results/zero-step-time.json') },
 });
 const rounds = Number(a.rounds);
 const warmup = Number(a.warmup);

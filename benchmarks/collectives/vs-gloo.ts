@@ -13,19 +13,17 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from '../args.ts';
 import { parseBytes } from './sizes.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
-const { values: a } = parseArgs({
-  options: {
-    nproc: { type: 'string', default: '2' },
-    rounds: { type: 'string', default: '3' },
-    sizes: { type: 'string', default: '4K,16M,32M,64M' },
-    python: { type: 'string', default: '/usr/bin/python3' },
-    out: { type: 'string' },
-  },
+const a = benchArgs(import.meta.url, {
+  nproc: { type: 'string', default: '2' },
+  rounds: { type: 'string', default: '3' },
+  sizes: { type: 'string', default: '4K,16M,32M,64M' },
+  python: { type: 'string', default: '/usr/bin/python3' },
+  out: { type: 'string' },
 });
 const nproc = Number(a.nproc);
 const rounds = Number(a.rounds);
