@@ -43,6 +43,8 @@ export interface StepRecord {
   stepMs: number;
   computeMs: number;
   commMs: number;
+  /** The least any rank waited (StepEvent.commExposedMs): the traffic no rank hid; multi-rank runs. */
+  commExposedMs?: number;
   optimMs: number;
   /**
    * Rank 0's process CPU time since the previous step's record. The trainer completes a step's
@@ -68,6 +70,7 @@ const onEvent = (e: TrainEvent) => {
     stepMs: (1000 * tokensPerStep) / e.tokensPerSec,
     computeMs: e.computeMs,
     commMs: e.commMs,
+    ...(e.commExposedMs !== undefined ? { commExposedMs: e.commExposedMs } : {}),
     optimMs: e.optimMs,
     cpuMs: e.step === args.steps ? null : (used.user + used.system) / 1000,
     ...(e.ranks ? { rankComputeMs: e.ranks.map((r) => r.computeMs) } : {}),

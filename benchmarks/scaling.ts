@@ -107,6 +107,8 @@ interface Row {
   commMs: number;
   optimMs: number;
   commFraction: number;
+  /** The part of the step no rank hid: the least any rank waited (0 with one rank). The rest of commFraction is waiting for a slower rank. */
+  exposedFraction: number;
   /** Rank 0's process CPU time per step over wall time: ~1 when it had a core to itself. */
   cpuPerWall: number;
   /** Slowest minus fastest rank's compute ms in a step: the part of the comm wait that is waiting for a peer. */
@@ -154,6 +156,7 @@ function toRow(model: Model, nproc: number, mode: Mode, round: number, cpuBalanc
     commMs: median(kept.map((s) => s.commMs)),
     optimMs: median(kept.map((s) => s.optimMs)),
     commFraction: median(kept.map((s) => s.commMs / s.stepMs)),
+    exposedFraction: median(kept.map((s) => (s.commExposedMs ?? 0) / s.stepMs)),
     cpuPerWall: median(kept.flatMap((s) => (s.cpuMs === null ? [] : [s.cpuMs / s.stepMs]))),
     rankSkewMs: median(kept.map((s) => (s.rankComputeMs ? Math.max(...s.rankComputeMs) - Math.min(...s.rankComputeMs) : 0))),
     cpuBalance,
@@ -203,6 +206,7 @@ for (const model of models) {
       tokensPerSec: median(rs.map((r) => r.tokensPerSec)),
       speedup: median(rs.map((r) => r.speedup)),
       commFraction: median(rs.map((r) => r.commFraction)),
+      exposedFraction: median(rs.map((r) => r.exposedFraction)),
       stepMs: median(rs.map((r) => r.stepMs)),
       computeMs: median(rs.map((r) => r.computeMs)),
       commMs: median(rs.map((r) => r.commMs)),
@@ -234,13 +238,13 @@ writeFileSync(a.out!, JSON.stringify(out, null, 2) + '\n');
 rmSync(a.out!.replace(/\.json$/, '.partial.json'), { force: true });
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | rank skew ms | CPU balance | rank-0 CPU/wall |';
-const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
+const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | of it exposed | rank skew ms | CPU balance | rank-0 CPU/wall |';
+const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
 const ranksLabel = (nproc: number, mode: Mode) => (mode === 'independent' ? `${nproc} independent (ceiling)` : mode === 'ddp-balanced' ? `${nproc} balanced` : String(nproc));
 for (const s of summary) {
-  lines.push(`| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
+  lines.push(`| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${pct(s.exposedFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
 }
-const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up (${models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ')}), ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); "of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds.\n\n${lines.join('\n')}\n`;
+const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up (${models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ')}), ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); "of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds. "of it exposed": the least any rank waited, as a share of the step (the traffic that no rank hid behind its backward); the rest of the comm wait is waiting for a slower rank.\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);
 

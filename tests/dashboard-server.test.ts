@@ -129,14 +129,15 @@ describe('dashboard server', () => {
     const dir = tmpDir();
     fs.writeFileSync(
       path.join(dir, 'metrics.jsonl'),
-      [{ step: 1, loss: 5, tokensPerSec: 10, computeMs: 3, commMs: 1, memory: mem }, { step: 2, loss: 4, tokensPerSec: 12, computeMs: 3, commMs: 1, memory: mem }]
+      [{ step: 1, loss: 5, tokensPerSec: 10, computeMs: 3, commMs: 1, memory: mem }, { step: 2, loss: 4, tokensPerSec: 12, computeMs: 3, commMs: 1, commExposedMs: 0.25, memory: mem }]
         .map((r) => JSON.stringify(r))
         .join('\n') + '\n',
     );
     fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify({ config: { strategy: 'zero2', backend: 'wasm', nproc: 4 }, steps: 2, paramCount: 99, finalLoss: 4 }));
     const events = readRunEvents(dir);
     expect(events.map((e) => e.type)).toEqual(['step', 'step', 'config', 'done']);
-    expect(events[1]).toMatchObject({ type: 'step', step: 2, loss: 4, optimMs: 0 });
+    expect(events[1]).toMatchObject({ type: 'step', step: 2, loss: 4, optimMs: 0, commExposedMs: 0.25 });
+    expect(events[0]).not.toHaveProperty('commExposedMs'); // absent in a one-rank run's rows
     expect(events[2]).toMatchObject({ type: 'config', strategy: 'zero2', backend: 'wasm', worldSize: 4, paramCount: 99 });
     expect(() => readRunEvents(path.join(dir, 'missing'))).toThrow(/run directory ".*missing" does not exist/);
   });

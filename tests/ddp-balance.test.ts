@@ -30,6 +30,9 @@ interface Outcome {
   splits: number[][];
   /** Per step, each rank's compute + optimizer time (ms), as the balancer saw them. */
   workMs: number[][];
+  /** Per step, each rank's comm wait (ms), and the least of them (StepEvent.commExposedMs). */
+  commMs: number[][];
+  commExposedMs: number[];
   finalLoss: number;
 }
 
@@ -106,6 +109,20 @@ describe('uneven batch splits end where one process reading the whole step ends'
     expect(last[0] + last[1]).toBe(8);
     expect(last[0], `splits per step: ${JSON.stringify(dist.splits)}, work per step (ms): ${JSON.stringify(dist.workMs)}`).toBeGreaterThan(last[1]);
     expectSameModel(dist, ref, 'ddp balanced');
+  }, 300_000);
+
+  it('DDP, 2 ranks, even split: the slower rank shows as straggler wait, not as exposed communication', async () => {
+    // Rank 1 reads 4 windows 50 ms each more slowly: rank 0 waits ~200 ms a step for it, while
+    // rank 1, last to finish its backward, waits only for the last bucket's all-reduce.
+    const dist = await runDist({ ...slowRank1, balance: false, steps: 4 });
+    const detail = `comm wait per step and rank (ms): ${JSON.stringify(dist.commMs)}, exposed: ${JSON.stringify(dist.commExposedMs)}`;
+    expect(dist.commExposedMs).toHaveLength(4);
+    for (const [i, exposed] of dist.commExposedMs.entries()) {
+      const [rank0, rank1] = dist.commMs[i]!;
+      expect(Math.abs(exposed - Math.min(rank0!, rank1!)), detail).toBeLessThan(1); // the RESULT rounds ranks' figures
+      expect(rank0! - exposed, detail).toBeGreaterThan(80); // the straggler's extra ~200 ms, less scheduling noise (155-370 ms seen)
+      expect(exposed, detail).toBeLessThan(rank0! / 3);
+    }
   }, 300_000);
 
   it('DDP, 2 ranks, balancing resumed from a checkpoint starts from the split it had reached', async () => {

@@ -171,6 +171,8 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
           loss: p.loss.toFixed(4),
           'tok/s': Math.round(p.tokensPerSec),
           ...(worldSize > 1 ? { comm: `${(100 * p.commFraction).toFixed(1)}%` } : {}),
+          // Of comm, the wait for slower ranks: --balance's business, not the network's.
+          ...(p.stragglerFraction !== undefined ? { straggler: `${(100 * p.stragglerFraction).toFixed(1)}%` } : {}),
           eta: `${Math.round(p.etaSec)}s`,
         }),
       sample: opts.sampleTokens > 0 ? (params) => sampleText(model, tokenizer, params, { prompt: tokenizer.chars.includes('\n') ? '\n' : tokenizer.chars[0]!, maxNewTokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: opts.seed }) : undefined,

@@ -48,6 +48,13 @@ export interface StepEvent {
   /** computeMs, commMs, optimMs: the mean over ranks (the per-rank values are in `ranks`). */
   computeMs: number;
   commMs: number;
+  /**
+   * The least any rank waited on communication this step (multi-process runs): the rank that
+   * finished its backward last waited only for the gradient traffic no rank could hide behind
+   * compute. commMs minus this is time spent waiting for slower ranks (stragglers), which more
+   * bandwidth would not shorten but `--balance` or equal machines would.
+   */
+  commExposedMs?: number;
   optimMs: number;
   /** Rank 0's memory (or the only rank's). */
   memory: MemoryReport;

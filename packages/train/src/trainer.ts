@@ -90,8 +90,10 @@ export interface Progress {
   loss: number;
   lr: number;
   tokensPerSec: number;
-  /** Share of the step spent waiting on communication. */
+  /** Share of the step spent waiting on communication (mean over ranks). */
   commFraction: number;
+  /** The part of commFraction spent waiting for slower ranks rather than for the wire (multi-process runs). */
+  stragglerFraction?: number;
   etaSec: number;
   valLoss?: number;
 }
@@ -310,6 +312,7 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     let loss = r.lossLocal;
     let { computeMs, commMs, optimMs } = r;
     let ranks: RankStep[] | undefined;
+    let commExposedMs: number | undefined;
     let msb = modelStateBytes(r.mem);
     if (r.reduced) {
       const buf = await r.reduced;
@@ -320,6 +323,7 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
       computeMs = mean((x) => x.computeMs);
       commMs = mean((x) => x.commMs);
       optimMs = mean((x) => x.optimMs);
+      commExposedMs = Math.min(...ranks.map((x) => x.commMs));
       for (const x of ranks) if (x.rank !== rank) msb = Math.max(msb, modelStateBytes(x.memory));
       // Every rank feeds the same all-reduced figures in the same step order: the same next split.
       if (cfg.balanceBatch && r.batchSplit) balancer?.observe(r.batchSplit, ranks.map((x) => x.computeMs + x.optimMs));
@@ -329,15 +333,15 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     const tokensPerSec = tokensPerStep / (r.stepMs / 1000);
     const { valLoss, batchSplit } = r;
     if (metricsPath && lead) {
-      const line = { step: r.step + 1, loss, lr: r.lr, tokensPerSec, computeMs, commMs, optimMs, stepMs: r.stepMs, gradNorm: r.gradNorm, memory: r.mem, ...(batchSplit ? { batchSplit } : {}), ...(valLoss !== undefined ? { valLoss } : {}) };
+      const line = { step: r.step + 1, loss, lr: r.lr, tokensPerSec, computeMs, commMs, ...(commExposedMs !== undefined ? { commExposedMs } : {}), optimMs, stepMs: r.stepMs, gradNorm: r.gradNorm, memory: r.mem, ...(batchSplit ? { batchSplit } : {}), ...(valLoss !== undefined ? { valLoss } : {}) };
       appendFileSync(metricsPath, JSON.stringify(line) + '\n');
     }
-    emit({ type: 'step', step: r.step + 1, loss, tokensPerSec, computeMs, commMs, optimMs, memory: r.mem, ...(ranks ? { ranks } : {}), ...(batchSplit ? { batchSplit } : {}) });
+    emit({ type: 'step', step: r.step + 1, loss, tokensPerSec, computeMs, commMs, ...(commExposedMs !== undefined ? { commExposedMs } : {}), optimMs, memory: r.mem, ...(ranks ? { ranks } : {}), ...(batchSplit ? { batchSplit } : {}) });
     if (valLoss !== undefined) emit({ type: 'val', step: r.step + 1, valLoss });
     if (lead && opts.onProgress) {
       const recent = stepTimes.slice(-20);
       const avgMs = recent.reduce((a, b) => a + b, 0) / recent.length;
-      opts.onProgress({ step: r.step + 1, steps: cfg.steps, loss, lr: r.lr, tokensPerSec, commFraction: commMs / r.stepMs, etaSec: ((endStep - r.step - 1) * avgMs) / 1000, valLoss });
+      opts.onProgress({ step: r.step + 1, steps: cfg.steps, loss, lr: r.lr, tokensPerSec, commFraction: commMs / r.stepMs, ...(commExposedMs !== undefined ? { stragglerFraction: (commMs - commExposedMs) / r.stepMs } : {}), etaSec: ((endStep - r.step - 1) * avgMs) / 1000, valLoss });
     }
   };
 

@@ -182,6 +182,9 @@ describe('train()', () => {
       expect(events[1]).toEqual([]); // only rank 0 emits
       const step = events[0].find((e) => e.type === 'step');
       expect(step && step.type === 'step' && step.ranks?.map((x) => x.rank)).toEqual([0, 1]);
+      // The exposed part of the comm wait is the least any rank waited, in the event and the file.
+      for (const e of events[0]) if (e.type === 'step') expect(e.commExposedMs).toBe(Math.min(...e.ranks!.map((x) => x.commMs)));
+      for (const l of lines(out)) expect(l).toHaveProperty('commExposedMs');
       // The metrics all-reduce is completed a step late (off the critical path), yet every step
       // still gets its event, in order, with its validation right after it, and the last one
       // lands before the summary.

@@ -78,6 +78,7 @@ export function metricsRowToStep(row: Record<string, unknown>): StepEvent | unde
     optimMs: num(row.optimMs),
     memory: (typeof row.memory === 'object' && row.memory !== null ? row.memory : {}) as MemoryReport,
   };
+  if (typeof row.commExposedMs === 'number' && Number.isFinite(row.commExposedMs)) event.commExposedMs = row.commExposedMs;
   if (Array.isArray(row.ranks)) event.ranks = row.ranks as StepEvent['ranks'];
   return event;
 }
