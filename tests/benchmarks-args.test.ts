@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { scriptUsage } from '../benchmarks/args.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -27,7 +27,7 @@ describe('benchmark scripts: command-line options', () => {
     expect(scripts).toContain('benchmarks/soak.ts');
     expect(scripts).toContain('benchmarks/scaling.ts');
     expect(scripts).toContain('benchmarks/collectives/vs-gloo.ts');
-    for (const s of scripts) expect(scriptUsage(new URL(s, `file://${root}/`).href), s).toContain(`node --import tsx ${s}`);
+    for (const s of scripts) expect(scriptUsage(pathToFileURL(join(root, s)).href), s).toContain(`node --import tsx ${s}`);
   });
 
   it('--help prints the usage and exits 0 without running (soak leaves its results file alone)', async () => {

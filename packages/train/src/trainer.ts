@@ -332,11 +332,12 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     finalLoss = loss;
     const tokensPerSec = tokensPerStep / (r.stepMs / 1000);
     const { valLoss, batchSplit } = r;
+    const exposed = commExposedMs === undefined ? {} : { commExposedMs }; // multi-rank runs only
     if (metricsPath && lead) {
-      const line = { step: r.step + 1, loss, lr: r.lr, tokensPerSec, computeMs, commMs, ...(commExposedMs !== undefined ? { commExposedMs } : {}), optimMs, stepMs: r.stepMs, gradNorm: r.gradNorm, memory: r.mem, ...(batchSplit ? { batchSplit } : {}), ...(valLoss !== undefined ? { valLoss } : {}) };
+      const line = { step: r.step + 1, loss, lr: r.lr, tokensPerSec, computeMs, commMs, ...exposed, optimMs, stepMs: r.stepMs, gradNorm: r.gradNorm, memory: r.mem, ...(batchSplit ? { batchSplit } : {}), ...(valLoss !== undefined ? { valLoss } : {}) };
       appendFileSync(metricsPath, JSON.stringify(line) + '\n');
     }
-    emit({ type: 'step', step: r.step + 1, loss, tokensPerSec, computeMs, commMs, ...(commExposedMs !== undefined ? { commExposedMs } : {}), optimMs, memory: r.mem, ...(ranks ? { ranks } : {}), ...(batchSplit ? { batchSplit } : {}) });
+    emit({ type: 'step', step: r.step + 1, loss, tokensPerSec, computeMs, commMs, ...exposed, optimMs, memory: r.mem, ...(ranks ? { ranks } : {}), ...(batchSplit ? { batchSplit } : {}) });
     if (valLoss !== undefined) emit({ type: 'val', step: r.step + 1, valLoss });
     if (lead && opts.onProgress) {
       const recent = stepTimes.slice(-20);
