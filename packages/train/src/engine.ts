@@ -1,12 +1,18 @@
 // BlockwiseEngine: forward and backward of a block-list model one block at a time.
 //
-// Forward keeps only each block's *input* (activation checkpointing at block boundaries); inside
-// a block nothing survives. Backward walks the blocks in reverse and, for each one, recomputes
-// the block's forward inside `tf.grads` seeded with the upstream gradient dy, which yields the
-// block's parameter gradients and the gradient for the block below. Those gradients are handed
-// to the GradSink the moment they exist, so a strategy can start communicating them (DDP
-// buckets, ZeRO reduce-scatter) while the engine works on earlier blocks — the engine yields to
-// the event loop between blocks so that communication actually progresses.
+// Backward walks the blocks in reverse and, for each one, computes the block's parameter
+// gradients and the gradient for the block below from the upstream gradient dy. Those gradients
+// are handed to the GradSink the moment they exist, so a strategy can start communicating them
+// (DDP buckets, ZeRO reduce-scatter) while the engine works on earlier blocks — the engine yields
+// to the event loop between blocks so that communication actually progresses.
+//
+// What survives from forward to backward depends on the ParamSource, as DESIGN's data flow says:
+// - by default, each block's forward runs on tfjs's gradient tape and the tape is kept (tape.ts),
+//   so backward runs no forward again: what torch's autograd does without checkpointing;
+// - where the source frees parameters after forward (ZeRO-3: `recomputeActivations`), only each
+//   block's *input* is kept (activation checkpointing at block boundaries) and backward recomputes
+//   the block's forward inside `tf.grads`, with the parameters gathered again. That costs one
+//   more forward of every block but the last (about a fifth of a tiny GPT step on wasm).
 //
 // The last block is not run during forward: its forward is fused with the loss in one
 // `tf.valueAndGrads`, which gives the loss value and the first dy without computing that block
@@ -20,6 +26,7 @@
 // block that uses them — the last block backward reaches.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockModel, NamedTensors } from './model.ts';
+import { backwardOf, discardRecording, recordForward, type RecordedForward } from './tape.ts';
 
 export type Phase = 'forward' | 'backward';
 
@@ -32,6 +39,12 @@ export interface ParamSource {
   acquire(block: number, phase: Phase): NamedTensors | Promise<NamedTensors>;
   /** The engine is done with the tensors of `acquire(block, phase)`. */
   release(block: number, phase: Phase): void | Promise<void>;
+  /**
+   * True when the tensors given for forward must not stay alive until backward (ZeRO-3 frees
+   * gathered blocks): the engine then keeps only block inputs and recomputes each block's forward
+   * during backward. Otherwise (the default) it keeps what backward needs from the forward.
+   */
+  readonly recomputeActivations?: boolean;
 }
 
 /** Where gradients go as soon as backward produces them. */
@@ -66,11 +79,12 @@ function tensorBytes(t: tf.Tensor): number {
 
 export class BlockwiseEngine {
   readonly model: BlockModel;
-  // Activations: only block inputs survive between blocks; inside a block the recompute's
-  // intermediates exist only during that block's tf.grads call.
   /** For each parameter name, the lowest block index that uses it (where its gradient is emitted). */
   private readonly emitAt = new Map<string, number>();
-  /** Peak bytes of block inputs held during the last forwardBackward (the activations this design keeps). */
+  /**
+   * Bytes the last forwardBackward's forward kept for backward: block inputs when recomputing,
+   * else everything the tapes saved (tensor data shared with parameters not counted).
+   */
   lastActivationBytes = 0;
 
   constructor(model: BlockModel) {
@@ -94,27 +108,38 @@ export class BlockwiseEngine {
    * One forward + backward on a micro-batch. Returns the mean loss. `input` and `targets` stay
    * owned by the caller. Every gradient goes to `sink` (the engine keeps none). `gradScale`
    * multiplies every gradient (the backward starts from gradScale * loss), e.g. 1/k when k
-   * micro-batches are accumulated into one step; the returned loss is unscaled.
+   * micro-batches are accumulated into one step; the returned loss is unscaled. `recompute`
+   * overrides the source's `recomputeActivations` (activation checkpointing on or off).
    */
-  async forwardBackward(input: tf.Tensor, targets: tf.Tensor, source: ParamSource, sink: GradSink, opts: { gradScale?: number } = {}): Promise<number> {
+  async forwardBackward(input: tf.Tensor, targets: tf.Tensor, source: ParamSource, sink: GradSink, opts: { gradScale?: number; recompute?: boolean } = {}): Promise<number> {
     const gradScale = opts.gradScale ?? 1;
+    const recompute = opts.recompute ?? source.recomputeActivations ?? false;
     const { blocks } = this.model;
     const L = blocks.length;
     // inputs[i] is block i's input; inputs[0] is the caller's tensor and is never disposed here.
     const inputs: tf.Tensor[] = [input];
+    // Without recompute: block i's kept tape, and the parameter tensors its forward used.
+    const recorded: Array<{ rec: RecordedForward; params: NamedTensors } | undefined> = [];
+    const bytesBefore = tf.memory().numBytes;
     let held = 0;
     let peak = 0;
     try {
       for (let i = 0; i < L - 1; i++) {
         const params = await this.acquire(source, i, 'forward');
-        const y = tf.tidy(() => blocks[i].forward(params, inputs[i]));
+        let y: tf.Tensor;
+        if (recompute) y = tf.tidy(() => blocks[i].forward(params, inputs[i]));
+        else {
+          const rec = recordForward(() => blocks[i].forward(params, inputs[i]));
+          recorded[i] = { rec, params };
+          y = rec.output;
+        }
         await source.release(i, 'forward');
         inputs.push(y);
         held += tensorBytes(y);
         peak = Math.max(peak, held);
         await yieldToEventLoop();
       }
-      this.lastActivationBytes = peak;
+      this.lastActivationBytes = recompute ? peak : tf.memory().numBytes - bytesBefore;
 
       const pending = new Map<string, tf.Tensor>(); // tied-parameter contributions awaiting their emit block
       let dy: tf.Tensor | undefined;
@@ -132,20 +157,25 @@ export class BlockwiseEngine {
             names.forEach((n, k) => (named[n] = args[k]));
             return block.forward(named, wrtInput ? args[names.length] : x);
           };
-          const args = names.map((n) => params[n]);
-          if (wrtInput) args.push(x);
+          const argsOf = (p: NamedTensors): tf.Tensor[] => [...names.map((n) => p[n]), ...(wrtInput ? [x] : [])];
+          const kept = recorded[i];
+          recorded[i] = undefined;
           let grads: tf.Tensor[];
-          if (args.length === 0 && i < L - 1) {
+          if (names.length === 0 && !wrtInput && i < L - 1) {
             grads = []; // a parameter-free first block: nothing to differentiate
+            if (kept) discardRecording(kept.rec);
           } else if (i === L - 1) {
             const r = tf.valueAndGrads((...a: tf.Tensor[]) => {
               const l = this.model.loss(call(a), targets);
               return gradScale === 1 ? l : tf.mul(l, gradScale);
-            })(args);
+            })(argsOf(params));
             lossValue = r.value as tf.Scalar;
             grads = r.grads;
+          } else if (kept) {
+            // The tape knows the tensors its forward used: differentiate with respect to those.
+            grads = backwardOf(kept.rec, argsOf(kept.params), dy!);
           } else {
-            grads = tf.grads((...a: tf.Tensor[]) => call(a))(args, dy);
+            grads = tf.grads((...a: tf.Tensor[]) => call(a))(argsOf(params), dy);
           }
           await source.release(i, 'backward');
           dy?.dispose();
@@ -172,8 +202,12 @@ export class BlockwiseEngine {
           if (Object.keys(out).length > 0) await sink.onBlockGrads(i, out);
           await yieldToEventLoop();
         }
+      } catch (err) {
+        lossValue?.dispose();
+        throw err;
       } finally {
         dy?.dispose();
+        for (const g of pending.values()) g.dispose(); // left only when backward stopped early
       }
       if (!lossValue) throw new EngineError('internal: loss was not computed');
       const loss = (await lossValue.data())[0];
@@ -181,6 +215,7 @@ export class BlockwiseEngine {
       return gradScale === 1 ? loss : loss / gradScale;
     } finally {
       // On error, free whatever activations are still held (never the caller's input).
+      for (const r of recorded) if (r) discardRecording(r.rec);
       for (let i = 1; i < inputs.length; i++) if (!inputs[i].isDisposed) inputs[i].dispose();
     }
   }

@@ -1,5 +1,6 @@
 // The blockwise engine against whole-model autodiff (tf.variableGrads), against central finite
-// differences, and for tensor leaks across steps.
+// differences, and for tensor leaks across steps; each with the forward's tape kept (the default)
+// and with activation checkpointing (recompute, as ZeRO-3 asks).
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initNamedBackend, registerAllGradients, type BackendName } from '@zeroring/backend';
@@ -10,7 +11,7 @@ import { createToyModel, toyBatch, rand } from './toy-model.ts';
 /** Resident parameters that also records the acquire/release order. */
 class TensorSource implements ParamSource {
   log: string[] = [];
-  constructor(private model: BlockModel, public tensors: Map<string, tf.Tensor>) {}
+  constructor(private model: BlockModel, public tensors: Map<string, tf.Tensor>, readonly recomputeActivations = false) {}
   acquire(block: number, phase: Phase): NamedTensors {
     this.log.push(`acquire ${block} ${phase}`);
     const out: NamedTensors = {};
@@ -78,7 +79,8 @@ describe.skipIf(missing.length === 0).each(missing)('BlockwiseEngine on %s (skip
   it(`unavailable: ${reason}`, () => {});
 });
 
-describe.each(present)('BlockwiseEngine on %s', (backend) => {
+const modes = present.flatMap((b) => [[b, false] as const, [b, true] as const]);
+describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute) => {
   beforeAll(async () => {
     await tf.setBackend(backend);
     await tf.ready();
@@ -89,7 +91,7 @@ describe.each(present)('BlockwiseEngine on %s', (backend) => {
     const init = model.initParams(1);
     const { input, targets } = toyBatch(2, 3, 8, 11);
 
-    const source = new TensorSource(model, toTensors(init, model));
+    const source = new TensorSource(model, toTensors(init, model), recompute);
     const sink = new CollectSink();
     const engine = new BlockwiseEngine(model);
     const loss = await engine.forwardBackward(input, targets, source, sink);
@@ -126,14 +128,14 @@ describe.each(present)('BlockwiseEngine on %s', (backend) => {
     const sink = new CollectSink();
     const engine = new BlockwiseEngine(model);
     const base = toTensors(init, model);
-    await engine.forwardBackward(input, targets, new TensorSource(model, base), sink);
+    await engine.forwardBackward(input, targets, new TensorSource(model, base, recompute), sink);
     tf.dispose([...base.values()]);
 
     const lossAt = async (shift: Map<string, Float32Array>, eps: number): Promise<number> => {
       const moved = new Map<string, Float32Array>();
       for (const s of specs) moved.set(s.name, init.get(s.name)!.map((v, i) => v + eps * shift.get(s.name)![i]));
       const t = toTensors(moved, model);
-      const l = await engine.evalLoss(input, targets, new TensorSource(model, t));
+      const l = await engine.evalLoss(input, targets, new TensorSource(model, t, recompute));
       tf.dispose([...t.values()]);
       return l;
     };
@@ -164,8 +166,8 @@ describe.each(present)('BlockwiseEngine on %s', (backend) => {
     const engine = new BlockwiseEngine(model);
     const plain = new CollectSink();
     const scaled = new CollectSink();
-    const l1 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors), plain);
-    const l2 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors), scaled, { gradScale: 0.25 });
+    const l1 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), plain);
+    const l2 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), scaled, { gradScale: 0.25 });
     expect(Math.abs(l2 - l1)).toBeLessThan(1e-6 * l1);
     for (const [n, g] of plain.grads) expect(relErr(scaled.grads.get(n)!, g.map((v) => v * 0.25)), n).toBeLessThan(1e-6);
     tf.dispose([input, targets, ...tensors.values()]);
@@ -174,7 +176,7 @@ describe.each(present)('BlockwiseEngine on %s', (backend) => {
   it('does not grow tensor memory across steps', async () => {
     const model = createToyModel({ vocab: 11, seqLen: 8, dim: 16, layers: 2 });
     const tensors = toTensors(model.initParams(5), model);
-    const source = new TensorSource(model, tensors);
+    const source = new TensorSource(model, tensors, recompute);
     const engine = new BlockwiseEngine(model);
     const sink: GradSink = { onBlockGrads: (_b, g) => tf.dispose(Object.values(g)) };
     const counts: number[] = [];
@@ -187,5 +189,42 @@ describe.each(present)('BlockwiseEngine on %s', (backend) => {
     }
     expect(new Set(counts).size, `numTensors per step: ${counts}`).toBe(1);
     tf.dispose([...tensors.values()]);
+  });
+
+  it('runs each block forward once with the tape kept, and again in backward when recomputing', async () => {
+    const model = createToyModel({ vocab: 11, seqLen: 8, dim: 16, layers: 2 });
+    const calls = model.blocks.map(() => 0);
+    const counted: BlockModel = {
+      ...model,
+      blocks: model.blocks.map((b, i) => ({ ...b, forward: (p: NamedTensors, x: tf.Tensor) => (calls[i]++, b.forward(p, x)) })),
+    };
+    const tensors = toTensors(model.initParams(2), model);
+    const { input, targets } = toyBatch(3, 2, 8, 11);
+    const engine = new BlockwiseEngine(counted);
+    await engine.forwardBackward(input, targets, new TensorSource(counted, tensors, recompute), { onBlockGrads: (_b, g) => tf.dispose(Object.values(g)) });
+    // The last block runs once either way: its forward is fused with the loss.
+    expect(calls).toEqual(recompute ? [2, 2, 2, 1] : [1, 1, 1, 1]);
+    // What forward kept for backward: block inputs only when recomputing, the tapes' saved tensors otherwise.
+    const blockOutputs = 3 * 2 * 8 * 16 * 4; // three [2, 8, 16] float32 block inputs
+    if (recompute) expect(engine.lastActivationBytes).toBe(blockOutputs);
+    else expect(engine.lastActivationBytes).toBeGreaterThan(blockOutputs);
+    tf.dispose([input, targets, ...tensors.values()]);
+  });
+
+  it('frees what forward kept when the sink fails mid-backward', async () => {
+    const model = createToyModel({ vocab: 11, seqLen: 8, dim: 16, layers: 2 });
+    const tensors = toTensors(model.initParams(4), model);
+    const { input, targets } = toyBatch(6, 2, 8, 11);
+    const engine = new BlockwiseEngine(model);
+    const before = tf.memory().numTensors;
+    const failing: GradSink = {
+      onBlockGrads: (block, g) => {
+        tf.dispose(Object.values(g));
+        if (block === 2) throw new Error('sink failed');
+      },
+    };
+    await expect(engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), failing)).rejects.toThrow('sink failed');
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([input, targets, ...tensors.values()]);
   });
 });

@@ -163,6 +163,11 @@ export class ShardedStrategy implements Strategy {
     this.reduced = new Int32Array(part.groups.length);
   }
 
+  /** ZeRO-3 frees each gathered block after use: backward gathers it again and recomputes. */
+  get recomputeActivations(): boolean {
+    return this.stage === 3;
+  }
+
   acquire(block: number, phase: Phase): NamedTensors | Promise<NamedTensors> {
     if (this.gatherer) return this.gatherer.acquire(block, phase);
     const model = this.requireModel();

@@ -1,0 +1,144 @@
+// A block's forward recorded on TensorFlow.js's gradient tape, and its backward run later.
+//
+// tf.grads records a function's forward and back-propagates through it in one call. An engine
+// that wants each block's gradients during a backward walk over the blocks must therefore run
+// every block's forward twice (activation checkpointing): about a fifth of a tiny GPT step on
+// wasm. torch keeps the autograd graph between forward and backward instead; this module does the
+// same with tfjs's own tape. The forward runs once with the tape on, so each kernel saves what
+// its gradient needs (exactly as inside tf.grads); the tape is then detached and kept, and the
+// backward walks it in reverse from the upstream gradient, as tfjs-core's tape.ts does
+// (getFilteredNodesXToY, backpropagateGradients). tfjs exports neither those nor the engine's
+// startTape/endTape, so they are reached through the engine object with the small typed view
+// below; tfjs-core is pinned, and the engine tests compare the gradients with tf.variableGrads.
+import * as tf from '@tensorflow/tfjs-core';
+
+/** The part of a tfjs tape node this module reads (tfjs-core's TapeNode). */
+interface TapeNode {
+  id: number;
+  kernelName: string;
+  inputs: Record<string, tf.Tensor>;
+  outputs: tf.Tensor[];
+  gradient?: (dys: Array<tf.Tensor | null>) => Record<string, () => tf.Tensor>;
+  saved?: tf.Tensor[];
+}
+
+interface EngineInternals {
+  state: { gradientDepth: number; activeTape: TapeNode[] | null };
+  startTape(): void;
+  endTape(): void;
+}
+
+const engine = (): EngineInternals => tf.engine() as unknown as EngineInternals;
+
+/** A forward whose tape is kept for one later `backwardOf`; opaque outside this module. */
+export interface RecordedForward {
+  /** The forward's result, owned by the caller. */
+  readonly output: tf.Tensor;
+  /** @internal */
+  readonly tape: TapeNode[];
+}
+
+/** Frees what the tape's kernels saved for backward (the activations it kept alive). */
+export function discardRecording(rec: RecordedForward): void {
+  disposeSaved(rec.tape);
+}
+
+function disposeSaved(tape: TapeNode[]): void {
+  for (const node of tape) for (const t of node.saved ?? []) t.dispose();
+  tape.length = 0;
+}
+
+/**
+ * Runs `f` once with the gradient tape on and keeps the tape, so that `backwardOf` can later
+ * give gradients of its result without running `f` again. Intermediate tensors are freed as in
+ * tf.tidy, except those the kernels saved for their gradients.
+ */
+export function recordForward(f: () => tf.Tensor): RecordedForward {
+  const eng = engine();
+  if (eng.state.gradientDepth !== 0) throw new Error('recordForward: called inside another gradient computation (tf.grads), expected none');
+  eng.startTape();
+  let output: tf.Tensor | undefined;
+  let tape: TapeNode[] = [];
+  try {
+    output = tf.tidy(f);
+  } finally {
+    eng.endTape();
+    tape = eng.state.activeTape ?? [];
+    eng.state.activeTape = null;
+    if (!output) disposeSaved(tape); // f threw
+  }
+  return { output, tape };
+}
+
+/**
+ * Gradients of `rec.output` with respect to `xs` (tensors the recorded forward used, by
+ * identity), seeded with `dy`; returned in the order of `xs`, owned by the caller. Consumes the
+ * recording: its saved tensors are freed, also when this throws.
+ */
+export function backwardOf(rec: RecordedForward, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+  try {
+    const nodes = nodesFromXsToY(rec.tape, xs, rec.output);
+    return tf.tidy(() => {
+      const grads = new Map<number, tf.Tensor>([[rec.output.id, dy]]);
+      backpropagate(grads, nodes);
+      return xs.map((x) => {
+        const g = grads.get(x.id);
+        if (!g) throw new Error(`backwardOf: the recorded forward does not depend on input ${x.id} (shape [${x.shape}])`);
+        return g === dy ? tf.clone(g) : g; // the caller owns dy and the gradients apart
+      });
+    });
+  } finally {
+    discardRecording(rec);
+  }
+}
+
+/** The tape nodes on a path from some x to y, with inputs pruned to those that depend on an x. */
+function nodesFromXsToY(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNode[] {
+  const fromX = new Set(xs.map((x) => x.id));
+  const nodesFromX = new Set<number>();
+  for (const node of tape) {
+    if (Object.values(node.inputs).some((t) => fromX.has(t.id))) {
+      for (const o of node.outputs) fromX.add(o.id);
+      nodesFromX.add(node.id);
+    }
+  }
+  const leadsToY = new Set([y.id]);
+  const nodesToY = new Set<number>();
+  for (let i = tape.length - 1; i >= 0; i--) {
+    const node = tape[i];
+    if (node.outputs.some((o) => leadsToY.has(o.id))) {
+      for (const t of Object.values(node.inputs)) leadsToY.add(t.id);
+      nodesToY.add(node.id);
+    }
+  }
+  const out: TapeNode[] = [];
+  for (const node of tape) {
+    if (!nodesFromX.has(node.id) || !nodesToY.has(node.id)) continue;
+    const inputs: Record<string, tf.Tensor> = {};
+    for (const [name, t] of Object.entries(node.inputs)) if (fromX.has(t.id)) inputs[name] = t;
+    out.push({ ...node, inputs });
+  }
+  return out;
+}
+
+/** Reverse walk of `nodes`, accumulating each input's gradient into `grads` (by tensor id). */
+function backpropagate(grads: Map<number, tf.Tensor>, nodes: TapeNode[]): void {
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const node = nodes[i];
+    if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
+    const inputGradients = node.gradient(node.outputs.map((o) => grads.get(o.id) ?? null));
+    for (const [name, x] of Object.entries(node.inputs)) {
+      if (!(name in inputGradients)) throw new Error(`Cannot backprop through input ${name} of ${node.kernelName}; gradients exist for ${Object.keys(inputGradients)}.`);
+      const dx = tf.tidy(() => inputGradients[name]());
+      if (dx.dtype !== 'float32') throw new Error(`The gradient of ${node.kernelName}'s input ${name} has dtype ${dx.dtype}, expected float32.`);
+      if (!tf.util.arraysEqual(dx.shape, x.shape)) throw new Error(`The gradient of ${node.kernelName}'s input ${name} has shape [${dx.shape}], expected the input's [${x.shape}].`);
+      // As tfjs does: the previous sum is freed at once, dx with the enclosing tidy (a gradient
+      // function may hand the same tensor to several inputs).
+      const prev = grads.get(x.id);
+      if (prev) {
+        grads.set(x.id, tf.add(prev, dx));
+        prev.dispose();
+      } else grads.set(x.id, dx);
+    }
+  }
+}
