@@ -60,6 +60,27 @@ describe('wasm backend', () => {
     ]);
   });
 
+  it('Identity (tf.clone) shares the heap block, counting references; each handle outlives the other', async () => {
+    await runOn('wasm', () => []);
+    const refs = (t: tf.Tensor): number => tf.backend().refCount(t.dataId);
+    const x = tf.tensor2d(values(64 * 48, 11), [64, 48]);
+    const want = Array.from(x.dataSync());
+    const y = tf.clone(x);
+    expect(y.dataId).toBe(x.dataId); // the stock kernel copies into a new block
+    expect(refs(y)).toBe(2);
+    x.dispose();
+    expect(refs(y)).toBe(1);
+    expect(Array.from(y.dataSync())).toEqual(want);
+    const z = tf.clone(y);
+    y.dispose();
+    expect(Array.from(z.dataSync())).toEqual(want);
+    z.dispose();
+    tf.tidy(() => {
+      expect(Array.from(tf.clone(tf.tensor1d([1, 2, 3], 'int32')).dataSync())).toEqual([1, 2, 3]);
+      expect(Array.from(tf.clone(tf.tensor1d(['a', 'b'], 'string')).dataSync() as unknown as string[])).toEqual(['a', 'b']);
+    });
+  });
+
   it('UnsortedSegmentSum matches cpu: repeated ids, ids out of range, int32', async () => {
     const got = await compare(() => [
       tf.unsortedSegmentSum(tf.tensor2d(values(6 * 4, 5), [6, 4]), tf.tensor1d([2, 0, 2, 2, -1, 7], 'int32'), 3),

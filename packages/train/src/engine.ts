@@ -26,7 +26,7 @@
 // block that uses them — the last block backward reaches.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockModel, NamedTensors } from './model.ts';
-import { backwardOf, discardRecording, recordForward, type RecordedForward } from './tape.ts';
+import { backwardOf, discardRecording, keptBytes, recordForward, type RecordedForward } from './tape.ts';
 
 export type Phase = 'forward' | 'backward';
 
@@ -83,7 +83,7 @@ export class BlockwiseEngine {
   private readonly emitAt = new Map<string, number>();
   /**
    * Bytes the last forwardBackward's forward kept for backward: block inputs when recomputing,
-   * else everything the tapes saved (tensor data shared with parameters not counted).
+   * else those and everything the tapes saved (data shared with parameters not counted).
    */
   lastActivationBytes = 0;
 
@@ -120,7 +120,6 @@ export class BlockwiseEngine {
     const inputs: tf.Tensor[] = [input];
     // Without recompute: block i's kept tape, and the parameter tensors its forward used.
     const recorded: Array<{ rec: RecordedForward; params: NamedTensors } | undefined> = [];
-    const bytesBefore = tf.memory().numBytes;
     let held = 0;
     let peak = 0;
     try {
@@ -139,7 +138,8 @@ export class BlockwiseEngine {
         peak = Math.max(peak, held);
         await yieldToEventLoop();
       }
-      this.lastActivationBytes = recompute ? peak : tf.memory().numBytes - bytesBefore;
+      const tapes = recorded.filter((r) => r !== undefined);
+      this.lastActivationBytes = recompute ? peak : keptBytes(tapes.map((r) => r.rec), inputs.slice(1), tapes.flatMap((r) => Object.values(r.params)));
 
       const pending = new Map<string, tf.Tensor>(); // tied-parameter contributions awaiting their emit block
       let dy: tf.Tensor | undefined;

@@ -21,7 +21,7 @@ export interface Block {
   params: ParamSpec[];
   /**
    * Pure: the output depends only on params and input; no variables, no side effects, so the
-   * engine may call it again to recompute activations during backward.
+   * engine may call it again to recompute activations during backward (ZeRO-3 asks for that).
    */
   forward(params: NamedTensors, input: tf.Tensor): tf.Tensor;
 }

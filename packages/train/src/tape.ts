@@ -49,6 +49,24 @@ function disposeSaved(tape: TapeNode[]): void {
 }
 
 /**
+ * Bytes of distinct tensor data that `recs` keep alive for backward, plus that of `also`, not
+ * counting data shared with `exclude` (parameters saved by matmuls, for instance). Clones share
+ * data, so this counts data buffers, not tensors (tf.memory().numBytes counts tensors).
+ */
+export function keptBytes(recs: Iterable<RecordedForward>, also: tf.Tensor[], exclude: tf.Tensor[]): number {
+  const seen = new Set<object>(exclude.map((t) => t.dataId));
+  let bytes = 0;
+  const count = (t: tf.Tensor): void => {
+    if (seen.has(t.dataId)) return;
+    seen.add(t.dataId);
+    bytes += t.size * tf.util.bytesPerElement(t.dtype);
+  };
+  for (const rec of recs) for (const node of rec.tape) for (const t of node.saved ?? []) count(t);
+  also.forEach(count);
+  return bytes;
+}
+
+/**
  * Runs `f` once with the gradient tape on and keeps the tape, so that `backwardOf` can later
  * give gradients of its result without running `f` again. Intermediate tensors are freed as in
  * tf.tidy, except those the kernels saved for their gradients.

@@ -1,7 +1,8 @@
-// Kernels tfjs-backend-wasm lacks that training needs, and two it has but runs far too
-// slowly for training (BatchMatMul, Slice). Registered once, before the first op.
+// Kernels tfjs-backend-wasm lacks that training needs, and three it has but runs far too
+// slowly for training (BatchMatMul, Slice, Identity). Registered once, before the first op.
 import { getKernel, registerKernel, unregisterKernel, type KernelConfig } from '@tensorflow/tfjs-core';
 import { fastBatchMatMulConfig, isFastBatchMatMul } from './batch-mat-mul.ts';
+import { isSharedIdentity, sharedIdentityConfig } from './identity.ts';
 import { inPlaceSliceConfig, isInPlaceSlice } from './slice.ts';
 import { unsortedSegmentSumConfig } from './unsorted-segment-sum.ts';
 
@@ -26,6 +27,12 @@ export function registerExtraWasmKernels(): string[] {
     unregisterKernel('Slice', 'wasm');
     registerKernel(inPlaceSliceConfig(stockSlice));
     added.push('Slice (in place)');
+  }
+  const stockIdentity = getKernel('Identity', 'wasm');
+  if (stockIdentity && !isSharedIdentity(stockIdentity)) {
+    unregisterKernel('Identity', 'wasm');
+    registerKernel(sharedIdentityConfig(stockIdentity));
+    added.push('Identity (shared memory)');
   }
   return added;
 }
