@@ -10,8 +10,8 @@
 // hits them alike (we quote medians and ratios):
 //   naive   the obvious tfjs model (benchmarks/train-throughput-naive.ts), whole-model autodiff
 //   whole   @zeroring/gpt, whole-model gradients (tf.valueAndGrads over every parameter)
-//   engine  @zeroring/gpt through @zeroring/train's BlockwiseEngine + LocalStrategy (recomputes
-//           each block's forward in backward, as every strategy does)
+//   engine  @zeroring/gpt through @zeroring/train's BlockwiseEngine + LocalStrategy (each block's
+//           forward tape kept for its backward, as every strategy but ZeRO-3 does)
 // All three use @zeroring/train's AdamW. Besides wall-clock tokens/s we report tokens per
 // second of process CPU time: on a 2-core machine shared with other jobs the wall clock
 // measures the neighbours as much as the code, while CPU time of a single-threaded backend
