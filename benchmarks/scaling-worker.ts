@@ -3,11 +3,14 @@
 // LocalStrategy for one process, DDPStrategy for several — without evaluation, checkpoints or
 // sampling, and rank 0 prints one `RESULT {json}` line with every step's figures (all ranks
 // together, as the trainer reports them) plus rank 0's process CPU time per step.
+// With `lockstep` (a control, not a way to train) every rank trains alone with LocalStrategy but
+// waits at a barrier with the others before each update, as DDP ranks wait at their gradient
+// all-reduce: no gradient is sent, so it measures what synchronising the ranks costs by itself.
 import { execFileSync } from 'node:child_process';
 import { initBackend, type BackendKind } from '../packages/backend/src/index.ts';
 import { initProcessGroup } from '../packages/comm/src/index.ts';
 import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
-import { DDPStrategy, LocalStrategy, paramCount, train, uniqueParams, type Strategy, type TrainEvent } from '../packages/train/src/index.ts';
+import { DDPStrategy, LocalStrategy, paramCount, train, uniqueParams, type FinishStepOptions, type StepStats, type Strategy, type TrainEvent } from '../packages/train/src/index.ts';
 
 interface Args {
   model: PresetName;
@@ -23,6 +26,8 @@ interface Args {
   pin?: boolean;
   /** Text file to train on instead of Moby Dick (the device bundle carries the text as a file). */
   data?: string;
+  /** Ranks train alone but meet at a barrier before each update (see the header). */
+  lockstep?: boolean;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -34,7 +39,19 @@ const text = loadCorpus(args.data);
 const tokenizer = CharTokenizer.fromText(text);
 const data = new TextDataset(tokenizer.encode(text), { seed: args.seed });
 const model = createGPT(gptConfig(args.model, tokenizer.vocabSize));
-const strategy: Strategy = pg.worldSize > 1 ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes, firstBucketBytes: args.firstBucketBytes }) : new LocalStrategy();
+
+/** The lockstep control: LocalStrategy whose update first waits for every rank (reported as commMs). */
+class LockstepStrategy extends LocalStrategy {
+  override async finishStep(opts: FinishStepOptions): Promise<StepStats> {
+    const t0 = performance.now();
+    await pg.barrier();
+    const commMs = performance.now() - t0;
+    return { ...(await super.finishStep(opts)), commMs };
+  }
+}
+const lockstep = args.lockstep === true && pg.worldSize > 1;
+const distributed = pg.worldSize > 1 && !lockstep;
+const strategy: Strategy = lockstep ? new LockstepStrategy() : distributed ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes, firstBucketBytes: args.firstBucketBytes }) : new LocalStrategy();
 
 /** One step as the worker reports it (also read by benchmarks/scaling.ts). */
 export interface StepRecord {
@@ -64,10 +81,12 @@ const onEvent = (e: TrainEvent) => {
   if (e.type !== 'step') return;
   const used = process.cpuUsage(cpu);
   cpu = process.cpuUsage();
+  // A lockstep rank's trainer counts only its own tokens; every rank runs the same steps.
+  const tokensPerSec = lockstep ? e.tokensPerSec * pg.worldSize : e.tokensPerSec;
   steps.push({
     step: e.step,
-    tokensPerSec: e.tokensPerSec,
-    stepMs: (1000 * tokensPerStep) / e.tokensPerSec,
+    tokensPerSec,
+    stepMs: (1000 * tokensPerStep) / tokensPerSec,
     computeMs: e.computeMs,
     commMs: e.commMs,
     ...(e.commExposedMs !== undefined ? { commExposedMs: e.commExposedMs } : {}),
@@ -82,7 +101,7 @@ await train({
   model,
   strategy,
   data,
-  comm: pg.worldSize > 1 ? pg : undefined,
+  comm: distributed ? pg : undefined,
   backendName: backend.name,
   config: { steps: args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 2, seed: args.seed, evalInterval: 0, evalBatches: 0, balanceBatch: args.balance },
   onEvent,

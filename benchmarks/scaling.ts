@@ -5,13 +5,17 @@
 // processes: N independent one-rank jobs at once (no process group, nothing shared), whose summed
 // tokens/s is what N ranks would reach if DDP cost nothing. "of ceiling" (DDP over that, same
 // round) is therefore what DDP itself costs, apart from what the machine costs any N processes
-// sharing it (the same idea as the collectives' raw-TCP pump ceiling).
+// sharing it (the same idea as the collectives' raw-TCP pump ceiling). With --lockstep it also
+// runs N ranks that train alone but meet at a barrier before every update (scaling-worker.ts):
+// between the ceiling and DDP, it separates what waiting for the slowest rank each step costs
+// (any synchronous data parallelism pays it) from what DDP's gradient traffic and copies add.
 //
 //   node --import tsx benchmarks/scaling.ts [--models tiny,small] [--nprocs 1,2,4] [--backend wasm]
 //        [--rounds R] [--rounds-small R] [--nprocs-small 1,2] [--steps-tiny 60] [--steps-small 6] [--warmup-tiny W] [--warmup-small W]
 //        [--batch-tiny 16] [--batch-small 8] (per-rank windows per step) [--out benchmarks/results/scaling.json]
 //        [--ceiling 2] (world sizes to also run as independent one-rank jobs; '' for none)
 //        [--balance] (each DDP world size also with the step's windows balanced across ranks by measured speed)
+//        [--lockstep] (each ceiling world size also as ranks that only meet at a barrier each step)
 //        [--bucket-bytes B] [--first-bucket-bytes B] [--node-args=--v8-flag] [--worker FILE --data FILE --no-charts --no-cpu-balance]   (the bundled form: benchmarks/scaling-device-pack.sh)
 //
 // Each configuration runs as its own job through launch() (benchmarks/scaling-worker.ts); within
@@ -53,6 +57,7 @@ const a = benchArgs(import.meta.url, {
   'no-cpu-balance': { type: 'boolean', default: false }, // the bundled form cannot start the probe (it needs tsx)
   ceiling: { type: 'string', default: '2' },
   balance: { type: 'boolean', default: false }, // also run each DDP world size with --balance (the trainer's balanceBatch)
+  lockstep: { type: 'boolean', default: false }, // also run each ceiling world size as ranks meeting at a barrier each step
 });
 
 type Model = 'tiny' | 'small';
@@ -75,22 +80,26 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-function runOne(model: Model, nproc: number, balance = false): Promise<ScalingResult> {
+function runOne(model: Model, nproc: number, balance = false, lockstep = false): Promise<ScalingResult> {
   return runScalingJob({
     nproc,
     worker: a.worker,
     label: `${model} with ${nproc} rank(s)`,
-    args: { model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined, balance },
+    args: { model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined, balance, lockstep },
     nodeArgs: a['node-args'] ? a['node-args'].split(' ').filter(Boolean) : [],
   });
 }
 
 /**
  * local: one process alone; ddp: nproc ranks of one job; ddp-balanced: the same with each step's
- * windows split across ranks by measured speed (--balance); independent: nproc one-rank jobs at
- * the same time (the ceiling), their tokens/s summed and their step figures those of the first job.
+ * windows split across ranks by measured speed (--balance); lockstep: nproc ranks training alone
+ * that wait for each other at a barrier before every update (--lockstep; no gradients sent);
+ * independent: nproc one-rank jobs at the same time (the ceiling), their tokens/s summed and their
+ * step figures those of the first job.
  */
-type Mode = 'local' | 'ddp' | 'ddp-balanced' | 'independent';
+type Mode = 'local' | 'ddp' | 'ddp-balanced' | 'lockstep' | 'independent';
+/** The modes measured against the same round's ceiling. */
+const underCeiling = (mode: Mode): boolean => mode === 'ddp' || mode === 'ddp-balanced' || mode === 'lockstep';
 
 interface Row {
   model: Model;
@@ -118,7 +127,7 @@ interface Row {
    * one's pace, so a round with an unbalanced machine measures the host, not DDP.
    */
   cpuBalance: number | null;
-  /** DDP rows (either kind): tokens/s over the same round's independent jobs (1.00: DDP costs nothing). */
+  /** DDP (either kind) and lockstep rows: tokens/s over the same round's independent jobs (1.00: costs nothing). */
   ofCeiling?: number;
   stepsMeasured: number;
 }
@@ -128,13 +137,14 @@ function configsOf(model: Model): [number, Mode][] {
   return nprocsOf(model).flatMap((nproc): [number, Mode][] => {
     if (nproc === 1) return [[1, 'local']];
     const ddps: [number, Mode][] = a.balance ? [[nproc, 'ddp'], [nproc, 'ddp-balanced']] : [[nproc, 'ddp']];
-    return ceilingOf.has(nproc) ? [...ddps, [nproc, 'independent']] : ddps;
+    if (!ceilingOf.has(nproc)) return ddps;
+    return [...ddps, ...(a.lockstep ? [[nproc, 'lockstep'] as [number, Mode]] : []), [nproc, 'independent']];
   });
 }
 
 /** The runs of one configuration: one job, or `nproc` independent one-rank jobs started together. */
 async function runConfig(model: Model, nproc: number, mode: Mode): Promise<ScalingResult[]> {
-  if (mode !== 'independent') return [await runOne(model, nproc, mode === 'ddp-balanced')];
+  if (mode !== 'independent') return [await runOne(model, nproc, mode === 'ddp-balanced', mode === 'lockstep')];
   return Promise.all(Array.from({ length: nproc }, () => runOne(model, 1)));
 }
 
@@ -180,7 +190,7 @@ for (const model of models) {
       row.speedup = row.tokensPerSec / base;
       let ceiling = '';
       if (mode === 'independent') {
-        const ddps = rows.filter((r) => r.model === model && r.round === round && r.nproc === nproc && r.mode.startsWith('ddp'));
+        const ddps = rows.filter((r) => r.model === model && r.round === round && r.nproc === nproc && underCeiling(r.mode));
         for (const ddp of ddps) ddp.ofCeiling = ddp.tokensPerSec / row.tokensPerSec;
         ceiling = `, ${ddps.map((d) => `${d.mode} at ${d.ofCeiling!.toFixed(2)}`).join(', ')} of it`;
       }
@@ -240,11 +250,12 @@ rmSync(a.out!.replace(/\.json$/, '.partial.json'), { force: true });
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | of it exposed | rank skew ms | CPU balance | rank-0 CPU/wall |';
 const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
-const ranksLabel = (nproc: number, mode: Mode) => (mode === 'independent' ? `${nproc} independent (ceiling)` : mode === 'ddp-balanced' ? `${nproc} balanced` : String(nproc));
+const labels: Partial<Record<Mode, string>> = { independent: 'independent (ceiling)', 'ddp-balanced': 'balanced', lockstep: 'lockstep (barrier, no gradients)' };
+const ranksLabel = (nproc: number, mode: Mode) => (labels[mode] ? `${nproc} ${labels[mode]}` : String(nproc));
 for (const s of summary) {
   lines.push(`| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${pct(s.exposedFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
 }
-const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up (${models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ')}), ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); "of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds. "of it exposed": the least any rank waited, as a share of the step (the traffic that no rank hid behind its backward); the rest of the comm wait is waiting for a slower rank.\n\n${lines.join('\n')}\n`;
+const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up (${models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ')}), ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); "of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds. Lockstep: ranks that train alone but wait for each other before every update, no gradients sent (what synchronising alone costs; its comm wait is the barrier wait). "of it exposed": the least any rank waited, as a share of the step (the traffic that no rank hid behind its backward); the rest of the comm wait is waiting for a slower rank.\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);
 
