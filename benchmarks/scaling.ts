@@ -190,9 +190,9 @@ for (const model of models) {
       row.speedup = row.tokensPerSec / base;
       let ceiling = '';
       if (mode === 'independent') {
-        const ddps = rows.filter((r) => r.model === model && r.round === round && r.nproc === nproc && underCeiling(r.mode));
-        for (const ddp of ddps) ddp.ofCeiling = ddp.tokensPerSec / row.tokensPerSec;
-        ceiling = `, ${ddps.map((d) => `${d.mode} at ${d.ofCeiling!.toFixed(2)}`).join(', ')} of it`;
+        const compared = rows.filter((r) => r.model === model && r.round === round && r.nproc === nproc && underCeiling(r.mode));
+        for (const r of compared) r.ofCeiling = r.tokensPerSec / row.tokensPerSec;
+        ceiling = `, ${compared.map((r) => `${r.mode} at ${r.ofCeiling!.toFixed(2)}`).join(', ')} of it`;
       }
       rows.push(row);
       // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
