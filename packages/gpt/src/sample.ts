@@ -2,7 +2,8 @@
 //
 // Parameters come in as a NamedTensors map (e.g. a strategy's fullParams() uploaded, or a
 // checkpoint), so sampling needs no trainer. Top-k and temperature work on the host: the last
-// row of logits is only V numbers.
+// row of logits is only V numbers. The row is read with the asynchronous data(): a GPU backend
+// cannot read synchronously in Node (tfjs-backend-webgpu's readSync needs OffscreenCanvas).
 import * as tf from '@tensorflow/tfjs-core';
 import { forwardAll, type GPTModel, type NamedTensors } from './model.ts';
 import { Rng } from './rng.ts';
@@ -17,7 +18,12 @@ export interface GenerateOptions {
 }
 
 /** Returns prompt followed by maxNewTokens generated token ids. */
-export function generate(model: GPTModel, params: NamedTensors, promptIds: ArrayLike<number>, options: GenerateOptions): Int32Array {
+export async function generate(
+  model: GPTModel,
+  params: NamedTensors,
+  promptIds: ArrayLike<number>,
+  options: GenerateOptions,
+): Promise<Int32Array> {
   const { maxNewTokens, temperature = 1, topK, seed = 0 } = options;
   const { blockSize, vocabSize: V } = model.config;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
@@ -33,7 +39,7 @@ export function generate(model: GPTModel, params: NamedTensors, promptIds: Array
       const out = forwardAll(model, params, tf.tensor2d(context, [1, context.length], 'int32'));
       return tf.slice(out, [0, context.length - 1, 0], [1, 1, V]);
     });
-    const row = logits.dataSync() as Float32Array;
+    const row = (await logits.data()) as Float32Array;
     logits.dispose();
     ids.push(pick(row, temperature, topK, rng));
   }

@@ -133,16 +133,16 @@ describe('gradients', () => {
 });
 
 describe('generate', () => {
-  it('extends the prompt reproducibly by seed, cropping context to T', () => {
+  it('extends the prompt reproducibly by seed, cropping context to T', async () => {
     const m = createGPT(small);
     const params = paramsToTensors(m.initParams(1), m);
-    const a = generate(m, params, [1, 2, 3], { maxNewTokens: 12, temperature: 1, topK: 5, seed: 3 });
-    const b = generate(m, params, [1, 2, 3], { maxNewTokens: 12, temperature: 1, topK: 5, seed: 3 });
+    const a = await generate(m, params, [1, 2, 3], { maxNewTokens: 12, temperature: 1, topK: 5, seed: 3 });
+    const b = await generate(m, params, [1, 2, 3], { maxNewTokens: 12, temperature: 1, topK: 5, seed: 3 });
     expect(a.length).toBe(15);
     expect(Array.from(a.subarray(0, 3))).toEqual([1, 2, 3]);
     expect(Array.from(a)).toEqual(Array.from(b));
     for (const id of a) expect(id >= 0 && id < 13).toBe(true);
-    const greedy = generate(m, params, [4], { maxNewTokens: 3, temperature: 0 });
+    const greedy = await generate(m, params, [4], { maxNewTokens: 3, temperature: 0 });
     expect(greedy.length).toBe(4);
   });
 });
