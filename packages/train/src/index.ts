@@ -19,5 +19,6 @@ export { createZeroStrategy, isZeroStrategy, ZERO_STRATEGIES, type ZeroStrategyN
 export { Zero1Strategy } from './strategies/zero1.ts';
 export { Zero2Strategy } from './strategies/zero2.ts';
 export { Zero3Strategy } from './strategies/zero3.ts';
+export { StrategyWrapper } from './strategy-wrapper.ts';
 export { NonFiniteGuard, NonFiniteGradientError, type NonFiniteComm, type NonFiniteGuardOptions } from './nonfinite.ts';
 export { faultPlanFromEnv, withKillHook, type FaultPlan } from './faults.ts';

@@ -15,9 +15,9 @@
 // finite x and NaN for NaN or ±Inf, so the sum is 0 exactly when the gradient is finite (and,
 // unlike summing x itself, cannot overflow on large finite values). One scalar is read per step.
 import * as tf from '@tensorflow/tfjs-core';
-import type { Phase } from './engine.ts';
-import type { BlockModel, NamedTensors } from './model.ts';
-import type { FinishStepOptions, MemoryReport, ShardState, StepStats, Strategy } from './strategy.ts';
+import type { NamedTensors } from './model.ts';
+import type { FinishStepOptions, StepStats, Strategy } from './strategy.ts';
+import { StrategyWrapper } from './strategy-wrapper.ts';
 
 /** Non-finite gradients at a step, on the ranks named; the same error is raised on every rank. */
 export class NonFiniteGradientError extends Error {
@@ -55,38 +55,21 @@ export interface NonFiniteGuardOptions {
   poisonAtLocalStep?: number;
 }
 
-export class NonFiniteGuard implements Strategy {
+export class NonFiniteGuard extends StrategyWrapper {
   /** Steps skipped so far (0-based step indices). */
   readonly skipped: number[] = [];
-  noSync?: <T>(fn: () => T | Promise<T>) => Promise<T>;
   private probe: tf.Scalar | null = null;
   private localStep = 0;
   private poisoned = false;
 
   constructor(
-    readonly inner: Strategy,
+    inner: Strategy,
     private readonly opts: NonFiniteGuardOptions,
   ) {
-    if (inner.noSync) this.noSync = (fn) => inner.noSync!(fn);
+    super(inner);
   }
 
-  get name(): string {
-    return this.inner.name;
-  }
-
-  setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void> {
-    return this.inner.setup(model, initialParams);
-  }
-
-  acquire(block: number, phase: Phase): NamedTensors | Promise<NamedTensors> {
-    return this.inner.acquire(block, phase);
-  }
-
-  release(block: number, phase: Phase): void | Promise<void> {
-    return this.inner.release(block, phase);
-  }
-
-  onBlockGrads(block: number, grads: NamedTensors): void | Promise<void> {
+  override onBlockGrads(block: number, grads: NamedTensors): void | Promise<void> {
     if (this.opts.poisonAtLocalStep === this.localStep && !this.poisoned) {
       const name = Object.keys(grads)[0];
       if (name !== undefined) {
@@ -109,7 +92,7 @@ export class NonFiniteGuard implements Strategy {
     return this.inner.onBlockGrads(block, grads);
   }
 
-  async finishStep(opts: FinishStepOptions): Promise<StepStats> {
+  override async finishStep(opts: FinishStepOptions): Promise<StepStats> {
     // The flag's all-reduce queues behind the gradient all-reduces the inner strategy issued
     // during backward, so waiting for it is waiting on communication: count it in commMs, or
     // the wait would vanish from the metrics (the inner strategy would find its comm done).
@@ -133,23 +116,7 @@ export class NonFiniteGuard implements Strategy {
     return { ...stats, commMs: stats.commMs + waitMs, gradNorm: Number.NaN };
   }
 
-  fullParams(): Promise<Map<string, Float32Array>> {
-    return this.inner.fullParams();
-  }
-
-  memory(): MemoryReport {
-    return this.inner.memory();
-  }
-
-  saveState(): Promise<ShardState> {
-    return this.inner.saveState();
-  }
-
-  loadState(state: ShardState): Promise<void> {
-    return this.inner.loadState(state);
-  }
-
-  async dispose(): Promise<void> {
+  override async dispose(): Promise<void> {
     this.probe?.dispose();
     this.probe = null;
     await this.inner.dispose();

@@ -52,6 +52,11 @@ export interface Strategy extends ParamSource, GradSink {
   /** e.g. "local", "ddp", "zero1" (recorded in summary.json and the config event). */
   readonly name: string;
   /**
+   * Required here, though optional for a plain ParamSource: every strategy, and every wrapper of
+   * one (strategy-wrapper.ts), must say whether the engine recomputes activations in backward.
+   */
+  readonly recomputeActivations: boolean;
+  /**
    * Take ownership of the model and its initial parameters (every name of uniqueParams(model);
    * distributed strategies broadcast rank 0's values so every rank starts identical).
    */

@@ -62,6 +62,8 @@ interface InFlight {
 
 export class DDPStrategy implements Strategy {
   readonly name = 'ddp';
+  /** Parameters stay resident, so the engine keeps each block's forward for backward. */
+  readonly recomputeActivations = false;
   readonly bucketBytes: number;
   readonly firstBucketBytes: number;
   private readonly splitOnDevice?: boolean;

@@ -36,6 +36,8 @@ export function clipCoefficient(norm: number, maxNorm: number | undefined): numb
 
 export class LocalStrategy implements Strategy {
   readonly name = 'local';
+  /** Parameters stay resident, so the engine keeps each block's forward for backward. */
+  readonly recomputeActivations = false;
   private readonly cfg: AdamWConfig;
   private model?: BlockModel;
   private specs: ParamSpec[] = [];
