@@ -26,16 +26,52 @@ export function mobyDick(): string {
   return mobyDickCache;
 }
 
+/** A --data file that cannot be trained on: unreadable, too short, or not text. */
+export class CorpusError extends Error {
+  override name = 'CorpusError';
+}
+
+/**
+ * Above this share of control characters a file is data, not text: a character model would
+ * learn its bytes and sample garbage. Real text has a few tabs or form feeds at most.
+ */
+export const MAX_CONTROL_SHARE = 0.01;
+
 /** Text of `file` (UTF-8) when given, else Moby Dick. */
 export function loadCorpus(file?: string): string {
   if (file === undefined) return mobyDick();
-  let text: string;
+  const name = JSON.stringify(file);
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    throw new Error(`cannot read corpus file ${JSON.stringify(file)} (${code}); expected a readable UTF-8 text file`);
+    throw new CorpusError(`cannot read corpus file ${name} (${code}); expected a readable UTF-8 text file`);
   }
-  if (text.length < 2) throw new RangeError(`corpus file ${JSON.stringify(file)} has ${text.length} characters; expected at least 2`);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new CorpusError(`corpus file ${name} is not valid UTF-8 (a binary file?); expected a UTF-8 text file`);
+  }
+  if (text.length < 2) throw new CorpusError(`corpus file ${name} has ${text.length} characters; expected at least 2`);
+  const control = countControlChars(text);
+  if (control > MAX_CONTROL_SHARE * text.length) {
+    const pct = ((100 * control) / text.length).toFixed(1);
+    throw new CorpusError(
+      `corpus file ${name} looks binary: ${control} of its ${text.length} characters (${pct} %) are control characters; ` +
+        `expected text (at most ${100 * MAX_CONTROL_SHARE} %)`,
+    );
+  }
   return text;
+}
+
+/** Control characters other than the whitespace that text uses (tab, newline, carriage return, form feed). */
+function countControlChars(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d && c !== 0x0c) || (c >= 0x7f && c < 0xa0)) n++;
+  }
+  return n;
 }

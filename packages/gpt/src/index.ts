@@ -16,7 +16,7 @@ export {
   type PresetName,
 } from './model.ts';
 export { CharTokenizer, type CharTokenizerJSON } from './tokenizer.ts';
-export { loadCorpus, mobyDick } from './corpus.ts';
+export { CorpusError, loadCorpus, mobyDick } from './corpus.ts';
 export { TextDataset, type Batch, type Segment, type Split, type TextDatasetOptions } from './dataset.ts';
 export { generate, type GenerateOptions } from './sample.ts';
 export { Rng, deriveSeed } from './rng.ts';

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CharTokenizer, loadCorpus, Rng, TextDataset } from '../src/index.ts';
+import { CharTokenizer, CorpusError, loadCorpus, Rng, TextDataset } from '../src/index.ts';
 
 describe('Rng', () => {
   it('is reproducible by seed and differs across seeds', () => {
@@ -57,6 +57,22 @@ describe('loadCorpus', () => {
     writeFileSync(file, 'hello world\n');
     expect(loadCorpus(file)).toBe('hello world\n');
     expect(() => loadCorpus(join(dir, 'missing.txt'))).toThrow(/missing\.txt.*ENOENT/);
+  });
+
+  it('rejects a binary file: invalid UTF-8, or valid UTF-8 that is mostly control characters', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zeroring-gpt-'));
+    const elf = join(dir, 'program');
+    writeFileSync(elf, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x01, 0x00, 0xff, 0xfe, 0x80, 0x41]));
+    expect(() => loadCorpus(elf)).toThrow(CorpusError);
+    expect(() => loadCorpus(elf)).toThrow(/program.*not valid UTF-8/);
+    const zeros = join(dir, 'zeros');
+    writeFileSync(zeros, Buffer.concat([Buffer.from('header text\n'), Buffer.alloc(200)]));
+    expect(() => loadCorpus(zeros)).toThrow(/zeros.*looks binary: 200 of its 212 characters/);
+    // Text keeps its tabs, form feeds and CRLF line ends, and a stray control character or two.
+    const text = join(dir, 'text.txt');
+    const body = 'Call me Ishmael.\tSome years ago\r\n\f'.repeat(20) + '\u0007';
+    writeFileSync(text, body);
+    expect(loadCorpus(text)).toBe(body);
   });
 });
 
