@@ -14,7 +14,7 @@
 // step while its gradients are on the wire, so neither that collective nor rank 0's bookkeeping is
 // a per-step sync point that holds the other ranks back.
 import * as tf from '@tensorflow/tfjs-core';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BlockwiseEngine } from './engine.ts';
 import { uniqueParams, paramCount, type BlockModel } from './model.ts';
@@ -23,7 +23,7 @@ import { packRankStep, unpackRankSteps, type OnTrainEvent, type RankStep, type T
 import { DistributedSampler, fixedWindows, mixSeed } from './sampler.ts';
 import { BatchBalancer } from './batch-balance.ts';
 import { learningRate } from './schedule.ts';
-import { encodeShard, loadLatestCheckpoint, saveCheckpoint, CheckpointError } from './checkpoint.ts';
+import { encodeShard, loadLatestCheckpoint, readModelParams, saveCheckpoint, CheckpointError } from './checkpoint.ts';
 import { median, paramChecksum } from './metrics.ts';
 
 export class TrainerError extends Error {
@@ -138,6 +138,8 @@ export interface TrainSummary {
   wallSeconds: number;
   sample?: string;
   resumedFrom?: number;
+  /** Set (and nothing written) when a resume found the run already at its last step. */
+  alreadyFinished?: boolean;
 }
 
 export async function train(opts: TrainerOptions): Promise<TrainSummary> {
@@ -178,18 +180,27 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const engine = new BlockwiseEngine(model);
   await strategy.setup(model, model.initParams(cfg.seed));
 
+  const endStep = Math.min(cfg.steps, opts.stopAfterSteps ?? cfg.steps);
   let startStep = 0;
   let resumedFrom: number | undefined;
+  let initialValLoss: number | null = null;
   // With balanceBatch, the split the interrupted run had reached (trainer.json), to go on from.
   let resumedSplit: number[] | undefined;
   if (opts.resume) {
     if (!ckptRoot) throw new TrainerError('resume needs an output directory holding checkpoints/, got none');
     const ck = await loadLatestCheckpoint(ckptRoot, rank, worldSize, opts.warn);
     await strategy.loadState(ck.shard);
-    const tr = ck.common['trainer.json'] as { nextStep?: unknown; worldSize?: unknown; batchSplit?: unknown } | undefined;
+    const tr = ck.common['trainer.json'] as
+      | { nextStep?: unknown; worldSize?: unknown; batchSplit?: unknown; initialValLoss?: unknown }
+      | undefined;
     if (typeof tr?.nextStep !== 'number') throw new CheckpointError(`${ck.dir}/trainer.json lacks nextStep`);
     startStep = tr.nextStep;
     resumedFrom = ck.step;
+    if (typeof tr.initialValLoss === 'number') initialValLoss = tr.initialValLoss;
+    if (startStep >= endStep) {
+      const finished = { outDir: outDir!, checkpointDir: ck.dir, step: startStep, lead, initialValLoss };
+      return summaryOfFinishedRun({ ...finished, runConfig, strategy: strategy.name, worldSize, paramCount: nParams });
+    }
     const split = tr.batchSplit;
     if (cfg.balanceBatch && tr.worldSize === worldSize && Array.isArray(split) && split.reduce((a: number, n: number) => a + n, 0) === worldSize * B) resumedSplit = split as number[];
     // A resumed run continues exactly only with the same schedule and data order.
@@ -264,7 +275,14 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
       barrier: comm && worldSize > 1 ? async () => void (await comm.barrier()) : undefined,
       common: {
         'config.json': runConfig,
-        'trainer.json': { nextStep, seed: cfg.seed, worldSize, strategy: strategy.name, ...(balancer && cfg.balanceBatch ? { batchSplit: [...balancer.split] } : {}) },
+        'trainer.json': {
+          nextStep,
+          seed: cfg.seed,
+          worldSize,
+          strategy: strategy.name,
+          initialValLoss,
+          ...(balancer && cfg.balanceBatch ? { batchSplit: [...balancer.split] } : {}),
+        },
         'model.bin': encodeShard({ meta: { kind: 'full-params' }, arrays: full }),
         ...opts.checkpointFiles,
       },
@@ -273,14 +291,12 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
 
   // ---- loop ----
   const doEval = cfg.evalInterval > 0 && cfg.evalBatches > 0;
-  let initialValLoss: number | null = null;
   let finalValLoss: number | null = null;
   if (doEval && startStep === 0) {
     initialValLoss = await evaluate();
     finalValLoss = initialValLoss;
     emit({ type: 'val', step: 0, valLoss: initialValLoss });
   }
-  const endStep = Math.min(cfg.steps, opts.stopAfterSteps ?? cfg.steps);
   let finalLoss = NaN;
   let peakModelState = 0;
   const peak = fullMemoryReport({});
@@ -443,4 +459,62 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   if (outDir && lead) writeFileSync(join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   emit({ type: 'done', summary: summary as unknown as Record<string, unknown> });
   return summary;
+}
+
+interface FinishedRun {
+  outDir: string;
+  checkpointDir: string;
+  /** The step the run had reached: the checkpoint's next step. */
+  step: number;
+  lead: boolean;
+  initialValLoss: number | null;
+  runConfig: Record<string, unknown>;
+  strategy: string;
+  worldSize: number;
+  paramCount: number;
+}
+
+/**
+ * A resume that finds the run already at its last step trains nothing and changes nothing: its
+ * summary.json is the run's own. Only when the run ended between its last checkpoint and its summary
+ * is the summary rebuilt, from the checkpoint's parameters and the metrics lines, and written.
+ * Every rank takes this path alike (the step is in every rank's checkpoint), with no collective.
+ */
+function summaryOfFinishedRun(r: FinishedRun): Promise<TrainSummary> | TrainSummary {
+  const path = join(r.outDir, 'summary.json');
+  if (existsSync(path)) return { ...(JSON.parse(readFileSync(path, 'utf8')) as TrainSummary), alreadyFinished: true };
+  return rebuildSummary(r, path);
+}
+
+async function rebuildSummary(r: FinishedRun, path: string): Promise<TrainSummary> {
+  const metricsPath = join(r.outDir, 'metrics.jsonl');
+  const lines = existsSync(metricsPath) ? readFileSync(metricsPath, 'utf8').trim().split('\n').filter(Boolean) : [];
+  const metrics = lines.map((l) => JSON.parse(l) as { loss: number; valLoss?: number; stepMs: number; memory: MemoryReport });
+  const peak = fullMemoryReport({});
+  for (const m of metrics) {
+    for (const c of Object.keys(peak) as Array<keyof typeof peak>) {
+      peak[c].device = Math.max(peak[c].device, m.memory[c]?.device ?? 0);
+      peak[c].host = Math.max(peak[c].host, m.memory[c]?.host ?? 0);
+    }
+  }
+  const valLosses = metrics.filter((m) => m.valLoss !== undefined).map((m) => m.valLoss!);
+  const stepTokens = (r.runConfig.batchSize as number) * (r.runConfig.blockSize as number) * r.worldSize;
+  const accum = (r.runConfig.gradAccumSteps as number | undefined) ?? 1;
+  const summary: TrainSummary = {
+    config: r.runConfig,
+    steps: r.step,
+    paramCount: r.paramCount,
+    finalLoss: metrics.at(-1)?.loss ?? NaN,
+    finalValLoss: valLosses.at(-1) ?? null,
+    initialValLoss: r.initialValLoss,
+    paramChecksum: paramChecksum(await readModelParams(r.checkpointDir)),
+    memory: { modelStateBytes: modelStateBytes(peak), peak },
+    strategy: r.strategy,
+    worldSize: r.worldSize,
+    tokensPerSec: metrics.length ? (stepTokens * accum) / (median(metrics.map((m) => m.stepMs)) / 1000) : 0,
+    wallSeconds: 0,
+    resumedFrom: r.step,
+  };
+  if (r.lead) writeFileSync(path, JSON.stringify(summary, null, 2) + '\n');
+  return { ...summary, alreadyFinished: true };
 }
