@@ -1,10 +1,10 @@
 // `zeroring bench collectives` at tiny sizes: the real command, real workers, and every result
 // checked against the reference (0 wrong). The checker itself is tested to catch a wrong value.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exitedWithin, runCli, stopRunning } from './fixtures/launch/helpers.ts';
+import { exitedWithin, repoRoot, runCli, stopRunning } from './fixtures/launch/helpers.ts';
 
 afterEach(stopRunning);
 import { busFactor, countWrong, makeCase, value } from '../benchmarks/collectives/pattern.ts';
@@ -75,6 +75,26 @@ describe('zeroring bench collectives (CLI)', () => {
           if (op === 'reducescatter' || op === 'allgather') expect(r.count % 3).toBe(0);
         }
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes to the current directory by default, never into the recorded results', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-bench-cwd-'));
+    const recorded = join(repoRoot, 'benchmarks/results/collectives-2.json');
+    const before = existsSync(recorded) ? readFileSync(recorded) : undefined;
+    try {
+      const run = runCli(
+        ['bench', 'collectives', '--nproc', '2', '--ops', 'allreduce', '--min-bytes', '4', '--max-bytes', '64',
+          '--iters', '1', '--warmup', '0', '--pump-bytes', '4K', '--pump-reps', '1'],
+        {},
+        dir,
+      );
+      const { code } = await exitedWithin(run, 100_000);
+      expect(code, run.stderr()).toBe(0);
+      expect(JSON.parse(readFileSync(join(dir, 'collectives-2.json'), 'utf8'))).toMatchObject({ nproc: 2, totalWrong: 0 });
+      expect(existsSync(recorded) ? readFileSync(recorded) : undefined).toEqual(before);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

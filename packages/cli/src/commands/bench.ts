@@ -1,6 +1,7 @@
 // `zeroring bench collectives`: launches N workers running benchmarks/collectives/worker.ts,
-// which print the nccl-tests table (rank 0's lines unprefixed) and write JSON to
-// benchmarks/results/. The exit status is non-zero when any result was wrong.
+// which print the nccl-tests table (rank 0's lines unprefixed) and write JSON where --json says,
+// by default collectives-<nproc>.json in the current directory (a user's run never overwrites the
+// project's recorded results). The exit status is non-zero when any result was wrong.
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -53,7 +54,7 @@ export function registerBench(program: Command): void {
     .description('nccl-tests-style table of all-reduce / reduce-scatter / all-gather / broadcast vs a raw TCP ring ceiling')
     .addHelpText('after', examples(
       'zeroring bench collectives --nproc 2',
-      'zeroring bench collectives --nproc 4 --ops allreduce --min-bytes 4K --max-bytes 16M --json benchmarks/results/collectives-4.json',
+      'zeroring bench collectives --nproc 4 --ops allreduce --min-bytes 4K --max-bytes 16M --json allreduce-4.json',
     ))
     .requiredOption('--nproc <n>', 'ranks (worker processes) on this machine', intAtLeast('--nproc', 1))
     .option('--ops <list>', 'comma-separated ops', parseOps, [...BENCH_OPS])
@@ -64,7 +65,7 @@ export function registerBench(program: Command): void {
     .option('--warmup <k>', 'untimed iterations per size', intAtLeast('--warmup', 0), 3)
     .option('--pump-bytes <size>', 'bytes per link per ceiling repetition', wrap(parseBytes), 64 * 1024 * 1024)
     .option('--pump-reps <k>', 'ceiling repetitions', intAtLeast('--pump-reps', 1), 7)
-    .option('--json <file>', 'results file (default benchmarks/results/collectives-<nproc>.json)')
+    .option('--json <file>', 'results file (default: collectives-<nproc>.json in the current directory)')
     .action(async (flags: CollectivesFlags) => {
       if (flags.maxBytes < flags.minBytes) {
         process.stderr.write(`zeroring bench: --max-bytes ${flags.maxBytes} is below --min-bytes ${flags.minBytes}\n`);
@@ -80,7 +81,7 @@ export function registerBench(program: Command): void {
         warmup: flags.warmup,
         pumpBytes: flags.pumpBytes,
         pumpReps: flags.pumpReps,
-        json: resolvePath(flags.json ?? `benchmarks/results/collectives-${flags.nproc}.json`),
+        json: resolvePath(flags.json ?? `collectives-${flags.nproc}.json`),
       };
       const result = await launch({
         nprocPerNode: flags.nproc,
