@@ -45,12 +45,11 @@ export class TensorflowNotInstalledError extends BackendUnavailableError {
   constructor(readonly tried: string[], options?: { cause?: unknown }) {
     super(
       'tensorflow',
-      `none of ${tried.join(', ')} is installed. Install one next to zeroring:\n` +
-        '  pnpm add @tensorflow/tfjs-node-gpu@4.22.0   # NVIDIA GPU with CUDA 11.x + cuDNN 8\n' +
-        '  pnpm add @tensorflow/tfjs-node@4.22.0       # CPU build of libtensorflow\n' +
-        'They are optional peer dependencies, not installed by default, because their install ' +
-        'script downloads a libtensorflow binary (hundreds of MB) from storage.googleapis.com, ' +
-        'which fails on machines without that access and is not needed for webgpu, wasm or cpu.',
+      `none of ${tried.join(', ')} is installed; install one next to zeroring: ` +
+        '`pnpm add @tensorflow/tfjs-node-gpu@4.22.0` (NVIDIA GPU with CUDA 11.x and cuDNN 8) or ' +
+        '`pnpm add @tensorflow/tfjs-node@4.22.0` (CPU build of libtensorflow). They are optional peers, ' +
+        'not installed by default, because their install script downloads libtensorflow from ' +
+        'storage.googleapis.com, which webgpu, wasm and cpu do not need',
       options,
     );
   }

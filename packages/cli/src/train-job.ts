@@ -83,10 +83,15 @@ export function prepareData(opts: { data?: string; model: PresetName; seed: numb
   return { tokenizer, dataset, model };
 }
 
-export function sampleText(model: GPTModel, tokenizer: CharTokenizer, params: Map<string, Float32Array>, o: { prompt: string; maxNewTokens: number; temperature: number; topK?: number; seed: number }): string {
+export async function sampleText(
+  model: GPTModel,
+  tokenizer: CharTokenizer,
+  params: Map<string, Float32Array>,
+  o: { prompt: string; maxNewTokens: number; temperature: number; topK?: number; seed: number },
+): Promise<string> {
   const tensors = paramsToTensors(params, model);
   try {
-    const ids = generate(model, tensors, tokenizer.encode(o.prompt), { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, seed: o.seed });
+    const ids = await generate(model, tensors, tokenizer.encode(o.prompt), { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, seed: o.seed });
     return tokenizer.decode(ids);
   } finally {
     tf.dispose(Object.values(tensors));
@@ -98,9 +103,9 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
   const rank = ctx.comm?.rank ?? 0;
   const worldSize = ctx.comm?.worldSize ?? 1;
   const lead = rank === 0;
-  const backend = await initBackend(opts.backend, { logger: log });
-
+  // The data first: a bad --data file is reported before the backend takes seconds to start.
   const { tokenizer, dataset, model } = prepareData(opts);
+  const backend = await initBackend(opts.backend, { logger: log });
   let strategy: Strategy;
   if (worldSize === 1 && opts.strategy === 'ddp' && !opts.offload) {
     strategy = new LocalStrategy();
@@ -182,7 +187,13 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
     await dash?.close();
     await strategy.dispose();
   }
-  if (lead) {
+  if (lead && summary.alreadyFinished) {
+    log.info(
+      { steps: summary.steps, out: opts.out },
+      `the run in ${opts.out} already finished its ${summary.steps} steps; nothing to do (its summary.json is kept; ` +
+        `pass a larger --steps to train on)`,
+    );
+  } else if (lead) {
     const v0 = summary.initialValLoss;
     log.info(
       { finalLoss: summary.finalLoss, finalValLoss: summary.finalValLoss, tokensPerSec: Math.round(summary.tokensPerSec), wallSeconds: summary.wallSeconds },

@@ -3,7 +3,7 @@
 // argument. Each joins the process group, builds the distributed strategy and runs the same job
 // as a single process would (train-job.ts).
 import { initProcessGroup } from '@zeroring/comm';
-import { getLogger, setLogLevel } from '@zeroring/comm/logger';
+import { getLogger, logFailure, setLogLevel } from '@zeroring/comm/logger';
 import { DDPStrategy, createZeroStrategy, isZeroStrategy, resolveCheckpointDir } from '@zeroring/train';
 import { runTrainJob, TrainJobError, type StrategyFactory, type TrainJobOptions } from './train-job.ts';
 
@@ -15,31 +15,36 @@ const json = process.argv[2];
 if (!json) throw new TrainJobError('train-worker expects the job options as a JSON argument, got none');
 const opts = JSON.parse(json) as TrainJobOptions;
 
-const pg = await initProcessGroup();
+async function main(): Promise<void> {
+  const pg = await initProcessGroup();
 
-// Elastic restart (`--max-restarts`, as torchrun's agent): the launcher restarts the whole group
-// with ZERORING_RESTART_COUNT > 0, and the group continues from the newest complete checkpoint in
-// --out when there is one. Rank 0 looks and tells the others, so every rank decides alike.
-if (Number(process.env.ZERORING_RESTART_COUNT ?? 0) > 0 && opts.out && !opts.resume) {
-  const found = new Float32Array(1);
-  if (pg.rank === 0) found[0] = await resolveCheckpointDir(opts.out).then(() => 1, () => 0);
-  await pg.broadcast(found, 0);
-  if (found[0] === 1) {
-    opts.resume = true;
-    if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: resuming from the newest complete checkpoint in ${opts.out}`);
-  } else if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: no complete checkpoint in ${opts.out}, starting over`);
+  // Elastic restart (`--max-restarts`, as torchrun's agent): the launcher restarts the whole group
+  // with ZERORING_RESTART_COUNT > 0, and the group continues from the newest complete checkpoint in
+  // --out when there is one. Rank 0 looks and tells the others, so every rank decides alike.
+  if (Number(process.env.ZERORING_RESTART_COUNT ?? 0) > 0 && opts.out && !opts.resume) {
+    const found = new Float32Array(1);
+    if (pg.rank === 0) found[0] = await resolveCheckpointDir(opts.out).then(() => 1, () => 0);
+    await pg.broadcast(found, 0);
+    if (found[0] === 1) {
+      opts.resume = true;
+      if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: resuming from the newest complete checkpoint in ${opts.out}`);
+    } else if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: no complete checkpoint in ${opts.out}, starting over`);
+  }
+  const makeStrategy: StrategyFactory = (name, { offload }) => {
+    if (name === 'ddp' && !offload) return new DDPStrategy(pg);
+    if (isZeroStrategy(name)) return createZeroStrategy(name, pg, { offload });
+    throw new TrainJobError(`strategy ${name}${offload ? ' --offload' : ''} over ${pg.worldSize} processes is not implemented; expected ddp, or zero1|zero2|zero3 with or without --offload`);
+  };
+  try {
+    await runTrainJob(opts, { comm: pg, makeStrategy });
+  } finally {
+    await pg.destroy();
+  }
 }
-// The DDP / ZeRO strategies over `pg` plug in here (issues 4 and 5).
-const makeStrategy: StrategyFactory = (name, { offload }) => {
-  if (name === 'ddp' && !offload) return new DDPStrategy(pg);
-  if (isZeroStrategy(name)) return createZeroStrategy(name, pg, { offload });
-  throw new TrainJobError(`strategy ${name}${offload ? ' --offload' : ''} over ${pg.worldSize} processes is not implemented; expected ddp, or zero1|zero2|zero3 with or without --offload`);
-};
+
 try {
-  await runTrainJob(opts, { comm: pg, makeStrategy });
+  await main();
 } catch (err) {
-  log.error({ err }, `rank ${pg.rank}: training failed`);
+  logFailure(log, err, `rank ${process.env.RANK ?? '?'}: training failed`);
   process.exitCode = 1;
-} finally {
-  await pg.destroy();
 }

@@ -259,7 +259,7 @@ export async function loadLatestCheckpoint(
       warn(`checkpoint ${dir} unusable, falling back to the previous one: ${reason}`);
     }
   }
-  const why = skipped.length ? skipped.map((s) => `\n  ${s.reason}`).join('') : ' (none found)';
+  const why = skipped.length ? `: ${skipped.map((s) => s.reason).join('; ')}` : ' (none found)';
   throw new CheckpointError(`no complete checkpoint under ${root}${why}`);
 }
 

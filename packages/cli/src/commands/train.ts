@@ -6,7 +6,16 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { launch } from '@zeroring/comm/launch/index';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
 import { dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
-import { PRESET_DEFAULTS, STRATEGY_NAMES, runTrainJob, type StrategyName, type TrainJobOptions } from '../train-job.ts';
+import { loadCorpus } from '@zeroring/gpt';
+import { resolveCheckpointDir } from '@zeroring/train';
+import {
+  PRESET_DEFAULTS,
+  STRATEGY_NAMES,
+  TrainJobError,
+  runTrainJob,
+  type StrategyName,
+  type TrainJobOptions,
+} from '../train-job.ts';
 import { examples } from '../help.ts';
 
 function intArg(name: string, min: number) {
@@ -95,6 +104,18 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
   };
 }
 
+/**
+ * What every worker would find wrong, found once here before any worker starts: a user meets one
+ * line from this process instead of the same failure from every rank.
+ */
+async function checkBeforeLaunch(job: TrainJobOptions): Promise<void> {
+  if (job.data !== undefined) loadCorpus(job.data);
+  if (job.resume) {
+    if (!job.out) throw new TrainJobError('--resume needs --out DIR, the directory of the run to continue');
+    await resolveCheckpointDir(job.out);
+  }
+}
+
 export function registerTrain(program: Command): void {
   program
     .command('train')
@@ -144,6 +165,7 @@ export function registerTrain(program: Command): void {
         await runTrainJob(job);
         return;
       }
+      await checkBeforeLaunch(job);
       const script = fileURLToPath(new URL('../train-worker.ts', import.meta.url));
       const result = await launch({
         nprocPerNode: flags.nproc,

@@ -69,3 +69,20 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
     });
   });
 }
+
+/**
+ * Rank 0's store will listen on host:port: when that port is taken, say so before any worker
+ * starts, instead of through a failed worker. Other errors (an address that is not this
+ * machine's, say) are left to the store, whose message names them.
+ */
+export function assertStorePortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EADDRINUSE') return resolve();
+      reject(new ConfigError(`cannot listen for the store on ${host}:${port}: the port is already in use (expected a free port; pass --master-port or set MASTER_PORT to a free one)`));
+    });
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve()));
+  });
+}

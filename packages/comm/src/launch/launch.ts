@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { extname, resolve as resolvePath } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { ConfigError } from '../errors.ts';
-import { freePort, jobToken, workerEnv } from './env.ts';
+import { assertStorePortFree, freePort, jobToken, workerEnv } from './env.ts';
+import { logFormat } from '../logger.ts';
 import { resolveLaunchOptions, type LaunchOptions, type ResolvedLaunchOptions } from './options.ts';
 import { describeExit, statusCode, WorkerGroup, type WorkerExit, type WorkerSpec } from './worker-group.ts';
 
@@ -81,12 +82,15 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   opts.abortSignal?.addEventListener('abort', onAbort, { once: true });
   if (opts.abortSignal?.aborted) onAbort();
 
+  // Workers log through a pipe to this process: they use the format this terminal would get.
+  const workerLogFormat = logFormat(process.env, (io.stderr as { isTTY?: boolean }).isTTY === true);
   try {
+    if (o.nodeRank === 0 && o.masterPort !== undefined) await assertStorePortFree(o.masterAddr, o.masterPort);
     for (let attempt = 0; ; attempt++) {
       if (stoppedBy) return stopped(stoppedBy, attempt);
       const masterPort = o.masterPort ?? (await freePort(o.masterAddr));
       if (stoppedBy) return stopped(stoppedBy, attempt); // a signal came while we picked the port
-      group = new WorkerGroup(specs(o, { command, argv, token, masterPort, attempt }), io);
+      group = new WorkerGroup(specs(o, { command, argv, token, masterPort, attempt, workerLogFormat }), io);
       const result = await group.done;
       group = undefined;
       if (result.outcome === 'succeeded') return { exitCode: 0, outcome: 'succeeded', restarts: attempt };
@@ -114,13 +118,20 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
 
 function specs(
   o: ResolvedLaunchOptions,
-  a: { command: string; argv: readonly string[]; token: string; masterPort: number; attempt: number },
+  a: {
+    command: string;
+    argv: readonly string[];
+    token: string;
+    masterPort: number;
+    attempt: number;
+    workerLogFormat: 'pretty' | 'json';
+  },
 ): WorkerSpec[] {
   const out: WorkerSpec[] = [];
   for (let localRank = 0; localRank < o.nprocPerNode; localRank++) {
     const rank = o.nodeRank * o.nprocPerNode + localRank;
     const env = workerEnv({
-      base: { ...process.env, ...o.env },
+      base: { ZERORING_LOG_FORMAT: a.workerLogFormat, ...process.env, ...o.env },
       rank,
       localRank,
       worldSize: o.worldSize,
