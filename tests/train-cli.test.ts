@@ -62,6 +62,31 @@ describe('zeroring train / sample (CLI)', () => {
     expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'))).toMatchObject({ steps: 4, resumedFrom: 3 });
   });
 
+  it('resumes a finished run without changing it, and trains on to a larger --steps keeping its figures', async () => {
+    const summaryPath = join(out, 'summary.json');
+    const before = readFileSync(summaryPath, 'utf8');
+    const r = await cli(['train', '--steps', '4', '--resume', '--out', out, ...common]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/already finished its 4 steps; nothing to do/);
+    expect(r.stdout).not.toContain('--- sample ---');
+    expect(readFileSync(summaryPath, 'utf8')).toBe(before);
+    const longer = await cli(['train', '--steps', '5', '--resume', '--out', out, ...common]);
+    expect(longer.code, longer.stderr).toBe(0);
+    const summary = JSON.parse(readFileSync(summaryPath, 'utf8'));
+    expect(summary).toMatchObject({ steps: 5, resumedFrom: 4 });
+    expect(summary.finalLoss).toBeGreaterThan(0);
+    expect(summary.tokensPerSec).toBeGreaterThan(0);
+    expect(summary.initialValLoss).toBe(JSON.parse(before).initialValLoss);
+    expect(summary.initialValLoss).toBeGreaterThan(0);
+  });
+
+  it('samples with the fastest backend by default, as train does', async () => {
+    const r = await cli(['sample', '--checkpoint', out, '--max-new-tokens', '5']);
+    expect(r.code, r.stderr).toBe(0);
+    const chosen = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.backend);
+    expect(chosen).toMatchObject({ backend: 'wasm', reason: expect.stringMatching(/^auto: /) });
+  });
+
   it('rejects --resume without checkpoints, naming the directory', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'zr-cli-empty-'));
     try {

@@ -14,7 +14,7 @@ import type { BackendInfo, BackendName } from './init.ts';
 import { initNamedBackend } from './init.ts';
 import type { BackendLogger } from './logger.ts';
 import { tensorflowInstalled } from './tensorflow.ts';
-import { probeWebGPUAdapter } from './webgpu.ts';
+import { probeWebGPUAdapterInChild, type AdapterInfo } from './webgpu.ts';
 
 async function attempt(
   log: BackendLogger,
@@ -36,17 +36,17 @@ export async function chooseAuto(log: BackendLogger): Promise<BackendInfo> {
   const passedOver: string[] = [];
   const because = (r: string) => `auto: ${r}${passedOver.length ? `; passed over ${passedOver.join('; ')}` : ''}`;
 
-  let probe: Awaited<ReturnType<typeof probeWebGPUAdapter>>;
+  let adapter: AdapterInfo | undefined;
   try {
-    probe = await probeWebGPUAdapter();
+    adapter = await probeWebGPUAdapterInChild((text) => log.debug({ dawn: text }, 'auto: the WebGPU probe wrote to stderr'));
   } catch (err) {
     passedOver.push(`webgpu: ${err instanceof BackendUnavailableError ? err.reason : String(err)}`);
   }
-  if (probe && !probe.info.software) {
-    const r = await attempt(log, passedOver, 'webgpu', because(`hardware WebGPU adapter ${probe.info.description}`));
+  if (adapter && !adapter.software) {
+    const r = await attempt(log, passedOver, 'webgpu', because(`hardware WebGPU adapter ${adapter.description}`));
     if (r) return r;
-  } else if (probe) {
-    passedOver.push(`webgpu: only a software adapter (${probe.info.description}), slower than wasm`);
+  } else if (adapter) {
+    passedOver.push(`webgpu: only a software adapter (${adapter.description}), slower than wasm`);
   } else if (passedOver.length === 0) {
     passedOver.push('webgpu: no adapter (no Vulkan driver)');
   }

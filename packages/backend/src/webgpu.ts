@@ -2,7 +2,9 @@
 // navigator.gpu with its WebGPU globals (GPUBufferUsage, ...), then tfjs-backend-webgpu runs
 // on the adapter we picked and logged. With no GPU, Mesa's lavapipe (a Vulkan driver on the
 // CPU, see scripts/setup-webgpu-cpu.sh) gives a software adapter that runs the same shaders.
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendUnavailableError } from './errors.ts';
 
@@ -44,8 +46,15 @@ async function installNavigatorGpu(): Promise<GPU> {
   return gpu;
 }
 
+type RawAdapterInfo = Pick<GPUAdapterInfo, 'vendor' | 'architecture' | 'device' | 'description'> & {
+  isFallbackAdapter?: boolean;
+};
+
 export function describeAdapter(adapter: GPUAdapter): AdapterInfo {
-  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  return describeAdapterInfo(adapter.info as RawAdapterInfo);
+}
+
+function describeAdapterInfo(info: RawAdapterInfo): AdapterInfo {
   const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`;
   return {
     vendor: info.vendor,
@@ -61,6 +70,30 @@ export async function probeWebGPUAdapter(): Promise<{ adapter: GPUAdapter; info:
   const g = await installNavigatorGpu();
   const adapter = await g.requestAdapter({ powerPreference: 'high-performance' });
   return adapter ? { adapter, info: describeAdapter(adapter) } : undefined;
+}
+
+const PROBE_SCRIPT = fileURLToPath(new URL('./webgpu-probe.mjs', import.meta.url));
+const PROBE_TIMEOUT_MS = 20_000;
+
+/**
+ * The adapter WebGPU would use here, found by a child process (webgpu-probe.mjs) so that Dawn's
+ * warnings go to `onStderr` (debug logging) instead of this process's terminal. Costs about
+ * 0.2 s. Undefined when there is no adapter; throws BackendUnavailableError when Dawn cannot run.
+ */
+export function probeWebGPUAdapterInChild(onStderr?: (text: string) => void): Promise<AdapterInfo | undefined> {
+  process.env.XDG_RUNTIME_DIR ??= tmpdir();
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [PROBE_SCRIPT], { timeout: PROBE_TIMEOUT_MS }, (err, stdout, stderr) => {
+      if (stderr.trim()) onStderr?.(stderr.trim());
+      if (err) {
+        const why = err.killed ? `no answer within ${PROBE_TIMEOUT_MS / 1000} s` : stderr.trim().split('\n').pop();
+        reject(new BackendUnavailableError('webgpu', `the WebGPU probe failed: ${why}`, { cause: err }));
+        return;
+      }
+      const raw = JSON.parse(stdout) as RawAdapterInfo | null;
+      resolve(raw ? describeAdapterInfo(raw) : undefined);
+    });
+  });
 }
 
 /** Mirrors tfjs-backend-webgpu's own factory, but on the adapter we already chose and logged. */

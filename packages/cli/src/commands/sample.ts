@@ -74,7 +74,7 @@ export function registerSample(program: Command): void {
     .option('--top-k <k>', 'sample among the k most likely characters', num('--top-k', 1, true))
     .option('--max-new-tokens <n>', 'characters to generate', num('--max-new-tokens', 0, true), 300)
     .option('--seed <n>', 'sampling seed', num('--seed', 0, true), 0)
-    .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKEND_KINDS).default('cpu'))
+    .addOption(new Option('--backend <name>', 'tfjs backend (auto: the fastest here, as for train)').choices(BACKEND_KINDS).default('auto'))
     .action(async (flags: SampleFlags) => {
       const text = await runSample(flags);
       process.stdout.write(text + '\n');
