@@ -52,6 +52,7 @@ import { ScratchPool } from './scratch-pool.ts';
 import { CloseCode } from './transport/conn.ts';
 import type { RingTransport, Side } from './transport/ring.ts';
 import { asFloat32, bytesOf, INLINE_MAX_BYTES, MsgType, type DataHeader, type Header } from './transport/wire.ts';
+import { reportUncaughtZeroringErrors } from './uncaught.ts';
 
 export interface ReduceOptions {
   op?: ReduceOp;
@@ -71,6 +72,7 @@ interface Op {
 const SCRATCH_POOL_BYTES = 32 * 1024 * 1024;
 
 export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessGroup> {
+  reportUncaughtZeroringErrors();
   const o = resolveOptions(opts);
   const log = getLogger({ component: 'comm', ...(process.env.RANK === undefined ? { rank: o.rank } : {}) });
   if (o.worldSize === 1) return new ProcessGroup(o, log, null);

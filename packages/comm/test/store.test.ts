@@ -1,7 +1,10 @@
 // The rendezvous store with real sockets in one process: TCPStore semantics, the token
 // handshake, and the errors a wrong MASTER_ADDR/MASTER_PORT or token produce.
 import { createServer } from 'node:http';
+import { connect as tcpConnect } from 'node:net';
+import { pack } from 'msgpackr';
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { AuthError, CommTimeoutError, ConfigError } from '../src/errors.ts';
 import { StoreClient } from '../src/store/client.ts';
 import { startStoreServer, type StoreServer } from '../src/store/server.ts';
@@ -11,8 +14,8 @@ afterEach(async () => {
   for (const f of cleanup.splice(0)) await f();
 });
 
-async function store(token = 'tok'): Promise<StoreServer> {
-  const s = await startStoreServer({ host: '127.0.0.1', port: 0, token });
+async function store(token = 'tok', wrongTokenGraceMs?: number): Promise<StoreServer> {
+  const s = await startStoreServer({ host: '127.0.0.1', port: 0, token, wrongTokenGraceMs });
   cleanup.push(() => s.close());
   return s;
 }
@@ -111,5 +114,104 @@ describe('rendezvous store', () => {
       if (i > 50) throw new Error('rank 0 never released');
       await new Promise((r) => setTimeout(r, 20));
     }
+  });
+});
+
+/** Opens a WebSocket to the store, waits for its hello, sends `frame`, resolves with the close code. */
+function knock(port: number, frame: Buffer | string): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
+    ws.once('message', () => ws.send(frame));
+    ws.on('error', () => undefined);
+    ws.on('close', (code) => resolve(code));
+  });
+}
+
+/** A handshake in the protocol's own shape whose MAC is made up, claiming `rank`. */
+function forgedAuth(rank: number): Buffer {
+  return pack({ t: 'auth', nonce: Buffer.alloc(16, 1), rank, mac: Buffer.alloc(32, 2) });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A client with `token` (closed by the test's cleanup if it gets in). */
+async function connectWith(token: string, port: number, rank = -1): Promise<StoreClient> {
+  const c = await StoreClient.connect({ host: '127.0.0.1', port, token, rank, timeoutMs: 3000 });
+  cleanup.push(() => c.close());
+  return c;
+}
+
+/** The first failure the store reports to this client (or null if none comes). */
+function failureOf(c: StoreClient): { get: () => Error | null } {
+  let got: Error | null = null;
+  c.onFailure = (e) => (got ??= e);
+  return { get: () => got };
+}
+
+describe('a worker refused for its token, while the world forms', () => {
+  it('breaks the rendezvous for every member (AuthError) if its rank is still missing after the grace', async () => {
+    const s = await store('tok', 300);
+    const a = await client(s.port, 'tok', 0);
+    const failed = failureOf(a);
+    const pending = a.get('g0/addr/1').catch((e: unknown) => e);
+    await a.join('g0/', 0, 2);
+    const refused = await connectWith('other', s.port, 1).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(AuthError);
+    expect((refused as Error).message).toBe(
+      `the rendezvous store at 127.0.0.1:${s.port} refused this worker's ZERORING_TOKEN: the tokens differ ` +
+        '(expected the same ZERORING_TOKEN on every worker of the job)',
+    );
+    const e = await pending;
+    expect(e).toBeInstanceOf(AuthError);
+    expect((e as Error).message).toMatch(
+      new RegExp(
+        `^the rendezvous store at 127\\.0\\.0\\.1:${s.port} ` +
+          'refused a worker at 127\\.0\\.0\\.1:\\d+ claiming RANK=1: ' +
+          "its ZERORING_TOKEN differs from the store's, so the world of WORLD_SIZE=2 cannot form",
+      ),
+    );
+    expect(failed.get()).toBeInstanceOf(AuthError);
+    // A worker that comes later is told at once instead of waiting for a world that cannot form.
+    const late = await client(s.port, 'tok', 1);
+    await expect(late.join('g0/', 1, 2)).rejects.toThrow(/claiming RANK=1: its ZERORING_TOKEN differs/);
+  });
+
+  it('strangers do not: garbage, text, raw TCP, no rank, or a forged claim of a rank that is present', async () => {
+    const s = await store('tok', 200);
+    const a = await client(s.port, 'tok', 0);
+    const failed = failureOf(a);
+    await a.join('g0/', 0, 3);
+    expect(await knock(s.port, Buffer.from('not msgpack \xff'))).toBe(4002);
+    expect(await knock(s.port, 'hello?')).toBe(4002);
+    expect(await knock(s.port, forgedAuth(0))).toBe(4001);
+    expect(await knock(s.port, forgedAuth(7))).toBe(4001); // out of range for WORLD_SIZE=3
+    await expect(connectWith('other', s.port)).rejects.toThrow(AuthError);
+    await new Promise<void>((r) => {
+      const t = tcpConnect(s.port, '127.0.0.1', () => t.end('\x00\x01garbage\r\n\r\n'));
+      t.on('error', () => r()).on('close', () => r());
+    });
+    await sleep(600);
+    expect(failed.get()).toBeNull();
+    await a.set('still', 'serving');
+    expect(await a.get('still')).toBe('serving');
+  });
+
+  it('the right worker for a refused rank may come in the grace; later refusals do not count', async () => {
+    const s = await store('tok', 1500);
+    const a = await client(s.port, 'tok', 0);
+    const failed = failureOf(a);
+    await a.join('g0/', 0, 2);
+    expect(await knock(s.port, forgedAuth(1))).toBe(4001);
+    const b = await client(s.port, 'tok', 1);
+    const bFailed = failureOf(b);
+    await b.join('g0/', 1, 2);
+    // Formed: a worker with another token claiming a rank (even a missing one, once someone
+    // leaves) is refused and ignored.
+    b.close();
+    await expect(connectWith('other', s.port, 1)).rejects.toThrow(AuthError);
+    await sleep(2000);
+    expect(failed.get()).toBeNull();
+    expect(bFailed.get()).toBeNull();
+    await a.set('k', 1);
   });
 });

@@ -2,9 +2,10 @@
 // the workers reach over WebSocket. Waiting gets are parked server-side and answered when the
 // key appears, so clients never poll. The server also keeps the rank claims of `join`: a
 // second live worker with the same rank, or a different world size, breaks the rendezvous for
-// everyone with a ConfigError that names both workers.
+// everyone with a ConfigError that names both workers; a worker refused for another token
+// breaks it with an AuthError (see judgeRefusals).
 import { pack, unpack } from 'msgpackr';
-import { ConfigError, toWire, type ZeroringError } from '../errors.ts';
+import { AuthError, ConfigError, toWire, type ZeroringError } from '../errors.ts';
 import { getLogger, type Logger } from '../logger.ts';
 import { CloseCode, type Conn } from '../transport/conn.ts';
 import { listen, type Listener } from '../transport/listener.ts';
@@ -16,8 +17,18 @@ export interface StoreServerOptions {
   port: number;
   token: string;
   authTimeoutMs?: number;
+  /**
+   * How long a forming rendezvous still waits for a rank after the store refused a worker that
+   * claimed it with a wrong proof of the token, before it breaks with an AuthError (default 5000).
+   */
+  wrongTokenGraceMs?: number;
   log?: Logger;
 }
+
+export const DEFAULT_WRONG_TOKEN_GRACE_MS = 5000;
+
+/** Refusals kept for judging: a few dozen covers any job; a knocking stranger cannot grow it. */
+const MAX_REFUSALS = 64;
 
 export interface StoreServer {
   readonly host: string;
@@ -38,13 +49,32 @@ interface Waiter {
 interface Group {
   worldSize: number;
   claims: Map<number, Conn>;
+  /** When the first of the current claims was made: refusals long before belong to another job. */
+  startedAt: number;
+  /** Every rank has joined once: the world exists, and a refusal from now on is a stranger's. */
+  formed: boolean;
+  /** Why the rendezvous broke; a worker joining later gets the same error at once. */
+  broken: ZeroringError | null;
+}
+
+/** A client refused for a wrong proof of the token, and the rank that it claimed. */
+interface Refusal {
+  remote: string;
+  rank: number;
+  at: number;
 }
 
 export async function startStoreServer(o: StoreServerOptions): Promise<StoreServer> {
   const log = o.log ?? getLogger({ component: 'store' });
+  const graceMs = o.wrongTokenGraceMs ?? DEFAULT_WRONG_TOKEN_GRACE_MS;
   const data = new Map<string, StoreValue>();
   const waiters = new Set<Waiter>();
   const groups = new Map<string, Group>();
+  const refusals: Refusal[] = [];
+  let judgeTimer: NodeJS.Timeout | undefined;
+  let judgeAt = Infinity;
+  /** Where the store listens, for the errors it gives; set once it does. */
+  let where = `${o.host}:${o.port}`;
 
   const reply = (c: Conn, r: StoreResponse) => c.send(pack(r));
 
@@ -61,15 +91,82 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
   };
 
   const breakGroup = (g: Group, e: ZeroringError, also: Conn[]) => {
-    log.error({ err: e.message }, 'rendezvous broken');
+    // Every member reports it (the store's own rank too): here it is only a trace.
+    log.debug({ err: e.message }, 'rendezvous broken');
+    g.broken = e;
     const msg = pack({ t: 'fatal', e: toWire(e) });
     for (const c of new Set([...g.claims.values(), ...also])) c.send(msg);
   };
 
+  const scheduleJudge = (at: number) => {
+    if (at >= judgeAt) return;
+    clearTimeout(judgeTimer);
+    judgeAt = at;
+    judgeTimer = setTimeout(() => {
+      judgeTimer = undefined;
+      judgeAt = Infinity;
+      judgeRefusals();
+    }, Math.max(0, at - Date.now()));
+    // Never what keeps a process alive: the members' own connections do that.
+    judgeTimer.unref();
+  };
+
+  // A client that speaks the protocol and fails only the HMAC proof is, while a world forms,
+  // almost always one of its workers started with another ZERORING_TOKEN. It was told so and
+  // exits; the world can then never form, and the members would wait out the rendezvous timeout
+  // (minutes) only to blame the address or the world size. So such a refusal breaks the forming
+  // rendezvous with an AuthError for every member, under conditions that keep strangers from
+  // using it against a healthy job:
+  // - garbage, text frames, silence or raw TCP never count, only a well-formed wrong proof;
+  // - only while the group forms: once every rank has joined, a refusal harms nobody;
+  // - only for a rank the world still lacks (in range, not held by a live member), so a forged
+  //   claim of a present rank, or of none (-1, a tool), changes nothing;
+  // - only once that rank is still missing `graceMs` after the refusal, so that the right worker
+  //   for it (a straggler, or one restarted with the right token) can still take it.
+  // A stranger who knows the protocol and claims a missing rank while a world forms can still
+  // make it fail: that is the price of failing fast, and the error names the address it came
+  // from. The last condition also makes the wait explicit: a few seconds, not the timeout.
+  const judgeRefusals = () => {
+    const now = Date.now();
+    for (const g of groups.values()) {
+      if (g.formed || g.broken || g.claims.size === 0) continue;
+      const mine = (r: Refusal) => r.at >= g.startedAt - graceMs && r.rank < g.worldSize;
+      const missing = refusals.filter((r) => mine(r) && !g.claims.has(r.rank));
+      const due = missing.find((r) => now - r.at >= graceMs);
+      if (due) breakGroup(g, wrongTokenError(due, g), []);
+      else for (const r of missing) scheduleJudge(r.at + graceMs);
+    }
+  };
+
+  const wrongTokenError = (r: Refusal, g: Group) =>
+    new AuthError(
+      `the rendezvous store at ${where} refused a worker at ${r.remote} claiming RANK=${r.rank}: ` +
+        `its ZERORING_TOKEN differs from the store's, so the world of WORLD_SIZE=${g.worldSize} cannot form ` +
+        `(expected the same ZERORING_TOKEN on every worker)`,
+    );
+
+  const onWrongProof = (remote: string, rank: number) => {
+    if (rank < 0) return; // not a rank at all (a launcher or a tool): no world waits for it
+    refusals.push({ remote, rank, at: Date.now() });
+    if (refusals.length > MAX_REFUSALS) refusals.shift();
+    judgeRefusals();
+  };
+
   const join = (c: Conn, prefix: string, rank: number, worldSize: number): StoreResponse['e'] | undefined => {
     let g = groups.get(prefix);
-    if (!g) groups.set(prefix, (g = { worldSize, claims: new Map() }));
-    if (g.claims.size === 0) g.worldSize = worldSize;
+    if (!g) {
+      g = { worldSize, claims: new Map(), startedAt: Date.now(), formed: false, broken: null };
+      groups.set(prefix, g);
+    }
+    if (g.broken) {
+      // The members were told; a worker that comes later must not wait out the timeout either.
+      c.send(pack({ t: 'fatal', e: toWire(g.broken) }));
+      return toWire(g.broken);
+    }
+    if (g.claims.size === 0) {
+      // Nobody holds a rank (all left, or none came yet): a world starts forming afresh.
+      Object.assign(g, { worldSize, startedAt: Date.now(), formed: false });
+    }
     if (worldSize !== g.worldSize) {
       const e = new ConfigError(`worker at ${c.remote} says WORLD_SIZE=${worldSize} but the other workers say WORLD_SIZE=${g.worldSize} (expected the same world size on every worker)`);
       breakGroup(g, e, [c]);
@@ -82,9 +179,12 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
       return toWire(e);
     }
     g.claims.set(rank, c);
+    if (g.claims.size === g.worldSize) g.formed = true;
     c.onClose(() => {
       if (g.claims.get(rank) === c) g.claims.delete(rank);
     });
+    // Refusals made before this group existed may concern it.
+    if (!g.formed && refusals.length > 0) judgeRefusals();
     return undefined;
   };
 
@@ -148,6 +248,7 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
     maxPayload: STORE_MAX_PAYLOAD,
     authTimeoutMs: o.authTimeoutMs ?? 10_000,
     log,
+    onWrongProof,
     onConn: (c) => {
       c.setHandler((raw) => handle(c, raw));
       c.onClose(() => {
@@ -157,10 +258,14 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
   });
   log.debug({ host: o.host, port: listener.port }, 'store listening');
   const l = listener;
+  where = `${o.host}:${l.port}`;
   return {
     host: o.host,
     port: l.port,
     setRef: (on) => l.setRef(on),
-    close: () => l.close(),
+    close: () => {
+      clearTimeout(judgeTimer);
+      return l.close();
+    },
   };
 }

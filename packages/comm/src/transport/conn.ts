@@ -37,6 +37,12 @@ const CLOSE_GRACE_MS = 2000;
 const PRE_AUTH_MAX_BYTES = 1024;
 const PROTOCOL = 'zeroring/1';
 
+/**
+ * The close reason sent to a client whose proof of the token was wrong. The client words its
+ * AuthError from it: under the same close code a silent client hears a different reason.
+ */
+export const WRONG_TOKEN_REASON = 'authentication failed (wrong job token)';
+
 function hmac(token: string, purpose: Purpose, side: 'client' | 'server', rank: number, snonce: Uint8Array, cnonce: Uint8Array): Buffer {
   return createHmac('sha256', token).update(`${PROTOCOL}|${purpose}|${side}|${rank}|`).update(snonce).update(cnonce).digest();
 }
@@ -68,6 +74,11 @@ export interface ConnOptions {
 export class Conn {
   /** The peer's rank as proven in the handshake (-1 for a non-rank client such as a launcher). */
   peerRank = -1;
+  /**
+   * Server side: the rank a client claimed in a well-formed handshake whose proof of the token
+   * was wrong (a worker with another token, or a stranger who speaks the protocol); else null.
+   */
+  wrongProofRank: number | null = null;
   /** Last time any byte arrived (heartbeats included); used to detect a silent peer. */
   lastSeen = Date.now();
   readonly ready: Promise<void>;
@@ -250,9 +261,18 @@ export class Conn {
 
   /** Closes with a logged reason: used for anything a peer must not send. */
   fail(code: number, reason: string): void {
-    this.opts.log.warn({ remote: this.remote, purpose: this.opts.purpose, peerRank: this.peerRank, code, reason }, 'closing connection');
+    // Before the handshake the listener reports the rejection itself (one line per knock).
+    const level = this.role === 'server' && !this.authed ? 'debug' : 'warn';
+    const { remote, opts } = this;
+    opts.log[level]({ remote, purpose: opts.purpose, peerRank: this.peerRank, code, reason }, 'closing connection');
     if (!this.authed) {
-      const e = code === CloseCode.authFailed ? new AuthError(`${this.opts.purpose} connection ${this.remote}: ${reason}`) : new ConfigError(`${this.opts.purpose} connection ${this.remote}: ${reason}`);
+      const what = `${opts.purpose} connection ${remote}`;
+      let e: Error;
+      if (this.wrongProofRank !== null) {
+        const claim = this.wrongProofRank >= 0 ? `claiming rank ${this.wrongProofRank}` : 'claiming no rank';
+        e = new AuthError(`${what}: wrong proof of ZERORING_TOKEN from a client ${claim}`);
+      } else if (code === CloseCode.authFailed) e = new AuthError(`${what}: ${reason}`);
+      else e = new ConfigError(`${what}: ${reason}`);
       this.rejectReady(e);
     }
     this.close(code, reason);
@@ -292,8 +312,10 @@ export class Conn {
         return this.fail(CloseCode.malformed, 'expected an auth message');
       this.cnonce = Buffer.from(m.nonce);
       const rank = m.rank as number;
-      if (!macEqual(m.mac, hmac(token, purpose, 'client', rank, this.snonce, this.cnonce)))
-        return this.fail(CloseCode.authFailed, 'authentication failed (wrong job token)');
+      if (!macEqual(m.mac, hmac(token, purpose, 'client', rank, this.snonce, this.cnonce))) {
+        this.wrongProofRank = rank;
+        return this.fail(CloseCode.authFailed, WRONG_TOKEN_REASON);
+      }
       this.peerRank = rank;
       this.sendRaw(pack({ t: 'ok', mac: hmac(token, purpose, 'server', rank, this.snonce, this.cnonce) }));
       this.authDone();
@@ -317,13 +339,26 @@ export class Conn {
     this.resolveReady();
   }
 
+  /** Client side: the server closed the handshake with authFailed; `reason` says why. */
+  private refusedError(reason: string): AuthError {
+    const them = `${this.opts.purpose === 'store' ? 'the rendezvous store' : 'the ring peer'} at ${this.remote}`;
+    if (reason !== WRONG_TOKEN_REASON) {
+      return new AuthError(`${them} refused our authentication (${reason || 'no reason given'})`);
+    }
+    // Which side holds the wrong token is not knowable here, only that the two differ.
+    return new AuthError(
+      `${them} refused this worker's ZERORING_TOKEN: the tokens differ ` +
+        `(expected the same ZERORING_TOKEN on every worker of the job)`,
+    );
+  }
+
   private onWsClose(code: number, reason: string): void {
     this.closed = true;
     this.closeCode = code;
     this.closeReason = reason;
     clearTimeout(this.authTimer);
     if (!this.authed) {
-      if (code === CloseCode.authFailed) this.rejectReady(new AuthError(`${this.opts.purpose} at ${this.remote} rejected our job token (is ZERORING_TOKEN the same on every rank?)`));
+      if (code === CloseCode.authFailed) this.rejectReady(this.refusedError(reason));
       else this.rejectReady(Object.assign(new Error(`connection to ${this.remote} closed during authentication (code ${code}${reason ? `: ${reason}` : ''})`), { code: 'ECLOSED' }));
     }
     for (const h of this.closeHandlers.splice(0)) h(code, reason);

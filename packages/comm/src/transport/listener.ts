@@ -18,6 +18,11 @@ export interface ListenOptions {
   log: Logger;
   /** Called with each connection that passed the handshake. */
   onConn: (c: Conn) => void;
+  /**
+   * Called when a client sent a well-formed handshake whose proof of the token was wrong, with
+   * its address and the rank it claimed (unproven: anyone can claim any rank).
+   */
+  onWrongProof?: (remote: string, claimedRank: number) => void;
 }
 
 export interface Listener {
@@ -48,7 +53,10 @@ export async function listen(o: ListenOptions): Promise<Listener> {
     c.onClose(() => conns.delete(c));
     c.ready.then(
       () => o.onConn(c),
-      (e: Error) => o.log.warn({ purpose: o.purpose, remote: c.remote, err: e.message }, 'rejected a connection'),
+      (e: Error) => {
+        o.log.warn({ purpose: o.purpose, remote: c.remote, err: e.message }, 'rejected a connection');
+        if (c.wrongProofRank !== null) o.onWrongProof?.(c.remote, c.wrongProofRank);
+      },
     );
   });
   wss.on('error', (e) => o.log.warn({ purpose: o.purpose, err: e.message }, 'listener error'));
