@@ -3,8 +3,8 @@
 // backend: the fastest CPU one) while headless Debian Chromium (driven by playwright-core,
 // installed by scripts/setup-browser.sh) watches the page. We check that every chart received
 // points (as many as the run wrote to metrics.jsonl), that uPlot actually painted, that legends
-// and the validation series read well, and that a screenshot is non-empty. A second test opens
-// `zeroring dashboard DIR` and watches the badge.
+// and the validation series read well, that the finished run stays served until Ctrl-C, and that
+// a screenshot is non-empty. A second test opens `zeroring dashboard DIR` and watches the badge.
 //
 // The screenshot goes to a temp dir; ZERORING_UPDATE_DOCS=1 writes docs/dashboard.png instead
 // (the README's picture), so ordinary test runs leave the work tree alone.
@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { eventsFileWriter } from '../packages/train/src/events.ts';
+import { eventsFileWriter, type TrainEvent } from '../packages/train/src/events.ts';
 
 const CHROMIUM = process.env.ZERORING_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);
@@ -34,6 +34,7 @@ interface Plot {
   valToPos(v: number, scale: string, canvasPixels?: boolean): number;
 }
 type Win = { zeroringDashboard: PageState & { charts: Record<string, Plot> } };
+const SERVING = /training done; dashboard still serving the finished run at (http:\S+) — press Ctrl-C to exit/;
 
 const cleanups: Array<() => unknown> = [];
 afterAll(async () => {
@@ -90,6 +91,20 @@ function startCli(args: string[]) {
   return { child, exited, line, output: () => output };
 }
 
+/** Processes (other than this one) whose command line mentions `text`. */
+function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
 /** Legend rows of a chart as [label, value] text, in series order. */
 async function legend(page: Page, chartId: string): Promise<Array<[string, string]>> {
   return page.$$eval(`#${chartId} .u-legend tr`, (rows) =>
@@ -113,7 +128,7 @@ async function valPixelsAt(page: Page, x: number): Promise<number> {
 }
 
 describe('dashboard in headless Chromium', () => {
-  const title = 'charts receive points from a real training run; screenshot is non-empty';
+  const title = 'charts receive points from a real training run, which stays served until Ctrl-C';
   it.skipIf(!haveChromium)(`${title}${skipReason}`, async () => {
     const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-run-'));
     cleanups.push(() => fs.rmSync(outDir, { recursive: true, force: true }));
@@ -123,6 +138,7 @@ describe('dashboard in headless Chromium', () => {
       '--out', outDir, '--dashboard', '0',
     ]);
     const url = run.line(/dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/);
+    const serving = run.line(SERVING);
     const ctx = await launchChromium();
     const page = await ctx.newPage();
     const pageErrors: string[] = [];
@@ -137,13 +153,12 @@ describe('dashboard in headless Chromium', () => {
           timeout: 240_000,
         })
         .then(() => 'live'),
-      run.exited.then(() => 'run ended first'),
+      serving.then(() => 'run ended first'),
     ]);
     expect(live).toBe('live');
 
-    // The page keeps what it received after the run (and its server) ends.
-    const code = await run.exited;
-    expect(code, run.output()).toBe(0);
+    // Training ends; the command stays, serving the finished run.
+    expect(await serving).toBe(await url);
     await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, { timeout: 30_000 });
     const metricsLines = fs.readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8').trim().split('\n').length;
     expect(metricsLines).toBe(STEPS);
@@ -218,7 +233,24 @@ describe('dashboard in headless Chromium', () => {
     const png = await page.screenshot({ path: out, fullPage: true });
     expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
     expect(png.length).toBeGreaterThan(30_000); // a blank page of this size is a few KB
+
+    // Still served after training: the page itself, the history, and a fresh load of both.
+    expect(run.child.exitCode).toBeNull();
+    expect((await fetch(await url)).status).toBe(200);
+    const history = (await (await fetch((await url) + 'events.json')).json()) as TrainEvent[];
+    expect(history.at(-1)?.type).toBe('done');
+    await page.reload();
+    await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, { timeout: 30_000 });
+    expect(await page.evaluate(() => (window as unknown as Win).zeroringDashboard.counts.loss)).toBe(STEPS);
+    expect(await page.textContent('#status')).toBe('finished');
     expect(pageErrors).toEqual([]);
+
+    // Ctrl-C ends it: training succeeded, so exit 0; no worker or server is left behind.
+    run.child.kill('SIGINT');
+    expect(await run.exited, run.output()).toBe(0);
+    expect(run.output()).not.toMatch(/zeroring launch: (stopped|job failed)/);
+    expect(processesMentioning(outDir)).toEqual([]);
+    await expect(fetch(await url)).rejects.toThrow();
   }, 300_000);
 
   const loadingTitle = '`zeroring dashboard DIR` shows "loading" until the history arrives';
