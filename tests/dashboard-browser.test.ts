@@ -2,8 +2,9 @@
 // --dashboard 0` trains the tiny GPT on Moby Dick for a few steps on two worker processes (wasm
 // backend: the fastest CPU one) while headless Debian Chromium (driven by playwright-core,
 // installed by scripts/setup-browser.sh) watches the page. We check that every chart received
-// points (as many as the run wrote to metrics.jsonl), that uPlot actually painted, and that a
-// screenshot is non-empty.
+// points (as many as the run wrote to metrics.jsonl), that uPlot actually painted, that legends
+// and the validation series read well, that the finished run stays served until Ctrl-C, and that
+// a screenshot is non-empty. A second test opens `zeroring dashboard DIR` and watches the badge.
 //
 // The screenshot goes to a temp dir; ZERORING_UPDATE_DOCS=1 writes docs/dashboard.png instead
 // (the README's picture), so ordinary test runs leave the work tree alone.
@@ -12,7 +13,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { eventsFileWriter, type TrainEvent } from '../packages/train/src/events.ts';
 
 const CHROMIUM = process.env.ZERORING_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);
@@ -28,6 +30,11 @@ interface PageState {
   connected: boolean;
   done: boolean;
 }
+interface Plot {
+  valToPos(v: number, scale: string, canvasPixels?: boolean): number;
+}
+type Win = { zeroringDashboard: PageState & { charts: Record<string, Plot> } };
+const SERVING = /training done; dashboard still serving the finished run at (http:\S+) — press Ctrl-C to exit/;
 
 const cleanups: Array<() => unknown> = [];
 afterAll(async () => {
@@ -51,65 +58,111 @@ async function launchChromium(): Promise<BrowserContext> {
 
 const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
 
-/** Starts a short real training run with the dashboard on a free port; resolves its URL. */
-function startRun(outDir: string) {
-  const child = spawn(
-    process.execPath,
-    [bin, 'train', '--nproc', String(RANKS), '--strategy', 'ddp', '--backend', 'wasm', '--steps', String(STEPS), '--batch-size', '4', '--eval-interval', String(EVAL_INTERVAL),
-      '--eval-batches', '1', '--sample-tokens', '60', '--out', outDir, '--dashboard', '0'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ZERORING_LOG_FORMAT: 'json' } },
-  );
+/** Runs the CLI; `line(re)` resolves the first match of `re` in its output (rejects if it exits first). */
+function startCli(args: string[]) {
+  const child = spawn(process.execPath, [bin, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ZERORING_LOG_FORMAT: 'json' },
+  });
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   cleanups.push(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
   });
-  const url = new Promise<string>((resolve, reject) => {
-    const scan = (chunk: Buffer) => {
-      output += chunk;
-      const m = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(output);
-      if (m) resolve(m[1]);
+  const scanners: Array<() => void> = [];
+  const onData = (chunk: Buffer) => {
+    output += chunk;
+    for (const scan of scanners) scan();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const line = (re: RegExp) => new Promise<string>((resolve, reject) => {
+    const scan = () => {
+      const m = re.exec(output);
+      if (m) resolve(m[1] ?? m[0]);
     };
-    child.stdout!.on('data', scan);
-    child.stderr!.on('data', scan);
-    void exited.then((code) => reject(new Error(`zeroring train exited (${code}) before serving the dashboard:\n${output}`)));
+    scanners.push(scan);
+    scan();
+    void exited.then((code) => {
+      reject(new Error(`zeroring ${args[0]} exited (${code}) before printing ${re}:\n${output}`));
+    });
   });
-  return { url, exited, output: () => output };
+  return { child, exited, line, output: () => output };
+}
+
+/** Processes (other than this one) whose command line mentions `text`. */
+function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Legend rows of a chart as [label, value] text, in series order. */
+async function legend(page: Page, chartId: string): Promise<Array<[string, string]>> {
+  return page.$$eval(`#${chartId} .u-legend tr`, (rows) =>
+    rows.map((r) => [
+      (r.querySelector('.u-label')?.textContent ?? '').trim(),
+      (r.querySelector('.u-value')?.textContent ?? '').trim(),
+    ] as [string, string]));
+}
+
+/** Pixels of the validation colour (#e15759) in the loss canvas column at step `x`, ±1 px. */
+async function valPixelsAt(page: Page, x: number): Promise<number> {
+  return page.evaluate((step) => {
+    const plot = (window as unknown as Win).zeroringDashboard.charts['chart-loss'];
+    const canvas = document.querySelector('#chart-loss canvas') as HTMLCanvasElement;
+    const col = Math.round(plot.valToPos(step, 'x', true));
+    const px = canvas.getContext('2d')!.getImageData(col - 1, 0, 3, canvas.height).data;
+    let n = 0;
+    for (let i = 0; i < px.length; i += 4) if (px[i] > 170 && px[i + 1] < 140 && px[i + 2] < 140 && px[i + 3] > 0) n++;
+    return n;
+  }, x);
 }
 
 describe('dashboard in headless Chromium', () => {
-  it.skipIf(!haveChromium)(`charts receive points from a real training run; screenshot is non-empty${skipReason}`, async () => {
+  const title = 'charts receive points from a real training run, which stays served until Ctrl-C';
+  it.skipIf(!haveChromium)(`${title}${skipReason}`, async () => {
     const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-run-'));
     cleanups.push(() => fs.rmSync(outDir, { recursive: true, force: true }));
-    const run = startRun(outDir);
+    const run = startCli([
+      'train', '--nproc', String(RANKS), '--strategy', 'ddp', '--backend', 'wasm', '--steps', String(STEPS),
+      '--batch-size', '4', '--eval-interval', String(EVAL_INTERVAL), '--eval-batches', '1', '--sample-tokens', '300',
+      '--out', outDir, '--dashboard', '0',
+    ]);
+    const url = run.line(/dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/);
+    const serving = run.line(SERVING);
     const ctx = await launchChromium();
     const page = await ctx.newPage();
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(await run.url, { timeout: 120_000 });
-    await page.waitForFunction(() => (window as unknown as { zeroringDashboard: PageState }).zeroringDashboard.connected);
+    await page.goto(await url, { timeout: 120_000 });
+    await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.connected);
 
     // Points arrive while the run is still going (live over the WebSocket), not only at the end.
     const live = await Promise.race([
       page
-        .waitForFunction(() => ((window as unknown as { zeroringDashboard: PageState }).zeroringDashboard.counts.loss ?? 0) >= 1, undefined, { timeout: 240_000 })
+        .waitForFunction(() => ((window as unknown as Win).zeroringDashboard.counts.loss ?? 0) >= 1, undefined, {
+          timeout: 240_000,
+        })
         .then(() => 'live'),
-      run.exited.then(() => 'run ended first'),
+      serving.then(() => 'run ended first'),
     ]);
     expect(live).toBe('live');
 
-    // The page keeps what it received after the run (and its server) ends.
-    const code = await run.exited;
-    expect(code, run.output()).toBe(0);
-    await page.waitForFunction(
-      () => (window as unknown as { zeroringDashboard: PageState }).zeroringDashboard.done,
-      undefined,
-      { timeout: 30_000 },
-    );
+    // Training ends; the command stays, serving the finished run.
+    expect(await serving).toBe(await url);
+    await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, { timeout: 30_000 });
     const metricsLines = fs.readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8').trim().split('\n').length;
     expect(metricsLines).toBe(STEPS);
-    const state = await page.evaluate(() => (window as unknown as { zeroringDashboard: PageState }).zeroringDashboard);
+    const state = await page.evaluate(() => (window as unknown as Win).zeroringDashboard);
     expect(state.counts).toMatchObject({
       loss: STEPS,
       valLoss: STEPS / EVAL_INTERVAL + 1, // before the first step, then every EVAL_INTERVAL
@@ -124,8 +177,22 @@ describe('dashboard in headless Chromium', () => {
     expect(await page.textContent('#fact-backend')).toBe('wasm');
     expect(await page.textContent('#fact-world')).toBe(String(RANKS));
     expect(await page.locator('#ranks-time .bar-row').count()).toBe(RANKS);
-    expect((await page.textContent('#sample'))!.length).toBeGreaterThanOrEqual(60);
+    expect((await page.textContent('#sample'))!.length).toBeGreaterThanOrEqual(300);
     expect(await page.textContent('#status')).toBe('finished');
+
+    // Nothing hovered: legends read the latest values, the same ones the header shows.
+    expect(await legend(page, 'chart-loss')).toEqual([
+      ['step', String(STEPS)],
+      ['train', await page.textContent('#fact-loss')],
+      ['val', await page.textContent('#fact-val')],
+    ]);
+    expect(await legend(page, 'chart-tps')).toEqual([
+      ['step', String(STEPS)],
+      ['tokens/s', await page.textContent('#fact-tps')],
+    ]);
+    const timeLegend = await legend(page, 'chart-time');
+    expect(timeLegend.map(([label]) => label)).toEqual(['step', 'compute', 'comm wait', 'optimizer']);
+    for (const [, value] of timeLegend.slice(1)) expect(value).toMatch(/^\d+(\.\d)?$/);
 
     // uPlot painted: each chart canvas holds coloured (non-grey) pixels, i.e. series lines.
     const coloured = await page.evaluate(() =>
@@ -140,8 +207,24 @@ describe('dashboard in headless Chromium', () => {
         return n;
       }),
     );
+    // No card is mostly blank: its content reaches down most of its height (grid rows stretch
+    // every card to the tallest of its row).
+    const filled = await page.$$eval('main .card', (cards) => cards.map((card) => {
+      const box = card.getBoundingClientRect();
+      const bottom = Math.max(...[...card.children].map((c) => c.getBoundingClientRect().bottom));
+      const title = card.querySelector('h2')?.firstChild?.textContent?.trim();
+      return { card: title, share: (bottom - box.top) / box.height };
+    }));
+    expect(filled.map((f) => f.card)).toEqual([
+      'Loss', 'Throughput', 'Time per step', 'Time split per rank', 'Run', 'Latest sample',
+    ]);
+    for (const f of filled) expect(f.share, f.card).toBeGreaterThan(0.5);
     expect(coloured).toHaveLength(3);
     for (const n of coloured) expect(n).toBeGreaterThan(50);
+    // Validation is evaluated at steps 0, 3 and 6: dots there, and no line through the steps between.
+    expect(await valPixelsAt(page, EVAL_INTERVAL)).toBeGreaterThan(0);
+    expect(await valPixelsAt(page, EVAL_INTERVAL / 2)).toBe(0);
+    expect(await valPixelsAt(page, EVAL_INTERVAL * 1.5)).toBe(0);
 
     const out = process.env.ZERORING_UPDATE_DOCS === '1'
       ? path.resolve(import.meta.dirname, '../docs/dashboard.png')
@@ -150,6 +233,65 @@ describe('dashboard in headless Chromium', () => {
     const png = await page.screenshot({ path: out, fullPage: true });
     expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
     expect(png.length).toBeGreaterThan(30_000); // a blank page of this size is a few KB
+
+    // Still served after training: the page itself, the history, and a fresh load of both.
+    expect(run.child.exitCode).toBeNull();
+    expect((await fetch(await url)).status).toBe(200);
+    const history = (await (await fetch((await url) + 'events.json')).json()) as TrainEvent[];
+    expect(history.at(-1)?.type).toBe('done');
+    await page.reload();
+    await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, { timeout: 30_000 });
+    expect(await page.evaluate(() => (window as unknown as Win).zeroringDashboard.counts.loss)).toBe(STEPS);
+    expect(await page.textContent('#status')).toBe('finished');
     expect(pageErrors).toEqual([]);
+
+    // Ctrl-C ends it: training succeeded, so exit 0; no worker or server is left behind.
+    run.child.kill('SIGINT');
+    expect(await run.exited, run.output()).toBe(0);
+    expect(run.output()).not.toMatch(/zeroring launch: (stopped|job failed)/);
+    expect(processesMentioning(outDir)).toEqual([]);
+    await expect(fetch(await url)).rejects.toThrow();
   }, 300_000);
+
+  const loadingTitle = '`zeroring dashboard DIR` shows "loading" until the history arrives';
+  it.skipIf(!haveChromium)(`${loadingTitle}${skipReason}`, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-dir-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const write = eventsFileWriter(dir);
+    const config = { model: 'tiny' };
+    write({ type: 'config', config, paramCount: 1234, strategy: 'zero2', backend: 'cpu', worldSize: 2 });
+    const memory = { params: { device: 4096, host: 0 } };
+    const times = { tokensPerSec: 100, computeMs: 10, commMs: 2, optimMs: 1 };
+    for (let step = 1; step <= 50; step++) write({ type: 'step', step, loss: 4 - step / 50, ...times, memory });
+    const server = startCli(['dashboard', dir, '--port', '0']);
+    const url = await server.line(/(http:\/\/127\.0\.0\.1:\d+\/)/);
+
+    const page = await (await launchChromium()).newPage();
+    // Records every badge change with what the header showed at that moment. Mutation records are
+    // delivered after each task, so a badge set in the socket's open handler is seen before the
+    // history (a later message) can fill the header.
+    await page.addInitScript(() => {
+      const seen: Array<{ state: string; strategy: string; step: string }> = [];
+      (window as unknown as { badges: typeof seen }).badges = seen;
+      new MutationObserver(() => {
+        const badge = document.getElementById('status');
+        const state = badge?.dataset.state;
+        if (!state || seen.at(-1)?.state === state) return;
+        const text = (id: string) => document.getElementById(id)?.textContent ?? '';
+        seen.push({ state, strategy: text('fact-strategy'), step: text('fact-step') });
+      }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
+    });
+    type Badge = { state: string; strategy: string; step: string };
+    const badges = () => page.evaluate(() => (window as unknown as { badges: Badge[] }).badges);
+    await page.goto(url);
+    await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'live');
+    expect((await badges()).map((b) => b.state)).toEqual(['connecting', 'loading', 'live']);
+    expect((await badges()).at(-1)).toEqual({ state: 'live', strategy: 'zero2', step: '50' });
+
+    write({ type: 'done', summary: { finalLoss: 3 } });
+    await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'finished');
+    expect((await badges()).map((b) => b.state)).toEqual(['connecting', 'loading', 'live', 'finished']);
+    server.child.kill('SIGINT');
+    expect(await server.exited).toBe(0);
+  }, 120_000);
 });

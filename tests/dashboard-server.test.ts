@@ -172,6 +172,53 @@ describe('dashboard server', () => {
     expect(await exited).toBe(0); // SIGTERM closes the server cleanly
   });
 
+  it('`zeroring train --dashboard` keeps serving the finished run until Ctrl-C, then exits 0', async () => {
+    const dir = tmpDir();
+    const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
+    // One process: training runs in the command itself, the dashboard on its thread.
+    const args = ['train', '--backend', 'wasm', '--steps', '2', '--batch-size', '2', '--eval-interval', '2',
+      '--eval-batches', '1', '--sample-tokens', '0', '--out', dir, '--dashboard', '0'];
+    const child: ChildProcess = spawn(process.execPath, [bin, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ZERORING_LOG_FORMAT: 'json' },
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    let output = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const scan = (c: Buffer) => {
+        output += c;
+        const m = /training done; dashboard still serving the finished run at (http:\/\/[\d.:]+\/)/.exec(output);
+        if (m) resolve(m[1]);
+      };
+      child.stdout!.on('data', scan);
+      child.stderr!.on('data', scan);
+      void exited.then((code) => {
+        reject(new Error(`zeroring train exited (${code}) without serving the finished run:\n${output}`));
+      });
+    });
+    expect(output).toContain(`dashboard: ${url}`); // the same server as during training
+
+    // Training is over and the command is still there, answering for the page and its history.
+    expect(fs.existsSync(path.join(dir, 'summary.json'))).toBe(true);
+    expect(child.exitCode).toBeNull();
+    const page = await fetch(url);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('/app.js');
+    const events = (await (await fetch(url + 'events.json')).json()) as TrainEvent[];
+    expect(events.filter((e) => e.type === 'step').map((e) => (e as { step: number }).step)).toEqual([1, 2]);
+    expect(events.at(-1)?.type).toBe('done');
+    const c = await client(url);
+    await c.until(() => c.events().length >= events.length);
+
+    child.kill('SIGINT');
+    expect(await exited, output).toBe(0);
+    await expect(fetch(url)).rejects.toThrow(); // the server went with it
+  });
+
   it('on its own thread it answers while this thread is blocked (as during a tfjs kernel)', async () => {
     const d = await startDashboardThread({ port: 0 });
     cleanups.push(() => d.close());

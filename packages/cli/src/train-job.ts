@@ -7,8 +7,8 @@ import { initBackend, type BackendKind } from '@zeroring/backend';
 import { getLogger } from '@zeroring/comm/logger';
 import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
 import { LocalStrategy, NonFiniteGuard, faultPlanFromEnv, train, eventsFileWriter, withKillHook, type Strategy, type TrainerComm, type TrainSummary, type TrainEvent } from '@zeroring/train';
+import type { OnTrainEvent } from '@zeroring/train/events';
 import { createProgress } from './progress.ts';
-import { attachDashboard } from './dashboard/attach.ts';
 
 export const STRATEGY_NAMES = ['ddp', 'zero1', 'zero2', 'zero3'] as const;
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
@@ -42,9 +42,11 @@ export interface TrainJobOptions {
   skipNonFinite?: boolean;
   /** Stop after this many steps of the schedule (an interrupted run; for tests and --resume demos). */
   stopAfter?: number;
-  /** Rank 0 serves the live dashboard on this port (0: any free port) for the length of the run. */
-  dashboard?: number;
-  dashboardHost?: string;
+  /**
+   * Rank 0 also appends its events to DIR/events.jsonl here: the feed of the dashboard that the
+   * launching command serves (train.ts), whether or not the run has an --out DIR.
+   */
+  dashboardFeed?: string;
 }
 
 /** Defaults per preset, chosen so the default tiny run learns visibly in a few minutes on 2 cores. */
@@ -67,6 +69,8 @@ export interface JobContext {
   comm?: TrainerComm;
   /** Builds ddp / zero* strategies over the process group (train-worker.ts). */
   makeStrategy?: StrategyFactory;
+  /** Also receives rank 0's events in this process (the in-process run's dashboard). */
+  onEvent?: OnTrainEvent;
 }
 
 export interface PreparedData {
@@ -132,11 +136,15 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
     nproc: opts.nproc,
   };
   const events = lead && opts.out ? eventsFileWriter(opts.out, { truncate: !opts.resume }) : undefined;
+  // Truncated alike: a restart that starts over makes the dashboard start over too.
+  const feed = lead && opts.dashboardFeed
+    ? eventsFileWriter(opts.dashboardFeed, { truncate: !opts.resume })
+    : undefined;
   const progress = lead ? createProgress({ label: 'train' }) : undefined;
-  const dash = lead && opts.dashboard !== undefined ? await attachDashboard(opts.dashboard, { host: opts.dashboardHost }) : undefined;
   const onEvent = (e: TrainEvent) => {
     events?.(e);
-    dash?.onEvent(e);
+    feed?.(e);
+    ctx.onEvent?.(e);
     if (e.type === 'val') log.info({ step: e.step, valLoss: e.valLoss }, `step ${e.step}/${opts.steps} val loss ${e.valLoss.toFixed(4)}`);
   };
 
@@ -184,7 +192,6 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
     });
   } finally {
     progress?.stop();
-    await dash?.close();
     await strategy.dispose();
   }
   if (lead && summary.alreadyFinished) {

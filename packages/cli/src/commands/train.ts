@@ -1,13 +1,24 @@
 // `zeroring train`: train the toy GPT. With --nproc 1 the job runs in this process; with
 // --nproc N the launcher (@zeroring/comm launch) starts N workers (train-worker.ts) that join a
 // process group and run the same job with a distributed strategy.
+//
+// The dashboard (--dashboard) belongs to this command rather than to a worker: it keeps serving
+// the finished run after training until Ctrl-C, which a worker could only do by holding the
+// launcher's job open. In-process runs publish to it directly; with workers, rank 0 appends its
+// events to a private feed directory that the dashboard follows (what `zeroring dashboard DIR`
+// does with a run's --out DIR), so the page also lives on across --max-restarts.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { launch } from '@zeroring/comm/launch/index';
+import { launch, type LaunchResult } from '@zeroring/comm/launch/index';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
-import { dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
+import type { OnTrainEvent } from '@zeroring/train/events';
 import { loadCorpus } from '@zeroring/gpt';
 import { resolveCheckpointDir } from '@zeroring/train';
+import { attachDashboard, dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
+import { serveFinishedRun } from '../dashboard/linger.ts';
 import {
   PRESET_DEFAULTS,
   STRATEGY_NAMES,
@@ -99,8 +110,6 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     checkpointInterval: f.checkpointInterval,
     sampleTokens: f.sampleTokens,
     stopAfter: f.stopAfter,
-    dashboard: resolveDashboardPort(f.dashboard),
-    dashboardHost: f.dashboardHost,
   };
 }
 
@@ -113,6 +122,57 @@ async function checkBeforeLaunch(job: TrainJobOptions): Promise<void> {
   if (job.resume) {
     if (!job.out) throw new TrainJobError('--resume needs --out DIR, the directory of the run to continue');
     await resolveCheckpointDir(job.out);
+  }
+}
+
+/** --max-restarts needs the launcher even for one process: it is the one that restarts. */
+function runsInProcess(f: TrainFlags, job: TrainJobOptions): boolean {
+  return f.nproc === 1 && f.nnodes === 1 && f.maxRestarts === 0 && job.strategy === 'ddp' && !job.offload;
+}
+
+function launchWorkers(f: TrainFlags, job: TrainJobOptions): Promise<LaunchResult> {
+  return launch({
+    nprocPerNode: f.nproc,
+    nnodes: f.nnodes,
+    nodeRank: f.nodeRank,
+    masterAddr: f.masterAddr,
+    masterPort: f.masterPort,
+    maxRestarts: f.maxRestarts,
+    script: fileURLToPath(new URL('../train-worker.ts', import.meta.url)),
+    args: [JSON.stringify(job)],
+  });
+}
+
+/** Trains, in this process or through the launcher; resolves with the outcome and sets the exit code. */
+async function trainJob(f: TrainFlags, job: TrainJobOptions, onEvent?: OnTrainEvent): Promise<LaunchResult['outcome']> {
+  if (runsInProcess(f, job)) {
+    await runTrainJob(job, { onEvent });
+    return 'succeeded';
+  }
+  await checkBeforeLaunch(job);
+  const result = await launchWorkers(f, job);
+  process.exitCode = result.exitCode;
+  return result.outcome;
+}
+
+/** Training with the dashboard; after a successful run it serves the finished run until Ctrl-C. */
+async function trainWithDashboard(f: TrainFlags, job: TrainJobOptions, port: number): Promise<void> {
+  const inProcess = runsInProcess(f, job);
+  const feed = inProcess ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'zeroring-dashboard-'));
+  try {
+    const dash = await attachDashboard(port, { host: f.dashboardHost, outDir: feed });
+    let outcome: LaunchResult['outcome'];
+    try {
+      outcome = await trainJob(f, { ...job, dashboardFeed: feed }, inProcess ? dash.onEvent : undefined);
+    } catch (err) {
+      await dash.close();
+      throw err;
+    }
+    // A failed or interrupted run ends the command now: its exit status is what matters then.
+    if (outcome === 'succeeded') await serveFinishedRun(dash);
+    else await dash.close();
+  } finally {
+    if (feed !== undefined) fs.rmSync(feed, { recursive: true, force: true });
   }
 }
 
@@ -164,23 +224,9 @@ export function registerTrain(program: Command): void {
     .option('--dashboard-host <host>', 'address the dashboard binds (default 127.0.0.1; 0.0.0.0 for other machines)')
     .action(async (flags: TrainFlags) => {
       const job = toJobOptions(flags);
-      // --max-restarts needs the launcher even for one process: it is the one that restarts.
-      if (flags.nproc === 1 && flags.nnodes === 1 && flags.maxRestarts === 0 && job.strategy === 'ddp' && !job.offload) {
-        await runTrainJob(job);
-        return;
-      }
-      await checkBeforeLaunch(job);
-      const script = fileURLToPath(new URL('../train-worker.ts', import.meta.url));
-      const result = await launch({
-        nprocPerNode: flags.nproc,
-        nnodes: flags.nnodes,
-        nodeRank: flags.nodeRank,
-        masterAddr: flags.masterAddr,
-        masterPort: flags.masterPort,
-        maxRestarts: flags.maxRestarts,
-        script,
-        args: [JSON.stringify(job)],
-      });
-      process.exitCode = result.exitCode;
+      const port = resolveDashboardPort(flags.dashboard);
+      // Rank 0 runs on node 0: the other nodes' commands have no events to show.
+      if (port !== undefined && flags.nodeRank === 0) await trainWithDashboard(flags, job, port);
+      else await trainJob(flags, job);
     });
 }

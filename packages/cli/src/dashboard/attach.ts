@@ -1,9 +1,9 @@
 // Wiring between `zeroring train --dashboard [PORT]` and the dashboard server.
 //
-// In-process training (one process, or the rank-0 process itself) passes `onEvent` to the trainer.
-// When the train command only launches workers, the trainer of rank 0 runs elsewhere: then give
-// `outDir` (the run's --out DIR) and the dashboard follows DIR/events.jsonl, which the trainer
-// appends to anyway. Both feeds may be used together only if they carry different events.
+// In-process training passes `onEvent` to the trainer. When the train command only launches
+// workers, the trainer of rank 0 runs elsewhere: then give `outDir`, a directory whose
+// events.jsonl rank 0 appends to, and the dashboard follows it. Both feeds may be used together
+// only if they carry different events.
 import { Option } from 'commander';
 import type { OnTrainEvent } from '@zeroring/train/events';
 import { startDashboardThread } from './thread.ts';
@@ -42,9 +42,9 @@ export function parsePort(value: string): number {
  * Use with `resolveDashboardPort(opts.dashboard)`.
  */
 export function dashboardOption(): Option {
-  return new Option('--dashboard [port]', `serve a live dashboard on 127.0.0.1 (default port ${DEFAULT_DASHBOARD_PORT})`).argParser(
-    cliParser(parsePort),
-  );
+  const what = `serve a live dashboard on 127.0.0.1 (default port ${DEFAULT_DASHBOARD_PORT}); `
+    + 'after training it keeps serving the finished run until Ctrl-C';
+  return new Option('--dashboard [port]', what).argParser(cliParser(parsePort));
 }
 
 export function resolveDashboardPort(value: number | boolean | undefined): number | undefined {

@@ -3,9 +3,11 @@
 // are clearer as boxes than as a chart.
 //
 // Data: the WebSocket at /ws sends JSON arrays of TrainEvents (packages/train/src/events.ts).
-// The first message after each (re)connect is the whole history, so state is rebuilt from it.
+// The first message after each (re)connect is the whole history, so state is rebuilt from it;
+// until it has arrived the badge says "loading", since the fields do not show the run yet.
 // Redraws are throttled: events can arrive faster than it is useful to paint.
-// For tests and curious users, window.zeroringDashboard exposes what each chart holds.
+// For tests and curious users, window.zeroringDashboard exposes what each chart holds, and the
+// uPlot instances themselves.
 'use strict';
 
 const CATEGORIES = ['params', 'grads', 'optimizer', 'gathered', 'activations'];
@@ -52,7 +54,13 @@ function apply(ev) {
   state.events++;
   switch (ev.type) {
     case 'config': state.config = ev; break;
-    case 'step': state.steps.push(ev); break;
+    case 'step': {
+      // A run restarted by --max-restarts resumes from its last checkpoint and repeats the steps
+      // after it: the repeated steps replace the old ones, so every chart's x stays increasing.
+      while (state.steps.length > 0 && state.steps[state.steps.length - 1].step >= ev.step) state.steps.pop();
+      state.steps.push(ev);
+      break;
+    }
     case 'val': state.val.set(ev.step, ev.valLoss); break;
     case 'sample': state.sample = ev; break;
     case 'done': state.done = ev; break;
@@ -71,25 +79,47 @@ function makeChart(id, series, opts = {}) {
     cursor: { drag: { x: true, y: false } },
     scales: { x: { time: false }, ...(opts.scales || {}) },
     axes: [{ label: 'step' }, { label: opts.yLabel || '', size: 60 }],
-    series: [{ label: 'step' }, ...series],
+    series: [{ label: 'step', value: legendValue(String) }, ...series],
     legend: { live: true },
   }, [[], ...series.map(() => [])], el);
   charts[id] = plot;
   return plot;
 }
 
-function line(label, color, extra = {}) {
-  return { label, stroke: color, width: 1.5, spanGaps: true, points: { show: false }, ...extra };
+function lastValue(values) {
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] !== null && values[i] !== undefined) return values[i];
+  return null;
+}
+
+/**
+ * Legend text of a series: the hovered step's value, and with nothing hovered (uPlot passes no
+ * index then, and would print "--") the series' latest value, which is what a watcher wants.
+ */
+function legendValue(fmt) {
+  return (u, value, seriesIdx, idx) => {
+    const v = idx === null || idx === undefined ? lastValue(u.data[seriesIdx]) : value;
+    return v === null || v === undefined ? '–' : fmt(v);
+  };
+}
+
+function line(label, color, fmt, extra = {}) {
+  const value = legendValue(fmt);
+  return { label, stroke: color, width: 1.5, spanGaps: true, points: { show: false }, value, ...extra };
 }
 
 function setupCharts() {
+  const ms = (v) => v.toFixed(v >= 100 ? 0 : 1);
   makeChart('chart-loss', [
-    line('train', COLORS.loss),
-    line('val', COLORS.val, { width: 2, points: { show: true, size: 6, fill: COLORS.val } }),
+    line('train', COLORS.loss, fmtNum),
+    // Validation runs every eval-interval steps, and the train series has a point at every step in
+    // between where val has none. Joining val points across those gaps (spanGaps) would draw
+    // straight lines through steps never evaluated, cutting across the train curve; so val is
+    // drawn as dots, joined only where evaluations are on adjacent steps.
+    line('val', COLORS.val, fmtNum, { width: 2, spanGaps: false, points: { show: true, size: 7, fill: COLORS.val } }),
   ], { yLabel: 'loss' });
-  makeChart('chart-tps', [line('tokens/s', COLORS.tps)], { yLabel: 'tokens/s' });
+  makeChart('chart-tps', [line('tokens/s', COLORS.tps, (v) => fmtNum(v, 3))], { yLabel: 'tokens/s' });
   makeChart('chart-time', [
-    line('compute', COLORS.compute), line('comm wait', COLORS.comm), line('optimizer', COLORS.optim),
+    line('compute', COLORS.compute, ms), line('comm wait', COLORS.comm, ms), line('optimizer', COLORS.optim, ms),
   ], { yLabel: 'ms' });
   const ro = new ResizeObserver(() => {
     for (const [id, plot] of Object.entries(charts)) {
@@ -277,7 +307,13 @@ function drawFacts() {
   pre.dataset.samples = state.sample ? '1' : '0';
 }
 
-function setStatus(s) {
+// The connection: 'connecting' (never opened yet), 'loading' (open, history not in yet), 'open'
+// or 'closed'. A finished run stays "finished" when its server goes away: nothing more will come.
+let connection = 'connecting';
+
+function showStatus() {
+  const s = state.done && connection !== 'loading' ? 'finished'
+    : { connecting: 'connecting', loading: 'loading', open: 'live', closed: 'disconnected' }[connection];
   const el = $('status');
   el.dataset.state = s;
   el.textContent = s;
@@ -303,29 +339,40 @@ function draw() {
   window.zeroringDashboard.counts = counts;
   window.zeroringDashboard.done = state.done !== null;
   window.zeroringDashboard.draws++;
-  if (state.done) setStatus('finished');
+  showStatus();
 }
 
 function connect() {
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
   let first = true;
-  ws.onopen = () => { window.zeroringDashboard.connected = true; setStatus(state.done ? 'finished' : 'live'); };
+  ws.onopen = () => {
+    window.zeroringDashboard.connected = true;
+    connection = 'loading';
+    showStatus();
+  };
   ws.onmessage = (msg) => {
     const events = JSON.parse(msg.data);
-    if (first) { state = emptyState(); first = false; } // history: rebuild from scratch
+    if (first) state = emptyState(); // history: rebuild from scratch
     for (const ev of events) apply(ev);
-    scheduleDraw();
+    if (!first) return scheduleDraw();
+    // The history is in: paint it now rather than after the throttle, so "live" never shows
+    // over empty fields.
+    first = false;
+    connection = 'open';
+    if (pending !== null) { clearTimeout(pending); pending = null; }
+    draw();
   };
   ws.onclose = (ev) => {
     window.zeroringDashboard.connected = false;
-    if (!state.done) setStatus('disconnected');
+    connection = 'closed';
+    showStatus();
     // 1012: the run was started over in the same directory; come back at once for its history.
     // Otherwise the run (or `zeroring dashboard`) may come back later.
     setTimeout(connect, ev.code === 1012 ? 100 : 2000);
   };
 }
 
-window.zeroringDashboard = { counts: {}, connected: false, done: false, draws: 0 };
+window.zeroringDashboard = { counts: {}, connected: false, done: false, draws: 0, charts };
 setupCharts();
 draw();
 connect();
