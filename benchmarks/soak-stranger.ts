@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { connect as tcpConnect } from 'node:net';
 import type WebSocketT from 'ws';
-import { getLogger } from '../packages/comm/src/logger.ts';
+import { getLogger } from '@zeroring/core';
 import { StoreClient } from '../packages/comm/src/store/client.ts';
 import { Conn } from '../packages/comm/src/transport/conn.ts';
 import { STORE_MAX_PAYLOAD } from '../packages/comm/src/store/protocol.ts';

@@ -9,7 +9,7 @@
 // must issue the same collectives in the same order); the delays come from a per-rank generator.
 // Stopping is agreed: every few batches rank 0 broadcasts whether the count or time is up.
 import { initProcessGroup, type ProcessGroup } from '../packages/comm/src/index.ts';
-import { mulberry32 as rng } from '../packages/train/src/random.ts';
+import { mulberry32 as rng } from '@zeroring/core';
 
 const rank = Number(process.env.RANK);
 const seed = Number(process.env.SOAK_SEED ?? 1);

@@ -17,9 +17,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, launch, type LaunchResult } from '../packages/comm/src/launch/index.ts';
 import { Collect } from './collect.ts';
-import { getLogger } from '../packages/comm/src/logger.ts';
+import { getLogger } from '@zeroring/core';
 import { StoreClient } from '../packages/comm/src/store/client.ts';
-import { mulberry32 as rng } from '../packages/train/src/random.ts';
+import { mulberry32 as rng } from '@zeroring/core';
 import { attempt, FAULTS, type Attempt, type Fault, type Target } from './soak-stranger.ts';
 import { benchArgs } from './args.ts';
 

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { connect, createServer, type Server } from 'node:net';
 import type WebSocketT from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getLogger } from '../packages/comm/src/logger.ts';
+import { getLogger } from '@zeroring/core';
 import { startStoreServer } from '../packages/comm/src/store/server.ts';
 import { StoreClient } from '../packages/comm/src/store/client.ts';
 import { Conn } from '../packages/comm/src/transport/conn.ts';

@@ -2,7 +2,7 @@
 // reads ZERORING_LOG_LEVEL and ZERORING_LOG_FORMAT; setting them here, before any command's
 // action runs, covers this process and every worker it spawns (workers inherit the environment).
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { setLogLevel } from '@zeroring/comm/logger';
+import { setLogLevel } from '@zeroring/core';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

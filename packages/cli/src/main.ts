@@ -8,7 +8,7 @@ import { registerEstimateMemory } from './commands/estimate-memory.ts';
 import { registerDashboard } from './commands/dashboard.ts';
 import { registerConsolidate } from './commands/consolidate.ts';
 import { addLoggingOptions } from './logging.ts';
-import { getLogger, logFailure } from '@zeroring/comm/logger';
+import { getLogger, logFailure } from '@zeroring/core';
 
 const program = new Command('zeroring')
   .description('Distributed data-parallel training for TensorFlow.js: DDP, ZeRO-1/2/3, ring collectives')

@@ -4,7 +4,7 @@
 // so everything here is plain data.
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '@zeroring/backend';
-import { getLogger } from '@zeroring/comm/logger';
+import { getLogger } from '@zeroring/core';
 import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
 import { LocalStrategy, NonFiniteGuard, faultPlanFromEnv, train, eventsFileWriter, withKillHook, type Strategy, type TrainerComm, type TrainSummary, type TrainEvent } from '@zeroring/train';
 import type { OnTrainEvent } from '@zeroring/train/events';

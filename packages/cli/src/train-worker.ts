@@ -3,7 +3,7 @@
 // argument. Each joins the process group, builds the distributed strategy and runs the same job
 // as a single process would (train-job.ts).
 import { initProcessGroup } from '@zeroring/comm';
-import { getLogger, logFailure, setLogLevel } from '@zeroring/comm/logger';
+import { getLogger, logFailure, setLogLevel } from '@zeroring/core';
 import { DDPStrategy, createZeroStrategy, isZeroStrategy, resolveCheckpointDir } from '@zeroring/train';
 import { runTrainJob, TrainJobError, type StrategyFactory, type TrainJobOptions } from './train-job.ts';
 

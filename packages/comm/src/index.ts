@@ -1,4 +1,4 @@
-export { getLogger, type Logger } from './logger.ts';
+export { getLogger, type Logger } from '@zeroring/core';
 export {
   ZeroringError,
   PeerLostError,

@@ -44,7 +44,7 @@ import {
   toWire,
   type CollectiveCall,
 } from './errors.ts';
-import { getLogger, type Logger } from './logger.ts';
+import { getLogger, type Logger } from '@zeroring/core';
 import { rendezvous } from './rendezvous.ts';
 import type { StoreClient } from './store/client.ts';
 import type { StoreServer } from './store/server.ts';

@@ -14,7 +14,7 @@
 import type { ResolvedOptions } from './env.ts';
 import { isLoopback } from './env.ts';
 import { ZeroringError } from './errors.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '@zeroring/core';
 import { StoreClient } from './store/client.ts';
 import { startStoreServer, type StoreServer } from './store/server.ts';
 import { RingTransport } from './transport/ring.ts';

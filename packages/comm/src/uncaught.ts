@@ -9,7 +9,7 @@
 // listener of the program's own, or a test runner's): a program that handles uncaught errors
 // itself keeps them, and any other error keeps Node's report.
 import { ZeroringError } from './errors.ts';
-import { getLogger } from './logger.ts';
+import { getLogger } from '@zeroring/core';
 
 let installed = false;
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { combine } from '../src/collectives/reduce-ops.ts';
 import { simdArena } from '../src/collectives/simd-add.ts';
-import { mulberry32 } from '../../train/src/random.ts';
+import { mulberry32 } from '@zeroring/core';
 
 /** Random float32 bit patterns of every kind: normal, denormal, huge, tiny, ±0, ±Inf, NaN. */
 function awkward(n: number, seed: number): Float32Array {

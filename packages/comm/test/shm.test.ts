@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getLogger } from '../src/logger.ts';
+import { getLogger } from '@zeroring/core';
 import { createSegment, openSegment, slotsFor } from '../src/transport/shm.ts';
 
 const log = getLogger({ component: 'test' });

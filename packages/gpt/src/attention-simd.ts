@@ -11,8 +11,11 @@
 // qkv rows. The softmax and the ds = p (dp - rowsum) step stay in JavaScript (they need exp and
 // are O(T^2), not O(T^2 hs)). The module has its own memory: inputs are copied in and outputs
 // out, a few MB per call, small next to the work.
-import { F32, I32, MEMARG, Op, Simd, V128, WASM_MAX_PAGES, WASM_PAGE_BYTES, get, i32, set, simd, wasmModule, whileNot, type WasmFunction } from '@zeroring/backend/wasm-encoding';
+import { wasm } from '@zeroring/core';
 import type { AttentionShape } from './attention.ts';
+
+const { F32, I32, MEMARG, Op, Simd, V128, WASM_MAX_PAGES, WASM_PAGE_BYTES, get, i32, set, simd, wasmModule, whileNot } = wasm;
+type WasmFunction = wasm.WasmFunction;
 
 const v128Load = [...simd(Simd.V128Load), ...MEMARG];
 const v128Store = [...simd(Simd.V128Store), ...MEMARG];

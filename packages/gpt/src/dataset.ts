@@ -10,7 +10,7 @@
 // sampler, `windowStarts(split, T, stride)` lists candidate windows and `batchAt(starts, T)`
 // assembles any chosen subset, so the trainer can shuffle per epoch and hand each rank a
 // disjoint slice.
-import { Rng } from './rng.ts';
+import { Rng } from '@zeroring/core';
 
 export type Split = 'train' | 'val';
 

@@ -19,4 +19,4 @@ export { CharTokenizer, type CharTokenizerJSON } from './tokenizer.ts';
 export { CorpusError, loadCorpus, mobyDick } from './corpus.ts';
 export { TextDataset, type Batch, type Segment, type Split, type TextDatasetOptions } from './dataset.ts';
 export { generate, type GenerateOptions } from './sample.ts';
-export { Rng, deriveSeed } from './rng.ts';
+export { Rng, deriveSeed } from '@zeroring/core';

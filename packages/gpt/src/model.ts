@@ -4,9 +4,9 @@
 //   h0..hL-1: x + attn(ln1(x)), then x + mlp(ln2(x))   (pre-LayerNorm, causal)    -> x [B,T,C]
 //   head:    ln_f(x) @ wte^T                              (head tied to wte)      -> logits [B,T,V]
 //
-// Each block is a pure function of (named parameters, input), the contract of
-// packages/train/src/model.ts, which this package satisfies structurally without importing it:
-// the engine and the ZeRO strategies decide where parameters live, the model only computes.
+// Each block is a pure function of (named parameters, input), the model contract of
+// @zeroring/core: the engine and the ZeRO strategies decide where parameters live, the model
+// only computes.
 // The tied parameter is simply the same name "wte" listed by both "embed" and "head".
 //
 // Speed (tfjs on 2 CPU cores, profiled in benchmarks/train-throughput.ts): one qkv matmul, a
@@ -15,25 +15,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { causalSelfAttention } from './attention.ts';
 import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from './ops.ts';
-import { Rng, deriveSeed } from './rng.ts';
+import { Rng, deriveSeed, type Block, type BlockModel, type NamedTensors, type ParamSpec } from '@zeroring/core';
 
-// ---- the contract shapes (copied from packages/train/src/model.ts; matched structurally) ----
-
-export type NamedTensors = Record<string, tf.Tensor>;
-export interface ParamSpec {
-  name: string;
-  shape: number[];
-}
-export interface Block {
-  name: string;
-  params: ParamSpec[];
-  forward(params: NamedTensors, input: tf.Tensor): tf.Tensor;
-}
-export interface BlockModel {
-  blocks: Block[];
-  loss(output: tf.Tensor, targets: tf.Tensor): tf.Scalar;
-  initParams(seed: number): Map<string, Float32Array>;
-}
+export type { Block, BlockModel, NamedTensors, ParamSpec };
 
 // ---- configuration as data ----
 

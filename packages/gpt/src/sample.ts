@@ -6,7 +6,7 @@
 // cannot read synchronously in Node (tfjs-backend-webgpu's readSync needs OffscreenCanvas).
 import * as tf from '@tensorflow/tfjs-core';
 import { forwardAll, type GPTModel, type NamedTensors } from './model.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '@zeroring/core';
 
 export interface GenerateOptions {
   maxNewTokens: number;

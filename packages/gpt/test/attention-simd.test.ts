@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { attentionBackward, attentionForward } from '../src/attention.ts';
 import { attentionBackwardSimd, attentionForwardSimd, simdAttentionAvailable } from '../src/attention-simd.ts';
-import { Rng } from '../src/rng.ts';
+import { Rng } from '@zeroring/core';
 
 const random = (n: number, seed: number): Float32Array => {
   const rng = new Rng(seed);

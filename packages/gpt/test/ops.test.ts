@@ -6,7 +6,7 @@ import { initBackend } from '@zeroring/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionTfOps, causalSelfAttention } from '../src/attention.ts';
 import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from '../src/ops.ts';
-import { Rng } from '../src/rng.ts';
+import { Rng } from '@zeroring/core';
 
 beforeAll(async () => {
   await registerAllGradients();

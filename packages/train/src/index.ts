@@ -6,7 +6,7 @@ export { LocalStrategy, globalSquaredNorm, clipCoefficient, type LocalStrategyOp
 export * from './optim/adamw.ts';
 export * from './sampler.ts';
 export { BatchBalancer, BatchSplitError, proportionalSplit, validateSplit, type BatchBalancerOptions } from './batch-balance.ts';
-export { mulberry32 } from './random.ts';
+export { mulberry32 } from '@zeroring/core';
 export * from './schedule.ts';
 export * from './checkpoint.ts';
 export { paramChecksum } from './metrics.ts';

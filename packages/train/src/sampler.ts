@@ -8,7 +8,7 @@
 // windows of one step are the same set a single process with batch W*b reads at that step, which
 // is what makes N-rank DDP comparable with one process.
 
-import { mulberry32 } from './random.ts';
+import { mulberry32 } from '@zeroring/core';
 
 export class SamplerError extends Error {
   override name = 'SamplerError';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BatchBalancer, BatchSplitError, proportionalSplit, validateSplit } from '../src/batch-balance.ts';
 import { DistributedSampler } from '../src/sampler.ts';
-import { mulberry32 } from '../src/random.ts';
+import { mulberry32 } from '@zeroring/core';
 
 describe('proportionalSplit', () => {
   it('sums to the total, gives every rank at least one, follows the weights', () => {

@@ -3,7 +3,7 @@ import { HostAdamW, adamwStepF32, adamwStepPlain, decayRuns, AdamWConfigError, t
 import { adamwModuleBytes } from '../src/optim/host-adamw-wasm.ts';
 import { FlatPartition } from '../src/partition.ts';
 // Deterministic pseudo-random numbers so a failure reproduces.
-import { mulberry32 as rng } from '../src/random.ts';
+import { mulberry32 as rng } from '@zeroring/core';
 
 /** Textbook AdamW in float64 state: p -= lr*wd*p; m, v; p -= lr * m̂ / (sqrt(v̂) + eps). */
 function adamwF64(p: Float64Array, g: Float32Array, m: Float64Array, v: Float64Array, h: Required<AdamWHyper>, t: number, mask: Uint8Array): void {

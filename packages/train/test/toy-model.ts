@@ -3,7 +3,7 @@
 // token embedding (so "wte" is used by the first and the last block, like the GPT's).
 import * as tf from '@tensorflow/tfjs-core';
 import type { Block, BlockModel, NamedTensors } from '../src/model.ts';
-import { mulberry32 } from '../src/random.ts';
+import { mulberry32 } from '@zeroring/core';
 
 export interface ToyConfig {
   vocab: number;

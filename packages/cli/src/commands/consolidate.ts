@@ -10,7 +10,7 @@
 import { stat, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type Command } from 'commander';
-import { getLogger } from '@zeroring/comm/logger';
+import { getLogger } from '@zeroring/core';
 import { consolidateShards, decodeShard, encodeShard, resolveCheckpointDir, shardFile, verifyCheckpoint, writeFileAtomic, CheckpointError, type ShardState } from '@zeroring/train';
 import { examples } from '../help.ts';
 

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { initBackend, BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
-import { getLogger } from '@zeroring/comm/logger';
+import { getLogger } from '@zeroring/core';
 import { CharTokenizer, createGPT, type CharTokenizerJSON, type GPTConfig } from '@zeroring/gpt';
 import { readModelParams, resolveCheckpointDir } from '@zeroring/train';
 import { sampleText } from '../train-job.ts';

@@ -8,7 +8,7 @@ import { extname, resolve as resolvePath } from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { ConfigError } from '../errors.ts';
 import { assertStorePortFree, freePort, jobToken, workerEnv } from './env.ts';
-import { logFormat } from '../logger.ts';
+import { logFormat } from '@zeroring/core';
 import { resolveLaunchOptions, type LaunchOptions, type ResolvedLaunchOptions } from './options.ts';
 import { describeExit, statusCode, WorkerGroup, type WorkerExit, type WorkerSpec } from './worker-group.ts';
 

@@ -9,7 +9,7 @@
 // notices a dead rank 0 on its own, and a rank 0 that finished first and left is no failure.
 import { pack, unpack } from 'msgpackr';
 import { AuthError, CommTimeoutError, ConfigError, fromWire, PeerLostError, ZeroringError } from '../errors.ts';
-import { getLogger, type Logger } from '../logger.ts';
+import { getLogger, type Logger } from '@zeroring/core';
 import { CloseCode, Conn } from '../transport/conn.ts';
 import { STORE_MAX_PAYLOAD, type StorePush, type StoreResponse, type StoreValue } from './protocol.ts';
 

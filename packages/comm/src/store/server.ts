@@ -6,7 +6,7 @@
 // breaks it with an AuthError (see judgeRefusals).
 import { pack, unpack } from 'msgpackr';
 import { AuthError, ConfigError, toWire, type ZeroringError } from '../errors.ts';
-import { getLogger, type Logger } from '../logger.ts';
+import { getLogger, type Logger } from '@zeroring/core';
 import { CloseCode, type Conn } from '../transport/conn.ts';
 import { listen, type Listener } from '../transport/listener.ts';
 import { isStoreValue, STORE_MAX_PAYLOAD, type StoreRequest, type StoreResponse, type StoreValue } from './protocol.ts';

@@ -16,7 +16,7 @@ import type { Socket } from 'node:net';
 import { pack, unpack } from 'msgpackr';
 import WebSocket from 'ws';
 import { AuthError, ConfigError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '@zeroring/core';
 import { FrameReader, type FrameSink } from './frame-reader.ts';
 
 export const CloseCode = {

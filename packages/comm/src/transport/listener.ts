@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { ConfigError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '@zeroring/core';
 import { Conn, type Purpose } from './conn.ts';
 
 export interface ListenOptions {

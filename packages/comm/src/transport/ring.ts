@@ -12,7 +12,7 @@
 // Between ranks on the same machine, large payloads skip the socket: they go through a
 // shared-memory segment per link (shm.ts) while their headers, and everything else, still go
 // over the WebSocket link, in order.
-import type { Logger } from '../logger.ts';
+import type { Logger } from '@zeroring/core';
 import { CommTimeoutError, ConfigError, PeerLostError, ZeroringError } from '../errors.ts';
 import type { StoreClient } from '../store/client.ts';
 import { CloseCode, Conn } from './conn.ts';

@@ -21,7 +21,7 @@
 // TCP, per link and silently apart from a debug log line.
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, existsSync, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '@zeroring/core';
 import type { StoreClient } from '../store/client.ts';
 
 const SHM_DIR = '/dev/shm';

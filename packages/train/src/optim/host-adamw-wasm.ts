@@ -1,6 +1,6 @@
 // The host AdamW kernel as a WebAssembly SIMD module, emitted byte by byte.
 //
-// Why hand-emitted bytes: see @zeroring/backend's wasm-encoding.ts, the encoder this kernel and
+// Why hand-emitted bytes: see @zeroring/core's wasm-encoding.ts, the encoder this kernel and
 // the GPT's attention kernel share. The module imports its memory ("env", "memory"), so the same
 // compiled module can be instantiated in several worker threads over one shared memory.
 //
@@ -14,7 +14,10 @@
 //   v = v * beta2 + ((1 - beta2) * g) * g          exp_avg_sq.mul_(b2).addcmul_(g, g, value=1-b2)
 //   p = p - (stepSize * m) / (sqrt(v) / bc2Sqrt + eps)   p.addcdiv_(m, denom, value=-step_size)
 // Four lanes at a time with f32x4, then a scalar tail for n mod 4 (same IEEE ops, same bits).
-import { F32, I32, MEMARG, Op, Simd, V128, VOID_BLOCK, get, set, simd, sleb, tee, wasmModule } from '@zeroring/backend/wasm-encoding';
+import { wasm } from '@zeroring/core';
+
+const { F32, I32, MEMARG, Op, Simd, V128, VOID_BLOCK, get, set, simd, sleb, tee, wasmModule } = wasm;
+
 
 // Locals: 0..4 i32 pointers/count, 5..12 f32 scalars (the parameters), then our own.
 const P = 0, G = 1, M = 2, V = 3, N = 4;
@@ -90,4 +93,4 @@ export type AdamWKernel = (
   stepSize: number, bc2Sqrt: number, eps: number,
 ) => void;
 
-export { WASM_MAX_PAGES, WASM_PAGE_BYTES } from '@zeroring/backend/wasm-encoding';
+export const { WASM_MAX_PAGES, WASM_PAGE_BYTES } = wasm;

@@ -1,10 +1,8 @@
 // The few WebAssembly binary-format pieces our hand-emitted SIMD kernels need.
 //
-// The repository has no build step (everything runs through tsx), and each kernel is a handful
-// of loops, so emitting the bytes from TypeScript is cheaper than a toolchain dependency (wabt,
-// binaryen, emscripten) and keeps every instruction visible next to the math it implements.
-// Used by @zeroring/train's host AdamW and @zeroring/gpt's attention; @zeroring/comm sits below
-// this package and keeps its own one-function encoder.
+// Each kernel is a handful of loops, so emitting the bytes from TypeScript is cheaper than a
+// toolchain dependency (wabt, binaryen, emscripten) and keeps every instruction visible next to
+// the math it implements. Used by comm's SIMD reduction, train's host AdamW and gpt's attention.
 
 /** Core opcodes (WebAssembly 1.0, section 5.4). */
 export const Op = {
@@ -74,14 +72,18 @@ export interface WasmFunction {
 }
 
 /**
- * A module that imports its memory as env.memory (limits: minimum 1 page, maximum maxPages;
- * `shared` for worker threads over one SharedArrayBuffer) and exports the given functions,
- * none of which returns a value.
+ * A module that imports its memory as env.memory (limits: minimum 1 page, maximum maxPages if
+ * given; `shared` for worker threads over one SharedArrayBuffer, which needs a maximum) and
+ * exports the given functions, none of which returns a value.
  */
-export function wasmModule(funcs: WasmFunction[], memory: { shared: boolean; maxPages: number }): Uint8Array<ArrayBuffer> {
+export function wasmModule(
+  funcs: WasmFunction[],
+  memory: { shared: true; maxPages: number } | { shared: false; maxPages?: number },
+): Uint8Array<ArrayBuffer> {
   const types = section(1, vec(funcs.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec([])])));
-  // Memory limits: flag 0x03 = shared with maximum, 0x01 = maximum given.
-  const limits = [memory.shared ? 0x03 : 0x01, ...uleb(1), ...uleb(memory.maxPages)];
+  // Memory limits: flag 0x03 = shared with maximum, 0x01 = maximum given, 0x00 = minimum only.
+  const max = memory.maxPages === undefined ? [] : uleb(memory.maxPages);
+  const limits = [memory.shared ? 0x03 : max.length ? 0x01 : 0x00, ...uleb(1), ...max];
   const imports = section(2, vec([[...str('env'), ...str('memory'), 0x02, ...limits]]));
   const funcSection = section(3, vec(funcs.map((_, i) => uleb(i))));
   const exports = section(7, vec(funcs.map((f, i) => [...str(f.name), 0x00, ...uleb(i)])));

@@ -1,25 +1,33 @@
 // Seeded pseudo-random numbers: mulberry32 for uniforms, Box–Muller for normals.
 //
-// Why our own generator: Math.random cannot be seeded, and reproducible runs need every rank to
-// draw the same initial parameters and the same data windows from a seed alone. mulberry32 is
-// tiny, fast and good enough for initialisation and sampling (not for cryptography).
+// Math.random cannot be seeded, and reproducible runs need every rank to draw the same initial
+// parameters, data windows and test data from a seed alone. mulberry32 is tiny, fast and good
+// enough for initialisation, shuffling and sampling (not for cryptography). The sampler's windows
+// (and so checkpoints, resume and the equivalence tests) depend on these exact streams: do not
+// change the arithmetic.
 
+/** A seeded uniform [0,1) stream; the seed is used as its low 32 bits, unmixed. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** mulberry32 over a mixed seed, with integers, normals and shuffling on top. */
 export class Rng {
-  private state: number;
+  /** Uniform float in [0, 1). */
+  readonly next: () => number;
   private spare: number | null = null;
 
   constructor(seed: number) {
     if (!Number.isFinite(seed)) throw new RangeError(`Rng seed must be a finite number, got ${seed}`);
     // Mix the seed once so that nearby seeds (0, 1, 2...) do not start from nearby states.
-    this.state = (Math.trunc(seed) ^ 0x9e3779b9) >>> 0;
-  }
-
-  /** Uniform float in [0, 1). */
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = mulberry32((Math.trunc(seed) ^ 0x9e3779b9) >>> 0);
   }
 
   /** Uniform integer in [0, n). */
