@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tf, initBackend, type BackendInfo, type BackendLogger } from '../packages/backend/src/index.ts';
+import { tf, initBackend, type BackendInfo, type BackendLogger } from '@zeroring/backend';
 import { gptStep } from '../packages/backend/test/gpt-ops.ts';
 import { runOn, worstError } from '../packages/backend/test/helpers.ts';
 

@@ -24,7 +24,7 @@ import {
   type AdapterInfo,
   type BackendLogger,
   type BackendName,
-} from '../packages/backend/src/index.ts';
+} from '@zeroring/backend';
 
 const args = benchArgs(import.meta.url, {
   backends: { type: 'string' },

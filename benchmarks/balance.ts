@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.ts';
-import { median } from '../packages/train/src/metrics.ts';
+import { median } from '@zeroring/train';
 import { runScalingJob } from './scaling-job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.ts';
-import { attentionForward } from '../packages/gpt/src/attention.ts';
+import { attentionForward } from '@zeroring/gpt';
 
 export interface CpuBalance {
   /** Each process's time for the same work, ms, fastest first. */

@@ -8,12 +8,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tf } from '../packages/backend/src/index.ts';
-import { initBackend, type BackendKind } from '../packages/backend/src/index.ts';
-import { createGPT, gptConfig, forwardAll, type GPTModel } from '../packages/gpt/src/index.ts';
-import { BlockwiseEngine, type GradSink } from '../packages/train/src/engine.ts';
-import { LocalStrategy } from '../packages/train/src/strategies/local.ts';
-import { uniqueParams, type NamedTensors } from '../packages/train/src/model.ts';
+import { tf } from '@zeroring/backend';
+import { initBackend, type BackendKind } from '@zeroring/backend';
+import { createGPT, gptConfig, forwardAll, type GPTModel } from '@zeroring/gpt';
+import { BlockwiseEngine, type GradSink } from '@zeroring/train';
+import { LocalStrategy } from '@zeroring/train';
+import { uniqueParams, type NamedTensors } from '@zeroring/train';
 
 const backend = (process.argv[2] ?? 'webgpu') as BackendKind;
 const report: Record<string, unknown> = { date: new Date().toISOString(), node: process.version };

@@ -9,9 +9,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.ts';
-import { CharTokenizer, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
-import { FlatPartition } from '../packages/train/src/partition.ts';
-import { estimateMemory, formatBytes, type MemoryEstimate } from '../packages/train/src/memory.ts';
+import { CharTokenizer, createGPT, gptConfig, loadCorpus, type PresetName } from '@zeroring/gpt';
+import { FlatPartition } from '@zeroring/train';
+import { estimateMemory, formatBytes, type MemoryEstimate } from '@zeroring/train';
 
 const args = benchArgs(import.meta.url, {
   models: { type: 'string', default: 'tiny,small' },

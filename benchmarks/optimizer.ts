@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.ts';
-import { HostAdamW, adamwStepPlain, decayRuns, type AdamWHyper } from '../packages/train/src/optim/host-adamw.ts';
+import { HostAdamW, adamwStepPlain, decayRuns, type AdamWHyper } from '@zeroring/train';
 
 const TORCH_PER_THREAD = 160e6;
 

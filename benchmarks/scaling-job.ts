@@ -2,7 +2,7 @@
 // launch() and returns rank 0's RESULT. Shared by benchmarks/scaling.ts and benchmarks/balance.ts.
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch } from '../packages/comm/src/launch/index.ts';
+import { launch } from '@zeroring/comm';
 import { Collect } from './collect.ts';
 // Type only (erased): the worker module itself starts a process group when loaded.
 import type { StepRecord } from './scaling-worker.ts';

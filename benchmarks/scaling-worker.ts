@@ -7,10 +7,10 @@
 // waits at a barrier with the others before each update, as DDP ranks wait at their gradient
 // all-reduce: no gradient is sent, so it measures what synchronising the ranks costs by itself.
 import { execFileSync } from 'node:child_process';
-import { initBackend, type BackendKind } from '../packages/backend/src/index.ts';
-import { initProcessGroup } from '../packages/comm/src/index.ts';
-import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
-import { DDPStrategy, LocalStrategy, paramCount, train, uniqueParams, type FinishStepOptions, type StepStats, type Strategy, type TrainEvent } from '../packages/train/src/index.ts';
+import { initBackend, type BackendKind } from '@zeroring/backend';
+import { initProcessGroup } from '@zeroring/comm';
+import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '@zeroring/gpt';
+import { DDPStrategy, LocalStrategy, paramCount, train, uniqueParams, type FinishStepOptions, type StepStats, type Strategy, type TrainEvent } from '@zeroring/train';
 
 interface Args {
   model: PresetName;

@@ -6,10 +6,10 @@ import { createRequire } from 'node:module';
 import { connect as tcpConnect } from 'node:net';
 import type WebSocketT from 'ws';
 import { getLogger } from '@zeroring/core';
-import { StoreClient } from '../packages/comm/src/store/client.ts';
-import { Conn } from '../packages/comm/src/transport/conn.ts';
-import { STORE_MAX_PAYLOAD } from '../packages/comm/src/store/protocol.ts';
-import { PEER_MAX_PAYLOAD } from '../packages/comm/src/transport/ring.ts';
+import { StoreClient } from '@zeroring/comm';
+import { Conn } from '@zeroring/comm';
+import { STORE_MAX_PAYLOAD } from '@zeroring/comm';
+import { PEER_MAX_PAYLOAD } from '@zeroring/comm';
 
 // ws is a dependency of @zeroring/comm, not of the workspace root: load the same copy comm uses.
 const WebSocket = createRequire(new URL('../packages/comm/package.json', import.meta.url))('ws') as typeof WebSocketT;

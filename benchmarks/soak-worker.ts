@@ -8,7 +8,7 @@
 // The sequence of collectives is drawn from a generator seeded alike on every rank (all ranks
 // must issue the same collectives in the same order); the delays come from a per-rank generator.
 // Stopping is agreed: every few batches rank 0 broadcasts whether the count or time is up.
-import { initProcessGroup, type ProcessGroup } from '../packages/comm/src/index.ts';
+import { initProcessGroup, type ProcessGroup } from '@zeroring/comm';
 import { mulberry32 as rng } from '@zeroring/core';
 
 const rank = Number(process.env.RANK);

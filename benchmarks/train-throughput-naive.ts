@@ -2,8 +2,8 @@
 // obvious tfjs way with autodiff for every gradient — tf.moments LayerNorm, tanh GELU, a 5-D
 // head-split transpose, batched attention matmuls with transposeB, gather embedding. It is the
 // baseline train-throughput.ts measures the optimised model against, in the same run.
-import { tf } from '../packages/backend/src/index.ts';
-import { createGPT, type Block, type GPTConfig, type GPTModel, type NamedTensors } from '../packages/gpt/src/index.ts';
+import { tf } from '@zeroring/backend';
+import { createGPT, type Block, type GPTConfig, type GPTModel, type NamedTensors } from '@zeroring/gpt';
 
 type T2 = tf.Tensor2D;
 

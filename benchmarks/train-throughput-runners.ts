@@ -1,8 +1,8 @@
 // The training step train-throughput*.ts time: forward + backward + AdamW (@zeroring/train's),
 // either with whole-model gradients or through the blockwise engine.
-import { tf } from '../packages/backend/src/index.ts';
-import type { GPTModel, NamedTensors } from '../packages/gpt/src/index.ts';
-import { BlockwiseEngine, LocalStrategy, adamwUpdate, decays, DEFAULT_ADAMW, uniqueParams } from '../packages/train/src/index.ts';
+import { tf } from '@zeroring/backend';
+import type { GPTModel, NamedTensors } from '@zeroring/gpt';
+import { BlockwiseEngine, LocalStrategy, adamwUpdate, decays, DEFAULT_ADAMW, uniqueParams } from '@zeroring/train';
 
 const LR = 1e-3;
 

@@ -16,8 +16,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.ts';
-import { tf, initBackend } from '../packages/backend/src/index.ts';
-import { Rng, createGPT } from '../packages/gpt/src/index.ts';
+import { tf, initBackend } from '@zeroring/backend';
+import { Rng, createGPT } from '@zeroring/gpt';
 import { engineRunner, wholeModelRunner, type Runner } from './train-throughput-runners.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));

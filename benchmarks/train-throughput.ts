@@ -24,9 +24,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.ts';
-import { tf, initBackend, probeWebGPUAdapter, type BackendLogger, type BackendName } from '../packages/backend/src/index.ts';
-import { CharTokenizer, TextDataset, Rng, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
-import { uniqueParams } from '../packages/train/src/index.ts';
+import { tf, initBackend, probeWebGPUAdapter, type BackendLogger, type BackendName } from '@zeroring/backend';
+import { CharTokenizer, TextDataset, Rng, createGPT, gptConfig, loadCorpus, type PresetName } from '@zeroring/gpt';
+import { uniqueParams } from '@zeroring/train';
 import { createNaiveGPT } from './train-throughput-naive.ts';
 import { engineRunner, wholeModelRunner, type Runner } from './train-throughput-runners.ts';
 

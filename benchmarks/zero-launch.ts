@@ -2,7 +2,7 @@
 // (one per configuration). Shared by benchmarks/memory.ts and benchmarks/zero-step-time.ts.
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch } from '../packages/comm/src/launch/index.ts';
+import { launch } from '@zeroring/comm';
 import { Collect } from './collect.ts';
 import type { ZeroBenchConfig } from './zero-worker.ts';
 

@@ -5,10 +5,10 @@
 // prints one `RESULT {json}` line per configuration: every step's time, the trainer's
 // memory.modelStateBytes (largest per-rank model state), rank 0's per-category peaks by place,
 // and the ZeRO-3 gather statistics.
-import { initBackend, type BackendKind } from '../packages/backend/src/index.ts';
-import { initProcessGroup } from '../packages/comm/src/index.ts';
-import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '../packages/gpt/src/index.ts';
-import { DDPStrategy, ShardedStrategy, createZeroStrategy, paramCount, train, uniqueParams, type Strategy, type TrainEvent } from '../packages/train/src/index.ts';
+import { initBackend, type BackendKind } from '@zeroring/backend';
+import { initProcessGroup } from '@zeroring/comm';
+import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '@zeroring/gpt';
+import { DDPStrategy, ShardedStrategy, createZeroStrategy, paramCount, train, uniqueParams, type Strategy, type TrainEvent } from '@zeroring/train';
 
 export interface ZeroBenchConfig {
   strategy: 'ddp' | 'zero1' | 'zero2' | 'zero3';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerLostError, StoreClient } from '../packages/comm/src/index.ts';
+import { PeerLostError, StoreClient } from '@zeroring/comm';
 import { explain, startJob, type WorkerResult } from './fixtures/comm/spawn.ts';
 
 const WORKER = fileURLToPath(new URL('./fixtures/store-loss/worker.ts', import.meta.url));

@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { eventsFileWriter, type TrainEvent } from '../packages/train/src/events.ts';
+import { eventsFileWriter, type TrainEvent } from '@zeroring/train';
 
 const CHROMIUM = process.env.ZERORING_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);

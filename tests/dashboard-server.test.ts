@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type WebSocketType from 'ws';
-import { startDashboard, startDashboardThread, readRunEvents, DashboardStartError, type Dashboard } from '../packages/cli/src/dashboard/index.ts';
-import { eventsFileWriter, EVENTS_FILE, type TrainEvent } from '../packages/train/src/events.ts';
+import { startDashboard, startDashboardThread, readRunEvents, DashboardStartError, type Dashboard } from 'zeroring';
+import { eventsFileWriter, EVENTS_FILE, type TrainEvent } from '@zeroring/train';
 
 // ws is a dependency of the cli package, not of the workspace root where this file lives.
 const WebSocket = createRequire(new URL('../packages/cli/package.json', import.meta.url))('ws') as typeof WebSocketType;

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch } from '../packages/comm/src/launch/index.ts';
+import { launch } from '@zeroring/comm';
 import { Collect, repoRoot } from './fixtures/launch/helpers.ts';
 import { compareParams, type Params } from './fixtures/zero/compare.ts';
 // Type only (erased): the worker module itself starts training when loaded.

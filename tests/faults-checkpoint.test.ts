@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CheckpointError, loadLatestCheckpoint } from '../packages/train/src/checkpoint.ts';
+import { CheckpointError, loadLatestCheckpoint } from '@zeroring/train';
 import { shardFor } from './fixtures/faults/ckpt-shard.ts';
 
 const WRITER = fileURLToPath(new URL('./fixtures/faults/ckpt-writer.ts', import.meta.url));

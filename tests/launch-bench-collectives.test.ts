@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { exitedWithin, repoRoot, runCli, stopRunning } from './fixtures/launch/helpers.ts';
 
 afterEach(stopRunning);
-import { busFactor, countWrong, makeCase, value } from '../benchmarks/collectives/pattern.ts';
-import { parseBytes, sweep } from '../benchmarks/collectives/sizes.ts';
+import { busFactor, countWrong, makeCase, parseBytes, sweep, value } from '@zeroring/comm';
 
 describe('bench collectives: reference data', () => {
   it('expected results match a brute-force computation, and a single wrong element is counted', () => {

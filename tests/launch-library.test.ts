@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch } from '../packages/comm/src/launch/index.ts';
-import { ConfigError } from '../packages/comm/src/errors.ts';
+import { launch } from '@zeroring/comm';
+import { ConfigError } from '@zeroring/comm';
 import { Collect, fixture, isAlive, readyPids, repoRoot } from './fixtures/launch/helpers.ts';
 
 describe('launch() library', () => {

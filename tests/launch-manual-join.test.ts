@@ -4,7 +4,7 @@
 // with one line that says so, on the side that refused as on the side that was refused.
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { freePort } from '../packages/comm/src/launch/index.ts';
+import { freePort } from '@zeroring/comm';
 import { repoRoot, runCli, stopRunning } from './fixtures/launch/helpers.ts';
 
 const example = 'examples/allreduce-hello/main.ts';

@@ -9,10 +9,10 @@ import { connect, createServer, type Server } from 'node:net';
 import type WebSocketT from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { getLogger } from '@zeroring/core';
-import { startStoreServer } from '../packages/comm/src/store/server.ts';
-import { StoreClient } from '../packages/comm/src/store/client.ts';
-import { Conn } from '../packages/comm/src/transport/conn.ts';
-import { listen } from '../packages/comm/src/transport/listener.ts';
+import { startStoreServer } from '@zeroring/comm';
+import { StoreClient } from '@zeroring/comm';
+import { Conn } from '@zeroring/comm';
+import { listen } from '@zeroring/comm';
 
 const WebSocket = createRequire(new URL('../packages/comm/package.json', import.meta.url))('ws') as typeof WebSocketT;
 const log = getLogger({ component: 'security-test' });

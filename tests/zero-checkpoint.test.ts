@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { decodeShard } from '../packages/train/src/checkpoint.ts';
+import { decodeShard } from '@zeroring/train';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');

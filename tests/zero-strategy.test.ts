@@ -4,14 +4,14 @@
 // strategies continues bit-identically, consolidateShards rebuilds the full parameters, and bad
 // input (missing gradients, another rank's shard) fails with a StrategyError that names it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend, tf } from '../packages/backend/src/index.ts';
-import { initProcessGroup, type ProcessGroup } from '../packages/comm/src/index.ts';
-import { freePort } from '../packages/comm/src/launch/index.ts';
-import { BlockwiseEngine } from '../packages/train/src/engine.ts';
-import { paramCount, uniqueParams, type BlockModel } from '../packages/train/src/model.ts';
-import { LocalStrategy } from '../packages/train/src/strategies/local.ts';
-import { ShardedStrategy, consolidateShards, type ZeroStage } from '../packages/train/src/strategies/sharded.ts';
-import { StrategyError, modelStateBytes, type Strategy } from '../packages/train/src/strategy.ts';
+import { initBackend, tf } from '@zeroring/backend';
+import { initProcessGroup, type ProcessGroup } from '@zeroring/comm';
+import { freePort } from '@zeroring/comm';
+import { BlockwiseEngine } from '@zeroring/train';
+import { paramCount, uniqueParams, type BlockModel } from '@zeroring/train';
+import { LocalStrategy } from '@zeroring/train';
+import { ShardedStrategy, consolidateShards, type ZeroStage } from '@zeroring/train';
+import { StrategyError, modelStateBytes, type Strategy } from '@zeroring/train';
 import { createToyModel, toyBatch } from '../packages/train/test/toy-model.ts';
 
 const cfg = { vocab: 11, seqLen: 6, dim: 8, layers: 3 };

@@ -14,7 +14,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from '../args.ts';
-import { parseBytes } from './sizes.ts';
+import { parseBytes } from '@zeroring/comm';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');

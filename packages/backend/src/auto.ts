@@ -10,8 +10,7 @@
 // A step that fails is logged with its reason and the next is tried, so the log says why
 // each faster option was passed over.
 import { BackendUnavailableError } from './errors.ts';
-import type { BackendInfo, BackendName } from './init.ts';
-import { initNamedBackend } from './init.ts';
+import { initNamedBackend, type BackendInfo, type BackendName } from './named.ts';
 import type { BackendLogger } from './logger.ts';
 import { tensorflowInstalled } from './tensorflow.ts';
 import { probeWebGPUAdapterInChild, type AdapterInfo } from './webgpu.ts';

@@ -19,3 +19,4 @@ export {
 // The one tfjs-core instance every backend here registers with, for code (scripts,
 // benchmarks) that cannot resolve @tensorflow/tfjs-core from where it lives.
 export * as tf from '@tensorflow/tfjs-core';
+export { copyToHost, runHostKernel, HOST_MEMORY_BACKENDS } from './host-memory.ts';

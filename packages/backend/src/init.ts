@@ -4,54 +4,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BACKEND_KINDS, UnknownBackendError, type BackendKind } from './errors.ts';
 import { registerAllGradients } from './gradients.ts';
 import { defaultLogger, type BackendLogger } from './logger.ts';
-import { initCpu } from './cpu.ts';
-import { initWasm } from './wasm.ts';
-import { initWebGPU, type AdapterInfo } from './webgpu.ts';
-import { initTensorflow } from './tensorflow.ts';
+import { initNamedBackend, type BackendInfo, type BackendName } from './named.ts';
 import { chooseAuto } from './auto.ts';
 import { assertSingleTfjsCore } from './single-core.ts';
 
-export type BackendName = Exclude<BackendKind, 'auto'>;
-
-export interface BackendInfo {
-  /** The tfjs backend now active (tf.getBackend()). */
-  name: BackendName;
-  /** Why this backend: what was asked for, and for 'auto' what was tried and measured. */
-  reason: string;
-  /** The WebGPU adapter, for name 'webgpu'. */
-  adapter?: AdapterInfo;
-  /** Extra facts: wasm SIMD/threads, the tfjs-node package loaded. */
-  details?: Record<string, unknown>;
-}
-
 export interface InitBackendOptions {
-  /** Where to log (e.g. comm's getLogger()); defaults to a pino logger on stderr. */
+  /** Where to log; defaults to the process's one logger (@zeroring/core). */
   logger?: BackendLogger;
 }
 
 function isBackendKind(value: unknown): value is BackendKind {
   return typeof value === 'string' && (BACKEND_KINDS as readonly string[]).includes(value);
-}
-
-/** Initialises exactly the named backend, throwing a typed error if it cannot start. */
-export async function initNamedBackend(name: BackendName, reason: string): Promise<BackendInfo> {
-  switch (name) {
-    case 'cpu':
-      await initCpu();
-      return { name, reason };
-    case 'wasm': {
-      const d = await initWasm();
-      return { name, reason, details: { ...d } };
-    }
-    case 'webgpu': {
-      const adapter = await initWebGPU();
-      return { name, reason, adapter };
-    }
-    case 'tensorflow': {
-      const d = await initTensorflow();
-      return { name, reason, details: { ...d } };
-    }
-  }
 }
 
 export async function initBackend(kind: BackendKind = 'auto', opts: InitBackendOptions = {}): Promise<BackendInfo> {
@@ -66,3 +29,5 @@ export async function initBackend(kind: BackendKind = 'auto', opts: InitBackendO
   );
   return info;
 }
+
+export { initNamedBackend, type BackendInfo, type BackendName };

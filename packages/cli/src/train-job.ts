@@ -6,12 +6,21 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '@zeroring/backend';
 import { getLogger } from '@zeroring/core';
 import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
-import { LocalStrategy, NonFiniteGuard, faultPlanFromEnv, train, eventsFileWriter, withKillHook, type Strategy, type TrainerComm, type TrainSummary, type TrainEvent } from '@zeroring/train';
-import type { OnTrainEvent } from '@zeroring/train/events';
+import {
+  NonFiniteGuard,
+  createStrategy,
+  eventsFileWriter,
+  faultPlanFromEnv,
+  train,
+  withKillHook,
+  type OnTrainEvent,
+  type StrategyComm,
+  type StrategyName,
+  type TrainEvent,
+  type TrainSummary,
+} from '@zeroring/train';
 import { createProgress } from './progress.ts';
 
-export const STRATEGY_NAMES = ['ddp', 'zero1', 'zero2', 'zero3'] as const;
-export type StrategyName = (typeof STRATEGY_NAMES)[number];
 
 export interface TrainJobOptions {
   nproc: number;
@@ -59,16 +68,9 @@ export class TrainJobError extends Error {
   override name = 'TrainJobError';
 }
 
-/**
- * The strategy for a world size. One process trains with LocalStrategy (DDP over one rank is the
- * same computation); distributed strategies come from `distributed`, filled in by the worker.
- */
-export type StrategyFactory = (name: StrategyName, opts: { offload: boolean }) => Promise<Strategy> | Strategy;
-
 export interface JobContext {
-  comm?: TrainerComm;
-  /** Builds ddp / zero* strategies over the process group (train-worker.ts). */
-  makeStrategy?: StrategyFactory;
+  /** The process group of a worker (train-worker.ts); none when the job runs in this process. */
+  comm?: StrategyComm;
   /** Also receives rank 0's events in this process (the in-process run's dashboard). */
   onEvent?: OnTrainEvent;
 }
@@ -110,14 +112,7 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
   // The data first: a bad --data file is reported before the backend takes seconds to start.
   const { tokenizer, dataset, model } = prepareData(opts);
   const backend = await initBackend(opts.backend, { logger: log });
-  let strategy: Strategy;
-  if (worldSize === 1 && opts.strategy === 'ddp' && !opts.offload) {
-    strategy = new LocalStrategy();
-  } else if (ctx.makeStrategy) {
-    strategy = await ctx.makeStrategy(opts.strategy, { offload: opts.offload });
-  } else {
-    throw new TrainJobError(`--strategy ${opts.strategy}${opts.offload ? ' --offload' : ''} needs worker processes with a process group, expected to run under the launcher (zeroring train --nproc N)`);
-  }
+  let strategy = createStrategy(opts.strategy, ctx.comm, { offload: opts.offload });
   // Every rank agrees on non-finite gradients before a parameter moves (nonfinite.ts); the fault
   // hooks (faults.ts, test-only environment variables) are inert unless set.
   const faults = faultPlanFromEnv(rank);

@@ -4,8 +4,8 @@
 // as a single process would (train-job.ts).
 import { initProcessGroup } from '@zeroring/comm';
 import { getLogger, logFailure, setLogLevel } from '@zeroring/core';
-import { DDPStrategy, createZeroStrategy, isZeroStrategy, resolveCheckpointDir } from '@zeroring/train';
-import { runTrainJob, TrainJobError, type StrategyFactory, type TrainJobOptions } from './train-job.ts';
+import { resolveCheckpointDir } from '@zeroring/train';
+import { runTrainJob, TrainJobError, type TrainJobOptions } from './train-job.ts';
 
 // Rank 0 speaks for the job; the other ranks' routine lines only show with an explicit
 // --log-level (e.g. debug). Warnings and errors always show.
@@ -30,13 +30,8 @@ async function main(): Promise<void> {
       if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: resuming from the newest complete checkpoint in ${opts.out}`);
     } else if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: no complete checkpoint in ${opts.out}, starting over`);
   }
-  const makeStrategy: StrategyFactory = (name, { offload }) => {
-    if (name === 'ddp' && !offload) return new DDPStrategy(pg);
-    if (isZeroStrategy(name)) return createZeroStrategy(name, pg, { offload });
-    throw new TrainJobError(`strategy ${name}${offload ? ' --offload' : ''} over ${pg.worldSize} processes is not implemented; expected ddp, or zero1|zero2|zero3 with or without --offload`);
-  };
   try {
-    await runTrainJob(opts, { comm: pg, makeStrategy });
+    await runTrainJob(opts, { comm: pg });
   } finally {
     await pg.destroy();
   }

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createGPT, gptConfig } from '@zeroring/gpt';
-import { uniqueParams, paramCount } from '@zeroring/train/model';
+import { uniqueParams, paramCount } from '@zeroring/train';
 import { parseParamCount } from '../src/commands/estimate-memory.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));

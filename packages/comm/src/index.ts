@@ -13,3 +13,26 @@ export { resolveOptions, type InitOptions, type ResolvedOptions } from './env.ts
 export type { ReduceOp } from './collectives/types.ts';
 export { startStoreServer, type StoreServer, type StoreServerOptions } from './store/server.ts';
 export { StoreClient, type StoreClientOptions, type StoreValue } from './store/client.ts';
+export {
+  launch,
+  workerCommand,
+  resolveLaunchOptions,
+  workerEnv,
+  jobToken,
+  freePort,
+  describeExit,
+  statusCode,
+  type LaunchResult,
+  type LaunchOptions,
+  type ResolvedLaunchOptions,
+  type WorkerEnvSpec,
+  type WorkerExit,
+  type GroupResult,
+} from './launch/index.ts';
+// The transport beneath the process group, for tools that speak its wire protocol themselves
+// (the fault soak's stranger, the token tests): authenticated connections and their limits.
+export { Conn, CloseCode, type ConnOptions, type Purpose } from './transport/conn.ts';
+export { listen, type Listener, type ListenOptions } from './transport/listener.ts';
+export { PEER_MAX_PAYLOAD } from './transport/ring.ts';
+export { STORE_MAX_PAYLOAD } from './store/protocol.ts';
+export * from './bench/index.ts';

@@ -12,7 +12,13 @@
 // are O(T^2), not O(T^2 hs)). The module has its own memory: inputs are copied in and outputs
 // out, a few MB per call, small next to the work.
 import { wasm } from '@zeroring/core';
-import type { AttentionShape } from './attention.ts';
+
+/** Batch, sequence length and heads of an attention call (the channel count C is passed apart). */
+export interface AttentionShape {
+  B: number;
+  T: number;
+  H: number;
+}
 
 const { F32, I32, MEMARG, Op, Simd, V128, WASM_MAX_PAGES, WASM_PAGE_BYTES, get, i32, set, simd, wasmModule, whileNot } = wasm;
 type WasmFunction = wasm.WasmFunction;

@@ -14,16 +14,18 @@
 // - Elsewhere (webgpu, tensorflow) tfjs ops: head split, batched matmuls, additive mask,
 //   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
 import * as tf from '@tensorflow/tfjs-core';
-import { HOST_MEMORY_BACKENDS, runHostKernel } from '@zeroring/backend/host-memory';
-import { attentionBackwardSimd, attentionForwardSimd, exponentiateRow, simdAttentionAvailable } from './attention-simd.ts';
+import { HOST_MEMORY_BACKENDS, runHostKernel } from '@zeroring/backend';
+import {
+  attentionBackwardSimd,
+  attentionForwardSimd,
+  exponentiateRow,
+  simdAttentionAvailable,
+  type AttentionShape,
+} from './attention-simd.ts';
+
+export type { AttentionShape };
 
 type T2 = tf.Tensor2D;
-
-export interface AttentionShape {
-  B: number;
-  T: number;
-  H: number;
-}
 
 /** Causal self-attention of the packed projections qkv [B*T, 3C] (columns q | k | v, heads contiguous). */
 export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {

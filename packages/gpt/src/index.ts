@@ -20,3 +20,5 @@ export { CorpusError, loadCorpus, mobyDick } from './corpus.ts';
 export { TextDataset, type Batch, type Segment, type Split, type TextDatasetOptions } from './dataset.ts';
 export { generate, type GenerateOptions } from './sample.ts';
 export { Rng, deriveSeed } from '@zeroring/core';
+// The attention kernel's host loops, for benchmarks that time a fixed CPU workload.
+export { attentionForward, type AttentionShape } from './attention.ts';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { registerAllGradients } from '@zeroring/backend/gradients';
+import { registerAllGradients } from '@zeroring/backend';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createGPT, forwardAll, generate, gptConfig, paramsToTensors, presets, type GPTConfig, type GPTModel } from '../src/index.ts';
 

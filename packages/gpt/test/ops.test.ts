@@ -1,7 +1,7 @@
 // The hand-written gradients of ops.ts and attention.ts against plain tfjs autodiff.
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { registerAllGradients } from '@zeroring/backend/gradients';
+import { registerAllGradients } from '@zeroring/backend';
 import { initBackend } from '@zeroring/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionTfOps, causalSelfAttention } from '../src/attention.ts';

@@ -9,7 +9,6 @@ export { BatchBalancer, BatchSplitError, proportionalSplit, validateSplit, type 
 export { mulberry32 } from '@zeroring/core';
 export * from './schedule.ts';
 export * from './checkpoint.ts';
-export { paramChecksum } from './metrics.ts';
 export * from './trainer.ts';
 export { DDPStrategy, type DDPComm, type DDPStrategyOptions } from './strategies/ddp.ts';
 export { planBuckets, gradientOrder, DEFAULT_BUCKET_BYTES, DEFAULT_FIRST_BUCKET_BYTES, BucketError, type Bucket, type BucketCaps, type BucketPlan, type BucketSlot, type OrderedParam } from './strategies/buckets.ts';
@@ -22,3 +21,15 @@ export { Zero3Strategy } from './strategies/zero3.ts';
 export { StrategyWrapper } from './strategy-wrapper.ts';
 export { NonFiniteGuard, NonFiniteGradientError, type NonFiniteComm, type NonFiniteGuardOptions } from './nonfinite.ts';
 export { faultPlanFromEnv, withKillHook, type FaultPlan } from './faults.ts';
+export {
+  createStrategy,
+  needsProcessGroup,
+  STRATEGY_NAMES,
+  type StrategyComm,
+  type StrategyName,
+} from './strategies/create.ts';
+export { estimateMemory, estimateStrategy, formatBytes, type EstimateInput, type MemoryEstimate } from './memory.ts';
+export { FlatPartition } from './partition.ts';
+export { HostAdamW } from './optim/host-adamw.ts';
+export { adamwStepPlain, decayRuns, type AdamWHyper } from './optim/host-adamw-loops.ts';
+export { median, paramChecksum } from './metrics.ts';

@@ -15,6 +15,7 @@
 // finite x and NaN for NaN or ±Inf, so the sum is 0 exactly when the gradient is finite (and,
 // unlike summing x itself, cannot overflow on large finite values). One scalar is read per step.
 import * as tf from '@tensorflow/tfjs-core';
+import type { ReduceOp } from '@zeroring/comm';
 import type { NamedTensors } from './model.ts';
 import type { FinishStepOptions, StepStats, Strategy } from './strategy.ts';
 import { StrategyWrapper } from './strategy-wrapper.ts';
@@ -39,7 +40,7 @@ export class NonFiniteGradientError extends Error {
 export interface NonFiniteComm {
   rank: number;
   worldSize: number;
-  allReduce(buf: Float32Array, opts?: { op?: 'sum' | 'avg' | 'max' | 'min' }): Promise<unknown>;
+  allReduce(buf: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
 }
 
 export interface NonFiniteGuardOptions {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@zeroring/backend';
 import { initProcessGroup, type ProcessGroup } from '@zeroring/comm';
-import { freePort } from '@zeroring/comm/launch/index';
+import { freePort } from '@zeroring/comm';
 import { BlockwiseEngine } from '../src/engine.ts';
 import { paramCount, uniqueParams, type NamedTensors } from '../src/model.ts';
 import { LocalStrategy } from '../src/strategies/local.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@zeroring/backend';
 import { initProcessGroup } from '@zeroring/comm';
-import { freePort } from '@zeroring/comm/launch/index';
+import { freePort } from '@zeroring/comm';
 import { train, type WindowData, type TrainConfig, type TrainSummary } from '../src/trainer.ts';
 import { LocalStrategy } from '../src/strategies/local.ts';
 import { stepDirName } from '../src/checkpoint.ts';

@@ -1,18 +1,19 @@
-// `zeroring bench collectives`: launches N workers running benchmarks/collectives/worker.ts,
+// `zeroring bench collectives`: launches N workers running @zeroring/comm's collectives benchmark,
 // which print the nccl-tests table (rank 0's lines unprefixed) and write JSON where --json says,
 // by default collectives-<nproc>.json in the current directory (a user's run never overwrites the
 // project's recorded results). The exit status is non-zero when any result was wrong.
 import { resolve as resolvePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, type Command } from 'commander';
-import { launch } from '@zeroring/comm/launch/index';
-import { ConfigError } from '@zeroring/comm/errors';
-import type { BenchConfig } from '../../../../benchmarks/collectives/worker.ts';
-import { BENCH_OPS, type BenchOp } from '../../../../benchmarks/collectives/pattern.ts';
-import { parseBytes } from '../../../../benchmarks/collectives/sizes.ts';
+import {
+  BENCH_OPS,
+  ConfigError,
+  collectivesBenchWorker,
+  launch,
+  parseBytes,
+  type BenchConfig,
+  type BenchOp,
+} from '@zeroring/comm';
 import { examples } from '../help.ts';
-
-const WORKER = fileURLToPath(new URL('../../../../benchmarks/collectives/worker.ts', import.meta.url));
 
 function wrap<T>(parse: (v: string) => T) {
   return (v: string): T => {
@@ -85,7 +86,7 @@ export function registerBench(program: Command): void {
       };
       const result = await launch({
         nprocPerNode: flags.nproc,
-        script: WORKER,
+        script: collectivesBenchWorker(),
         args: [JSON.stringify(cfg)],
         linePrefix: (rank) => (rank === 0 ? '' : `[rank ${rank}] `),
       }).catch((err: unknown) => {

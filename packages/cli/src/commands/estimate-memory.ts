@@ -7,8 +7,8 @@
 // vocabulary is the corpus's (Moby Dick unless --data or --vocab-size says otherwise), as in
 // `zeroring train`.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { estimateMemory, formatBytes, type MemoryEstimate } from '@zeroring/train/memory';
-import { FlatPartition } from '@zeroring/train/partition';
+import { estimateMemory, formatBytes, type MemoryEstimate } from '@zeroring/train';
+import { FlatPartition } from '@zeroring/train';
 import { examples } from '../help.ts';
 
 const SUFFIX: Record<string, number> = { '': 1, k: 1e3, m: 1e6, b: 1e9, g: 1e9, t: 1e12 };

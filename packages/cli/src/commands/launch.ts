@@ -1,8 +1,7 @@
 // `zeroring launch`: torchrun for zeroring. Parses the command line and hands it to the launcher
 // library (@zeroring/comm launch/), whose result becomes our exit status.
 import { InvalidArgumentError, type Command } from 'commander';
-import { launch } from '@zeroring/comm/launch/index';
-import { ConfigError } from '@zeroring/comm/errors';
+import { ConfigError, launch } from '@zeroring/comm';
 import { examples } from '../help.ts';
 
 function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {

@@ -12,21 +12,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { launch, type LaunchResult } from '@zeroring/comm/launch/index';
+import { launch, type LaunchResult } from '@zeroring/comm';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
-import type { OnTrainEvent } from '@zeroring/train/events';
 import { loadCorpus } from '@zeroring/gpt';
-import { resolveCheckpointDir } from '@zeroring/train';
+import { needsProcessGroup, resolveCheckpointDir, STRATEGY_NAMES, type OnTrainEvent, type StrategyName } from '@zeroring/train';
 import { attachDashboard, dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
 import { serveFinishedRun } from '../dashboard/linger.ts';
-import {
-  PRESET_DEFAULTS,
-  STRATEGY_NAMES,
-  TrainJobError,
-  runTrainJob,
-  type StrategyName,
-  type TrainJobOptions,
-} from '../train-job.ts';
+import { PRESET_DEFAULTS, TrainJobError, runTrainJob, type TrainJobOptions } from '../train-job.ts';
 import { examples } from '../help.ts';
 
 function intArg(name: string, min: number) {
@@ -127,7 +119,7 @@ async function checkBeforeLaunch(job: TrainJobOptions): Promise<void> {
 
 /** --max-restarts needs the launcher even for one process: it is the one that restarts. */
 function runsInProcess(f: TrainFlags, job: TrainJobOptions): boolean {
-  return f.nproc === 1 && f.nnodes === 1 && f.maxRestarts === 0 && job.strategy === 'ddp' && !job.offload;
+  return f.nproc === 1 && f.nnodes === 1 && f.maxRestarts === 0 && !needsProcessGroup(job.strategy, job.offload);
 }
 
 function launchWorkers(f: TrainFlags, job: TrainJobOptions): Promise<LaunchResult> {

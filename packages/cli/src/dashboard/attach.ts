@@ -5,7 +5,7 @@
 // events.jsonl rank 0 appends to, and the dashboard follows it. Both feeds may be used together
 // only if they carry different events.
 import { Option } from 'commander';
-import type { OnTrainEvent } from '@zeroring/train/events';
+import type { OnTrainEvent } from '@zeroring/train';
 import { startDashboardThread } from './thread.ts';
 import { cliParser } from '../logging.ts';
 

@@ -7,7 +7,7 @@
 // and network filesystems, and a poll every few hundred ms is cheap for a handful of files.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EVENTS_FILE, isTrainEvent, type TrainEvent, type StepEvent, type MemoryReport } from '@zeroring/train/events';
+import { EVENTS_FILE, isTrainEvent, type TrainEvent, type StepEvent, type MemoryReport } from '@zeroring/train';
 
 export const METRICS_FILE = 'metrics.jsonl';
 export const SUMMARY_FILE = 'summary.json';

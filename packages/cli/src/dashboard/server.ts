@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { WebSocketServer, WebSocket } from 'ws';
-import type { TrainEvent } from '@zeroring/train/events';
+import type { TrainEvent } from '@zeroring/train';
 import { followRun } from './run-reader.ts';
 
 export interface DashboardOptions {

@@ -4,7 +4,7 @@
 // worker thread it answers at once; events reach it by postMessage (structured clone, cheap at
 // one event per step).
 import { Worker } from 'node:worker_threads';
-import type { TrainEvent } from '@zeroring/train/events';
+import type { TrainEvent } from '@zeroring/train';
 import type { DashboardOptions } from './server.ts';
 
 export interface DashboardThread {

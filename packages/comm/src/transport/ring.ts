@@ -14,7 +14,7 @@
 // over the WebSocket link, in order.
 import type { Logger } from '@zeroring/core';
 import { CommTimeoutError, ConfigError, PeerLostError, ZeroringError } from '../errors.ts';
-import type { StoreClient } from '../store/client.ts';
+import type { AddressBook } from './address-book.ts';
 import { CloseCode, Conn } from './conn.ts';
 import { listen, type Listener } from './listener.ts';
 import { negotiateShm, type ShmSegment } from './shm.ts';
@@ -40,7 +40,7 @@ export interface RingOptions {
   rank: number;
   worldSize: number;
   token: string;
-  store: StoreClient;
+  store: AddressBook;
   /** Store keys are namespaced by this (one rendezvous per restart). */
   prefix: string;
   bindHost: string;

@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, existsSync, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import type { Logger } from '@zeroring/core';
-import type { StoreClient } from '../store/client.ts';
+import type { AddressBook } from './address-book.ts';
 
 const SHM_DIR = '/dev/shm';
 /** The segment starts with the nonce; slots follow, page-aligned. */
@@ -155,7 +155,7 @@ export interface ShmLinks {
  */
 export async function negotiateShm(o: {
   enabled: boolean;
-  store: StoreClient;
+  store: AddressBook;
   prefix: string;
   rank: number;
   prev: number;

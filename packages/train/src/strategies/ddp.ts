@@ -23,7 +23,7 @@
 // gradients that were never reduced (every backward ran under noSync), it reduces them then, so
 // ranks cannot silently diverge.
 import * as tf from '@tensorflow/tfjs-core';
-import { copyToHost, HOST_MEMORY_BACKENDS } from '@zeroring/backend/host-memory';
+import { copyToHost, HOST_MEMORY_BACKENDS } from '@zeroring/backend';
 import { paramCount, uniqueParams, type BlockModel, type NamedTensors } from '../model.ts';
 import type { Phase } from '../engine.ts';
 import { StrategyError, type FinishStepOptions, type MemoryReport, type ShardState, type StepStats, type Strategy } from '../strategy.ts';

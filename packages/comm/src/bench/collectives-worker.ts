@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { cpus, loadavg } from 'node:os';
-import { initProcessGroup, type ProcessGroup } from '@zeroring/comm';
+import { initProcessGroup, type ProcessGroup } from '../process-group.ts';
 import { busFactor, countWrong, makeCase, type BenchOp } from './pattern.ts';
 import { ringPump } from './pump.ts';
 import { formatBytes, sweep } from './sizes.ts';

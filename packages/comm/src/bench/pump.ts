@@ -4,7 +4,7 @@
 // op's busbw divided by this rate says how much of the machine the collectives use.
 import { createServer, connect, type NetConnectOpts, type Socket } from 'node:net';
 import { once } from 'node:events';
-import type { ProcessGroup } from '@zeroring/comm';
+import type { ProcessGroup } from '../process-group.ts';
 
 const CHUNK = 1024 * 1024;
 /** The transport's read size (packages/comm/src/transport/frame-reader.ts). */
