@@ -15,7 +15,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from './args.ts';
-import { writeMemoryChart } from '../packages/cli/src/charts/index.ts';
+import { writeMemoryChart } from './charts/index.ts';
 import { estimateStrategy } from '@zeroring/train';
 import { runZeroJob, mib, type ZeroBenchResult } from './zero-launch.ts';
 import type { ZeroBenchConfig } from './zero-worker.ts';

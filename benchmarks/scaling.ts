@@ -262,8 +262,8 @@ console.log(md);
 if (!a['no-charts']) {
   try {
     // A specifier in a variable: bundlers leave it alone (the device bundle has no charts).
-    const chartsModule = '../packages/cli/src/charts/scaling.ts';
-    const { writeScalingChart } = (await import(chartsModule)) as typeof import('../packages/cli/src/charts/scaling.ts');
+    const chartsModule = './charts/scaling.ts';
+    const { writeScalingChart } = (await import(chartsModule)) as typeof import('./charts/scaling.ts');
     for (const model of models) {
       const file = a.out!.replace(/\.json$/, `-${model}.svg`);
       await writeScalingChart({ model, backend: backendName, results: summary.filter((s) => s.model === model && (s.mode === 'local' || s.mode === 'ddp')).map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })) }, file, `GPT ${model}: training tokens/s vs ranks`);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time machine setup for a fresh clone (idempotent): pnpm, the system packages the WebGPU
-# tests (Mesa lavapipe) and the browser test (Chromium) need, and the npm dependencies.
+# tests (Mesa lavapipe) and the browser test (Chromium) need, the npm dependencies, and the build.
 # Run as root (or with sudo available) on Debian 12; on other systems install the equivalents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +22,5 @@ if [ "${ZERORING_SKIP_SYSTEM_SETUP:-0}" != "1" ]; then
 fi
 
 pnpm install --frozen-lockfile
+# The packages run as built JavaScript (dist/), as they would installed from npm.
+pnpm build

@@ -41,7 +41,7 @@ function specifiers(file: string): string[] {
   for (const m of text.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm)) out.push(m[1]!);
   for (const m of text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)) out.push(m[1]!);
   // CommonJS packages loaded through createRequire, and files resolved inside a package.
-  for (const m of text.matchAll(/\brequire(?:\.resolve)?\(\s*['"]([^'"]+)['"]\s*\)/g)) out.push(m[1]!);
+  for (const m of text.matchAll(/\b(?:require(?:\.resolve)?|import\.meta\.resolve)\(\s*['"]([^'"]+)['"]\s*\)/g)) out.push(m[1]!);
   return out;
 }
 

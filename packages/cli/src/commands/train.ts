@@ -122,6 +122,12 @@ function runsInProcess(f: TrainFlags, job: TrainJobOptions): boolean {
   return f.nproc === 1 && f.nnodes === 1 && f.maxRestarts === 0 && !needsProcessGroup(job.strategy, job.offload);
 }
 
+/** The worker entry beside this command: train-worker.js when built, train-worker.ts in the sources. */
+function trainWorkerScript(): string {
+  const ext = path.extname(fileURLToPath(import.meta.url));
+  return fileURLToPath(new URL(`../train-worker${ext}`, import.meta.url));
+}
+
 function launchWorkers(f: TrainFlags, job: TrainJobOptions): Promise<LaunchResult> {
   return launch({
     nprocPerNode: f.nproc,
@@ -130,7 +136,7 @@ function launchWorkers(f: TrainFlags, job: TrainJobOptions): Promise<LaunchResul
     masterAddr: f.masterAddr,
     masterPort: f.masterPort,
     maxRestarts: f.maxRestarts,
-    script: fileURLToPath(new URL('../train-worker.ts', import.meta.url)),
+    script: trainWorkerScript(),
     args: [JSON.stringify(job)],
   });
 }

@@ -1,10 +1,17 @@
 // Worker-thread entry of the dashboard (see thread.ts). Plain JS, because a worker thread does not
-// get the parent's TypeScript loader: it registers tsx itself, then runs server.ts.
+// get the parent's TypeScript loader: built, it runs server.js beside it; run from the sources
+// (tests), it registers tsx and runs server.ts.
+import { existsSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { register } from 'tsx/esm/api';
 
-register();
-const { startDashboard } = await import('./server.ts');
+const built = new URL('./server.js', import.meta.url);
+let server = built.href;
+if (!existsSync(built)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  server = new URL('./server.ts', import.meta.url).href;
+}
+const { startDashboard } = await import(server);
 
 try {
   const dash = await startDashboard(workerData);
