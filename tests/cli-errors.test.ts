@@ -103,6 +103,6 @@ describe('CLI errors: one line, no stack trace, non-zero exit, nothing left runn
     const r = await runCli(['sample', '--checkpoint', empty, '--log-level', 'debug']);
     expect(r.code).not.toBe(0);
     expect(r.output).toMatch(/CheckpointError: no complete checkpoint at/);
-    expect(r.output).toMatch(/at .*checkpoint\.ts:\d+/);
+    expect(r.output).toMatch(/at .*checkpoint\.(ts|js):\d+/);
   });
 });
