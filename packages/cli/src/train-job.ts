@@ -4,7 +4,7 @@
 // so everything here is plain data.
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '@zeroring/backend';
-import { getLogger } from '@zeroring/core';
+import { getLogger, type Logger } from '@zeroring/core';
 import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
 import {
   NonFiniteGuard,
@@ -14,6 +14,8 @@ import {
   train,
   withKillHook,
   type OnTrainEvent,
+  type Progress,
+  type Strategy,
   type StrategyComm,
   type StrategyName,
   type TrainEvent,
@@ -110,98 +112,144 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
   const worldSize = ctx.comm?.worldSize ?? 1;
   const lead = rank === 0;
   // The data first: a bad --data file is reported before the backend takes seconds to start.
-  const { tokenizer, dataset, model } = prepareData(opts);
+  const data = prepareData(opts);
   const backend = await initBackend(opts.backend, { logger: log });
-  let strategy = createStrategy(opts.strategy, ctx.comm, { offload: opts.offload });
-  // Every rank agrees on non-finite gradients before a parameter moves (nonfinite.ts); the fault
-  // hooks (faults.ts, test-only environment variables) are inert unless set.
-  const faults = faultPlanFromEnv(rank);
-  strategy = withKillHook(
-    new NonFiniteGuard(strategy, { comm: ctx.comm, skip: opts.skipNonFinite ?? false, warn: (m) => log.warn(m), poisonAtLocalStep: faults.nanAtLocalStep }),
-    faults,
-  );
-
-  const runConfig = {
-    model: opts.model,
-    modelConfig: model.config,
-    data: opts.data ?? 'moby-dick',
-    backend: backend.name,
-    strategyRequested: opts.strategy,
-    offload: opts.offload,
-    nproc: opts.nproc,
-  };
-  const events = lead && opts.out ? eventsFileWriter(opts.out, { truncate: !opts.resume }) : undefined;
-  // Truncated alike: a restart that starts over makes the dashboard start over too.
-  const feed = lead && opts.dashboardFeed
-    ? eventsFileWriter(opts.dashboardFeed, { truncate: !opts.resume })
-    : undefined;
+  const strategy = guardedStrategy(opts, ctx.comm, rank, log);
   const progress = lead ? createProgress({ label: 'train' }) : undefined;
-  const onEvent = (e: TrainEvent) => {
-    events?.(e);
-    feed?.(e);
-    ctx.onEvent?.(e);
-    if (e.type === 'val') log.info({ step: e.step, valLoss: e.valLoss }, `step ${e.step}/${opts.steps} val loss ${e.valLoss.toFixed(4)}`);
-  };
-
-  if (lead) log.info({ vocab: tokenizer.vocabSize, worldSize, strategy: strategy.name }, `training GPT ${opts.model} (${tokenizer.vocabSize} chars) for ${opts.steps} steps, batch ${opts.batchSize}×${model.config.blockSize} per rank × ${worldSize} rank(s)`);
+  if (lead) {
+    const { tokenizer, model } = data;
+    log.info(
+      { vocab: tokenizer.vocabSize, worldSize, strategy: strategy.name },
+      `training GPT ${opts.model} (${tokenizer.vocabSize} chars) for ${opts.steps} steps, ` +
+        `batch ${opts.batchSize}×${model.config.blockSize} per rank × ${worldSize} rank(s)`,
+    );
+  }
   progress?.start(opts.steps, { loss: '-', 'tok/s': '-' });
   let summary: TrainSummary;
   try {
     summary = await train({
-      model,
-      strategy,
-      data: dataset,
-      comm: ctx.comm,
-      outDir: opts.out,
-      resume: opts.resume,
-      stopAfterSteps: opts.stopAfter,
+      ...trainerInputs(opts, data, strategy, ctx.comm),
       backendName: backend.name,
-      runConfig,
-      checkpointFiles: { 'tokenizer.json': tokenizer.toJSON() },
-      config: {
-        steps: opts.steps,
-        batchSize: opts.batchSize,
-        gradAccumSteps: opts.gradAccum,
-        batchSplit: opts.batchSplit,
-        balanceBatch: opts.balance,
-        blockSize: model.config.blockSize,
-        lr: opts.lr,
-        warmupSteps: opts.warmupSteps,
-        seed: opts.seed,
-        evalInterval: opts.evalInterval,
-        evalBatches: opts.evalBatches,
-        checkpointInterval: opts.checkpointInterval,
-      },
-      onEvent,
+      runConfig: runConfigOf(opts, data, backend.name),
+      onEvent: eventSink(opts, ctx, lead, log),
       warn: (msg) => log.warn(msg),
-      onProgress: (p) =>
-        progress?.update(p.step, {
-          loss: p.loss.toFixed(4),
-          'tok/s': Math.round(p.tokensPerSec),
-          ...(worldSize > 1 ? { comm: `${(100 * p.commFraction).toFixed(1)}%` } : {}),
-          // Of comm, the wait for slower ranks: --balance's business, not the network's.
-          ...(p.stragglerFraction !== undefined ? { straggler: `${(100 * p.stragglerFraction).toFixed(1)}%` } : {}),
-          eta: `${Math.round(p.etaSec)}s`,
-        }),
-      sample: opts.sampleTokens > 0 ? (params) => sampleText(model, tokenizer, params, { prompt: tokenizer.chars.includes('\n') ? '\n' : tokenizer.chars[0]!, maxNewTokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: opts.seed }) : undefined,
+      onProgress: (p) => progress?.update(p.step, progressFields(p, worldSize)),
     });
   } finally {
     progress?.stop();
     await strategy.dispose();
   }
-  if (lead && summary.alreadyFinished) {
+  if (lead) reportSummary(summary, opts, log);
+  return summary;
+}
+
+/**
+ * The strategy for the job, wrapped so that every rank agrees on non-finite gradients before a
+ * parameter moves (nonfinite.ts); the fault hooks (faults.ts, test-only environment variables)
+ * are inert unless set.
+ */
+function guardedStrategy(opts: TrainJobOptions, comm: StrategyComm | undefined, rank: number, log: Logger): Strategy {
+  const faults = faultPlanFromEnv(rank);
+  const guard = new NonFiniteGuard(createStrategy(opts.strategy, comm, { offload: opts.offload }), {
+    comm,
+    skip: opts.skipNonFinite ?? false,
+    warn: (m) => log.warn(m),
+    poisonAtLocalStep: faults.nanAtLocalStep,
+  });
+  return withKillHook(guard, faults);
+}
+
+/** What the run records as its configuration (summary.json, the checkpoint's config.json). */
+function runConfigOf(opts: TrainJobOptions, data: PreparedData, backend: string): Record<string, unknown> {
+  return {
+    model: opts.model,
+    modelConfig: data.model.config,
+    data: opts.data ?? 'moby-dick',
+    backend,
+    strategyRequested: opts.strategy,
+    offload: opts.offload,
+    nproc: opts.nproc,
+  };
+}
+
+/** The trainer's model, data, schedule and outputs for these options. */
+function trainerInputs(opts: TrainJobOptions, data: PreparedData, strategy: Strategy, comm?: StrategyComm) {
+  const { model, tokenizer, dataset } = data;
+  const prompt = tokenizer.chars.includes('\n') ? '\n' : tokenizer.chars[0]!;
+  const sampleOptions = { prompt, maxNewTokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: opts.seed };
+  return {
+    model,
+    strategy,
+    data: dataset,
+    comm,
+    outDir: opts.out,
+    resume: opts.resume,
+    stopAfterSteps: opts.stopAfter,
+    checkpointFiles: { 'tokenizer.json': tokenizer.toJSON() },
+    config: {
+      steps: opts.steps,
+      batchSize: opts.batchSize,
+      gradAccumSteps: opts.gradAccum,
+      batchSplit: opts.batchSplit,
+      balanceBatch: opts.balance,
+      blockSize: model.config.blockSize,
+      lr: opts.lr,
+      warmupSteps: opts.warmupSteps,
+      seed: opts.seed,
+      evalInterval: opts.evalInterval,
+      evalBatches: opts.evalBatches,
+      checkpointInterval: opts.checkpointInterval,
+    },
+    sample:
+      opts.sampleTokens > 0
+        ? (params: Map<string, Float32Array>) => sampleText(model, tokenizer, params, sampleOptions)
+        : undefined,
+  };
+}
+
+/** Where rank 0's events go: --out's events.jsonl, the dashboard's feed or hook, and the log. */
+function eventSink(opts: TrainJobOptions, ctx: JobContext, lead: boolean, log: Logger): OnTrainEvent {
+  const events = lead && opts.out ? eventsFileWriter(opts.out, { truncate: !opts.resume }) : undefined;
+  // Truncated alike: a restart that starts over makes the dashboard start over too.
+  const feed = lead && opts.dashboardFeed ? eventsFileWriter(opts.dashboardFeed, { truncate: !opts.resume }) : undefined;
+  return (e: TrainEvent) => {
+    events?.(e);
+    feed?.(e);
+    ctx.onEvent?.(e);
+    if (e.type === 'val') {
+      log.info({ step: e.step, valLoss: e.valLoss }, `step ${e.step}/${opts.steps} val loss ${e.valLoss.toFixed(4)}`);
+    }
+  };
+}
+
+/** The progress line's fields for a step. */
+function progressFields(p: Progress, worldSize: number): Record<string, string | number> {
+  return {
+    loss: p.loss.toFixed(4),
+    'tok/s': Math.round(p.tokensPerSec),
+    ...(worldSize > 1 ? { comm: `${(100 * p.commFraction).toFixed(1)}%` } : {}),
+    // Of comm, the wait for slower ranks: --balance's business, not the network's.
+    ...(p.stragglerFraction !== undefined ? { straggler: `${(100 * p.stragglerFraction).toFixed(1)}%` } : {}),
+    eta: `${Math.round(p.etaSec)}s`,
+  };
+}
+
+/** Rank 0's closing lines: the figures and the sample, or why nothing was trained. */
+function reportSummary(summary: TrainSummary, opts: TrainJobOptions, log: Logger): void {
+  if (summary.alreadyFinished) {
     log.info(
       { steps: summary.steps, out: opts.out },
       `the run in ${opts.out} already finished its ${summary.steps} steps; nothing to do (its summary.json is kept; ` +
         `pass a larger --steps to train on)`,
     );
-  } else if (lead) {
-    const v0 = summary.initialValLoss;
-    log.info(
-      { finalLoss: summary.finalLoss, finalValLoss: summary.finalValLoss, tokensPerSec: Math.round(summary.tokensPerSec), wallSeconds: summary.wallSeconds },
-      `done: ${summary.steps} steps in ${summary.wallSeconds.toFixed(1)} s, ${Math.round(summary.tokensPerSec)} tokens/s, val loss ${v0 === null ? '' : v0.toFixed(3) + ' -> '}${summary.finalValLoss?.toFixed(3) ?? 'n/a'}`,
-    );
-    if (summary.sample !== undefined) process.stdout.write(`--- sample ---\n${summary.sample}\n--------------\n`);
+    return;
   }
-  return summary;
+  const v0 = summary.initialValLoss;
+  const tokensPerSec = Math.round(summary.tokensPerSec);
+  const valLoss = `${v0 === null ? '' : v0.toFixed(3) + ' -> '}${summary.finalValLoss?.toFixed(3) ?? 'n/a'}`;
+  log.info(
+    { finalLoss: summary.finalLoss, finalValLoss: summary.finalValLoss, tokensPerSec, wallSeconds: summary.wallSeconds },
+    `done: ${summary.steps} steps in ${summary.wallSeconds.toFixed(1)} s, ${tokensPerSec} tokens/s, val loss ${valLoss}`,
+  );
+  if (summary.sample !== undefined) process.stdout.write(`--- sample ---\n${summary.sample}\n--------------\n`);
 }

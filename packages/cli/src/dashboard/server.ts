@@ -57,10 +57,46 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
     throw new RangeError(`dashboard port ${opts.port} is invalid: expected an integer 0..65535 (0 = any free port)`);
   }
-  const table = routes();
   const history: TrainEvent[] = [];
+  const server = http.createServer(pageHandler(routes(), history));
+  await listenOn(server, opts.port, host);
+  const port = (server.address() as { port: number }).port;
 
-  const server = http.createServer((req, res) => {
+  // Made after listen succeeded: ws re-emits the server's errors, and a listen error (port taken)
+  // with nobody listening on the WebSocketServer would be an uncaught exception.
+  const wss = new WebSocketServer({ server, path: '/ws' });
+  wss.on('error', () => {}); // server errors after listen surface on `server`; nothing to add here
+  wss.on('connection', (socket) => {
+    socket.on('error', () => socket.terminate()); // a page gone mid-send is not our failure
+    socket.send(JSON.stringify(history));
+  });
+  const broadcast = (events: TrainEvent[]) => {
+    if (events.length === 0) return;
+    const msg = JSON.stringify(events);
+    for (const client of wss.clients) if (client.readyState === WebSocket.OPEN) client.send(msg);
+  };
+  const timer = opts.outDir === undefined ? undefined : followInto(opts.outDir, history, wss, broadcast, opts.pollMs);
+
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  return {
+    url: `http://${urlHost}:${port}/`,
+    port,
+    host,
+    publish: (event) => {
+      history.push(event);
+      broadcast([event]);
+    },
+    history: () => history,
+    close: async () => {
+      if (timer) clearInterval(timer);
+      await closeAll(server, wss);
+    },
+  };
+}
+
+/** GET of the page, its assets and the history so far (events.json); nothing else. */
+function pageHandler(table: Map<string, [string, string]>, history: TrainEvent[]): http.RequestListener {
+  return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -89,83 +125,63 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache' });
       res.end(req.method === 'HEAD' ? undefined : body);
     });
-  });
-
-
-  const broadcast = (events: TrainEvent[]) => {
-    if (events.length === 0) return;
-    const msg = JSON.stringify(events);
-    for (const client of wss.clients) if (client.readyState === WebSocket.OPEN) client.send(msg);
   };
-  const publish = (event: TrainEvent) => {
-    history.push(event);
-    broadcast([event]);
-  };
+}
 
-  await new Promise<void>((resolve, reject) => {
+function listenOn(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, host, () => {
+    server.listen(port, host, () => {
       server.off('error', reject);
       resolve();
     });
   });
-  const port = (server.address() as { port: number }).port;
+}
 
-  // Made after listen succeeded: ws re-emits the server's errors, and a listen error (port taken)
-  // with nobody listening on the WebSocketServer would be an uncaught exception.
-  const wss = new WebSocketServer({ server, path: '/ws' });
-  wss.on('error', () => {}); // server errors after listen surface on `server`; nothing to add here
-  wss.on('connection', (socket) => {
-    socket.on('error', () => socket.terminate()); // a page gone mid-send is not our failure
-    socket.send(JSON.stringify(history));
-  });
-
-  let timer: NodeJS.Timeout | undefined;
-  if (opts.outDir !== undefined) {
-    const follower = followRun(opts.outDir);
-    const pull = () => {
-      const { events: fresh, reset } = follower.poll();
-      if (reset) {
-        // A new run in the same directory: drop the old one and make pages reconnect, which
-        // gives them the new history from scratch (1012: service restart).
-        history.length = 0;
-        history.push(...fresh);
-        for (const client of wss.clients) client.close(1012, 'run restarted');
-        return;
-      }
-      if (fresh.length === 0) return;
+/** Follows a run directory's events into the history and to the pages; returns the poll timer. */
+function followInto(
+  outDir: string,
+  history: TrainEvent[],
+  wss: WebSocketServer,
+  broadcast: (events: TrainEvent[]) => void,
+  pollMs = 500,
+): NodeJS.Timeout {
+  const follower = followRun(outDir);
+  const pull = () => {
+    const { events: fresh, reset } = follower.poll();
+    if (reset) {
+      // A new run in the same directory: drop the old one and make pages reconnect, which
+      // gives them the new history from scratch (1012: service restart).
+      history.length = 0;
       history.push(...fresh);
-      broadcast(fresh);
-    };
-    pull();
-    timer = setInterval(pull, opts.pollMs ?? 500);
-    timer.unref();
-  }
-
-  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
-  return {
-    url: `http://${urlHost}:${port}/`,
-    port,
-    host,
-    publish,
-    history: () => history,
-    close: async () => {
-      if (timer) clearInterval(timer);
-      // A polite close first, so a 'done' event published just before still reaches open pages;
-      // whoever does not answer within a second is cut off.
-      const open = [...wss.clients];
-      await Promise.race([
-        Promise.all(open.map((c) => new Promise<void>((resolve) => {
-          if (c.readyState === WebSocket.CLOSED) return resolve();
-          c.once('close', () => resolve());
-          c.close(1001, 'dashboard closing');
-        }))),
-        new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
-      ]);
-      for (const client of wss.clients) client.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+      for (const client of wss.clients) client.close(1012, 'run restarted');
+      return;
+    }
+    if (fresh.length === 0) return;
+    history.push(...fresh);
+    broadcast(fresh);
   };
+  pull();
+  const timer = setInterval(pull, pollMs);
+  timer.unref();
+  return timer;
+}
+
+async function closeAll(server: http.Server, wss: WebSocketServer): Promise<void> {
+  // A polite close first, so a 'done' event published just before still reaches open pages;
+  // whoever does not answer within a second is cut off.
+  const closed = (c: WebSocket) =>
+    new Promise<void>((resolve) => {
+      if (c.readyState === WebSocket.CLOSED) return resolve();
+      c.once('close', () => resolve());
+      c.close(1001, 'dashboard closing');
+    });
+  await Promise.race([
+    Promise.all([...wss.clients].map(closed)),
+    new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
+  ]);
+  for (const client of wss.clients) client.terminate();
+  await new Promise<void>((resolve) => wss.close(() => resolve()));
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
