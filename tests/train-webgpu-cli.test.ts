@@ -5,7 +5,7 @@
 // in Node. Without an adapter the tests are reported as skipped with the reason; in CI, where
 // setup installs lavapipe, a missing adapter fails instead.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,30 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+describe('read-backs in the packages', () => {
+  it('are asynchronous wherever a GPU backend can run (synchronous reads only in host-memory.ts, for cpu and wasm)', () => {
+    const found: string[] = [];
+    const walk = (dir: string): void => {
+      for (const name of readdirSync(dir)) {
+        const path = join(dir, name);
+        if (statSync(path).isDirectory()) walk(path);
+        else if (name.endsWith('.ts') && name !== 'host-memory.ts') {
+          readFileSync(path, 'utf8')
+            .split('\n')
+            .forEach((line, i) => {
+              const code = line.replace(/\/\/.*$/, '');
+              if (/\b(dataSync|arraySync|bufferSync|readSync)\(/.test(code) && !/\bfs\.readSync|\breadSync\(this\.fd|readSync\(fd/.test(code)) {
+                found.push(`${path}:${i + 1}: ${line.trim()}`);
+              }
+            });
+        }
+      }
+    };
+    for (const pkg of readdirSync(join(repoRoot, 'packages'))) walk(join(repoRoot, 'packages', pkg, 'src'));
+    expect(found).toEqual([]);
+  });
+});
 
 describe.skipIf(skipReason !== undefined)('zeroring train --backend webgpu (CLI)', () => {
   it('trains, samples and writes summary.json', async () => {
