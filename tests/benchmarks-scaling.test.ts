@@ -21,12 +21,12 @@ interface Run {
   stepsMeasured: number;
 }
 
-describe('benchmarks/scaling.ts', () => {
+describe('benchmarks/scaling/main.ts', () => {
   it('runs DDP, lockstep and the ceiling for 2 ranks and reports each as tokens/s of all ranks', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'zr-scaling-'));
     try {
       const out = join(dir, 'scaling.json');
-      const args = ['--import', 'tsx', 'benchmarks/scaling.ts', '--models', 'tiny', '--nprocs', '2', '--ceiling', '2', '--lockstep', '--rounds', '1', '--steps-tiny', '8', '--warmup-tiny', '3', '--no-charts', '--no-cpu-balance', '--out', out];
+      const args = ['--import', 'tsx', 'benchmarks/scaling/main.ts', '--models', 'tiny', '--nprocs', '2', '--ceiling', '2', '--lockstep', '--rounds', '1', '--steps-tiny', '8', '--warmup-tiny', '3', '--no-charts', '--no-cpu-balance', '--out', out];
       await new Promise<void>((resolve, reject) =>
         execFile(process.execPath, args, { cwd: root, timeout: 240_000 }, (err, _stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve())),
       );
