@@ -36,7 +36,6 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from '../common/args.ts';
 import { resultPath } from '../common/results.ts';
-import { measureCpuBalance } from './cpu-balance.ts';
 import { defaultWarmup, runScalingJob, type ScalingResult } from './job.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -60,7 +59,7 @@ const a = benchArgs(import.meta.url, {
   'first-bucket-bytes': { type: 'string' },
   out: { type: 'string' },
   'no-charts': { type: 'boolean', default: false },
-  'no-cpu-balance': { type: 'boolean', default: false }, // the bundled form cannot start the probe (it needs tsx)
+  'no-cpu-balance': { type: 'boolean', default: false }, // a bundle cannot start the probe (it runs under tsx)
   ceiling: { type: 'string', default: '2' },
   balance: { type: 'boolean', default: false }, // also run each DDP world size with --balance (the trainer's balanceBatch)
   lockstep: { type: 'boolean', default: false }, // also run each ceiling world size as ranks meeting at a barrier each step
@@ -187,7 +186,9 @@ for (const model of models) {
   const roundsOf = model === 'small' && a['rounds-small'] ? Number(a['rounds-small']) : rounds;
   for (let round = 0; round < roundsOf; round++) {
     let base: number | undefined;
-    const cpuBalance = a['no-cpu-balance'] ? null : (await measureCpuBalance(2)).ratio;
+    // Loaded only when used: cpu-balance.ts is also a script, and inside a one-file bundle of this
+    // one (benchmarks/scaling/README.md) its "run as a script" check would see this file's name.
+    const cpuBalance = a['no-cpu-balance'] ? null : (await (await import('./cpu-balance.ts')).measureCpuBalance(2)).ratio;
     for (const [nproc, mode] of configsOf(model)) {
       const t0 = Date.now();
       const results = await runConfig(model, nproc, mode);
