@@ -1,4 +1,4 @@
-// TrainEvent helpers (packages/train/src/events.ts): the per-rank split packing the trainer uses
+// TrainEvent helpers (src/events.ts): the per-rank split packing the trainer uses
 // to gather every rank's numbers with one sum all-reduce, and the events.jsonl writer.
 import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   packRankStep, unpackRankSteps, RANK_STEP_FIELDS, eventsFileWriter, EVENTS_FILE, isTrainEvent, totalBytes, type RankStep,
-} from '@zeroring/train/events';
+} from '../src/events.ts';
 
 describe('per-rank split packing', () => {
   it('summing every rank\'s packed buffer yields all splits (what a sum all-reduce does)', () => {
