@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import type * as Ws from 'ws';
 
 // ws is a dependency of @zeroring/comm, not of the workspace root: load the same copy comm uses.
-const { WebSocket, WebSocketServer } = createRequire(new URL('../../packages/comm/package.json', import.meta.url))('ws') as typeof Ws;
+const commRequire = createRequire(new URL('../../packages/comm/package.json', import.meta.url));
+const { WebSocket, WebSocketServer } = commRequire('ws') as typeof Ws;
 type WebSocket = Ws.WebSocket;
 
 const TOTAL = 256 << 20;

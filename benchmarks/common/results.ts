@@ -24,8 +24,9 @@ export interface AdapterLike {
 export function machineTag(adapter?: AdapterLike): string {
   if (adapter && adapter.software !== true && adapter.device) {
     const vendor = adapter.vendor ? `${adapter.vendor.toLowerCase()}-` : '';
-    const model = adapter.device.toLowerCase().startsWith(vendor) ? adapter.device.slice(vendor.length) : adapter.device;
-    return model.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+    const device = adapter.device.toLowerCase();
+    const model = device.startsWith(vendor) ? device.slice(vendor.length) : device;
+    return model.replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
   }
   return `${availableParallelism()}vcpu`;
 }

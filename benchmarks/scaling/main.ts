@@ -188,7 +188,8 @@ for (const model of models) {
     let base: number | undefined;
     // Loaded only when used: cpu-balance.ts is also a script, and inside a one-file bundle of this
     // one (benchmarks/scaling/README.md) its "run as a script" check would see this file's name.
-    const cpuBalance = a['no-cpu-balance'] ? null : (await (await import('./cpu-balance.ts')).measureCpuBalance(2)).ratio;
+    const probe = a['no-cpu-balance'] ? null : await import('./cpu-balance.ts');
+    const cpuBalance = probe ? (await probe.measureCpuBalance(2)).ratio : null;
     for (const [nproc, mode] of configsOf(model)) {
       const t0 = Date.now();
       const results = await runConfig(model, nproc, mode);

@@ -22,7 +22,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-_spec = importlib.util.spec_from_file_location('train_throughput_torch', Path(__file__).parent.parent / 'train-throughput' / 'torch.py')
+_model_file = Path(__file__).parent.parent / 'train-throughput' / 'torch.py'
+_spec = importlib.util.spec_from_file_location('train_throughput_torch', _model_file)
 tiny = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tiny)
 
