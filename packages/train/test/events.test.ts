@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   packRankStep, unpackRankSteps, RANK_STEP_FIELDS, eventsFileWriter, EVENTS_FILE, isTrainEvent, totalBytes, type RankStep,
-} from '../src/events.ts';
+} from '@zeroring/train/events';
 
 describe('per-rank split packing', () => {
   it('summing every rank\'s packed buffer yields all splits (what a sum all-reduce does)', () => {
