@@ -2,15 +2,18 @@
 // take minutes and overwrite their results file), and refuses an option it does not know.
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { scriptUsage } from '../benchmarks/args.ts';
+import { scriptUsage } from '../benchmarks/common/args.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const benchDir = join(root, 'benchmarks');
-const scripts = [benchDir, join(benchDir, 'collectives')]
-  .flatMap((dir) => readdirSync(dir).map((f) => join(dir, f)))
+// Each benchmark has its own folder under benchmarks/ (results/ holds data, not scripts).
+const scripts = readdirSync(benchDir, { withFileTypes: true })
+  .filter((d) => d.isDirectory() && d.name !== 'results')
+  .flatMap((d) => readdirSync(join(benchDir, d.name)).map((f) => join(benchDir, d.name, f)))
   .filter((f) => f.endsWith('.ts') && readFileSync(f, 'utf8').includes('benchArgs(import.meta.url'))
   .map((f) => relative(root, f));
 
@@ -24,15 +27,23 @@ function runScript(script: string, args: string[]): Promise<{ code: number | nul
 
 describe('benchmark scripts: command-line options', () => {
   it('finds the scripts, and each documents how to run it in its header', () => {
-    expect(scripts).toContain('benchmarks/soak.ts');
-    expect(scripts).toContain('benchmarks/scaling.ts');
+    expect(scripts).toContain('benchmarks/soak/main.ts');
+    expect(scripts).toContain('benchmarks/scaling/main.ts');
     expect(scripts).toContain('benchmarks/collectives/vs-gloo.ts');
+    expect(scripts.length).toBeGreaterThanOrEqual(12);
     for (const s of scripts) expect(scriptUsage(pathToFileURL(join(root, s)).href), s).toContain(`node --import tsx ${s}`);
   });
 
-  it('--help prints the usage and exits 0 without running (soak leaves its results file alone)', async () => {
-    const soakJson = join(benchDir, 'results/soak.json');
-    const soakBefore = statSync(soakJson).mtimeMs;
+  it('--help prints the usage and exits 0 without running (soak writes no results file)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zr-bench-help-'));
+    const soakJson = join(dir, 'soak.json');
+    try {
+      const r = await runScript('benchmarks/soak/main.ts', ['--json', soakJson, '--help']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(existsSync(soakJson)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     for (let i = 0; i < scripts.length; i += 2) {
       const batch = scripts.slice(i, i + 2);
       const results = await Promise.all(batch.map((s) => runScript(s, ['--help'])));
@@ -41,13 +52,12 @@ describe('benchmark scripts: command-line options', () => {
         expect(r.stdout).toContain(`node --import tsx ${batch[j]}`);
       });
     }
-    expect(statSync(soakJson).mtimeMs).toBe(soakBefore);
   });
 
   it('an unknown option is an error with the usage, exit 2', async () => {
-    const r = await runScript('benchmarks/soak.ts', ['--colectives', '5']);
+    const r = await runScript('benchmarks/soak/main.ts', ['--colectives', '5']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/Unknown option '--colectives'/);
-    expect(r.stderr).toContain('node --import tsx benchmarks/soak.ts');
+    expect(r.stderr).toContain('node --import tsx benchmarks/soak/main.ts');
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeBusbwChart, writeScalingChart, writeMemoryChart, ChartInputError, renderSvg, busbwChartSpec } from '../benchmarks/charts/index.ts';
+import { writeBusbwChart, writeScalingChart, writeMemoryChart, ChartInputError, renderSvg, busbwChartSpec } from '../benchmarks/common/charts/index.ts';
 
 /** Number of marks of one kind vega drew ("line mark", "point", "rule mark", "bar"), from its ARIA labels. */
 function markCount(svg: string, kind: string): number {

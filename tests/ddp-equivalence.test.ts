@@ -19,6 +19,7 @@ import { launch } from '@zeroring/comm';
 import { Collect, repoRoot } from './fixtures/launch/helpers.ts';
 // The ZeRO tests' comparison (same tolerance rule as explained above).
 import { compareParams, type Params } from './fixtures/zero/compare.ts';
+import { once } from './fixtures/once.ts';
 
 const worker = fileURLToPath(new URL('./fixtures/ddp/equivalence-worker.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'zr-ddp-eq-'));
@@ -79,9 +80,12 @@ function expectRanksIdentical(pattern: string, nproc: number): void {
 describe('DDP equivalence (real processes, cpu backend unless named, GPT C=32 L=2 T=16)', () => {
   const ref8 = join(dir, 'ref-8.json');
   const ref9 = join(dir, 'ref-9.json');
+  // The single-process references, each trained once by the first test that needs it.
+  const reference8 = once(() => runLocal(2, 4, 1, ref8));
+  const reference9 = once(() => runLocal(3, 3, 1, ref9));
 
   it('2 ranks × batch 4, 8 KiB buckets == 1 process × batch 8', async () => {
-    await runLocal(2, 4, 1, ref8);
+    await reference8();
     const out = join(dir, 'ddp2-{rank}.json');
     const res = await runDDP(2, 4, 1, 8192, out);
     expect(res.buckets).toBeGreaterThan(3); // several all-reduces in flight per step
@@ -93,13 +97,14 @@ describe('DDP equivalence (real processes, cpu backend unless named, GPT C=32 L=
 
   it('noSync: 2 ranks × 2 accumulated micro-batches of 2 == 1 process × batch 8', async () => {
     const out = join(dir, 'acc2-{rank}.json');
+    await reference8();
     await runDDP(2, 2, 2, 8192, out);
     expectRanksIdentical(out, 2);
     expectMatchesReference(out, ref8);
   }, 300_000);
 
   it('3 ranks × batch 3, default buckets (1 MiB first, 25 MiB) == 1 process × batch 9', async () => {
-    await runLocal(3, 3, 1, ref9);
+    await reference9();
     const out = join(dir, 'ddp3-{rank}.json');
     const res = await runDDP(3, 3, 1, undefined, out);
     expect(res.buckets).toBe(1);
@@ -119,6 +124,7 @@ describe('DDP equivalence (real processes, cpu backend unless named, GPT C=32 L=
 
   it('noSync: 3 ranks × 3 accumulated micro-batches of 1 == 1 process × batch 9', async () => {
     const out = join(dir, 'acc3-{rank}.json');
+    await reference9();
     await runDDP(3, 1, 3, 4096, out);
     expectRanksIdentical(out, 3);
     expectMatchesReference(out, ref9);

@@ -1,10 +1,10 @@
-// A short soak (benchmarks/soak.ts): a few hundred random collectives with random delays on 2 and
+// A short soak (benchmarks/soak/main.ts): a few hundred random collectives with random delays on 2 and
 // 3 ranks while a stranger knocks on the store and ring ports with wrong tokens, garbage,
 // oversized and text frames, forged MACs, raw bytes and dropped handshakes. Every result must be
 // right, every attempt rejected the way the endpoint must reject it, the rejections logged, and
 // every worker must end cleanly. (The long run with figures is the benchmark.)
 import { describe, expect, it } from 'vitest';
-import { soakOne } from '../benchmarks/soak.ts';
+import { soakOne } from '../benchmarks/soak/main.ts';
 
 describe('soak: random collectives under a knocking stranger', () => {
   for (const n of [2, 3]) {

@@ -2,15 +2,16 @@
 // writing the DESIGN.md files, then sampling from the checkpoint it left; `--resume` continues.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { once } from './fixtures/once.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');
-const out = mkdtempSync(join(tmpdir(), 'zr-cli-train-'));
-afterAll(() => rmSync(out, { recursive: true, force: true }));
+const root = mkdtempSync(join(tmpdir(), 'zr-cli-train-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -25,9 +26,29 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 
 const common = ['--backend', 'wasm', '--batch-size', '2', '--eval-interval', '2', '--eval-batches', '1', '--sample-tokens', '20', '--seed', '3'];
 
+/** A run directory copied from `from`: a test that changes a run works on its own copy. */
+function copyRun(from: string, name: string): string {
+  const dir = join(root, name);
+  cpSync(from, dir, { recursive: true });
+  return dir;
+}
+
+// The runs the tests share, each made once by the first test that needs it: a 4-step run stopped
+// after step 3, and a copy of it resumed to its last step.
+const interrupted = once(async () => {
+  const dir = join(root, 'interrupted');
+  return { dir, ...(await cli(['train', '--steps', '4', '--stop-after', '3', '--out', dir, ...common])) };
+});
+const resumed = once(async () => {
+  const from = await interrupted();
+  if (from.code !== 0) throw new Error(`the interrupted run failed:\n${from.stderr}`);
+  const dir = copyRun(from.dir, 'resumed');
+  return { dir, ...(await cli(['train', '--steps', '4', '--resume', '--out', dir, ...common])) };
+});
+
 describe('zeroring train / sample (CLI)', () => {
   it('trains a few steps into --out with metrics.jsonl, summary.json, events.jsonl and a checkpoint', async () => {
-    const r = await cli(['train', '--steps', '4', '--stop-after', '3', '--out', out, ...common]);
+    const { dir: out, ...r } = await interrupted();
     expect(r.code, r.stderr).toBe(0);
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
@@ -47,7 +68,9 @@ describe('zeroring train / sample (CLI)', () => {
   });
 
   it('samples from that checkpoint', async () => {
-    const r = await cli(['sample', '--checkpoint', out, '--prompt', 'Call me', '--max-new-tokens', '15', '--top-k', '5', '--backend', 'wasm']);
+    const run = await interrupted();
+    expect(run.code, run.stderr).toBe(0);
+    const r = await cli(['sample', '--checkpoint', run.dir, '--prompt', 'Call me', '--max-new-tokens', '15', '--top-k', '5', '--backend', 'wasm']);
     expect(r.code, r.stderr).toBe(0);
     const text = r.stdout.replace(/\n$/, ''); // the command adds one newline; generated text may end in whitespace
     expect(text.startsWith('Call me')).toBe(true);
@@ -55,14 +78,17 @@ describe('zeroring train / sample (CLI)', () => {
   });
 
   it('resumes the interrupted run to its last step', async () => {
-    const r = await cli(['train', '--steps', '4', '--resume', '--out', out, ...common]);
+    const { dir: out, ...r } = await resumed();
     expect(r.code, r.stderr).toBe(0);
     const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4]);
     expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'))).toMatchObject({ steps: 4, resumedFrom: 3 });
-  });
+  }, 300_000);
 
   it('resumes a finished run without changing it, and trains on to a larger --steps keeping its figures', async () => {
+    const finished = await resumed();
+    expect(finished.code, finished.stderr).toBe(0);
+    const out = copyRun(finished.dir, 'finished');
     const summaryPath = join(out, 'summary.json');
     const before = readFileSync(summaryPath, 'utf8');
     const r = await cli(['train', '--steps', '4', '--resume', '--out', out, ...common]);
@@ -78,10 +104,12 @@ describe('zeroring train / sample (CLI)', () => {
     expect(summary.tokensPerSec).toBeGreaterThan(0);
     expect(summary.initialValLoss).toBe(JSON.parse(before).initialValLoss);
     expect(summary.initialValLoss).toBeGreaterThan(0);
-  });
+  }, 300_000);
 
   it('samples with the fastest backend by default, as train does', async () => {
-    const r = await cli(['sample', '--checkpoint', out, '--max-new-tokens', '5']);
+    const run = await interrupted();
+    expect(run.code, run.stderr).toBe(0);
+    const r = await cli(['sample', '--checkpoint', run.dir, '--max-new-tokens', '5']);
     expect(r.code, r.stderr).toBe(0);
     const chosen = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.backend);
     expect(chosen).toMatchObject({ backend: 'wasm', reason: expect.stringMatching(/^auto: /) });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probeWebGPUAdapterInChild } from '@zeroring/backend';
+import { once } from './fixtures/once.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');
@@ -59,8 +60,13 @@ describe('read-backs in the packages', () => {
 });
 
 describe.skipIf(skipReason !== undefined)('zeroring train --backend webgpu (CLI)', () => {
+  // The run both tests use, trained once by the first that needs it.
+  const trained = once(() =>
+    cli(['train', '--backend', 'webgpu', '--steps', '2', '--eval-batches', '2', '--sample-tokens', '40', '--out', out]),
+  );
+
   it('trains, samples and writes summary.json', async () => {
-    const r = await cli(['train', '--backend', 'webgpu', '--steps', '2', '--eval-batches', '2', '--sample-tokens', '40', '--out', out]);
+    const r = await trained();
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/"backend":"webgpu"/);
     expect(r.stderr).not.toMatch(/synchronously reading data from GPU/);
@@ -74,6 +80,8 @@ describe.skipIf(skipReason !== undefined)('zeroring train --backend webgpu (CLI)
   });
 
   it('samples from that checkpoint on webgpu', async () => {
+    const run = await trained();
+    expect(run.code, run.stderr).toBe(0);
     const r = await cli(['sample', '--checkpoint', out, '--backend', 'webgpu', '--prompt', 'Call me', '--max-new-tokens', '10']);
     expect(r.code, r.stderr).toBe(0);
     expect(Array.from(r.stdout.replace(/\n$/, ''))).toHaveLength('Call me'.length + 10);

@@ -5,7 +5,7 @@
 // a few seconds apart, so the shared machine's drift cancels as far as it can).
 //
 //   node --import tsx benchmarks/collectives/vs-gloo.ts [--nproc 2] [--rounds 3] [--sizes 4K,16M,32M,64M]
-//        [--python /usr/bin/python3] [--out benchmarks/results/collectives-vs-gloo-<nproc>.json]
+//        [--python /usr/bin/python3] [--out benchmarks/results/collectives-vs-gloo-<nproc>-<machine>.json]
 //
 // Needs python3 with torch (Debian: apt-get install python3-torch, torch 1.13 with Gloo).
 import { execFileSync } from 'node:child_process';
@@ -13,7 +13,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchArgs } from '../args.ts';
+import { benchArgs } from '../common/args.ts';
+import { resultPath } from '../common/results.ts';
 import { parseBytes } from '@zeroring/comm';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -28,7 +29,7 @@ const a = benchArgs(import.meta.url, {
 const nproc = Number(a.nproc);
 const rounds = Number(a.rounds);
 const sizes = a.sizes!.split(',').map((s) => parseBytes(s));
-const out = resolve(a.out ?? join(root, `benchmarks/results/collectives-vs-gloo-${nproc}.json`));
+const out = resolve(a.out ?? resultPath(`collectives-vs-gloo-${nproc}`));
 const tmp = mkdtempSync(join(os.tmpdir(), 'zr-vs-gloo-'));
 const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
 /** Small messages are latency: many iterations, as gloo.py does below 1 MiB. */

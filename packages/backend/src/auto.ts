@@ -1,5 +1,5 @@
 // 'auto': the fastest backend that works on this machine, in a fixed order of preference
-// backed by benchmarks/backend-matmul.ts (results in benchmarks/results/backend-matmul.json):
+// backed by benchmarks/backend-matmul (results in benchmarks/results/backend-matmul-2vcpu.json):
 //   1. WebGPU on a hardware adapter;
 //   2. libtensorflow (tfjs-node-gpu / tfjs-node), when the user installed it;
 //   3. wasm (XNNPACK, SIMD), which beats both the pure-JS cpu backend and WebGPU on a

@@ -5,7 +5,7 @@
 // that was about 10 MB of ArrayBuffers per tiny-GPT step. V8 counts ArrayBuffer memory toward
 // the next full collection, so those copies alone started a mark-compact every step, whose
 // concurrent marking kept another core about 7 % busy: free with one process, but taken from the
-// other rank when two ranks share two cores (benchmarks/scaling.ts). Here
+// other rank when two ranks share two cores (benchmarks/scaling). Here
 // - runHostKernel lets a JavaScript kernel read its inputs and write its outputs in place: on
 //   wasm as views of the heap, on cpu as the arrays the backend stores;
 // - copyToHost reads a tensor into a buffer the caller reuses (DDP's gradient buckets).

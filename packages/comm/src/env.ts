@@ -72,7 +72,7 @@ export const DEFAULT_MASTER_PORT = 29500;
 
 /**
  * Up to which size the gather all-reduce beats the ring, measured on loopback on the 2-core
- * machines here (packages/comm/bench/latency.ts, both algorithms in the same run): with 2 ranks
+ * machines here (benchmarks/comm/latency.ts, both algorithms in the same run): with 2 ranks
  * both move B bytes per link and the gather's single hop wins up to about 64 KiB, beyond which
  * its whole-buffer reduction and copies cost more; with 3 or 4 ranks its (n-1)·B bytes per link
  * catch up with the ring's extra hops between 4 and 16 KiB.

@@ -9,7 +9,7 @@
 // only computes.
 // The tied parameter is simply the same name "wte" listed by both "embed" and "head".
 //
-// Speed (tfjs on 2 CPU cores, profiled in benchmarks/train-throughput.ts): one qkv matmul, a
+// Speed (tfjs on 2 CPU cores, profiled in benchmarks/train-throughput): one qkv matmul, a
 // fused causal attention op (./attention.ts), and layers from ./ops.ts whose hand-written
 // gradients use only kernels that are fast on CPU backends.
 import * as tf from '@tensorflow/tfjs-core';

@@ -1,6 +1,6 @@
 // Layers with hand-written gradients, shaped for the kernels that are fast on tfjs CPU backends.
 //
-// Profiling training of the tiny preset on tfjs-backend-wasm (benchmarks/train-throughput.ts)
+// Profiling training of the tiny preset on tfjs-backend-wasm (benchmarks/train-throughput)
 // showed where autodiff's default gradients lose time:
 // - BatchMatMul with transposeA or transposeB, which every matmul gradient uses, leaves
 //   XNNPACK for a generic loop and runs ~10x slower than the plain A @ B form. So every 2-D

@@ -1,4 +1,4 @@
-// Memory accounting (issue 5, item 3): what each rank holds, by category and place, and what the
+// Memory accounting: what each rank holds, by category and place, and what the
 // ZeRO paper's formulas say it should hold.
 //
 // MemoryTracker is bookkeeping, not an allocator: strategies call alloc()/free() where they

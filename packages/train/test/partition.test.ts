@@ -59,7 +59,7 @@ describe('FlatPartition', () => {
           expect(g.offset).toBe(offset);
           expect(g.shardOffset).toBe(shardOffset);
           expect(g.paddedLength % N).toBe(0);
-          expect(g.paddedLength - g.length).toBeGreaterThanOrEqual(0);
+          expect(g.paddedLength).toBeGreaterThanOrEqual(g.length);
           expect(g.paddedLength - g.length).toBeLessThan(N);
           expect(g.shardLength * N).toBe(g.paddedLength);
           offset += g.paddedLength;

@@ -1,4 +1,4 @@
-// Fast host AdamW for an offloaded optimizer shard (issue 5, "CPU offload").
+// Fast host AdamW for an offloaded optimizer shard (CPU offload).
 //
 // The shard's four arrays (params, grads, exp_avg m, exp_avg_sq v) live inside one WebAssembly
 // memory and are handed out as Float32Array views: the strategy writes the reduced gradient shard
