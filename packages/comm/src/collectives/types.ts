@@ -1,7 +1,7 @@
 // What a collective algorithm sees of the world: its rank in the ring, a way to send a chunk
 // to the next rank, and the chunks that arrive from the previous rank (in the order they were
-// sent). Transport, tagging, ordering, timeouts and failures live in process-group.ts and
-// transport/; the files in this folder are only the algorithms (Gloo's split).
+// sent). Transport, tagging, ordering, timeouts and failures live in group/ and transport/;
+// the files in this folder are only the algorithms (Gloo's split).
 import { ZeroringError } from '../errors.ts';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';

@@ -1,23 +1,21 @@
 // One authenticated WebSocket connection, used by both the rendezvous store and the ring.
 //
-// Before anything else both ends prove that they know the job token, without sending it:
-// the server sends a random nonce, the client answers with its own nonce and
-// HMAC-SHA256(token, purpose|client|rank|nonces), the server checks it and answers with the
-// server-side MAC so the client knows it reached the job and not an impostor. Until that
-// succeeds only tiny handshake messages are accepted; anything else (wrong MAC, garbage,
-// oversized frames, text frames, a silent client) closes that one connection with a logged
-// reason and nothing else happens.
+// Before anything else both ends prove that they know the job token, without sending it
+// (handshake.ts). Until that succeeds only tiny handshake messages are accepted; anything else
+// (wrong MAC, garbage, oversized frames, text frames, a silent client) closes that one
+// connection with a logged reason and nothing else happens.
 //
 // The single 'message' listener is installed at construction and never swapped: ws emits
 // messages synchronously while parsing a socket read, so a listener attached after an await
 // could miss data that arrived in the same read as the handshake's last message.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { pack, unpack } from 'msgpackr';
 import WebSocket from 'ws';
-import { AuthError, ConfigError } from '../errors.ts';
+import { ConfigError } from '../errors.ts';
 import type { Logger } from '@zeroring/core';
 import { FrameReader, type FrameSink } from './frame-reader.ts';
+import { Handshake, handshakeError, refusedError, type Purpose } from './handshake.ts';
+
+export type { Purpose } from './handshake.ts';
 
 export const CloseCode = {
   normal: 1000,
@@ -28,39 +26,12 @@ export const CloseCode = {
   duplicate: 4004,
 } as const;
 
-export type Purpose = 'store' | 'peer';
-
 /** How long a closing connection waits for the peer's close frame before dropping the socket. */
 const CLOSE_GRACE_MS = 2000;
-
-/** Handshake messages are a few dozen bytes; anything bigger before auth is hostile. */
-const PRE_AUTH_MAX_BYTES = 1024;
-const PROTOCOL = 'zeroring/1';
-
-/**
- * The close reason sent to a client whose proof of the token was wrong. The client words its
- * AuthError from it: under the same close code a silent client hears a different reason.
- */
-export const WRONG_TOKEN_REASON = 'authentication failed (wrong job token)';
-
-function hmac(token: string, purpose: Purpose, side: 'client' | 'server', rank: number, snonce: Uint8Array, cnonce: Uint8Array): Buffer {
-  return createHmac('sha256', token).update(`${PROTOCOL}|${purpose}|${side}|${rank}|`).update(snonce).update(cnonce).digest();
-}
-
-function macEqual(a: unknown, b: Buffer): boolean {
-  return a instanceof Uint8Array && a.length === b.length && timingSafeEqual(a, b);
-}
 
 /** ws masks client frames with a random key; between authenticated peers a zero key skips that pass over the data. */
 export function zeroMask(mask: Buffer): void {
   mask[0] = mask[1] = mask[2] = mask[3] = 0;
-}
-
-interface HandshakeMsg {
-  t?: unknown;
-  nonce?: unknown;
-  rank?: unknown;
-  mac?: unknown;
 }
 
 export interface ConnOptions {
@@ -70,6 +41,9 @@ export interface ConnOptions {
   /** Deadline for the handshake. */
   authTimeoutMs: number;
 }
+
+/** What dialling takes beyond ConnOptions. */
+export type DialOptions = ConnOptions & { maxPayload: number; readFrames?: boolean };
 
 export class Conn {
   /** The peer's rank as proven in the handshake (-1 for a non-rank client such as a launcher). */
@@ -87,8 +61,7 @@ export class Conn {
   closeReason = '';
 
   private authed = false;
-  private snonce = randomBytes(16);
-  private cnonce = randomBytes(16);
+  private readonly handshake: Handshake;
   private queued: Buffer[] = [];
   private handler: ((data: Buffer) => void) | undefined;
   private closeHandlers: ((code: number, reason: string) => void)[] = [];
@@ -104,9 +77,10 @@ export class Conn {
     readonly remote: string,
     private readonly opts: ConnOptions,
     /** For the client: our own rank, sent in the handshake. */
-    private readonly myRank: number,
+    myRank: number,
     private socket: Socket | undefined,
   ) {
+    this.handshake = new Handshake(role, opts.token, opts.purpose, myRank);
     this.ready = new Promise((res, rej) => {
       this.resolveReady = res;
       this.rejectReady = rej;
@@ -136,7 +110,7 @@ export class Conn {
   static accept(ws: WebSocket, socket: Socket, opts: ConnOptions): Conn {
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
     const c = new Conn(ws, 'server', remote, opts, -1, socket);
-    c.sendRaw(pack({ t: 'hello', nonce: c.snonce }));
+    c.sendRaw(c.handshake.hello());
     return c;
   }
 
@@ -145,19 +119,10 @@ export class Conn {
    * (e.g. ECONNREFUSED, for the caller to retry), ConfigError when the port answers but is not
    * a zeroring endpoint, or AuthError when the token is rejected.
    */
-  static async connect(host: string, port: number, myRank: number, opts: ConnOptions & { maxPayload: number; readFrames?: boolean }): Promise<Conn> {
-    const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-    const url = `ws://${h}:${port}/${opts.purpose}`;
+  static async connect(host: string, port: number, myRank: number, opts: DialOptions): Promise<Conn> {
     // The Conn exists only once ws does, but the reader must create the socket: late-bound.
     let c: Conn | undefined;
-    const reader = opts.readFrames ? new FrameReader(() => c && (c.lastSeen = Date.now())) : undefined;
-    const ws = new WebSocket(url, {
-      perMessageDeflate: false,
-      maxPayload: opts.maxPayload,
-      handshakeTimeout: opts.authTimeoutMs,
-      generateMask: zeroMask,
-      ...(reader ? { createConnection: reader.createConnection as unknown as typeof import('node:net').createConnection } : {}),
-    });
+    const { ws, reader } = openWebSocket(host, port, opts, () => c && (c.lastSeen = Date.now()));
     c = new Conn(ws, 'client', `${host}:${port}`, opts, myRank, undefined);
     c.reader = reader;
     // Only once ws owns the socket: a 'data' listener added at 'upgrade' would set the socket
@@ -266,14 +231,8 @@ export class Conn {
     const { remote, opts } = this;
     opts.log[level]({ remote, purpose: opts.purpose, peerRank: this.peerRank, code, reason }, 'closing connection');
     if (!this.authed) {
-      const what = `${opts.purpose} connection ${remote}`;
-      let e: Error;
-      if (this.wrongProofRank !== null) {
-        const claim = this.wrongProofRank >= 0 ? `claiming rank ${this.wrongProofRank}` : 'claiming no rank';
-        e = new AuthError(`${what}: wrong proof of ZERORING_TOKEN from a client ${claim}`);
-      } else if (code === CloseCode.authFailed) e = new AuthError(`${what}: ${reason}`);
-      else e = new ConfigError(`${what}: ${reason}`);
-      this.rejectReady(e);
+      const authFailed = code === CloseCode.authFailed;
+      this.rejectReady(handshakeError(opts.purpose, remote, this.wrongProofRank, authFailed, reason));
     }
     this.close(code, reason);
     // A peer that ignores the close handshake must not keep the socket open.
@@ -298,39 +257,14 @@ export class Conn {
   }
 
   private onHandshake(data: Buffer): void {
-    if (data.length > PRE_AUTH_MAX_BYTES) return this.fail(CloseCode.malformed, `${data.length}-byte message before authentication`);
-    let m: HandshakeMsg;
-    try {
-      m = unpack(data) as HandshakeMsg;
-    } catch {
-      return this.fail(CloseCode.malformed, 'undecodable handshake message');
+    const step = this.handshake.receive(data);
+    if (step.kind === 'fail') {
+      if (step.wrongProofRank !== undefined) this.wrongProofRank = step.wrongProofRank;
+      return this.fail(CloseCode[step.code], step.reason);
     }
-    if (typeof m !== 'object' || m === null) return this.fail(CloseCode.malformed, 'handshake message is not an object');
-    const { token, purpose } = this.opts;
-    if (this.role === 'server') {
-      if (m.t !== 'auth' || !(m.nonce instanceof Uint8Array) || m.nonce.length !== 16 || !Number.isInteger(m.rank))
-        return this.fail(CloseCode.malformed, 'expected an auth message');
-      this.cnonce = Buffer.from(m.nonce);
-      const rank = m.rank as number;
-      if (!macEqual(m.mac, hmac(token, purpose, 'client', rank, this.snonce, this.cnonce))) {
-        this.wrongProofRank = rank;
-        return this.fail(CloseCode.authFailed, WRONG_TOKEN_REASON);
-      }
-      this.peerRank = rank;
-      this.sendRaw(pack({ t: 'ok', mac: hmac(token, purpose, 'server', rank, this.snonce, this.cnonce) }));
-      this.authDone();
-    } else if (m.t === 'hello') {
-      if (!(m.nonce instanceof Uint8Array) || m.nonce.length !== 16) return this.fail(CloseCode.malformed, 'bad hello');
-      this.snonce = Buffer.from(m.nonce);
-      const mac = hmac(token, purpose, 'client', this.myRank, this.snonce, this.cnonce);
-      this.sendRaw(pack({ t: 'auth', nonce: this.cnonce, rank: this.myRank, mac }));
-    } else if (m.t === 'ok') {
-      if (!macEqual(m.mac, hmac(token, purpose, 'server', this.myRank, this.snonce, this.cnonce)))
-        return this.fail(CloseCode.authFailed, 'the server could not prove the job token');
-      this.authDone();
-    } else {
-      return this.fail(CloseCode.malformed, 'unexpected handshake message');
-    }
+    if (step.kind === 'done' && step.peerRank !== undefined) this.peerRank = step.peerRank;
+    if (step.reply) this.sendRaw(step.reply);
+    if (step.kind === 'done') this.authDone();
   }
 
   private authDone(): void {
@@ -339,28 +273,39 @@ export class Conn {
     this.resolveReady();
   }
 
-  /** Client side: the server closed the handshake with authFailed; `reason` says why. */
-  private refusedError(reason: string): AuthError {
-    const them = `${this.opts.purpose === 'store' ? 'the rendezvous store' : 'the ring peer'} at ${this.remote}`;
-    if (reason !== WRONG_TOKEN_REASON) {
-      return new AuthError(`${them} refused our authentication (${reason || 'no reason given'})`);
-    }
-    // Which side holds the wrong token is not knowable here, only that the two differ.
-    return new AuthError(
-      `${them} refused this worker's ZERORING_TOKEN: the tokens differ ` +
-        `(expected the same ZERORING_TOKEN on every worker of the job)`,
-    );
-  }
-
   private onWsClose(code: number, reason: string): void {
     this.closed = true;
     this.closeCode = code;
     this.closeReason = reason;
     clearTimeout(this.authTimer);
     if (!this.authed) {
-      if (code === CloseCode.authFailed) this.rejectReady(this.refusedError(reason));
+      if (code === CloseCode.authFailed) this.rejectReady(refusedError(this.opts.purpose, this.remote, reason));
       else this.rejectReady(Object.assign(new Error(`connection to ${this.remote} closed during authentication (code ${code}${reason ? `: ${reason}` : ''})`), { code: 'ECLOSED' }));
     }
     for (const h of this.closeHandlers.splice(0)) h(code, reason);
   }
+}
+
+/**
+ * Client side: the WebSocket to a zeroring endpoint, with a frame reader of its own when it
+ * carries bulk data (readFrames); `seen` is told whenever the reader takes bytes in.
+ */
+function openWebSocket(
+  host: string,
+  port: number,
+  opts: DialOptions,
+  seen: () => void,
+): { ws: WebSocket; reader: FrameReader | undefined } {
+  const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  const url = `ws://${h}:${port}/${opts.purpose}`;
+  const reader = opts.readFrames ? new FrameReader(seen) : undefined;
+  const createConnection = reader?.createConnection as unknown as typeof import('node:net').createConnection;
+  const ws = new WebSocket(url, {
+    perMessageDeflate: false,
+    maxPayload: opts.maxPayload,
+    handshakeTimeout: opts.authTimeoutMs,
+    generateMask: zeroMask,
+    ...(reader ? { createConnection } : {}),
+  });
+  return { ws, reader };
 }

@@ -2,7 +2,8 @@
 // rank (data arrives there) and one to its next rank (data leaves there). It knows nothing of
 // collectives: it frames headers and payloads, tells when sends have reached the kernel (so a
 // collective can hand the user's buffer back only once nothing still reads it), watches the
-// neighbours' liveness, and reports a lost neighbour to its owner.
+// neighbours' liveness, and reports a lost neighbour to its owner. How the ring comes to be
+// is ring-setup.ts; the sending side, with its shared-memory slots, is outbox.ts.
 //
 // Direction: rank r dials its previous rank, so r-1 sends to r over the connection it
 // *accepted*. Server-side frames are never masked, so the bulk data crosses without the
@@ -12,16 +13,14 @@
 // Between ranks on the same machine, large payloads skip the socket: they go through a
 // shared-memory segment per link (shm.ts) while their headers, and everything else, still go
 // over the WebSocket link, in order.
-import type { Logger } from '@zeroring/core';
-import { CommTimeoutError, ConfigError, PeerLostError, ZeroringError } from '../errors.ts';
-import type { AddressBook } from './address-book.ts';
-import { CloseCode, Conn } from './conn.ts';
-import { listen, type Listener } from './listener.ts';
-import { negotiateShm, type ShmSegment } from './shm.ts';
-import { decode, encode, encodeCredit, encodeShm, INLINE_MAX_BYTES, MsgType, type DataHeader, type Header, type ShmRef } from './wire.ts';
+import { CloseCode, type Conn } from './conn.ts';
+import type { Listener } from './listener.ts';
+import { Outbox } from './outbox.ts';
+import { connectRing, type RingLinks, type RingOptions } from './ring-setup.ts';
+import type { ShmSegment } from './shm.ts';
+import { decode, encode, encodeCredit, MsgType, type DataHeader, type Header, type ShmRef } from './wire.ts';
 
-/** A chunk is at most this big (ring.ts and the collectives agree through plan.ts); frames are bounded just above. */
-export const PEER_MAX_PAYLOAD = 16 * 1024 * 1024 + 64 * 1024;
+export { PEER_MAX_PAYLOAD, type RingOptions } from './ring-setup.ts';
 
 export type Side = 'prev' | 'next';
 
@@ -36,60 +35,37 @@ export interface RingHandlers {
   onLost(side: Side, rank: number, reason: string, clean: boolean): void;
 }
 
-export interface RingOptions {
-  rank: number;
-  worldSize: number;
-  token: string;
-  store: AddressBook;
-  /** Store keys are namespaced by this (one rendezvous per restart). */
-  prefix: string;
-  bindHost: string;
-  advertiseHost: string;
-  timeoutMs: number;
-  log: Logger;
-  /** Rejects when the rendezvous is broken elsewhere (e.g. the store says so): stop waiting. */
-  abort?: Promise<never>;
-  /** Offer and accept shared-memory links with ranks on this machine (ZERORING_SHM). */
-  sharedMemory: boolean;
-  /** The collectives' chunk size: one shared-memory slot each. */
-  chunkBytes: number;
-}
-
-/** A message to the next rank waiting for a free shared-memory slot (or behind one that is). */
-interface QueuedSend {
-  h: DataHeader;
-  payload: Uint8Array;
-  viaShm: boolean;
-  released: (() => void) | undefined;
-}
-
 export class RingTransport {
-  private inflight = 0;
-  private flushWaiters: (() => void)[] = [];
   private handlers: RingHandlers | undefined;
   private awaitingPayload: DataHeader | null = null;
   private lostReported = { prev: false, next: false };
-  /** Free slots of the segment we write for the next rank, and sends waiting for one, in order. */
-  private readonly freeSlots: number[] = [];
-  private readonly slotBusy: boolean[] = [];
-  private readonly waiting: QueuedSend[] = [];
+  private readonly prevConn: Conn;
+  private readonly nextConn: Conn;
+  private readonly listener: Listener;
+  private readonly shmIn: ShmSegment | null;
+  private readonly shmOut: ShmSegment | null;
+  private readonly outbox: Outbox;
   /** Slots of the previous rank's segment read since the last credit (sent once the current socket read is processed). */
   private creditMask = 0;
+  /** Whether the links keep the process alive; changed at most twice per collective, so only on change. */
+  private ref: boolean | null = null;
 
   private constructor(
     readonly rank: number,
     readonly worldSize: number,
-    private readonly prevConn: Conn,
-    private readonly nextConn: Conn,
-    private readonly listener: Listener,
-    private readonly log: Logger,
-    private readonly shmOut: ShmSegment | null,
-    private readonly shmIn: ShmSegment | null,
+    links: RingLinks,
   ) {
-    for (let s = (shmOut?.slots ?? 0) - 1; s >= 0; s--) {
-      this.freeSlots.push(s);
-      this.slotBusy[s] = false;
-    }
+    this.prevConn = links.prevConn;
+    this.nextConn = links.nextConn;
+    this.listener = links.listener;
+    this.shmIn = links.shmIn;
+    this.shmOut = links.shmOut;
+    this.outbox = new Outbox(this.nextConn, this.shmOut, (what) => this.protocolError('next', what));
+  }
+
+  /** Publishes our address, dials the previous rank and waits for the next one to dial us. */
+  static async establish(o: RingOptions): Promise<RingTransport> {
+    return new RingTransport(o.rank, o.worldSize, await connectRing(o));
   }
 
   /** How each link carries large payloads. */
@@ -104,81 +80,6 @@ export class RingTransport {
     return (this.rank + 1) % this.worldSize;
   }
 
-  /** Publishes our address, dials the previous rank and waits for the next one to dial us. */
-  static async establish(o: RingOptions): Promise<RingTransport> {
-    const { rank, worldSize, log } = o;
-    const prev = (rank - 1 + worldSize) % worldSize;
-    const next = (rank + 1) % worldSize;
-    const deadline = Date.now() + o.timeoutMs;
-    let nextConn: Conn | undefined;
-    let gotNext!: (c: Conn) => void;
-    const nextReady = new Promise<Conn>((r) => (gotNext = r));
-    const listener = await listen({
-      host: o.bindHost,
-      port: 0,
-      token: o.token,
-      purpose: 'peer',
-      maxPayload: PEER_MAX_PAYLOAD,
-      authTimeoutMs: 10_000,
-      log,
-      onConn: (c) => {
-        if (c.peerRank !== next) return c.fail(CloseCode.unexpectedPeer, `rank ${c.peerRank} dialled rank ${rank}, expected only rank ${next}`);
-        if (nextConn && !nextConn.closed) return c.fail(CloseCode.duplicate, `a second connection claims rank ${next}`);
-        nextConn = c;
-        gotNext(c);
-      },
-    });
-    const guard = <T>(p: Promise<T>): Promise<T> => (o.abort ? Promise.race([p, o.abort]) : p);
-    let prevConn: Conn | undefined;
-    let dial: Promise<Conn> | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await guard(o.store.set(`${o.prefix}addr/${rank}`, `${o.advertiseHost}:${listener.port}`));
-      const addr = await guard(
-        o.store.get(`${o.prefix}addr/${prev}`, Math.max(1, deadline - Date.now())).catch(async (e: unknown) => {
-          if (e instanceof CommTimeoutError) throw await missingRanks(o, deadline);
-          throw e;
-        }),
-      );
-      const [host, port] = splitHostPort(String(addr));
-      // The dialled link is the one data arrives on: it reads its frames itself (frame-reader.ts).
-      dial = Conn.connect(host, port, rank, { token: o.token, purpose: 'peer', log, authTimeoutMs: Math.max(1000, deadline - Date.now()), maxPayload: PEER_MAX_PAYLOAD, readFrames: true });
-      // It published its address, so it was up: a refused or broken dial means it is gone.
-      prevConn = await guard(dial).catch((e: unknown) => {
-        if (e instanceof ZeroringError) throw e;
-        throw new PeerLostError(prev, 'rendezvous', `could not connect to it at ${addr}: ${(e as Error).message}`, rank);
-      });
-      const nc = await guard(
-        Promise.race([
-          nextReady,
-          new Promise<never>((_, rej) => {
-            timer = setTimeout(() => rej(new CommTimeoutError(`rendezvous: rank ${next} did not connect to rank ${rank} within ${o.timeoutMs} ms`, o.timeoutMs, rank)), Math.max(1, deadline - Date.now()));
-          }),
-        ]),
-      );
-      clearTimeout(timer);
-      const shm = await negotiateShm({
-        enabled: o.sharedMemory && o.chunkBytes > INLINE_MAX_BYTES,
-        store: o.store,
-        prefix: o.prefix,
-        rank,
-        prev,
-        slotBytes: o.chunkBytes,
-        timeoutMs: () => Math.max(1, deadline - Date.now()),
-        guard,
-        log,
-      });
-      return new RingTransport(rank, worldSize, prevConn, nc, listener, log, shm.out, shm.in);
-    } catch (e) {
-      clearTimeout(timer);
-      // A dial still in flight is closed as soon as it completes.
-      dial?.then((c) => c.terminate(), () => undefined);
-      nextConn?.terminate();
-      await listener.close();
-      throw e;
-    }
-  }
-
   /** Starts delivering messages; anything that arrived during setup is replayed first. */
   attach(h: RingHandlers): void {
     this.handlers = h;
@@ -188,8 +89,9 @@ export class RingTransport {
       end: (data) => this.onPrevMessage(data),
     });
     this.nextConn.setHandler((raw) => this.onNextMessage(raw));
-    this.prevConn.onClose((code, reason) => this.lost('prev', `connection closed (code ${code}${reason ? `: ${reason}` : ''})`, code === CloseCode.normal));
-    this.nextConn.onClose((code, reason) => this.lost('next', `connection closed (code ${code}${reason ? `: ${reason}` : ''})`, code === CloseCode.normal));
+    const closed = (code: number, reason: string) => `connection closed (code ${code}${reason ? `: ${reason}` : ''})`;
+    this.prevConn.onClose((code, reason) => this.lost('prev', closed(code, reason), code === CloseCode.normal));
+    this.nextConn.onClose((code, reason) => this.lost('next', closed(code, reason), code === CloseCode.normal));
   }
 
   /**
@@ -197,80 +99,17 @@ export class RingTransport {
    * later: `released` is called once nothing reads them any more (not at all if the link is lost).
    */
   send(h: DataHeader, payload: Uint8Array, released?: () => void): void {
-    const viaShm = this.shmOut !== null && payload.byteLength > INLINE_MAX_BYTES && payload.byteLength <= this.shmOut.slotBytes;
-    if (this.waiting.length > 0 || (viaShm && this.freeSlots.length === 0)) {
-      // Behind a send that waits for a slot: keep the order. The payload is read later.
-      this.inflight++;
-      this.waiting.push({ h, payload, viaShm, released });
-      return;
-    }
-    if (viaShm) this.sendViaShm(h, payload, released);
-    else this.sendViaSocket(h, payload, released);
-  }
-
-  /** Copies the payload into a free slot (synchronously: the caller's buffer is free again) and sends its header. */
-  private sendViaShm(h: DataHeader, payload: Uint8Array, released: (() => void) | undefined): void {
-    const slot = this.freeSlots.pop()!;
-    this.slotBusy[slot] = true;
-    this.shmOut!.write(slot, payload);
-    this.nextConn.send(encodeShm(h, slot, payload.byteLength));
-    released?.();
-  }
-
-  private sendViaSocket(h: DataHeader, payload: Uint8Array, released: (() => void) | undefined): void {
-    const frames = encode(h, payload);
-    if (frames.length === 1) {
-      // Inline: the payload was copied into the frame, nobody needs to know when it leaves.
-      this.nextConn.send(frames[0]!);
-      released?.();
-      return;
-    }
-    this.inflight++;
-    this.nextConn.send(frames[0]!);
-    this.nextConn.send(frames[1]!, (err) => {
-      if (!err) released?.();
-      this.sent();
-    });
-  }
-
-  /** One payload sent by reference has left: wake the flush waiters when it was the last. */
-  private sent(): void {
-    if (--this.inflight === 0) {
-      const w = this.flushWaiters;
-      this.flushWaiters = [];
-      for (const f of w) f();
-    }
-  }
-
-  /** The next rank has read these slots: send what waited for one. */
-  private onCredit(mask: number): void {
-    const slots = this.shmOut?.slots ?? 0;
-    for (let slot = 0; slot < 32; slot++) {
-      if (!(mask & (1 << slot))) continue;
-      if (!(slot < slots) || !this.slotBusy[slot]) return this.protocolError('next', `credit for shared-memory slot ${slot}, which is not in use`);
-      this.slotBusy[slot] = false;
-      this.freeSlots.push(slot);
-    }
-    this.batch(() => {
-      while (this.waiting.length > 0 && !(this.waiting[0]!.viaShm && this.freeSlots.length === 0)) {
-        const q = this.waiting.shift()!;
-        // The queue's reference ends here (a payload the socket sends by reference holds its own).
-        if (q.viaShm) this.sendViaShm(q.h, q.payload, q.released);
-        else this.sendViaSocket(q.h, q.payload, q.released);
-        this.sent();
-      }
-    });
+    this.outbox.send(h, payload, released);
   }
 
   /** Whatever `fn` sends to the next rank leaves in one write (see Conn.batch). */
   batch<T>(fn: () => T): T {
-    return this.nextConn.batch(fn);
+    return this.outbox.batch(fn);
   }
 
   /** Resolves once every payload sent by reference so far has been written to the kernel (or failed). */
   flushed(): Promise<void> | null {
-    if (this.inflight === 0) return null;
-    return new Promise((r) => this.flushWaiters.push(r));
+    return this.outbox.flushed();
   }
 
   /** Sends a control message (abort, bye) to one or both neighbours, where still open. */
@@ -297,9 +136,6 @@ export class RingTransport {
       }
     }
   }
-
-  /** Whether the links keep the process alive; changed at most twice per collective, so only on change. */
-  private ref: boolean | null = null;
 
   setRef(on: boolean): void {
     if (this.ref === on) return;
@@ -353,10 +189,17 @@ export class RingTransport {
   /** Reads a payload from the previous rank's segment into its destination and returns the slot at once. */
   private readShm(h: DataHeader, ref: ShmRef): void {
     const seg = this.shmIn;
-    if (!seg || !(ref.slot < seg.slots) || ref.bytes > seg.slotBytes) return this.protocolError('prev', `shared-memory reference (slot ${ref.slot}, ${ref.bytes} bytes) outside the agreed segment`);
+    if (!seg || !(ref.slot < seg.slots) || ref.bytes > seg.slotBytes) {
+      const what = `shared-memory reference (slot ${ref.slot}, ${ref.bytes} bytes) outside the agreed segment`;
+      return this.protocolError('prev', what);
+    }
     const into = this.handlers!.payloadTarget?.(h, ref.bytes) ?? Buffer.allocUnsafe(ref.bytes);
-    if (into.byteLength !== ref.bytes) throw new Error(`payload target of ${into.byteLength} bytes for a ${ref.bytes}-byte payload`);
-    if (!seg.read(ref.slot, into)) return this.protocolError('prev', `shared-memory slot ${ref.slot} is shorter than ${ref.bytes} bytes`);
+    if (into.byteLength !== ref.bytes) {
+      throw new Error(`payload target of ${into.byteLength} bytes for a ${ref.bytes}-byte payload`);
+    }
+    if (!seg.read(ref.slot, into)) {
+      return this.protocolError('prev', `shared-memory slot ${ref.slot} is shorter than ${ref.bytes} bytes`);
+    }
     // Slots read from one socket read go back in one credit, right after it (before any timer or I/O).
     if (this.creditMask === 0) queueMicrotask(() => this.sendCredit());
     this.creditMask |= 1 << ref.slot;
@@ -377,7 +220,7 @@ export class RingTransport {
       return this.protocolError('next', (e as Error).message);
     }
     if (d.h.t === MsgType.Data) return this.protocolError('next', 'data message from the next rank (data flows from prev to next)');
-    if (d.h.t === MsgType.Credit) return this.onCredit(d.h.slots);
+    if (d.h.t === MsgType.Credit) return this.outbox.onCredit(d.h.slots);
     this.handlers!.onControl(d.h, 'next');
   }
 
@@ -390,33 +233,7 @@ export class RingTransport {
   private lost(side: Side, reason: string, clean: boolean): void {
     if (this.lostReported[side]) return;
     this.lostReported[side] = true;
-    // Writes to a dead socket never call back: release anyone waiting for a flush.
-    if (side === 'next' && this.inflight > 0) {
-      this.inflight = 0;
-      this.waiting.length = 0;
-      const w = this.flushWaiters;
-      this.flushWaiters = [];
-      for (const f of w) f();
-    }
+    if (side === 'next') this.outbox.lost();
     this.handlers?.onLost(side, side === 'prev' ? this.prevRank : this.nextRank, reason, clean);
   }
-}
-
-export function splitHostPort(addr: string): [string, number] {
-  const i = addr.lastIndexOf(':');
-  const host = addr.slice(0, i).replace(/^\[|\]$/g, '');
-  const port = Number(addr.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new ConfigError(`bad peer address '${addr}' in the store, expected host:port`);
-  return [host, port];
-}
-
-async function missingRanks(o: RingOptions, deadline: number): Promise<ZeroringError> {
-  const missing: number[] = [];
-  for (let r = 0; r < o.worldSize; r++) if (!(await o.store.check([`${o.prefix}addr/${r}`]).catch(() => false))) missing.push(r);
-  return new CommTimeoutError(
-    `rendezvous timed out after ${o.timeoutMs} ms on rank ${o.rank}: rank(s) ${missing.join(', ') || '?'} of WORLD_SIZE=${o.worldSize} never joined ` +
-      `(store ${o.store.host}:${o.store.port}); started with the same MASTER_ADDR/MASTER_PORT/WORLD_SIZE?`,
-    o.timeoutMs + Math.max(0, Date.now() - deadline),
-    o.rank,
-  );
 }

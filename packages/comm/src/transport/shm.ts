@@ -10,7 +10,7 @@
 // still travels over the WebSocket link (so ordering, tags, mismatch checks and failure
 // handling are unchanged) and names the slot; the receiver reads the slot straight into the
 // payload's destination and returns the slot with a tiny credit message. Senders wait for a
-// credit when every slot is taken (the queue lives in ring.ts).
+// credit when every slot is taken (the queue lives in outbox.ts).
 //
 // Setup, through the rendezvous store: the sender creates and fills the segment, unlinks its
 // name at once (so nothing is left behind even after kill -9), and publishes

@@ -1,0 +1,108 @@
+// The public collectives as calls: each checks its arguments (a typed error that names the
+// bad value and the expected one), then says what it is on the wire (kind, op, count, dtype,
+// root: the tags every message carries and every rank checks), which algorithm runs it on the
+// ring, and what it amounts to alone, with world size 1.
+import { AllGather } from '../collectives/allgather.ts';
+import { AllReduce } from '../collectives/allreduce.ts';
+import { GatherAllReduce } from '../collectives/allreduce-gather.ts';
+import { Barrier } from '../collectives/barrier.ts';
+import { Broadcast } from '../collectives/broadcast.ts';
+import { ReduceScatter } from '../collectives/reducescatter.ts';
+import { REDUCE_OPS, type Collective, type ReduceOp, type RingPort } from '../collectives/types.ts';
+import { ConfigError } from '../errors.ts';
+import type { NewCall } from './op-queue.ts';
+
+export interface ReduceOptions {
+  op?: ReduceOp;
+}
+
+export interface CallSpec {
+  call: NewCall;
+  /** Builds the algorithm once the call's turn comes. */
+  make: (port: RingPort) => Collective;
+  /** What the call does with world size 1. */
+  alone: () => void;
+}
+
+const nothing = (): void => undefined;
+
+/** In place: buf becomes the elementwise reduction of every rank's buf. */
+export function allReduceCall(buf: Float32Array, opts: ReduceOptions, smallBytes: number): CallSpec {
+  const op = checkOp(opts.op);
+  checkF32('allReduce', 'buf', buf);
+  // Latency-bound sizes take the gather algorithm (fewer hops), the rest the bandwidth-optimal ring.
+  const small = smallBytes > 0 && buf.byteLength <= smallBytes;
+  return {
+    call: { kind: 'allReduce', op, count: buf.length, dtype: 'float32' },
+    make: (p) => (small ? new GatherAllReduce(p, buf, op) : new AllReduce(p, buf, op)),
+    alone: nothing,
+  };
+}
+
+export function reduceScatterCall(
+  input: Float32Array,
+  output: Float32Array,
+  opts: ReduceOptions,
+  worldSize: number,
+): CallSpec {
+  const op = checkOp(opts.op);
+  checkF32('reduceScatter', 'input', input);
+  checkF32('reduceScatter', 'output', output);
+  if (input.length !== worldSize * output.length) {
+    throw new ConfigError(
+      `reduceScatter: input.length=${input.length}, expected worldSize * output.length = ` +
+        `${worldSize} * ${output.length} = ${worldSize * output.length}`,
+    );
+  }
+  return {
+    call: { kind: 'reduceScatter', op, count: input.length, dtype: 'float32' },
+    make: (p) => new ReduceScatter(p, input, output, op),
+    alone: () => output.set(input),
+  };
+}
+
+export function allGatherCall(input: Float32Array, output: Float32Array, worldSize: number): CallSpec {
+  checkF32('allGather', 'input', input);
+  checkF32('allGather', 'output', output);
+  if (output.length !== worldSize * input.length) {
+    throw new ConfigError(
+      `allGather: output.length=${output.length}, expected worldSize * input.length = ` +
+        `${worldSize} * ${input.length} = ${worldSize * input.length}`,
+    );
+  }
+  return {
+    call: { kind: 'allGather', count: output.length, dtype: 'float32' },
+    make: (p) => new AllGather(p, input, output),
+    alone: () => output.set(input),
+  };
+}
+
+export function broadcastCall(buf: Float32Array, root: number, worldSize: number): CallSpec {
+  checkF32('broadcast', 'buf', buf);
+  if (!Number.isInteger(root) || root < 0 || root >= worldSize) {
+    throw new ConfigError(`broadcast: root=${root} is out of range, expected 0..${worldSize - 1}`);
+  }
+  return {
+    call: { kind: 'broadcast', count: buf.length, dtype: 'float32', root },
+    make: (p) => new Broadcast(p, buf, root),
+    alone: nothing,
+  };
+}
+
+export function barrierCall(): CallSpec {
+  return { call: { kind: 'barrier', count: 0, dtype: 'float32' }, make: (p) => new Barrier(p), alone: nothing };
+}
+
+function checkOp(op: ReduceOp | undefined): ReduceOp {
+  const o = op ?? 'sum';
+  if (!REDUCE_OPS.includes(o)) {
+    throw new ConfigError(`reduce op '${String(op)}' is not supported, expected one of ${REDUCE_OPS.join(', ')}`);
+  }
+  return o;
+}
+
+function checkF32(fn: string, name: string, a: unknown): void {
+  if (a instanceof Float32Array) return;
+  const got = a === null ? 'null' : typeof a === 'object' ? (a as object).constructor?.name : typeof a;
+  throw new ConfigError(`${fn}: ${name} must be a Float32Array, got ${got}`);
+}
