@@ -24,9 +24,12 @@
 // Tied parameters (a name used by several blocks, e.g. the GPT's wte in "embed" and "head")
 // get their gradient contributions summed and are emitted once, complete, with the lowest
 // block that uses them — the last block backward reaches.
+//
+// forwardBackward reads as those steps: forward, backward block by block, the loss. The state
+// that lives from one walk to the other is one ForwardBackwardPass (engine-pass.ts).
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockModel, NamedTensors } from './model.ts';
-import { backwardOf, discardRecording, keptBytes, recordForward, type RecordedForward } from './tape.ts';
+import { acquireBlock, EngineError, ForwardBackwardPass, yieldToEventLoop } from './engine-pass.ts';
 
 export type Phase = 'forward' | 'backward';
 
@@ -67,15 +70,7 @@ export function acquireSchedule(numBlocks: number): Array<{ block: number; phase
   return order;
 }
 
-export class EngineError extends Error {
-  override name = 'EngineError';
-}
-
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-function tensorBytes(t: tf.Tensor): number {
-  return t.size * (t.dtype === 'complex64' ? 8 : 4);
-}
+export { EngineError } from './engine-pass.ts';
 
 export class BlockwiseEngine {
   readonly model: BlockModel;
@@ -93,7 +88,11 @@ export class BlockwiseEngine {
     model.blocks.forEach((block, i) => {
       const names = new Set<string>();
       for (const p of block.params) {
-        if (names.has(p.name)) throw new EngineError(`block "${block.name}" lists parameter "${p.name}" twice, expected each name once per block`);
+        if (names.has(p.name)) {
+          throw new EngineError(
+            `block "${block.name}" lists parameter "${p.name}" twice, expected each name once per block`,
+          );
+        }
         names.add(p.name);
         if (!this.emitAt.has(p.name)) this.emitAt.set(p.name, i);
       }
@@ -111,112 +110,22 @@ export class BlockwiseEngine {
    * micro-batches are accumulated into one step; the returned loss is unscaled. `recompute`
    * overrides the source's `recomputeActivations` (activation checkpointing on or off).
    */
-  async forwardBackward(input: tf.Tensor, targets: tf.Tensor, source: ParamSource, sink: GradSink, opts: { gradScale?: number; recompute?: boolean } = {}): Promise<number> {
-    const gradScale = opts.gradScale ?? 1;
+  async forwardBackward(
+    input: tf.Tensor,
+    targets: tf.Tensor,
+    source: ParamSource,
+    sink: GradSink,
+    opts: { gradScale?: number; recompute?: boolean } = {},
+  ): Promise<number> {
     const recompute = opts.recompute ?? source.recomputeActivations ?? false;
-    const { blocks } = this.model;
-    const L = blocks.length;
-    // inputs[i] is block i's input; inputs[0] is the caller's tensor and is never disposed here.
-    const inputs: tf.Tensor[] = [input];
-    // Without recompute: block i's kept tape, and the parameter tensors its forward used.
-    const recorded: Array<{ rec: RecordedForward; params: NamedTensors } | undefined> = [];
-    let held = 0;
-    let peak = 0;
+    const passOpts = { gradScale: opts.gradScale ?? 1, recompute, emitAt: this.emitAt };
+    const pass = new ForwardBackwardPass(this.model, input, targets, source, passOpts);
     try {
-      for (let i = 0; i < L - 1; i++) {
-        const params = await this.acquire(source, i, 'forward');
-        let y: tf.Tensor;
-        if (recompute) y = tf.tidy(() => blocks[i].forward(params, inputs[i]));
-        else {
-          const rec = recordForward(() => blocks[i].forward(params, inputs[i]));
-          recorded[i] = { rec, params };
-          y = rec.output;
-        }
-        await source.release(i, 'forward');
-        inputs.push(y);
-        held += tensorBytes(y);
-        peak = Math.max(peak, held);
-        await yieldToEventLoop();
-      }
-      const tapes = recorded.filter((r) => r !== undefined);
-      this.lastActivationBytes = recompute ? peak : keptBytes(tapes.map((r) => r.rec), inputs.slice(1), tapes.flatMap((r) => Object.values(r.params)));
-
-      const pending = new Map<string, tf.Tensor>(); // tied-parameter contributions awaiting their emit block
-      let dy: tf.Tensor | undefined;
-      let lossValue: tf.Scalar | undefined;
-      try {
-        for (let i = L - 1; i >= 0; i--) {
-          const block = blocks[i];
-          const names = block.params.map((p) => p.name);
-          const params = await this.acquire(source, i, 'backward');
-          const x = inputs[i];
-          // Block 0's input is usually token ids: not differentiable, captured instead of an argument.
-          const wrtInput = i > 0;
-          const call = (args: tf.Tensor[]): tf.Tensor => {
-            const named: NamedTensors = {};
-            names.forEach((n, k) => (named[n] = args[k]));
-            return block.forward(named, wrtInput ? args[names.length] : x);
-          };
-          const argsOf = (p: NamedTensors): tf.Tensor[] => [...names.map((n) => p[n]), ...(wrtInput ? [x] : [])];
-          const kept = recorded[i];
-          recorded[i] = undefined;
-          let grads: tf.Tensor[];
-          if (names.length === 0 && !wrtInput && i < L - 1) {
-            grads = []; // a parameter-free first block: nothing to differentiate
-            if (kept) discardRecording(kept.rec);
-          } else if (i === L - 1) {
-            const r = tf.valueAndGrads((...a: tf.Tensor[]) => {
-              const l = this.model.loss(call(a), targets);
-              return gradScale === 1 ? l : tf.mul(l, gradScale);
-            })(argsOf(params));
-            lossValue = r.value as tf.Scalar;
-            grads = r.grads;
-          } else if (kept) {
-            // The tape knows the tensors its forward used: differentiate with respect to those.
-            grads = backwardOf(kept.rec, argsOf(kept.params), dy!);
-          } else {
-            grads = tf.grads((...a: tf.Tensor[]) => call(a))(argsOf(params), dy);
-          }
-          await source.release(i, 'backward');
-          dy?.dispose();
-          dy = wrtInput ? grads[names.length] : undefined;
-          if (i > 0) {
-            held -= tensorBytes(inputs[i]);
-            inputs[i].dispose();
-          }
-
-          const out: NamedTensors = {};
-          names.forEach((n, k) => {
-            let g = grads[k];
-            const prev = pending.get(n);
-            if (prev) {
-              const sum = tf.add(prev, g);
-              prev.dispose();
-              g.dispose();
-              pending.delete(n);
-              g = sum;
-            }
-            if (this.emitAt.get(n) === i) out[n] = g;
-            else pending.set(n, g);
-          });
-          if (Object.keys(out).length > 0) await sink.onBlockGrads(i, out);
-          await yieldToEventLoop();
-        }
-      } catch (err) {
-        lossValue?.dispose();
-        throw err;
-      } finally {
-        dy?.dispose();
-        for (const g of pending.values()) g.dispose(); // left only when backward stopped early
-      }
-      if (!lossValue) throw new EngineError('internal: loss was not computed');
-      const loss = (await lossValue.data())[0];
-      lossValue.dispose();
-      return gradScale === 1 ? loss : loss / gradScale;
+      this.lastActivationBytes = await pass.forward();
+      for (let i = this.model.blocks.length - 1; i >= 0; i--) await pass.backward(i, sink);
+      return await pass.loss();
     } finally {
-      // On error, free whatever activations are still held (never the caller's input).
-      for (const r of recorded) if (r) discardRecording(r.rec);
-      for (let i = 1; i < inputs.length; i++) if (!inputs[i].isDisposed) inputs[i].dispose();
+      pass.dispose();
     }
   }
 
@@ -225,7 +134,7 @@ export class BlockwiseEngine {
     const { blocks } = this.model;
     let x = input;
     for (let i = 0; i < blocks.length; i++) {
-      const params = await this.acquire(source, i, 'forward');
+      const params = await acquireBlock(this.model, source, i, 'forward');
       const y = tf.tidy(() => blocks[i].forward(params, x));
       await source.release(i, 'forward');
       if (x !== input) x.dispose();
@@ -243,14 +152,5 @@ export class BlockwiseEngine {
     const v = (await loss.data())[0];
     loss.dispose();
     return v;
-  }
-
-  private async acquire(source: ParamSource, i: number, phase: Phase): Promise<NamedTensors> {
-    const params = await source.acquire(i, phase);
-    for (const p of this.model.blocks[i].params) {
-      const t = params[p.name];
-      if (!t) throw new EngineError(`ParamSource gave block ${i} ("${this.model.blocks[i].name}") no tensor for "${p.name}", expected one of shape [${p.shape}]`);
-    }
-    return params;
   }
 }

@@ -5,21 +5,59 @@ export * from './events.ts';
 export { LocalStrategy, globalSquaredNorm, clipCoefficient, type LocalStrategyOptions } from './strategies/local.ts';
 export * from './optim/adamw.ts';
 export * from './sampler.ts';
-export { BatchBalancer, BatchSplitError, proportionalSplit, validateSplit, type BatchBalancerOptions } from './batch-balance.ts';
+export {
+  BatchBalancer,
+  BatchSplitError,
+  proportionalSplit,
+  validateSplit,
+  type BatchBalancerOptions,
+} from './batch-balance.ts';
 export { mulberry32 } from '@zeroring/core';
 export * from './schedule.ts';
 export * from './checkpoint.ts';
 export * from './trainer.ts';
 export { DDPStrategy, type DDPComm, type DDPStrategyOptions } from './strategies/ddp.ts';
-export { planBuckets, gradientOrder, DEFAULT_BUCKET_BYTES, DEFAULT_FIRST_BUCKET_BYTES, BucketError, type Bucket, type BucketCaps, type BucketPlan, type BucketSlot, type OrderedParam } from './strategies/buckets.ts';
-export { DistributedDataParallel, type DistributedDataParallelOptions, type StepOptions } from './distributed-data-parallel.ts';
-export { ShardedStrategy, consolidateShards, type ShardComm, type ShardedStrategyOptions, type ShardLayout, type ZeroStage } from './strategies/sharded.ts';
-export { createZeroStrategy, isZeroStrategy, ZERO_STRATEGIES, type ZeroStrategyName } from './strategies/zero.ts';
-export { Zero1Strategy } from './strategies/zero1.ts';
-export { Zero2Strategy } from './strategies/zero2.ts';
-export { Zero3Strategy } from './strategies/zero3.ts';
+export {
+  planBuckets,
+  gradientOrder,
+  DEFAULT_BUCKET_BYTES,
+  DEFAULT_FIRST_BUCKET_BYTES,
+  BucketError,
+  type Bucket,
+  type BucketCaps,
+  type BucketPlan,
+  type BucketSlot,
+  type OrderedParam,
+} from './strategies/buckets.ts';
+export {
+  DistributedDataParallel,
+  type DistributedDataParallelOptions,
+  type StepOptions,
+} from './distributed-data-parallel.ts';
+export {
+  ShardedStrategy,
+  consolidateShards,
+  type ShardComm,
+  type ShardedStrategyOptions,
+  type ShardLayout,
+  type ZeroStage,
+} from './strategies/sharded.ts';
+export {
+  createZeroStrategy,
+  isZeroStrategy,
+  Zero1Strategy,
+  Zero2Strategy,
+  Zero3Strategy,
+  ZERO_STRATEGIES,
+  type ZeroStrategyName,
+} from './strategies/zero.ts';
 export { StrategyWrapper } from './strategy-wrapper.ts';
-export { NonFiniteGuard, NonFiniteGradientError, type NonFiniteComm, type NonFiniteGuardOptions } from './nonfinite.ts';
+export {
+  NonFiniteGuard,
+  NonFiniteGradientError,
+  type NonFiniteComm,
+  type NonFiniteGuardOptions,
+} from './nonfinite.ts';
 export { faultPlanFromEnv, withKillHook, type FaultPlan } from './faults.ts';
 export {
   createStrategy,

@@ -86,7 +86,10 @@ export class MemoryTracker {
 
   free(a: Allocation): void {
     const live = a as LiveAllocation;
-    if (!live.live) throw new MemoryAccountingError(`free of ${a.category}/${a.place} ${a.label || 'allocation'}`, 'already freed', 'a live allocation (double free)');
+    if (!live.live) {
+      const what = `free of ${a.category}/${a.place} ${a.label || 'allocation'}`;
+      throw new MemoryAccountingError(what, 'already freed', 'a live allocation (double free)');
+    }
     live.live = false;
     this.add(a.category, a.place, -a.bytes);
   }
@@ -95,13 +98,18 @@ export class MemoryTracker {
   resize(a: Allocation, bytes: number): void {
     const live = a as LiveAllocation;
     this.check(a.category, a.place, bytes);
-    if (!live.live) throw new MemoryAccountingError(`resize of ${a.category}/${a.place} ${a.label || 'allocation'}`, 'freed', 'a live allocation');
+    if (!live.live) {
+      const what = `resize of ${a.category}/${a.place} ${a.label || 'allocation'}`;
+      throw new MemoryAccountingError(what, 'freed', 'a live allocation');
+    }
     this.add(a.category, a.place, bytes - live.bytes);
     live.bytes = bytes;
   }
 
   private check(category: MemoryCategory, place: MemoryPlace, bytes: number): void {
-    if (!MEMORY_CATEGORIES.includes(category)) throw new MemoryAccountingError('category', category, MEMORY_CATEGORIES.join(' | '));
+    if (!MEMORY_CATEGORIES.includes(category)) {
+      throw new MemoryAccountingError('category', category, MEMORY_CATEGORIES.join(' | '));
+    }
     if (!MEMORY_PLACES.includes(place)) throw new MemoryAccountingError('place', place, MEMORY_PLACES.join(' | '));
     if (!Number.isFinite(bytes) || bytes < 0) throw new MemoryAccountingError('bytes', bytes, 'a finite number >= 0');
   }
@@ -207,14 +215,19 @@ export function estimateStrategy(strategy: StrategyName, offload: boolean, input
   if (!Number.isInteger(n) || n < 1) throw new MemoryAccountingError('nproc', n, 'an integer >= 1');
   if (!STRATEGIES.includes(strategy)) throw new MemoryAccountingError('strategy', strategy, STRATEGIES.join(' | '));
   const shard = input.shardParams ?? Math.ceil(psi / n);
-  if (!Number.isSafeInteger(shard) || shard * n < psi) throw new MemoryAccountingError('shardParams', shard, `an integer >= params / nproc = ${psi / n}`);
+  if (!Number.isSafeInteger(shard) || shard * n < psi) {
+    throw new MemoryAccountingError('shardParams', shard, `an integer >= params / nproc = ${psi / n}`);
+  }
   // What each stage shards: the optimizer from ZeRO-1, gradients from ZeRO-2, params from ZeRO-3.
   const stage = { ddp: 0, zero1: 1, zero2: 2, zero3: 3 }[strategy];
   const paramElems = stage >= 3 ? shard : psi;
   const gradElems = stage >= 2 ? shard : psi;
   const optElems = stage >= 1 ? shard : psi;
   const optimizer = ADAM_STATES * F32 * optElems;
-  if (!offload) return { strategy, offload, device: bytesOf(F32 * paramElems, F32 * gradElems, optimizer), host: bytesOf(0, 0, 0) };
+  if (!offload) {
+    const device = bytesOf(F32 * paramElems, F32 * gradElems, optimizer);
+    return { strategy, offload, device, host: bytesOf(0, 0, 0) };
+  }
   return {
     strategy,
     offload,

@@ -9,8 +9,24 @@
 // backward walks it in reverse from the upstream gradient, as tfjs-core's tape.ts does
 // (getFilteredNodesXToY, backpropagateGradients). tfjs exports neither those nor the engine's
 // startTape/endTape, so they are reached through the engine object with the small typed view
-// below; tfjs-core is pinned, and the engine tests compare the gradients with tf.variableGrads.
+// below. tfjs-core is pinned to the exact version that view was written against
+// (TFJS_CORE_VERSION); the first recording checks the members (TAPE_INTERNALS) and fails naming
+// what a different tfjs lacks; test/tape-internals.test.ts checks the same, and the engine tests
+// compare the gradients with tf.variableGrads.
 import * as tf from '@tensorflow/tfjs-core';
+
+/** The tfjs-core release whose engine internals this module uses (package.json pins exactly this). */
+export const TFJS_CORE_VERSION = '4.22.0';
+
+/** tfjs-core's private engine members this module relies on. */
+export const TAPE_INTERNALS = {
+  /** Engine methods that switch recording on and off. */
+  engineMethods: ['startTape', 'endTape'],
+  /** Engine state: how deep in tf.grads we are, and the tape being recorded. */
+  state: ['gradientDepth', 'activeTape'],
+  /** Fields of a recorded tape node that the backward walk reads. */
+  node: ['id', 'kernelName', 'inputs', 'outputs', 'gradient', 'saved'],
+} as const;
 
 /** The part of a tfjs tape node this module reads (tfjs-core's TapeNode). */
 interface TapeNode {
@@ -28,7 +44,61 @@ interface EngineInternals {
   endTape(): void;
 }
 
-const engine = (): EngineInternals => tf.engine() as unknown as EngineInternals;
+let internalsChecked = false;
+
+/** The engine's private view, checked once per process against TAPE_INTERNALS. */
+function engine(): EngineInternals {
+  const eng = tf.engine() as unknown as EngineInternals;
+  if (!internalsChecked) {
+    const missing = missingEngineInternals();
+    if (missing.length > 0) {
+      throw new Error(
+        `tfjs engine internals changed: ${missing.join(', ')} missing, expected those of ` +
+          `@tensorflow/tfjs-core ${TFJS_CORE_VERSION} (tape.ts records forwards with them)`,
+      );
+    }
+    internalsChecked = true;
+  }
+  return eng;
+}
+
+/**
+ * The members of TAPE_INTERNALS that the current tfjs engine lacks (empty when all are there).
+ * Engine and state members are checked directly; tape node fields by recording one tiny kernel.
+ */
+export function missingEngineInternals(): string[] {
+  const eng = tf.engine() as unknown as Record<string, unknown> & { state?: Record<string, unknown> };
+  const missing: string[] = [];
+  for (const m of TAPE_INTERNALS.engineMethods) if (typeof eng[m] !== 'function') missing.push(`engine.${m}()`);
+  const state = eng.state;
+  if (!state || typeof state.gradientDepth !== 'number') missing.push('engine.state.gradientDepth');
+  if (missing.length > 0) return missing;
+  const view = eng as unknown as EngineInternals;
+  if (view.state.gradientDepth !== 0) return missing; // inside tf.grads: the tape is not ours to touch
+  view.startTape();
+  let node: Record<string, unknown> | undefined;
+  let out: tf.Tensor | undefined;
+  const x = tf.scalar(2);
+  try {
+    // activeTape exists only while recording, as an array of nodes.
+    if (!Array.isArray(view.state.activeTape)) missing.push('engine.state.activeTape (an array while recording)');
+    out = tf.tidy(() => tf.mul(x, x));
+    node = view.state.activeTape?.[0] as Record<string, unknown> | undefined;
+  } finally {
+    view.endTape();
+    const tape = view.state.activeTape ?? [];
+    view.state.activeTape = null;
+    disposeSaved(tape);
+    tf.dispose([x, out]);
+  }
+  if (missing.length > 0) return missing;
+  if (!node) return ['a recorded tape node (engine.state.activeTape stays empty)'];
+  for (const f of TAPE_INTERNALS.node) if (!(f in node)) missing.push(`tape node .${f}`);
+  if (typeof node.gradient !== 'function' && !missing.includes('tape node .gradient')) {
+    missing.push('tape node .gradient (a function)');
+  }
+  return missing;
+}
 
 /** A forward whose tape is kept for one later `backwardOf`; opaque outside this module. */
 export interface RecordedForward {
@@ -73,7 +143,9 @@ export function keptBytes(recs: Iterable<RecordedForward>, also: tf.Tensor[], ex
  */
 export function recordForward(f: () => tf.Tensor): RecordedForward {
   const eng = engine();
-  if (eng.state.gradientDepth !== 0) throw new Error('recordForward: called inside another gradient computation (tf.grads), expected none');
+  if (eng.state.gradientDepth !== 0) {
+    throw new Error('recordForward: called inside another gradient computation (tf.grads), expected none');
+  }
   eng.startTape();
   let output: tf.Tensor | undefined;
   let tape: TapeNode[] = [];
@@ -101,7 +173,9 @@ export function backwardOf(rec: RecordedForward, xs: tf.Tensor[], dy: tf.Tensor)
       backpropagate(grads, nodes);
       return xs.map((x) => {
         const g = grads.get(x.id);
-        if (!g) throw new Error(`backwardOf: the recorded forward does not depend on input ${x.id} (shape [${x.shape}])`);
+        if (!g) {
+          throw new Error(`backwardOf: the recorded forward does not depend on input ${x.id} (shape [${x.shape}])`);
+        }
         return g === dy ? tf.clone(g) : g; // the caller owns dy and the gradients apart
       });
     });
@@ -143,13 +217,23 @@ function nodesFromXsToY(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNo
 function backpropagate(grads: Map<number, tf.Tensor>, nodes: TapeNode[]): void {
   for (let i = nodes.length - 1; i >= 0; i--) {
     const node = nodes[i];
-    if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
+    if (!node.gradient) {
+      throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
+    }
     const inputGradients = node.gradient(node.outputs.map((o) => grads.get(o.id) ?? null));
     for (const [name, x] of Object.entries(node.inputs)) {
-      if (!(name in inputGradients)) throw new Error(`Cannot backprop through input ${name} of ${node.kernelName}; gradients exist for ${Object.keys(inputGradients)}.`);
+      if (!(name in inputGradients)) {
+        throw new Error(
+          `Cannot backprop through input ${name} of ${node.kernelName}; ` +
+            `gradients exist for ${Object.keys(inputGradients)}.`,
+        );
+      }
       const dx = tf.tidy(() => inputGradients[name]());
-      if (dx.dtype !== 'float32') throw new Error(`The gradient of ${node.kernelName}'s input ${name} has dtype ${dx.dtype}, expected float32.`);
-      if (!tf.util.arraysEqual(dx.shape, x.shape)) throw new Error(`The gradient of ${node.kernelName}'s input ${name} has shape [${dx.shape}], expected the input's [${x.shape}].`);
+      const of = `The gradient of ${node.kernelName}'s input ${name}`;
+      if (dx.dtype !== 'float32') throw new Error(`${of} has dtype ${dx.dtype}, expected float32.`);
+      if (!tf.util.arraysEqual(dx.shape, x.shape)) {
+        throw new Error(`${of} has shape [${dx.shape}], expected the input's [${x.shape}].`);
+      }
       // As tfjs does: the previous sum is freed at once, dx with the enclosing tidy (a gradient
       // function may hand the same tensor to several inputs).
       const prev = grads.get(x.id);

@@ -17,9 +17,56 @@
 // text, fragments, or anything malformed) are handed to ws's receiver whole, which validates and
 // handles them exactly as before. Because ws only ever sees whole frames and parses them
 // synchronously, it never holds half a frame when the splitter takes the next one.
+//
+// This reaches into ws's private members (WS_INTERNALS below), so ws is pinned to the exact
+// version this was written against, and test/ws-internals.test.ts fails naming the member that
+// a different ws lacks; install() checks them too, before it touches the connection.
 import { connect, type NetConnectOpts, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import type WebSocket from 'ws';
+
+/** The ws release whose private members this reader uses (package.json pins exactly this). */
+export const WS_VERSION = '8.23.0';
+
+/** ws's private members the reader relies on, by owner. */
+export const WS_INTERNALS = {
+  /** WebSocket: its frame parser, a Writable the socket's bytes are written into. */
+  websocket: ['_receiver'],
+  /** Receiver: the configured frame size limit, and the flag it sets at once on a bad frame. */
+  receiver: ['_maxPayload', '_errored'],
+  /** The socket's 'data' listener ws attaches, found by its function name. */
+  socketDataListener: 'socketOnData',
+} as const;
+
+/** ws's receiver as this reader uses it. */
+export type WsReceiver = Writable & { _maxPayload: number; _errored: boolean };
+
+/**
+ * ws's receiver and socket listener on an open connection, or an error naming what this ws
+ * version lacks of WS_INTERNALS.
+ */
+export function wsInternals(
+  ws: WebSocket,
+  socket: Socket,
+): { receiver: WsReceiver; onData: (chunk: Buffer) => void } {
+  const receiver = (ws as unknown as { _receiver?: Partial<WsReceiver> | null })._receiver;
+  const missing: string[] = [];
+  if (!receiver || typeof receiver.write !== 'function') missing.push('WebSocket._receiver (a Writable)');
+  else {
+    if (typeof receiver._maxPayload !== 'number') missing.push('Receiver._maxPayload (a number)');
+    if (typeof receiver._errored !== 'boolean') missing.push('Receiver._errored (a boolean)');
+  }
+  const name = WS_INTERNALS.socketDataListener;
+  const onData = socket.listeners('data').find((f) => f.name === name) as ((chunk: Buffer) => void) | undefined;
+  if (!onData) missing.push(`the socket 'data' listener named ${name}`);
+  if (missing.length > 0) {
+    throw new Error(
+      `ws internals changed: ${missing.join(', ')} missing, expected those of ws ${WS_VERSION}; ` +
+        'cannot install the frame reader',
+    );
+  }
+  return { receiver: receiver as WsReceiver, onData: onData! };
+}
 
 const OPCODE_BINARY = 2;
 /** Longest RFC 6455 header: 2 + 8 (64-bit length) + 4 (mask key). */
@@ -41,7 +88,7 @@ export interface FrameSink {
 
 export class FrameReader {
   private sink: FrameSink | null = null;
-  private receiver: Writable | null = null;
+  private receiver: WsReceiver | null = null;
   private readonly readBuf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   /** The view of the current payload handed out for the next read, if any. */
   private direct: Uint8Array | null = null;
@@ -113,9 +160,7 @@ export class FrameReader {
    * attached its receiver to the socket, and no byte has been read since.
    */
   install(ws: WebSocket, socket: Socket): void {
-    const receiver = (ws as unknown as { _receiver?: Writable })._receiver;
-    const wsOnData = socket.listeners('data').find((f) => f.name === 'socketOnData') as ((chunk: Buffer) => void) | undefined;
-    if (!receiver || !wsOnData) throw new Error('ws internals changed (no _receiver or socketOnData): cannot install the frame reader');
+    const { receiver, onData: wsOnData } = wsInternals(ws, socket);
     this.receiver = receiver;
     socket.removeListener('data', wsOnData);
     // Bytes that came with the HTTP 101 response are re-emitted by ws as a 'data' event.
@@ -174,7 +219,9 @@ export class FrameReader {
       return off;
     }
     const target = this.sink!.begin(length);
-    if (target !== null && target.byteLength !== length) throw new Error(`frame sink returned ${target.byteLength} bytes for a ${length}-byte frame`);
+    if (target !== null && target.byteLength !== length) {
+      throw new Error(`frame sink returned ${target.byteLength} bytes for a ${length}-byte frame`);
+    }
     this.target = target ?? Buffer.allocUnsafe(length);
     this.filled = 0;
     this.remaining = length;
@@ -183,7 +230,7 @@ export class FrameReader {
   }
 
   private maxPayload(): number {
-    return (this.receiver as unknown as { _maxPayload: number })._maxPayload || Number.MAX_SAFE_INTEGER;
+    return this.receiver!._maxPayload || Number.MAX_SAFE_INTEGER;
   }
 
   private finish(data: Uint8Array): void {
@@ -196,7 +243,7 @@ export class FrameReader {
     // ws may keep the bytes (a frame's payload can be a view of them): never our reused buffer.
     if (!this.receiver!.write(Buffer.from(bytes))) this.backedUp = true;
     // ws's receiver reports a bad frame asynchronously, but marks itself at once.
-    if ((this.receiver as unknown as { _errored?: boolean })._errored) this.dead = true;
+    if (this.receiver!._errored) this.dead = true;
   }
 
   private consumeBackedUp(): boolean {

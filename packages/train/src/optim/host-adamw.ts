@@ -16,7 +16,15 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { adamwModuleBytes, WASM_MAX_PAGES, WASM_PAGE_BYTES, type AdamWKernel } from './host-adamw-wasm.ts';
-import { adamwScalars, decayRuns, toF32, AdamWConfigError, type AdamWHyper, type AdamWScalars, type DecayRun } from './host-adamw-loops.ts';
+import {
+  adamwScalars,
+  decayRuns,
+  toF32,
+  AdamWConfigError,
+  type AdamWHyper,
+  type AdamWScalars,
+  type DecayRun,
+} from './host-adamw-loops.ts';
 
 export { adamwStepPlain, adamwStepF32, adamwScalars, decayRuns, AdamWConfigError } from './host-adamw-loops.ts';
 export type { AdamWHyper, DecayRun, AdamWScalars } from './host-adamw-loops.ts';
@@ -67,7 +75,13 @@ export class HostAdamW {
   private nextId = 0;
   private closed = false;
 
-  private constructor(length: number, memory: WebAssembly.Memory, module: WebAssembly.Module, base: readonly [number, number, number, number], workers: Worker[]) {
+  private constructor(
+    length: number,
+    memory: WebAssembly.Memory,
+    module: WebAssembly.Module,
+    base: readonly [number, number, number, number],
+    workers: Worker[],
+  ) {
     this.length = length;
     this.threads = workers.length + 1;
     this.base = base;
@@ -148,7 +162,9 @@ export class HostAdamW {
   /** One AdamW step (t counts from 1) over the whole shard, using the current `grads`. */
   async step(h: AdamWHyper, t: number): Promise<void> {
     if (this.closed) throw new AdamWConfigError('HostAdamW', 'closed', 'an open optimizer (step after close)');
-    if (this.busy) throw new AdamWConfigError('HostAdamW.step', 'called while a step is running', 'one step at a time');
+    if (this.busy) {
+      throw new AdamWConfigError('HostAdamW.step', 'called while a step is running', 'one step at a time');
+    }
     const s = toF32(adamwScalars(h, t));
     if (this.workers.length === 0) {
       this.runSlices(this.mainSlices, s);
@@ -200,7 +216,9 @@ export class HostAdamW {
 
   private runSlices(slices: Slice[], s: AdamWScalars): void {
     for (const [p, g, m, v, n, decayed] of slices) {
-      this.kernel(p, g, m, v, n, decayed ? s.decay : 1, s.beta1, s.oneMinusBeta1, s.beta2, s.oneMinusBeta2, s.stepSize, s.bc2Sqrt, s.eps);
+      const decay = decayed ? s.decay : 1;
+      const { beta1, oneMinusBeta1, beta2, oneMinusBeta2, stepSize, bc2Sqrt, eps } = s;
+      this.kernel(p, g, m, v, n, decay, beta1, oneMinusBeta1, beta2, oneMinusBeta2, stepSize, bc2Sqrt, eps);
     }
   }
 

@@ -74,7 +74,9 @@ export function gradientOrder(model: BlockModel): OrderedParam[] {
   });
   const out: OrderedParam[] = [];
   for (let i = model.blocks.length - 1; i >= 0; i--) {
-    for (const p of model.blocks[i].params) if (lowest.get(p.name) === i) out.push({ name: p.name, shape: [...p.shape], block: i });
+    for (const p of model.blocks[i].params) {
+      if (lowest.get(p.name) === i) out.push({ name: p.name, shape: [...p.shape], block: i });
+    }
   }
   return out;
 }
@@ -87,7 +89,9 @@ export interface BucketCaps {
 }
 
 function checkCap(what: string, bytes: number): void {
-  if (!Number.isFinite(bytes) || bytes < 4) throw new BucketError(`${what} ${bytes} is invalid, expected a number >= 4 (bytes of one float32)`);
+  if (!Number.isFinite(bytes) || bytes < 4) {
+    throw new BucketError(`${what} ${bytes} is invalid, expected a number >= 4 (bytes of one float32)`);
+  }
 }
 
 /**
@@ -96,7 +100,8 @@ function checkCap(what: string, bytes: number): void {
  * cap. The last bucket may be smaller. A number instead of caps is bucketBytes (older signature).
  */
 export function planBuckets(model: BlockModel, caps: BucketCaps | number = {}): BucketPlan {
-  const { bucketBytes = DEFAULT_BUCKET_BYTES, firstBucketBytes = DEFAULT_FIRST_BUCKET_BYTES } = typeof caps === 'number' ? { bucketBytes: caps } : caps;
+  const { bucketBytes = DEFAULT_BUCKET_BYTES, firstBucketBytes = DEFAULT_FIRST_BUCKET_BYTES } =
+    typeof caps === 'number' ? { bucketBytes: caps } : caps;
   checkCap('bucketBytes', bucketBytes);
   checkCap('firstBucketBytes', firstBucketBytes);
   const capOf = (index: number) => (index === 0 ? Math.min(firstBucketBytes, bucketBytes) : bucketBytes);
@@ -109,7 +114,11 @@ export function planBuckets(model: BlockModel, caps: BucketCaps | number = {}): 
   let totalElems = 0;
   let prevBlock: number | undefined;
   for (const p of order) {
-    if (current && p.block !== prevBlock && current.elems > 0 && (current.elems + blockElems.get(p.block)!) * 4 > capOf(current.index)) current = undefined;
+    // A new block that would take the open bucket past its cap starts a new bucket.
+    const grownBytes = current ? (current.elems + blockElems.get(p.block)!) * 4 : 0;
+    if (current && p.block !== prevBlock && current.elems > 0 && grownBytes > capOf(current.index)) {
+      current = undefined;
+    }
     prevBlock = p.block;
     if (!current) {
       current = { index: buckets.length, slots: [], elems: 0 };

@@ -1,4 +1,5 @@
-// ZeRO-3's parameter gathering: before a block runs, all-gather the partition groups it reads
+// Gathering a block's parameters from every rank's shard (ZeRO-3's placement, params-gathered.ts):
+// before a block runs, all-gather the partition groups it reads
 // (its own, plus e.g. the embedding group for the GPT head's tied wte), and free them after.
 //
 // The engine acquires blocks in a fixed order — forward 0, 1, .., backward L-1, .., 0 (and a
@@ -16,7 +17,7 @@ import type { Phase } from '../engine.ts';
 import type { FlatPartition } from '../partition.ts';
 import type { Allocation, MemoryTracker } from '../memory.ts';
 import { StrategyError } from '../strategy.ts';
-import type { IssueQueue } from './sharded-queue.ts';
+import type { IssueQueue } from './issue-queue.ts';
 
 export interface GatherComm {
   allGather(input: Float32Array, output: Float32Array): Promise<unknown>;
@@ -52,7 +53,9 @@ export class BlockGatherer {
 
   async acquire(block: number, phase: Phase): Promise<NamedTensors> {
     const L = this.model.blocks.length;
-    if (!Number.isInteger(block) || block < 0 || block >= L) throw new StrategyError(`acquire of block ${block}, expected 0..${L - 1}`);
+    if (!Number.isInteger(block) || block < 0 || block >= L) {
+      throw new StrategyError(`acquire of block ${block}, expected 0..${L - 1}`);
+    }
     if (this.prefetched.has(block)) this.prefetched.delete(block);
     else this.hold(block);
     this.held.set(block, (this.held.get(block) ?? 0) + 1);
@@ -109,11 +112,14 @@ export class BlockGatherer {
       const alloc = this.mem.alloc('gathered', 'device', 4 * grp.paddedLength, grp.name);
       const entry: Gathered = { refs: 1, alloc, ready: Promise.resolve(new Map()) };
       this.gathers++;
+      const mine = this.shard().subarray(grp.shardOffset, grp.shardOffset + grp.shardLength);
       entry.ready = this.queue
-        .issue(this.shard().subarray(grp.shardOffset, grp.shardOffset + grp.shardLength), (input) => this.comm.allGather(input, out))
+        .issue(mine, (input) => this.comm.allGather(input, out))
         .then(() => {
           const tensors = new Map<string, tf.Tensor>();
-          for (const [name, view] of this.part.groupViews(g, out)) tensors.set(name, tf.tensor(view, this.part.slot(name).shape, 'float32'));
+          for (const [name, view] of this.part.groupViews(g, out)) {
+            tensors.set(name, tf.tensor(view, this.part.slot(name).shape, 'float32'));
+          }
           // Freed before the gather landed (a failed step): nothing may keep these.
           if (this.live.get(g) !== entry) tf.dispose([...tensors.values()]);
           else entry.tensors = tensors;

@@ -1,6 +1,7 @@
-// The optimizer of a ZeRO rank: AdamW over the flat shard it owns (partition.ts), either on the
-// device (tfjs ops, the same update as LocalStrategy through optim/adamw.ts) or, with --offload,
-// in host memory (optim/host-adamw.ts: WASM SIMD, optionally threaded).
+// Where a ZeRO rank's optimizer runs: AdamW over the flat shard it owns (partition.ts), either on
+// the device (tfjs ops, the same update as LocalStrategy through optim/adamw.ts) or, with
+// --offload, in host memory (optim/host-adamw.ts: WASM SIMD, optionally threaded). onDevice and
+// onHost place one and account what it holds; the ZeRO compositions name them as their optimizer.
 //
 // Both take the shard's parameters and reduced gradients as host Float32Arrays — that is where
 // the collectives deliver and take them — and leave the updated parameters in a host array,
@@ -16,6 +17,7 @@ import { HostAdamW } from '../optim/host-adamw.ts';
 import { decayRuns, type DecayRun } from '../optim/host-adamw-loops.ts';
 import type { MemoryPlace } from '../memory.ts';
 import { StrategyError } from '../strategy.ts';
+import type { PlacedShardOptimizer, ShardContext, ShardOptimizerPlace } from './parts.ts';
 
 export interface ShardOptimizer {
   readonly place: MemoryPlace;
@@ -33,7 +35,9 @@ export interface ShardOptimizer {
 }
 
 function checkLength(what: string, a: Float32Array, n: number): void {
-  if (a.length !== n) throw new StrategyError(`shard optimizer: ${what} has ${a.length} values, expected ${n} (the shard length)`);
+  if (a.length !== n) {
+    throw new StrategyError(`shard optimizer: ${what} has ${a.length} values, expected ${n} (the shard length)`);
+  }
 }
 
 /** AdamW on the device over a shard; moments are device tensors, one pair per decay run. */
@@ -53,10 +57,20 @@ export class DeviceShardAdamW implements ShardOptimizer {
     this.v = this.runs.map((r) => tf.zeros([r.end - r.start]));
   }
 
-  async step(params: Float32Array, grads: Float32Array, lr: number, t: number, deviceParams?: tf.Tensor): Promise<void> {
+  async step(
+    params: Float32Array,
+    grads: Float32Array,
+    lr: number,
+    t: number,
+    deviceParams?: tf.Tensor,
+  ): Promise<void> {
     checkLength('params', params, this.length);
     checkLength('grads', grads, this.length);
-    if (deviceParams && deviceParams.size !== this.length) throw new StrategyError(`shard optimizer: device parameters have ${deviceParams.size} values, expected ${this.length}`);
+    if (deviceParams && deviceParams.size !== this.length) {
+      throw new StrategyError(
+        `shard optimizer: device parameters have ${deviceParams.size} values, expected ${this.length}`,
+      );
+    }
     // Copies: the cpu backend would otherwise keep views of arrays the strategy reuses.
     const p = deviceParams ? tf.reshape(deviceParams, [-1]) : tf.tensor1d(params.slice(), 'float32');
     const g = tf.tensor1d(grads.slice(), 'float32');
@@ -116,7 +130,11 @@ export class HostShardAdamW implements ShardOptimizer {
     private readonly cfg: AdamWConfig,
   ) {}
 
-  static async create(length: number, decayRanges: ReadonlyArray<readonly [number, number]>, cfg: AdamWConfig): Promise<HostShardAdamW> {
+  static async create(
+    length: number,
+    decayRanges: ReadonlyArray<readonly [number, number]>,
+    cfg: AdamWConfig,
+  ): Promise<HostShardAdamW> {
     return new HostShardAdamW(await HostAdamW.create({ length, threads: 'auto', decay: decayRanges }), cfg);
   }
 
@@ -163,3 +181,26 @@ export class HostShardAdamW implements ShardOptimizer {
     await this.opt.close();
   }
 }
+
+/** The optimizer on the device: moments as device tensors over the shard. */
+export const onDevice: ShardOptimizerPlace = async (ctx: ShardContext, _flat, cfg): Promise<PlacedShardOptimizer> => {
+  const L = ctx.part.shardLength;
+  const opt = new DeviceShardAdamW(L, ctx.part.decayRanges(ctx.comm.rank), cfg);
+  ctx.mem.alloc('optimizer', 'device', 8 * L, 'adam m, v shard');
+  return { opt };
+};
+
+/**
+ * The optimizer on the host (offload): the shard's fp32 master parameters, gradients and moments
+ * in the kernel's memory, so the reduced gradients land where the update reads them.
+ */
+export const onHost: ShardOptimizerPlace = async (ctx: ShardContext, flat, cfg): Promise<PlacedShardOptimizer> => {
+  const { part, comm, mem } = ctx;
+  const L = part.shardLength;
+  const host = await HostShardAdamW.create(L, part.decayRanges(comm.rank), cfg);
+  part.shard(flat, comm.rank, host.params);
+  mem.alloc('params', 'host', 4 * L, 'fp32 master shard');
+  mem.alloc('grads', 'host', 4 * L, 'gradient shard');
+  mem.alloc('optimizer', 'host', 8 * L, 'adam m, v shard');
+  return { opt: host, master: host.params, gradBuffer: host.grads };
+};

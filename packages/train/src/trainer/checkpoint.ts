@@ -1,0 +1,42 @@
+// A checkpoint of the run: every rank's strategy shard plus, from rank 0, the full parameters
+// (model.bin, for sampling and consolidation), the run configuration, trainer.json (the next
+// step and what a resumed run needs besides the strategy's state) and the caller's extra files.
+import { encodeShard, saveCheckpoint } from '../checkpoint.ts';
+import type { BatchBalancer } from '../batch-balance.ts';
+import type { TrainRun } from './run.ts';
+
+/** Saves the checkpoint from which a resumed run starts at `nextStep` (collective). */
+export async function saveRunCheckpoint(
+  run: TrainRun,
+  nextStep: number,
+  initialValLoss: number | null,
+  balancer: BatchBalancer | undefined,
+): Promise<void> {
+  const { opts, cfg, rank, worldSize, checkpointRoot } = run;
+  if (!checkpointRoot) return;
+  const { strategy, comm } = opts;
+  const shard = await strategy.saveState();
+  const full = await strategy.fullParams();
+  await saveCheckpoint({
+    root: checkpointRoot,
+    step: nextStep,
+    rank,
+    worldSize,
+    shard,
+    keep: cfg.keepCheckpoints,
+    barrier: comm && worldSize > 1 ? async () => void (await comm.barrier()) : undefined,
+    common: {
+      'config.json': run.runConfig,
+      'trainer.json': {
+        nextStep,
+        seed: cfg.seed,
+        worldSize,
+        strategy: strategy.name,
+        initialValLoss,
+        ...(balancer && cfg.balanceBatch ? { batchSplit: [...balancer.split] } : {}),
+      },
+      'model.bin': encodeShard({ meta: { kind: 'full-params' }, arrays: full }),
+      ...opts.checkpointFiles,
+    },
+  });
+}

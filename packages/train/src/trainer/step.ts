@@ -1,0 +1,79 @@
+// One optimizer step on this rank: forward and backward of each micro-batch (gradients stream
+// into the strategy; all but the last micro-batch under the strategy's noSync when it has one,
+// so k micro-batches cost one reduction), then the strategy finishes the step (communication,
+// clipping, optimizer) while the previous step's record is completed, and the step's own record
+// is started with its cross-rank all-reduce in flight (record.ts).
+import * as tf from '@tensorflow/tfjs-core';
+import type { BlockwiseEngine } from '../engine.ts';
+import { learningRate } from '../schedule.ts';
+import { fullMemoryReport } from '../strategy.ts';
+import type { StepShare, TrainBatches } from './batches.ts';
+import type { StepRecord, StepRecorder } from './record.ts';
+import type { TrainRun } from './run.ts';
+
+/** Forward and backward of every micro-batch of `step`; this rank's mean loss. */
+async function forwardBackward(
+  run: TrainRun,
+  engine: BlockwiseEngine,
+  batches: TrainBatches,
+  step: number,
+  range: StepShare,
+): Promise<number> {
+  const { accum, opts } = run;
+  const { strategy } = opts;
+  let lossLocal = 0;
+  for (let m = 0; m < accum; m++) {
+    const { input, targets } = batches.train(step, m, range);
+    const pass = (): Promise<number> =>
+      engine.forwardBackward(input, targets, strategy, strategy, { gradScale: range.share / accum });
+    lossLocal += (m < accum - 1 && strategy.noSync ? await strategy.noSync(pass) : await pass()) / accum;
+    tf.dispose([input, targets]);
+  }
+  return lossLocal;
+}
+
+/** Runs `step` and returns its record, to be completed by the recorder. */
+export async function trainStep(
+  run: TrainRun,
+  engine: BlockwiseEngine,
+  batches: TrainBatches,
+  recorder: StepRecorder,
+  step: number,
+): Promise<StepRecord> {
+  const { strategy } = run.opts;
+  const t0 = performance.now();
+  const range = batches.share();
+  const lossLocal = await forwardBackward(run, engine, batches, step, range);
+  const t1 = performance.now();
+  const lr = learningRate(run.schedule, step);
+  // The previous step's record is finished while this step's gradients are on the wire (its
+  // metrics all-reduce went out before them, so it is done): rank 0's file writes, events and
+  // progress line then cost nothing on the path the other ranks wait for.
+  const finishing = strategy.finishStep({ lr, step, maxGradNorm: run.maxGradNorm });
+  finishing.catch(() => undefined); // awaited just below; a failure must not count as unhandled meanwhile
+  await recorder.completePending();
+  const stats = await finishing;
+
+  const mem = fullMemoryReport(strategy.memory());
+  mem.activations.device = Math.max(mem.activations.device, engine.lastActivationBytes);
+  recorder.notePeak(mem);
+  const { commMs, optimMs, gradNorm } = stats;
+  const record: StepRecord = {
+    step,
+    lr,
+    lossLocal,
+    computeMs: t1 - t0,
+    commMs,
+    optimMs,
+    gradNorm,
+    mem,
+    stepMs: 0,
+    batchSplit: range.batchSplit,
+  };
+  // Issued, not awaited: the record is completed during the next step (or after the loop), so
+  // this small collective never holds a rank back waiting for a slower one.
+  recorder.issueReduce(record, range.share);
+  record.stepMs = performance.now() - t0;
+  recorder.stepTimes.push(record.stepMs);
+  return record;
+}
