@@ -19,8 +19,11 @@ const scripts = readdirSync(benchDir, { withFileTypes: true })
 
 function runScript(script: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', script, ...args], { cwd: root, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', script, ...args],
+      { cwd: root, timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
     );
   });
 }
@@ -31,7 +34,8 @@ describe('benchmark scripts: command-line options', () => {
     expect(scripts).toContain('benchmarks/scaling/main.ts');
     expect(scripts).toContain('benchmarks/collectives/vs-gloo.ts');
     expect(scripts.length).toBeGreaterThanOrEqual(12);
-    for (const s of scripts) expect(scriptUsage(pathToFileURL(join(root, s)).href), s).toContain(`node --import tsx ${s}`);
+    for (const s of scripts)
+      expect(scriptUsage(pathToFileURL(join(root, s)).href), s).toContain(`node --import tsx ${s}`);
   });
 
   it('--help prints the usage and exits 0 without running (soak writes no results file)', async () => {

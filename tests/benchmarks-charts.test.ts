@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeBusbwChart, writeScalingChart, writeMemoryChart, ChartInputError, renderSvg, busbwChartSpec } from '../benchmarks/common/charts/index.ts';
+import {
+  writeBusbwChart,
+  writeScalingChart,
+  writeMemoryChart,
+  ChartInputError,
+  renderSvg,
+  busbwChartSpec,
+} from '../benchmarks/common/charts/index.ts';
 
 /** Number of marks of one kind vega drew ("line mark", "point", "rule mark", "bar"), from its ARIA labels. */
 function markCount(svg: string, kind: string): number {
@@ -17,7 +24,9 @@ const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'zr-charts-'));
 describe('benchmark charts (SVG)', () => {
   it('busbw: one line per op, a point per size, log-2 byte axis, ceiling rule with label', async () => {
     const rows = [];
-    for (const op of ['allreduce', 'allgather']) for (let bytes = 1024; bytes <= 4 * 1048576; bytes *= 8) rows.push({ op, bytes, busbwGBs: Math.log2(bytes) / 20 });
+    for (const op of ['allreduce', 'allgather'])
+      for (let bytes = 1024; bytes <= 4 * 1048576; bytes *= 8)
+        rows.push({ op, bytes, busbwGBs: Math.log2(bytes) / 20 });
     const file = path.join(tmp(), 'sub', 'collectives-2.svg');
     // The shape `zeroring bench collectives --json` writes (extra fields are ignored).
     const doc = { bench: 'collectives', nproc: 2, ceiling: { op: 'ceiling', bytes: 1 << 26, busbwGBs: 1.25 }, rows };
@@ -28,11 +37,22 @@ describe('benchmark charts (SVG)', () => {
     expect(markCount(svg, 'point')).toBe(rows.length);
     expect(markCount(svg, 'rule mark')).toBe(1);
     const labels = texts(svg);
-    expect(labels).toEqual(expect.arrayContaining(['1K', '4M', 'allreduce', 'allgather', 'loopback: 1.25 GB/s', 'Collectives bus bandwidth, 2 ranks']));
+    expect(labels).toEqual(
+      expect.arrayContaining([
+        '1K',
+        '4M',
+        'allreduce',
+        'allgather',
+        'loopback: 1.25 GB/s',
+        'Collectives bus bandwidth, 2 ranks',
+      ]),
+    );
   });
 
   it('busbw without a ceiling draws no rule', async () => {
-    const svg = await renderSvg(busbwChartSpec({ nproc: 2, ceiling: null, rows: [{ op: 'broadcast', bytes: 4096, busbwGBs: 0.5 }] }));
+    const svg = await renderSvg(
+      busbwChartSpec({ nproc: 2, ceiling: null, rows: [{ op: 'broadcast', bytes: 4096, busbwGBs: 0.5 }] }),
+    );
     expect(markCount(svg, 'rule mark')).toBe(0);
   });
 
@@ -53,13 +73,18 @@ describe('benchmark charts (SVG)', () => {
     ]);
     const svg = await writeMemoryChart({ nproc: 4, paramCount: 1_000_000, results }, path.join(tmp(), 'memory.svg'));
     expect(markCount(svg, 'bar')).toBe(8);
-    expect(texts(svg)).toEqual(expect.arrayContaining(['ddp', 'zero3', '16', '15', '4', '3.75', '4 ranks, 1,000,000 params']));
+    expect(texts(svg)).toEqual(
+      expect.arrayContaining(['ddp', 'zero3', '16', '15', '4', '3.75', '4 ranks, 1,000,000 params']),
+    );
   });
 
   it('names the bad input', async () => {
     await expect(writeBusbwChart({ nproc: 2, rows: [] }, path.join(tmp(), 'x.svg'))).rejects.toThrow(ChartInputError);
     await expect(
-      writeMemoryChart({ nproc: 2, results: [{ strategy: 'ddp', series: 'm', bytesPerRank: Number.NaN }] }, path.join(tmp(), 'y.svg')),
+      writeMemoryChart(
+        { nproc: 2, results: [{ strategy: 'ddp', series: 'm', bytesPerRank: Number.NaN }] },
+        path.join(tmp(), 'y.svg'),
+      ),
     ).rejects.toThrow('results[0].bytesPerRank is null: expected a finite number');
   });
 });

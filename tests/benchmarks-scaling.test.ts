@@ -26,9 +26,32 @@ describe('benchmarks/scaling/main.ts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'zr-scaling-'));
     try {
       const out = join(dir, 'scaling.json');
-      const args = ['--import', 'tsx', 'benchmarks/scaling/main.ts', '--models', 'tiny', '--nprocs', '2', '--ceiling', '2', '--lockstep', '--rounds', '1', '--steps-tiny', '8', '--warmup-tiny', '3', '--no-charts', '--no-cpu-balance', '--out', out];
+      const args = [
+        '--import',
+        'tsx',
+        'benchmarks/scaling/main.ts',
+        '--models',
+        'tiny',
+        '--nprocs',
+        '2',
+        '--ceiling',
+        '2',
+        '--lockstep',
+        '--rounds',
+        '1',
+        '--steps-tiny',
+        '8',
+        '--warmup-tiny',
+        '3',
+        '--no-charts',
+        '--no-cpu-balance',
+        '--out',
+        out,
+      ];
       await new Promise<void>((resolve, reject) =>
-        execFile(process.execPath, args, { cwd: root, timeout: 240_000 }, (err, _stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve())),
+        execFile(process.execPath, args, { cwd: root, timeout: 240_000 }, (err, _stdout, stderr) =>
+          err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(),
+        ),
       );
       const runs = (JSON.parse(readFileSync(out, 'utf8')) as { runs: Run[] }).runs;
       expect(runs.map((r) => r.mode)).toEqual(['ddp', 'lockstep', 'independent']);
@@ -41,7 +64,7 @@ describe('benchmarks/scaling/main.ts', () => {
         // an odd count of steps, so of the same step). The ceiling sums two jobs' medians against
         // the first job's step, so only roughly.
         const perStep = (r.tokensPerSec * r.stepMs) / 1000 / tokensPerStep;
-        if (r.mode === 'independent') expect(perStep).toBeGreaterThan(0.5), expect(perStep).toBeLessThan(1.5);
+        if (r.mode === 'independent') (expect(perStep).toBeGreaterThan(0.5), expect(perStep).toBeLessThan(1.5));
         else expect(perStep).toBeCloseTo(1, 6);
       }
       const lockstep = runs.find((r) => r.mode === 'lockstep')!;
@@ -52,7 +75,8 @@ describe('benchmarks/scaling/main.ts', () => {
       expect(runs.find((r) => r.mode === 'ddp')!.commMs).toBeGreaterThan(0);
       expect(ceiling.commMs).toBe(0);
       // Both synchronous modes are compared with the same round's ceiling.
-      for (const r of runs.filter((x) => x.mode !== 'independent')) expect(r.ofCeiling).toBeCloseTo(r.tokensPerSec / ceiling.tokensPerSec, 6);
+      for (const r of runs.filter((x) => x.mode !== 'independent'))
+        expect(r.ofCeiling).toBeCloseTo(r.tokensPerSec / ceiling.tokensPerSec, 6);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

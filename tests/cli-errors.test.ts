@@ -19,7 +19,21 @@ beforeAll(async () => {
   busy = createServer();
   await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
   busyPort = (busy.address() as { port: number }).port;
-  const r = await runCli(['train', '--backend', 'wasm', '--steps', '1', '--batch-size', '2', '--eval-batches', '1', '--sample-tokens', '0', '--out', run]);
+  const r = await runCli([
+    'train',
+    '--backend',
+    'wasm',
+    '--steps',
+    '1',
+    '--batch-size',
+    '2',
+    '--eval-batches',
+    '1',
+    '--sample-tokens',
+    '0',
+    '--out',
+    run,
+  ]);
   expect(r.code, r.output).toBe(0);
 });
 afterAll(() => {
@@ -96,7 +110,10 @@ describe('CLI errors: one line, no stack trace, non-zero exit, nothing left runn
 
   it('train --nproc 2 on a busy --master-port', async () => {
     const r = await runCli(['train', '--nproc', '2', '--master-port', String(busyPort), ...quick]);
-    await expectOneClearLine(r, new RegExp(`ConfigError: cannot listen for the store on 127\\.0\\.0\\.1:${busyPort}: the port is already in use`));
+    await expectOneClearLine(
+      r,
+      new RegExp(`ConfigError: cannot listen for the store on 127\\.0\\.0\\.1:${busyPort}: the port is already in use`),
+    );
   });
 
   it('prints the stack trace at --log-level debug', async () => {

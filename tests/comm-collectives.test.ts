@@ -17,7 +17,8 @@ describe('collectives over real processes', () => {
     [3, 8192, 1 << 20],
     [4, 1 << 20, undefined],
   ] as const) {
-    const algo = small === undefined ? '' : small === 0 ? ', ring all-reduce only' : `, gather all-reduce up to ${small} B`;
+    const algo =
+      small === undefined ? '' : small === 0 ? ', ring all-reduce only' : `, gather all-reduce up to ${small} B`;
     it(`world size ${worldSize}, chunk ${chunkBytes} B${algo}: allReduce sum/avg/max/min, reduceScatter, allGather, broadcast, barrier`, async () => {
       const rs = await runJob({
         worldSize,
@@ -26,7 +27,9 @@ describe('collectives over real processes', () => {
           ZERORING_CHUNK_BYTES: String(chunkBytes),
           ...(small === undefined ? {} : { ZERORING_SMALL_ALLREDUCE_BYTES: String(small) }),
           // One large prime length where chunks are big; 4 ranks on 2 loaded cores get fewer.
-          ...(worldSize === 2 && chunkBytes > 4096 ? { CHECK_LENGTHS: '0,1,2,3,5,7,13,97,1009,4099,65537,262147' } : {}),
+          ...(worldSize === 2 && chunkBytes > 4096
+            ? { CHECK_LENGTHS: '0,1,2,3,5,7,13,97,1009,4099,65537,262147' }
+            : {}),
           ...(worldSize === 4 ? { CHECK_LENGTHS: '0,1,3,5,7,97,1009,65537' } : {}),
         },
       });
@@ -59,7 +62,12 @@ describe('collectives over shared memory, TCP and both', () => {
     [3, [1]],
     [4, []],
   ] as const) {
-    const what = shmOffOnRanks.length === worldSize ? 'TCP only (ZERORING_SHM=0)' : shmOffOnRanks.length ? `ZERORING_SHM=0 on rank ${shmOffOnRanks.join(', ')}: its links on TCP, the others in shared memory` : 'shared memory (ZERORING_SHM=1), senders waiting for slots';
+    const what =
+      shmOffOnRanks.length === worldSize
+        ? 'TCP only (ZERORING_SHM=0)'
+        : shmOffOnRanks.length
+          ? `ZERORING_SHM=0 on rank ${shmOffOnRanks.join(', ')}: its links on TCP, the others in shared memory`
+          : 'shared memory (ZERORING_SHM=1), senders waiting for slots';
     it(`world size ${worldSize}, chunk 128 KiB, ${what}`, async () => {
       const off = new Set<number>(shmOffOnRanks);
       const rs = await runJob({

@@ -24,7 +24,10 @@ describe('failures reach every rank', () => {
       for (const r of rs.slice(0, 2)) {
         expect(r.code, why).toBe(0);
         const errors = r.result!.errors as ErrInfo[];
-        expect(errors.map((e) => e.name), why).toEqual(['PeerLostError', 'PeerLostError']);
+        expect(
+          errors.map((e) => e.name),
+          why,
+        ).toEqual(['PeerLostError', 'PeerLostError']);
         expect(errors[0]!.rank, why).toBe(2);
         // Noticed from the closed socket, long before the 60 s timeout.
         expect(errors[0]!.ms!, why).toBeLessThan(30_000);
@@ -37,14 +40,22 @@ describe('failures reach every rank', () => {
 
   for (const kind of ['size', 'op', 'kind'] as const) {
     it(`mismatched calls (${kind}): CollectiveMismatchError on all ranks, naming both sides`, async () => {
-      const rs = await runJob({ worldSize: 3, scenario: 'mismatch', env: { MISMATCH: kind, ZERORING_TIMEOUT_MS: '60000' } });
+      const rs = await runJob({
+        worldSize: 3,
+        scenario: 'mismatch',
+        env: { MISMATCH: kind, ZERORING_TIMEOUT_MS: '60000' },
+      });
       const why = explain(rs);
       for (const r of rs) {
         expect(r.code, why).toBe(0);
         const e = errOf(r);
         expect(e.name, why).toBe('CollectiveMismatchError');
         expect(e.message).toContain('allReduce #1 (10 x float32 op=sum)');
-        const other = { size: 'allReduce #1 (11 x float32 op=sum)', op: 'allReduce #1 (10 x float32 op=max)', kind: 'broadcast #1 (10 x float32 root=0)' }[kind];
+        const other = {
+          size: 'allReduce #1 (11 x float32 op=sum)',
+          op: 'allReduce #1 (10 x float32 op=max)',
+          kind: 'broadcast #1 (10 x float32 root=0)',
+        }[kind];
         expect(e.message).toContain(other);
       }
     }, 240_000);
@@ -53,7 +64,11 @@ describe('failures reach every rank', () => {
   it('a collective one rank never calls: CommTimeoutError there, and on the rank that skipped it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'zeroring-timeout-'));
     try {
-      const rs = await runJob({ worldSize: 2, scenario: 'timeout', env: { ZERORING_TIMEOUT_MS: '1500', SIGNAL_DIR: dir } });
+      const rs = await runJob({
+        worldSize: 2,
+        scenario: 'timeout',
+        env: { ZERORING_TIMEOUT_MS: '1500', SIGNAL_DIR: dir },
+      });
       const why = explain(rs);
       for (const r of rs) {
         expect(r.code, why).toBe(0);
@@ -82,7 +97,12 @@ describe('failures reach every rank', () => {
   }, 240_000);
 
   it('two workers claiming one rank: ConfigError naming the rank, on both (and the rest of the job)', async () => {
-    const rs = await runJob({ worldSize: 3, ranks: [0, 1, 1], scenario: 'init', env: { ZERORING_TIMEOUT_MS: '30000' } });
+    const rs = await runJob({
+      worldSize: 3,
+      ranks: [0, 1, 1],
+      scenario: 'init',
+      env: { ZERORING_TIMEOUT_MS: '30000' },
+    });
     const why = explain(rs);
     for (const r of rs) {
       expect(r.code, why).toBe(0);
@@ -93,10 +113,18 @@ describe('failures reach every rank', () => {
   }, 240_000);
 
   it('workers disagreeing on WORLD_SIZE get a ConfigError', async () => {
-    const rs = await runJob({ worldSize: 2, scenario: 'init', env: { ZERORING_TIMEOUT_MS: '30000' }, rankEnv: (rank): Record<string, string> => (rank === 1 ? { WORLD_SIZE: '3' } : {}) });
+    const rs = await runJob({
+      worldSize: 2,
+      scenario: 'init',
+      env: { ZERORING_TIMEOUT_MS: '30000' },
+      rankEnv: (rank): Record<string, string> => (rank === 1 ? { WORLD_SIZE: '3' } : {}),
+    });
     const why = explain(rs);
     const errs = rs.map((r) => errOf(r, 'initError'));
-    expect(errs.map((e) => e.name), why).toEqual(['ConfigError', 'ConfigError']);
+    expect(
+      errs.map((e) => e.name),
+      why,
+    ).toEqual(['ConfigError', 'ConfigError']);
     expect(errs[1]!.message, why).toContain('WORLD_SIZE=3');
   }, 240_000);
 

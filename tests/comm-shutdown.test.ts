@@ -11,7 +11,11 @@ import { explain, runJob, type WorkerResult } from './fixtures/comm/spawn.ts';
 const JOBS = Number(process.env.SHUTDOWN_JOBS ?? 24);
 
 function summary(rs: WorkerResult[]): string {
-  return rs.map((r) => `rank ${r.rank}: code=${r.code} signal=${r.signal} ${r.result ? JSON.stringify(r.result) : 'no result'}`).join('\n');
+  return rs
+    .map(
+      (r) => `rank ${r.rank}: code=${r.code} signal=${r.signal} ${r.result ? JSON.stringify(r.result) : 'no result'}`,
+    )
+    .join('\n');
 }
 
 describe('clean shutdown', () => {
@@ -21,15 +25,28 @@ describe('clean shutdown', () => {
       const worldSize = 3 + (j % 2);
       // A hang shows as a killed worker: the job bound is far above a healthy job (~2-5 s) and the
       // comm timeout, so any rank still running then was stuck.
-      const rs = await runJob({ worldSize, scenario: 'shutdown', env: { JOB_SEED: String(100 + j), ZERORING_TIMEOUT_MS: '10000' }, timeoutMs: 45_000 });
-      const ok = rs.every((r) => r.code === 0 && Array.isArray(r.result?.failures) && (r.result.failures as string[]).length === 0);
-      if (!ok) bad.push(`job ${j} (${worldSize} ranks, seed ${100 + j}):\n${summary(rs)}\n${explain(rs).slice(0, 4000)}`);
+      const rs = await runJob({
+        worldSize,
+        scenario: 'shutdown',
+        env: { JOB_SEED: String(100 + j), ZERORING_TIMEOUT_MS: '10000' },
+        timeoutMs: 45_000,
+      });
+      const ok = rs.every(
+        (r) => r.code === 0 && Array.isArray(r.result?.failures) && (r.result.failures as string[]).length === 0,
+      );
+      if (!ok)
+        bad.push(`job ${j} (${worldSize} ranks, seed ${100 + j}):\n${summary(rs)}\n${explain(rs).slice(0, 4000)}`);
     }
     expect(bad.join('\n\n')).toBe('');
   }, 1_500_000);
 
   it('a rank that still needs data from a neighbour that left cleanly gets PeerLostError at once, not a hang or a timeout', async () => {
-    const rs = await runJob({ worldSize: 3, scenario: 'leave', env: { ZERORING_TIMEOUT_MS: '60000' }, timeoutMs: 120_000 });
+    const rs = await runJob({
+      worldSize: 3,
+      scenario: 'leave',
+      env: { ZERORING_TIMEOUT_MS: '60000' },
+      timeoutMs: 120_000,
+    });
     const why = explain(rs);
     for (const r of rs) expect(r.code, why).toBe(0);
     expect(rs[2]!.result, why).toMatchObject({ left: true });

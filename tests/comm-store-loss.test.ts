@@ -28,7 +28,13 @@ async function run(scenario: string, worldSize: number, timeoutMs = 120_000): Pr
   const dir = mkdtempSync(join(tmpdir(), 'zeroring-store-loss-'));
   dirs.push(dir);
   // A long comm timeout: every loss here must be noticed from the closed sockets, not a timer.
-  const job = await startJob({ worldSize, scenario, worker: WORKER, timeoutMs, env: { SIGNAL_DIR: dir, ZERORING_TIMEOUT_MS: '60000' } });
+  const job = await startJob({
+    worldSize,
+    scenario,
+    worker: WORKER,
+    timeoutMs,
+    env: { SIGNAL_DIR: dir, ZERORING_TIMEOUT_MS: '60000' },
+  });
   try {
     void job.each[0]!.then(() => writeFileSync(join(dir, 'rank0-gone'), 'x'));
     return await job.done;
@@ -78,7 +84,10 @@ describe('losing the rendezvous store (hosted by rank 0)', () => {
     for (const r of rs.slice(1)) {
       expectCleanSurvivor(r, why);
       const errors = r.result!.errors as ErrInfo[];
-      expect(errors.map((e) => e.name), why).toEqual(['PeerLostError', 'PeerLostError']);
+      expect(
+        errors.map((e) => e.name),
+        why,
+      ).toEqual(['PeerLostError', 'PeerLostError']);
       expect(errors[0]!.rank, why).toBe(0);
       // The ring's error (which collective), not the store's.
       expect(errors[0]!.message, why).toContain('allReduce');
@@ -132,7 +141,10 @@ describe('losing the rendezvous store (hosted by rank 0)', () => {
 
 /** A store in its own process; resolves once it listens. */
 async function storeHost(token: string): Promise<{ child: ChildProcess; port: number; exited: Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', STORE_HOST], { env: { ...process.env, ZERORING_TOKEN: token, ZERORING_LOG_LEVEL: 'warn' }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', STORE_HOST], {
+    env: { ...process.env, ZERORING_TOKEN: token, ZERORING_LOG_LEVEL: 'warn' },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
@@ -141,7 +153,9 @@ async function storeHost(token: string): Promise<{ child: ChildProcess; port: nu
       const m = /^PORT (\d+)$/m.exec(out);
       if (m) resolve(Number(m[1]));
     });
-    child.on('exit', (code, signal) => reject(new Error(`store host exited (${code ?? signal}) before listening: ${out}`)));
+    child.on('exit', (code, signal) =>
+      reject(new Error(`store host exited (${code ?? signal}) before listening: ${out}`)),
+    );
   });
   return { child, port, exited };
 }
@@ -158,7 +172,14 @@ describe('a StoreClient whose store process goes away', () => {
         const token = randomBytes(16).toString('hex');
         const h = await storeHost(token);
         hosts.push(h.child);
-        const c = await StoreClient.connect({ host: '127.0.0.1', port: h.port, token, rank: 1, hostRank, timeoutMs: 60_000 });
+        const c = await StoreClient.connect({
+          host: '127.0.0.1',
+          port: h.port,
+          token,
+          rank: 1,
+          hostRank,
+          timeoutMs: 60_000,
+        });
         const failures: Error[] = [];
         c.onFailure = (e) => failures.push(e);
         await c.set('a', 1);

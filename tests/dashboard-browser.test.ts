@@ -26,7 +26,16 @@ const STEPS = 6;
 const EVAL_INTERVAL = 3;
 
 interface PageState {
-  counts: { loss?: number; valLoss?: number; tokensPerSec?: number; time?: number; ranksTime?: number; ranksMemory?: number; samples?: number; events?: number };
+  counts: {
+    loss?: number;
+    valLoss?: number;
+    tokensPerSec?: number;
+    time?: number;
+    ranksTime?: number;
+    ranksMemory?: number;
+    samples?: number;
+    events?: number;
+  };
   connected: boolean;
   done: boolean;
 }
@@ -48,8 +57,14 @@ async function launchChromium(): Promise<BrowserContext> {
     executablePath: CHROMIUM,
     viewport: { width: 1280, height: 960 },
     args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
     ],
   });
   cleanups.push(() => ctx.close());
@@ -77,17 +92,18 @@ function startCli(args: string[]) {
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
-  const line = (re: RegExp) => new Promise<string>((resolve, reject) => {
-    const scan = () => {
-      const m = re.exec(output);
-      if (m) resolve(m[1] ?? m[0]);
-    };
-    scanners.push(scan);
-    scan();
-    void exited.then((code) => {
-      reject(new Error(`zeroring ${args[0]} exited (${code}) before printing ${re}:\n${output}`));
+  const line = (re: RegExp) =>
+    new Promise<string>((resolve, reject) => {
+      const scan = () => {
+        const m = re.exec(output);
+        if (m) resolve(m[1] ?? m[0]);
+      };
+      scanners.push(scan);
+      scan();
+      void exited.then((code) => {
+        reject(new Error(`zeroring ${args[0]} exited (${code}) before printing ${re}:\n${output}`));
+      });
     });
-  });
   return { child, exited, line, output: () => output };
 }
 
@@ -108,10 +124,14 @@ function processesMentioning(text: string): number[] {
 /** Legend rows of a chart as [label, value] text, in series order. */
 async function legend(page: Page, chartId: string): Promise<Array<[string, string]>> {
   return page.$$eval(`#${chartId} .u-legend tr`, (rows) =>
-    rows.map((r) => [
-      (r.querySelector('.u-label')?.textContent ?? '').trim(),
-      (r.querySelector('.u-value')?.textContent ?? '').trim(),
-    ] as [string, string]));
+    rows.map(
+      (r) =>
+        [
+          (r.querySelector('.u-label')?.textContent ?? '').trim(),
+          (r.querySelector('.u-value')?.textContent ?? '').trim(),
+        ] as [string, string],
+    ),
+  );
 }
 
 /** Pixels of the validation colour (#e15759) in the loss canvas column at step `x`, ±1 px. */
@@ -129,169 +149,207 @@ async function valPixelsAt(page: Page, x: number): Promise<number> {
 
 describe('dashboard in headless Chromium', () => {
   const title = 'charts receive points from a real training run, which stays served until Ctrl-C';
-  it.skipIf(!haveChromium)(`${title}${skipReason}`, async () => {
-    const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-run-'));
-    cleanups.push(() => fs.rmSync(outDir, { recursive: true, force: true }));
-    const run = startCli([
-      'train', '--nproc', String(RANKS), '--strategy', 'ddp', '--backend', 'wasm', '--steps', String(STEPS),
-      '--batch-size', '4', '--eval-interval', String(EVAL_INTERVAL), '--eval-batches', '1', '--sample-tokens', '300',
-      '--out', outDir, '--dashboard', '0',
-    ]);
-    const url = run.line(/dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/);
-    const serving = run.line(SERVING);
-    const ctx = await launchChromium();
-    const page = await ctx.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(await url, { timeout: 120_000 });
-    await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.connected);
+  it.skipIf(!haveChromium)(
+    `${title}${skipReason}`,
+    async () => {
+      const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-run-'));
+      cleanups.push(() => fs.rmSync(outDir, { recursive: true, force: true }));
+      const run = startCli([
+        'train',
+        '--nproc',
+        String(RANKS),
+        '--strategy',
+        'ddp',
+        '--backend',
+        'wasm',
+        '--steps',
+        String(STEPS),
+        '--batch-size',
+        '4',
+        '--eval-interval',
+        String(EVAL_INTERVAL),
+        '--eval-batches',
+        '1',
+        '--sample-tokens',
+        '300',
+        '--out',
+        outDir,
+        '--dashboard',
+        '0',
+      ]);
+      const url = run.line(/dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/);
+      const serving = run.line(SERVING);
+      const ctx = await launchChromium();
+      const page = await ctx.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+      await page.goto(await url, { timeout: 120_000 });
+      await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.connected);
 
-    // Points arrive while the run is still going (live over the WebSocket), not only at the end.
-    const live = await Promise.race([
-      page
-        .waitForFunction(() => ((window as unknown as Win).zeroringDashboard.counts.loss ?? 0) >= 1, undefined, {
-          timeout: 240_000,
-        })
-        .then(() => 'live'),
-      serving.then(() => 'run ended first'),
-    ]);
-    expect(live).toBe('live');
+      // Points arrive while the run is still going (live over the WebSocket), not only at the end.
+      const live = await Promise.race([
+        page
+          .waitForFunction(() => ((window as unknown as Win).zeroringDashboard.counts.loss ?? 0) >= 1, undefined, {
+            timeout: 240_000,
+          })
+          .then(() => 'live'),
+        serving.then(() => 'run ended first'),
+      ]);
+      expect(live).toBe('live');
 
-    // Training ends; the command stays, serving the finished run.
-    expect(await serving).toBe(await url);
-    await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, { timeout: 30_000 });
-    const metricsLines = fs.readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8').trim().split('\n').length;
-    expect(metricsLines).toBe(STEPS);
-    const state = await page.evaluate(() => (window as unknown as Win).zeroringDashboard);
-    expect(state.counts).toMatchObject({
-      loss: STEPS,
-      valLoss: STEPS / EVAL_INTERVAL + 1, // before the first step, then every EVAL_INTERVAL
-      tokensPerSec: STEPS,
-      time: STEPS,
-      ranksTime: RANKS, // every rank's split arrives in rank 0's step events
-      ranksMemory: RANKS,
-      samples: 1,
-    });
-    expect(await page.getAttribute('#chart-loss', 'data-points')).toBe(String(STEPS + STEPS / EVAL_INTERVAL + 1));
-    expect(await page.textContent('#fact-strategy')).toBe('ddp');
-    expect(await page.textContent('#fact-backend')).toBe('wasm');
-    expect(await page.textContent('#fact-world')).toBe(String(RANKS));
-    expect(await page.locator('#ranks-time .bar-row').count()).toBe(RANKS);
-    expect((await page.textContent('#sample'))!.length).toBeGreaterThanOrEqual(300);
-    expect(await page.textContent('#status')).toBe('finished');
+      // Training ends; the command stays, serving the finished run.
+      expect(await serving).toBe(await url);
+      await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, {
+        timeout: 30_000,
+      });
+      const metricsLines = fs.readFileSync(path.join(outDir, 'metrics.jsonl'), 'utf8').trim().split('\n').length;
+      expect(metricsLines).toBe(STEPS);
+      const state = await page.evaluate(() => (window as unknown as Win).zeroringDashboard);
+      expect(state.counts).toMatchObject({
+        loss: STEPS,
+        valLoss: STEPS / EVAL_INTERVAL + 1, // before the first step, then every EVAL_INTERVAL
+        tokensPerSec: STEPS,
+        time: STEPS,
+        ranksTime: RANKS, // every rank's split arrives in rank 0's step events
+        ranksMemory: RANKS,
+        samples: 1,
+      });
+      expect(await page.getAttribute('#chart-loss', 'data-points')).toBe(String(STEPS + STEPS / EVAL_INTERVAL + 1));
+      expect(await page.textContent('#fact-strategy')).toBe('ddp');
+      expect(await page.textContent('#fact-backend')).toBe('wasm');
+      expect(await page.textContent('#fact-world')).toBe(String(RANKS));
+      expect(await page.locator('#ranks-time .bar-row').count()).toBe(RANKS);
+      expect((await page.textContent('#sample'))!.length).toBeGreaterThanOrEqual(300);
+      expect(await page.textContent('#status')).toBe('finished');
 
-    // Nothing hovered: legends read the latest values, the same ones the header shows.
-    expect(await legend(page, 'chart-loss')).toEqual([
-      ['step', String(STEPS)],
-      ['train', await page.textContent('#fact-loss')],
-      ['val', await page.textContent('#fact-val')],
-    ]);
-    expect(await legend(page, 'chart-tps')).toEqual([
-      ['step', String(STEPS)],
-      ['tokens/s', await page.textContent('#fact-tps')],
-    ]);
-    const timeLegend = await legend(page, 'chart-time');
-    expect(timeLegend.map(([label]) => label)).toEqual(['step', 'compute', 'comm wait', 'optimizer']);
-    for (const [, value] of timeLegend.slice(1)) expect(value).toMatch(/^\d+(\.\d)?$/);
+      // Nothing hovered: legends read the latest values, the same ones the header shows.
+      expect(await legend(page, 'chart-loss')).toEqual([
+        ['step', String(STEPS)],
+        ['train', await page.textContent('#fact-loss')],
+        ['val', await page.textContent('#fact-val')],
+      ]);
+      expect(await legend(page, 'chart-tps')).toEqual([
+        ['step', String(STEPS)],
+        ['tokens/s', await page.textContent('#fact-tps')],
+      ]);
+      const timeLegend = await legend(page, 'chart-time');
+      expect(timeLegend.map(([label]) => label)).toEqual(['step', 'compute', 'comm wait', 'optimizer']);
+      for (const [, value] of timeLegend.slice(1)) expect(value).toMatch(/^\d+(\.\d)?$/);
 
-    // uPlot painted: each chart canvas holds coloured (non-grey) pixels, i.e. series lines.
-    const coloured = await page.evaluate(() =>
-      [...document.querySelectorAll('.chart canvas')].map((c) => {
-        const canvas = c as HTMLCanvasElement;
-        const px = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
-        let n = 0;
-        for (let i = 0; i < px.length; i += 4) {
-          const [r, g, b, a] = [px[i], px[i + 1], px[i + 2], px[i + 3]];
-          if (a > 0 && Math.max(r, g, b) - Math.min(r, g, b) > 40) n++;
-        }
-        return n;
-      }),
-    );
-    // No card is mostly blank: its content reaches down most of its height (grid rows stretch
-    // every card to the tallest of its row).
-    const filled = await page.$$eval('main .card', (cards) => cards.map((card) => {
-      const box = card.getBoundingClientRect();
-      const bottom = Math.max(...[...card.children].map((c) => c.getBoundingClientRect().bottom));
-      const title = card.querySelector('h2')?.firstChild?.textContent?.trim();
-      return { card: title, share: (bottom - box.top) / box.height };
-    }));
-    expect(filled.map((f) => f.card)).toEqual([
-      'Loss', 'Throughput', 'Time per step', 'Time split per rank', 'Run', 'Latest sample',
-    ]);
-    for (const f of filled) expect(f.share, f.card).toBeGreaterThan(0.5);
-    expect(coloured).toHaveLength(3);
-    for (const n of coloured) expect(n).toBeGreaterThan(50);
-    // Validation is evaluated at steps 0, 3 and 6: dots there, and no line through the steps between.
-    expect(await valPixelsAt(page, EVAL_INTERVAL)).toBeGreaterThan(0);
-    expect(await valPixelsAt(page, EVAL_INTERVAL / 2)).toBe(0);
-    expect(await valPixelsAt(page, EVAL_INTERVAL * 1.5)).toBe(0);
+      // uPlot painted: each chart canvas holds coloured (non-grey) pixels, i.e. series lines.
+      const coloured = await page.evaluate(() =>
+        [...document.querySelectorAll('.chart canvas')].map((c) => {
+          const canvas = c as HTMLCanvasElement;
+          const px = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+          let n = 0;
+          for (let i = 0; i < px.length; i += 4) {
+            const [r, g, b, a] = [px[i], px[i + 1], px[i + 2], px[i + 3]];
+            if (a > 0 && Math.max(r, g, b) - Math.min(r, g, b) > 40) n++;
+          }
+          return n;
+        }),
+      );
+      // No card is mostly blank: its content reaches down most of its height (grid rows stretch
+      // every card to the tallest of its row).
+      const filled = await page.$$eval('main .card', (cards) =>
+        cards.map((card) => {
+          const box = card.getBoundingClientRect();
+          const bottom = Math.max(...[...card.children].map((c) => c.getBoundingClientRect().bottom));
+          const title = card.querySelector('h2')?.firstChild?.textContent?.trim();
+          return { card: title, share: (bottom - box.top) / box.height };
+        }),
+      );
+      expect(filled.map((f) => f.card)).toEqual([
+        'Loss',
+        'Throughput',
+        'Time per step',
+        'Time split per rank',
+        'Run',
+        'Latest sample',
+      ]);
+      for (const f of filled) expect(f.share, f.card).toBeGreaterThan(0.5);
+      expect(coloured).toHaveLength(3);
+      for (const n of coloured) expect(n).toBeGreaterThan(50);
+      // Validation is evaluated at steps 0, 3 and 6: dots there, and no line through the steps between.
+      expect(await valPixelsAt(page, EVAL_INTERVAL)).toBeGreaterThan(0);
+      expect(await valPixelsAt(page, EVAL_INTERVAL / 2)).toBe(0);
+      expect(await valPixelsAt(page, EVAL_INTERVAL * 1.5)).toBe(0);
 
-    const out = process.env.ZERORING_UPDATE_DOCS === '1'
-      ? path.resolve(import.meta.dirname, '../docs/dashboard.png')
-      : path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zr-shot-')), 'dashboard.png');
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    const png = await page.screenshot({ path: out, fullPage: true });
-    expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
-    expect(png.length).toBeGreaterThan(30_000); // a blank page of this size is a few KB
+      const out =
+        process.env.ZERORING_UPDATE_DOCS === '1'
+          ? path.resolve(import.meta.dirname, '../docs/dashboard.png')
+          : path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'zr-shot-')), 'dashboard.png');
+      fs.mkdirSync(path.dirname(out), { recursive: true });
+      const png = await page.screenshot({ path: out, fullPage: true });
+      expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
+      expect(png.length).toBeGreaterThan(30_000); // a blank page of this size is a few KB
 
-    // Still served after training: the page itself, the history, and a fresh load of both.
-    expect(run.child.exitCode).toBeNull();
-    expect((await fetch(await url)).status).toBe(200);
-    const history = (await (await fetch((await url) + 'events.json')).json()) as TrainEvent[];
-    expect(history.at(-1)?.type).toBe('done');
-    await page.reload();
-    await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, { timeout: 30_000 });
-    expect(await page.evaluate(() => (window as unknown as Win).zeroringDashboard.counts.loss)).toBe(STEPS);
-    expect(await page.textContent('#status')).toBe('finished');
-    expect(pageErrors).toEqual([]);
+      // Still served after training: the page itself, the history, and a fresh load of both.
+      expect(run.child.exitCode).toBeNull();
+      expect((await fetch(await url)).status).toBe(200);
+      const history = (await (await fetch((await url) + 'events.json')).json()) as TrainEvent[];
+      expect(history.at(-1)?.type).toBe('done');
+      await page.reload();
+      await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, {
+        timeout: 30_000,
+      });
+      expect(await page.evaluate(() => (window as unknown as Win).zeroringDashboard.counts.loss)).toBe(STEPS);
+      expect(await page.textContent('#status')).toBe('finished');
+      expect(pageErrors).toEqual([]);
 
-    // Ctrl-C ends it: training succeeded, so exit 0; no worker or server is left behind.
-    run.child.kill('SIGINT');
-    expect(await run.exited, run.output()).toBe(0);
-    expect(run.output()).not.toMatch(/zeroring launch: (stopped|job failed)/);
-    expect(processesMentioning(outDir)).toEqual([]);
-    await expect(fetch(await url)).rejects.toThrow();
-  }, 300_000);
+      // Ctrl-C ends it: training succeeded, so exit 0; no worker or server is left behind.
+      run.child.kill('SIGINT');
+      expect(await run.exited, run.output()).toBe(0);
+      expect(run.output()).not.toMatch(/zeroring launch: (stopped|job failed)/);
+      expect(processesMentioning(outDir)).toEqual([]);
+      await expect(fetch(await url)).rejects.toThrow();
+    },
+    300_000,
+  );
 
   const loadingTitle = '`zeroring dashboard DIR` shows "loading" until the history arrives';
-  it.skipIf(!haveChromium)(`${loadingTitle}${skipReason}`, async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-dir-'));
-    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const write = eventsFileWriter(dir);
-    const config = { model: 'tiny' };
-    write({ type: 'config', config, paramCount: 1234, strategy: 'zero2', backend: 'cpu', worldSize: 2 });
-    const memory = { params: { device: 4096, host: 0 } };
-    const times = { tokensPerSec: 100, computeMs: 10, commMs: 2, optimMs: 1 };
-    for (let step = 1; step <= 50; step++) write({ type: 'step', step, loss: 4 - step / 50, ...times, memory });
-    const server = startCli(['dashboard', dir, '--port', '0']);
-    const url = await server.line(/(http:\/\/127\.0\.0\.1:\d+\/)/);
+  it.skipIf(!haveChromium)(
+    `${loadingTitle}${skipReason}`,
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-dir-'));
+      cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+      const write = eventsFileWriter(dir);
+      const config = { model: 'tiny' };
+      write({ type: 'config', config, paramCount: 1234, strategy: 'zero2', backend: 'cpu', worldSize: 2 });
+      const memory = { params: { device: 4096, host: 0 } };
+      const times = { tokensPerSec: 100, computeMs: 10, commMs: 2, optimMs: 1 };
+      for (let step = 1; step <= 50; step++) write({ type: 'step', step, loss: 4 - step / 50, ...times, memory });
+      const server = startCli(['dashboard', dir, '--port', '0']);
+      const url = await server.line(/(http:\/\/127\.0\.0\.1:\d+\/)/);
 
-    const page = await (await launchChromium()).newPage();
-    // Records every badge change with what the header showed at that moment. Mutation records are
-    // delivered after each task, so a badge set in the socket's open handler is seen before the
-    // history (a later message) can fill the header.
-    await page.addInitScript(() => {
-      const seen: Array<{ state: string; strategy: string; step: string }> = [];
-      (window as unknown as { badges: typeof seen }).badges = seen;
-      new MutationObserver(() => {
-        const badge = document.getElementById('status');
-        const state = badge?.dataset.state;
-        if (!state || seen.at(-1)?.state === state) return;
-        const text = (id: string) => document.getElementById(id)?.textContent ?? '';
-        seen.push({ state, strategy: text('fact-strategy'), step: text('fact-step') });
-      }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
-    });
-    type Badge = { state: string; strategy: string; step: string };
-    const badges = () => page.evaluate(() => (window as unknown as { badges: Badge[] }).badges);
-    await page.goto(url);
-    await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'live');
-    expect((await badges()).map((b) => b.state)).toEqual(['connecting', 'loading', 'live']);
-    expect((await badges()).at(-1)).toEqual({ state: 'live', strategy: 'zero2', step: '50' });
+      const page = await (await launchChromium()).newPage();
+      // Records every badge change with what the header showed at that moment. Mutation records are
+      // delivered after each task, so a badge set in the socket's open handler is seen before the
+      // history (a later message) can fill the header.
+      await page.addInitScript(() => {
+        const seen: Array<{ state: string; strategy: string; step: string }> = [];
+        (window as unknown as { badges: typeof seen }).badges = seen;
+        new MutationObserver(() => {
+          const badge = document.getElementById('status');
+          const state = badge?.dataset.state;
+          if (!state || seen.at(-1)?.state === state) return;
+          const text = (id: string) => document.getElementById(id)?.textContent ?? '';
+          seen.push({ state, strategy: text('fact-strategy'), step: text('fact-step') });
+        }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
+      });
+      type Badge = { state: string; strategy: string; step: string };
+      const badges = () => page.evaluate(() => (window as unknown as { badges: Badge[] }).badges);
+      await page.goto(url);
+      await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'live');
+      expect((await badges()).map((b) => b.state)).toEqual(['connecting', 'loading', 'live']);
+      expect((await badges()).at(-1)).toEqual({ state: 'live', strategy: 'zero2', step: '50' });
 
-    write({ type: 'done', summary: { finalLoss: 3 } });
-    await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'finished');
-    expect((await badges()).map((b) => b.state)).toEqual(['connecting', 'loading', 'live', 'finished']);
-    server.child.kill('SIGINT');
-    expect(await server.exited).toBe(0);
-  }, 120_000);
+      write({ type: 'done', summary: { finalLoss: 3 } });
+      await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'finished');
+      expect((await badges()).map((b) => b.state)).toEqual(['connecting', 'loading', 'live', 'finished']);
+      server.child.kill('SIGINT');
+      expect(await server.exited).toBe(0);
+    },
+    120_000,
+  );
 });

@@ -32,9 +32,23 @@ function tmpDir(): string {
 
 const mem = { params: { device: 4096, host: 0 }, optimizer: { device: 0, host: 8192 } };
 const step = (n: number, loss: number): TrainEvent => ({
-  type: 'step', step: n, loss, tokensPerSec: 100 * n, computeMs: 10, commMs: 2, optimMs: 1, memory: mem,
+  type: 'step',
+  step: n,
+  loss,
+  tokensPerSec: 100 * n,
+  computeMs: 10,
+  commMs: 2,
+  optimMs: 1,
+  memory: mem,
 });
-const config: TrainEvent = { type: 'config', config: { model: 'tiny' }, paramCount: 1234, strategy: 'ddp', backend: 'cpu', worldSize: 2 };
+const config: TrainEvent = {
+  type: 'config',
+  config: { model: 'tiny' },
+  paramCount: 1234,
+  strategy: 'ddp',
+  backend: 'cpu',
+  worldSize: 2,
+};
 
 /** A WebSocket client that collects every event it receives, with a wait-until helper. */
 async function client(url: string) {
@@ -105,7 +119,7 @@ describe('dashboard server', () => {
     expect(c.events().slice(2)).toEqual([step(2, 3.0), { type: 'done', summary: { finalLoss: 3.0 } }]);
   });
 
-  it('starts over when a new run truncates the directory\'s events.jsonl', async () => {
+  it("starts over when a new run truncates the directory's events.jsonl", async () => {
     const dir = tmpDir();
     const write = eventsFileWriter(dir);
     write(config);
@@ -129,16 +143,33 @@ describe('dashboard server', () => {
     const dir = tmpDir();
     fs.writeFileSync(
       path.join(dir, 'metrics.jsonl'),
-      [{ step: 1, loss: 5, tokensPerSec: 10, computeMs: 3, commMs: 1, memory: mem }, { step: 2, loss: 4, tokensPerSec: 12, computeMs: 3, commMs: 1, commExposedMs: 0.25, memory: mem }]
+      [
+        { step: 1, loss: 5, tokensPerSec: 10, computeMs: 3, commMs: 1, memory: mem },
+        { step: 2, loss: 4, tokensPerSec: 12, computeMs: 3, commMs: 1, commExposedMs: 0.25, memory: mem },
+      ]
         .map((r) => JSON.stringify(r))
         .join('\n') + '\n',
     );
-    fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify({ config: { strategy: 'zero2', backend: 'wasm', nproc: 4 }, steps: 2, paramCount: 99, finalLoss: 4 }));
+    fs.writeFileSync(
+      path.join(dir, 'summary.json'),
+      JSON.stringify({
+        config: { strategy: 'zero2', backend: 'wasm', nproc: 4 },
+        steps: 2,
+        paramCount: 99,
+        finalLoss: 4,
+      }),
+    );
     const events = readRunEvents(dir);
     expect(events.map((e) => e.type)).toEqual(['step', 'step', 'config', 'done']);
     expect(events[1]).toMatchObject({ type: 'step', step: 2, loss: 4, optimMs: 0, commExposedMs: 0.25 });
     expect(events[0]).not.toHaveProperty('commExposedMs'); // absent in a one-rank run's rows
-    expect(events[2]).toMatchObject({ type: 'config', strategy: 'zero2', backend: 'wasm', worldSize: 4, paramCount: 99 });
+    expect(events[2]).toMatchObject({
+      type: 'config',
+      strategy: 'zero2',
+      backend: 'wasm',
+      worldSize: 4,
+      paramCount: 99,
+    });
     expect(() => readRunEvents(path.join(dir, 'missing'))).toThrow(/run directory ".*missing" does not exist/);
   });
 
@@ -148,12 +179,17 @@ describe('dashboard server', () => {
     write(config);
     write(step(1, 2.5));
     const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
-    const child: ChildProcess = spawn(process.execPath, [bin, 'dashboard', dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    cleanups.push(() => new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    }));
+    const child: ChildProcess = spawn(process.execPath, [bin, 'dashboard', dir, '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null) return resolve();
+          child.once('exit', () => resolve());
+          child.kill('SIGTERM');
+        }),
+    );
     let out = '';
     let err = '';
     child.stderr!.on('data', (c: Buffer) => (err += c));
@@ -176,8 +212,25 @@ describe('dashboard server', () => {
     const dir = tmpDir();
     const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
     // One process: training runs in the command itself, the dashboard on its thread.
-    const args = ['train', '--backend', 'wasm', '--steps', '2', '--batch-size', '2', '--eval-interval', '2',
-      '--eval-batches', '1', '--sample-tokens', '0', '--out', dir, '--dashboard', '0'];
+    const args = [
+      'train',
+      '--backend',
+      'wasm',
+      '--steps',
+      '2',
+      '--batch-size',
+      '2',
+      '--eval-interval',
+      '2',
+      '--eval-batches',
+      '1',
+      '--sample-tokens',
+      '0',
+      '--out',
+      dir,
+      '--dashboard',
+      '0',
+    ];
     const child: ChildProcess = spawn(process.execPath, [bin, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ZERORING_LOG_FORMAT: 'json' },
@@ -228,7 +281,10 @@ describe('dashboard server', () => {
     // if the server runs elsewhere.
     const child = spawnSync(
       process.execPath,
-      ['-e', `fetch(${JSON.stringify(d.url)}).then(r=>r.text()).then(t=>fetch(${JSON.stringify(d.url + 'events.json')}).then(r=>r.text()).then(e=>console.log(t.includes('uPlot') ? 'page ok' : 'page bad', e)))`],
+      [
+        '-e',
+        `fetch(${JSON.stringify(d.url)}).then(r=>r.text()).then(t=>fetch(${JSON.stringify(d.url + 'events.json')}).then(r=>r.text()).then(e=>console.log(t.includes('uPlot') ? 'page ok' : 'page bad', e)))`,
+      ],
       { encoding: 'utf8', timeout: 60_000 },
     );
     expect(child.stderr).toBe('');

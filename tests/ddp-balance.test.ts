@@ -24,7 +24,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const EMBD = 32; // nEmbd of the worker's GPT
 const SEED = 3;
 
-
 interface Outcome {
   params: Params;
   splits: number[][];
@@ -39,7 +38,10 @@ interface Outcome {
 const parse = (stdout: string, out: string): Outcome => {
   const line = stdout.split('\n').find((l) => l.includes('RESULT '));
   if (!line) throw new Error(`no RESULT line in: ${stdout}`);
-  return { ...JSON.parse(line.slice(line.indexOf('RESULT ') + 7)), params: JSON.parse(readFileSync(out, 'utf8')) as Params };
+  return {
+    ...JSON.parse(line.slice(line.indexOf('RESULT ') + 7)),
+    params: JSON.parse(readFileSync(out, 'utf8')) as Params,
+  };
 };
 
 let runs = 0;
@@ -48,7 +50,15 @@ async function runDist(job: BalanceJob): Promise<Outcome> {
   const out = join(dir, `dist-${runs++}.json`);
   const stdout = new Collect();
   const stderr = new Collect();
-  const r = await launch({ nprocPerNode: job.nproc, script: worker, args: [JSON.stringify({ mode: 'dist', seed: SEED, out, ...job })], cwd: repoRoot, stdout, stderr, forwardSignals: false });
+  const r = await launch({
+    nprocPerNode: job.nproc,
+    script: worker,
+    args: [JSON.stringify({ mode: 'dist', seed: SEED, out, ...job })],
+    cwd: repoRoot,
+    stdout,
+    stderr,
+    forwardSignals: false,
+  });
   expect(r.exitCode, stderr.text).toBe(0);
   return parse(stdout.text, out);
 }
@@ -57,14 +67,21 @@ function runLocal(job: BalanceJob): Promise<Outcome> {
   const out = join(dir, `local-${runs++}.json`);
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
-    for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']) delete env[k];
-    const child = spawn(process.execPath, ['--import', 'tsx', worker, JSON.stringify({ mode: 'local', seed: SEED, out, ...job })], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'])
+      delete env[k];
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', worker, JSON.stringify({ mode: 'local', seed: SEED, out, ...job })],
+      { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
     child.stderr.on('data', (d: Buffer) => (stderr += d));
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(parse(stdout, out)) : reject(new Error(`reference run exited ${code}: ${stderr}`))));
+    child.once('close', (code) =>
+      code === 0 ? resolve(parse(stdout, out)) : reject(new Error(`reference run exited ${code}: ${stderr}`)),
+    );
   });
 }
 
@@ -80,7 +97,11 @@ describe('uneven batch splits end where one process reading the whole step ends'
   it('DDP, 2 ranks, fixed split 1 + 5 of 6 windows', async () => {
     const job: BalanceJob = { strategy: 'ddp', nproc: 2, batch: 3, steps: 3, batchSplit: [1, 5] };
     const [dist, ref] = [await runDist(job), await runLocal(job)];
-    expect(dist.splits).toEqual([[1, 5], [1, 5], [1, 5]]);
+    expect(dist.splits).toEqual([
+      [1, 5],
+      [1, 5],
+      [1, 5],
+    ]);
     expectSameModel(dist, ref, 'ddp 1+5');
   }, 300_000);
 
@@ -99,7 +120,15 @@ describe('uneven batch splits end where one process reading the whole step ends'
   // ~100 ms on a loaded machine (CI runs two test files at once on 2 cores); 5 + 3 then always
   // promises a step shorter by more than the balancer's 3 %. (A 15 ms spin failed in CI: the spin
   // also took CPU from rank 0, and no split looked better.)
-  const slowRank1: BalanceJob = { strategy: 'ddp', nproc: 2, batch: 4, steps: 12, balance: true, slowRanks: [1], slowMsPerWindow: 50 };
+  const slowRank1: BalanceJob = {
+    strategy: 'ddp',
+    nproc: 2,
+    batch: 4,
+    steps: 12,
+    balance: true,
+    slowRanks: [1],
+    slowMsPerWindow: 50,
+  };
 
   it('DDP, 2 ranks, balancing: windows move off the slower rank, the model stays the same', async () => {
     const job = slowRank1;
@@ -107,7 +136,10 @@ describe('uneven batch splits end where one process reading the whole step ends'
     expect(dist.splits[0]).toEqual([4, 4]);
     const last = dist.splits.at(-1)!;
     expect(last[0] + last[1]).toBe(8);
-    expect(last[0], `splits per step: ${JSON.stringify(dist.splits)}, work per step (ms): ${JSON.stringify(dist.workMs)}`).toBeGreaterThan(last[1]);
+    expect(
+      last[0],
+      `splits per step: ${JSON.stringify(dist.splits)}, work per step (ms): ${JSON.stringify(dist.workMs)}`,
+    ).toBeGreaterThan(last[1]);
     expectSameModel(dist, ref, 'ddp balanced');
   }, 300_000);
 
@@ -130,9 +162,13 @@ describe('uneven batch splits end where one process reading the whole step ends'
     const outDir = join(dir, 'resume');
     const job = slowRank1;
     const first = await runDist({ ...job, stopAfterSteps: 8, outDir });
-    const saved = JSON.parse(readFileSync(join(outDir, 'checkpoints', 'step-00000008', 'trainer.json'), 'utf8')) as { batchSplit?: number[] };
+    const saved = JSON.parse(readFileSync(join(outDir, 'checkpoints', 'step-00000008', 'trainer.json'), 'utf8')) as {
+      batchSplit?: number[];
+    };
     expect(saved.batchSplit, `splits per step: ${JSON.stringify(first.splits)}`).toBeDefined();
-    expect(saved.batchSplit![0], `saved split ${JSON.stringify(saved.batchSplit)}`).toBeGreaterThan(saved.batchSplit![1]);
+    expect(saved.batchSplit![0], `saved split ${JSON.stringify(saved.batchSplit)}`).toBeGreaterThan(
+      saved.batchSplit![1],
+    );
     const [resumed, ref] = [await runDist({ ...job, outDir, resume: true }), await runLocal(job)];
     expect(resumed.splits).toHaveLength(4);
     expect(resumed.splits[0]).toEqual(saved.batchSplit);

@@ -35,8 +35,13 @@ function runLocal(nproc: number, batch: number, accum: number, out: string, back
   const args = JSON.stringify({ mode: 'local', steps: STEPS, batch, accum, nproc, backend, seed: SEED, out });
   return new Promise((resolve, reject) => {
     const env = { ...process.env };
-    for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT']) delete env[k];
-    const child = spawn(process.execPath, ['--import', 'tsx', worker, args], { cwd: repoRoot, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'])
+      delete env[k];
+    const child = spawn(process.execPath, ['--import', 'tsx', worker, args], {
+      cwd: repoRoot,
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d));
     child.once('error', reject);
@@ -44,7 +49,14 @@ function runLocal(nproc: number, batch: number, accum: number, out: string, back
   });
 }
 
-async function runDDP(nproc: number, batch: number, accum: number, bucketBytes: number | undefined, out: string, backend: Backend = 'cpu'): Promise<{ buckets: number; memory: Record<string, { device: number; host: number }> }> {
+async function runDDP(
+  nproc: number,
+  batch: number,
+  accum: number,
+  bucketBytes: number | undefined,
+  out: string,
+  backend: Backend = 'cpu',
+): Promise<{ buckets: number; memory: Record<string, { device: number; host: number }> }> {
   const stdout = new Collect();
   const stderr = new Collect();
   const result = await launch({

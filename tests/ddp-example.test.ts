@@ -14,7 +14,23 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('examples/bring-your-own-model', () => {
   it('trains with zeroring launch --nproc-per-node 2 (with noSync accumulation)', async () => {
     const out = join(dir, 'result.json');
-    const args = ['packages/cli/bin/zeroring.js', 'launch', '--nproc-per-node', '2', 'examples/bring-your-own-model/train.ts', '--backend', 'wasm', '--steps', '200', '--accum', '2', '--batch-size', '32', '--out', out];
+    const args = [
+      'packages/cli/bin/zeroring.js',
+      'launch',
+      '--nproc-per-node',
+      '2',
+      'examples/bring-your-own-model/train.ts',
+      '--backend',
+      'wasm',
+      '--steps',
+      '200',
+      '--accum',
+      '2',
+      '--batch-size',
+      '32',
+      '--out',
+      out,
+    ];
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';

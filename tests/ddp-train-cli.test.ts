@@ -29,7 +29,22 @@ function cli(args: string[]): Promise<{ code: number | null; output: string }> {
   });
 }
 
-const common = ['--backend', 'wasm', '--steps', '3', '--eval-interval', '2', '--eval-batches', '2', '--sample-tokens', '20', '--seed', '7', '--warmup-steps', '1'];
+const common = [
+  '--backend',
+  'wasm',
+  '--steps',
+  '3',
+  '--eval-interval',
+  '2',
+  '--eval-batches',
+  '2',
+  '--sample-tokens',
+  '20',
+  '--seed',
+  '7',
+  '--warmup-steps',
+  '1',
+];
 const summaryOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
 
 describe('zeroring train --nproc 2 --strategy ddp', () => {
@@ -44,7 +59,10 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
   it('trains with 2 workers: progress on rank 0, --out files, per-rank checkpoints, sample', async () => {
     const r = await ddpRun();
     expect(r.code, r.output).toBe(0);
-    const metrics = readFileSync(join(ddpOut, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const metrics = readFileSync(join(ddpOut, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
     for (const m of metrics) {
       // Every rank waits each step at least for the non-finite flag's all-reduce.
@@ -62,7 +80,8 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
     expect(s).toMatchObject({ steps: 3, strategy: 'ddp', worldSize: 2, config: { backend: 'wasm', nproc: 2 } });
     expect(s.memory.modelStateBytes).toBe(16 * s.paramCount);
     expect(s.finalValLoss).toBeLessThan(s.initialValLoss);
-    for (const f of ['shard-rank0.bin', 'shard-rank1.bin', 'model.bin', 'manifest.json']) expect(existsSync(join(ddpOut, 'checkpoints', 'step-00000003', f)), f).toBe(true);
+    for (const f of ['shard-rank0.bin', 'shard-rank1.bin', 'model.bin', 'manifest.json'])
+      expect(existsSync(join(ddpOut, 'checkpoints', 'step-00000003', f)), f).toBe(true);
     expect(r.output).toMatch(/\[rank 0\] .*comm=\d+(\.\d)?% straggler=\d+(\.\d)?%/);
     expect(r.output).toMatch(/\[rank 0\] .*val loss/);
     expect(r.output).toContain('[rank 0] --- sample ---');
@@ -83,10 +102,28 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
 
   it('--batch-split 1,3 reads the same 4 windows per step: the parameters of the even split', async () => {
     const out = join(root, 'split');
-    const r = await cli(['train', '--nproc', '2', '--batch-size', '2', '--batch-split', '1,3', '--out', out, ...common]);
+    const r = await cli([
+      'train',
+      '--nproc',
+      '2',
+      '--batch-size',
+      '2',
+      '--batch-split',
+      '1,3',
+      '--out',
+      out,
+      ...common,
+    ]);
     expect(r.code, r.output).toBe(0);
-    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(metrics.map((m) => m.batchSplit)).toEqual([[1, 3], [1, 3], [1, 3]]);
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(metrics.map((m) => m.batchSplit)).toEqual([
+      [1, 3],
+      [1, 3],
+      [1, 3],
+    ]);
     const ref = await oneRun();
     expect(ref.code, ref.output).toBe(0);
     const one = summaryOf(oneOut);

@@ -18,10 +18,16 @@ afterAll(() => rmSync(base, { recursive: true, force: true }));
 const FLOATS = 4 << 20; // 16 MiB shard: long enough a save to be caught in the middle
 
 /** Runs the writer into a fresh root; kills it `killAfterMs` after "saving 2" (if given). */
-function writer(env: Record<string, string>, killAfterMs?: number): Promise<{ root: string; signal: NodeJS.Signals | null; out: string }> {
+function writer(
+  env: Record<string, string>,
+  killAfterMs?: number,
+): Promise<{ root: string; signal: NodeJS.Signals | null; out: string }> {
   const root = mkdtempSync(join(base, 'run-'));
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, root], { env: { ...process.env, FLOATS: String(FLOATS), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, root], {
+      env: { ...process.env, FLOATS: String(FLOATS), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d;
@@ -57,7 +63,9 @@ describe('a checkpoint save killed at any moment', () => {
       expect(loaded.step).toBe(1);
       expectShard(loaded);
       expect(loaded.skipped.map((s) => s.dir)).toEqual([join(r.root, 'step-00000002')]);
-      expect(loaded.skipped[0]!.reason).toMatch(/step-00000002: no readable manifest\.json .*the save did not complete/);
+      expect(loaded.skipped[0]!.reason).toMatch(
+        /step-00000002: no readable manifest\.json .*the save did not complete/,
+      );
       expect(warnings[0]).toMatch(/unusable, falling back to the previous one/);
     });
   }
@@ -81,6 +89,8 @@ describe('a checkpoint save killed at any moment', () => {
     const r = await writer({ KILL_AT_BARRIER: '2' });
     rmSync(join(r.root, 'step-00000001', 'manifest.json'));
     await expect(loadLatestCheckpoint(r.root, 0, 1)).rejects.toThrow(CheckpointError);
-    await expect(loadLatestCheckpoint(r.root, 0, 1)).rejects.toThrow(/no complete checkpoint under [^:]*: .*step-00000002: no readable manifest.*; .*step-00000001: no readable manifest/);
+    await expect(loadLatestCheckpoint(r.root, 0, 1)).rejects.toThrow(
+      /no complete checkpoint under [^:]*: .*step-00000002: no readable manifest.*; .*step-00000001: no readable manifest/,
+    );
   });
 });

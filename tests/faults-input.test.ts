@@ -16,13 +16,24 @@ const WORKER = fileURLToPath(new URL('./fixtures/faults/init-worker.ts', import.
 interface Result {
   code: number | null;
   out: string;
-  result: { initError?: { name: string; message: string }; errors?: Array<{ name: string; message: string } | null>; ms: number } | null;
+  result: {
+    initError?: { name: string; message: string };
+    errors?: Array<{ name: string; message: string } | null>;
+    ms: number;
+  } | null;
 }
 
 function worker(env: Record<string, string>, scenario = 'init'): Promise<Result> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', WORKER, scenario], {
-      env: { ...process.env, ZERORING_LOG_FORMAT: 'json', ZERORING_LOG_LEVEL: 'error', MASTER_ADDR: '127.0.0.1', ZERORING_TOKEN: randomBytes(16).toString('hex'), ...env },
+      env: {
+        ...process.env,
+        ZERORING_LOG_FORMAT: 'json',
+        ZERORING_LOG_LEVEL: 'error',
+        MASTER_ADDR: '127.0.0.1',
+        ZERORING_TOKEN: randomBytes(16).toString('hex'),
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -38,7 +49,9 @@ function worker(env: Record<string, string>, scenario = 'init'): Promise<Result>
 }
 
 function listenOn(server: Server | ReturnType<typeof createHttpServer>): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+  );
 }
 
 async function freePort(): Promise<number> {
@@ -57,17 +70,35 @@ describe('bad input: typed errors naming the value and the expected one', () => 
       worker({ RANK: '0', WORLD_SIZE: '0', MASTER_PORT: port }),
       worker({ RANK: '0', WORLD_SIZE: 'two', MASTER_PORT: port }),
     ]);
-    expect(hi.result?.initError, hi.out).toEqual({ name: 'ConfigError', message: 'RANK=2 is out of range for WORLD_SIZE=2, expected 0..1' });
+    expect(hi.result?.initError, hi.out).toEqual({
+      name: 'ConfigError',
+      message: 'RANK=2 is out of range for WORLD_SIZE=2, expected 0..1',
+    });
     expect(neg.result?.initError?.message, neg.out).toBe('RANK=-1 is out of range for WORLD_SIZE=2, expected 0..1');
-    expect(zero.result?.initError, zero.out).toEqual({ name: 'ConfigError', message: 'WORLD_SIZE=0 is out of range, expected an integer >= 1' });
-    expect(nan.result?.initError, nan.out).toEqual({ name: 'ConfigError', message: 'WORLD_SIZE="two" is not an integer' });
+    expect(zero.result?.initError, zero.out).toEqual({
+      name: 'ConfigError',
+      message: 'WORLD_SIZE=0 is out of range, expected an integer >= 1',
+    });
+    expect(nan.result?.initError, nan.out).toEqual({
+      name: 'ConfigError',
+      message: 'WORLD_SIZE="two" is not an integer',
+    });
   });
 
   it('a wrong master port with nothing listening: CommTimeoutError naming the address within the rendezvous timeout', async () => {
     const port = await freePort();
-    const r = await worker({ RANK: '1', WORLD_SIZE: '2', MASTER_PORT: String(port), ZERORING_RENDEZVOUS_TIMEOUT_MS: '3000' });
+    const r = await worker({
+      RANK: '1',
+      WORLD_SIZE: '2',
+      MASTER_PORT: String(port),
+      ZERORING_RENDEZVOUS_TIMEOUT_MS: '3000',
+    });
     expect(r.result?.initError?.name, r.out).toBe('CommTimeoutError');
-    expect(r.result?.initError?.message).toMatch(new RegExp(`could not reach the rendezvous store at 127\\.0\\.0\\.1:${port} within 3000 ms \\(last error: .*ECONNREFUSED`));
+    expect(r.result?.initError?.message).toMatch(
+      new RegExp(
+        `could not reach the rendezvous store at 127\\.0\\.0\\.1:${port} within 3000 ms \\(last error: .*ECONNREFUSED`,
+      ),
+    );
     expect(r.result?.initError?.message).toMatch(/are MASTER_ADDR\/MASTER_PORT the same on every worker/);
     expect(r.result!.ms).toBeGreaterThanOrEqual(2500);
     expect(r.result!.ms).toBeLessThan(30_000);
@@ -84,10 +115,14 @@ describe('bad input: typed errors naming the value and the expected one', () => 
         worker({ RANK: '0', WORLD_SIZE: '2', MASTER_PORT: String(tcpPort) }),
       ]);
       expect(client.result?.initError?.name, client.out).toBe('ConfigError');
-      expect(client.result?.initError?.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${httpPort} is not a zeroring store endpoint \\(HTTP 200`));
+      expect(client.result?.initError?.message).toMatch(
+        new RegExp(`127\\.0\\.0\\.1:${httpPort} is not a zeroring store endpoint \\(HTTP 200`),
+      );
       expect(client.result!.ms).toBeLessThan(30_000);
       expect(host.result?.initError?.name, host.out).toBe('ConfigError');
-      expect(host.result?.initError?.message).toMatch(new RegExp(`127\\.0\\.0\\.1:${tcpPort}: the port is already in use`));
+      expect(host.result?.initError?.message).toMatch(
+        new RegExp(`127\\.0\\.0\\.1:${tcpPort}: the port is already in use`),
+      );
     } finally {
       http.close();
       tcp.close();
@@ -106,7 +141,22 @@ describe('bad input: typed errors naming the value and the expected one', () => 
   it('bad launcher and train flags name the value', async () => {
     const [nproc, nodeRank, port] = await Promise.all([
       runCli(['launch', '--nproc-per-node', '0', 'x.ts']),
-      runCli(['train', '--nproc', '1', '--nnodes', '2', '--node-rank', '2', '--master-addr', '10.213.0.1', '--master-port', '29500'], { env: { ZERORING_TOKEN: 't' } }),
+      runCli(
+        [
+          'train',
+          '--nproc',
+          '1',
+          '--nnodes',
+          '2',
+          '--node-rank',
+          '2',
+          '--master-addr',
+          '10.213.0.1',
+          '--master-port',
+          '29500',
+        ],
+        { env: { ZERORING_TOKEN: 't' } },
+      ),
       runCli(['launch', '--nproc-per-node', '1', '--master-port', '70000', 'x.ts']),
     ]);
     expect(nproc.code).not.toBe(0);

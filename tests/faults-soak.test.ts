@@ -9,7 +9,15 @@ import { soakOne } from '../benchmarks/soak/main.ts';
 describe('soak: random collectives under a knocking stranger', () => {
   for (const n of [2, 3]) {
     it(`${n} ranks`, async () => {
-      const r = await soakOne(n, { ranks: [n], collectives: 400, seconds: 60, maxDelayMs: 3, maxElems: 1 << 15, seed: 7, faultRate: 25 });
+      const r = await soakOne(n, {
+        ranks: [n],
+        collectives: 400,
+        seconds: 60,
+        maxDelayMs: 3,
+        maxElems: 1 << 15,
+        seed: 7,
+        faultRate: 25,
+      });
       const why = JSON.stringify({ ...r, byKind: undefined }, null, 1);
       expect(r.workersOk, why).toBe(true);
       expect(r.hung, why).toBe(false);

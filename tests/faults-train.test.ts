@@ -16,10 +16,28 @@ import { leftovers, runCli } from './fixtures/faults/cli.ts';
 const root = mkdtempSync(join(tmpdir(), 'zr-faults-train-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const common = ['--nproc', '2', '--backend', 'wasm', '--batch-size', '2', '--eval-interval', '100', '--eval-batches', '1', '--sample-tokens', '0', '--seed', '11', '--warmup-steps', '1'];
+const common = [
+  '--nproc',
+  '2',
+  '--backend',
+  'wasm',
+  '--batch-size',
+  '2',
+  '--eval-interval',
+  '100',
+  '--eval-batches',
+  '1',
+  '--sample-tokens',
+  '0',
+  '--seed',
+  '11',
+  '--warmup-steps',
+  '1',
+];
 const summaryOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
-const ckpt = (dir: string, step: number, file: string) => join(dir, 'checkpoints', `step-${String(step).padStart(8, '0')}`, file);
+const ckpt = (dir: string, step: number, file: string) =>
+  join(dir, 'checkpoints', `step-${String(step).padStart(8, '0')}`, file);
 
 describe('zeroring train under faults', () => {
   it('a rank killed mid-run is restarted with the group from the last checkpoint and ends bit-identical', async () => {
@@ -28,7 +46,9 @@ describe('zeroring train under faults', () => {
     const args = ['train', ...common, '--steps', '4', '--checkpoint-interval', '2'];
     const [a, b] = await Promise.all([
       runCli([...args, '--out', plain]),
-      runCli([...args, '--out', killed, '--max-restarts', '1'], { env: { ZERORING_FAULT_KILL_AT_STEP: '3', ZERORING_TIMEOUT_MS: '60000' } }),
+      runCli([...args, '--out', killed, '--max-restarts', '1'], {
+        env: { ZERORING_FAULT_KILL_AT_STEP: '3', ZERORING_TIMEOUT_MS: '60000' },
+      }),
     ]);
     expect(a.code, a.output).toBe(0);
     expect(b.code, b.output).toBe(0);
@@ -39,7 +59,8 @@ describe('zeroring train under faults', () => {
     expect(sb).toMatchObject({ steps: 4, resumedFrom: 2 });
     expect(sb.paramChecksum).toBe(sa.paramChecksum);
     // Bit for bit: the final full parameters and every rank's optimizer shard.
-    for (const f of ['model.bin', 'shard-rank0.bin', 'shard-rank1.bin']) expect(sha(ckpt(killed, 4, f)), f).toBe(sha(ckpt(plain, 4, f)));
+    for (const f of ['model.bin', 'shard-rank0.bin', 'shard-rank1.bin'])
+      expect(sha(ckpt(killed, 4, f)), f).toBe(sha(ckpt(plain, 4, f)));
     expect(await leftovers(a.marker)).toEqual([]);
     expect(await leftovers(b.marker)).toEqual([]);
   }, 600_000);
@@ -50,11 +71,15 @@ describe('zeroring train under faults', () => {
     const env = { ZERORING_FAULT_NAN_AT_STEP: '1', ZERORING_TIMEOUT_MS: '60000' };
     const [f, s] = await Promise.all([
       runCli(['train', ...common, '--steps', '3', '--out', failed], { env }),
-      runCli(['train', ...common, '--steps', '2', '--checkpoint-interval', '1', '--skip-nonfinite', '--out', skipped], { env }),
+      runCli(['train', ...common, '--steps', '2', '--checkpoint-interval', '1', '--skip-nonfinite', '--out', skipped], {
+        env,
+      }),
     ]);
     expect(f.code, f.output).not.toBe(0);
     for (const rank of [0, 1]) {
-      expect(f.output, `rank ${rank}`).toMatch(new RegExp(`\\[rank ${rank}\\] .*NonFiniteGradientError.*at step 1 on rank\\(s\\) 1`));
+      expect(f.output, `rank ${rank}`).toMatch(
+        new RegExp(`\\[rank ${rank}\\] .*NonFiniteGradientError.*at step 1 on rank\\(s\\) 1`),
+      );
     }
     expect(f.output).toMatch(/job failed: rank \d \(local rank \d\) exited with exit code 1/);
 
@@ -64,7 +89,8 @@ describe('zeroring train under faults', () => {
     expect(sum.steps).toBe(2);
     expect(Number.isFinite(sum.paramChecksum)).toBe(true);
     // The state after the skipped step 1 (checkpoint 2) is the state after step 0 (checkpoint 1).
-    for (const file of ['model.bin', 'shard-rank0.bin', 'shard-rank1.bin']) expect(sha(ckpt(skipped, 2, file)), file).toBe(sha(ckpt(skipped, 1, file)));
+    for (const file of ['model.bin', 'shard-rank0.bin', 'shard-rank1.bin'])
+      expect(sha(ckpt(skipped, 2, file)), file).toBe(sha(ckpt(skipped, 1, file)));
     expect(await leftovers(f.marker)).toEqual([]);
     expect(await leftovers(s.marker)).toEqual([]);
   }, 600_000);

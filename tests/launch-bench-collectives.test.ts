@@ -47,8 +47,26 @@ describe('zeroring bench collectives (CLI)', () => {
     try {
       const file = join(dir, 'out.json');
       const run = runCli([
-        'bench', 'collectives', '--nproc', '3', '--min-bytes', '4', '--max-bytes', '4K', '--step-factor', '4',
-        '--iters', '3', '--warmup', '1', '--pump-bytes', '64K', '--pump-reps', '2', '--json', file,
+        'bench',
+        'collectives',
+        '--nproc',
+        '3',
+        '--min-bytes',
+        '4',
+        '--max-bytes',
+        '4K',
+        '--step-factor',
+        '4',
+        '--iters',
+        '3',
+        '--warmup',
+        '1',
+        '--pump-bytes',
+        '64K',
+        '--pump-reps',
+        '2',
+        '--json',
+        file,
       ]);
       const { code } = await exitedWithin(run, 100_000);
       expect(code, run.stderr()).toBe(0);
@@ -59,7 +77,15 @@ describe('zeroring bench collectives (CLI)', () => {
         nproc: number;
         totalWrong: number;
         ceiling: { busbwGBs: number };
-        rows: Array<{ op: string; bytes: number; count: number; busbwGBs: number; ofCeiling: number; wrong: number; timeUs: number }>;
+        rows: Array<{
+          op: string;
+          bytes: number;
+          count: number;
+          busbwGBs: number;
+          ofCeiling: number;
+          wrong: number;
+          timeUs: number;
+        }>;
       };
       expect(doc.nproc).toBe(3);
       expect(doc.totalWrong).toBe(0);
@@ -88,15 +114,36 @@ describe('zeroring bench collectives (CLI)', () => {
     const before = snapshot();
     try {
       const run = runCli(
-        ['bench', 'collectives', '--nproc', '2', '--ops', 'allreduce', '--min-bytes', '4', '--max-bytes', '64',
-          '--iters', '1', '--warmup', '0', '--pump-bytes', '4K', '--pump-reps', '1'],
+        [
+          'bench',
+          'collectives',
+          '--nproc',
+          '2',
+          '--ops',
+          'allreduce',
+          '--min-bytes',
+          '4',
+          '--max-bytes',
+          '64',
+          '--iters',
+          '1',
+          '--warmup',
+          '0',
+          '--pump-bytes',
+          '4K',
+          '--pump-reps',
+          '1',
+        ],
         {},
         dir,
       );
       const { code } = await exitedWithin(run, 100_000);
       expect(code, run.stderr()).toBe(0);
       expect(readdirSync(dir)).toEqual(['collectives-2.json']);
-      expect(JSON.parse(readFileSync(join(dir, 'collectives-2.json'), 'utf8'))).toMatchObject({ nproc: 2, totalWrong: 0 });
+      expect(JSON.parse(readFileSync(join(dir, 'collectives-2.json'), 'utf8'))).toMatchObject({
+        nproc: 2,
+        totalWrong: 0,
+      });
       expect(snapshot()).toEqual(before);
     } finally {
       rmSync(dir, { recursive: true, force: true });

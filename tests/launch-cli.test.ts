@@ -60,20 +60,67 @@ describe('zeroring launch (CLI)', () => {
 
   it('uses the given master address/port and node rank for global ranks', async () => {
     const run = runCli(
-      ['launch', '--nproc-per-node', '2', '--nnodes', '3', '--node-rank', '2', '--master-addr', '127.0.0.1', '--master-port', '29555', fixture('env-dump.ts')],
+      [
+        'launch',
+        '--nproc-per-node',
+        '2',
+        '--nnodes',
+        '3',
+        '--node-rank',
+        '2',
+        '--master-addr',
+        '127.0.0.1',
+        '--master-port',
+        '29555',
+        fixture('env-dump.ts'),
+      ],
       { ZERORING_TOKEN: 'shared-by-all-nodes' },
     );
     expect((await run.exited).code, run.stderr()).toBe(0);
     const envs = envLines(run.stdout());
     expect([...envs.keys()].sort()).toEqual([4, 5]);
-    expect(envs.get(5)).toMatchObject({ RANK: '5', LOCAL_RANK: '1', WORLD_SIZE: '6', LOCAL_WORLD_SIZE: '2', GROUP_RANK: '2', MASTER_PORT: '29555' });
+    expect(envs.get(5)).toMatchObject({
+      RANK: '5',
+      LOCAL_RANK: '1',
+      WORLD_SIZE: '6',
+      LOCAL_WORLD_SIZE: '2',
+      GROUP_RANK: '2',
+      MASTER_PORT: '29555',
+    });
   });
 
   it('rejects bad arguments with a message naming the value', async () => {
-    const noToken = runCli(['launch', '--nproc-per-node', '1', '--nnodes', '2', '--master-addr', '10.0.0.1', '--master-port', '29500', fixture('env-dump.ts')], { ZERORING_TOKEN: '' });
+    const noToken = runCli(
+      [
+        'launch',
+        '--nproc-per-node',
+        '1',
+        '--nnodes',
+        '2',
+        '--master-addr',
+        '10.0.0.1',
+        '--master-port',
+        '29500',
+        fixture('env-dump.ts'),
+      ],
+      { ZERORING_TOKEN: '' },
+    );
     expect((await noToken.exited).code).not.toBe(0);
     expect(noToken.stderr()).toMatch(/ZERORING_TOKEN is not set/);
-    const badRank = runCli(['launch', '--nproc-per-node', '1', '--nnodes', '2', '--node-rank', '2', '--master-addr', 'h', '--master-port', '1', fixture('env-dump.ts')]);
+    const badRank = runCli([
+      'launch',
+      '--nproc-per-node',
+      '1',
+      '--nnodes',
+      '2',
+      '--node-rank',
+      '2',
+      '--master-addr',
+      'h',
+      '--master-port',
+      '1',
+      fixture('env-dump.ts'),
+    ]);
     expect((await badRank.exited).code).not.toBe(0);
     expect(badRank.stderr()).toMatch(/node-rank is 2, expected an integer in \[0, 1\]/);
     const badExt = runCli(['launch', '--nproc-per-node', '1', fixture('helpers.ts').replace(/\.ts$/, '.py')]);
@@ -100,7 +147,10 @@ describe('zeroring launch (CLI)', () => {
   it('names a signal that killed a worker, and SIGKILLs workers that ignore SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'zr-launch-'));
     try {
-      const run = runCli(['launch', '--nproc-per-node', '2', '--grace-period', '300', fixture('fail-one.mjs'), dir, '0', 'SIGKILL'], { IGNORE_TERM: '1' });
+      const run = runCli(
+        ['launch', '--nproc-per-node', '2', '--grace-period', '300', fixture('fail-one.mjs'), dir, '0', 'SIGKILL'],
+        { IGNORE_TERM: '1' },
+      );
       const { code } = await run.exited;
       expect(code).toBe(128 + 9);
       expect(run.stderr()).toMatch(/rank 0 \(local rank 0\) exited with signal SIGKILL/);

@@ -45,7 +45,12 @@ describe('launch() library', () => {
         onMessage: (m) => messages.push(m),
         forwardSignals: false,
       });
-      expect(result).toMatchObject({ exitCode: 5, outcome: 'failed', restarts: 0, failure: { rank: 1, localRank: 1, exitCode: 5, signal: null } });
+      expect(result).toMatchObject({
+        exitCode: 5,
+        outcome: 'failed',
+        restarts: 0,
+        failure: { rank: 1, localRank: 1, exitCode: 5, signal: null },
+      });
       expect(messages.join('\n')).toMatch(/rank 1 failed with exit code 5/);
       for (const pid of readyPids(stdout.text)) expect(isAlive(pid)).toBe(false);
     } finally {
@@ -79,7 +84,9 @@ describe('launch() library', () => {
 
   it('throws ConfigError naming bad options before starting anything', async () => {
     await expect(launch({ nprocPerNode: 1.5, script: fixture('env-dump.ts') })).rejects.toThrow(ConfigError);
-    await expect(launch({ nprocPerNode: 2, nnodes: 2, masterAddr: 'h', script: fixture('env-dump.ts') })).rejects.toThrow(/master-port is not set/);
+    await expect(
+      launch({ nprocPerNode: 2, nnodes: 2, masterAddr: 'h', script: fixture('env-dump.ts') }),
+    ).rejects.toThrow(/master-port is not set/);
     await expect(launch({ nprocPerNode: 2, script: fixture('env-dump.txt') })).rejects.toThrow(/does not exist/);
   });
 });

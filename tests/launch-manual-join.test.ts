@@ -55,9 +55,18 @@ describe('joining without the launcher', () => {
   it('three processes started by hand with RANK/WORLD_SIZE/MASTER_* set form one group', async () => {
     const port = await freePort();
     // A comm timeout well inside the test's own, so a stuck rank reports why instead of hanging.
-    const common = { WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ZERORING_TOKEN: 'set-by-hand-token', ZERORING_TIMEOUT_MS: '60000' };
+    const common = {
+      WORLD_SIZE: '3',
+      LOCAL_WORLD_SIZE: '3',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+      ZERORING_TOKEN: 'set-by-hand-token',
+      ZERORING_TIMEOUT_MS: '60000',
+    };
     // Started in reverse order: rank 0 (the store's host) comes last, the others wait for it.
-    const runs = [2, 1, 0].map((rank) => startByHand({ ...common, RANK: String(rank), LOCAL_RANK: String(rank), ZERORING_LOG_LEVEL: 'debug' }));
+    const runs = [2, 1, 0].map((rank) =>
+      startByHand({ ...common, RANK: String(rank), LOCAL_RANK: String(rank), ZERORING_LOG_LEVEL: 'debug' }),
+    );
     const results = await allDone(runs, 90_000);
     for (const [i, r] of results.entries()) {
       const rank = 2 - i;
@@ -82,13 +91,16 @@ interface LogLine {
 
 /** The JSON log lines of a run (anything else it printed is returned as is, to fail the checks). */
 function logLines(err: string): Array<LogLine | string> {
-  return err.split('\n').filter(Boolean).map((l) => {
-    try {
-      return JSON.parse(l) as LogLine;
-    } catch {
-      return l;
-    }
-  });
+  return err
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      try {
+        return JSON.parse(l) as LogLine;
+      } catch {
+        return l;
+      }
+    });
 }
 
 describe('joining by hand with different ZERORING_TOKEN values', () => {
@@ -132,7 +144,10 @@ describe('joining by hand with different ZERORING_TOKEN values', () => {
     expect(r.code, why).toBe(1);
     expect(r.ms, why).toBeLessThan(FAST_MS);
     const lines = logLines(r.err);
-    expect(lines.filter((l) => typeof l === 'string'), why).toEqual([]);
+    expect(
+      lines.filter((l) => typeof l === 'string'),
+      why,
+    ).toEqual([]);
     const errors = (lines as LogLine[]).filter((l) => l.level >= 50);
     expect(errors.length, why).toBe(1);
     expect(errors[0]!.msg, why).toMatch(/^AuthError: .*ZERORING_TOKEN/);

@@ -20,12 +20,44 @@ const N = 3;
 const root = mkdtempSync(join(tmpdir(), 'zr-netns-'));
 const hosts = new Hosts(N);
 const token = randomBytes(32).toString('hex');
-const common = ['--backend', 'wasm', '--batch-size', '2', '--eval-interval', '100', '--eval-batches', '1', '--sample-tokens', '0', '--seed', '21', '--warmup-steps', '1'];
+const common = [
+  '--backend',
+  'wasm',
+  '--batch-size',
+  '2',
+  '--eval-interval',
+  '100',
+  '--eval-batches',
+  '1',
+  '--sample-tokens',
+  '0',
+  '--seed',
+  '21',
+  '--warmup-steps',
+  '1',
+];
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 const port = () => 20000 + Math.floor(Math.random() * 30000);
 
 function nodeArgs(i: number, masterPort: number, out: string, steps: number): string[] {
-  return ['train', '--nproc', '1', '--nnodes', String(N), '--node-rank', String(i), '--master-addr', hosts.addr(0), '--master-port', String(masterPort), ...common, '--steps', String(steps), '--out', out];
+  return [
+    'train',
+    '--nproc',
+    '1',
+    '--nnodes',
+    String(N),
+    '--node-rank',
+    String(i),
+    '--master-addr',
+    hosts.addr(0),
+    '--master-port',
+    String(masterPort),
+    ...common,
+    '--steps',
+    String(steps),
+    '--out',
+    out,
+  ];
 }
 
 /**
@@ -35,7 +67,14 @@ function nodeArgs(i: number, masterPort: number, out: string, steps: number): st
  */
 function multiNode(out: string, steps: number, env: Record<string, string>, marker: string): Promise<CliResult>[] {
   const p = port();
-  return Array.from({ length: N }, (_, i) => runCli(nodeArgs(i, p, out, steps), { prefix: hosts.exec(i), env: { ZERORING_TOKEN: token, ZERORING_SHM: '0', ...env }, marker, timeoutMs: 300_000 }));
+  return Array.from({ length: N }, (_, i) =>
+    runCli(nodeArgs(i, p, out, steps), {
+      prefix: hosts.exec(i),
+      env: { ZERORING_TOKEN: token, ZERORING_SHM: '0', ...env },
+      marker,
+      timeoutMs: 300_000,
+    }),
+  );
 }
 
 async function waitForStep(out: string, step: number, exited: Promise<unknown>): Promise<void> {
@@ -123,7 +162,9 @@ if (why) {
       for (const i of [0, 2]) {
         expect(rs[i]!.code, text).toBe(1);
         expect(rs[i]!.output, text).toMatch(new RegExp(`\\[rank ${i}\\] .*PeerLostError.*rank 1 lost`));
-        expect(rs[i]!.output, text).toMatch(new RegExp(`job failed: rank ${i} \\(local rank 0\\) exited with exit code 1`));
+        expect(rs[i]!.output, text).toMatch(
+          new RegExp(`job failed: rank ${i} \\(local rank 0\\) exited with exit code 1`),
+        );
       }
       expect(ms, text).toBeLessThan(timeoutMs);
       await nothingLeft(marker);
@@ -148,7 +189,8 @@ if (why) {
           expect(rs[i]!.output, text).toMatch(new RegExp(`job failed: rank ${i} \\(local rank 0\\)`));
         }
         // The neighbours of the cut node name it and say it fell silent.
-        for (const i of [0, 1]) expect(rs[i]!.output, text).toMatch(/rank 2 lost \(silent for \d+ ms|waiting for rank 2/);
+        for (const i of [0, 1])
+          expect(rs[i]!.output, text).toMatch(/rank 2 lost \(silent for \d+ ms|waiting for rank 2/);
         // Detection takes the timeout (plus a heartbeat period); exiting takes a little more.
         expect(ms, text).toBeLessThan(3 * timeoutMs);
       } finally {

@@ -41,7 +41,8 @@ function specifiers(file: string): string[] {
   for (const m of text.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm)) out.push(m[1]!);
   for (const m of text.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)) out.push(m[1]!);
   // CommonJS packages loaded through createRequire, and files resolved inside a package.
-  for (const m of text.matchAll(/\b(?:require(?:\.resolve)?|import\.meta\.resolve)\(\s*['"]([^'"]+)['"]\s*\)/g)) out.push(m[1]!);
+  for (const m of text.matchAll(/\b(?:require(?:\.resolve)?|import\.meta\.resolve)\(\s*['"]([^'"]+)['"]\s*\)/g))
+    out.push(m[1]!);
   return out;
 }
 
@@ -59,7 +60,9 @@ describe('package layers', () => {
   for (const pkg of packages) {
     const dir = join(root, 'packages', pkg);
     const files = sourceFiles(join(dir, 'src'));
-    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
 
     it(`${pkg} imports only the packages below it, by their public names, and no benchmark`, () => {
       const wrong: string[] = [];
@@ -83,11 +86,18 @@ describe('package layers', () => {
     it(`${pkg}'s package.json declares exactly the packages its sources import`, () => {
       const imported = new Set<string>();
       for (const file of files) {
-        for (const spec of specifiers(file)) if (!spec.startsWith('.') && !isBuiltin(spec)) imported.add(packageOf(spec));
+        for (const spec of specifiers(file))
+          if (!spec.startsWith('.') && !isBuiltin(spec)) imported.add(packageOf(spec));
       }
       const declared = Object.keys(manifest.dependencies ?? {});
-      expect(declared.filter((d) => !imported.has(d) && !(d in DECLARED_UNUSED)), 'declared, never imported').toEqual([]);
-      expect([...imported].filter((d) => !declared.includes(d)), 'imported, not declared').toEqual([]);
+      expect(
+        declared.filter((d) => !imported.has(d) && !(d in DECLARED_UNUSED)),
+        'declared, never imported',
+      ).toEqual([]);
+      expect(
+        [...imported].filter((d) => !declared.includes(d)),
+        'imported, not declared',
+      ).toEqual([]);
     });
 
     it(`${pkg} has no import cycle between its modules`, () => {

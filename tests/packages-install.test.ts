@@ -70,7 +70,10 @@ describe('the packages from plain JavaScript', () => {
     run('mkdir', ['-p', app], work);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
     // The tarballs name each other by version; overrides point those names at the files.
-    const overrides = { ...installedVersions(), ...Object.fromEntries(Object.entries(tgz).map(([n, f]) => [n, `file:${f}`])) };
+    const overrides = {
+      ...installedVersions(),
+      ...Object.fromEntries(Object.entries(tgz).map(([n, f]) => [n, `file:${f}`])),
+    };
     const yaml = [
       'overrides:',
       ...Object.entries(overrides).map(([n, v]) => `  '${n}': '${v}'`),

@@ -45,12 +45,19 @@ function recordingProxy(target: number): Promise<Recorder> {
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ ...rec, port: (server.address() as { port: number }).port, server })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ ...rec, port: (server.address() as { port: number }).port, server })),
+  );
 }
 
 function expectNoToken(bytes: Buffer, token: string): void {
   const raw = Buffer.from(token, 'utf8');
-  for (const form of [raw, Buffer.from(raw.toString('base64')), Buffer.from(raw.toString('hex')), Buffer.from(token.toUpperCase())]) {
+  for (const form of [
+    raw,
+    Buffer.from(raw.toString('base64')),
+    Buffer.from(raw.toString('hex')),
+    Buffer.from(token.toUpperCase()),
+  ]) {
     expect(bytes.includes(form), `token (${form.toString().slice(0, 12)}...) seen on the wire`).toBe(false);
   }
   // Nor any 16-byte window of it (a partial leak).
@@ -108,11 +115,26 @@ describe('the job token on the wire', () => {
   it('ring peer: the same for a peer connection', async () => {
     const token = 'peer-' + randomBytes(24).toString('base64');
     const accepted: Conn[] = [];
-    const listener = await listen({ host: '127.0.0.1', port: 0, token, purpose: 'peer', maxPayload: 1 << 20, authTimeoutMs: 10_000, log, onConn: (c) => accepted.push(c) });
+    const listener = await listen({
+      host: '127.0.0.1',
+      port: 0,
+      token,
+      purpose: 'peer',
+      maxPayload: 1 << 20,
+      authTimeoutMs: 10_000,
+      log,
+      onConn: (c) => accepted.push(c),
+    });
     cleanups.push(() => listener.close());
     const proxy = await recordingProxy(listener.port);
     cleanups.push(() => proxy.server.close());
-    const c = await Conn.connect('127.0.0.1', proxy.port, 5, { token, purpose: 'peer', log, authTimeoutMs: 10_000, maxPayload: 1 << 20 });
+    const c = await Conn.connect('127.0.0.1', proxy.port, 5, {
+      token,
+      purpose: 'peer',
+      log,
+      authTimeoutMs: 10_000,
+      maxPayload: 1 << 20,
+    });
     const got = new Promise<Buffer>((r) => {
       const poll = () => (accepted[0] ? accepted[0].setHandler(r) : setTimeout(poll, 10));
       poll();

@@ -12,7 +12,19 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 async function activationBytes(strategy: string): Promise<number[]> {
   const out = join(root, strategy);
-  const args = ['train', '--nproc', '2', '--strategy', strategy, '--backend', 'wasm', '--steps', '2', '--batch-size', '16'];
+  const args = [
+    'train',
+    '--nproc',
+    '2',
+    '--strategy',
+    strategy,
+    '--backend',
+    'wasm',
+    '--steps',
+    '2',
+    '--batch-size',
+    '16',
+  ];
   const r = await runCli([...args, '--eval-batches', '1', '--sample-tokens', '0', '--out', out]);
   expect(r.code, r.output).toBe(0);
   const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');

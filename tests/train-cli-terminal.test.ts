@@ -16,7 +16,11 @@ function onTerminal(args: string[]): Promise<{ code: number | null; screen: stri
   delete env.ZERORING_LOG_LEVEL;
   const line = [process.execPath, cliBin, ...args].map((a) => `'${a}'`).join(' ');
   return new Promise((resolve) => {
-    const child = spawn('script', ['-qec', line, '/dev/null'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qec', line, '/dev/null'], {
+      cwd: repoRoot,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let screen = '';
     child.stdout.on('data', (d: Buffer) => (screen += d));
     child.stderr.on('data', (d: Buffer) => (screen += d));
@@ -25,8 +29,20 @@ function onTerminal(args: string[]): Promise<{ code: number | null; screen: stri
 }
 
 describe('zeroring train on a terminal', () => {
-  it('prints the workers\' logs pretty and no Dawn warnings', async () => {
-    const r = await onTerminal(['train', '--nproc', '2', '--steps', '2', '--batch-size', '4', '--eval-batches', '1', '--sample-tokens', '10']);
+  it("prints the workers' logs pretty and no Dawn warnings", async () => {
+    const r = await onTerminal([
+      'train',
+      '--nproc',
+      '2',
+      '--steps',
+      '2',
+      '--batch-size',
+      '4',
+      '--eval-batches',
+      '1',
+      '--sample-tokens',
+      '10',
+    ]);
     expect(r.code, r.screen).toBe(0);
     expect(r.screen).toMatch(/^\[rank 0\] \[\d\d:\d\d:\d\d\.\d{3}\] INFO: tfjs backend: wasm/m);
     expect(r.screen).toMatch(/^\[rank 0\] \[\d\d:\d\d:\d\d\.\d{3}\] INFO: done: 2 steps/m);

@@ -15,7 +15,11 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliBin, ...args], { cwd: repoRoot, env: { ...process.env, ZERORING_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliBin, ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ZERORING_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -24,7 +28,20 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
   });
 }
 
-const common = ['--backend', 'wasm', '--batch-size', '2', '--eval-interval', '2', '--eval-batches', '1', '--sample-tokens', '20', '--seed', '3'];
+const common = [
+  '--backend',
+  'wasm',
+  '--batch-size',
+  '2',
+  '--eval-interval',
+  '2',
+  '--eval-batches',
+  '1',
+  '--sample-tokens',
+  '20',
+  '--seed',
+  '3',
+];
 
 /** A run directory copied from `from`: a test that changes a run works on its own copy. */
 function copyRun(from: string, name: string): string {
@@ -50,17 +67,32 @@ describe('zeroring train / sample (CLI)', () => {
   it('trains a few steps into --out with metrics.jsonl, summary.json, events.jsonl and a checkpoint', async () => {
     const { dir: out, ...r } = await interrupted();
     expect(r.code, r.stderr).toBe(0);
-    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
     expect(metrics[0]).toMatchObject({ step: 1, commMs: 0 });
     expect(metrics[0].memory.params.device).toBeGreaterThan(0);
     const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
-    expect(summary).toMatchObject({ steps: 3, strategy: 'local', worldSize: 1, config: { model: 'tiny', backend: 'wasm' } });
+    expect(summary).toMatchObject({
+      steps: 3,
+      strategy: 'local',
+      worldSize: 1,
+      config: { model: 'tiny', backend: 'wasm' },
+    });
     expect(summary.paramCount).toBeGreaterThan(100_000);
     expect(summary.paramChecksum).toBeGreaterThan(0);
     expect(summary.memory.modelStateBytes).toBe(16 * summary.paramCount);
     expect(existsSync(join(out, 'events.jsonl'))).toBe(true);
-    for (const f of ['manifest.json', 'model.bin', 'shard-rank0.bin', 'tokenizer.json', 'config.json', 'trainer.json']) {
+    for (const f of [
+      'manifest.json',
+      'model.bin',
+      'shard-rank0.bin',
+      'tokenizer.json',
+      'config.json',
+      'trainer.json',
+    ]) {
       expect(existsSync(join(out, 'checkpoints', 'step-00000003', f)), f).toBe(true);
     }
     expect(r.stderr).toMatch(/val loss/);
@@ -70,7 +102,19 @@ describe('zeroring train / sample (CLI)', () => {
   it('samples from that checkpoint', async () => {
     const run = await interrupted();
     expect(run.code, run.stderr).toBe(0);
-    const r = await cli(['sample', '--checkpoint', run.dir, '--prompt', 'Call me', '--max-new-tokens', '15', '--top-k', '5', '--backend', 'wasm']);
+    const r = await cli([
+      'sample',
+      '--checkpoint',
+      run.dir,
+      '--prompt',
+      'Call me',
+      '--max-new-tokens',
+      '15',
+      '--top-k',
+      '5',
+      '--backend',
+      'wasm',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const text = r.stdout.replace(/\n$/, ''); // the command adds one newline; generated text may end in whitespace
     expect(text.startsWith('Call me')).toBe(true);
@@ -80,7 +124,10 @@ describe('zeroring train / sample (CLI)', () => {
   it('resumes the interrupted run to its last step', async () => {
     const { dir: out, ...r } = await resumed();
     expect(r.code, r.stderr).toBe(0);
-    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4]);
     expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'))).toMatchObject({ steps: 4, resumedFrom: 3 });
   }, 300_000);
@@ -111,7 +158,11 @@ describe('zeroring train / sample (CLI)', () => {
     expect(run.code, run.stderr).toBe(0);
     const r = await cli(['sample', '--checkpoint', run.dir, '--max-new-tokens', '5']);
     expect(r.code, r.stderr).toBe(0);
-    const chosen = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.backend);
+    const chosen = r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l))
+      .find((l) => l.backend);
     expect(chosen).toMatchObject({ backend: 'wasm', reason: expect.stringMatching(/^auto: /) });
   });
 

@@ -19,7 +19,8 @@ const out = mkdtempSync(join(tmpdir(), 'zr-webgpu-cli-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 const adapter = await probeWebGPUAdapterInChild().catch((err: Error) => err);
-const skipReason = adapter instanceof Error ? adapter.message : adapter ? undefined : 'no WebGPU adapter (no Vulkan driver)';
+const skipReason =
+  adapter instanceof Error ? adapter.message : adapter ? undefined : 'no WebGPU adapter (no Vulkan driver)';
 if (skipReason && process.env.CI) throw new Error(`CI runs the WebGPU flow on lavapipe, but: ${skipReason}`);
 if (skipReason) console.warn(`SKIPPED webgpu CLI tests: ${skipReason}; run scripts/setup-webgpu-cpu.sh as root`);
 
@@ -47,7 +48,10 @@ describe('read-backs in the packages', () => {
             .split('\n')
             .forEach((line, i) => {
               const code = line.replace(/\/\/.*$/, '');
-              if (/\b(dataSync|arraySync|bufferSync|readSync)\(/.test(code) && !/\bfs\.readSync|\breadSync\(this\.fd|readSync\(fd/.test(code)) {
+              if (
+                /\b(dataSync|arraySync|bufferSync|readSync)\(/.test(code) &&
+                !/\bfs\.readSync|\breadSync\(this\.fd|readSync\(fd/.test(code)
+              ) {
                 found.push(`${path}:${i + 1}: ${line.trim()}`);
               }
             });
@@ -82,7 +86,17 @@ describe.skipIf(skipReason !== undefined)('zeroring train --backend webgpu (CLI)
   it('samples from that checkpoint on webgpu', async () => {
     const run = await trained();
     expect(run.code, run.stderr).toBe(0);
-    const r = await cli(['sample', '--checkpoint', out, '--backend', 'webgpu', '--prompt', 'Call me', '--max-new-tokens', '10']);
+    const r = await cli([
+      'sample',
+      '--checkpoint',
+      out,
+      '--backend',
+      'webgpu',
+      '--prompt',
+      'Call me',
+      '--max-new-tokens',
+      '10',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(Array.from(r.stdout.replace(/\n$/, ''))).toHaveLength('Call me'.length + 10);
   });

@@ -30,7 +30,27 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; out
   });
 }
 
-const common = ['--nproc', '2', '--offload', '--backend', 'wasm', '--steps', '4', '--batch-size', '2', '--eval-interval', '2', '--eval-batches', '2', '--sample-tokens', '0', '--seed', '7', '--warmup-steps', '1'];
+const common = [
+  '--nproc',
+  '2',
+  '--offload',
+  '--backend',
+  'wasm',
+  '--steps',
+  '4',
+  '--batch-size',
+  '2',
+  '--eval-interval',
+  '2',
+  '--eval-batches',
+  '2',
+  '--sample-tokens',
+  '0',
+  '--seed',
+  '7',
+  '--warmup-steps',
+  '1',
+];
 const final = (out: string, file: string): Buffer => readFileSync(join(out, 'checkpoints', 'step-00000004', file));
 
 describe('ZeRO checkpoints: bit-identical resume, consolidate, sample (real CLI, 2 ranks, offload)', () => {
@@ -50,7 +70,8 @@ describe('ZeRO checkpoints: bit-identical resume, consolidate, sample (real CLI,
       expect(sumB.resumedFrom).toBe(2);
       expect(sumA.strategy).toBe(strategy);
       expect(sumB.paramChecksum).toBe(sumA.paramChecksum);
-      for (const f of ['model.bin', 'shard-rank0.bin', 'shard-rank1.bin']) expect(final(parts, f).equals(final(whole, f)), f).toBe(true);
+      for (const f of ['model.bin', 'shard-rank0.bin', 'shard-rank1.bin'])
+        expect(final(parts, f).equals(final(whole, f)), f).toBe(true);
       // Each rank's file holds its shard only: about half the parameters (plus padding), with offload recorded.
       const shard = decodeShard(final(parts, 'shard-rank1.bin'));
       expect(shard.meta).toMatchObject({ strategy, offload: true, rank: 1, worldSize: 2, t: 4 });
@@ -62,7 +83,8 @@ describe('ZeRO checkpoints: bit-identical resume, consolidate, sample (real CLI,
       const merged = decodeShard(readFileSync(file));
       const full = decodeShard(final(parts, 'model.bin'));
       expect([...merged.arrays.keys()].sort()).toEqual([...full.arrays.keys()].sort());
-      for (const [name, values] of full.arrays) expect(Buffer.from(merged.arrays.get(name)!.buffer).equals(Buffer.from(values.buffer)), name).toBe(true);
+      for (const [name, values] of full.arrays)
+        expect(Buffer.from(merged.arrays.get(name)!.buffer).equals(Buffer.from(values.buffer)), name).toBe(true);
 
       const sampleArgs = ['--max-new-tokens', '24', '--seed', '3', '--prompt', 'Call'];
       const fromFile = await cli(['sample', '--checkpoint', file, ...sampleArgs]);

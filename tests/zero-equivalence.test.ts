@@ -34,7 +34,15 @@ const CONFIGS = [
   ]),
 ];
 type Place = { device: number; host: number };
-type Result = Record<string, { memory: Record<string, Place>; tensorGrowth: number; shardLength?: number; gather?: { gathers: number; acquires: number; prefetchHits: number } }>;
+type Result = Record<
+  string,
+  {
+    memory: Record<string, Place>;
+    tensorGrowth: number;
+    shardLength?: number;
+    gather?: { gathers: number; acquires: number; prefetchHits: number };
+  }
+>;
 
 async function run(nproc: number, batch: number, accum: number): Promise<Result> {
   const stdout = new Collect();
@@ -55,7 +63,8 @@ async function run(nproc: number, batch: number, accum: number): Promise<Result>
   return JSON.parse(line!.slice(line!.indexOf('RESULT ') + 7)) as Result;
 }
 
-const read = (nproc: number, config: string, rank: number): Params => JSON.parse(readFileSync(join(dir, `n${nproc}-${config}-${rank}.json`), 'utf8')) as Params;
+const read = (nproc: number, config: string, rank: number): Params =>
+  JSON.parse(readFileSync(join(dir, `n${nproc}-${config}-${rank}.json`), 'utf8')) as Params;
 
 function check(nproc: number, res: Result): void {
   for (const c of CONFIGS.filter((x) => x.strategy !== 'ddp')) {

@@ -57,7 +57,7 @@ describe('ZeRO with one rank', () => {
     await solo.destroy();
   });
 
-  it('every stage, with and without offload, equals LocalStrategy and holds its formula\'s model state', async () => {
+  it("every stage, with and without offload, equals LocalStrategy and holds its formula's model state", async () => {
     const model = createToyModel(cfg);
     const init = model.initParams(3);
     const psi = uniqueParams(model).reduce((n, p) => n + paramCount(p), 0);
@@ -72,7 +72,9 @@ describe('ZeRO with one rank', () => {
         const before = tf.memory().numTensors;
         await trainSteps(model, s, 0, 3, 100);
         expect(tf.memory().numTensors, `zero${stage} offload=${offload} leaks tensors`).toBe(before);
-        expect(maxRel(await s.fullParams(), ref), `zero${stage} offload=${offload}`).toBeLessThan(offload ? 1e-5 : 1e-6);
+        expect(maxRel(await s.fullParams(), ref), `zero${stage} offload=${offload}`).toBeLessThan(
+          offload ? 1e-5 : 1e-6,
+        );
         const mem = s.memory();
         // N = 1: the paper's 16Ψ; offload adds the host's fp32 master shard and gradient shard to
         // what the device keeps (stage 1: params + grads, stage 2: params, stage 3: nothing).
@@ -102,13 +104,19 @@ describe('ZeRO with two ranks in this process (real sockets)', () => {
   beforeAll(async () => {
     const masterPort = await freePort();
     const opts = { worldSize: 2, masterAddr: '127.0.0.1', masterPort, token: 'zero-unit', timeoutMs: 60_000 };
-    pgs = (await Promise.all([initProcessGroup({ ...opts, rank: 0 }), initProcessGroup({ ...opts, rank: 1 })])) as [ProcessGroup, ProcessGroup];
+    pgs = (await Promise.all([initProcessGroup({ ...opts, rank: 0 }), initProcessGroup({ ...opts, rank: 1 })])) as [
+      ProcessGroup,
+      ProcessGroup,
+    ];
   });
   afterAll(async () => {
     await Promise.all(pgs.map((pg) => pg.destroy()));
   });
 
-  for (const [stage, offload] of [[3, false], [1, true]] as Array<[ZeroStage, boolean]>) {
+  for (const [stage, offload] of [
+    [3, false],
+    [1, true],
+  ] as Array<[ZeroStage, boolean]>) {
     it(`zero${stage}${offload ? ' offload' : ''}: ranks agree; save, restore into fresh strategies, continue bit-identically; consolidate`, async () => {
       const model = createToyModel(cfg);
       // Different initial values per rank: rank 0's broadcast must win.

@@ -35,10 +35,16 @@ const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.len
 /** Small messages are latency: many iterations, as gloo.py does below 1 MiB. */
 const SMALL = 1 << 20;
 
-interface Row { bytes: number; timeUs: number; busbwGBs: number }
+interface Row {
+  bytes: number;
+  timeUs: number;
+  busbwGBs: number;
+}
 
 function gloo(): Row[] {
-  const line = execFileSync(a.python!, [join(here, 'gloo.py'), '--nproc', String(nproc), '--sizes', sizes.join(',')], { encoding: 'utf8' });
+  const line = execFileSync(a.python!, [join(here, 'gloo.py'), '--nproc', String(nproc), '--sizes', sizes.join(',')], {
+    encoding: 'utf8',
+  });
   return (JSON.parse(line.trim().split('\n').pop()!) as { rows: Row[] }).rows;
 }
 
@@ -46,8 +52,30 @@ function zeroring(): Row[] {
   return sizes.map((bytes) => {
     const json = join(tmp, `zr-${bytes}.json`);
     const iters = bytes < SMALL ? ['--iters', '1000', '--warmup', '100'] : ['--iters', '10', '--warmup', '3'];
-    execFileSync(process.execPath, [join(root, 'packages/cli/bin/zeroring.js'), 'bench', 'collectives', '--nproc', String(nproc), '--ops', 'allreduce',
-      '--min-bytes', String(bytes), '--max-bytes', String(bytes), ...iters, '--pump-reps', '1', '--json', json, '--log-level', 'warn'], { stdio: 'ignore' });
+    execFileSync(
+      process.execPath,
+      [
+        join(root, 'packages/cli/bin/zeroring.js'),
+        'bench',
+        'collectives',
+        '--nproc',
+        String(nproc),
+        '--ops',
+        'allreduce',
+        '--min-bytes',
+        String(bytes),
+        '--max-bytes',
+        String(bytes),
+        ...iters,
+        '--pump-reps',
+        '1',
+        '--json',
+        json,
+        '--log-level',
+        'warn',
+      ],
+      { stdio: 'ignore' },
+    );
     const row = (JSON.parse(readFileSync(json, 'utf8')) as { rows: Row[] }).rows[0]!;
     return { bytes, timeUs: row.timeUs, busbwGBs: row.busbwGBs };
   });
@@ -82,9 +110,28 @@ const md = [
   '',
   '| bytes | Gloo time (µs) | zeroring time (µs) | Gloo busbw (GB/s) | zeroring busbw (GB/s) | zeroring / Gloo |',
   '|---|---|---|---|---|---|',
-  ...table.map((t) => `| ${human(t.bytes)} | ${t.glooTimeUs.toFixed(1)} | ${t.zeroringTimeUs.toFixed(1)} | ${t.glooBusbwGBs.toFixed(3)} | ${t.zeroringBusbwGBs.toFixed(3)} | ${t.ratio.toFixed(2)} |`),
+  ...table.map(
+    (t) =>
+      `| ${human(t.bytes)} | ${t.glooTimeUs.toFixed(1)} | ${t.zeroringTimeUs.toFixed(1)} | ${t.glooBusbwGBs.toFixed(3)} | ${t.zeroringBusbwGBs.toFixed(3)} | ${t.ratio.toFixed(2)} |`,
+  ),
   '',
 ].join('\n');
-writeFileSync(out, JSON.stringify({ bench: 'allreduce vs gloo', date: new Date().toISOString(), nproc, rounds, cores: os.cpus().length, loadAverageEnd: os.loadavg()[0], table, runs }, null, 2) + '\n');
+writeFileSync(
+  out,
+  JSON.stringify(
+    {
+      bench: 'allreduce vs gloo',
+      date: new Date().toISOString(),
+      nproc,
+      rounds,
+      cores: os.cpus().length,
+      loadAverageEnd: os.loadavg()[0],
+      table,
+      runs,
+    },
+    null,
+    2,
+  ) + '\n',
+);
 writeFileSync(out.replace(/\.json$/, '.md'), md);
 process.stdout.write(md);

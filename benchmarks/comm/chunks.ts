@@ -33,7 +33,8 @@ async function pump(pg: ProcessGroup): Promise<(bytes: number) => Promise<void>>
   return async (bytes) => {
     want += bytes;
     const recv = got >= want ? Promise.resolve() : new Promise<void>((r) => (wake = r));
-    for (let sent = 0; sent < bytes; sent += block.length) if (!out.write(block)) await new Promise((r) => out.once('drain', r));
+    for (let sent = 0; sent < bytes; sent += block.length)
+      if (!out.write(block)) await new Promise((r) => out.once('drain', r));
     await recv;
   };
 }
@@ -44,7 +45,8 @@ async function worker(): Promise<void> {
   const rounds = Number(process.env.CH_ROUNDS ?? 7);
   const base = Number(process.env.MASTER_PORT);
   const groups: ProcessGroup[] = [];
-  for (const [i, c] of chunks.entries()) groups.push(await initProcessGroup({ masterPort: base + i, chunkBytes: c, smallAllReduceBytes: 0 }));
+  for (const [i, c] of chunks.entries())
+    groups.push(await initProcessGroup({ masterPort: base + i, chunkBytes: c, smallAllReduceBytes: 0 }));
   const pg = groups[0]!;
   const n = pg.worldSize;
   const link = (bytes * 2 * (n - 1)) / n;
@@ -80,10 +82,16 @@ async function worker(): Promise<void> {
   }
   if (pg.rank === 0) {
     const tcpGBs = link / (median(tcpTimes) / 1000) / 1e9;
-    console.log(`nproc=${n} bytes=${bytes} rounds=${rounds} load ${loadavg().map((x) => x.toFixed(1)).join(' ')}; tcp pump ${tcpGBs.toFixed(3)} GB/s, ${median(tcpCpu).toFixed(2)} CPU ns per link byte`);
+    console.log(
+      `nproc=${n} bytes=${bytes} rounds=${rounds} load ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}; tcp pump ${tcpGBs.toFixed(3)} GB/s, ${median(tcpCpu).toFixed(2)} CPU ns per link byte`,
+    );
     for (const [i, c] of chunks.entries()) {
       const bus = link / (median(times[i]!) / 1000) / 1e9;
-      console.log(`chunk ${String(c).padStart(8)}: ${median(times[i]!).toFixed(0).padStart(7)} ms  busbw ${bus.toFixed(3)} GB/s = ${(bus / tcpGBs).toFixed(2)} of pump   CPU ${median(cpus[i]!).toFixed(2)} ns/B = pump x${(median(cpus[i]!) / median(tcpCpu)).toFixed(2)}`);
+      console.log(
+        `chunk ${String(c).padStart(8)}: ${median(times[i]!).toFixed(0).padStart(7)} ms  busbw ${bus.toFixed(3)} GB/s = ${(bus / tcpGBs).toFixed(2)} of pump   CPU ${median(cpus[i]!).toFixed(2)} ns/B = pump x${(median(cpus[i]!) / median(tcpCpu)).toFixed(2)}`,
+      );
     }
   }
   for (const g of groups) await g.destroy();
@@ -95,10 +103,21 @@ if (process.env.RANK !== undefined) {
 } else {
   const n = Number(process.argv[2] ?? 2);
   const port = 20000 + 8 * Math.floor(Math.random() * 5000);
-  const env: Record<string, string | undefined> = { ...process.env, WORLD_SIZE: String(n), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ZERORING_TOKEN: randomBytes(16).toString('hex') };
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    WORLD_SIZE: String(n),
+    MASTER_ADDR: '127.0.0.1',
+    MASTER_PORT: String(port),
+    ZERORING_TOKEN: randomBytes(16).toString('hex'),
+  };
   if (process.argv[3]) env.CH_BYTES = process.argv[3];
   if (process.argv[4]) env.CH_CHUNKS = process.argv[4];
   if (process.argv[5]) env.CH_ROUNDS = process.argv[5];
-  const kids = Array.from({ length: n }, (_, r) => spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], { stdio: 'inherit', env: { ...env, RANK: String(r) } }));
+  const kids = Array.from({ length: n }, (_, r) =>
+    spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+      stdio: 'inherit',
+      env: { ...env, RANK: String(r) },
+    }),
+  );
   await Promise.all(kids.map((k) => new Promise((r) => k.on('exit', r))));
 }

@@ -86,12 +86,20 @@ async function worker(): Promise<void> {
   await gather.allReduce(all, { op: 'max' });
   if (gather.rank === 0) {
     const n = gather.worldSize;
-    console.log(`nproc=${n} iters=${iters} load ${loadavg().map((x) => x.toFixed(1)).join(' ')}; slowest rank's median | p10 | CPU per call, µs`);
-    console.log(`${'bytes'.padStart(8)} ${'gather med/p10/cpu'.padStart(22)} ${'ring med/p10/cpu'.padStart(22)} ${'tcp hop med/cpu'.padStart(17)} ${'gather/ring'.padStart(12)}`);
+    console.log(
+      `nproc=${n} iters=${iters} load ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}; slowest rank's median | p10 | CPU per call, µs`,
+    );
+    console.log(
+      `${'bytes'.padStart(8)} ${'gather med/p10/cpu'.padStart(22)} ${'ring med/p10/cpu'.padStart(22)} ${'tcp hop med/cpu'.padStart(17)} ${'gather/ring'.padStart(12)}`,
+    );
     const f = (x: number) => x.toFixed(0);
     sizes.forEach((bytes, i) => {
       const [gm, gp, gc, rm, rp, rc, hm, hc] = all.subarray(i * COLS, (i + 1) * COLS) as unknown as number[];
-      console.log(`${String(bytes).padStart(8)} ${`${f(gm!)} / ${f(gp!)} / ${f(gc!)}`.padStart(22)} ${`${f(rm!)} / ${f(rp!)} / ${f(rc!)}`.padStart(22)} ${`${f(hm!)} / ${f(hc!)}`.padStart(17)} ${(gm! / rm!).toFixed(2).padStart(12)}`);
+      console.log(
+        `${String(bytes).padStart(8)} ${`${f(gm!)} / ${f(gp!)} / ${f(gc!)}`.padStart(22)} ${`${f(rm!)} / ${f(rp!)} / ${f(rc!)}`.padStart(22)} ${`${f(hm!)} / ${f(hc!)}`.padStart(17)} ${(gm! / rm!).toFixed(2).padStart(12)}`,
+      );
     });
   }
   await ring.destroy();
@@ -104,9 +112,20 @@ if (process.env.RANK !== undefined) {
   const n = Number(process.argv[2] ?? 2);
   const port = 20000 + 2 * Math.floor(Math.random() * 10000);
   const token = randomBytes(16).toString('hex');
-  const env: NodeJS.ProcessEnv = { ...process.env, WORLD_SIZE: String(n), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ZERORING_TOKEN: token };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    WORLD_SIZE: String(n),
+    MASTER_ADDR: '127.0.0.1',
+    MASTER_PORT: String(port),
+    ZERORING_TOKEN: token,
+  };
   if (process.argv[3]) env.LAT_SIZES = process.argv[3];
   if (process.argv[4]) env.LAT_ITERS = process.argv[4];
-  const kids = Array.from({ length: n }, (_, r) => spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], { stdio: 'inherit', env: { ...env, RANK: String(r) } }));
+  const kids = Array.from({ length: n }, (_, r) =>
+    spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+      stdio: 'inherit',
+      env: { ...env, RANK: String(r) },
+    }),
+  );
   await Promise.all(kids.map((k) => new Promise((r) => k.on('exit', r))));
 }

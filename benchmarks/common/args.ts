@@ -26,10 +26,15 @@ export function scriptUsage(scriptUrl: string): string {
  * prints its usage and exits 0; an unknown or malformed option prints the error and the usage
  * and exits 2, as argument parsers do.
  */
-export function benchArgs<const O extends Options>(scriptUrl: string, options: O, argv = process.argv.slice(2)): Values<O> {
+export function benchArgs<const O extends Options>(
+  scriptUrl: string,
+  options: O,
+  argv = process.argv.slice(2),
+): Values<O> {
   let values: Values<O>;
   try {
-    const help = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } }, strict: false }).values.help;
+    const help = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } }, strict: false }).values
+      .help;
     if (help === true) {
       process.stdout.write(`${scriptUsage(scriptUrl)}\n`);
       process.exit(0);

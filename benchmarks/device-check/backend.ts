@@ -51,7 +51,13 @@ if (webgpu) {
     return { worst: Math.max(...worst), loss: got[0]![0] };
   };
   await step('matmulVsCpu', () =>
-    compare(() => [tf.matMul(tf.randomUniform([256, 192], -1, 1, 'float32', 1), tf.randomUniform([192, 128], -1, 1, 'float32', 2))], 1e-3, 1e-2),
+    compare(
+      () => [
+        tf.matMul(tf.randomUniform([256, 192], -1, 1, 'float32', 1), tf.randomUniform([192, 128], -1, 1, 'float32', 2)),
+      ],
+      1e-3,
+      1e-2,
+    ),
   );
   await step('gptStepVsCpu', () => compare(() => gptStep('tanh'), 1e-4, 1e-2));
   await step('matmulTimings', async () => {

@@ -22,12 +22,14 @@ import { uniqueParams, type NamedTensors } from '@zeroring/train';
 const backend = (process.argv[2] ?? 'webgpu') as BackendKind;
 const report: Record<string, unknown> = { date: new Date().toISOString(), node: process.version };
 const quiet = { info() {}, warn() {}, debug() {} };
-const info = await initBackend(backend, { logger: { ...quiet, info: (o: object, m?: string) => console.log('INFO', m, JSON.stringify(o)) } });
+const info = await initBackend(backend, {
+  logger: { ...quiet, info: (o: object, m?: string) => console.log('INFO', m, JSON.stringify(o)) },
+});
 report.backend = { name: info.name, adapter: info.adapter, reason: info.reason };
 
 function randomBatch(seed: number, B: number, T: number, V: number) {
   let s = seed >>> 0;
-  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
   const ids = Int32Array.from({ length: B * T }, () => Math.floor(next() * V));
   const tg = Int32Array.from({ length: B * T }, () => Math.floor(next() * V));
   return { input: tf.tensor(ids, [B, T], 'int32'), targets: tf.tensor(tg, [B, T], 'int32') };
@@ -51,7 +53,10 @@ async function gradCheck(model: GPTModel, B: number, T: number) {
   const loss = await new BlockwiseEngine(model).forwardBackward(input, targets, s, sink);
   const vars: Record<string, tf.Variable> = {};
   for (const sp of specs) vars[sp.name] = tf.variable(tf.tensor(init.get(sp.name)!, sp.shape), true, `ref_${sp.name}`);
-  const ref = tf.variableGrads(() => model.loss(forwardAll(model, vars as NamedTensors, input), targets), Object.values(vars));
+  const ref = tf.variableGrads(
+    () => model.loss(forwardAll(model, vars as NamedTensors, input), targets),
+    Object.values(vars),
+  );
   const refLoss = (await ref.value.data())[0];
   let worst = 0;
   let worstName = '';
@@ -69,7 +74,13 @@ async function gradCheck(model: GPTModel, B: number, T: number) {
   }
   tf.dispose([input, targets, ref.value, ...Object.values(ref.grads), ...Object.values(vars)]);
   await s.dispose();
-  return { loss, refLoss, worstRelError: worst, worstParam: worstName, pass: worst < 1e-5 && Math.abs(loss - refLoss) / refLoss < 1e-5 };
+  return {
+    loss,
+    refLoss,
+    worstRelError: worst,
+    worstParam: worstName,
+    pass: worst < 1e-5 && Math.abs(loss - refLoss) / refLoss < 1e-5,
+  };
 }
 
 async function throughput(model: GPTModel, B: number, steps: number) {
@@ -92,7 +103,16 @@ async function throughput(model: GPTModel, B: number, steps: number) {
   await s.dispose();
   const warm = times.slice(2).sort((a, b) => a - b);
   const med = warm[warm.length >> 1];
-  return { B, T, steps, medianStepMs: Math.round(med * 10) / 10, tokensPerSec: Math.round((B * T) / (med / 1000)), firstLoss: losses[0], lastLoss: losses[losses.length - 1], numTensorsConstant: new Set(counts.slice(1)).size === 1 };
+  return {
+    B,
+    T,
+    steps,
+    medianStepMs: Math.round(med * 10) / 10,
+    tokensPerSec: Math.round((B * T) / (med / 1000)),
+    firstLoss: losses[0],
+    lastLoss: losses[losses.length - 1],
+    numTensorsConstant: new Set(counts.slice(1)).size === 1,
+  };
 }
 
 const V = 89; // Moby Dick's character vocabulary

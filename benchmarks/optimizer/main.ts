@@ -83,7 +83,12 @@ for (const size of sizes) {
   const one = await HostAdamW.create({ length: size, threads: 1, decay });
   const many: HostAdamW[] = [];
   for (const threads of threadCounts) many.push(await HostAdamW.create({ length: size, threads, decay }));
-  const plain = { p: new Float32Array(size), g: new Float32Array(size), m: new Float32Array(size), v: new Float32Array(size) };
+  const plain = {
+    p: new Float32Array(size),
+    g: new Float32Array(size),
+    m: new Float32Array(size),
+    v: new Float32Array(size),
+  };
   for (let i = 0; i < size; i++) {
     const p = Math.sin(i) * 0.02;
     const g = Math.cos(i * 0.37) * 1e-3;
@@ -112,8 +117,11 @@ for (const size of sizes) {
   // The variants must have computed the same thing (kernel vs kernel: bit-identical; vs the plain
   // loop within f32 rounding compounded over the steps).
   for (let i = 0; i < size; i += 9973) {
-    for (const o of many) if (one.params[i] !== o.params[i]) throw new Error(`${o.threads}-thread and single-thread kernels disagree at ${i}`);
-    if (Math.abs(one.params[i]! - plain.p[i]!) > 1e-5 * Math.max(Math.abs(plain.p[i]!), 1e-3)) throw new Error(`kernel and plain loop disagree at ${i}: ${one.params[i]} vs ${plain.p[i]}`);
+    for (const o of many)
+      if (one.params[i] !== o.params[i])
+        throw new Error(`${o.threads}-thread and single-thread kernels disagree at ${i}`);
+    if (Math.abs(one.params[i]! - plain.p[i]!) > 1e-5 * Math.max(Math.abs(plain.p[i]!), 1e-3))
+      throw new Error(`kernel and plain loop disagree at ${i}: ${one.params[i]} vs ${plain.p[i]}`);
   }
   await one.close();
   for (const o of many) await o.close();
@@ -130,9 +138,16 @@ for (const size of sizes) {
 const M = (x: number): string => (x / 1e6).toFixed(0);
 // Wall-clock rates, then per-CPU-second (per-thread) rates and their ratios to torch's 160 M/s.
 const head = [
-  'size', 'plain M/s', 'wasm 1t M/s', ...threadCounts.map((t) => `wasm ${t}t M/s`),
-  'plain M/cpu-s', 'wasm 1t M/cpu-s', ...threadCounts.map((t) => `wasm ${t}t M/cpu-s`),
-  'wasm/plain (cpu)', 'wasm 1t vs torch', ...threadCounts.map((t) => `${t}t per-thread vs torch`),
+  'size',
+  'plain M/s',
+  'wasm 1t M/s',
+  ...threadCounts.map((t) => `wasm ${t}t M/s`),
+  'plain M/cpu-s',
+  'wasm 1t M/cpu-s',
+  ...threadCounts.map((t) => `wasm ${t}t M/cpu-s`),
+  'wasm/plain (cpu)',
+  'wasm 1t vs torch',
+  ...threadCounts.map((t) => `${t}t per-thread vs torch`),
 ];
 const rows = results.map((r) => [
   `${r.size / 1e6}M`,
@@ -153,7 +168,13 @@ console.log(title);
 console.log(fmt(head));
 for (const r of rows) console.log(fmt(r));
 // The same table as markdown beside the JSON, for quoting.
-const md = [`${title}`, '', `| ${head.join(' | ')} |`, `|${head.map(() => ' ---: ').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const md = [
+  `${title}`,
+  '',
+  `| ${head.join(' | ')} |`,
+  `|${head.map(() => ' ---: ').join('|')}|`,
+  ...rows.map((r) => `| ${r.join(' | ')} |`),
+].join('\n');
 
 mkdirSync(dirname(args.out!), { recursive: true });
 writeFileSync(

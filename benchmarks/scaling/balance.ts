@@ -43,7 +43,11 @@ async function runPair(balance: boolean, round: number): Promise<Row> {
   // The competitor for rank 1's CPU: a spinning process pinned to CPU 1 for the whole run.
   const hog = spawn('taskset', ['-c', '1', process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' });
   try {
-    const r = await runScalingJob({ nproc: 2, label: `2 ranks (balance ${balance})`, args: { model: 'tiny', batch: 16, steps, backend: 'wasm', seed: 1, balance, pin: true } });
+    const r = await runScalingJob({
+      nproc: 2,
+      label: `2 ranks (balance ${balance})`,
+      args: { model: 'tiny', batch: 16, steps, backend: 'wasm', seed: 1, balance, pin: true },
+    });
     const kept = r.steps.slice(warmup);
     const splits = new Map<string, number>();
     for (const s of kept) {
@@ -70,21 +74,49 @@ for (let round = 0; round < rounds; round++) {
   for (const balance of round % 2 ? [true, false] : [false, true]) {
     const row = await runPair(balance, round);
     rows.push(row);
-    console.error(`round ${round} ${balance ? 'balanced' : 'even'}: ${row.tokensPerSec.toFixed(0)} tok/s, comm wait ${row.commMs.toFixed(1)} ms, rank compute ${row.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} ms, split ${row.commonSplit}`);
+    console.error(
+      `round ${round} ${balance ? 'balanced' : 'even'}: ${row.tokensPerSec.toFixed(0)} tok/s, comm wait ${row.commMs.toFixed(1)} ms, rank compute ${row.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} ms, split ${row.commonSplit}`,
+    );
   }
 }
 
-const gains = [...Array(rounds).keys()].map((round) => rows.find((r) => r.round === round && r.balance)!.tokensPerSec / rows.find((r) => r.round === round && !r.balance)!.tokensPerSec);
+const gains = [...Array(rounds).keys()].map(
+  (round) =>
+    rows.find((r) => r.round === round && r.balance)!.tokensPerSec /
+    rows.find((r) => r.round === round && !r.balance)!.tokensPerSec,
+);
 const summary = [false, true].map((balance) => {
   const rs = rows.filter((r) => r.balance === balance);
-  return { balance, tokensPerSec: median(rs.map((r) => r.tokensPerSec)), stepMs: median(rs.map((r) => r.stepMs)), commMs: median(rs.map((r) => r.commMs)), rankComputeMs: [0, 1].map((i) => median(rs.map((r) => r.rankComputeMs[i]!))), splits: rs.map((r) => r.commonSplit) };
+  return {
+    balance,
+    tokensPerSec: median(rs.map((r) => r.tokensPerSec)),
+    stepMs: median(rs.map((r) => r.stepMs)),
+    commMs: median(rs.map((r) => r.commMs)),
+    rankComputeMs: [0, 1].map((i) => median(rs.map((r) => r.rankComputeMs[i]!))),
+    splits: rs.map((r) => r.commonSplit),
+  };
 });
 const command = `node --import tsx benchmarks/scaling/balance.ts --rounds ${rounds} --steps ${steps} --warmup ${warmup}`;
-const out = { benchmark: 'balance (2 DDP ranks, rank 1 sharing its CPU with a spinning process)', date: new Date().toISOString(), command, machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version }, gainPerRound: gains, gain: median(gains), summary, rows };
+const out = {
+  benchmark: 'balance (2 DDP ranks, rank 1 sharing its CPU with a spinning process)',
+  date: new Date().toISOString(),
+  command,
+  machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, node: process.version },
+  gainPerRound: gains,
+  gain: median(gains),
+  summary,
+  rows,
+};
 mkdirSync(dirname(a.out!), { recursive: true });
 writeFileSync(a.out!, JSON.stringify(out, null, 2) + '\n');
-const lines = ['| split | tokens/s (2 ranks) | step ms | comm wait ms | compute ms rank 0 / rank 1 | most common split |', '|---|---|---|---|---|---|'];
-for (const s of summary) lines.push(`| ${s.balance ? '--balance' : 'even'} | ${s.tokensPerSec.toFixed(0)} | ${s.stepMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} | ${s.splits.join(', ')} |`);
+const lines = [
+  '| split | tokens/s (2 ranks) | step ms | comm wait ms | compute ms rank 0 / rank 1 | most common split |',
+  '|---|---|---|---|---|---|',
+];
+for (const s of summary)
+  lines.push(
+    `| ${s.balance ? '--balance' : 'even'} | ${s.tokensPerSec.toFixed(0)} | ${s.stepMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} | ${s.splits.join(', ')} |`,
+  );
 const md = `# Ranks of unequal speed (${out.date})\n\n\`${command}\`\n\n${out.machine.cpus} CPUs (${out.machine.cpuModel}), Node ${out.machine.node}; tiny GPT, wasm, 16 windows × 64 per rank on average; rank 0 pinned to CPU 0, rank 1 to CPU 1, which a spinning process shares. Medians over steps ${warmup + 1}..${steps}, then over ${rounds} rounds; the two splits alternate within each round.\n\n**--balance over even: ×${out.gain.toFixed(2)}** (median of per-round ratios ${gains.map((g) => g.toFixed(2)).join(', ')}).\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);

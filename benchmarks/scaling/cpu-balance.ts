@@ -41,7 +41,11 @@ export async function measureCpuBalance(procs = 2, iterations = 12): Promise<Cpu
   const me = fileURLToPath(import.meta.url);
   const times = await Promise.all(
     Array.from({ length: procs }, () => {
-      const child = spawn(process.execPath, ['--import', 'tsx', me, '--worker', String(startAt), '--iterations', String(iterations)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', me, '--worker', String(startAt), '--iterations', String(iterations)],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       return new Promise<number>((res, rej) =>

@@ -48,7 +48,8 @@ export async function runScalingJob(opts: {
     forwardSignals: true,
     env: { ZERORING_LOG_LEVEL: 'warn' },
   });
-  if (result.exitCode !== 0) throw new Error(`${opts.label} failed (exit ${result.exitCode}):\n${stderr.text.slice(-4000)}`);
+  if (result.exitCode !== 0)
+    throw new Error(`${opts.label} failed (exit ${result.exitCode}):\n${stderr.text.slice(-4000)}`);
   const line = stdout.text.split('\n').find((l) => l.includes('RESULT '));
   if (!line) throw new Error(`${opts.label} printed no RESULT line:\n${stdout.text.slice(-2000)}`);
   return JSON.parse(line.slice(line.indexOf('RESULT ') + 7)) as ScalingResult;

@@ -69,15 +69,20 @@ type Model = 'tiny' | 'small';
 const models = a.models!.split(',') as Model[];
 const outFile = a.out ?? resultPath(`scaling-${models.join('-')}`);
 const nprocs = a.nprocs!.split(',').map(Number);
-const nprocsOf = (m: Model): number[] => (m === 'small' && a['nprocs-small'] ? a['nprocs-small'].split(',').map(Number) : nprocs);
+const nprocsOf = (m: Model): number[] =>
+  m === 'small' && a['nprocs-small'] ? a['nprocs-small'].split(',').map(Number) : nprocs;
 const ceilingOf = new Set(a.ceiling!.split(',').filter(Boolean).map(Number));
 const rounds = Number(a.rounds);
 const stepsOf = { tiny: Number(a['steps-tiny']), small: Number(a['steps-small']) };
 const batchOf = { tiny: Number(a['batch-tiny']), small: Number(a['batch-small']) };
 /** Steps dropped before taking medians, per model. */
-const warmupOf = { tiny: a['warmup-tiny'] ? Number(a['warmup-tiny']) : defaultWarmup(stepsOf.tiny), small: a['warmup-small'] ? Number(a['warmup-small']) : defaultWarmup(stepsOf.small) };
+const warmupOf = {
+  tiny: a['warmup-tiny'] ? Number(a['warmup-tiny']) : defaultWarmup(stepsOf.tiny),
+  small: a['warmup-small'] ? Number(a['warmup-small']) : defaultWarmup(stepsOf.small),
+};
 for (const m of ['tiny', 'small'] as const) {
-  if (!(warmupOf[m] >= 0 && warmupOf[m] <= stepsOf[m] - 2)) throw new Error(`--warmup-${m} ${warmupOf[m]} must leave at least 2 of the ${stepsOf[m]} steps to measure`);
+  if (!(warmupOf[m] >= 0 && warmupOf[m] <= stepsOf[m] - 2))
+    throw new Error(`--warmup-${m} ${warmupOf[m]} must leave at least 2 of the ${stepsOf[m]} steps to measure`);
 }
 
 const median = (xs: number[]): number => {
@@ -91,7 +96,18 @@ function runOne(model: Model, nproc: number, balance = false, lockstep = false):
     nproc,
     worker: a.worker,
     label: `${model} with ${nproc} rank(s)`,
-    args: { model, batch: batchOf[model], steps: stepsOf[model], backend: a.backend, seed: 1, data: a.data, bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined, firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined, balance, lockstep },
+    args: {
+      model,
+      batch: batchOf[model],
+      steps: stepsOf[model],
+      backend: a.backend,
+      seed: 1,
+      data: a.data,
+      bucketBytes: a['bucket-bytes'] ? Number(a['bucket-bytes']) : undefined,
+      firstBucketBytes: a['first-bucket-bytes'] ? Number(a['first-bucket-bytes']) : undefined,
+      balance,
+      lockstep,
+    },
     nodeArgs: a['node-args'] ? a['node-args'].split(' ').filter(Boolean) : [],
   });
 }
@@ -142,7 +158,12 @@ interface Row {
 function configsOf(model: Model): [number, Mode][] {
   return nprocsOf(model).flatMap((nproc): [number, Mode][] => {
     if (nproc === 1) return [[1, 'local']];
-    const ddps: [number, Mode][] = a.balance ? [[nproc, 'ddp'], [nproc, 'ddp-balanced']] : [[nproc, 'ddp']];
+    const ddps: [number, Mode][] = a.balance
+      ? [
+          [nproc, 'ddp'],
+          [nproc, 'ddp-balanced'],
+        ]
+      : [[nproc, 'ddp']];
     if (!ceilingOf.has(nproc)) return ddps;
     return [...ddps, ...(a.lockstep ? [[nproc, 'lockstep'] as [number, Mode]] : []), [nproc, 'independent']];
   });
@@ -154,7 +175,14 @@ async function runConfig(model: Model, nproc: number, mode: Mode): Promise<Scali
   return Promise.all(Array.from({ length: nproc }, () => runOne(model, 1)));
 }
 
-function toRow(model: Model, nproc: number, mode: Mode, round: number, cpuBalance: number | null, results: ScalingResult[]): Row {
+function toRow(
+  model: Model,
+  nproc: number,
+  mode: Mode,
+  round: number,
+  cpuBalance: number | null,
+  results: ScalingResult[],
+): Row {
   const keptOf = (r: ScalingResult) => r.steps.slice(warmupOf[model]);
   const kept = keptOf(results[0]!);
   return {
@@ -174,7 +202,9 @@ function toRow(model: Model, nproc: number, mode: Mode, round: number, cpuBalanc
     commFraction: median(kept.map((s) => s.commMs / s.stepMs)),
     exposedFraction: median(kept.map((s) => (s.commExposedMs ?? 0) / s.stepMs)),
     cpuPerWall: median(kept.flatMap((s) => (s.cpuMs === null ? [] : [s.cpuMs / s.stepMs]))),
-    rankSkewMs: median(kept.map((s) => (s.rankComputeMs ? Math.max(...s.rankComputeMs) - Math.min(...s.rankComputeMs) : 0))),
+    rankSkewMs: median(
+      kept.map((s) => (s.rankComputeMs ? Math.max(...s.rankComputeMs) - Math.min(...s.rankComputeMs) : 0)),
+    ),
     cpuBalance,
     stepsMeasured: kept.length,
   };
@@ -199,7 +229,9 @@ for (const model of models) {
       row.speedup = row.tokensPerSec / base;
       let ceiling = '';
       if (mode === 'independent') {
-        const compared = rows.filter((r) => r.model === model && r.round === round && r.nproc === nproc && underCeiling(r.mode));
+        const compared = rows.filter(
+          (r) => r.model === model && r.round === round && r.nproc === nproc && underCeiling(r.mode),
+        );
         for (const r of compared) r.ofCeiling = r.tokensPerSec / row.tokensPerSec;
         ceiling = `, ${compared.map((r) => `${r.mode} at ${r.ofCeiling!.toFixed(2)}`).join(', ')} of it`;
       }
@@ -207,7 +239,9 @@ for (const model of models) {
       // Partial results survive a run cut short (e.g. a time limit on a borrowed machine).
       mkdirSync(dirname(outFile), { recursive: true });
       writeFileSync(outFile.replace(/\.json$/, '.partial.json'), JSON.stringify(rows, null, 2) + '\n');
-      console.error(`${model} nproc=${nproc} ${mode} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%${ceiling}, CPU balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      console.error(
+        `${model} nproc=${nproc} ${mode} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%${ceiling}, CPU balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+      );
     }
   }
 }
@@ -257,12 +291,19 @@ writeFileSync(outFile, JSON.stringify(out, null, 2) + '\n');
 rmSync(outFile.replace(/\.json$/, '.partial.json'), { force: true });
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const header = '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | of it exposed | rank skew ms | CPU balance | rank-0 CPU/wall |';
+const header =
+  '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | of it exposed | rank skew ms | CPU balance | rank-0 CPU/wall |';
 const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
-const labels: Partial<Record<Mode, string>> = { independent: 'independent (ceiling)', 'ddp-balanced': 'balanced', lockstep: 'lockstep (barrier, no gradients)' };
+const labels: Partial<Record<Mode, string>> = {
+  independent: 'independent (ceiling)',
+  'ddp-balanced': 'balanced',
+  lockstep: 'lockstep (barrier, no gradients)',
+};
 const ranksLabel = (nproc: number, mode: Mode) => (labels[mode] ? `${nproc} ${labels[mode]}` : String(nproc));
 for (const s of summary) {
-  lines.push(`| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${pct(s.exposedFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`);
+  lines.push(
+    `| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${pct(s.exposedFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`,
+  );
 }
 const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up (${models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ')}), ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); "of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds. Lockstep: ranks that train alone but wait for each other before every update, no gradients sent (what synchronising alone costs; its comm wait is the barrier wait). "of it exposed": the least any rank waited, as a share of the step (the traffic that no rank hid behind its backward); the rest of the comm wait is waiting for a slower rank.\n\n${lines.join('\n')}\n`;
 writeFileSync(outFile.replace(/\.json$/, '.md'), md);
@@ -276,7 +317,17 @@ if (!a['no-charts']) {
     const { writeScalingChart } = (await import(chartsModule)) as typeof import('../common/charts/scaling.ts');
     for (const model of models) {
       const file = outFile.replace(/\.json$/, models.length > 1 ? `-${model}.svg` : '.svg');
-      await writeScalingChart({ model, backend: backendName, results: summary.filter((s) => s.model === model && (s.mode === 'local' || s.mode === 'ddp')).map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })) }, file, `GPT ${model}: training tokens/s vs ranks`);
+      await writeScalingChart(
+        {
+          model,
+          backend: backendName,
+          results: summary
+            .filter((s) => s.model === model && (s.mode === 'local' || s.mode === 'ddp'))
+            .map((s) => ({ nproc: s.nproc, tokensPerSec: s.tokensPerSec, strategy: 'ddp' })),
+        },
+        file,
+        `GPT ${model}: training tokens/s vs ranks`,
+      );
       console.error(`chart: ${file}`);
     }
   } catch (err) {

@@ -54,8 +54,14 @@ const median = (xs: number[]): number => {
 };
 
 function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: resolve(here, '../..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stdout.slice(-2000)}`);
+  const r = spawnSync(cmd, args, {
+    cwd: resolve(here, '../..'),
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}:\n${r.stdout.slice(-2000)}`);
   return r.stdout;
 }
 
@@ -75,9 +81,11 @@ interface Run {
 }
 
 const runs: Run[] = [];
-const runOf = (framework: Run['framework'], round: number, mode: Mode): Run => runs.find((r) => r.framework === framework && r.round === round && r.mode === mode)!;
+const runOf = (framework: Run['framework'], round: number, mode: Mode): Run =>
+  runs.find((r) => r.framework === framework && r.round === round && r.mode === mode)!;
 /** DDP's tokens/s (plain or balanced) over the same framework's two independent models of the same round. */
-const ofCeiling = (framework: Run['framework'], round: number, mode: Mode = 'ddp'): number => runOf(framework, round, mode).tokensPerSec / runOf(framework, round, 'independent').tokensPerSec;
+const ofCeiling = (framework: Run['framework'], round: number, mode: Mode = 'ddp'): number =>
+  runOf(framework, round, mode).tokensPerSec / runOf(framework, round, 'independent').tokensPerSec;
 const loadBefore: number[][] = [];
 let torchVersion = '';
 const tmp = mkdtempSync(join(os.tmpdir(), 'scaling-vs-torch-'));
@@ -85,29 +93,102 @@ try {
   for (let round = 0; round < rounds; round++) {
     loadBefore.push(os.loadavg());
     const cpuBalance = (await measureCpuBalance(2)).ratio;
-    const t = JSON.parse(run(a.python!, [resolve(here, 'torch.py'), '--nprocs', '1,2', '--independent', '2', '--batch', String(batch), '--steps', String(steps - warmup), '--warmup', String(warmup)]).trim().split('\n').at(-1)!) as {
+    const t = JSON.parse(
+      run(a.python!, [
+        resolve(here, 'torch.py'),
+        '--nprocs',
+        '1,2',
+        '--independent',
+        '2',
+        '--batch',
+        String(batch),
+        '--steps',
+        String(steps - warmup),
+        '--warmup',
+        String(warmup),
+      ])
+        .trim()
+        .split('\n')
+        .at(-1)!,
+    ) as {
       torch: string;
-      results: { nproc: number; mode: Mode; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number }[];
+      results: {
+        nproc: number;
+        mode: Mode;
+        stepMs: number;
+        tokensPerSec: number;
+        speedup: number;
+        cpuPerWall: number;
+      }[];
     };
     torchVersion = t.torch;
     for (const r of t.results) runs.push({ framework: 'torch', round, ...r, cpuBalance });
 
     const out = join(tmp, `zeroring-${round}.json`);
-    run(process.execPath, ['--import', 'tsx', resolve(here, 'main.ts'), '--models', 'tiny', '--nprocs', '1,2', '--ceiling', '2', '--batch-tiny', String(batch), '--steps-tiny', String(steps), '--warmup-tiny', String(warmup), '--out', out, '--no-charts', ...(a.balance ? ['--balance'] : [])]);
-    const z = JSON.parse(readFileSync(out, 'utf8')) as { runs: { nproc: number; mode: Mode; stepMs: number; tokensPerSec: number; speedup: number; cpuPerWall: number; cpuBalance: number }[] };
-    for (const r of z.runs) runs.push({ framework: 'zeroring', round, nproc: r.nproc, mode: r.mode, stepMs: r.stepMs, tokensPerSec: r.tokensPerSec, speedup: r.speedup, cpuPerWall: r.cpuPerWall, cpuBalance: r.cpuBalance });
+    run(process.execPath, [
+      '--import',
+      'tsx',
+      resolve(here, 'main.ts'),
+      '--models',
+      'tiny',
+      '--nprocs',
+      '1,2',
+      '--ceiling',
+      '2',
+      '--batch-tiny',
+      String(batch),
+      '--steps-tiny',
+      String(steps),
+      '--warmup-tiny',
+      String(warmup),
+      '--out',
+      out,
+      '--no-charts',
+      ...(a.balance ? ['--balance'] : []),
+    ]);
+    const z = JSON.parse(readFileSync(out, 'utf8')) as {
+      runs: {
+        nproc: number;
+        mode: Mode;
+        stepMs: number;
+        tokensPerSec: number;
+        speedup: number;
+        cpuPerWall: number;
+        cpuBalance: number;
+      }[];
+    };
+    for (const r of z.runs)
+      runs.push({
+        framework: 'zeroring',
+        round,
+        nproc: r.nproc,
+        mode: r.mode,
+        stepMs: r.stepMs,
+        tokensPerSec: r.tokensPerSec,
+        speedup: r.speedup,
+        cpuPerWall: r.cpuPerWall,
+        cpuBalance: r.cpuBalance,
+      });
     const said = (['torch', 'zeroring'] as const).map((f) => {
       const ddp = runOf(f, round, 'ddp');
       return `${f} x${ddp.speedup.toFixed(2)}, ${ofCeiling(f, round).toFixed(2)} of ceiling (CPU balance ${ddp.cpuBalance.toFixed(2)})`;
     });
-    if (a.balance) said.push(`zeroring balanced x${runOf('zeroring', round, 'ddp-balanced').speedup.toFixed(2)}, ${ofCeiling('zeroring', round, 'ddp-balanced').toFixed(2)} of ceiling`);
+    if (a.balance)
+      said.push(
+        `zeroring balanced x${runOf('zeroring', round, 'ddp-balanced').speedup.toFixed(2)}, ${ofCeiling('zeroring', round, 'ddp-balanced').toFixed(2)} of ceiling`,
+      );
     console.error(`round ${round}: 2-rank speedup ${said.join('; ')} (load ${os.loadavg()[0]!.toFixed(2)})`);
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-const configsOf = (framework: Run['framework']): [number, Mode][] => [[1, 'local'], [2, 'ddp'], ...(framework === 'zeroring' && a.balance ? [[2, 'ddp-balanced'] as [number, Mode]] : []), [2, 'independent']];
+const configsOf = (framework: Run['framework']): [number, Mode][] => [
+  [1, 'local'],
+  [2, 'ddp'],
+  ...(framework === 'zeroring' && a.balance ? [[2, 'ddp-balanced'] as [number, Mode]] : []),
+  [2, 'independent'],
+];
 const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
   configsOf(framework).map(([nproc, mode]) => {
     const rs = runs.filter((r) => r.framework === framework && r.mode === mode);
@@ -128,7 +209,13 @@ const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
   }),
 );
 const command = `node --import tsx benchmarks/scaling/vs-torch.ts --rounds ${rounds} --steps-tiny ${steps} --warmup ${warmup}${a.balance ? ' --balance' : ''}`;
-const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadavgBeforeRounds: loadBefore, loadavgAtEnd: os.loadavg(), node: process.version };
+const machine = {
+  cpus: os.cpus().length,
+  cpuModel: os.cpus()[0]?.model,
+  loadavgBeforeRounds: loadBefore,
+  loadavgAtEnd: os.loadavg(),
+  node: process.version,
+};
 const result = {
   benchmark: 'scaling-vs-torch (tiny GPT, 1 vs 2 ranks, torch DDP+Gloo vs zeroring DDP wasm)',
   date: new Date().toISOString(),
@@ -146,12 +233,20 @@ const result = {
 mkdirSync(dirname(a.out!), { recursive: true });
 writeFileSync(a.out!, JSON.stringify(result, null, 2) + '\n');
 
-const lines = ['| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | of ceiling (median) | of ceiling per round | CPU balance per round | rank-0 CPU/wall |', '|---|---|---|---|---|---|---|---|---|---|'];
-const modeName = { torch: { local: 'plain', ddp: 'DDP Gloo', 'ddp-balanced': '', independent: 'independent (ceiling)' }, zeroring: { local: 'local', ddp: 'DDP', 'ddp-balanced': 'DDP --balance', independent: 'independent (ceiling)' } };
+const lines = [
+  '| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | of ceiling (median) | of ceiling per round | CPU balance per round | rank-0 CPU/wall |',
+  '|---|---|---|---|---|---|---|---|---|---|',
+];
+const modeName = {
+  torch: { local: 'plain', ddp: 'DDP Gloo', 'ddp-balanced': '', independent: 'independent (ceiling)' },
+  zeroring: { local: 'local', ddp: 'DDP', 'ddp-balanced': 'DDP --balance', independent: 'independent (ceiling)' },
+};
 for (const s of summary) {
   const name = `${s.framework === 'torch' ? `torch ${torchVersion}` : 'zeroring wasm'} ${modeName[s.framework][s.mode]}`;
   const perRound = (xs: number[] | undefined) => xs?.map((x) => x.toFixed(2)).join(' ') ?? '';
-  lines.push(`| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${perRound(s.speedupPerRound)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${perRound(s.ofCeilingPerRound)} | ${perRound(s.cpuBalancePerRound)} | ${s.cpuPerWall.toFixed(2)} |`);
+  lines.push(
+    `| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${perRound(s.speedupPerRound)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${perRound(s.ofCeilingPerRound)} | ${perRound(s.cpuBalancePerRound)} | ${s.cpuPerWall.toFixed(2)} |`,
+  );
 }
 const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
 const md = `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ${rounds} round(s); speedups taken within a round. Ceiling: two independent one-rank models of the same framework at once, right after its DDP run; "of ceiling" is DDP's tokens/s over theirs in the same round. CPU balance: the slower over the faster of two processes running the same JavaScript attention forward at once, just before the framework's runs of that round (1.00: equal CPUs; benchmarks/scaling/cpu-balance.ts). Load average (1/5/15 min) before each round: ${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;

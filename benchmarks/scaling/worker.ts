@@ -10,7 +10,17 @@ import { execFileSync } from 'node:child_process';
 import { initBackend, type BackendKind } from '@zeroring/backend';
 import { initProcessGroup } from '@zeroring/comm';
 import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '@zeroring/gpt';
-import { DDPStrategy, LocalStrategy, paramCount, train, uniqueParams, type FinishStepOptions, type StepStats, type Strategy, type TrainEvent } from '@zeroring/train';
+import {
+  DDPStrategy,
+  LocalStrategy,
+  paramCount,
+  train,
+  uniqueParams,
+  type FinishStepOptions,
+  type StepStats,
+  type Strategy,
+  type TrainEvent,
+} from '@zeroring/train';
 
 interface Args {
   model: PresetName;
@@ -31,7 +41,10 @@ interface Args {
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
-if (args.pin) execFileSync('taskset', ['-a', '-p', '-c', String(Number(process.env.RANK ?? 0)), String(process.pid)], { stdio: 'ignore' });
+if (args.pin)
+  execFileSync('taskset', ['-a', '-p', '-c', String(Number(process.env.RANK ?? 0)), String(process.pid)], {
+    stdio: 'ignore',
+  });
 const quiet = { info() {}, warn() {}, debug() {} };
 const backend = await initBackend(args.backend, { logger: quiet });
 const pg = await initProcessGroup();
@@ -51,7 +64,11 @@ class LockstepStrategy extends LocalStrategy {
 }
 const lockstep = args.lockstep === true && pg.worldSize > 1;
 const distributed = pg.worldSize > 1 && !lockstep;
-const strategy: Strategy = lockstep ? new LockstepStrategy() : distributed ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes, firstBucketBytes: args.firstBucketBytes }) : new LocalStrategy();
+const strategy: Strategy = lockstep
+  ? new LockstepStrategy()
+  : distributed
+    ? new DDPStrategy(pg, { bucketBytes: args.bucketBytes, firstBucketBytes: args.firstBucketBytes })
+    : new LocalStrategy();
 
 /** One step as the worker reports it (also read by main.ts). */
 export interface StepRecord {
@@ -103,12 +120,24 @@ await train({
   data,
   comm: distributed ? pg : undefined,
   backendName: backend.name,
-  config: { steps: args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 2, seed: args.seed, evalInterval: 0, evalBatches: 0, balanceBatch: args.balance },
+  config: {
+    steps: args.steps,
+    batchSize: args.batch,
+    blockSize: model.config.blockSize,
+    lr: 1e-3,
+    warmupSteps: 2,
+    seed: args.seed,
+    evalInterval: 0,
+    evalBatches: 0,
+    balanceBatch: args.balance,
+  },
   onEvent,
 });
 if (pg.rank === 0) {
   const buckets = strategy instanceof DDPStrategy ? strategy.buckets.length : 0;
-  console.log(`RESULT ${JSON.stringify({ worldSize: pg.worldSize, backend: backend.name, params: uniqueParams(model).reduce((n, p) => n + paramCount(p), 0), buckets, steps })}`);
+  console.log(
+    `RESULT ${JSON.stringify({ worldSize: pg.worldSize, backend: backend.name, params: uniqueParams(model).reduce((n, p) => n + paramCount(p), 0), buckets, steps })}`,
+  );
 }
 await strategy.dispose();
 await pg.destroy();

@@ -63,7 +63,13 @@ const worker = fileURLToPath(new URL('./worker.ts', import.meta.url));
 
 /** Learns the job's ring ports from its store (we hold the token: we are its launcher). */
 async function targets(port: number, token: string, worldSize: number, deadline: number): Promise<Target[]> {
-  const store = await StoreClient.connect({ host: '127.0.0.1', port, token, timeoutMs: Math.max(1000, deadline - Date.now()), log });
+  const store = await StoreClient.connect({
+    host: '127.0.0.1',
+    port,
+    token,
+    timeoutMs: Math.max(1000, deadline - Date.now()),
+    log,
+  });
   try {
     const out: Target[] = [{ kind: 'store', host: '127.0.0.1', port }];
     for (let r = 0; r < worldSize; r++) {
@@ -167,7 +173,10 @@ export async function soakOne(worldSize: number, o: SoakOptions): Promise<SoakRu
     worldSize,
     collectives,
     wrong: ok.reduce((s, l) => s + Number(l.wrong), 0) + (workersOk ? 0 : 1),
-    wrongExamples: [...ok.flatMap((l) => l.wrongExamples as string[]), ...lines.filter((l) => l.error).map((l) => JSON.stringify(l.error))],
+    wrongExamples: [
+      ...ok.flatMap((l) => l.wrongExamples as string[]),
+      ...lines.filter((l) => l.error).map((l) => JSON.stringify(l.error)),
+    ],
     seconds,
     collectivesPerSec: seconds > 0 ? collectives / seconds : 0,
     byKind: (r0?.byKind as Record<string, number>) ?? {},
@@ -176,7 +185,8 @@ export async function soakOne(worldSize: number, o: SoakOptions): Promise<SoakRu
     faultsRejected: rejected,
     faultsSurvived: workersOk ? rejected : 0,
     byFault,
-    loggedRejections: (stderr.text.match(/rejected a connection|closing connection|dropping malformed HTTP/g) ?? []).length,
+    loggedRejections: (stderr.text.match(/rejected a connection|closing connection|dropping malformed HTTP/g) ?? [])
+      .length,
     exitCode: result.exitCode,
     workersOk,
     hung: hang.signal.aborted,
@@ -212,9 +222,13 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   for (const n of o.ranks) runs.push(await soakOne(n, o));
   const pad = (s: string | number, w: number) => String(s).padStart(w);
-  console.log(`${pad('ranks', 5)} ${pad('collectives', 11)} ${pad('wrong', 5)} ${pad('coll/s', 7)} ${pad('faults', 6)} ${pad('rejected', 8)} ${pad('survived', 8)} ${pad('logged', 6)} ${pad('exit', 4)}`);
+  console.log(
+    `${pad('ranks', 5)} ${pad('collectives', 11)} ${pad('wrong', 5)} ${pad('coll/s', 7)} ${pad('faults', 6)} ${pad('rejected', 8)} ${pad('survived', 8)} ${pad('logged', 6)} ${pad('exit', 4)}`,
+  );
   for (const r of runs) {
-    console.log(`${pad(r.worldSize, 5)} ${pad(r.collectives, 11)} ${pad(r.wrong, 5)} ${pad(r.collectivesPerSec.toFixed(1), 7)} ${pad(r.faultsInjected, 6)} ${pad(r.faultsRejected, 8)} ${pad(r.faultsSurvived, 8)} ${pad(r.loggedRejections, 6)} ${pad(r.exitCode, 4)}`);
+    console.log(
+      `${pad(r.worldSize, 5)} ${pad(r.collectives, 11)} ${pad(r.wrong, 5)} ${pad(r.collectivesPerSec.toFixed(1), 7)} ${pad(r.faultsInjected, 6)} ${pad(r.faultsRejected, 8)} ${pad(r.faultsSurvived, 8)} ${pad(r.loggedRejections, 6)} ${pad(r.exitCode, 4)}`,
+    );
   }
   const total = {
     collectives: runs.reduce((s, r) => s + r.collectives, 0),
@@ -222,19 +236,43 @@ async function main(): Promise<void> {
     faultsInjected: runs.reduce((s, r) => s + r.faultsInjected, 0),
     faultsSurvived: runs.reduce((s, r) => s + r.faultsSurvived, 0),
   };
-  console.log(`total: ${total.collectives} collectives, ${total.wrong} wrong, ${total.faultsInjected} faults injected, ${total.faultsSurvived} survived`);
+  console.log(
+    `total: ${total.collectives} collectives, ${total.wrong} wrong, ${total.faultsInjected} faults injected, ${total.faultsSurvived} survived`,
+  );
   mkdirSync(dirname(o.json), { recursive: true });
   const { json, ...options } = o;
   // The code the run exercised: the commit, and any uncommitted change to the comm package.
   const git = (args: string[]) => {
     try {
-      return execFileSync('git', args, { cwd: fileURLToPath(new URL('../..', import.meta.url)), encoding: 'utf8' }).trim();
+      return execFileSync('git', args, {
+        cwd: fileURLToPath(new URL('../..', import.meta.url)),
+        encoding: 'utf8',
+      }).trim();
     } catch {
       return null;
     }
   };
-  const code = { commit: git(['rev-parse', 'HEAD']), uncommittedComm: git(['status', '--short', 'packages/comm'])?.split('\n').filter(Boolean) ?? null };
-  writeFileSync(json, JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), wallSeconds: (Date.now() - t0) / 1000, loadavg: loadavg(), code, options, total, runs }, null, 2) + '\n');
+  const code = {
+    commit: git(['rev-parse', 'HEAD']),
+    uncommittedComm: git(['status', '--short', 'packages/comm'])?.split('\n').filter(Boolean) ?? null,
+  };
+  writeFileSync(
+    json,
+    JSON.stringify(
+      {
+        benchmark: 'soak',
+        date: new Date().toISOString(),
+        wallSeconds: (Date.now() - t0) / 1000,
+        loadavg: loadavg(),
+        code,
+        options,
+        total,
+        runs,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   if (total.wrong > 0 || total.faultsSurvived < total.faultsInjected) process.exitCode = 1;
 }
 

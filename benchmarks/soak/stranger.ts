@@ -12,19 +12,40 @@ import { STORE_MAX_PAYLOAD } from '@zeroring/comm';
 import { PEER_MAX_PAYLOAD } from '@zeroring/comm';
 
 // ws is a dependency of @zeroring/comm, not of the workspace root: load the same copy comm uses.
-const WebSocket = createRequire(new URL('../../packages/comm/package.json', import.meta.url))('ws') as typeof WebSocketT;
+const WebSocket = createRequire(new URL('../../packages/comm/package.json', import.meta.url))(
+  'ws',
+) as typeof WebSocketT;
 type WebSocket = WebSocketT;
 
 /** msgpack of { t: 'auth', nonce, rank: 0, mac } (the client's handshake message), written out by hand. */
 function forgedAuth(): Buffer {
   const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
   const bin = (b: Buffer) => Buffer.concat([Buffer.from([0xc4, b.length]), b]);
-  return Buffer.concat([Buffer.from([0x84]), str('t'), str('auth'), str('nonce'), bin(randomBytes(16)), str('rank'), Buffer.from([0x00]), str('mac'), bin(randomBytes(32))]);
+  return Buffer.concat([
+    Buffer.from([0x84]),
+    str('t'),
+    str('auth'),
+    str('nonce'),
+    bin(randomBytes(16)),
+    str('rank'),
+    Buffer.from([0x00]),
+    str('mac'),
+    bin(randomBytes(32)),
+  ]);
 }
 
 export type Target = { kind: 'store' | 'peer'; host: string; port: number };
 
-export const FAULTS = ['wrong-token', 'garbage-frame', 'oversized-preauth', 'oversized-frame', 'text-frame', 'forged-mac', 'raw-tcp', 'drop-mid-handshake'] as const;
+export const FAULTS = [
+  'wrong-token',
+  'garbage-frame',
+  'oversized-preauth',
+  'oversized-frame',
+  'text-frame',
+  'forged-mac',
+  'raw-tcp',
+  'drop-mid-handshake',
+] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface Attempt {
@@ -81,13 +102,28 @@ async function errorName(p: Promise<{ close?: () => void; terminate?: () => void
 /** Makes one attempt of `fault` on `target` and reports what happened. */
 export async function attempt(fault: Fault, target: Target): Promise<Attempt> {
   const wrong = randomBytes(32).toString('hex');
-  const done = (outcome: string | number, rejected: boolean): Attempt => ({ fault, target: target.kind, outcome: String(outcome), rejected });
+  const done = (outcome: string | number, rejected: boolean): Attempt => ({
+    fault,
+    target: target.kind,
+    outcome: String(outcome),
+    rejected,
+  });
   switch (fault) {
     case 'wrong-token': {
       const name =
         target.kind === 'store'
-          ? await errorName(StoreClient.connect({ host: target.host, port: target.port, token: wrong, timeoutMs: 10_000, log }))
-          : await errorName(Conn.connect(target.host, target.port, 0, { token: wrong, purpose: 'peer', log, authTimeoutMs: 10_000, maxPayload: 1 << 20 }));
+          ? await errorName(
+              StoreClient.connect({ host: target.host, port: target.port, token: wrong, timeoutMs: 10_000, log }),
+            )
+          : await errorName(
+              Conn.connect(target.host, target.port, 0, {
+                token: wrong,
+                purpose: 'peer',
+                log,
+                authTimeoutMs: 10_000,
+                maxPayload: 1 << 20,
+              }),
+            );
       return done(name, name === 'AuthError');
     }
     case 'garbage-frame': {

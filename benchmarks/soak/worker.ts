@@ -26,7 +26,17 @@ function input(id: number, r: number, len: number): Float32Array {
   return a;
 }
 
-const KINDS = ['allReduce:sum', 'allReduce:avg', 'allReduce:max', 'allReduce:min', 'reduceScatter:sum', 'reduceScatter:max', 'allGather', 'broadcast', 'barrier'] as const;
+const KINDS = [
+  'allReduce:sum',
+  'allReduce:avg',
+  'allReduce:max',
+  'allReduce:min',
+  'reduceScatter:sum',
+  'reduceScatter:max',
+  'allGather',
+  'broadcast',
+  'barrier',
+] as const;
 type Kind = (typeof KINDS)[number];
 
 function pickLen(g: () => number, n: number): number {
@@ -50,7 +60,8 @@ function firstDiff(got: Float32Array, want: Float32Array, relTol: number): strin
   if (got.length !== want.length) return `length ${got.length} != ${want.length}`;
   for (let i = 0; i < got.length; i++) {
     const w = want[i]!;
-    if (!(got[i] === w || Math.abs(got[i]! - w) <= relTol * Math.max(1, Math.abs(w)))) return `[${i}] = ${got[i]} expected ${w}`;
+    if (!(got[i] === w || Math.abs(got[i]! - w) <= relTol * Math.max(1, Math.abs(w))))
+      return `[${i}] = ${got[i]} expected ${w}`;
   }
   return null;
 }
@@ -123,7 +134,9 @@ async function run(pg: ProcessGroup): Promise<void> {
     for (const c of checks) c();
     done += k;
     if (++batches % 8 === 0) {
-      const stop = new Float32Array([rank === 0 && (done >= maxCollectives || Date.now() - t0 > maxSeconds * 1000) ? 1 : 0]);
+      const stop = new Float32Array([
+        rank === 0 && (done >= maxCollectives || Date.now() - t0 > maxSeconds * 1000) ? 1 : 0,
+      ]);
       where.phase = `stop broadcast #${done + k}`;
       await pg.broadcast(stop, 0);
       done += 1;
@@ -132,21 +145,41 @@ async function run(pg: ProcessGroup): Promise<void> {
   }
   const seconds = (Date.now() - t0) / 1000;
   // finishedAt: the listeners close right after this line (soak.ts tells attempts that met them closing).
-  process.stdout.write(`SOAK ${JSON.stringify({ rank, worldSize: n, collectives: done, wrong: wrongs.length, wrongExamples: wrongs.slice(0, 5), byKind, bytes, seconds, finishedAt: Date.now() })}\n`);
+  process.stdout.write(
+    `SOAK ${JSON.stringify({ rank, worldSize: n, collectives: done, wrong: wrongs.length, wrongExamples: wrongs.slice(0, 5), byKind, bytes, seconds, finishedAt: Date.now() })}\n`,
+  );
 }
 
 const pg = await initProcessGroup();
 process.on('SIGTERM', () => {
   // Private fields, read for diagnosis only.
-  const p = pg as unknown as { running: { call: unknown } | null; queue: unknown[]; failure: Error | null; failureQuiet: boolean; early: unknown[]; destroyed: boolean };
-  const state = { running: p.running?.call ?? null, queued: p.queue?.length, failure: p.failure?.message ?? null, failureQuiet: p.failureQuiet, early: p.early?.length, destroyed: p.destroyed };
-  process.stdout.write(`SOAK ${JSON.stringify({ rank, error: { name: 'Stopped', message: `stopped by SIGTERM at ${JSON.stringify(where)}; group ${JSON.stringify(state)}` } })}\n`);
+  const p = pg as unknown as {
+    running: { call: unknown } | null;
+    queue: unknown[];
+    failure: Error | null;
+    failureQuiet: boolean;
+    early: unknown[];
+    destroyed: boolean;
+  };
+  const state = {
+    running: p.running?.call ?? null,
+    queued: p.queue?.length,
+    failure: p.failure?.message ?? null,
+    failureQuiet: p.failureQuiet,
+    early: p.early?.length,
+    destroyed: p.destroyed,
+  };
+  process.stdout.write(
+    `SOAK ${JSON.stringify({ rank, error: { name: 'Stopped', message: `stopped by SIGTERM at ${JSON.stringify(where)}; group ${JSON.stringify(state)}` } })}\n`,
+  );
   process.exit(1);
 });
 try {
   await run(pg);
 } catch (e) {
-  process.stdout.write(`SOAK ${JSON.stringify({ rank, error: { name: (e as Error).name, message: (e as Error).message } })}\n`);
+  process.stdout.write(
+    `SOAK ${JSON.stringify({ rank, error: { name: (e as Error).name, message: (e as Error).message } })}\n`,
+  );
   process.exitCode = 1;
 } finally {
   where.phase = 'destroy';

@@ -96,16 +96,24 @@ const profiles: Record<string, Array<{ kernel: string; calls: number; ms: number
 const loadStart = os.loadavg();
 const backendDetails: Record<string, unknown> = {}; // e.g. wasm SIMD/threads and the extra kernels @zeroring/backend registered
 // Earlier results for the pairs this run does not measure (--merge).
-const kept: { rows: Row[]; skipped: typeof skipped; profiles: typeof profiles; backends: Record<string, unknown> } = { rows: [], skipped: [], profiles: {}, backends: {} };
+const kept: { rows: Row[]; skipped: typeof skipped; profiles: typeof profiles; backends: Record<string, unknown> } = {
+  rows: [],
+  skipped: [],
+  profiles: {},
+  backends: {},
+};
 if (args.merge && existsSync(args.out!)) {
   const old = JSON.parse(readFileSync(args.out!, 'utf8'));
   const rerun = (b: string, m: string) => backends.includes(b as BackendName) && presets.includes(m as PresetName);
   kept.rows = (old.rows ?? []).filter((r: Row) => !rerun(r.backend, r.model));
   kept.skipped = (old.skipped ?? []).filter((r: { backend: string; model: string }) => !rerun(r.backend, r.model));
-  kept.profiles = Object.fromEntries(Object.entries(old.profiles ?? {}).filter(([k]) => !rerun(k.split('/')[0]!, k.split('/')[1]!))) as typeof profiles;
-  kept.backends = Object.fromEntries(Object.entries(old.backends ?? {}).filter(([b]) => !backends.includes(b as BackendName)));
+  kept.profiles = Object.fromEntries(
+    Object.entries(old.profiles ?? {}).filter(([k]) => !rerun(k.split('/')[0]!, k.split('/')[1]!)),
+  ) as typeof profiles;
+  kept.backends = Object.fromEntries(
+    Object.entries(old.backends ?? {}).filter(([b]) => !backends.includes(b as BackendName)),
+  );
 }
-
 
 for (const backend of backends) {
   const info = await initBackend(backend, { logger: quiet });
@@ -129,7 +137,10 @@ for (const backend of backends) {
     const modes: Mode[] = small && !args['all-combinations'] ? ['whole', 'engine'] : MODES;
     const runners: Partial<Record<Mode, Runner>> = {};
     for (const mode of modes) {
-      runners[mode] = mode === 'engine' ? await engineRunner(createGPT(cfg), init) : wholeModelRunner(mode === 'naive' ? createNaiveGPT(cfg) : createGPT(cfg), init);
+      runners[mode] =
+        mode === 'engine'
+          ? await engineRunner(createGPT(cfg), init)
+          : wholeModelRunner(mode === 'naive' ? createNaiveGPT(cfg) : createGPT(cfg), init);
     }
     const wall: Record<Mode, number[]> = { naive: [], whole: [], engine: [] };
     const cpu: Record<Mode, number[]> = { naive: [], whole: [], engine: [] };
@@ -165,7 +176,12 @@ for (const backend of backends) {
             p = runners[mode]!.step(input, targets);
           });
           await p;
-          runs.push(prof.kernels.map((k) => ({ kernel: `${k.name} ${JSON.stringify(k.inputShapes)}`, ms: Number(k.kernelTimeMs) })));
+          runs.push(
+            prof.kernels.map((k) => ({
+              kernel: `${k.name} ${JSON.stringify(k.inputShapes)}`,
+              ms: Number(k.kernelTimeMs),
+            })),
+          );
         }
         const byKernel = new Map<string, { calls: number; ms: number }>();
         runs[0]!.forEach((k, i) => {
@@ -173,7 +189,10 @@ for (const backend of backends) {
           const e = byKernel.get(k.kernel) ?? { calls: 0, ms: 0 };
           byKernel.set(k.kernel, { calls: e.calls + 1, ms: e.ms + ms });
         });
-        profiles[`${backend}/${preset}/${mode}`] = [...byKernel].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms).slice(0, 15);
+        profiles[`${backend}/${preset}/${mode}`] = [...byKernel]
+          .map(([kernel, e]) => ({ kernel, ...e }))
+          .sort((a, b) => b.ms - a.ms)
+          .slice(0, 15);
       }
       tf.dispose([input, targets]);
     }
@@ -182,9 +201,19 @@ for (const backend of backends) {
       const w = median(wall[mode]);
       const c = median(cpu[mode]);
       rows.push({
-        backend: info.name, model: preset, params: paramCount, batch: B, blockSize: T, mode, steps,
-        medianStepMs: w, medianCpuMs: c, tokensPerSec: (B * T * 1000) / w, tokensPerCpuSec: (B * T * 1000) / c,
-        initialLoss: losses[mode][0]!, finalLoss: losses[mode].at(-1)!,
+        backend: info.name,
+        model: preset,
+        params: paramCount,
+        batch: B,
+        blockSize: T,
+        mode,
+        steps,
+        medianStepMs: w,
+        medianCpuMs: c,
+        tokensPerSec: (B * T * 1000) / w,
+        tokensPerCpuSec: (B * T * 1000) / c,
+        initialLoss: losses[mode][0]!,
+        finalLoss: losses[mode].at(-1)!,
       });
       await runners[mode]!.dispose();
     }
@@ -209,20 +238,46 @@ function writeResult(): void {
 }
 writeResult();
 
-console.log(`\ntrain throughput, batch ${B} x T, median of timed steps (load average ${loadStart.map((x) => x.toFixed(1)).join(' ')} -> ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
-console.log(['backend'.padEnd(8), 'model'.padEnd(6), 'mode'.padEnd(7), 'step ms'.padStart(9), 'tok/s'.padStart(8), 'cpu ms'.padStart(9), 'tok/cpu-s'.padStart(10), 'vs naive'.padStart(9), 'loss'.padStart(14)].join(' '));
+console.log(
+  `\ntrain throughput, batch ${B} x T, median of timed steps (load average ${loadStart.map((x) => x.toFixed(1)).join(' ')} -> ${os
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')})`,
+);
+console.log(
+  [
+    'backend'.padEnd(8),
+    'model'.padEnd(6),
+    'mode'.padEnd(7),
+    'step ms'.padStart(9),
+    'tok/s'.padStart(8),
+    'cpu ms'.padStart(9),
+    'tok/cpu-s'.padStart(10),
+    'vs naive'.padStart(9),
+    'loss'.padStart(14),
+  ].join(' '),
+);
 for (const r of rows) {
   const naive = rows.find((x) => x.backend === r.backend && x.model === r.model && x.mode === 'naive');
-  console.log([
-    r.backend.padEnd(8), r.model.padEnd(6), r.mode.padEnd(7), r.medianStepMs.toFixed(0).padStart(9), r.tokensPerSec.toFixed(0).padStart(8),
-    r.medianCpuMs.toFixed(0).padStart(9), r.tokensPerCpuSec.toFixed(0).padStart(10), (naive ? `${(naive.medianCpuMs / r.medianCpuMs).toFixed(2)}x` : '-').padStart(9),
-    `${r.initialLoss.toFixed(2)}->${r.finalLoss.toFixed(2)}`.padStart(14),
-  ].join(' '));
+  console.log(
+    [
+      r.backend.padEnd(8),
+      r.model.padEnd(6),
+      r.mode.padEnd(7),
+      r.medianStepMs.toFixed(0).padStart(9),
+      r.tokensPerSec.toFixed(0).padStart(8),
+      r.medianCpuMs.toFixed(0).padStart(9),
+      r.tokensPerCpuSec.toFixed(0).padStart(10),
+      (naive ? `${(naive.medianCpuMs / r.medianCpuMs).toFixed(2)}x` : '-').padStart(9),
+      `${r.initialLoss.toFixed(2)}->${r.finalLoss.toFixed(2)}`.padStart(14),
+    ].join(' '),
+  );
 }
 for (const s of skipped) console.log(`skipped ${s.backend} ${s.model}: ${s.reason}`);
 if (args.profile) {
   for (const [k, list] of Object.entries(profiles)) {
     console.log(`\nslowest kernels, ${k} (ms, min of 3 profiled steps)`);
-    for (const e of list.slice(0, 10)) console.log(`${e.ms.toFixed(2).padStart(9)} ${String(e.calls).padStart(4)}  ${e.kernel}`);
+    for (const e of list.slice(0, 10))
+      console.log(`${e.ms.toFixed(2).padStart(9)} ${String(e.calls).padStart(4)}  ${e.kernel}`);
   }
 }

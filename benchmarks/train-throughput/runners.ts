@@ -31,7 +31,15 @@ export function wholeModelRunner(model: GPTModel, init: Map<string, Float32Array
       })(names.map((n) => params.get(n)!));
       t++;
       specs.forEach((s, i) => {
-        const r = adamwUpdate(DEFAULT_ADAMW, params.get(s.name)!, grads[i]!, { m: m.get(s.name)!, v: v.get(s.name)! }, LR, t, decays(s.shape));
+        const r = adamwUpdate(
+          DEFAULT_ADAMW,
+          params.get(s.name)!,
+          grads[i]!,
+          { m: m.get(s.name)!, v: v.get(s.name)! },
+          LR,
+          t,
+          decays(s.shape),
+        );
         tf.dispose([params.get(s.name)!, m.get(s.name)!, v.get(s.name)!, grads[i]!]);
         params.set(s.name, r.param);
         m.set(s.name, r.m);

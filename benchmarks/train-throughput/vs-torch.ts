@@ -40,11 +40,21 @@ const cfg = { vocabSize: 89, blockSize: 64, nLayer: 2, nHead: 4, nEmbd: 128 }; /
 const T = cfg.blockSize;
 const info = await initBackend('wasm', { logger: { info() {}, warn() {}, debug() {} } });
 const init = createGPT(cfg).initParams(0);
-const runners: Record<'whole' | 'engine', Runner> = { whole: wholeModelRunner(createGPT(cfg), init), engine: await engineRunner(createGPT(cfg), init) };
+const runners: Record<'whole' | 'engine', Runner> = {
+  whole: wholeModelRunner(createGPT(cfg), init),
+  engine: await engineRunner(createGPT(cfg), init),
+};
 const rng = new Rng(0);
 
-interface Side { wallMs: number[]; cpuMs: number[] }
-const sides: Record<'torch' | 'whole' | 'engine', Side> = { torch: { wallMs: [], cpuMs: [] }, whole: { wallMs: [], cpuMs: [] }, engine: { wallMs: [], cpuMs: [] } };
+interface Side {
+  wallMs: number[];
+  cpuMs: number[];
+}
+const sides: Record<'torch' | 'whole' | 'engine', Side> = {
+  torch: { wallMs: [], cpuMs: [] },
+  whole: { wallMs: [], cpuMs: [] },
+  engine: { wallMs: [], cpuMs: [] },
+};
 let torchVersion = '';
 
 async function tfjsRound(mode: 'whole' | 'engine'): Promise<void> {
@@ -70,7 +80,11 @@ async function tfjsRound(mode: 'whole' | 'engine'): Promise<void> {
 }
 
 for (let r = 0; r < rounds; r++) {
-  const out = execFileSync(args.python!, [resolve(here, 'torch.py'), '--steps', String(steps), '--warmup', '3', '--batch', String(B)], { encoding: 'utf8' });
+  const out = execFileSync(
+    args.python!,
+    [resolve(here, 'torch.py'), '--steps', String(steps), '--warmup', '3', '--batch', String(B)],
+    { encoding: 'utf8' },
+  );
   const t = JSON.parse(out.trim().split('\n').at(-1)!) as { torch: string; medianStepMs: number; medianCpuMs: number };
   torchVersion = t.torch;
   sides.torch.wallMs.push(t.medianStepMs);
@@ -85,21 +99,64 @@ const rows = (['torch', 'whole', 'engine'] as const).map((k) => {
   const wall = median(sides[k].wallMs);
   const cpu = median(sides[k].cpuMs);
   return {
-    side: k === 'torch' ? `torch ${torchVersion} (1 thread)` : `tfjs ${info.name} ${k === 'whole' ? 'whole-model' : 'engine'}`,
-    medianStepMs: wall, medianCpuMs: cpu, tokensPerSec: (tokens * 1000) / wall, tokensPerCpuSec: (tokens * 1000) / cpu,
-    roundsWallMs: sides[k].wallMs, roundsCpuMs: sides[k].cpuMs,
+    side:
+      k === 'torch'
+        ? `torch ${torchVersion} (1 thread)`
+        : `tfjs ${info.name} ${k === 'whole' ? 'whole-model' : 'engine'}`,
+    medianStepMs: wall,
+    medianCpuMs: cpu,
+    tokensPerSec: (tokens * 1000) / wall,
+    tokensPerCpuSec: (tokens * 1000) / cpu,
+    roundsWallMs: sides[k].wallMs,
+    roundsCpuMs: sides[k].cpuMs,
   };
 });
 const torchRow = rows[0]!;
 const result = {
-  benchmark: 'train-throughput-vs-torch', date: new Date().toISOString(), model: 'tiny', batch: B, blockSize: T, rounds, stepsPerRound: steps,
-  machine: { cpus: os.cpus().length, loadavg: os.loadavg() }, tfjs: tf.version_core, backend: info.name, wasm: info.details,
-  rows: rows.map((r) => ({ ...r, vsTorchWall: torchRow.medianStepMs / r.medianStepMs, vsTorchCpu: torchRow.medianCpuMs / r.medianCpuMs })),
+  benchmark: 'train-throughput-vs-torch',
+  date: new Date().toISOString(),
+  model: 'tiny',
+  batch: B,
+  blockSize: T,
+  rounds,
+  stepsPerRound: steps,
+  machine: { cpus: os.cpus().length, loadavg: os.loadavg() },
+  tfjs: tf.version_core,
+  backend: info.name,
+  wasm: info.details,
+  rows: rows.map((r) => ({
+    ...r,
+    vsTorchWall: torchRow.medianStepMs / r.medianStepMs,
+    vsTorchCpu: torchRow.medianCpuMs / r.medianCpuMs,
+  })),
 };
 mkdirSync(dirname(args.out!), { recursive: true });
 writeFileSync(args.out!, JSON.stringify(result, null, 2) + '\n');
-console.log(`\ntiny GPT training, batch ${B} x ${T}, median of ${rounds} rounds x ${steps} steps (load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})`);
-console.log(['side'.padEnd(34), 'step ms'.padStart(8), 'tok/s'.padStart(7), 'cpu ms'.padStart(8), 'tok/cpu-s'.padStart(10), 'vs torch'.padStart(9)].join(' '));
+console.log(
+  `\ntiny GPT training, batch ${B} x ${T}, median of ${rounds} rounds x ${steps} steps (load average ${os
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')})`,
+);
+console.log(
+  [
+    'side'.padEnd(34),
+    'step ms'.padStart(8),
+    'tok/s'.padStart(7),
+    'cpu ms'.padStart(8),
+    'tok/cpu-s'.padStart(10),
+    'vs torch'.padStart(9),
+  ].join(' '),
+);
 for (const r of result.rows) {
-  console.log([r.side.padEnd(34), r.medianStepMs.toFixed(0).padStart(8), r.tokensPerSec.toFixed(0).padStart(7), r.medianCpuMs.toFixed(0).padStart(8), r.tokensPerCpuSec.toFixed(0).padStart(10), `${r.vsTorchWall.toFixed(2)}x`.padStart(9)].join(' '));
+  console.log(
+    [
+      r.side.padEnd(34),
+      r.medianStepMs.toFixed(0).padStart(8),
+      r.tokensPerSec.toFixed(0).padStart(7),
+      r.medianCpuMs.toFixed(0).padStart(8),
+      r.tokensPerCpuSec.toFixed(0).padStart(10),
+      `${r.vsTorchWall.toFixed(2)}x`.padStart(9),
+    ].join(' '),
+  );
 }

@@ -19,7 +19,14 @@ export interface ZeroBenchResult extends ZeroBenchConfig {
   steps: Array<{ stepMs: number; computeMs: number; commMs: number; optimMs: number; cpuMs: number }>;
 }
 
-export async function runZeroJob(opts: { nproc: number; model: 'tiny' | 'small'; batch: number; steps: number; backend: string; configs: ZeroBenchConfig[] }): Promise<ZeroBenchResult[]> {
+export async function runZeroJob(opts: {
+  nproc: number;
+  model: 'tiny' | 'small';
+  batch: number;
+  steps: number;
+  backend: string;
+  configs: ZeroBenchConfig[];
+}): Promise<ZeroBenchResult[]> {
   const stdout = new Collect();
   const stderr = new Collect();
   const { nproc, ...job } = opts;
@@ -31,7 +38,10 @@ export async function runZeroJob(opts: { nproc: number; model: 'tiny' | 'small';
     stderr,
     forwardSignals: false,
   });
-  if (result.exitCode !== 0) throw new Error(`the ZeRO benchmark worker with ${nproc} ranks exited ${result.exitCode}:\n${stderr.text.slice(-3000)}`);
+  if (result.exitCode !== 0)
+    throw new Error(
+      `the ZeRO benchmark worker with ${nproc} ranks exited ${result.exitCode}:\n${stderr.text.slice(-3000)}`,
+    );
   return stdout.text
     .split('\n')
     .filter((l) => l.includes('RESULT '))

@@ -21,29 +21,52 @@ const args = benchArgs(import.meta.url, {
 });
 
 const vocabSize = CharTokenizer.fromText(loadCorpus()).vocabSize; // Moby Dick, as `zeroring train` uses
-const entries: Array<{ model: string; vocabSize: number; params: number; nproc: number; shardParams: number; estimates: MemoryEstimate[] }> = [];
+const entries: Array<{
+  model: string;
+  vocabSize: number;
+  params: number;
+  nproc: number;
+  shardParams: number;
+  estimates: MemoryEstimate[];
+}> = [];
 for (const name of args.models!.split(',') as PresetName[]) {
   const model = createGPT(gptConfig(name, vocabSize));
   for (const nproc of args.nproc!.split(',').map(Number)) {
     const part = FlatPartition.fromModel(model, nproc);
-    entries.push({ model: name, vocabSize, params: part.numel, nproc, shardParams: part.shardLength, estimates: estimateMemory({ params: part.numel, nproc, shardParams: part.shardLength }) });
+    entries.push({
+      model: name,
+      vocabSize,
+      params: part.numel,
+      nproc,
+      shardParams: part.shardLength,
+      estimates: estimateMemory({ params: part.numel, nproc, shardParams: part.shardLength }),
+    });
   }
 }
 
 const head = ['model', 'N', 'strategy', 'offload', 'device/rank', 'host/rank', 'model state/rank', 'vs 16Ψ'];
 const rows = entries.flatMap((e) =>
   e.estimates.map((r) => [
-    e.model, String(e.nproc), r.strategy, r.offload ? 'yes' : 'no',
-    formatBytes(r.device.total), formatBytes(r.host.total), formatBytes(r.device.total + r.host.total),
+    e.model,
+    String(e.nproc),
+    r.strategy,
+    r.offload ? 'yes' : 'no',
+    formatBytes(r.device.total),
+    formatBytes(r.host.total),
+    formatBytes(r.device.total + r.host.total),
     ((r.device.total + r.host.total) / (16 * e.params)).toFixed(3),
   ]),
 );
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-const fmt = (cells: string[]): string => cells.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+const fmt = (cells: string[]): string =>
+  cells.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
 console.log(`expected per-rank model-state bytes (fp32 Adam), vocab ${vocabSize}`);
 console.log(fmt(head));
 for (const r of rows) console.log(fmt(r));
 
 mkdirSync(dirname(args.out!), { recursive: true });
-writeFileSync(args.out!, JSON.stringify({ benchmark: 'memory-estimate', date: new Date().toISOString(), entries }, null, 2) + '\n');
+writeFileSync(
+  args.out!,
+  JSON.stringify({ benchmark: 'memory-estimate', date: new Date().toISOString(), entries }, null, 2) + '\n',
+);
 console.log(`wrote ${args.out}`);

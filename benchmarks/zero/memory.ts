@@ -79,7 +79,14 @@ interface Row {
 const rows: Row[] = [];
 const started = new Date().toISOString();
 for (const nproc of a.nprocs!.split(',').map(Number)) {
-  const results: ZeroBenchResult[] = await runZeroJob({ nproc, model: a.model as 'small', batch: Number(a.batch), steps: Number(a.steps), backend: a.backend!, configs: CONFIGS });
+  const results: ZeroBenchResult[] = await runZeroJob({
+    nproc,
+    model: a.model as 'small',
+    batch: Number(a.batch),
+    steps: Number(a.steps),
+    backend: a.backend!,
+    configs: CONFIGS,
+  });
   for (const r of results) {
     const ms = [r.peak.params, r.peak.grads, r.peak.optimizer];
     const f = formula(r.strategy, r.params, nproc);
@@ -112,7 +119,10 @@ const lines = [
   '',
   '| N | strategy | measured MiB | paper formula MiB | measured/formula | measured device / host MiB | estimate device / host MiB | measured/estimate | optimizer device / host MiB | gathered (device) MiB |',
   '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ...rows.map((r) => `| ${r.nproc} | ${label(r)} | ${mib(r.measuredBytes)} | ${mib(r.formulaBytes)} | ${r.ratio.toFixed(4)} | ${mib(r.deviceModelState)} / ${mib(r.hostModelState)} | ${mib(r.estimateDevice)} / ${mib(r.estimateHost)} | ${r.ratioToEstimate.toFixed(4)} | ${mib(r.deviceOptimizer)} / ${mib(r.hostOptimizer)} | ${mib(r.gatheredDevice)} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.nproc} | ${label(r)} | ${mib(r.measuredBytes)} | ${mib(r.formulaBytes)} | ${r.ratio.toFixed(4)} | ${mib(r.deviceModelState)} / ${mib(r.hostModelState)} | ${mib(r.estimateDevice)} / ${mib(r.estimateHost)} | ${r.ratioToEstimate.toFixed(4)} | ${mib(r.deviceOptimizer)} / ${mib(r.hostOptimizer)} | ${mib(r.gatheredDevice)} |`,
+  ),
   '',
   'Paper formula (no offload): DDP 16Ψ, ZeRO-1 8Ψ+8Ψ/N, ZeRO-2 4Ψ+12Ψ/N, ZeRO-3 16Ψ/N. Estimate: memory.ts estimateStrategy with the',
   "partition's padded shard; with offload the host holds the shard's Adam moments, fp32 master params and gradient shard (16 bytes per",
@@ -129,6 +139,10 @@ for (const nproc of new Set(rows.map((r) => r.nproc))) {
     { strategy: label(r), series: 'measured host', bytesPerRank: r.hostModelState },
     { strategy: label(r), series: 'formula (total)', bytesPerRank: r.formulaBytes },
   ]);
-  await writeMemoryChart({ nproc, paramCount: mine[0].params, results }, outFile.replace(/\.json$/, `-n${nproc}.svg`), `Model-state bytes per rank, GPT ${a.model}`);
+  await writeMemoryChart(
+    { nproc, paramCount: mine[0].params, results },
+    outFile.replace(/\.json$/, `-n${nproc}.svg`),
+    `Model-state bytes per rank, GPT ${a.model}`,
+  );
 }
 console.log(lines.join('\n'));

@@ -34,10 +34,20 @@ const rounds = Number(a.rounds);
 const warmup = Number(a.warmup);
 // A short DDP run first warms the backend (kernel compilation, allocator pools) for both.
 const configs: ZeroBenchConfig[] = [{ strategy: 'ddp', offload: false, runSteps: 1 }];
-for (let r = 0; r < rounds; r++) configs.push({ strategy: 'ddp', offload: false }, { strategy: 'zero3', offload: a.offload! });
+for (let r = 0; r < rounds; r++)
+  configs.push({ strategy: 'ddp', offload: false }, { strategy: 'zero3', offload: a.offload! });
 
 const load0 = os.loadavg()[0];
-const results = (await runZeroJob({ nproc: Number(a.nproc), model: a.model as 'small', batch: Number(a.batch), steps: Number(a.steps), backend: a.backend!, configs })).slice(1);
+const results = (
+  await runZeroJob({
+    nproc: Number(a.nproc),
+    model: a.model as 'small',
+    batch: Number(a.batch),
+    steps: Number(a.steps),
+    backend: a.backend!,
+    configs,
+  })
+).slice(1);
 const load1 = os.loadavg()[0];
 const timed = (i: number) => results[i].steps.slice(warmup);
 const perRound = Array.from({ length: rounds }, (_, r) => {
@@ -45,9 +55,19 @@ const perRound = Array.from({ length: rounds }, (_, r) => {
   const z3 = median(timed(2 * r + 1).map((s) => s.stepMs));
   const ddpCpu = median(timed(2 * r).map((s) => s.cpuMs));
   const z3Cpu = median(timed(2 * r + 1).map((s) => s.cpuMs));
-  return { round: r, ddpStepMs: ddp, zero3StepMs: z3, ratio: z3 / ddp, ddpCpuMs: ddpCpu, zero3CpuMs: z3Cpu, cpuRatio: z3Cpu / ddpCpu, zero3Gather: results[2 * r + 1].gather };
+  return {
+    round: r,
+    ddpStepMs: ddp,
+    zero3StepMs: z3,
+    ratio: z3 / ddp,
+    ddpCpuMs: ddpCpu,
+    zero3CpuMs: z3Cpu,
+    cpuRatio: z3Cpu / ddpCpu,
+    zero3Gather: results[2 * r + 1].gather,
+  };
 });
-const all = (k: number, f: (s: ZeroBenchResult['steps'][number]) => number) => results.filter((_, i) => i % 2 === k).flatMap((_, j) => timed(2 * j + k).map(f));
+const all = (k: number, f: (s: ZeroBenchResult['steps'][number]) => number) =>
+  results.filter((_, i) => i % 2 === k).flatMap((_, j) => timed(2 * j + k).map(f));
 const ddpMedian = median(all(0, (s) => s.stepMs));
 const z3Median = median(all(1, (s) => s.stepMs));
 const ddpCpu = median(all(0, (s) => s.cpuMs));
@@ -69,7 +89,11 @@ const summary = {
   ddpMedianCpuMs: ddpCpu,
   zero3MedianCpuMs: z3Cpu,
   cpuRatio: z3Cpu / ddpCpu,
-  zero3: { computeMs: median(z3Steps.map((s) => s.computeMs)), commMs: median(z3Steps.map((s) => s.commMs)), optimMs: median(z3Steps.map((s) => s.optimMs)) },
+  zero3: {
+    computeMs: median(z3Steps.map((s) => s.computeMs)),
+    commMs: median(z3Steps.map((s) => s.commMs)),
+    optimMs: median(z3Steps.map((s) => s.optimMs)),
+  },
   rounds: perRound,
   date: new Date().toISOString(),
 };
@@ -80,7 +104,10 @@ const md = [
   '',
   '| round | DDP ms | ZeRO-3 ms | ZeRO-3 / DDP (wall) | DDP cpu-ms | ZeRO-3 cpu-ms | ZeRO-3 / DDP (cpu) | gathers | acquires | prefetch landed |',
   '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ...perRound.map((r) => `| ${r.round} | ${r.ddpStepMs.toFixed(0)} | ${r.zero3StepMs.toFixed(0)} | ${r.ratio.toFixed(3)} | ${r.ddpCpuMs.toFixed(0)} | ${r.zero3CpuMs.toFixed(0)} | ${r.cpuRatio.toFixed(3)} | ${r.zero3Gather?.gathers} | ${r.zero3Gather?.acquires} | ${r.zero3Gather?.prefetchHits} |`),
+  ...perRound.map(
+    (r) =>
+      `| ${r.round} | ${r.ddpStepMs.toFixed(0)} | ${r.zero3StepMs.toFixed(0)} | ${r.ratio.toFixed(3)} | ${r.ddpCpuMs.toFixed(0)} | ${r.zero3CpuMs.toFixed(0)} | ${r.cpuRatio.toFixed(3)} | ${r.zero3Gather?.gathers} | ${r.zero3Gather?.acquires} | ${r.zero3Gather?.prefetchHits} |`,
+  ),
   `| all | ${ddpMedian.toFixed(0)} | ${z3Median.toFixed(0)} | ${(z3Median / ddpMedian).toFixed(3)} | ${ddpCpu.toFixed(0)} | ${z3Cpu.toFixed(0)} | ${(z3Cpu / ddpCpu).toFixed(3)} | | | |`,
   '',
   'Wall: median step time (the target, ZeRO-3 <= 1.5x DDP). cpu: rank 0 process CPU time per step, which contention on a shared',

@@ -8,7 +8,16 @@
 import { initBackend, type BackendKind } from '@zeroring/backend';
 import { initProcessGroup } from '@zeroring/comm';
 import { CharTokenizer, TextDataset, createGPT, gptConfig, loadCorpus, type PresetName } from '@zeroring/gpt';
-import { DDPStrategy, ShardedStrategy, createZeroStrategy, paramCount, train, uniqueParams, type Strategy, type TrainEvent } from '@zeroring/train';
+import {
+  DDPStrategy,
+  ShardedStrategy,
+  createZeroStrategy,
+  paramCount,
+  train,
+  uniqueParams,
+  type Strategy,
+  type TrainEvent,
+} from '@zeroring/train';
 
 export interface ZeroBenchConfig {
   strategy: 'ddp' | 'zero1' | 'zero2' | 'zero3';
@@ -37,7 +46,8 @@ const model = createGPT(gptConfig(args.model, tokenizer.vocabSize));
 const tokensPerStep = pg.worldSize * args.batch * model.config.blockSize;
 
 for (const c of args.configs) {
-  const strategy: Strategy = c.strategy === 'ddp' ? new DDPStrategy(pg) : createZeroStrategy(c.strategy, pg, { offload: c.offload });
+  const strategy: Strategy =
+    c.strategy === 'ddp' ? new DDPStrategy(pg) : createZeroStrategy(c.strategy, pg, { offload: c.offload });
   const steps: Array<{ stepMs: number; computeMs: number; commMs: number; optimMs: number; cpuMs: number }> = [];
   // Rank 0's process CPU time per step: the work a step costs, which a loaded machine's
   // contention does not inflate the way it inflates wall time.
@@ -46,7 +56,13 @@ for (const c of args.configs) {
     if (e.type !== 'step') return;
     const used = process.cpuUsage(cpu);
     cpu = process.cpuUsage();
-    steps.push({ stepMs: (1000 * tokensPerStep) / e.tokensPerSec, computeMs: e.computeMs, commMs: e.commMs, optimMs: e.optimMs, cpuMs: (used.user + used.system) / 1000 });
+    steps.push({
+      stepMs: (1000 * tokensPerStep) / e.tokensPerSec,
+      computeMs: e.computeMs,
+      commMs: e.commMs,
+      optimMs: e.optimMs,
+      cpuMs: (used.user + used.system) / 1000,
+    });
   };
   const summary = await train({
     model,
@@ -54,7 +70,16 @@ for (const c of args.configs) {
     data,
     comm: pg,
     backendName: backend.name,
-    config: { steps: c.runSteps ?? args.steps, batchSize: args.batch, blockSize: model.config.blockSize, lr: 1e-3, warmupSteps: 1, seed: args.seed, evalInterval: 0, evalBatches: 0 },
+    config: {
+      steps: c.runSteps ?? args.steps,
+      batchSize: args.batch,
+      blockSize: model.config.blockSize,
+      lr: 1e-3,
+      warmupSteps: 1,
+      seed: args.seed,
+      evalInterval: 0,
+      evalBatches: 0,
+    },
     onEvent,
   });
   if (pg.rank === 0) {

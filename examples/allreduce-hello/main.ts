@@ -10,5 +10,7 @@ import { initProcessGroup } from '@zeroring/comm';
 const pg = await initProcessGroup();
 const buf = new Float32Array([pg.rank + 1]);
 await pg.allReduce(buf, { op: 'sum' });
-console.log(`rank ${pg.rank} of ${pg.worldSize}: sum = ${buf[0]} (expected ${(pg.worldSize * (pg.worldSize + 1)) / 2})`);
+console.log(
+  `rank ${pg.rank} of ${pg.worldSize}: sum = ${buf[0]} (expected ${(pg.worldSize * (pg.worldSize + 1)) / 2})`,
+);
 await pg.destroy();

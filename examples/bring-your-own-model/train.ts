@@ -11,7 +11,13 @@ import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { initBackend, tf, type BackendKind } from '@zeroring/backend';
 import { initProcessGroup } from '@zeroring/comm';
-import { DistributedDataParallel, DistributedSampler, mulberry32 as rng, type Block, type BlockModel } from '@zeroring/train';
+import {
+  DistributedDataParallel,
+  DistributedSampler,
+  mulberry32 as rng,
+  type Block,
+  type BlockModel,
+} from '@zeroring/train';
 
 const { values: flags } = parseArgs({
   options: {
@@ -33,12 +39,34 @@ const D = 16; // input features
 const H = 64; // hidden width
 
 function mlp(): BlockModel {
-  const dense = (name: string, x: tf.Tensor, p: Record<string, tf.Tensor>) => tf.add(tf.matMul(x as tf.Tensor2D, p[`${name}.w`] as tf.Tensor2D), p[`${name}.b`]);
+  const dense = (name: string, x: tf.Tensor, p: Record<string, tf.Tensor>) =>
+    tf.add(tf.matMul(x as tf.Tensor2D, p[`${name}.w`] as tf.Tensor2D), p[`${name}.b`]);
   const blocks: Block[] = [
-    { name: 'in', params: [{ name: 'in.w', shape: [D, H] }, { name: 'in.b', shape: [H] }], forward: (p, x) => tf.relu(dense('in', x, p)) },
+    {
+      name: 'in',
+      params: [
+        { name: 'in.w', shape: [D, H] },
+        { name: 'in.b', shape: [H] },
+      ],
+      forward: (p, x) => tf.relu(dense('in', x, p)),
+    },
     // A residual hidden layer: x + relu(x W + b).
-    { name: 'hidden', params: [{ name: 'hidden.w', shape: [H, H] }, { name: 'hidden.b', shape: [H] }], forward: (p, x) => tf.add(x, tf.relu(dense('hidden', x, p))) },
-    { name: 'out', params: [{ name: 'out.w', shape: [H, 1] }, { name: 'out.b', shape: [1] }], forward: (p, x) => dense('out', x, p) },
+    {
+      name: 'hidden',
+      params: [
+        { name: 'hidden.w', shape: [H, H] },
+        { name: 'hidden.b', shape: [H] },
+      ],
+      forward: (p, x) => tf.add(x, tf.relu(dense('hidden', x, p))),
+    },
+    {
+      name: 'out',
+      params: [
+        { name: 'out.w', shape: [H, 1] },
+        { name: 'out.b', shape: [1] },
+      ],
+      forward: (p, x) => dense('out', x, p),
+    },
   ];
   return {
     blocks,
@@ -51,7 +79,10 @@ function mlp(): BlockModel {
           const n = p.shape.reduce((a, c) => a * c, 1);
           // He-style uniform init for weights, zero biases.
           const limit = p.shape.length === 2 ? Math.sqrt(6 / p.shape[0]) : 0;
-          out.set(p.name, Float32Array.from({ length: n }, () => (2 * rand() - 1) * limit));
+          out.set(
+            p.name,
+            Float32Array.from({ length: n }, () => (2 * rand() - 1) * limit),
+          );
         }
       }
       return out;
@@ -99,7 +130,13 @@ const ddp = await DistributedDataParallel.create(model, pg, { seed: 0, adamw: { 
 const train = dataset(8192, 1);
 const val = dataset(1024, 2);
 // DDP: each rank reads its own disjoint rows, reshuffled every epoch.
-const sampler = new DistributedSampler({ numWindows: 8192, batchSize: batch * accum, rank: pg.rank, worldSize: pg.worldSize, seed: 3 });
+const sampler = new DistributedSampler({
+  numWindows: 8192,
+  batchSize: batch * accum,
+  rank: pg.rank,
+  worldSize: pg.worldSize,
+  seed: 3,
+});
 const say = (msg: string) => pg.rank === 0 && console.log(msg);
 say(`training an MLP (${D}→${H}→${H}→1) on ${pg.worldSize} rank(s), batch ${batch}×${accum} per rank`);
 
@@ -139,8 +176,14 @@ const hi = Float32Array.of(sumSq);
 await pg.allReduce(lo, { op: 'min' });
 await pg.allReduce(hi, { op: 'max' });
 const identical = lo[0] === hi[0];
-say(`done in ${seconds.toFixed(1)} s: train mse ${lastLoss.toFixed(4)}, validation mse ${valMse.toFixed(4)} (predicting the mean: ${variance.toFixed(4)}); ranks identical: ${identical}`);
-if (pg.rank === 0 && flags.out) writeFileSync(flags.out, JSON.stringify({ worldSize: pg.worldSize, steps, finalTrainMse: lastLoss, valMse, variance, identical, seconds }));
+say(
+  `done in ${seconds.toFixed(1)} s: train mse ${lastLoss.toFixed(4)}, validation mse ${valMse.toFixed(4)} (predicting the mean: ${variance.toFixed(4)}); ranks identical: ${identical}`,
+);
+if (pg.rank === 0 && flags.out)
+  writeFileSync(
+    flags.out,
+    JSON.stringify({ worldSize: pg.worldSize, steps, finalTrainMse: lastLoss, valMse, variance, identical, seconds }),
+  );
 
 await ddp.dispose();
 await pg.destroy();

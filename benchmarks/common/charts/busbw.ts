@@ -17,7 +17,9 @@ export interface CollectivesBenchResult {
 }
 
 export function busbwChartSpec(bench: CollectivesBenchResult, title?: string): ChartSpec {
-  const rows = requireRows(bench.rows, 'busbw chart', '{ op, bytes, busbwGBs }', 'rows').filter((r) => r.op !== 'ceiling');
+  const rows = requireRows(bench.rows, 'busbw chart', '{ op, bytes, busbwGBs }', 'rows').filter(
+    (r) => r.op !== 'ceiling',
+  );
   const values = rows.map((r, i) => ({
     op: String(r.op),
     bytes: requireFinite(r.bytes, `rows[${i}].bytes`),
@@ -28,7 +30,9 @@ export function busbwChartSpec(bench: CollectivesBenchResult, title?: string): C
       mark: { type: 'line', point: true, strokeWidth: 2 },
       encoding: {
         x: {
-          field: 'bytes', type: 'quantitative', title: 'message size (bytes)',
+          field: 'bytes',
+          type: 'quantitative',
+          title: 'message size (bytes)',
           scale: { type: 'log', base: 2, nice: false },
           axis: { labelExpr: BYTES_LABEL_EXPR, tickCount: 10 },
         },
@@ -41,7 +45,11 @@ export function busbwChartSpec(bench: CollectivesBenchResult, title?: string): C
     const ceiling = requireFinite(bench.ceiling.busbwGBs, 'ceiling.busbwGBs');
     const label = `${bench.ceilingLabel ?? 'raw TCP ring'}: ${ceiling.toPrecision(3)} GB/s`;
     layers.push(
-      { data: { values: [{ y: ceiling }] }, mark: { type: 'rule', strokeDash: [6, 4], color: '#555' }, encoding: { y: { field: 'y', type: 'quantitative' } } } as ChartSpec,
+      {
+        data: { values: [{ y: ceiling }] },
+        mark: { type: 'rule', strokeDash: [6, 4], color: '#555' },
+        encoding: { y: { field: 'y', type: 'quantitative' } },
+      } as ChartSpec,
       {
         data: { values: [{ y: ceiling, label }] },
         mark: { type: 'text', align: 'left', baseline: 'bottom', dx: 4, dy: -3, x: 0, color: '#555', fontSize: 11 },

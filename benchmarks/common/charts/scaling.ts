@@ -22,14 +22,26 @@ export function scalingChartSpec(bench: ScalingBenchResult, title?: string): Cha
     const mine = values.filter((v) => v.strategy === strategy).sort((a, b) => a.nproc - b.nproc);
     const base = mine[0];
     if (mine.length < 2) continue;
-    for (const v of mine) ideal.push({ strategy, nproc: v.nproc, tps: (base.tps * v.nproc) / base.nproc, kind: 'ideal' });
+    for (const v of mine)
+      ideal.push({ strategy, nproc: v.nproc, tps: (base.tps * v.nproc) / base.nproc, kind: 'ideal' });
   }
   const ranks = [...new Set(values.map((v) => v.nproc))].sort((a, b) => a - b);
-  const x = { field: 'nproc', type: 'quantitative', title: 'ranks', axis: { values: ranks, format: 'd' }, scale: { domain: [0, Math.max(...ranks)], nice: false } };
-  const subtitle = [bench.model && `model ${bench.model}`, bench.backend && `backend ${bench.backend}`].filter(Boolean).join(', ');
+  const x = {
+    field: 'nproc',
+    type: 'quantitative',
+    title: 'ranks',
+    axis: { values: ranks, format: 'd' },
+    scale: { domain: [0, Math.max(...ranks)], nice: false },
+  };
+  const subtitle = [bench.model && `model ${bench.model}`, bench.backend && `backend ${bench.backend}`]
+    .filter(Boolean)
+    .join(', ');
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: title ?? 'Training throughput vs ranks', subtitle: subtitle ? `${subtitle}; dotted: linear scaling` : 'dotted: linear scaling' },
+    title: {
+      text: title ?? 'Training throughput vs ranks',
+      subtitle: subtitle ? `${subtitle}; dotted: linear scaling` : 'dotted: linear scaling',
+    },
     width: 480,
     height: 300,
     config: BASE_CONFIG,

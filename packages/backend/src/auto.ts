@@ -37,7 +37,9 @@ export async function chooseAuto(log: BackendLogger): Promise<BackendInfo> {
 
   let adapter: AdapterInfo | undefined;
   try {
-    adapter = await probeWebGPUAdapterInChild((text) => log.debug({ dawn: text }, 'auto: the WebGPU probe wrote to stderr'));
+    adapter = await probeWebGPUAdapterInChild((text) =>
+      log.debug({ dawn: text }, 'auto: the WebGPU probe wrote to stderr'),
+    );
   } catch (err) {
     passedOver.push(`webgpu: ${err instanceof BackendUnavailableError ? err.reason : String(err)}`);
   }
@@ -57,7 +59,12 @@ export async function chooseAuto(log: BackendLogger): Promise<BackendInfo> {
     passedOver.push('tensorflow: @tensorflow/tfjs-node(-gpu) not installed');
   }
 
-  const wasm = await attempt(log, passedOver, 'wasm', because('wasm (SIMD) is the fastest CPU backend: about 30x cpu and 10x lavapipe WebGPU on a 512² matmul'));
+  const wasm = await attempt(
+    log,
+    passedOver,
+    'wasm',
+    because('wasm (SIMD) is the fastest CPU backend: about 30x cpu and 10x lavapipe WebGPU on a 512² matmul'),
+  );
   if (wasm) return wasm;
   const cpu = await initNamedBackend('cpu', because('cpu is the backend that always works'));
   return cpu;

@@ -42,7 +42,10 @@ export class TensorflowNotInstalledError extends BackendUnavailableError {
     'pnpm add @tensorflow/tfjs-node-gpu@4.22.0   # NVIDIA GPU with CUDA 11.x + cuDNN 8\n' +
     'pnpm add @tensorflow/tfjs-node@4.22.0       # CPU build of libtensorflow';
 
-  constructor(readonly tried: string[], options?: { cause?: unknown }) {
+  constructor(
+    readonly tried: string[],
+    options?: { cause?: unknown },
+  ) {
     super(
       'tensorflow',
       `none of ${tried.join(', ')} is installed; install one next to zeroring: ` +

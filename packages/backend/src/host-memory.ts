@@ -18,7 +18,8 @@ interface WasmHeapBackend {
 }
 
 const isWasmHeapBackend = (b: tf.KernelBackend): b is tf.KernelBackend & WasmHeapBackend =>
-  typeof (b as Partial<WasmHeapBackend>).makeOutput === 'function' && typeof (b as Partial<WasmHeapBackend>).typedArrayFromHeap === 'function';
+  typeof (b as Partial<WasmHeapBackend>).makeOutput === 'function' &&
+  typeof (b as Partial<WasmHeapBackend>).typedArrayFromHeap === 'function';
 
 export const HOST_MEMORY_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']);
 
@@ -28,11 +29,19 @@ export const HOST_MEMORY_BACKENDS: ReadonlySet<string> = new Set(['cpu', 'wasm']
  * tensors. The arrays are valid only during the call: on wasm they are views of a heap that a
  * later allocation may grow and move, so the kernel must not keep them or run tfjs ops.
  */
-export function runHostKernel(inputs: readonly tf.Tensor[], outputShapes: readonly number[][], kernel: (ins: Float32Array[], outs: Float32Array[]) => void): tf.Tensor[] {
+export function runHostKernel(
+  inputs: readonly tf.Tensor[],
+  outputShapes: readonly number[][],
+  kernel: (ins: Float32Array[], outs: Float32Array[]) => void,
+): tf.Tensor[] {
   const backendName = tf.getBackend();
-  if (!HOST_MEMORY_BACKENDS.has(backendName)) throw new Error(`runHostKernel needs a host-memory backend (${[...HOST_MEMORY_BACKENDS].join(', ')}), the active one is ${backendName}`);
+  if (!HOST_MEMORY_BACKENDS.has(backendName))
+    throw new Error(
+      `runHostKernel needs a host-memory backend (${[...HOST_MEMORY_BACKENDS].join(', ')}), the active one is ${backendName}`,
+    );
   for (const t of inputs) {
-    if (t.dtype !== 'float32') throw new TypeError(`runHostKernel reads float32 tensors, got ${t.dtype} of shape [${t.shape}]`);
+    if (t.dtype !== 'float32')
+      throw new TypeError(`runHostKernel reads float32 tensors, got ${t.dtype} of shape [${t.shape}]`);
   }
   const backend = tf.backend();
   if (isWasmHeapBackend(backend)) {
@@ -57,7 +66,10 @@ export function runHostKernel(inputs: readonly tf.Tensor[], outputShapes: readon
 
 /** Copies the float32 values of `t` (on a host-memory backend) into `out`, which must fit them. */
 export function copyToHost(t: tf.Tensor, out: Float32Array): Float32Array {
-  if (t.dtype !== 'float32' || out.length < t.size) throw new TypeError(`copyToHost reads a float32 tensor into a buffer of at least its size, got ${t.dtype} of ${t.size} values into ${out.length}`);
+  if (t.dtype !== 'float32' || out.length < t.size)
+    throw new TypeError(
+      `copyToHost reads a float32 tensor into a buffer of at least its size, got ${t.dtype} of ${t.size} values into ${out.length}`,
+    );
   const backend = tf.backend();
   const values = isWasmHeapBackend(backend) ? backend.typedArrayFromHeap(t) : backend.readSync(t.dataId);
   out.set(values as Float32Array);

@@ -39,4 +39,3 @@ export async function initNamedBackend(name: BackendName, reason: string): Promi
     }
   }
 }
-

@@ -26,7 +26,11 @@ export class TfjsCoreMismatchError extends BackendError {
 
 /** Throws TfjsCoreMismatchError when a backend package would load a different tfjs-core. */
 export function assertSingleTfjsCore(
-  packages: string[] = ['@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgpu'],
+  packages: string[] = [
+    '@tensorflow/tfjs-backend-cpu',
+    '@tensorflow/tfjs-backend-wasm',
+    '@tensorflow/tfjs-backend-webgpu',
+  ],
 ): void {
   let own: string;
   try {

@@ -3,7 +3,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { values } from './helpers.ts';
 
-const B = 2, T = 8, C = 16, H = 2, V = 11;
+const B = 2,
+  T = 8,
+  C = 16,
+  H = 2,
+  V = 11;
 
 function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
   const { mean, variance } = tf.moments(x, -1, true);
@@ -21,8 +25,15 @@ function geluErf(x: tf.Tensor): tf.Tensor {
 
 /** A one-layer GPT (embeddings, causal attention, GELU MLP, tied head, cross-entropy). */
 export function gptStep(gelu: 'tanh' | 'erf'): tf.Tensor[] {
-  const ids = tf.tensor2d(Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % V), [B, T], 'int32');
-  const targets = tf.tensor1d(Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 1) % V), 'int32');
+  const ids = tf.tensor2d(
+    Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % V),
+    [B, T],
+    'int32',
+  );
+  const targets = tf.tensor1d(
+    Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 1) % V),
+    'int32',
+  );
   const p = {
     wte: tf.tensor2d(values(V * C, 1, 0.5), [V, C]),
     wpe: tf.tensor2d(values(T * C, 2, 0.5), [T, C]),

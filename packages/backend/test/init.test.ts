@@ -2,7 +2,13 @@
 // with gradients registered, and 'auto' logs what it chose and why.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { assertSingleTfjsCore, EXPECTED_TFJS_CORE, initBackend, UnknownBackendError, type BackendKind } from '../src/index.ts';
+import {
+  assertSingleTfjsCore,
+  EXPECTED_TFJS_CORE,
+  initBackend,
+  UnknownBackendError,
+  type BackendKind,
+} from '../src/index.ts';
 import { quietLogger } from './helpers.ts';
 
 describe('initBackend', () => {

@@ -23,12 +23,24 @@ describe('wasm backend', () => {
   it('matmul and batched matmul with transposes match cpu', async () => {
     await compare(() => [
       tf.matMul(tf.tensor2d(values(64 * 48, 1), [64, 48]), tf.tensor2d(values(48 * 32, 2), [48, 32])),
-      tf.matMul(tf.tensor3d(values(3 * 5 * 7, 3), [3, 5, 7]), tf.tensor3d(values(3 * 9 * 7, 4), [3, 9, 7]), false, true),
+      tf.matMul(
+        tf.tensor3d(values(3 * 5 * 7, 3), [3, 5, 7]),
+        tf.tensor3d(values(3 * 9 * 7, 4), [3, 9, 7]),
+        false,
+        true,
+      ),
     ]);
   });
 
   it('BatchMatMul in every transpose/batch layout (XNNPACK routing) matches cpu, shapes included', async () => {
-    const t = (shape: number[], seed: number) => tf.tensor(values(shape.reduce((x, y) => x * y, 1), seed), shape);
+    const t = (shape: number[], seed: number) =>
+      tf.tensor(
+        values(
+          shape.reduce((x, y) => x * y, 1),
+          seed,
+        ),
+        shape,
+      );
     const got = await compare(() => {
       const outs = [
         tf.matMul(t([6, 5], 1), t([5, 7], 2)), // NN, batch 1: stock XNNPACK path
@@ -46,7 +58,14 @@ describe('wasm backend', () => {
   });
 
   it('Slice (in place on the heap) matches cpu: contiguous, strided ranks 2-5, int32, unstack/split', async () => {
-    const t = (shape: number[], seed: number) => tf.tensor(values(shape.reduce((x, y) => x * y, 1), seed), shape);
+    const t = (shape: number[], seed: number) =>
+      tf.tensor(
+        values(
+          shape.reduce((x, y) => x * y, 1),
+          seed,
+        ),
+        shape,
+      );
     await compare(() => [
       tf.slice(t([1000], 1), [100], [37]),
       tf.slice(t([6, 10], 2), [2, 0], [3, 10]), // contiguous rows
@@ -54,7 +73,21 @@ describe('wasm backend', () => {
       tf.slice(t([4, 5, 6], 3), [1, 2, 1], [2, 3, 4]),
       tf.slice(t([3, 4, 5, 6], 4), [1, 0, 2, 3], [2, 4, 2, 3]),
       tf.slice(t([2, 3, 4, 5, 6], 5), [1, 1, 0, 2, 1], [1, 2, 4, 3, 5]), // rank 5
-      tf.cast(tf.slice(tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32'), [0, 1], [2, 2]), 'float32'),
+      tf.cast(
+        tf.slice(
+          tf.tensor2d(
+            [
+              [1, 2, 3],
+              [4, 5, 6],
+            ],
+            [2, 3],
+            'int32',
+          ),
+          [0, 1],
+          [2, 2],
+        ),
+        'float32',
+      ),
       ...tf.unstack(t([3, 4, 5], 6)),
       ...tf.split(t([8, 9], 7), 3, 1),
     ]);
@@ -77,14 +110,20 @@ describe('wasm backend', () => {
     z.dispose();
     tf.tidy(() => {
       expect(Array.from(tf.clone(tf.tensor1d([1, 2, 3], 'int32')).dataSync())).toEqual([1, 2, 3]);
-      expect(Array.from(tf.clone(tf.tensor1d(['a', 'b'], 'string')).dataSync() as unknown as string[])).toEqual(['a', 'b']);
+      expect(Array.from(tf.clone(tf.tensor1d(['a', 'b'], 'string')).dataSync() as unknown as string[])).toEqual([
+        'a',
+        'b',
+      ]);
     });
   });
 
   it('UnsortedSegmentSum matches cpu: repeated ids, ids out of range, int32', async () => {
     const got = await compare(() => [
       tf.unsortedSegmentSum(tf.tensor2d(values(6 * 4, 5), [6, 4]), tf.tensor1d([2, 0, 2, 2, -1, 7], 'int32'), 3),
-      tf.cast(tf.unsortedSegmentSum(tf.tensor1d([1, 2, 3, 4, 5], 'int32'), tf.tensor1d([1, 1, 0, 4, 1], 'int32'), 5), 'float32'),
+      tf.cast(
+        tf.unsortedSegmentSum(tf.tensor1d([1, 2, 3, 4, 5], 'int32'), tf.tensor1d([1, 1, 0, 4, 1], 'int32'), 5),
+        'float32',
+      ),
     ]);
     expect(Array.from(got[1])).toEqual([3, 8, 0, 0, 4]);
   });
@@ -94,7 +133,9 @@ describe('wasm backend', () => {
     const x = values(2 * 3 * 5, 6);
     const ids = [1, 1, 0, 3, 1, 0];
     const expected = new Float32Array(4 * 5);
-    ids.forEach((id, i) => { for (let j = 0; j < 5; j++) expected[id * 5 + j] += x[i * 5 + j]; });
+    ids.forEach((id, i) => {
+      for (let j = 0; j < 5; j++) expected[id * 5 + j] += x[i * 5 + j];
+    });
     const [got] = await runOn('wasm', () => [
       // The op's typing says rank 1; the kernel contract (and TensorFlow's) allows any prefix.
       tf.unsortedSegmentSum(tf.tensor3d(x, [2, 3, 5]), tf.tensor2d(ids, [2, 3], 'int32') as unknown as tf.Tensor1D, 4),

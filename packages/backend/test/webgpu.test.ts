@@ -38,14 +38,22 @@ describe('webgpu backend', () => {
     await compare(
       () => [
         tf.matMul(tf.tensor2d(values(64 * 48, 1), [64, 48]), tf.tensor2d(values(48 * 40, 2), [48, 40])),
-        tf.matMul(tf.tensor3d(values(3 * 5 * 7, 3), [3, 5, 7]), tf.tensor3d(values(3 * 9 * 7, 4), [3, 9, 7]), false, true),
+        tf.matMul(
+          tf.tensor3d(values(3 * 5 * 7, 3), [3, 5, 7]),
+          tf.tensor3d(values(3 * 9 * 7, 4), [3, 9, 7]),
+          false,
+          true,
+        ),
       ],
       1e-4,
       1e-3,
     );
   });
 
-  it.skipIf(skipReason !== undefined)('a one-layer GPT step (loss and gradients, incl. gather grad) matches cpu', async () => {
-    await compare(() => gptStep('tanh'), 1e-4, 1e-2);
-  });
+  it.skipIf(skipReason !== undefined)(
+    'a one-layer GPT step (loss and gradients, incl. gather grad) matches cpu',
+    async () => {
+      await compare(() => gptStep('tanh'), 1e-4, 1e-2);
+    },
+  );
 });

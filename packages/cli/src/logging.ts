@@ -41,7 +41,9 @@ export function applyLogOptions(opts: { logLevel?: LogLevel; logFormat?: LogForm
 export function parseLogFormat(value: string): LogFormat {
   const v = value.toLowerCase();
   if (!(LOG_FORMATS as readonly string[]).includes(v)) {
-    throw new LogLevelError(`log format ${JSON.stringify(value)} is invalid: expected one of ${LOG_FORMATS.join(', ')}`);
+    throw new LogLevelError(
+      `log format ${JSON.stringify(value)} is invalid: expected one of ${LOG_FORMATS.join(', ')}`,
+    );
   }
   return v as LogFormat;
 }

@@ -5,7 +5,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '@zeroring/backend';
 import { getLogger, type Logger } from '@zeroring/core';
-import { CharTokenizer, TextDataset, createGPT, generate, gptConfig, loadCorpus, paramsToTensors, type GPTModel, type PresetName } from '@zeroring/gpt';
+import {
+  CharTokenizer,
+  TextDataset,
+  createGPT,
+  generate,
+  gptConfig,
+  loadCorpus,
+  paramsToTensors,
+  type GPTModel,
+  type PresetName,
+} from '@zeroring/gpt';
 import {
   NonFiniteGuard,
   createStrategy,
@@ -22,7 +32,6 @@ import {
   type TrainSummary,
 } from '@zeroring/train';
 import { createProgress } from './progress.ts';
-
 
 export interface TrainJobOptions {
   nproc: number;
@@ -61,7 +70,10 @@ export interface TrainJobOptions {
 }
 
 /** Defaults per preset, chosen so the default tiny run learns visibly in a few minutes on 2 cores. */
-export const PRESET_DEFAULTS: Record<PresetName, { steps: number; batchSize: number; lr: number; evalInterval: number; warmupSteps: number }> = {
+export const PRESET_DEFAULTS: Record<
+  PresetName,
+  { steps: number; batchSize: number; lr: number; evalInterval: number; warmupSteps: number }
+> = {
   tiny: { steps: 300, batchSize: 16, lr: 3e-3, evalInterval: 50, warmupSteps: 20 },
   small: { steps: 2000, batchSize: 8, lr: 1e-3, evalInterval: 200, warmupSteps: 100 },
 };
@@ -99,7 +111,12 @@ export async function sampleText(
 ): Promise<string> {
   const tensors = paramsToTensors(params, model);
   try {
-    const ids = await generate(model, tensors, tokenizer.encode(o.prompt), { maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, seed: o.seed });
+    const ids = await generate(model, tensors, tokenizer.encode(o.prompt), {
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      topK: o.topK,
+      seed: o.seed,
+    });
     return tokenizer.decode(ids);
   } finally {
     tf.dispose(Object.values(tensors));
@@ -211,7 +228,8 @@ function trainerInputs(opts: TrainJobOptions, data: PreparedData, strategy: Stra
 function eventSink(opts: TrainJobOptions, ctx: JobContext, lead: boolean, log: Logger): OnTrainEvent {
   const events = lead && opts.out ? eventsFileWriter(opts.out, { truncate: !opts.resume }) : undefined;
   // Truncated alike: a restart that starts over makes the dashboard start over too.
-  const feed = lead && opts.dashboardFeed ? eventsFileWriter(opts.dashboardFeed, { truncate: !opts.resume }) : undefined;
+  const feed =
+    lead && opts.dashboardFeed ? eventsFileWriter(opts.dashboardFeed, { truncate: !opts.resume }) : undefined;
   return (e: TrainEvent) => {
     events?.(e);
     feed?.(e);
@@ -248,7 +266,12 @@ function reportSummary(summary: TrainSummary, opts: TrainJobOptions, log: Logger
   const tokensPerSec = Math.round(summary.tokensPerSec);
   const valLoss = `${v0 === null ? '' : v0.toFixed(3) + ' -> '}${summary.finalValLoss?.toFixed(3) ?? 'n/a'}`;
   log.info(
-    { finalLoss: summary.finalLoss, finalValLoss: summary.finalValLoss, tokensPerSec, wallSeconds: summary.wallSeconds },
+    {
+      finalLoss: summary.finalLoss,
+      finalValLoss: summary.finalValLoss,
+      tokensPerSec,
+      wallSeconds: summary.wallSeconds,
+    },
     `done: ${summary.steps} steps in ${summary.wallSeconds.toFixed(1)} s, ${tokensPerSec} tokens/s, val loss ${valLoss}`,
   );
   if (summary.sample !== undefined) process.stdout.write(`--- sample ---\n${summary.sample}\n--------------\n`);

@@ -9,7 +9,8 @@ import { runTrainJob, TrainJobError, type TrainJobOptions } from './train-job.ts
 
 // Rank 0 speaks for the job; the other ranks' routine lines only show with an explicit
 // --log-level (e.g. debug). Warnings and errors always show.
-if (process.env.RANK !== undefined && process.env.RANK !== '0' && process.env.ZERORING_LOG_LEVEL === undefined) setLogLevel('warn');
+if (process.env.RANK !== undefined && process.env.RANK !== '0' && process.env.ZERORING_LOG_LEVEL === undefined)
+  setLogLevel('warn');
 const log = getLogger({ cmd: 'train-worker' });
 const json = process.argv[2];
 if (!json) throw new TrainJobError('train-worker expects the job options as a JSON argument, got none');
@@ -23,12 +24,20 @@ async function main(): Promise<void> {
   // --out when there is one. Rank 0 looks and tells the others, so every rank decides alike.
   if (Number(process.env.ZERORING_RESTART_COUNT ?? 0) > 0 && opts.out && !opts.resume) {
     const found = new Float32Array(1);
-    if (pg.rank === 0) found[0] = await resolveCheckpointDir(opts.out).then(() => 1, () => 0);
+    if (pg.rank === 0)
+      found[0] = await resolveCheckpointDir(opts.out).then(
+        () => 1,
+        () => 0,
+      );
     await pg.broadcast(found, 0);
     if (found[0] === 1) {
       opts.resume = true;
-      if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: resuming from the newest complete checkpoint in ${opts.out}`);
-    } else if (pg.rank === 0) log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: no complete checkpoint in ${opts.out}, starting over`);
+      if (pg.rank === 0)
+        log.warn(
+          `restart ${process.env.ZERORING_RESTART_COUNT}: resuming from the newest complete checkpoint in ${opts.out}`,
+        );
+    } else if (pg.rank === 0)
+      log.warn(`restart ${process.env.ZERORING_RESTART_COUNT}: no complete checkpoint in ${opts.out}, starting over`);
   }
   try {
     await runTrainJob(opts, { comm: pg });

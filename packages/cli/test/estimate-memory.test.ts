@@ -15,10 +15,15 @@ interface Run {
 
 function zeroring(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['packages/cli/bin/zeroring.js', 'estimate-memory', ...args], { cwd: root, timeout: 90_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['packages/cli/bin/zeroring.js', 'estimate-memory', ...args],
+      { cwd: root, timeout: 90_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -44,18 +49,27 @@ describe('zeroring estimate-memory', () => {
     expect(parseParamCount('350k')).toBe(350_000);
     expect(parseParamCount('124000000')).toBe(124_000_000);
     expect(parseParamCount('1e6')).toBe(1_000_000);
-    for (const bad of ['', '0', '-5M', '1.5', '1.2345K', '10X', 'M']) expect(() => parseParamCount(bad)).toThrow(/expected a whole parameter count/);
+    for (const bad of ['', '0', '-5M', '1.5', '1.2345K', '10X', 'M'])
+      expect(() => parseParamCount(bad)).toThrow(/expected a whole parameter count/);
   });
 
   it('--params --json gives the ZeRO formulas per strategy, with and without offload', async () => {
-    const [a, b] = await Promise.all([zeroring('--params', '10M', '--nproc', '4', '--json'), zeroring('--params', '1.5M', '--nproc', '3', '--json')]);
+    const [a, b] = await Promise.all([
+      zeroring('--params', '10M', '--nproc', '4', '--json'),
+      zeroring('--params', '1.5M', '--nproc', '3', '--json'),
+    ]);
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
-    for (const [run, psi, n] of [[a, 10e6, 4], [b, 1.5e6, 3]] as const) {
+    for (const [run, psi, n] of [
+      [a, 10e6, 4],
+      [b, 1.5e6, 3],
+    ] as const) {
       const out = JSON.parse(run.stdout) as Out;
       expect([out.params, out.nproc, out.shardParams]).toEqual([psi, n, psi / n]);
-      const dev = (s: string, off: boolean): number => out.estimates.find((r) => r.strategy === s && r.offload === off)!.device.total;
-      const host = (s: string, off: boolean): number => out.estimates.find((r) => r.strategy === s && r.offload === off)!.host.total;
+      const dev = (s: string, off: boolean): number =>
+        out.estimates.find((r) => r.strategy === s && r.offload === off)!.device.total;
+      const host = (s: string, off: boolean): number =>
+        out.estimates.find((r) => r.strategy === s && r.offload === off)!.host.total;
       expect(out.estimates).toHaveLength(8);
       expect(dev('ddp', false)).toBe(16 * psi);
       expect(dev('zero1', false)).toBe(8 * psi + (8 * psi) / n);
@@ -85,7 +99,9 @@ describe('zeroring estimate-memory', () => {
     // Default vocabulary: the Moby Dick corpus, as `zeroring train --model small` uses.
     const s = JSON.parse(small.stdout) as Out;
     expect(s.model!.vocabSize).toBeGreaterThan(50);
-    expect(s.params).toBe(uniqueParams(createGPT(gptConfig('small', s.model!.vocabSize))).reduce((a, p) => a + paramCount(p), 0));
+    expect(s.params).toBe(
+      uniqueParams(createGPT(gptConfig('small', s.model!.vocabSize))).reduce((a, p) => a + paramCount(p), 0),
+    );
   });
 
   it('prints a table with human units', async () => {

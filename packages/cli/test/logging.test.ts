@@ -9,7 +9,10 @@ const bin = path.resolve(import.meta.dirname, '../bin/zeroring.js');
 const saved = { level: process.env.ZERORING_LOG_LEVEL, format: process.env.ZERORING_LOG_FORMAT };
 
 afterEach(() => {
-  for (const [k, v] of [['ZERORING_LOG_LEVEL', saved.level], ['ZERORING_LOG_FORMAT', saved.format]] as const) {
+  for (const [k, v] of [
+    ['ZERORING_LOG_LEVEL', saved.level],
+    ['ZERORING_LOG_FORMAT', saved.format],
+  ] as const) {
     if (v === undefined) delete process.env[k];
     else process.env[k] = v;
   }
@@ -35,11 +38,16 @@ describe('--log-level', () => {
   });
 
   it('names the bad level and the accepted ones', () => {
-    expect(() => parseLogLevel('loud')).toThrow('log level "loud" is invalid: expected one of fatal, error, warn, info, debug, trace, silent');
+    expect(() => parseLogLevel('loud')).toThrow(
+      'log level "loud" is invalid: expected one of fatal, error, warn, info, debug, trace, silent',
+    );
   });
 
   it('reaches the real CLI: a bad level is a usage error, exit code 1', () => {
-    const r = spawnSync(process.execPath, [bin, 'dashboard', '.', '--log-level', 'loud'], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, [bin, 'dashboard', '.', '--log-level', 'loud'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('log level "loud" is invalid');
   });

@@ -41,7 +41,13 @@ describe('progress', () => {
     t += 5;
     p.update(42);
     p.stop();
-    expect(out.text().trim().split('\n').map((l) => l.split(' ')[1])).toEqual(['1/100', '42/100']);
+    expect(
+      out
+        .text()
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[1]),
+    ).toEqual(['1/100', '42/100']);
   });
 
   it('draws a cli-progress bar with fields on a TTY', () => {

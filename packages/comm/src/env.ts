@@ -103,42 +103,73 @@ function intFrom(name: string, raw: string | number | undefined, fallback: numbe
 }
 
 export function isLoopback(addr: string): boolean {
-  return addr === 'localhost' || addr === '::1' || addr === '[::1]' || /^127\./.test(addr) || addr === '::ffff:127.0.0.1';
+  return (
+    addr === 'localhost' || addr === '::1' || addr === '[::1]' || /^127\./.test(addr) || addr === '::ffff:127.0.0.1'
+  );
 }
 
 export function resolveOptions(o: InitOptions = {}, env: Env = process.env): ResolvedOptions {
   const worldSize = intFrom('WORLD_SIZE', o.worldSize ?? env.WORLD_SIZE, 1)!;
   const rank = intFrom('RANK', o.rank ?? env.RANK, 0)!;
   if (worldSize < 1) throw new ConfigError(`WORLD_SIZE=${worldSize} is out of range, expected an integer >= 1`);
-  if (rank < 0 || rank >= worldSize) throw new ConfigError(`RANK=${rank} is out of range for WORLD_SIZE=${worldSize}, expected 0..${worldSize - 1}`);
+  if (rank < 0 || rank >= worldSize)
+    throw new ConfigError(`RANK=${rank} is out of range for WORLD_SIZE=${worldSize}, expected 0..${worldSize - 1}`);
   const localWorldSize = intFrom('LOCAL_WORLD_SIZE', env.LOCAL_WORLD_SIZE, worldSize)!;
   const localRank = intFrom('LOCAL_RANK', env.LOCAL_RANK, rank % Math.max(1, localWorldSize))!;
   let masterAddr = o.masterAddr ?? env.MASTER_ADDR ?? '127.0.0.1';
   if (masterAddr === 'localhost' || masterAddr === '') masterAddr = '127.0.0.1';
   const masterPort = intFrom('MASTER_PORT', o.masterPort ?? env.MASTER_PORT, DEFAULT_MASTER_PORT)!;
-  if (masterPort < 1 || masterPort > 65535) throw new ConfigError(`MASTER_PORT=${masterPort} is out of range, expected 1..65535`);
+  if (masterPort < 1 || masterPort > 65535)
+    throw new ConfigError(`MASTER_PORT=${masterPort} is out of range, expected 1..65535`);
   const token = o.token ?? env.ZERORING_TOKEN ?? '';
   if (worldSize > 1 && token === '')
     throw new ConfigError(
-      'ZERORING_TOKEN is not set, expected the job\'s shared secret on every worker ' +
+      "ZERORING_TOKEN is not set, expected the job's shared secret on every worker " +
         '(`zeroring launch` sets it; by hand: export ZERORING_TOKEN=$(openssl rand -hex 32) on all workers)',
     );
   const timeoutMs = intFrom('ZERORING_TIMEOUT_MS', o.timeoutMs ?? env.ZERORING_TIMEOUT_MS, DEFAULT_TIMEOUT_MS)!;
-  if (timeoutMs < 1) throw new ConfigError(`ZERORING_TIMEOUT_MS=${timeoutMs} is out of range, expected a positive number of milliseconds`);
-  const rendezvousTimeoutMs = intFrom('ZERORING_RENDEZVOUS_TIMEOUT_MS', o.rendezvousTimeoutMs ?? env.ZERORING_RENDEZVOUS_TIMEOUT_MS, Math.max(timeoutMs, DEFAULT_TIMEOUT_MS))!;
-  if (rendezvousTimeoutMs < 1) throw new ConfigError(`ZERORING_RENDEZVOUS_TIMEOUT_MS=${rendezvousTimeoutMs} is out of range, expected a positive number of milliseconds`);
+  if (timeoutMs < 1)
+    throw new ConfigError(
+      `ZERORING_TIMEOUT_MS=${timeoutMs} is out of range, expected a positive number of milliseconds`,
+    );
+  const rendezvousTimeoutMs = intFrom(
+    'ZERORING_RENDEZVOUS_TIMEOUT_MS',
+    o.rendezvousTimeoutMs ?? env.ZERORING_RENDEZVOUS_TIMEOUT_MS,
+    Math.max(timeoutMs, DEFAULT_TIMEOUT_MS),
+  )!;
+  if (rendezvousTimeoutMs < 1)
+    throw new ConfigError(
+      `ZERORING_RENDEZVOUS_TIMEOUT_MS=${rendezvousTimeoutMs} is out of range, expected a positive number of milliseconds`,
+    );
   const ext = env.ZERORING_STORE_EXTERNAL;
   const storeHostedBy = o.storeHostedBy ?? (ext === '1' || ext === 'true' ? 'external' : 'rank0');
-  if (storeHostedBy !== 'rank0' && storeHostedBy !== 'external') throw new ConfigError(`storeHostedBy=${String(storeHostedBy)}, expected 'rank0' or 'external'`);
+  if (storeHostedBy !== 'rank0' && storeHostedBy !== 'external')
+    throw new ConfigError(`storeHostedBy=${String(storeHostedBy)}, expected 'rank0' or 'external'`);
   const chunkBytes = intFrom('ZERORING_CHUNK_BYTES', o.chunkBytes ?? env.ZERORING_CHUNK_BYTES, DEFAULT_CHUNK_BYTES)!;
   if (chunkBytes < 4 || chunkBytes > MAX_CHUNK_BYTES || chunkBytes % 4 !== 0)
-    throw new ConfigError(`ZERORING_CHUNK_BYTES=${chunkBytes} is out of range, expected a multiple of 4 in 4..${MAX_CHUNK_BYTES}`);
-  const smallAllReduceBytes = intFrom('ZERORING_SMALL_ALLREDUCE_BYTES', o.smallAllReduceBytes ?? env.ZERORING_SMALL_ALLREDUCE_BYTES, defaultSmallAllReduceBytes(worldSize))!;
-  if (smallAllReduceBytes < 0) throw new ConfigError(`ZERORING_SMALL_ALLREDUCE_BYTES=${smallAllReduceBytes} is out of range, expected a number of bytes >= 0 (0: always the ring)`);
+    throw new ConfigError(
+      `ZERORING_CHUNK_BYTES=${chunkBytes} is out of range, expected a multiple of 4 in 4..${MAX_CHUNK_BYTES}`,
+    );
+  const smallAllReduceBytes = intFrom(
+    'ZERORING_SMALL_ALLREDUCE_BYTES',
+    o.smallAllReduceBytes ?? env.ZERORING_SMALL_ALLREDUCE_BYTES,
+    defaultSmallAllReduceBytes(worldSize),
+  )!;
+  if (smallAllReduceBytes < 0)
+    throw new ConfigError(
+      `ZERORING_SMALL_ALLREDUCE_BYTES=${smallAllReduceBytes} is out of range, expected a number of bytes >= 0 (0: always the ring)`,
+    );
   const shmEnv = env.ZERORING_SHM;
-  if (shmEnv !== undefined && shmEnv !== '' && !['0', '1', 'true', 'false'].includes(shmEnv)) throw new ConfigError(`ZERORING_SHM=${JSON.stringify(shmEnv)}, expected 1 or 0 (true or false)`);
-  const sharedMemory = o.sharedMemory ?? (shmEnv === undefined || shmEnv === '' ? defaultSharedMemory(localWorldSize) : shmEnv === '1' || shmEnv === 'true');
-  const restartCount = intFrom('ZERORING_RESTART_COUNT', env.ZERORING_RESTART_COUNT ?? env.TORCHELASTIC_RESTART_COUNT, 0)!;
+  if (shmEnv !== undefined && shmEnv !== '' && !['0', '1', 'true', 'false'].includes(shmEnv))
+    throw new ConfigError(`ZERORING_SHM=${JSON.stringify(shmEnv)}, expected 1 or 0 (true or false)`);
+  const sharedMemory =
+    o.sharedMemory ??
+    (shmEnv === undefined || shmEnv === '' ? defaultSharedMemory(localWorldSize) : shmEnv === '1' || shmEnv === 'true');
+  const restartCount = intFrom(
+    'ZERORING_RESTART_COUNT',
+    env.ZERORING_RESTART_COUNT ?? env.TORCHELASTIC_RESTART_COUNT,
+    0,
+  )!;
   return {
     rank,
     worldSize,

@@ -96,9 +96,17 @@ export interface WireError {
 
 export function toWire(e: unknown): WireError {
   if (e instanceof PeerLostError)
-    return { name: e.name, message: e.message, fields: { rank: e.rank, collective: e.collective, reason: e.reason, reportedBy: e.reportedBy } };
+    return {
+      name: e.name,
+      message: e.message,
+      fields: { rank: e.rank, collective: e.collective, reason: e.reason, reportedBy: e.reportedBy },
+    };
   if (e instanceof CollectiveMismatchError)
-    return { name: e.name, message: e.message, fields: { rank: e.rank, call: e.call, peerRank: e.peerRank, peerCall: e.peerCall } };
+    return {
+      name: e.name,
+      message: e.message,
+      fields: { rank: e.rank, call: e.call, peerRank: e.peerRank, peerCall: e.peerCall },
+    };
   if (e instanceof CommTimeoutError)
     return { name: e.name, message: e.message, fields: { timeoutMs: e.timeoutMs, rank: e.rank } };
   if (e instanceof Error) return { name: e.name, message: e.message };
@@ -111,10 +119,20 @@ export function fromWire(w: WireError): ZeroringError {
   let e: ZeroringError;
   switch (w.name) {
     case 'PeerLostError':
-      e = new PeerLostError(Number(f.rank), (f.collective as string | null) ?? null, String(f.reason), Number(f.reportedBy));
+      e = new PeerLostError(
+        Number(f.rank),
+        (f.collective as string | null) ?? null,
+        String(f.reason),
+        Number(f.reportedBy),
+      );
       break;
     case 'CollectiveMismatchError':
-      e = new CollectiveMismatchError(Number(f.rank), f.call as CollectiveCall, Number(f.peerRank), f.peerCall as CollectiveCall);
+      e = new CollectiveMismatchError(
+        Number(f.rank),
+        f.call as CollectiveCall,
+        Number(f.peerRank),
+        f.peerCall as CollectiveCall,
+      );
       break;
     case 'CommTimeoutError':
       e = new CommTimeoutError(w.message, Number(f.timeoutMs), f.rank === null ? null : Number(f.rank));

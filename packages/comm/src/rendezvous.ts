@@ -36,7 +36,12 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
   let storeServer: StoreServer | null = null;
   if (o.rank === 0 && o.storeHostedBy === 'rank0') {
     const host = loop ? o.masterAddr : (o.bindAddr ?? o.masterAddr);
-    storeServer = await startStoreServer({ host, port: o.masterPort, token: o.token, log: log.child({ component: 'store' }) });
+    storeServer = await startStoreServer({
+      host,
+      port: o.masterPort,
+      token: o.token,
+      log: log.child({ component: 'store' }),
+    });
     log.debug({ host, port: storeServer.port }, 'hosting the rendezvous store');
   }
   let store: StoreClient | undefined;
@@ -94,6 +99,8 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
   } catch (e) {
     store?.close();
     await storeServer?.close();
-    throw e instanceof ZeroringError ? e : new ZeroringError(`rendezvous failed on rank ${o.rank}: ${(e as Error).message}`, { cause: e });
+    throw e instanceof ZeroringError
+      ? e
+      : new ZeroringError(`rendezvous failed on rank ${o.rank}: ${(e as Error).message}`, { cause: e });
   }
 }

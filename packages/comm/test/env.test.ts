@@ -6,31 +6,55 @@ import { DEFAULT_TIMEOUT_MS, defaultSharedMemory, resolveOptions } from '../src/
 describe('resolveOptions', () => {
   it('defaults to a single process on loopback', () => {
     const o = resolveOptions({}, {});
-    expect(o).toMatchObject({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 29500, timeoutMs: DEFAULT_TIMEOUT_MS, storeHostedBy: 'rank0' });
+    expect(o).toMatchObject({
+      rank: 0,
+      worldSize: 1,
+      masterAddr: '127.0.0.1',
+      masterPort: 29500,
+      timeoutMs: DEFAULT_TIMEOUT_MS,
+      storeHostedBy: 'rank0',
+    });
   });
 
   it('reads the torchrun environment and zeroring variables', () => {
-    const o = resolveOptions({}, {
-      RANK: '2',
-      WORLD_SIZE: '4',
-      LOCAL_RANK: '0',
-      LOCAL_WORLD_SIZE: '2',
-      MASTER_ADDR: 'localhost',
-      MASTER_PORT: '1234',
-      ZERORING_TOKEN: 's3cret',
-      ZERORING_TIMEOUT_MS: '5000',
-      ZERORING_STORE_EXTERNAL: '1',
-      ZERORING_BIND_ADDR: '0.0.0.0',
-      ZERORING_RESTART_COUNT: '3',
+    const o = resolveOptions(
+      {},
+      {
+        RANK: '2',
+        WORLD_SIZE: '4',
+        LOCAL_RANK: '0',
+        LOCAL_WORLD_SIZE: '2',
+        MASTER_ADDR: 'localhost',
+        MASTER_PORT: '1234',
+        ZERORING_TOKEN: 's3cret',
+        ZERORING_TIMEOUT_MS: '5000',
+        ZERORING_STORE_EXTERNAL: '1',
+        ZERORING_BIND_ADDR: '0.0.0.0',
+        ZERORING_RESTART_COUNT: '3',
+      },
+    );
+    expect(o).toMatchObject({
+      rank: 2,
+      worldSize: 4,
+      localRank: 0,
+      localWorldSize: 2,
+      masterAddr: '127.0.0.1',
+      masterPort: 1234,
+      token: 's3cret',
+      timeoutMs: 5000,
+      storeHostedBy: 'external',
+      bindAddr: '0.0.0.0',
+      restartCount: 3,
     });
-    expect(o).toMatchObject({ rank: 2, worldSize: 4, localRank: 0, localWorldSize: 2, masterAddr: '127.0.0.1', masterPort: 1234, token: 's3cret', timeoutMs: 5000, storeHostedBy: 'external', bindAddr: '0.0.0.0', restartCount: 3 });
     expect(o.rendezvousTimeoutMs).toBe(DEFAULT_TIMEOUT_MS);
   });
 
   it('small all-reduce threshold: by world size unless set', () => {
     expect(resolveOptions({ worldSize: 2, token: 't' }, {}).smallAllReduceBytes).toBe(64 * 1024);
     expect(resolveOptions({ worldSize: 4, token: 't' }, {}).smallAllReduceBytes).toBe(8 * 1024);
-    expect(resolveOptions({ worldSize: 4, token: 't' }, { ZERORING_SMALL_ALLREDUCE_BYTES: '0' }).smallAllReduceBytes).toBe(0);
+    expect(
+      resolveOptions({ worldSize: 4, token: 't' }, { ZERORING_SMALL_ALLREDUCE_BYTES: '0' }).smallAllReduceBytes,
+    ).toBe(0);
   });
 
   it('shared memory between same-host ranks: where they outnumber the cores, unless ZERORING_SHM or the option says', () => {
@@ -39,15 +63,22 @@ describe('resolveOptions', () => {
     expect(defaultSharedMemory(4, 16)).toBe(false);
     const cores = availableParallelism();
     expect(resolveOptions({ worldSize: cores + 1, token: 't' }, {}).sharedMemory).toBe(true);
-    expect(resolveOptions({ worldSize: 4 * (cores + 1), token: 't' }, { LOCAL_WORLD_SIZE: String(cores) }).sharedMemory).toBe(false);
+    expect(
+      resolveOptions({ worldSize: 4 * (cores + 1), token: 't' }, { LOCAL_WORLD_SIZE: String(cores) }).sharedMemory,
+    ).toBe(false);
     expect(resolveOptions({ worldSize: 2, token: 't' }, { ZERORING_SHM: '1' }).sharedMemory).toBe(true);
     expect(resolveOptions({ worldSize: cores + 1, token: 't' }, { ZERORING_SHM: '0' }).sharedMemory).toBe(false);
     expect(resolveOptions({ worldSize: cores + 1, token: 't' }, { ZERORING_SHM: 'false' }).sharedMemory).toBe(false);
-    expect(resolveOptions({ worldSize: 2, token: 't', sharedMemory: true }, { ZERORING_SHM: '0' }).sharedMemory).toBe(true);
+    expect(resolveOptions({ worldSize: 2, token: 't', sharedMemory: true }, { ZERORING_SHM: '0' }).sharedMemory).toBe(
+      true,
+    );
   });
 
   it('options win over the environment', () => {
-    expect(resolveOptions({ rank: 1, worldSize: 2, token: 't' }, { RANK: '0', WORLD_SIZE: '5' })).toMatchObject({ rank: 1, worldSize: 2 });
+    expect(resolveOptions({ rank: 1, worldSize: 2, token: 't' }, { RANK: '0', WORLD_SIZE: '5' })).toMatchObject({
+      rank: 1,
+      worldSize: 2,
+    });
   });
 
   it.each([
@@ -58,7 +89,10 @@ describe('resolveOptions', () => {
     [{ RANK: '1', WORLD_SIZE: '2' }, 'ZERORING_TOKEN is not set'],
     [{ MASTER_PORT: '70000' }, 'MASTER_PORT=70000 is out of range, expected 1..65535'],
     [{ ZERORING_CHUNK_BYTES: '6' }, 'ZERORING_CHUNK_BYTES=6 is out of range'],
-    [{ ZERORING_SMALL_ALLREDUCE_BYTES: '-1' }, 'ZERORING_SMALL_ALLREDUCE_BYTES=-1 is out of range, expected a number of bytes >= 0'],
+    [
+      { ZERORING_SMALL_ALLREDUCE_BYTES: '-1' },
+      'ZERORING_SMALL_ALLREDUCE_BYTES=-1 is out of range, expected a number of bytes >= 0',
+    ],
     [{ ZERORING_TIMEOUT_MS: '0' }, 'ZERORING_TIMEOUT_MS=0 is out of range'],
     [{ ZERORING_SHM: 'no' }, 'ZERORING_SHM="no", expected 1 or 0'],
   ])('rejects %j', (env, msg) => {

@@ -100,7 +100,9 @@ describe('frame reader', () => {
     );
     expect(await closed).toBe(1000);
     expect(messages.map((m) => m.data.length)).toEqual([3_000_000, 100_000, 200_000]);
-    expect(Buffer.from(messages[0]!.data).equals(before[0]!) && Buffer.from(messages[2]!.data).equals(before[1]!)).toBe(true);
+    expect(Buffer.from(messages[0]!.data).equals(before[0]!) && Buffer.from(messages[2]!.data).equals(before[1]!)).toBe(
+      true,
+    );
     expect(got.map((g) => Buffer.from(g.data).equals(after[got.indexOf(g)]!))).toEqual([true, true]);
   });
 

@@ -69,7 +69,13 @@ describe('reduce ops', () => {
       v.set(a);
       return v;
     };
-    for (const [xa, ya, oa] of [[true, false, true], [false, true, false], [true, true, false], [false, false, true], [true, true, true]]) {
+    for (const [xa, ya, oa] of [
+      [true, false, true],
+      [false, true, false],
+      [true, true, false],
+      [false, false, true],
+      [true, true, true],
+    ]) {
       const xs = xa ? inArena(x) : x.slice();
       const ys = ya ? inArena(y) : y.slice();
       const out = oa ? inArena(new Float32Array(n)) : new Float32Array(n);

@@ -60,7 +60,9 @@ describe('rendezvous store', () => {
 
   it('a wrong token is refused with AuthError, never sent in the clear', async () => {
     const s = await store('right');
-    await expect(StoreClient.connect({ host: '127.0.0.1', port: s.port, token: 'wrong', timeoutMs: 3000 })).rejects.toThrow(AuthError);
+    await expect(
+      StoreClient.connect({ host: '127.0.0.1', port: s.port, token: 'wrong', timeoutMs: 3000 }),
+    ).rejects.toThrow(AuthError);
     // ... and the store still serves the right token.
     const ok = await client(s.port, 'right');
     await ok.set('a', 1);
@@ -71,7 +73,9 @@ describe('rendezvous store', () => {
     const port = probe.port;
     await probe.close();
     const t0 = Date.now();
-    const e = await StoreClient.connect({ host: '127.0.0.1', port, token: 't', timeoutMs: 400 }).catch((x: unknown) => x);
+    const e = await StoreClient.connect({ host: '127.0.0.1', port, token: 't', timeoutMs: 400 }).catch(
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(CommTimeoutError);
     expect((e as Error).message).toContain(`127.0.0.1:${port}`);
     expect((e as Error).message).toContain('MASTER_ADDR/MASTER_PORT');
@@ -83,12 +87,16 @@ describe('rendezvous store', () => {
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
     cleanup.push(() => new Promise((r) => http.close(r)));
     const port = (http.address() as { port: number }).port;
-    await expect(StoreClient.connect({ host: '127.0.0.1', port, token: 't', timeoutMs: 3000 })).rejects.toThrow(ConfigError);
+    await expect(StoreClient.connect({ host: '127.0.0.1', port, token: 't', timeoutMs: 3000 })).rejects.toThrow(
+      ConfigError,
+    );
   });
 
   it('a taken MASTER_PORT: ConfigError naming the port', async () => {
     const s = await store();
-    await expect(startStoreServer({ host: '127.0.0.1', port: s.port, token: 'x' })).rejects.toThrow(`127.0.0.1:${s.port}: the port is already in use`);
+    await expect(startStoreServer({ host: '127.0.0.1', port: s.port, token: 'x' })).rejects.toThrow(
+      `127.0.0.1:${s.port}: the port is already in use`,
+    );
   });
 
   it('two live claims of one rank break the rendezvous for both', async () => {
@@ -109,7 +117,10 @@ describe('rendezvous store', () => {
     const b = await client(s.port, 'tok', 0);
     // The server notices a's close asynchronously; retry briefly.
     for (let i = 0; ; i++) {
-      const ok = await b.join('g0/', 0, 2).then(() => true, () => false);
+      const ok = await b.join('g0/', 0, 2).then(
+        () => true,
+        () => false,
+      );
       if (ok) break;
       if (i > 50) throw new Error('rank 0 never released');
       await new Promise((r) => setTimeout(r, 20));

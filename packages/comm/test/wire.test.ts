@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { asFloat32, bytesOf, decode, encode, encodeCredit, encodeShm, INLINE_MAX_BYTES, MsgType, type DataHeader } from '../src/transport/wire.ts';
+import {
+  asFloat32,
+  bytesOf,
+  decode,
+  encode,
+  encodeCredit,
+  encodeShm,
+  INLINE_MAX_BYTES,
+  MsgType,
+  type DataHeader,
+} from '../src/transport/wire.ts';
 
 const h: DataHeader = { t: MsgType.Data, q: 7, c: 'allReduce', o: 'sum', n: 5, d: 'float32', r: -1, s: 1, k: 2 };
 
@@ -15,7 +25,7 @@ describe('wire format', () => {
     expect(Array.from(asFloat32(d.payload!))).toEqual([1, 2, 3, 4.5, -0]);
   });
 
-  it('large payloads go as a second frame holding the caller\'s bytes, uncopied', () => {
+  it("large payloads go as a second frame holding the caller's bytes, uncopied", () => {
     const data = new Float32Array(INLINE_MAX_BYTES / 4 + 1).fill(3);
     const frames = encode(h, bytesOf(data));
     expect(frames).toHaveLength(2);

@@ -18,11 +18,17 @@ describe('world size 1', () => {
     await pg.broadcast(a, 0);
     await pg.barrier();
     await expect(pg.broadcast(a, 1)).rejects.toThrow('broadcast: root=1 is out of range, expected 0..0');
-    await expect(pg.reduceScatter(a, new Float32Array(2))).rejects.toThrow('input.length=3, expected worldSize * output.length = 1 * 2 = 2');
+    await expect(pg.reduceScatter(a, new Float32Array(2))).rejects.toThrow(
+      'input.length=3, expected worldSize * output.length = 1 * 2 = 2',
+    );
     // @ts-expect-error a wrong op from untyped callers
-    await expect(pg.allReduce(a, { op: 'prod' })).rejects.toThrow("reduce op 'prod' is not supported, expected one of sum, avg, max, min");
+    await expect(pg.allReduce(a, { op: 'prod' })).rejects.toThrow(
+      "reduce op 'prod' is not supported, expected one of sum, avg, max, min",
+    );
     // @ts-expect-error a wrong buffer type from untyped callers
-    await expect(pg.allReduce(new Float64Array(2))).rejects.toThrow('allReduce: buf must be a Float32Array, got Float64Array');
+    await expect(pg.allReduce(new Float64Array(2))).rejects.toThrow(
+      'allReduce: buf must be a Float32Array, got Float64Array',
+    );
     await pg.destroy();
     await expect(pg.barrier()).rejects.toThrow('destroyed');
   });

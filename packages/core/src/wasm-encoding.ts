@@ -6,22 +6,51 @@
 
 /** Core opcodes (WebAssembly 1.0, section 5.4). */
 export const Op = {
-  Block: 0x02, Loop: 0x03, Br: 0x0c, BrIf: 0x0d, End: 0x0b, Select: 0x1b,
-  LocalGet: 0x20, LocalSet: 0x21, LocalTee: 0x22,
-  F32Load: 0x2a, F32Store: 0x38, I32Const: 0x41, F32Const: 0x43,
-  I32GeU: 0x4f, I32GtU: 0x4b, I32Add: 0x6a, I32Mul: 0x6c, I32And: 0x71, I32Shl: 0x74,
-  F32Sqrt: 0x91, F32Add: 0x92, F32Sub: 0x93, F32Mul: 0x94, F32Div: 0x95,
+  Block: 0x02,
+  Loop: 0x03,
+  Br: 0x0c,
+  BrIf: 0x0d,
+  End: 0x0b,
+  Select: 0x1b,
+  LocalGet: 0x20,
+  LocalSet: 0x21,
+  LocalTee: 0x22,
+  F32Load: 0x2a,
+  F32Store: 0x38,
+  I32Const: 0x41,
+  F32Const: 0x43,
+  I32GeU: 0x4f,
+  I32GtU: 0x4b,
+  I32Add: 0x6a,
+  I32Mul: 0x6c,
+  I32And: 0x71,
+  I32Shl: 0x74,
+  F32Sqrt: 0x91,
+  F32Add: 0x92,
+  F32Sub: 0x93,
+  F32Mul: 0x94,
+  F32Div: 0x95,
   SimdPrefix: 0xfd,
 } as const;
 
 /** SIMD opcodes, which follow Op.SimdPrefix as unsigned LEB128. */
 export const Simd = {
-  V128Load: 0x00, V128Store: 0x0b, F32x4Splat: 0x13, F32x4ExtractLane: 0x1f,
-  F32x4Sqrt: 0xe3, F32x4Add: 0xe4, F32x4Sub: 0xe5, F32x4Mul: 0xe6, F32x4Div: 0xe7,
+  V128Load: 0x00,
+  V128Store: 0x0b,
+  F32x4Splat: 0x13,
+  F32x4ExtractLane: 0x1f,
+  F32x4Sqrt: 0xe3,
+  F32x4Add: 0xe4,
+  F32x4Sub: 0xe5,
+  F32x4Mul: 0xe6,
+  F32x4Div: 0xe7,
 } as const;
 
 /** Value types, and the block type of a block that yields nothing. */
-export const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b, VOID_BLOCK = 0x40;
+export const I32 = 0x7f,
+  F32 = 0x7d,
+  V128 = 0x7b,
+  VOID_BLOCK = 0x40;
 
 export function uleb(n: number): number[] {
   const out: number[] = [];
@@ -92,7 +121,21 @@ export function wasmModule(
     return [...uleb(body.length), ...body];
   });
   const code = section(10, vec(bodies));
-  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...funcSection, ...exports, ...code]);
+  return new Uint8Array([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...types,
+    ...imports,
+    ...funcSection,
+    ...exports,
+    ...code,
+  ]);
 }
 
 /** One wasm32 page: 64 KiB; the largest memory is 65536 pages (4 GiB). */

@@ -20,7 +20,8 @@ export interface AttentionShape {
   H: number;
 }
 
-const { F32, I32, MEMARG, Op, Simd, V128, WASM_MAX_PAGES, WASM_PAGE_BYTES, get, i32, set, simd, wasmModule, whileNot } = wasm;
+const { F32, I32, MEMARG, Op, Simd, V128, WASM_MAX_PAGES, WASM_PAGE_BYTES, get, i32, set, simd, wasmModule, whileNot } =
+  wasm;
 type WasmFunction = wasm.WasmFunction;
 
 const v128Load = [...simd(Simd.V128Load), ...MEMARG];
@@ -34,33 +35,108 @@ function dotsFunction(): WasmFunction {
   const [I, J, K, AI, BJ, OI, NB, ACC] = [8, 9, 10, 11, 12, 13, 14, 15];
   const lane = (n: number) => [...get(ACC), ...simd(Simd.F32x4ExtractLane), n];
   const code = [
-    ...get(N4), ...i32(4), Op.I32Shl, ...set(NB),
-    ...i32(0), ...set(I), ...get(A), ...set(AI), ...get(OUT), ...set(OI),
-    ...whileNot([...get(I), ...get(T), Op.I32GeU], [
-      ...i32(0), ...set(J), ...get(B), ...set(BJ),
-      ...whileNot([...get(J), ...get(I), Op.I32GtU], [
-        Op.F32Const, 0, 0, 0, 0, ...simd(Simd.F32x4Splat), ...set(ACC),
-        ...i32(0), ...set(K),
-        ...whileNot([...get(K), ...get(NB), Op.I32GeU], [
-          ...get(ACC),
-          ...get(AI), ...get(K), Op.I32Add, ...v128Load,
-          ...get(BJ), ...get(K), Op.I32Add, ...v128Load,
-          ...simd(Simd.F32x4Mul), ...simd(Simd.F32x4Add), ...set(ACC),
-          ...get(K), ...i32(16), Op.I32Add, ...set(K),
-        ]),
-        // out[i][j] = ((l0 + l1) + (l2 + l3)) * scale
-        ...get(OI), ...get(J), ...i32(2), Op.I32Shl, Op.I32Add,
-        ...lane(0), ...lane(1), Op.F32Add, ...lane(2), ...lane(3), Op.F32Add, Op.F32Add, ...get(SCALE), Op.F32Mul,
-        ...f32Store,
-        ...get(J), ...i32(1), Op.I32Add, ...set(J),
-        ...get(BJ), ...get(BS), Op.I32Add, ...set(BJ),
-      ]),
-      ...get(I), ...i32(1), Op.I32Add, ...set(I),
-      ...get(AI), ...get(AS), Op.I32Add, ...set(AI),
-      ...get(OI), ...get(T), ...i32(2), Op.I32Shl, Op.I32Add, ...set(OI),
-    ]),
+    ...get(N4),
+    ...i32(4),
+    Op.I32Shl,
+    ...set(NB),
+    ...i32(0),
+    ...set(I),
+    ...get(A),
+    ...set(AI),
+    ...get(OUT),
+    ...set(OI),
+    ...whileNot(
+      [...get(I), ...get(T), Op.I32GeU],
+      [
+        ...i32(0),
+        ...set(J),
+        ...get(B),
+        ...set(BJ),
+        ...whileNot(
+          [...get(J), ...get(I), Op.I32GtU],
+          [
+            Op.F32Const,
+            0,
+            0,
+            0,
+            0,
+            ...simd(Simd.F32x4Splat),
+            ...set(ACC),
+            ...i32(0),
+            ...set(K),
+            ...whileNot(
+              [...get(K), ...get(NB), Op.I32GeU],
+              [
+                ...get(ACC),
+                ...get(AI),
+                ...get(K),
+                Op.I32Add,
+                ...v128Load,
+                ...get(BJ),
+                ...get(K),
+                Op.I32Add,
+                ...v128Load,
+                ...simd(Simd.F32x4Mul),
+                ...simd(Simd.F32x4Add),
+                ...set(ACC),
+                ...get(K),
+                ...i32(16),
+                Op.I32Add,
+                ...set(K),
+              ],
+            ),
+            // out[i][j] = ((l0 + l1) + (l2 + l3)) * scale
+            ...get(OI),
+            ...get(J),
+            ...i32(2),
+            Op.I32Shl,
+            Op.I32Add,
+            ...lane(0),
+            ...lane(1),
+            Op.F32Add,
+            ...lane(2),
+            ...lane(3),
+            Op.F32Add,
+            Op.F32Add,
+            ...get(SCALE),
+            Op.F32Mul,
+            ...f32Store,
+            ...get(J),
+            ...i32(1),
+            Op.I32Add,
+            ...set(J),
+            ...get(BJ),
+            ...get(BS),
+            Op.I32Add,
+            ...set(BJ),
+          ],
+        ),
+        ...get(I),
+        ...i32(1),
+        Op.I32Add,
+        ...set(I),
+        ...get(AI),
+        ...get(AS),
+        Op.I32Add,
+        ...set(AI),
+        ...get(OI),
+        ...get(T),
+        ...i32(2),
+        Op.I32Shl,
+        Op.I32Add,
+        ...set(OI),
+      ],
+    ),
   ];
-  return { name: 'dots', params: [I32, I32, I32, I32, I32, I32, I32, F32], locals: [[7, I32], [1, V128]], code };
+  return {
+    name: 'dots',
+    params: [I32, I32, I32, I32, I32, I32, I32, F32],
+    locals: [
+      [7, I32],
+      [1, V128],
+    ],
+    code,
+  };
 }
 
 /**
@@ -72,40 +148,145 @@ function weightedFunction(): WasmFunction {
   const [W, WR, WC, B, BS, OUT, OS, T, N4, UPPER] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const [R, C0, CEND, CC, K, NB, WROW, OROW, BC, WRC, ACC] = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
   const code = [
-    ...get(N4), ...i32(4), Op.I32Shl, ...set(NB),
-    ...i32(0), ...set(R), ...get(W), ...set(WROW), ...get(OUT), ...set(OROW),
-    ...whileNot([...get(R), ...get(T), Op.I32GeU], [
-      // c0 = upper ? r : 0; cEnd = upper ? T : r + 1
-      ...get(R), ...i32(0), ...get(UPPER), Op.Select, ...set(C0),
-      ...get(T), ...get(R), ...i32(1), Op.I32Add, ...get(UPPER), Op.Select, ...set(CEND),
-      ...i32(0), ...set(K),
-      ...whileNot([...get(K), ...get(NB), Op.I32GeU], [
-        Op.F32Const, 0, 0, 0, 0, ...simd(Simd.F32x4Splat), ...set(ACC),
-        ...get(C0), ...set(CC),
-        ...get(B), ...get(C0), ...get(BS), Op.I32Mul, Op.I32Add, ...get(K), Op.I32Add, ...set(BC),
-        ...get(WROW), ...get(C0), ...get(WC), Op.I32Mul, Op.I32Add, ...set(WRC),
-        ...whileNot([...get(CC), ...get(CEND), Op.I32GeU], [
-          ...get(ACC),
-          ...get(WRC), ...f32Load, ...simd(Simd.F32x4Splat),
-          ...get(BC), ...v128Load,
-          ...simd(Simd.F32x4Mul), ...simd(Simd.F32x4Add), ...set(ACC),
-          ...get(CC), ...i32(1), Op.I32Add, ...set(CC),
-          ...get(BC), ...get(BS), Op.I32Add, ...set(BC),
-          ...get(WRC), ...get(WC), Op.I32Add, ...set(WRC),
-        ]),
-        ...get(OROW), ...get(K), Op.I32Add, ...get(ACC), ...v128Store,
-        ...get(K), ...i32(16), Op.I32Add, ...set(K),
-      ]),
-      ...get(R), ...i32(1), Op.I32Add, ...set(R),
-      ...get(WROW), ...get(WR), Op.I32Add, ...set(WROW),
-      ...get(OROW), ...get(OS), Op.I32Add, ...set(OROW),
-    ]),
+    ...get(N4),
+    ...i32(4),
+    Op.I32Shl,
+    ...set(NB),
+    ...i32(0),
+    ...set(R),
+    ...get(W),
+    ...set(WROW),
+    ...get(OUT),
+    ...set(OROW),
+    ...whileNot(
+      [...get(R), ...get(T), Op.I32GeU],
+      [
+        // c0 = upper ? r : 0; cEnd = upper ? T : r + 1
+        ...get(R),
+        ...i32(0),
+        ...get(UPPER),
+        Op.Select,
+        ...set(C0),
+        ...get(T),
+        ...get(R),
+        ...i32(1),
+        Op.I32Add,
+        ...get(UPPER),
+        Op.Select,
+        ...set(CEND),
+        ...i32(0),
+        ...set(K),
+        ...whileNot(
+          [...get(K), ...get(NB), Op.I32GeU],
+          [
+            Op.F32Const,
+            0,
+            0,
+            0,
+            0,
+            ...simd(Simd.F32x4Splat),
+            ...set(ACC),
+            ...get(C0),
+            ...set(CC),
+            ...get(B),
+            ...get(C0),
+            ...get(BS),
+            Op.I32Mul,
+            Op.I32Add,
+            ...get(K),
+            Op.I32Add,
+            ...set(BC),
+            ...get(WROW),
+            ...get(C0),
+            ...get(WC),
+            Op.I32Mul,
+            Op.I32Add,
+            ...set(WRC),
+            ...whileNot(
+              [...get(CC), ...get(CEND), Op.I32GeU],
+              [
+                ...get(ACC),
+                ...get(WRC),
+                ...f32Load,
+                ...simd(Simd.F32x4Splat),
+                ...get(BC),
+                ...v128Load,
+                ...simd(Simd.F32x4Mul),
+                ...simd(Simd.F32x4Add),
+                ...set(ACC),
+                ...get(CC),
+                ...i32(1),
+                Op.I32Add,
+                ...set(CC),
+                ...get(BC),
+                ...get(BS),
+                Op.I32Add,
+                ...set(BC),
+                ...get(WRC),
+                ...get(WC),
+                Op.I32Add,
+                ...set(WRC),
+              ],
+            ),
+            ...get(OROW),
+            ...get(K),
+            Op.I32Add,
+            ...get(ACC),
+            ...v128Store,
+            ...get(K),
+            ...i32(16),
+            Op.I32Add,
+            ...set(K),
+          ],
+        ),
+        ...get(R),
+        ...i32(1),
+        Op.I32Add,
+        ...set(R),
+        ...get(WROW),
+        ...get(WR),
+        Op.I32Add,
+        ...set(WROW),
+        ...get(OROW),
+        ...get(OS),
+        Op.I32Add,
+        ...set(OROW),
+      ],
+    ),
   ];
-  return { name: 'weighted', params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32], locals: [[10, I32], [1, V128]], code };
+  return {
+    name: 'weighted',
+    params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32],
+    locals: [
+      [10, I32],
+      [1, V128],
+    ],
+    code,
+  };
 }
 
-type Dots = (a: number, aStride: number, b: number, bStride: number, out: number, T: number, n4: number, scale: number) => void;
-type Weighted = (w: number, wRow: number, wCol: number, b: number, bStride: number, out: number, outStride: number, T: number, n4: number, upper: number) => void;
+type Dots = (
+  a: number,
+  aStride: number,
+  b: number,
+  bStride: number,
+  out: number,
+  T: number,
+  n4: number,
+  scale: number,
+) => void;
+type Weighted = (
+  w: number,
+  wRow: number,
+  wCol: number,
+  b: number,
+  bStride: number,
+  out: number,
+  outStride: number,
+  T: number,
+  n4: number,
+  upper: number,
+) => void;
 
 interface Kernel {
   memory: WebAssembly.Memory;
@@ -152,7 +333,13 @@ function regions(k: Kernel, sizes: number[]): { views: Float32Array[]; ptrs: num
 }
 
 /** Same contract as attention.ts's attentionForward: fills zeroed y [B*T, C] and att [B*H, T, T]. */
-export function attentionForwardSimd(qkv: Float32Array, { B, T, H }: AttentionShape, C: number, y: Float32Array, att: Float32Array): void {
+export function attentionForwardSimd(
+  qkv: Float32Array,
+  { B, T, H }: AttentionShape,
+  C: number,
+  y: Float32Array,
+  att: Float32Array,
+): void {
   const k = getKernel()!;
   const hs = C / H;
   const row = 3 * C;
@@ -198,7 +385,14 @@ export function exponentiateRow(att: Float32Array, from: number, count: number, 
 }
 
 /** Same contract as attention.ts's attentionBackward: fills zeroed dqkv [B*T, 3C]. */
-export function attentionBackwardSimd(qkv: Float32Array, att: Float32Array, dy: Float32Array, { B, T, H }: AttentionShape, C: number, dqkv: Float32Array): void {
+export function attentionBackwardSimd(
+  qkv: Float32Array,
+  att: Float32Array,
+  dy: Float32Array,
+  { B, T, H }: AttentionShape,
+  C: number,
+  dqkv: Float32Array,
+): void {
   const k = getKernel()!;
   const hs = C / H;
   const row = 3 * C;

@@ -31,7 +31,9 @@ type T2 = tf.Tensor2D;
 export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {
   const C = qkv.shape[1] / 3;
   if (!Number.isInteger(C) || C % shape.H !== 0 || qkv.shape[0] !== shape.B * shape.T) {
-    throw new RangeError(`qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`);
+    throw new RangeError(
+      `qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`,
+    );
   }
   return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);
 }
@@ -57,7 +59,11 @@ export function attentionTfOps(qkv: T2, { B, T, H }: AttentionShape): T2 {
   // (one 5-D transpose does the same but takes a slow generic path on wasm).
   const parts = tf.transpose(tf.reshape(qkv, [B * T, 3, C]), [1, 0, 2]);
   const heads = tf.reshape(tf.transpose(tf.reshape(parts, [3 * B, T, H, hs]), [0, 2, 1, 3]), [3, B * H, T, hs]);
-  const [q, k, v] = tf.split(heads, 3, 0).map((t) => tf.reshape(t, [B * H, T, hs])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+  const [q, k, v] = tf.split(heads, 3, 0).map((t) => tf.reshape(t, [B * H, T, hs])) as [
+    tf.Tensor3D,
+    tf.Tensor3D,
+    tf.Tensor3D,
+  ];
   const scores = tf.add(tf.matMul(tf.mul(q, tf.scalar(1 / Math.sqrt(hs))), k, false, true), causalMask(T));
   const y = tf.matMul(tf.softmax(scores), v); // [B*H, T, hs]
   return tf.reshape(tf.transpose(tf.reshape(y, [B, H, T, hs]), [0, 2, 1, 3]), [B * T, C]) as T2;
@@ -76,13 +82,18 @@ function attentionKernelOp(qkv: T2, shape: AttentionShape): T2 {
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const x = args[0] as T2;
     const save = args[1] as tf.GradSaveFunc;
-    const [y, att] = runHostKernel([x], [[rows, C], attShape], ([src], [yv, attv]) => forward(src!, shape, C, yv!, attv!));
+    const [y, att] = runHostKernel([x], [[rows, C], attShape], ([src], [yv, attv]) =>
+      forward(src!, shape, C, yv!, attv!),
+    );
     // The tape keeps its own references to qkv and the probabilities until backward has run.
     save([x, att!]);
     att!.dispose();
     return {
       value: y as T2,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => runHostKernel([saved[0]!, saved[1]!, dy], [[rows, 3 * C]], ([src, attv, dyv], [dqkv]) => backward(src!, attv!, dyv!, shape, C, dqkv!)),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        runHostKernel([saved[0]!, saved[1]!, dy], [[rows, 3 * C]], ([src, attv, dyv], [dqkv]) =>
+          backward(src!, attv!, dyv!, shape, C, dqkv!),
+        ),
     };
   });
   return op(qkv) as T2;
@@ -92,7 +103,13 @@ function attentionKernelOp(qkv: T2, shape: AttentionShape): T2 {
  * Forward into zero-filled y [B*T, C] and att [B*H, T, T]: the output and the attention
  * probabilities (upper triangle left 0).
  */
-export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape, C: number, y: Float32Array, att: Float32Array): void {
+export function attentionForward(
+  qkv: Float32Array,
+  { B, T, H }: AttentionShape,
+  C: number,
+  y: Float32Array,
+  att: Float32Array,
+): void {
   const hs = C / H;
   const row = 3 * C;
   const scale = 1 / Math.sqrt(hs);
@@ -109,8 +126,14 @@ export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape,
         let max = -Infinity;
         let j = 0;
         for (; j + 3 <= i; j += 4) {
-          const k0 = kBase + j * row, k1 = k0 + row, k2 = k1 + row, k3 = k2 + row;
-          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          const k0 = kBase + j * row,
+            k1 = k0 + row,
+            k2 = k1 + row,
+            k3 = k2 + row;
+          let s0 = 0,
+            s1 = 0,
+            s2 = 0,
+            s3 = 0;
           for (let d = 0; d < hs; d++) {
             const q = qkv[qi + d]!;
             s0 += q * qkv[k0 + d]!;
@@ -151,7 +174,14 @@ export function attentionForward(qkv: Float32Array, { B, T, H }: AttentionShape,
  *   dp_ij = dy_i . v_j      ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij')
  *   dq_i += scale ds_ij k_j     dk_j += scale ds_ij q_i     dv_j += p_ij dy_i
  */
-export function attentionBackward(qkv: Float32Array, att: Float32Array, dy: Float32Array, { B, T, H }: AttentionShape, C: number, dqkv: Float32Array): void {
+export function attentionBackward(
+  qkv: Float32Array,
+  att: Float32Array,
+  dy: Float32Array,
+  { B, T, H }: AttentionShape,
+  C: number,
+  dqkv: Float32Array,
+): void {
   const hs = C / H;
   const row = 3 * C;
   const scale = 1 / Math.sqrt(hs);
@@ -169,8 +199,14 @@ export function attentionBackward(qkv: Float32Array, att: Float32Array, dy: Floa
         let rowDot = 0;
         let j = 0;
         for (; j + 3 <= i; j += 4) {
-          const v0 = vBase + j * row, v1 = v0 + row, v2 = v1 + row, v3 = v2 + row;
-          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          const v0 = vBase + j * row,
+            v1 = v0 + row,
+            v2 = v1 + row,
+            v3 = v2 + row;
+          let s0 = 0,
+            s1 = 0,
+            s2 = 0,
+            s3 = 0;
           for (let d = 0; d < hs; d++) {
             const g = dy[dyi + d]!;
             s0 += g * qkv[v0 + d]!;

@@ -44,9 +44,11 @@ export class TextDataset {
 
   constructor(tokens: Int32Array, options: TextDatasetOptions = {}) {
     const { valFraction = 0.1, seed = 0, chunks = 20 } = options;
-    if (!(valFraction > 0 && valFraction < 1)) throw new RangeError(`valFraction must be in (0, 1), got ${valFraction}`);
+    if (!(valFraction > 0 && valFraction < 1))
+      throw new RangeError(`valFraction must be in (0, 1), got ${valFraction}`);
     if (!Number.isInteger(chunks) || chunks < 2) throw new RangeError(`chunks must be an integer >= 2, got ${chunks}`);
-    if (tokens.length < chunks * 2) throw new RangeError(`dataset has ${tokens.length} tokens; expected at least ${chunks * 2} for ${chunks} chunks`);
+    if (tokens.length < chunks * 2)
+      throw new RangeError(`dataset has ${tokens.length} tokens; expected at least ${chunks * 2} for ${chunks} chunks`);
     this.tokens = tokens;
 
     const order = Array.from({ length: chunks }, (_, i) => i);
@@ -77,7 +79,8 @@ export class TextDataset {
    */
   windowStarts(split: Split, blockSize: number, stride = 1): Int32Array {
     this.checkBlockSize(split, blockSize);
-    if (!Number.isInteger(stride) || stride < 1) throw new RangeError(`stride must be a positive integer, got ${stride}`);
+    if (!Number.isInteger(stride) || stride < 1)
+      throw new RangeError(`stride must be a positive integer, got ${stride}`);
     const starts: number[] = [];
     for (const seg of this.segments[split]) {
       for (let s = seg.start; s + blockSize + 1 <= seg.end; s += stride) starts.push(s);
@@ -93,7 +96,9 @@ export class TextDataset {
     for (let b = 0; b < B; b++) {
       const s = starts[b]!;
       if (!Number.isInteger(s) || s < 0 || s + blockSize + 1 > this.tokens.length) {
-        throw new RangeError(`window start ${s} with blockSize ${blockSize} is outside [0, ${this.tokens.length - blockSize - 1}]`);
+        throw new RangeError(
+          `window start ${s} with blockSize ${blockSize} is outside [0, ${this.tokens.length - blockSize - 1}]`,
+        );
       }
       input.set(this.tokens.subarray(s, s + blockSize), b * blockSize);
       targets.set(this.tokens.subarray(s + 1, s + blockSize + 1), b * blockSize);
@@ -104,7 +109,8 @@ export class TextDataset {
   /** B random windows of length T from `split` (uniform over valid start positions). */
   batch(rng: Rng, batchSize: number, blockSize: number, split: Split = 'train'): Batch {
     this.checkBlockSize(split, blockSize);
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
     // Pick a segment with probability proportional to its number of windows, then a start in it.
     const segs = this.segments[split].filter((s) => s.end - s.start >= blockSize + 1);
     const counts = segs.map((s) => s.end - s.start - blockSize);
@@ -120,10 +126,13 @@ export class TextDataset {
   }
 
   private checkBlockSize(split: Split, blockSize: number): void {
-    if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
+    if (!Number.isInteger(blockSize) || blockSize < 1)
+      throw new RangeError(`blockSize must be a positive integer, got ${blockSize}`);
     const longest = Math.max(...this.segments[split].map((s) => s.end - s.start));
     if (longest < blockSize + 1) {
-      throw new RangeError(`${split} split has no segment of ${blockSize + 1} tokens (longest ${longest}); use a larger corpus or smaller blockSize`);
+      throw new RangeError(
+        `${split} split has no segment of ${blockSize + 1} tokens (longest ${longest}); use a larger corpus or smaller blockSize`,
+      );
     }
   }
 }

@@ -45,7 +45,10 @@ export type PresetName = keyof typeof presets;
 
 export function gptConfig(preset: PresetName, vocabSize: number): GPTConfig {
   const p = presets[preset];
-  if (p === undefined) throw new RangeError(`unknown model preset ${JSON.stringify(preset)}; expected one of ${Object.keys(presets).join(', ')}`);
+  if (p === undefined)
+    throw new RangeError(
+      `unknown model preset ${JSON.stringify(preset)}; expected one of ${Object.keys(presets).join(', ')}`,
+    );
   return { ...p, vocabSize };
 }
 
@@ -147,8 +150,13 @@ export function createGPT(config: GPTConfig): GPTModel {
 export function crossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Scalar {
   const V = logits.shape[logits.shape.length - 1]!;
   const N = logits.size / V;
-  if (targets.size !== N) throw new RangeError(`targets have ${targets.size} entries; expected ${N} (logits ${JSON.stringify(logits.shape)})`);
-  return tf.tidy(() => softmaxCrossEntropy(tf.reshape(logits, [N, V]) as tf.Tensor2D, tf.reshape(targets, [N]) as tf.Tensor1D));
+  if (targets.size !== N)
+    throw new RangeError(
+      `targets have ${targets.size} entries; expected ${N} (logits ${JSON.stringify(logits.shape)})`,
+    );
+  return tf.tidy(() =>
+    softmaxCrossEntropy(tf.reshape(logits, [N, V]) as tf.Tensor2D, tf.reshape(targets, [N]) as tf.Tensor1D),
+  );
 }
 
 /**
@@ -186,7 +194,8 @@ function validate(cfg: GPTConfig): GPTConfig {
     const v = cfg[key];
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`GPTConfig.${key} must be a positive integer, got ${v}`);
   }
-  if (cfg.nEmbd % cfg.nHead !== 0) throw new RangeError(`GPTConfig.nEmbd (${cfg.nEmbd}) must be divisible by nHead (${cfg.nHead})`);
+  if (cfg.nEmbd % cfg.nHead !== 0)
+    throw new RangeError(`GPTConfig.nEmbd (${cfg.nEmbd}) must be divisible by nHead (${cfg.nHead})`);
   return { ...cfg };
 }
 
@@ -204,7 +213,11 @@ export function forwardAll(model: BlockModel, params: NamedTensors, ids: tf.Tens
 }
 
 /** Upload a Map of initial values as tensors (or variables, for tf.variableGrads). */
-export function paramsToTensors(values: Map<string, Float32Array>, model: BlockModel, asVariables = false): NamedTensors {
+export function paramsToTensors(
+  values: Map<string, Float32Array>,
+  model: BlockModel,
+  asVariables = false,
+): NamedTensors {
   const shapes = new Map<string, number[]>();
   for (const b of model.blocks) for (const p of b.params) shapes.set(p.name, p.shape);
   const out: NamedTensors = {};

@@ -26,9 +26,11 @@ export async function generate(
 ): Promise<Int32Array> {
   const { maxNewTokens, temperature = 1, topK, seed = 0 } = options;
   const { blockSize, vocabSize: V } = model.config;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+    throw new RangeError(`maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   if (!(temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${temperature}`);
-  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1)) throw new RangeError(`topK must be a positive integer, got ${topK}`);
+  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1))
+    throw new RangeError(`topK must be a positive integer, got ${topK}`);
   if (promptIds.length === 0) throw new RangeError('prompt must contain at least one token');
 
   const rng = new Rng(seed);

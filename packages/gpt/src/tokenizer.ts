@@ -29,7 +29,9 @@ export class CharTokenizer {
 
   static fromJSON(json: CharTokenizerJSON): CharTokenizer {
     if (json?.type !== 'char' || !Array.isArray(json.chars)) {
-      throw new TypeError(`expected a char tokenizer JSON {type:'char', chars:[...]}, got ${JSON.stringify(json)?.slice(0, 80)}`);
+      throw new TypeError(
+        `expected a char tokenizer JSON {type:'char', chars:[...]}, got ${JSON.stringify(json)?.slice(0, 80)}`,
+      );
     }
     return new CharTokenizer(json.chars);
   }
@@ -44,7 +46,9 @@ export class CharTokenizer {
     for (let i = 0; i < chars.length; i++) {
       const id = this.ids.get(chars[i]!);
       if (id === undefined) {
-        throw new RangeError(`character ${JSON.stringify(chars[i])} at position ${i} is not in the vocabulary of ${this.chars.length} characters`);
+        throw new RangeError(
+          `character ${JSON.stringify(chars[i])} at position ${i} is not in the vocabulary of ${this.chars.length} characters`,
+        );
       }
       out[i] = id;
     }
@@ -55,7 +59,8 @@ export class CharTokenizer {
     let s = '';
     for (let i = 0; i < ids.length; i++) {
       const c = this.chars[ids[i]!];
-      if (c === undefined) throw new RangeError(`token id ${ids[i]} is outside the vocabulary [0, ${this.chars.length})`);
+      if (c === undefined)
+        throw new RangeError(`token id ${ids[i]} is outside the vocabulary [0, ${this.chars.length})`);
       s += c;
     }
     return s;

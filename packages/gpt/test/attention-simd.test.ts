@@ -41,14 +41,23 @@ describe('SIMD attention kernel', () => {
     const shape = { B, T, H };
     const qkv = random(B * T * 3 * C, B * 1000 + T);
     const dy = random(B * T * C, T * 1000 + C);
-    const want = { y: new Float32Array(B * T * C), att: new Float32Array(B * H * T * T), dqkv: new Float32Array(B * T * 3 * C) };
-    const got = { y: new Float32Array(B * T * C), att: new Float32Array(B * H * T * T), dqkv: new Float32Array(B * T * 3 * C) };
+    const want = {
+      y: new Float32Array(B * T * C),
+      att: new Float32Array(B * H * T * T),
+      dqkv: new Float32Array(B * T * 3 * C),
+    };
+    const got = {
+      y: new Float32Array(B * T * C),
+      att: new Float32Array(B * H * T * T),
+      dqkv: new Float32Array(B * T * 3 * C),
+    };
     attentionForward(qkv, shape, C, want.y, want.att);
     attentionForwardSimd(qkv, shape, C, got.y, got.att);
     expect(relErr(got.y, want.y)).toBeLessThan(1e-5);
     expect(relErr(got.att, want.att)).toBeLessThan(1e-5);
     // Above the diagonal the probabilities stay exactly 0 (masked).
-    for (let bh = 0; bh < B * H; bh++) for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) expect(got.att[(bh * T + i) * T + j]).toBe(0);
+    for (let bh = 0; bh < B * H; bh++)
+      for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) expect(got.att[(bh * T + i) * T + j]).toBe(0);
     attentionBackward(qkv, want.att, dy, shape, C, want.dqkv);
     attentionBackwardSimd(qkv, want.att, dy, shape, C, got.dqkv);
     expect(relErr(got.dqkv, want.dqkv)).toBeLessThan(1e-5);
@@ -61,7 +70,13 @@ describe('SIMD attention kernel', () => {
     attentionForwardSimd(qkv, small, 4, first.y, first.att);
     const big = { B: 8, T: 128, H: 6 }; // ~30 MB of kernel memory: grows it
     const C = 192;
-    attentionForwardSimd(random(8 * 128 * 3 * C, 8), big, C, new Float32Array(8 * 128 * C), new Float32Array(8 * 6 * 128 * 128));
+    attentionForwardSimd(
+      random(8 * 128 * 3 * C, 8),
+      big,
+      C,
+      new Float32Array(8 * 128 * C),
+      new Float32Array(8 * 6 * 128 * 128),
+    );
     const again = { y: new Float32Array(3 * 4), att: new Float32Array(9) };
     attentionForwardSimd(qkv, small, 4, again.y, again.att);
     expect(again.y).toEqual(first.y);

@@ -6,7 +6,9 @@ import { CharTokenizer, CorpusError, loadCorpus, Rng, TextDataset } from '../src
 
 describe('Rng', () => {
   it('is reproducible by seed and differs across seeds', () => {
-    const a = new Rng(42), b = new Rng(42), c = new Rng(43);
+    const a = new Rng(42),
+      b = new Rng(42),
+      c = new Rng(43);
     const xa = Array.from({ length: 5 }, () => a.next());
     expect(Array.from({ length: 5 }, () => b.next())).toEqual(xa);
     expect(Array.from({ length: 5 }, () => c.next())).not.toEqual(xa);
@@ -124,7 +126,9 @@ describe('TextDataset', () => {
     for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(50);
     const batch = ds.batchAt([starts[3]!, starts[0]!], 50);
     expect(Array.from(batch.input.subarray(0, 50))).toEqual(Array.from(tokens.subarray(starts[3]!, starts[3]! + 50)));
-    expect(Array.from(batch.targets.subarray(50, 100))).toEqual(Array.from(tokens.subarray(starts[0]! + 1, starts[0]! + 51)));
+    expect(Array.from(batch.targets.subarray(50, 100))).toEqual(
+      Array.from(tokens.subarray(starts[0]! + 1, starts[0]! + 51)),
+    );
   });
 
   it('rejects a block size no segment can hold', () => {

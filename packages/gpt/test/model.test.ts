@@ -2,7 +2,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { registerAllGradients } from '@zeroring/backend';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createGPT, forwardAll, generate, gptConfig, paramsToTensors, presets, type GPTConfig, type GPTModel } from '../src/index.ts';
+import {
+  createGPT,
+  forwardAll,
+  generate,
+  gptConfig,
+  paramsToTensors,
+  presets,
+  type GPTConfig,
+  type GPTModel,
+} from '../src/index.ts';
 
 beforeAll(async () => {
   await registerAllGradients();
@@ -16,17 +25,23 @@ const small: GPTConfig = { vocabSize: 13, blockSize: 8, nLayer: 2, nHead: 2, nEm
 function count(model: GPTModel): number {
   const seen = new Set<string>();
   let n = 0;
-  for (const b of model.blocks) for (const p of b.params) {
-    if (seen.has(p.name)) continue;
-    seen.add(p.name);
-    n += p.shape.reduce((a, c) => a * c, 1);
-  }
+  for (const b of model.blocks)
+    for (const p of b.params) {
+      if (seen.has(p.name)) continue;
+      seen.add(p.name);
+      n += p.shape.reduce((a, c) => a * c, 1);
+    }
   return n;
 }
 
 /** Independent formula: embeddings + L * (LN, qkv, proj, LN, fc, proj) + ln_f. */
 function expectedCount({ vocabSize: v, blockSize: t, nLayer: l, nEmbd: c }: GPTConfig): number {
-  return v * c + t * c + l * (2 * c + (3 * c * c + 3 * c) + (c * c + c) + 2 * c + (4 * c * c + 4 * c) + (4 * c * c + c)) + 2 * c;
+  return (
+    v * c +
+    t * c +
+    l * (2 * c + (3 * c * c + 3 * c) + (c * c + c) + 2 * c + (4 * c * c + 4 * c) + (4 * c * c + c)) +
+    2 * c
+  );
 }
 
 describe('GPT presets', () => {
@@ -58,7 +73,9 @@ describe('GPT presets', () => {
 describe('initialisation', () => {
   it('is reproducible by seed, GPT-2 style', () => {
     const m = createGPT(gptConfig('tiny', V));
-    const a = m.initParams(1), b = m.initParams(1), c = m.initParams(2);
+    const a = m.initParams(1),
+      b = m.initParams(1),
+      c = m.initParams(2);
     expect([...a.keys()]).toEqual([...new Set(m.blocks.flatMap((bl) => bl.params.map((p) => p.name)))]);
     for (const [k, v] of a) expect(Array.from(b.get(k)!)).toEqual(Array.from(v));
     expect(Array.from(c.get('wte')!.slice(0, 8))).not.toEqual(Array.from(a.get('wte')!.slice(0, 8)));
@@ -74,8 +91,16 @@ describe('forward and loss', () => {
   it('maps ids [B,T] through every block to logits [B,T,V] with loss ≈ ln V at init', () => {
     const m = createGPT(gptConfig('tiny', V));
     const params = paramsToTensors(m.initParams(0), m);
-    const ids = tf.tensor2d(Int32Array.from({ length: 2 * 64 }, (_, i) => (i * 31) % V), [2, 64], 'int32');
-    const targets = tf.tensor2d(Int32Array.from({ length: 2 * 64 }, (_, i) => (i * 17 + 3) % V), [2, 64], 'int32');
+    const ids = tf.tensor2d(
+      Int32Array.from({ length: 2 * 64 }, (_, i) => (i * 31) % V),
+      [2, 64],
+      'int32',
+    );
+    const targets = tf.tensor2d(
+      Int32Array.from({ length: 2 * 64 }, (_, i) => (i * 17 + 3) % V),
+      [2, 64],
+      'int32',
+    );
     let x: tf.Tensor = ids;
     const shapes: number[][] = [];
     for (const b of m.blocks) {
@@ -83,7 +108,12 @@ describe('forward and loss', () => {
       shapes.push(y.shape);
       x = y;
     }
-    expect(shapes).toEqual([[2, 64, 128], [2, 64, 128], [2, 64, 128], [2, 64, V]]);
+    expect(shapes).toEqual([
+      [2, 64, 128],
+      [2, 64, 128],
+      [2, 64, 128],
+      [2, 64, V],
+    ]);
     const loss = m.loss(x, targets).dataSync()[0]!;
     expect(Math.abs(loss - Math.log(V))).toBeLessThan(0.1);
     tf.dispose([ids, targets, ...Object.values(params)]);
@@ -103,7 +133,11 @@ describe('forward and loss', () => {
   it('leaves no tensors behind when blocks run under tidy', () => {
     const m = createGPT(small);
     const params = paramsToTensors(m.initParams(5), m);
-    const ids = tf.tensor2d(Int32Array.from({ length: 16 }, (_, i) => i % 13), [2, 8], 'int32');
+    const ids = tf.tensor2d(
+      Int32Array.from({ length: 16 }, (_, i) => i % 13),
+      [2, 8],
+      'int32',
+    );
     const before = tf.memory().numTensors;
     tf.tidy(() => m.loss(forwardAll(m, params, ids), ids)).dispose();
     expect(tf.memory().numTensors).toBe(before);
@@ -114,9 +148,20 @@ describe('gradients', () => {
   it('tf.variableGrads of the whole model gives a finite gradient for every parameter', () => {
     const m = createGPT(small);
     const params = paramsToTensors(m.initParams(9), m, true);
-    const ids = tf.tensor2d(Int32Array.from({ length: 16 }, (_, i) => (i * 5) % 13), [2, 8], 'int32');
-    const tg = tf.tensor2d(Int32Array.from({ length: 16 }, (_, i) => (i * 3 + 1) % 13), [2, 8], 'int32');
-    const { value, grads } = tf.variableGrads(() => m.loss(forwardAll(m, params, ids), tg), Object.values(params) as tf.Variable[]);
+    const ids = tf.tensor2d(
+      Int32Array.from({ length: 16 }, (_, i) => (i * 5) % 13),
+      [2, 8],
+      'int32',
+    );
+    const tg = tf.tensor2d(
+      Int32Array.from({ length: 16 }, (_, i) => (i * 3 + 1) % 13),
+      [2, 8],
+      'int32',
+    );
+    const { value, grads } = tf.variableGrads(
+      () => m.loss(forwardAll(m, params, ids), tg),
+      Object.values(params) as tf.Variable[],
+    );
     expect(Number.isFinite(value.dataSync()[0])).toBe(true);
     const byName = new Map(Object.entries(params).map(([k, v]) => [(v as tf.Variable).name, k]));
     const names = Object.keys(grads).map((k) => byName.get(k));

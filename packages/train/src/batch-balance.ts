@@ -25,7 +25,9 @@ export class BatchSplitError extends Error {
 export function validateSplit(split: readonly number[], total: number, worldSize: number): number[] {
   const sum = split.reduce((a, b) => a + b, 0);
   if (split.length !== worldSize || split.some((n) => !Number.isInteger(n) || n < 1) || sum !== total) {
-    throw new BatchSplitError(`batch split [${split.join(', ')}] is invalid, expected ${worldSize} integers >= 1 summing to ${total} (world size x batch size)`);
+    throw new BatchSplitError(
+      `batch split [${split.join(', ')}] is invalid, expected ${worldSize} integers >= 1 summing to ${total} (world size x batch size)`,
+    );
   }
   return [...split];
 }
@@ -36,15 +38,19 @@ export function validateSplit(split: readonly number[], total: number, worldSize
  */
 export function proportionalSplit(total: number, weights: readonly number[]): number[] {
   const W = weights.length;
-  if (!Number.isInteger(total) || total < W) throw new BatchSplitError(`cannot split ${total} windows over ${W} ranks, expected at least one per rank`);
-  if (weights.some((w) => !(w > 0) || !Number.isFinite(w))) throw new BatchSplitError(`split weights [${weights.join(', ')}] are invalid, expected finite numbers > 0`);
+  if (!Number.isInteger(total) || total < W)
+    throw new BatchSplitError(`cannot split ${total} windows over ${W} ranks, expected at least one per rank`);
+  if (weights.some((w) => !(w > 0) || !Number.isFinite(w)))
+    throw new BatchSplitError(`split weights [${weights.join(', ')}] are invalid, expected finite numbers > 0`);
   // One window per rank first, the rest in proportion: no rank can be starved.
   const spare = total - W;
   const sumW = weights.reduce((a, b) => a + b, 0);
   const ideal = weights.map((w) => (spare * w) / sumW);
   const out = ideal.map((x) => 1 + Math.floor(x));
   let left = total - out.reduce((a, b) => a + b, 0);
-  const byRemainder = ideal.map((x, r) => ({ r, frac: x - Math.floor(x) })).sort((a, b) => b.frac - a.frac || a.r - b.r);
+  const byRemainder = ideal
+    .map((x, r) => ({ r, frac: x - Math.floor(x) }))
+    .sort((a, b) => b.frac - a.frac || a.r - b.r);
   for (let i = 0; left > 0; i++, left--) out[byRemainder[i % W].r] += 1;
   return out;
 }
@@ -72,13 +78,17 @@ export class BatchBalancer {
 
   constructor(opts: BatchBalancerOptions) {
     const { total, worldSize } = opts;
-    if (!Number.isInteger(worldSize) || worldSize < 1) throw new BatchSplitError(`worldSize ${worldSize} is invalid, expected an integer >= 1`);
+    if (!Number.isInteger(worldSize) || worldSize < 1)
+      throw new BatchSplitError(`worldSize ${worldSize} is invalid, expected an integer >= 1`);
     this.total = total;
     this.worldSize = worldSize;
     this.window = opts.window ?? 3;
     this.minGain = opts.minGain ?? 0.03;
-    if (!Number.isInteger(this.window) || this.window < 1) throw new BatchSplitError(`balance window ${this.window} is invalid, expected an integer >= 1`);
-    this.current = opts.initial ? validateSplit(opts.initial, total, worldSize) : proportionalSplit(total, new Array<number>(worldSize).fill(1));
+    if (!Number.isInteger(this.window) || this.window < 1)
+      throw new BatchSplitError(`balance window ${this.window} is invalid, expected an integer >= 1`);
+    this.current = opts.initial
+      ? validateSplit(opts.initial, total, worldSize)
+      : proportionalSplit(total, new Array<number>(worldSize).fill(1));
     this.history = Array.from({ length: worldSize }, () => []);
   }
 
@@ -93,7 +103,9 @@ export class BatchBalancer {
    */
   observe(usedSplit: readonly number[], workMs: readonly number[]): void {
     if (usedSplit.length !== this.worldSize || workMs.length !== this.worldSize) {
-      throw new BatchSplitError(`observation for ${usedSplit.length} / ${workMs.length} ranks, expected ${this.worldSize}`);
+      throw new BatchSplitError(
+        `observation for ${usedSplit.length} / ${workMs.length} ranks, expected ${this.worldSize}`,
+      );
     }
     // A rank that reported nothing usable (a zero or NaN time) says nothing about speed.
     if (workMs.some((ms) => !(ms > 0) || !Number.isFinite(ms))) return;
@@ -105,7 +117,10 @@ export class BatchBalancer {
     if (this.history[0].length < this.window) return;
     const perWindow = this.history.map(median);
     const stepMs = (split: readonly number[]) => Math.max(...split.map((n, r) => n * perWindow[r]));
-    const proposal = proportionalSplit(this.total, perWindow.map((t) => 1 / t));
+    const proposal = proportionalSplit(
+      this.total,
+      perWindow.map((t) => 1 / t),
+    );
     if (stepMs(proposal) < stepMs(this.current) * (1 - this.minGain)) {
       this.current = proposal;
       // Judge the new split on its own observations.

@@ -75,12 +75,19 @@ export function decodeShard(buf: Buffer, what = 'shard'): ShardState {
   }
   const hlen = buf.readUInt32LE(MAGIC.length);
   const headerEnd = MAGIC.length + 4 + hlen;
-  if (headerEnd > buf.length) throw new CheckpointError(`${what}: header length ${hlen} exceeds file size ${buf.length}`);
-  const header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, headerEnd)) as { meta: Record<string, unknown>; arrays: Array<{ name: string; length: number }> };
+  if (headerEnd > buf.length)
+    throw new CheckpointError(`${what}: header length ${hlen} exceeds file size ${buf.length}`);
+  const header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, headerEnd)) as {
+    meta: Record<string, unknown>;
+    arrays: Array<{ name: string; length: number }>;
+  };
   let off = Math.ceil(headerEnd / 4) * 4;
   const arrays = new Map<string, Float32Array>();
   for (const { name, length } of header.arrays) {
-    if (off + length * 4 > buf.length) throw new CheckpointError(`${what}: array "${name}" (${length} floats at byte ${off}) runs past the end of the file (${buf.length} bytes)`);
+    if (off + length * 4 > buf.length)
+      throw new CheckpointError(
+        `${what}: array "${name}" (${length} floats at byte ${off}) runs past the end of the file (${buf.length} bytes)`,
+      );
     // Copy out so the arrays are aligned and do not pin the file buffer.
     const a = new Float32Array(length);
     Buffer.from(a.buffer).set(buf.subarray(off, off + length * 4));
@@ -183,7 +190,10 @@ async function listStepDirs(root: string): Promise<Array<{ step: number; dir: st
 async function pruneCheckpoints(root: string, keep: number): Promise<void> {
   let complete = 0;
   for (const { dir } of await listStepDirs(root)) {
-    const hasManifest = await fs.access(join(dir, 'manifest.json')).then(() => true, () => false);
+    const hasManifest = await fs.access(join(dir, 'manifest.json')).then(
+      () => true,
+      () => false,
+    );
     if (hasManifest && complete < keep) {
       complete++;
       continue;
@@ -200,9 +210,14 @@ export async function verifyCheckpoint(dir: string): Promise<Manifest> {
   try {
     manifest = JSON.parse(await fs.readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
   } catch (err) {
-    throw new CheckpointError(`${dir}: no readable manifest.json (${(err as Error).message.split('\n')[0]}); the save did not complete`);
+    throw new CheckpointError(
+      `${dir}: no readable manifest.json (${(err as Error).message.split('\n')[0]}); the save did not complete`,
+    );
   }
-  if (manifest.format !== 'zeroring-checkpoint-1') throw new CheckpointError(`${dir}/manifest.json has format ${JSON.stringify(manifest.format)}, expected "zeroring-checkpoint-1"`);
+  if (manifest.format !== 'zeroring-checkpoint-1')
+    throw new CheckpointError(
+      `${dir}/manifest.json has format ${JSON.stringify(manifest.format)}, expected "zeroring-checkpoint-1"`,
+    );
   for (const [name, entry] of Object.entries(manifest.files)) {
     let data: Buffer;
     try {
@@ -212,7 +227,9 @@ export async function verifyCheckpoint(dir: string): Promise<Manifest> {
     }
     const got = sha256(data);
     if (data.length !== entry.bytes || got !== entry.sha256) {
-      throw new CheckpointError(`${dir}/${name} is corrupt: ${data.length} bytes with sha256 ${got}, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`);
+      throw new CheckpointError(
+        `${dir}/${name} is corrupt: ${data.length} bytes with sha256 ${got}, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`,
+      );
     }
   }
   return manifest;
@@ -245,7 +262,9 @@ export async function loadLatestCheckpoint(
     try {
       const manifest = await verifyCheckpoint(dir);
       if (manifest.worldSize !== worldSize) {
-        throw new CheckpointError(`${dir} was saved by ${manifest.worldSize} ranks, expected ${worldSize} (resume with the same --nproc)`);
+        throw new CheckpointError(
+          `${dir} was saved by ${manifest.worldSize} ranks, expected ${worldSize} (resume with the same --nproc)`,
+        );
       }
       const shard = decodeShard(await fs.readFile(join(dir, shardFile(rank))), `${dir}/${shardFile(rank)}`);
       const common: Record<string, unknown> = {};
@@ -270,7 +289,10 @@ export async function readModelParams(dir: string): Promise<Map<string, Float32A
 
 /** The newest complete checkpoint directory under root (for `zeroring sample`), or a dir that is itself a checkpoint. */
 export async function resolveCheckpointDir(path: string, warn: (msg: string) => void = () => {}): Promise<string> {
-  const direct = await fs.access(join(path, 'manifest.json')).then(() => true, () => false);
+  const direct = await fs.access(join(path, 'manifest.json')).then(
+    () => true,
+    () => false,
+  );
   if (direct) {
     await verifyCheckpoint(path);
     return path;
@@ -286,5 +308,7 @@ export async function resolveCheckpointDir(path: string, warn: (msg: string) => 
       }
     }
   }
-  throw new CheckpointError(`no complete checkpoint at ${path} (looked for manifest.json there, and step-* directories in ${join(path, 'checkpoints')} and ${path})`);
+  throw new CheckpointError(
+    `no complete checkpoint at ${path} (looked for manifest.json there, and step-* directories in ${join(path, 'checkpoints')} and ${path})`,
+  );
 }

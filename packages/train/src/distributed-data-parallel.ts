@@ -44,7 +44,11 @@ export class DistributedDataParallel {
   }
 
   /** Wraps `model`; collective: every rank calls it (rank 0's parameters are broadcast). */
-  static async create(model: BlockModel, comm: DDPComm, opts: DistributedDataParallelOptions = {}): Promise<DistributedDataParallel> {
+  static async create(
+    model: BlockModel,
+    comm: DDPComm,
+    opts: DistributedDataParallelOptions = {},
+  ): Promise<DistributedDataParallel> {
     const strategy = new DDPStrategy(comm, opts);
     const ddp = new DistributedDataParallel(model, strategy);
     await strategy.setup(model, opts.initialParams ?? model.initParams(opts.seed ?? 0));

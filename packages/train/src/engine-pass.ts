@@ -98,7 +98,11 @@ export class ForwardBackwardPass {
     if (this.opts.recompute) return peak;
     const tapes = this.recorded.filter((r) => r !== undefined);
     const params = tapes.flatMap((r) => Object.values(r.params));
-    return keptBytes(tapes.map((r) => r.rec), this.inputs.slice(1), params);
+    return keptBytes(
+      tapes.map((r) => r.rec),
+      this.inputs.slice(1),
+      params,
+    );
   }
 
   /** Backward of block i: its gradients (and dy for the block below), handed to `sink`. */

@@ -27,7 +27,8 @@ function stepFrom(env: Env, name: string): number | undefined {
 
 /** The faults this rank should inject, from the environment. */
 export function faultPlanFromEnv(rank: number, env: Env = process.env): FaultPlan {
-  const target = env.ZERORING_FAULT_RANK === undefined || env.ZERORING_FAULT_RANK === '' ? 1 : Number(env.ZERORING_FAULT_RANK);
+  const target =
+    env.ZERORING_FAULT_RANK === undefined || env.ZERORING_FAULT_RANK === '' ? 1 : Number(env.ZERORING_FAULT_RANK);
   if (rank !== target) return {};
   const attempt = Number(env.ZERORING_RESTART_COUNT ?? env.TORCHELASTIC_RESTART_COUNT ?? 0);
   const plan: FaultPlan = {};

@@ -52,12 +52,7 @@ export {
   type ZeroStrategyName,
 } from './strategies/zero.ts';
 export { StrategyWrapper } from './strategy-wrapper.ts';
-export {
-  NonFiniteGuard,
-  NonFiniteGradientError,
-  type NonFiniteComm,
-  type NonFiniteGuardOptions,
-} from './nonfinite.ts';
+export { NonFiniteGuard, NonFiniteGradientError, type NonFiniteComm, type NonFiniteGuardOptions } from './nonfinite.ts';
 export { faultPlanFromEnv, withKillHook, type FaultPlan } from './faults.ts';
 export {
   createStrategy,

@@ -113,7 +113,9 @@ export class NonFiniteGuard extends StrategyWrapper {
     const stats = await this.inner.finishStep(opts);
     await this.inner.loadState(before);
     this.skipped.push(opts.step);
-    this.opts.warn?.(`step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; step skipped on all ranks (parameters and optimizer state unchanged)`);
+    this.opts.warn?.(
+      `step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; step skipped on all ranks (parameters and optimizer state unchanged)`,
+    );
     return { ...stats, commMs: stats.commMs + waitMs, gradNorm: Number.NaN };
   }
 

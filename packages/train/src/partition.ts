@@ -92,7 +92,8 @@ export class FlatPartition {
   private readonly byName: Map<string, ParamSlot>;
 
   private constructor(groups: GroupInput[], worldSize: number, blockReads: string[][]) {
-    if (!Number.isInteger(worldSize) || worldSize < 1) throw new PartitionError('worldSize', worldSize, 'an integer >= 1');
+    if (!Number.isInteger(worldSize) || worldSize < 1)
+      throw new PartitionError('worldSize', worldSize, 'an integer >= 1');
     this.worldSize = worldSize;
     this.byName = new Map();
     const outGroups: PartitionGroup[] = [];
@@ -103,12 +104,24 @@ export class FlatPartition {
       let length = 0;
       const names: string[] = [];
       for (const spec of gi.params) {
-        if (this.byName.has(spec.name)) throw new PartitionError('parameter name', spec.name, 'each parameter once across all groups');
+        if (this.byName.has(spec.name))
+          throw new PartitionError('parameter name', spec.name, 'each parameter once across all groups');
         for (const d of spec.shape) {
-          if (!Number.isInteger(d) || d < 0) throw new PartitionError(`shape of ${spec.name}`, `[${spec.shape.join(', ')}]`, 'non-negative integer dimensions');
+          if (!Number.isInteger(d) || d < 0)
+            throw new PartitionError(
+              `shape of ${spec.name}`,
+              `[${spec.shape.join(', ')}]`,
+              'non-negative integer dimensions',
+            );
         }
         const numel = paramCount(spec);
-        const slot: ParamSlot = { name: spec.name, shape: [...spec.shape], numel, group: index, offset: offset + length };
+        const slot: ParamSlot = {
+          name: spec.name,
+          shape: [...spec.shape],
+          numel,
+          group: index,
+          offset: offset + length,
+        };
         this.byName.set(spec.name, slot);
         slots.push(slot);
         names.push(spec.name);
@@ -125,7 +138,9 @@ export class FlatPartition {
     this.numel = slots.reduce((a, s) => a + s.numel, 0);
     this.totalLength = offset;
     this.shardLength = shardOffset;
-    this.blockGroups = blockReads.map((names) => [...new Set(names.map((n) => this.slot(n).group))].sort((a, b) => a - b));
+    this.blockGroups = blockReads.map((names) =>
+      [...new Set(names.map((n) => this.slot(n).group))].sort((a, b) => a - b),
+    );
   }
 
   /** A group per block, holding the parameters that block uses first (tied parameters once). */
@@ -147,11 +162,19 @@ export class FlatPartition {
       for (const p of block.params) {
         const first = byName.get(p.name)!;
         if (first.shape.join(',') !== p.shape.join(',')) {
-          throw new PartitionError(`shape of tied parameter ${p.name} in block ${block.name}`, `[${p.shape.join(', ')}]`, `[${first.shape.join(', ')}] as where it is first used`);
+          throw new PartitionError(
+            `shape of tied parameter ${p.name} in block ${block.name}`,
+            `[${p.shape.join(', ')}]`,
+            `[${first.shape.join(', ')}] as where it is first used`,
+          );
         }
       }
     }
-    return new FlatPartition(groups, worldSize, model.blocks.map((b) => b.params.map((p) => p.name)));
+    return new FlatPartition(
+      groups,
+      worldSize,
+      model.blocks.map((b) => b.params.map((p) => p.name)),
+    );
   }
 
   /** Explicit groups (e.g. buckets); blockGroups is empty. */
@@ -177,7 +200,8 @@ export class FlatPartition {
   }
 
   private checkRank(rank: number): void {
-    if (!Number.isInteger(rank) || rank < 0 || rank >= this.worldSize) throw new PartitionError('rank', rank, `an integer in [0, ${this.worldSize - 1}]`);
+    if (!Number.isInteger(rank) || rank < 0 || rank >= this.worldSize)
+      throw new PartitionError('rank', rank, `an integer in [0, ${this.worldSize - 1}]`);
   }
 
   /** [flatOffset, length] of rank's slice of group g in the full flat buffer. */
@@ -200,7 +224,13 @@ export class FlatPartition {
         const start = Math.max(lo, s.offset);
         const end = Math.min(hi, s.offset + s.numel);
         if (start < end) {
-          out.push({ name, paramOffset: start - s.offset, length: end - start, shardOffset: g.shardOffset + (start - lo), flatOffset: start });
+          out.push({
+            name,
+            paramOffset: start - s.offset,
+            length: end - start,
+            shardOffset: g.shardOffset + (start - lo),
+            flatOffset: start,
+          });
         }
       }
     }
@@ -222,7 +252,8 @@ export class FlatPartition {
   private checkValue(name: string, value: Float32Array | undefined): Float32Array {
     const s = this.slot(name);
     if (!value) throw new PartitionError(`value of ${name}`, 'missing', `a Float32Array of ${s.numel} elements`);
-    if (value.length !== s.numel) throw new PartitionError(`length of ${name}`, value.length, `${s.numel} (shape [${s.shape.join(', ')}])`);
+    if (value.length !== s.numel)
+      throw new PartitionError(`length of ${name}`, value.length, `${s.numel} (shape [${s.shape.join(', ')}])`);
     return value;
   }
 
@@ -231,7 +262,10 @@ export class FlatPartition {
   }
 
   /** Values → full flat buffer (padding zeroed). Every partitioned parameter must be present. */
-  flatten(values: ReadonlyMap<string, Float32Array>, out: Float32Array = new Float32Array(this.totalLength)): Float32Array {
+  flatten(
+    values: ReadonlyMap<string, Float32Array>,
+    out: Float32Array = new Float32Array(this.totalLength),
+  ): Float32Array {
     this.checkLength('flat output', out, this.totalLength);
     for (const g of this.groups) out.fill(0, g.offset + g.length, g.offset + g.paddedLength);
     for (const s of this.params) out.set(this.checkValue(s.name, values.get(s.name)), s.offset);
@@ -263,17 +297,23 @@ export class FlatPartition {
 
   /** Full flat buffer assembled from every rank's shard (the inverse of shard()). */
   unshard(shards: readonly Float32Array[], out: Float32Array = new Float32Array(this.totalLength)): Float32Array {
-    if (shards.length !== this.worldSize) throw new PartitionError('number of shards', shards.length, `${this.worldSize} (one per rank)`);
+    if (shards.length !== this.worldSize)
+      throw new PartitionError('number of shards', shards.length, `${this.worldSize} (one per rank)`);
     this.checkLength('flat output', out, this.totalLength);
     shards.forEach((sh, r) => {
       this.checkLength(`shard ${r}`, sh, this.shardLength);
-      for (const g of this.groups) out.set(sh.subarray(g.shardOffset, g.shardOffset + g.shardLength), g.offset + r * g.shardLength);
+      for (const g of this.groups)
+        out.set(sh.subarray(g.shardOffset, g.shardOffset + g.shardLength), g.offset + r * g.shardLength);
     });
     return out;
   }
 
   /** Rank's shard straight from values, without building the full buffer (padding zeroed). */
-  shardFromValues(values: ReadonlyMap<string, Float32Array>, rank: number, out: Float32Array = new Float32Array(this.shardLength)): Float32Array {
+  shardFromValues(
+    values: ReadonlyMap<string, Float32Array>,
+    rank: number,
+    out: Float32Array = new Float32Array(this.shardLength),
+  ): Float32Array {
     this.checkLength('shard output', out, this.shardLength);
     out.fill(0);
     for (const p of this.pieces(rank)) {

@@ -61,10 +61,14 @@ export class DistributedSampler {
 
   constructor(opts: SamplerOptions) {
     const { numWindows, batchSize, rank = 0, worldSize = 1, seed } = opts;
-    if (!Number.isInteger(worldSize) || worldSize < 1) throw new SamplerError(`worldSize ${worldSize} is invalid, expected an integer >= 1`);
-    if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new SamplerError(`rank ${rank} is invalid, expected an integer in [0, ${worldSize - 1}]`);
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new SamplerError(`batchSize ${batchSize} is invalid, expected an integer >= 1`);
-    if (!Number.isInteger(numWindows) || numWindows < worldSize) throw new SamplerError(`numWindows ${numWindows} is too small, expected at least worldSize (${worldSize})`);
+    if (!Number.isInteger(worldSize) || worldSize < 1)
+      throw new SamplerError(`worldSize ${worldSize} is invalid, expected an integer >= 1`);
+    if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize)
+      throw new SamplerError(`rank ${rank} is invalid, expected an integer in [0, ${worldSize - 1}]`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new SamplerError(`batchSize ${batchSize} is invalid, expected an integer >= 1`);
+    if (!Number.isInteger(numWindows) || numWindows < worldSize)
+      throw new SamplerError(`numWindows ${numWindows} is too small, expected at least worldSize (${worldSize})`);
     this.numWindows = numWindows;
     this.batchSize = batchSize;
     this.rank = rank;
@@ -90,10 +94,13 @@ export class DistributedSampler {
    * so the step still reads exactly the same set of windows.
    */
   stepWindows(step: number, offset: number, count: number): Int32Array {
-    if (!Number.isInteger(step) || step < 0) throw new SamplerError(`step ${step} is invalid, expected an integer >= 0`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new SamplerError(`step ${step} is invalid, expected an integer >= 0`);
     const perStep = this.batchSize * this.worldSize;
     if (!Number.isInteger(offset) || !Number.isInteger(count) || offset < 0 || count < 0 || offset + count > perStep) {
-      throw new SamplerError(`windows ${offset}..${offset + count - 1} of a step are invalid, expected a range within 0..${perStep - 1}`);
+      throw new SamplerError(
+        `windows ${offset}..${offset + count - 1} of a step are invalid, expected a range within 0..${perStep - 1}`,
+      );
     }
     const out = new Int32Array(count);
     for (let q = 0; q < count; q++) {
@@ -107,14 +114,16 @@ export class DistributedSampler {
   }
 
   private epochPermutation(epoch: number): Int32Array {
-    if (this.cached?.epoch !== epoch) this.cached = { epoch, perm: permutation(this.numWindows, mixSeed(this.seed, epoch)) };
+    if (this.cached?.epoch !== epoch)
+      this.cached = { epoch, perm: permutation(this.numWindows, mixSeed(this.seed, epoch)) };
     return this.cached.perm;
   }
 }
 
 /** A fixed, seeded choice of `count` windows (e.g. the validation set), the same on every call. */
 export function fixedWindows(numWindows: number, count: number, seed: number): Int32Array {
-  if (numWindows < 1) throw new SamplerError(`no windows to choose from (numWindows ${numWindows}), expected at least 1`);
+  if (numWindows < 1)
+    throw new SamplerError(`no windows to choose from (numWindows ${numWindows}), expected at least 1`);
   const rand = mulberry32(mixSeed(seed, 0x7a1));
   const out = new Int32Array(count);
   for (let i = 0; i < count; i++) out[i] = Math.floor(rand() * numWindows);

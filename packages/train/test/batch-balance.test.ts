@@ -42,20 +42,26 @@ describe('validateSplit', () => {
 });
 
 /** Work of one step on ranks whose time per window is `perWindow` (plus a fixed part). */
-const workOf = (split: readonly number[], perWindow: readonly number[], fixed = 10) => split.map((n, r) => fixed + n * perWindow[r]);
+const workOf = (split: readonly number[], perWindow: readonly number[], fixed = 10) =>
+  split.map((n, r) => fixed + n * perWindow[r]);
 
 describe('BatchBalancer', () => {
   it('starts even (or from the given split) and keeps an even split for ranks of equal speed', () => {
     const b = new BatchBalancer({ total: 32, worldSize: 2 });
     expect(b.split).toEqual([16, 16]);
     const rand = mulberry32(9);
-    for (let s = 0; s < 50; s++) b.observe(b.split, workOf(b.split, [10 * (1 + 0.02 * rand()), 10 * (1 + 0.02 * rand())]));
+    for (let s = 0; s < 50; s++)
+      b.observe(b.split, workOf(b.split, [10 * (1 + 0.02 * rand()), 10 * (1 + 0.02 * rand())]));
     expect(b.split).toEqual([16, 16]);
     expect(new BatchBalancer({ total: 12, worldSize: 3, initial: [2, 4, 6] }).split).toEqual([2, 4, 6]);
   });
 
   it('moves windows to the faster ranks until their work is equal, for 2, 3 and 4 ranks', () => {
-    for (const perWindow of [[10, 20], [5, 10, 15], [8, 8, 8, 16]]) {
+    for (const perWindow of [
+      [10, 20],
+      [5, 10, 15],
+      [8, 8, 8, 16],
+    ]) {
       const W = perWindow.length;
       const b = new BatchBalancer({ total: 16 * W, worldSize: W });
       for (let s = 0; s < 40; s++) b.observe(b.split, workOf(b.split, perWindow));
@@ -111,11 +117,17 @@ describe('DistributedSampler.stepWindows with uneven splits', () => {
   it('reads the same windows per step however the W*b windows are split', () => {
     for (const W of [1, 2, 3, 4]) {
       const b = 5;
-      const samplers = Array.from({ length: W }, (_, rank) => new DistributedSampler({ numWindows: 211, batchSize: b, rank, worldSize: W, seed: 11 }));
+      const samplers = Array.from(
+        { length: W },
+        (_, rank) => new DistributedSampler({ numWindows: 211, batchSize: b, rank, worldSize: W, seed: 11 }),
+      );
       const rand = mulberry32(W);
       for (let step = 0; step < 30; step++) {
         const even = samplers.flatMap((s) => [...s.indices(step)]);
-        const split = proportionalSplit(W * b, Array.from({ length: W }, () => 0.1 + rand()));
+        const split = proportionalSplit(
+          W * b,
+          Array.from({ length: W }, () => 0.1 + rand()),
+        );
         let offset = 0;
         const parts = split.map((n, r) => {
           const got = [...samplers[r].stepWindows(step, offset, n)];
@@ -132,6 +144,8 @@ describe('DistributedSampler.stepWindows with uneven splits', () => {
 
   it('rejects a range outside the step', () => {
     const s = new DistributedSampler({ numWindows: 50, batchSize: 4, rank: 0, worldSize: 2, seed: 1 });
-    expect(() => s.stepWindows(0, 6, 3)).toThrow(/windows 6\.\.8 of a step are invalid, expected a range within 0\.\.7/);
+    expect(() => s.stepWindows(0, 6, 3)).toThrow(
+      /windows 6\.\.8 of a step are invalid, expected a range within 0\.\.7/,
+    );
   });
 });

@@ -2,7 +2,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointError, decodeShard, encodeShard, loadLatestCheckpoint, saveCheckpoint, stepDirName, shardFile, resolveCheckpointDir } from '../src/checkpoint.ts';
+import {
+  CheckpointError,
+  decodeShard,
+  encodeShard,
+  loadLatestCheckpoint,
+  saveCheckpoint,
+  stepDirName,
+  shardFile,
+  resolveCheckpointDir,
+} from '../src/checkpoint.ts';
 import type { ShardState } from '../src/strategy.ts';
 
 const dirs: string[] = [];
@@ -26,7 +35,15 @@ function shard(step: number): ShardState {
 }
 
 async function save(root: string, step: number, keep = 5) {
-  return saveCheckpoint({ root, step, rank: 0, worldSize: 1, shard: shard(step), common: { 'trainer.json': { nextStep: step }, 'extra.bin': Buffer.from([1, 2, 3]) }, keep });
+  return saveCheckpoint({
+    root,
+    step,
+    rank: 0,
+    worldSize: 1,
+    shard: shard(step),
+    common: { 'trainer.json': { nextStep: step }, 'extra.bin': Buffer.from([1, 2, 3]) },
+    keep,
+  });
 }
 
 describe('checkpoints', () => {
@@ -35,7 +52,8 @@ describe('checkpoints', () => {
     const back = decodeShard(encodeShard(s));
     expect(back.meta).toEqual(s.meta);
     expect([...back.arrays.keys()]).toEqual([...s.arrays.keys()]);
-    for (const [k, a] of s.arrays) expect(Buffer.from(back.arrays.get(k)!.buffer).equals(Buffer.from(a.buffer))).toBe(true);
+    for (const [k, a] of s.arrays)
+      expect(Buffer.from(back.arrays.get(k)!.buffer).equals(Buffer.from(a.buffer))).toBe(true);
   });
 
   it('loads the newest complete checkpoint with its common files', async () => {

@@ -82,13 +82,28 @@ describe('planBuckets', () => {
     // First cap fits head + h2; the rest (25 MiB cap) goes in one bucket.
     const plan = planBuckets(model, { firstBucketBytes: 2336 });
     expect(plan.buckets).toHaveLength(2);
-    expect(plan.buckets[0].slots.map((s) => s.name)).toEqual(['lnf.g', 'lnf.b', 'h2.ln.g', 'h2.ln.b', 'h2.fc.w', 'h2.fc.b', 'h2.proj.w', 'h2.proj.b']);
+    expect(plan.buckets[0].slots.map((s) => s.name)).toEqual([
+      'lnf.g',
+      'lnf.b',
+      'h2.ln.g',
+      'h2.ln.b',
+      'h2.fc.w',
+      'h2.fc.b',
+      'h2.proj.w',
+      'h2.proj.b',
+    ]);
     expect(plan.buckets[1].elems * 4).toBe(2 * 2272 + 544);
     // The first cap never exceeds bucketBytes: a smaller bucketBytes caps the first bucket too.
     const small = planBuckets(model, { bucketBytes: 64, firstBucketBytes: 1 << 20 });
     expect(small.buckets[0].slots.map((s) => s.name)).toEqual(['lnf.g', 'lnf.b']);
     // DDPStrategy passes the option through and checks it.
-    expect(() => new DDPStrategy({ rank: 0, worldSize: 1, allReduce: async () => undefined, broadcast: async () => undefined }, { firstBucketBytes: Number.NaN })).toThrow(/firstBucketBytes NaN/);
+    expect(
+      () =>
+        new DDPStrategy(
+          { rank: 0, worldSize: 1, allReduce: async () => undefined, broadcast: async () => undefined },
+          { firstBucketBytes: Number.NaN },
+        ),
+    ).toThrow(/firstBucketBytes NaN/);
   });
 });
 
@@ -96,7 +111,9 @@ describe('planBuckets', () => {
 async function twoRanks(): Promise<[ProcessGroup, ProcessGroup]> {
   const masterPort = await freePort();
   const opts = { worldSize: 2, masterAddr: '127.0.0.1', masterPort, token: 'ddp-unit', timeoutMs: 60_000 };
-  return Promise.all([initProcessGroup({ ...opts, rank: 0 }), initProcessGroup({ ...opts, rank: 1 })]) as Promise<[ProcessGroup, ProcessGroup]>;
+  return Promise.all([initProcessGroup({ ...opts, rank: 0 }), initProcessGroup({ ...opts, rank: 1 })]) as Promise<
+    [ProcessGroup, ProcessGroup]
+  >;
 }
 
 describe('DDPStrategy', () => {
@@ -150,7 +167,10 @@ describe('DDPStrategy', () => {
     const model = createToyModel(cfg);
     const init = model.initParams(5);
     const engine = new BlockwiseEngine(model);
-    const [host, device] = [new DDPStrategy(solo, { bucketBytes: 512, splitOnDevice: false }), new DDPStrategy(solo, { bucketBytes: 512, splitOnDevice: true })];
+    const [host, device] = [
+      new DDPStrategy(solo, { bucketBytes: 512, splitOnDevice: false }),
+      new DDPStrategy(solo, { bucketBytes: 512, splitOnDevice: true }),
+    ];
     for (const s of [host, device]) {
       await s.setup(model, init);
       for (let step = 0; step < 2; step++) {
@@ -239,7 +259,9 @@ describe('DDPStrategy', () => {
         expect(firstReduce).toBeLessThan(lastBlock);
         expect(ev.filter((e) => e.startsWith('allReduce'))).toHaveLength(2 * ddps[0].strategy.buckets.length);
       }
-      expect(events[0].filter((e) => e.startsWith('allReduce'))).toEqual(events[1].filter((e) => e.startsWith('allReduce')));
+      expect(events[0].filter((e) => e.startsWith('allReduce'))).toEqual(
+        events[1].filter((e) => e.startsWith('allReduce')),
+      );
       await Promise.all(ddps.map((d) => d.dispose()));
     } finally {
       await Promise.all(pgs.map((pg) => pg.destroy()));

@@ -22,9 +22,12 @@ for (const name of ['cpu', 'wasm', 'webgpu'] as const) {
   }
 }
 
-describe.skipIf(missing.length === 0).each(missing)('GPT engine on %s (skipped: backend unavailable)', (_name, reason) => {
-  it(`unavailable: ${reason}`, () => {});
-});
+describe.skipIf(missing.length === 0).each(missing)(
+  'GPT engine on %s (skipped: backend unavailable)',
+  (_name, reason) => {
+    it(`unavailable: ${reason}`, () => {});
+  },
+);
 
 const V = 40;
 const model = createGPT(gptConfig('tiny', V));
@@ -57,8 +60,12 @@ describe.each(present)('BlockwiseEngine with GPT tiny on %s', (backend) => {
     const loss = await engine.forwardBackward(input, targets, s, sink);
 
     const vars: Record<string, tf.Variable> = {};
-    for (const sp of specs) vars[sp.name] = tf.variable(tf.tensor(init.get(sp.name)!, sp.shape), true, `gpt_${backend}_${sp.name}`);
-    const ref = tf.variableGrads(() => model.loss(forwardAll(model, vars as NamedTensors, input), targets), Object.values(vars));
+    for (const sp of specs)
+      vars[sp.name] = tf.variable(tf.tensor(init.get(sp.name)!, sp.shape), true, `gpt_${backend}_${sp.name}`);
+    const ref = tf.variableGrads(
+      () => model.loss(forwardAll(model, vars as NamedTensors, input), targets),
+      Object.values(vars),
+    );
     const refLoss = (await ref.value.data())[0];
     expect(Math.abs(loss - refLoss) / refLoss).toBeLessThan(1e-5);
 

@@ -11,7 +11,11 @@ import { createToyModel, toyBatch, rand } from './toy-model.ts';
 /** Resident parameters that also records the acquire/release order. */
 class TensorSource implements ParamSource {
   log: string[] = [];
-  constructor(private model: BlockModel, public tensors: Map<string, tf.Tensor>, readonly recomputeActivations = false) {}
+  constructor(
+    private model: BlockModel,
+    public tensors: Map<string, tf.Tensor>,
+    readonly recomputeActivations = false,
+  ) {}
   acquire(block: number, phase: Phase): NamedTensors {
     this.log.push(`acquire ${block} ${phase}`);
     const out: NamedTensors = {};
@@ -42,7 +46,12 @@ function toTensors(values: Map<string, Float32Array>, model: BlockModel): Map<st
   return out;
 }
 
-function wholeModelLoss(model: BlockModel, params: Map<string, tf.Tensor>, input: tf.Tensor, targets: tf.Tensor): tf.Scalar {
+function wholeModelLoss(
+  model: BlockModel,
+  params: Map<string, tf.Tensor>,
+  input: tf.Tensor,
+  targets: tf.Tensor,
+): tf.Scalar {
   let x = input;
   for (const b of model.blocks) {
     const named: NamedTensors = {};
@@ -75,9 +84,12 @@ for (const name of ['cpu', 'wasm', 'webgpu'] as const) {
   }
 }
 
-describe.skipIf(missing.length === 0).each(missing)('BlockwiseEngine on %s (skipped: backend unavailable)', (_name, reason) => {
-  it(`unavailable: ${reason}`, () => {});
-});
+describe.skipIf(missing.length === 0).each(missing)(
+  'BlockwiseEngine on %s (skipped: backend unavailable)',
+  (_name, reason) => {
+    it(`unavailable: ${reason}`, () => {});
+  },
+);
 
 const modes = present.flatMap((b) => [[b, false] as const, [b, true] as const]);
 describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute) => {
@@ -97,12 +109,20 @@ describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute)
     const loss = await engine.forwardBackward(input, targets, source, sink);
 
     const vars = new Map<string, tf.Variable>();
-    for (const s of uniqueParams(model)) vars.set(s.name, tf.variable(tf.tensor(init.get(s.name)!, s.shape), true, `ref_${backend}_${s.name}`));
-    const ref = tf.variableGrads(() => wholeModelLoss(model, vars as Map<string, tf.Tensor>, input, targets), [...vars.values()]);
+    for (const s of uniqueParams(model))
+      vars.set(s.name, tf.variable(tf.tensor(init.get(s.name)!, s.shape), true, `ref_${backend}_${s.name}`));
+    const ref = tf.variableGrads(
+      () => wholeModelLoss(model, vars as Map<string, tf.Tensor>, input, targets),
+      [...vars.values()],
+    );
     const refLoss = (await ref.value.data())[0];
     expect(Math.abs(loss - refLoss)).toBeLessThan(1e-5 * Math.abs(refLoss));
 
-    expect([...sink.grads.keys()].sort()).toEqual(uniqueParams(model).map((s) => s.name).sort());
+    expect([...sink.grads.keys()].sort()).toEqual(
+      uniqueParams(model)
+        .map((s) => s.name)
+        .sort(),
+    );
     for (const s of uniqueParams(model)) {
       const g = (await ref.grads[vars.get(s.name)!.name].data()) as Float32Array;
       expect(relErr(sink.grads.get(s.name)!, g), s.name).toBeLessThan(1e-5);
@@ -133,7 +153,11 @@ describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute)
 
     const lossAt = async (shift: Map<string, Float32Array>, eps: number): Promise<number> => {
       const moved = new Map<string, Float32Array>();
-      for (const s of specs) moved.set(s.name, init.get(s.name)!.map((v, i) => v + eps * shift.get(s.name)![i]));
+      for (const s of specs)
+        moved.set(
+          s.name,
+          init.get(s.name)!.map((v, i) => v + eps * shift.get(s.name)![i]),
+        );
       const t = toTensors(moved, model);
       const l = await engine.evalLoss(input, targets, new TensorSource(model, t, recompute));
       tf.dispose([...t.values()]);
@@ -154,7 +178,9 @@ describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute)
       // missing gradient term is off by 1e-1 or more).
       const eps = 1e-3;
       const fd = ((await lossAt(dir, eps)) - (await lossAt(dir, -eps))) / (2 * eps);
-      expect(Math.abs(fd - directional), `trial ${trial}: fd ${fd} vs analytic ${directional}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(directional)));
+      expect(Math.abs(fd - directional), `trial ${trial}: fd ${fd} vs analytic ${directional}`).toBeLessThan(
+        2e-3 * Math.max(1, Math.abs(directional)),
+      );
     }
     tf.dispose([input, targets]);
   });
@@ -167,9 +193,18 @@ describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute)
     const plain = new CollectSink();
     const scaled = new CollectSink();
     const l1 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), plain);
-    const l2 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), scaled, { gradScale: 0.25 });
+    const l2 = await engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), scaled, {
+      gradScale: 0.25,
+    });
     expect(Math.abs(l2 - l1)).toBeLessThan(1e-6 * l1);
-    for (const [n, g] of plain.grads) expect(relErr(scaled.grads.get(n)!, g.map((v) => v * 0.25)), n).toBeLessThan(1e-6);
+    for (const [n, g] of plain.grads)
+      expect(
+        relErr(
+          scaled.grads.get(n)!,
+          g.map((v) => v * 0.25),
+        ),
+        n,
+      ).toBeLessThan(1e-6);
     tf.dispose([input, targets, ...tensors.values()]);
   });
 
@@ -196,12 +231,17 @@ describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute)
     const calls = model.blocks.map(() => 0);
     const counted: BlockModel = {
       ...model,
-      blocks: model.blocks.map((b, i) => ({ ...b, forward: (p: NamedTensors, x: tf.Tensor) => (calls[i]++, b.forward(p, x)) })),
+      blocks: model.blocks.map((b, i) => ({
+        ...b,
+        forward: (p: NamedTensors, x: tf.Tensor) => (calls[i]++, b.forward(p, x)),
+      })),
     };
     const tensors = toTensors(model.initParams(2), model);
     const { input, targets } = toyBatch(3, 2, 8, 11);
     const engine = new BlockwiseEngine(counted);
-    await engine.forwardBackward(input, targets, new TensorSource(counted, tensors, recompute), { onBlockGrads: (_b, g) => tf.dispose(Object.values(g)) });
+    await engine.forwardBackward(input, targets, new TensorSource(counted, tensors, recompute), {
+      onBlockGrads: (_b, g) => tf.dispose(Object.values(g)),
+    });
     // The last block runs once either way: its forward is fused with the loss.
     expect(calls).toEqual(recompute ? [2, 2, 2, 1] : [1, 1, 1, 1]);
     // What forward kept for backward: block inputs only when recomputing, the tapes' saved tensors otherwise.
@@ -223,7 +263,9 @@ describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute)
         if (block === 2) throw new Error('sink failed');
       },
     };
-    await expect(engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), failing)).rejects.toThrow('sink failed');
+    await expect(
+      engine.forwardBackward(input, targets, new TensorSource(model, tensors, recompute), failing),
+    ).rejects.toThrow('sink failed');
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([input, targets, ...tensors.values()]);
   });

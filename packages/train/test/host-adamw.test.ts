@@ -1,12 +1,27 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { HostAdamW, adamwStepF32, adamwStepPlain, decayRuns, AdamWConfigError, type AdamWHyper } from '../src/optim/host-adamw.ts';
+import {
+  HostAdamW,
+  adamwStepF32,
+  adamwStepPlain,
+  decayRuns,
+  AdamWConfigError,
+  type AdamWHyper,
+} from '../src/optim/host-adamw.ts';
 import { adamwModuleBytes } from '../src/optim/host-adamw-wasm.ts';
 import { FlatPartition } from '../src/partition.ts';
 // Deterministic pseudo-random numbers so a failure reproduces.
 import { mulberry32 as rng } from '@zeroring/core';
 
 /** Textbook AdamW in float64 state: p -= lr*wd*p; m, v; p -= lr * m̂ / (sqrt(v̂) + eps). */
-function adamwF64(p: Float64Array, g: Float32Array, m: Float64Array, v: Float64Array, h: Required<AdamWHyper>, t: number, mask: Uint8Array): void {
+function adamwF64(
+  p: Float64Array,
+  g: Float32Array,
+  m: Float64Array,
+  v: Float64Array,
+  h: Required<AdamWHyper>,
+  t: number,
+  mask: Uint8Array,
+): void {
   const bc1 = 1 - h.beta1 ** t;
   const bc2 = 1 - h.beta2 ** t;
   for (let i = 0; i < p.length; i++) {
@@ -41,7 +56,7 @@ function randomMask(length: number, seed: number): Uint8Array {
   const r = rng(seed);
   const mask = new Uint8Array(length);
   // Runs rather than per-element noise, like matrices and vectors in a shard.
-  for (let i = 0; i < length; ) {
+  for (let i = 0; i < length;) {
     const run = 1 + Math.floor(r() * 9);
     mask.fill(r() < 0.6 ? 1 : 0, i, i + run);
     i += run;
@@ -138,16 +153,27 @@ describe('host AdamW (WASM SIMD)', () => {
     const N = 3;
     const part = FlatPartition.fromParams(specs, N);
     const r = rng(42);
-    const values = new Map(specs.map((s) => [s.name, Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, () => r() - 0.5)]));
-    const grads = new Map(specs.map((s) => [s.name, Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, () => (r() - 0.5) * 1e-2)]));
+    const values = new Map(
+      specs.map((s) => [s.name, Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, () => r() - 0.5)]),
+    );
+    const grads = new Map(
+      specs.map((s) => [
+        s.name,
+        Float32Array.from({ length: s.shape.reduce((a, b) => a * b, 1) }, () => (r() - 0.5) * 1e-2),
+      ]),
+    );
     // Unsharded reference: each parameter on its own, decayed iff it is a matrix.
-    const ref = new Map([...values].map(([k, v]) => [k, { p: v.slice(), m: new Float32Array(v.length), v: new Float32Array(v.length) }]));
-    const shards = await Promise.all(Array.from({ length: N }, async (_, rank) => {
-      const o = await HostAdamW.create({ length: part.shardLength, threads: 1, decay: part.decayRanges(rank) });
-      opened.push(o);
-      part.shardFromValues(values, rank, o.params);
-      return o;
-    }));
+    const ref = new Map(
+      [...values].map(([k, v]) => [k, { p: v.slice(), m: new Float32Array(v.length), v: new Float32Array(v.length) }]),
+    );
+    const shards = await Promise.all(
+      Array.from({ length: N }, async (_, rank) => {
+        const o = await HostAdamW.create({ length: part.shardLength, threads: 1, decay: part.decayRanges(rank) });
+        opened.push(o);
+        part.shardFromValues(values, rank, o.params);
+        return o;
+      }),
+    );
     for (let t = 1; t <= 3; t++) {
       for (const [rank, o] of shards.entries()) {
         part.shardFromValues(grads, rank, o.grads);
@@ -159,11 +185,17 @@ describe('host AdamW (WASM SIMD)', () => {
       }
     }
     const full = part.unflatten(part.unshard(shards.map((o) => o.params.slice())));
-    for (const s of specs) expect(new Uint32Array(full.get(s.name)!.slice().buffer)).toEqual(new Uint32Array(ref.get(s.name)!.p.buffer));
+    for (const s of specs)
+      expect(new Uint32Array(full.get(s.name)!.slice().buffer)).toEqual(new Uint32Array(ref.get(s.name)!.p.buffer));
   });
 
   it('setDecay accepts ranges equivalent to a mask, and true/false', async () => {
-    expect(decayRuns(10, [[2, 5], [4, 7]])).toEqual(decayRuns(10, Uint8Array.from([0, 0, 1, 1, 1, 1, 1, 0, 0, 0])));
+    expect(
+      decayRuns(10, [
+        [2, 5],
+        [4, 7],
+      ]),
+    ).toEqual(decayRuns(10, Uint8Array.from([0, 0, 1, 1, 1, 1, 1, 0, 0, 0])));
     expect(decayRuns(4, false)).toEqual([{ start: 0, end: 4, decay: false }]);
     expect(decayRuns(0, true)).toEqual([]);
     const o = await make(6, 2, new Uint8Array(6), 1);

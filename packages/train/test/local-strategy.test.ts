@@ -26,12 +26,19 @@ function linearModel(): BlockModel {
     blocks: [
       {
         name: 'lin',
-        params: [{ name: 'w', shape: [2, 3] }, { name: 'b', shape: [3] }],
+        params: [
+          { name: 'w', shape: [2, 3] },
+          { name: 'b', shape: [3] },
+        ],
         forward: (p, x) => tf.add(tf.mul(p.w, x), p.b),
       },
     ],
     loss: (y) => tf.sum(y) as tf.Scalar,
-    initParams: () => new Map([['w', Float32Array.from([0.5, -1, 2, 0.1, 0.2, -0.3])], ['b', Float32Array.from([1, 2, 3])]]),
+    initParams: () =>
+      new Map([
+        ['w', Float32Array.from([0.5, -1, 2, 0.1, 0.2, -0.3])],
+        ['b', Float32Array.from([1, 2, 3])],
+      ]),
   };
 }
 
@@ -46,7 +53,10 @@ describe('LocalStrategy', () => {
     const s = new LocalStrategy();
     await s.setup(model, init);
     const engine = new BlockwiseEngine(model);
-    const x = tf.tensor([[1, 2, 3], [4, 5, 6]]);
+    const x = tf.tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     const noTargets = tf.scalar(0);
     const ref = new Map([...init].map(([k, a]) => [k, [...a].map((p) => ({ p, m: 0, v: 0 }))]));
     const lrs = [1e-2, 5e-3, 2e-2];
@@ -54,7 +64,9 @@ describe('LocalStrategy', () => {
       await engine.forwardBackward(x, noTargets, s, s);
       await s.finishStep({ lr: lrs[t - 1], step: t - 1 });
       // dL/dw = x, dL/db = number of rows (2)
-      ref.get('w')!.forEach((e, i) => Object.assign(e, torchAdamW(e.p, [1, 2, 3, 4, 5, 6][i], e.m, e.v, lrs[t - 1], t, 0.1)));
+      ref
+        .get('w')!
+        .forEach((e, i) => Object.assign(e, torchAdamW(e.p, [1, 2, 3, 4, 5, 6][i], e.m, e.v, lrs[t - 1], t, 0.1)));
       ref.get('b')!.forEach((e) => Object.assign(e, torchAdamW(e.p, 2, e.m, e.v, lrs[t - 1], t, 0)));
     }
     const got = await s.fullParams();

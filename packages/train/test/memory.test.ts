@@ -69,10 +69,19 @@ describe('ZeRO model-state formulas', () => {
     const shard = Math.ceil(psi / n);
     const rows = estimateMemory({ params: psi, nproc: n });
     expect(rows.map((r) => `${r.strategy}${r.offload ? '+offload' : ''}`)).toEqual([
-      'ddp', 'ddp+offload', 'zero1', 'zero1+offload', 'zero2', 'zero2+offload', 'zero3', 'zero3+offload',
+      'ddp',
+      'ddp+offload',
+      'zero1',
+      'zero1+offload',
+      'zero2',
+      'zero2+offload',
+      'zero3',
+      'zero3+offload',
     ]);
-    const dev = (s: string, off: boolean): number => rows.find((r) => r.strategy === s && r.offload === off)!.device.total;
-    const host = (s: string, off: boolean): number => rows.find((r) => r.strategy === s && r.offload === off)!.host.total;
+    const dev = (s: string, off: boolean): number =>
+      rows.find((r) => r.strategy === s && r.offload === off)!.device.total;
+    const host = (s: string, off: boolean): number =>
+      rows.find((r) => r.strategy === s && r.offload === off)!.host.total;
     expect(dev('ddp', false)).toBe(16 * psi);
     expect(dev('zero1', false)).toBe(8 * psi + 8 * shard);
     expect(dev('zero2', false)).toBe(4 * psi + 12 * shard);

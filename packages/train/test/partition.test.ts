@@ -24,18 +24,40 @@ function distinctValues(specs: ParamSpec[], seed = 1): Map<string, Float32Array>
   const out = new Map<string, Float32Array>();
   specs.forEach((s, k) => {
     const n = s.shape.reduce((a, b) => a * b, 1);
-    out.set(s.name, Float32Array.from({ length: n }, (_, i) => seed * 1000 + k * 100 + i + 0.5));
+    out.set(
+      s.name,
+      Float32Array.from({ length: n }, (_, i) => seed * 1000 + k * 100 + i + 0.5),
+    );
   });
   return out;
 }
 
 // Awkward sizes: empty, one element, primes, a block with no params of its own.
 const awkward: Array<[string, ParamSpec[]]> = [
-  ['embed', [{ name: 'wte', shape: [7, 3] }, { name: 'wpe', shape: [5, 3] }]],
-  ['h0', [{ name: 'h0.w', shape: [13] }, { name: 'h0.empty', shape: [0] }, { name: 'h0.b', shape: [1] }]],
+  [
+    'embed',
+    [
+      { name: 'wte', shape: [7, 3] },
+      { name: 'wpe', shape: [5, 3] },
+    ],
+  ],
+  [
+    'h0',
+    [
+      { name: 'h0.w', shape: [13] },
+      { name: 'h0.empty', shape: [0] },
+      { name: 'h0.b', shape: [1] },
+    ],
+  ],
   ['h1', [{ name: 'h1.w', shape: [2, 1, 11] }]],
   ['nothing', []],
-  ['head', [{ name: 'ln', shape: [3] }, { name: 'wte', shape: [7, 3] }]],
+  [
+    'head',
+    [
+      { name: 'ln', shape: [3] },
+      { name: 'wte', shape: [7, 3] },
+    ],
+  ],
 ];
 const allSpecs = (): ParamSpec[] => {
   const seen = new Map<string, ParamSpec>();
@@ -65,7 +87,13 @@ describe('FlatPartition', () => {
           offset += g.paddedLength;
           shardOffset += g.shardLength;
         }
-        expect(part.groups.map((g) => g.params)).toEqual([['wte', 'wpe'], ['h0.w', 'h0.empty', 'h0.b'], ['h1.w'], [], ['ln']]);
+        expect(part.groups.map((g) => g.params)).toEqual([
+          ['wte', 'wpe'],
+          ['h0.w', 'h0.empty', 'h0.b'],
+          ['h1.w'],
+          [],
+          ['ln'],
+        ]);
       });
 
       it('places tied parameters once, in the group of their first use, and blockGroups finds them', () => {
@@ -98,7 +126,8 @@ describe('FlatPartition', () => {
       it('flatten/unflatten and shard/unshard round-trip, and shardFromValues agrees with shard(flatten)', () => {
         const values = distinctValues(specs);
         const flat = part.flatten(values);
-        for (const g of part.groups) for (let i = g.offset + g.length; i < g.offset + g.paddedLength; i++) expect(flat[i]).toBe(0);
+        for (const g of part.groups)
+          for (let i = g.offset + g.length; i < g.offset + g.paddedLength; i++) expect(flat[i]).toBe(0);
         const back = part.unflatten(flat, { copy: true });
         for (const s of specs) expect(back.get(s.name)).toEqual(values.get(s.name));
         const shards = Array.from({ length: N }, (_, r) => part.shard(flat, r));
@@ -115,7 +144,9 @@ describe('FlatPartition', () => {
         const shards = Array.from({ length: N }, (_, r) => part.shardFromValues(values, r));
         for (const g of part.groups) {
           const gathered = new Float32Array(g.paddedLength);
-          shards.forEach((sh, r) => gathered.set(sh.subarray(g.shardOffset, g.shardOffset + g.shardLength), r * g.shardLength));
+          shards.forEach((sh, r) =>
+            gathered.set(sh.subarray(g.shardOffset, g.shardOffset + g.shardLength), r * g.shardLength),
+          );
           expect(gathered).toEqual(flat.subarray(g.offset, g.offset + g.paddedLength));
           for (const [name, view] of part.groupViews(g.index, gathered)) expect(view).toEqual(values.get(name));
           for (let r = 0; r < N; r++) {
@@ -162,7 +193,10 @@ describe('FlatPartition', () => {
   }
 
   it('fromParams is one group: the plain flat layout padded to a multiple of N', () => {
-    const specs: ParamSpec[] = [{ name: 'a', shape: [5] }, { name: 'b', shape: [2, 3] }];
+    const specs: ParamSpec[] = [
+      { name: 'a', shape: [5] },
+      { name: 'b', shape: [2, 3] },
+    ];
     const part = FlatPartition.fromParams(specs, 4);
     expect(part.totalLength).toBe(12);
     expect(part.shardLength).toBe(3);
@@ -187,7 +221,15 @@ describe('FlatPartition', () => {
     const specs: ParamSpec[] = [{ name: 'a', shape: [5] }];
     expect(() => FlatPartition.fromParams(specs, 0)).toThrow(/worldSize = 0, expected an integer >= 1/);
     expect(() => FlatPartition.fromParams(specs, 1.5)).toThrow(PartitionError);
-    expect(() => FlatPartition.fromGroups([{ name: 'g', params: specs }, { name: 'h', params: specs }], 2)).toThrow(/parameter name = a/);
+    expect(() =>
+      FlatPartition.fromGroups(
+        [
+          { name: 'g', params: specs },
+          { name: 'h', params: specs },
+        ],
+        2,
+      ),
+    ).toThrow(/parameter name = a/);
     expect(() => FlatPartition.fromParams([{ name: 'n', shape: [-1] }], 2)).toThrow(/shape of n/);
     const part = FlatPartition.fromParams(specs, 2);
     expect(() => part.slot('zz')).toThrow(/parameter name = zz/);

@@ -39,7 +39,10 @@ describe('strategy wrappers', () => {
   it('forward recomputeActivations and noSync from the inner strategy', () => {
     const zero3 = createZeroStrategy('zero3', pg, { offload: false });
     const ddp = new DDPStrategy(pg);
-    for (const wrap of [(s: Strategy) => new NonFiniteGuard(s, { skip: false }), (s: Strategy) => withKillHook(s, { killAtStep: 99 })]) {
+    for (const wrap of [
+      (s: Strategy) => new NonFiniteGuard(s, { skip: false }),
+      (s: Strategy) => withKillHook(s, { killAtStep: 99 }),
+    ]) {
       expect(wrap(zero3).recomputeActivations).toBe(true);
       expect(wrap(ddp).recomputeActivations).toBe(false);
       expect(typeof wrap(ddp).noSync).toBe('function');
@@ -49,7 +52,9 @@ describe('strategy wrappers', () => {
 
   it('a guarded ZeRO-3 keeps only block inputs, as ZeRO-3 alone does, far less than a guarded DDP', async () => {
     const bare = await activationBytes(createZeroStrategy('zero3', pg, { offload: false }));
-    const guarded = await activationBytes(new NonFiniteGuard(createZeroStrategy('zero3', pg, { offload: false }), { skip: false }));
+    const guarded = await activationBytes(
+      new NonFiniteGuard(createZeroStrategy('zero3', pg, { offload: false }), { skip: false }),
+    );
     const ddp = await activationBytes(new NonFiniteGuard(new DDPStrategy(pg), { skip: false }));
     expect(guarded).toBe(bare);
     expect(guarded).toBeGreaterThan(0);

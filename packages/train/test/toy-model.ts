@@ -25,7 +25,10 @@ export function createToyModel(cfg: ToyConfig): BlockModel {
   const blocks: Block[] = [
     {
       name: 'embed',
-      params: [{ name: 'wte', shape: [V, C] }, { name: 'wpe', shape: [T, C] }],
+      params: [
+        { name: 'wte', shape: [V, C] },
+        { name: 'wpe', shape: [T, C] },
+      ],
       forward: (p: NamedTensors, idx: tf.Tensor) => {
         const t = idx.shape[1]!;
         return tf.add(tf.gather(p.wte, idx), tf.slice(p.wpe, [0, 0], [t, C]));
@@ -55,7 +58,11 @@ export function createToyModel(cfg: ToyConfig): BlockModel {
   }
   blocks.push({
     name: 'head',
-    params: [{ name: 'lnf.g', shape: [C] }, { name: 'lnf.b', shape: [C] }, { name: 'wte', shape: [V, C] }],
+    params: [
+      { name: 'lnf.g', shape: [C] },
+      { name: 'lnf.b', shape: [C] },
+      { name: 'wte', shape: [V, C] },
+    ],
     forward: (p: NamedTensors, x: tf.Tensor) => {
       const [B, t] = x.shape;
       const h = tf.reshape(layerNorm(x, p['lnf.g'], p['lnf.b']), [B * t!, C]);

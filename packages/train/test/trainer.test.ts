@@ -18,7 +18,9 @@ import { createToyModel, rand } from './toy-model.ts';
 function toyData(V: number, n: number): WindowData {
   const r = rand(11);
   const cycle = [0, 3, 1, 4, 1, 5, 2, 6];
-  const tokens = Int32Array.from({ length: n }, (_, i) => (r() < 0.05 ? Math.floor(r() * V) : cycle[i % cycle.length] % V));
+  const tokens = Int32Array.from({ length: n }, (_, i) =>
+    r() < 0.05 ? Math.floor(r() * V) : cycle[i % cycle.length] % V,
+  );
   const cut = Math.floor(n * 0.9);
   return {
     windowStarts(split, T) {
@@ -41,7 +43,16 @@ const V = 7;
 const T = 8;
 const model = createToyModel({ vocab: V, seqLen: T, dim: 16, layers: 2 });
 const data = toyData(V, 3000);
-const config: TrainConfig = { steps: 8, batchSize: 4, blockSize: T, lr: 1e-2, warmupSteps: 2, seed: 5, evalInterval: 4, evalBatches: 2 };
+const config: TrainConfig = {
+  steps: 8,
+  batchSize: 4,
+  blockSize: T,
+  lr: 1e-2,
+  warmupSteps: 2,
+  seed: 5,
+  evalInterval: 4,
+  evalBatches: 2,
+};
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -53,7 +64,10 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function run(outDir: string | undefined, extra: { resume?: boolean; stopAfterSteps?: number; steps?: number } = {}) {
+async function run(
+  outDir: string | undefined,
+  extra: { resume?: boolean; stopAfterSteps?: number; steps?: number } = {},
+) {
   const strategy = new LocalStrategy();
   const events: TrainEvent[] = [];
   const summary = await train({
@@ -72,7 +86,11 @@ async function run(outDir: string | undefined, extra: { resume?: boolean; stopAf
   return { summary, params, events };
 }
 
-const lines = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+const lines = (dir: string) =>
+  readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('train()', () => {
   beforeAll(async () => {
@@ -93,20 +111,33 @@ describe('train()', () => {
     const { summary, events, params } = await run(out);
     const m = lines(out);
     expect(m).toHaveLength(8);
-    for (const key of ['step', 'loss', 'tokensPerSec', 'computeMs', 'commMs', 'memory']) expect(m[0]).toHaveProperty(key);
+    for (const key of ['step', 'loss', 'tokensPerSec', 'computeMs', 'commMs', 'memory'])
+      expect(m[0]).toHaveProperty(key);
     expect(m[3]).toHaveProperty('valLoss');
     const mem = m[0].memory as Record<string, { device: number; host: number }>;
     expect(mem.params.device).toBeGreaterThan(0);
     expect(mem.optimizer.device).toBe(2 * mem.params.device);
     const s = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as TrainSummary;
-    for (const key of ['config', 'steps', 'paramCount', 'finalLoss', 'finalValLoss', 'paramChecksum']) expect(s).toHaveProperty(key);
+    for (const key of ['config', 'steps', 'paramCount', 'finalLoss', 'finalValLoss', 'paramChecksum'])
+      expect(s).toHaveProperty(key);
     expect(s.memory.modelStateBytes).toBe(16 * s.paramCount);
     let sq = 0;
     for (const a of params.values()) for (const v of a) sq += v * v;
     expect(s.paramChecksum).toBeCloseTo(sq, 6);
     expect(summary.sample).toBe('sample text');
     expect(existsSync(join(out, 'checkpoints', stepDirName(8), 'manifest.json'))).toBe(true);
-    expect(events.map((e) => e.type)).toEqual(['config', 'val', ...Array(3).fill('step'), 'step', 'val', ...Array(3).fill('step'), 'step', 'val', 'sample', 'done']);
+    expect(events.map((e) => e.type)).toEqual([
+      'config',
+      'val',
+      ...Array(3).fill('step'),
+      'step',
+      'val',
+      ...Array(3).fill('step'),
+      'step',
+      'val',
+      'sample',
+      'done',
+    ]);
   });
 
   it('resumes from a checkpoint bit-identically', async () => {
@@ -125,11 +156,17 @@ describe('train()', () => {
     expect(lines(out).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
-  it('accumulating 2 micro-batches of 4 equals one batch of 8 (gradient norms, and parameters within 1e-5 of each tensor\'s scale)', async () => {
+  it("accumulating 2 micro-batches of 4 equals one batch of 8 (gradient norms, and parameters within 1e-5 of each tensor's scale)", async () => {
     const once = async (batchSize: number, gradAccumSteps: number) => {
       const strategy = new LocalStrategy();
       const outDir = tmp();
-      const summary = await train({ model, strategy, data, outDir, config: { ...config, steps: 4, evalInterval: 0, batchSize, gradAccumSteps } });
+      const summary = await train({
+        model,
+        strategy,
+        data,
+        outDir,
+        config: { ...config, steps: 4, evalInterval: 0, batchSize, gradAccumSteps },
+      });
       const params = await strategy.fullParams();
       await strategy.dispose();
       return { summary, params, gradNorms: lines(outDir).map((l) => l.gradNorm as number) };
@@ -154,7 +191,15 @@ describe('train()', () => {
     await run(out, { stopAfterSteps: 2 });
     const warnings: string[] = [];
     const strategy = new LocalStrategy();
-    await train({ model, strategy, data, outDir: out, resume: true, config: { ...config, lr: 2e-2 }, warn: (m) => warnings.push(m) });
+    await train({
+      model,
+      strategy,
+      data,
+      outDir: out,
+      resume: true,
+      config: { ...config, lr: 2e-2 },
+      warn: (m) => warnings.push(m),
+    });
     await strategy.dispose();
     expect(warnings.join('\n')).toMatch(/with lr 0\.02 \(checkpoint has 0\.01\)/);
   });
@@ -171,7 +216,15 @@ describe('train()', () => {
       const results = await Promise.all(
         pgs.map(async (pg, r) => {
           const strategy = new LocalStrategy();
-          const summary = await train({ model, strategy, data, outDir: out, comm: pg, config: { ...config, steps: 4, evalBatches: 3 }, onEvent: (e) => events[r].push(e) });
+          const summary = await train({
+            model,
+            strategy,
+            data,
+            outDir: out,
+            comm: pg,
+            config: { ...config, steps: 4, evalBatches: 3 },
+            onEvent: (e) => events[r].push(e),
+          });
           await strategy.dispose();
           return summary;
         }),
@@ -183,14 +236,28 @@ describe('train()', () => {
       const step = events[0].find((e) => e.type === 'step');
       expect(step && step.type === 'step' && step.ranks?.map((x) => x.rank)).toEqual([0, 1]);
       // The exposed part of the comm wait is the least any rank waited, in the event and the file.
-      for (const e of events[0]) if (e.type === 'step') expect(e.commExposedMs).toBe(Math.min(...e.ranks!.map((x) => x.commMs)));
+      for (const e of events[0])
+        if (e.type === 'step') expect(e.commExposedMs).toBe(Math.min(...e.ranks!.map((x) => x.commMs)));
       for (const l of lines(out)) expect(l).toHaveProperty('commExposedMs');
       // The metrics all-reduce is completed a step late (off the critical path), yet every step
       // still gets its event, in order, with its validation right after it, and the last one
       // lands before the summary.
-      expect(events[0].map((e) => (e.type === 'step' || e.type === 'val' ? `${e.type}${e.step}` : e.type))).toEqual(['config', 'val0', 'step1', 'step2', 'step3', 'step4', 'val4', 'done']);
+      expect(events[0].map((e) => (e.type === 'step' || e.type === 'val' ? `${e.type}${e.step}` : e.type))).toEqual([
+        'config',
+        'val0',
+        'step1',
+        'step2',
+        'step3',
+        'step4',
+        'val4',
+        'done',
+      ]);
       expect(results[0].finalLoss).toBe(results[1].finalLoss);
-      expect(lines(out).at(-1)).toMatchObject({ step: 4, loss: results[0].finalLoss, valLoss: results[0].finalValLoss });
+      expect(lines(out).at(-1)).toMatchObject({
+        step: 4,
+        loss: results[0].finalLoss,
+        valLoss: results[0].finalValLoss,
+      });
       expect(existsSync(join(out, 'checkpoints', stepDirName(4), 'shard-rank1.bin'))).toBe(true);
     } finally {
       await Promise.all(pgs.map((pg) => pg.destroy()));

@@ -59,7 +59,8 @@ export function fastBatchMatMulConfig(stock: KernelConfig): KernelConfig {
       if (transposeB) b3 = keep(transpose({ x: b3 }, { perm: [0, 2, 1] }));
       util.assert(
         b3.shape[1] === k,
-        () => `Error in matMul: inner shapes (${k}) and (${b3.shape[1]}) of Tensors with shapes ${a.shape} and ` +
+        () =>
+          `Error in matMul: inner shapes (${k}) and (${b3.shape[1]}) of Tensors with shapes ${a.shape} and ` +
           `${b.shape} and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
       );
       const a2 = keep(reshape({ x: a3 }, { shape: [1, batchA * m, k] }));

@@ -15,7 +15,10 @@ const SHARED = Symbol.for('zeroring.sharedIdentity');
 
 export function sharedIdentityConfig(stock: KernelConfig): KernelConfig {
   const kernelFunc = (args: { inputs: { x: TensorInfo }; backend: BackendWasm }): TensorInfo => {
-    const { inputs: { x }, backend } = args;
+    const {
+      inputs: { x },
+      backend,
+    } = args;
     if (x.dtype === 'string') return stock.kernelFunc(args as unknown as Parameters<KernelFunc>[0]) as TensorInfo;
     backend.incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };

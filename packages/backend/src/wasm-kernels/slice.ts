@@ -5,14 +5,29 @@
 // tensor into n pieces (unstack of q/k/v, split, the gradient of concat, per-bucket views of
 // a flat gradient) thus costs n full copies. Here the source is a typed-array view of the
 // heap (no copy), and only the slice's rows are copied. Strings keep the stock kernel.
-import { slice_util, util, type KernelConfig, type KernelFunc, type NamedAttrMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import {
+  slice_util,
+  util,
+  type KernelConfig,
+  type KernelFunc,
+  type NamedAttrMap,
+  type TensorInfo,
+} from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 export function inPlaceSliceConfig(stock: KernelConfig): KernelConfig {
   const kernelFunc = (args: { inputs: { x: TensorInfo }; backend: BackendWasm; attrs: NamedAttrMap }) => {
-    const { inputs: { x }, backend, attrs } = args;
+    const {
+      inputs: { x },
+      backend,
+      attrs,
+    } = args;
     if (x.dtype === 'string') return stock.kernelFunc(args as unknown as Parameters<KernelFunc>[0]);
-    const [begin, size] = slice_util.parseSliceParams(x, attrs.begin as number | number[], attrs.size as number | number[]);
+    const [begin, size] = slice_util.parseSliceParams(
+      x,
+      attrs.begin as number | number[],
+      attrs.size as number | number[],
+    );
     const out = backend.makeOutput(size, x.dtype);
     // Views after makeOutput: allocating may grow the heap and detach earlier views.
     const xv = backend.typedArrayFromHeap(x);

@@ -52,11 +52,16 @@ export function registerBench(program: Command): void {
   const bench = program.command('bench').description('benchmarks (collectives)');
   bench
     .command('collectives')
-    .description('nccl-tests-style table of all-reduce / reduce-scatter / all-gather / broadcast vs a raw TCP ring ceiling')
-    .addHelpText('after', examples(
-      'zeroring bench collectives --nproc 2',
-      'zeroring bench collectives --nproc 4 --ops allreduce --min-bytes 4K --max-bytes 16M --json allreduce-4.json',
-    ))
+    .description(
+      'nccl-tests-style table of all-reduce / reduce-scatter / all-gather / broadcast vs a raw TCP ring ceiling',
+    )
+    .addHelpText(
+      'after',
+      examples(
+        'zeroring bench collectives --nproc 2',
+        'zeroring bench collectives --nproc 4 --ops allreduce --min-bytes 4K --max-bytes 16M --json allreduce-4.json',
+      ),
+    )
     .requiredOption('--nproc <n>', 'ranks (worker processes) on this machine', intAtLeast('--nproc', 1))
     .option('--ops <list>', 'comma-separated ops', parseOps, [...BENCH_OPS])
     .option('--min-bytes <size>', 'smallest message (e.g. 1K)', wrap(parseBytes), 1024)

@@ -25,7 +25,9 @@ export function registerDashboard(program: Command): void {
     )
     .action(async (dir: string, opts: { port: number; host: string }, command: Command) => {
       if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-        const err = new RunDirError(`run directory ${JSON.stringify(dir)} does not exist (expected the --out DIR of a zeroring train run)`);
+        const err = new RunDirError(
+          `run directory ${JSON.stringify(dir)} does not exist (expected the --out DIR of a zeroring train run)`,
+        );
         command.error(`error: ${err.message}`, { code: err.name });
       }
       const dash = await startDashboard({ port: opts.port, host: opts.host, outDir: dir });

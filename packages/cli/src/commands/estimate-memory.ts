@@ -19,7 +19,9 @@ export function parseParamCount(text: string): number {
   const value = match ? Number(match[1]) * SUFFIX[match[2]!.toLowerCase()]! : Number.NaN;
   const rounded = Math.round(value);
   if (!Number.isSafeInteger(rounded) || rounded < 1 || Math.abs(value - rounded) > 1e-6 * value) {
-    throw new InvalidArgumentError(`expected a whole parameter count >= 1 such as 1.5M, 10M, 1B, 350K or 124000000, got ${JSON.stringify(text)}`);
+    throw new InvalidArgumentError(
+      `expected a whole parameter count >= 1 such as 1.5M, 10M, 1B, 350K or 124000000, got ${JSON.stringify(text)}`,
+    );
   }
   return rounded;
 }
@@ -27,7 +29,8 @@ export function parseParamCount(text: string): number {
 function parsePositiveInt(what: string) {
   return (text: string): number => {
     const n = Number(text);
-    if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`expected ${what} as an integer >= 1, got ${JSON.stringify(text)}`);
+    if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(n) || n < 1)
+      throw new InvalidArgumentError(`expected ${what} as an integer >= 1, got ${JSON.stringify(text)}`);
     return n;
   };
 }
@@ -49,7 +52,12 @@ interface ModelCount {
 }
 
 /** Parameter count and rank shard of a GPT preset, from its param specs and the real partition. */
-async function countModel(preset: 'tiny' | 'small', nproc: number, data: string | undefined, vocab: number | undefined): Promise<ModelCount> {
+async function countModel(
+  preset: 'tiny' | 'small',
+  nproc: number,
+  data: string | undefined,
+  vocab: number | undefined,
+): Promise<ModelCount> {
   const gpt = await import('@zeroring/gpt');
   const vocabSize = vocab ?? gpt.CharTokenizer.fromText(gpt.loadCorpus(data)).vocabSize;
   const model = gpt.createGPT(gpt.gptConfig(preset, vocabSize));
@@ -57,10 +65,24 @@ async function countModel(preset: 'tiny' | 'small', nproc: number, data: string 
   return { name: preset, vocabSize, params: part.numel, shardParams: part.shardLength };
 }
 
-const human = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(2)}K` : String(n));
+const human = (n: number): string =>
+  n >= 1e9
+    ? `${(n / 1e9).toFixed(2)}B`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(2)}M`
+      : n >= 1e3
+        ? `${(n / 1e3).toFixed(2)}K`
+        : String(n);
 
 function table(rows: MemoryEstimate[]): string {
-  const head = ['strategy', 'offload', 'device/rank', 'host/rank', 'device: params + grads + optimizer', 'host: params + grads + optimizer'];
+  const head = [
+    'strategy',
+    'offload',
+    'device/rank',
+    'host/rank',
+    'device: params + grads + optimizer',
+    'host: params + grads + optimizer',
+  ];
   const body = rows.map((r) => [
     r.strategy,
     r.offload ? 'yes' : 'no',
@@ -70,32 +92,53 @@ function table(rows: MemoryEstimate[]): string {
     r.host.total === 0 ? '-' : [r.host.params, r.host.grads, r.host.optimizer].map(formatBytes).join(' + '),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]): string => '  ' + cells.map((c, i) => (i >= 2 && i <= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    '  ' +
+    cells
+      .map((c, i) => (i >= 2 && i <= 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
 export function registerEstimateMemory(program: Command): void {
   program
     .command('estimate-memory')
-    .description('expected per-rank model-state memory (fp32 params, grads, Adam) for DDP and ZeRO-1/2/3, with and without offload')
-    .addHelpText('after', examples('zeroring estimate-memory --params 1.5B --nproc 8', 'zeroring estimate-memory --model small --nproc 4 --json'))
-    .addOption(new Option('--params <P>', 'parameter count, e.g. 1.5M, 10M, 1B').argParser(parseParamCount).conflicts('model'))
+    .description(
+      'expected per-rank model-state memory (fp32 params, grads, Adam) for DDP and ZeRO-1/2/3, with and without offload',
+    )
+    .addHelpText(
+      'after',
+      examples(
+        'zeroring estimate-memory --params 1.5B --nproc 8',
+        'zeroring estimate-memory --model small --nproc 4 --json',
+      ),
+    )
+    .addOption(
+      new Option('--params <P>', 'parameter count, e.g. 1.5M, 10M, 1B').argParser(parseParamCount).conflicts('model'),
+    )
     .addOption(new Option('--model <name>', 'count the parameters of a GPT preset').choices(['tiny', 'small']))
     .requiredOption('--nproc <N>', 'number of ranks', parsePositiveInt('--nproc'))
     .option('--data <FILE>', 'with --model: corpus whose characters set the vocabulary (default Moby Dick)')
     .option('--vocab-size <V>', 'with --model: vocabulary size instead of the corpus', parsePositiveInt('--vocab-size'))
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: Options, cmd: Command) => {
-      if (opts.params === undefined && opts.model === undefined) cmd.error('error: give --params P or --model tiny|small');
-      const model = opts.model !== undefined ? await countModel(opts.model, opts.nproc, opts.data, opts.vocabSize) : undefined;
+      if (opts.params === undefined && opts.model === undefined)
+        cmd.error('error: give --params P or --model tiny|small');
+      const model =
+        opts.model !== undefined ? await countModel(opts.model, opts.nproc, opts.data, opts.vocabSize) : undefined;
       const params = model?.params ?? opts.params!;
       const shardParams = model?.shardParams ?? Math.ceil(params / opts.nproc);
       const rows = estimateMemory({ params, nproc: opts.nproc, shardParams });
       if (opts.json) {
-        process.stdout.write(JSON.stringify({ params, nproc: opts.nproc, shardParams, model, estimates: rows }, null, 2) + '\n');
+        process.stdout.write(
+          JSON.stringify({ params, nproc: opts.nproc, shardParams, model, estimates: rows }, null, 2) + '\n',
+        );
         return;
       }
-      const what = model ? `GPT ${model.name} (vocab ${model.vocabSize}): ${human(params)} params` : `${human(params)} params`;
+      const what = model
+        ? `GPT ${model.name} (vocab ${model.vocabSize}): ${human(params)} params`
+        : `${human(params)} params`;
       process.stdout.write(
         [
           `Estimated model-state memory per rank: fp32 params and grads, Adam moments (16 bytes/param unsharded)`,

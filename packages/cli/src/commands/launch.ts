@@ -8,7 +8,9 @@ function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
     if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`${name} '${value}' is not an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? '∞' : max}]`);
+      throw new InvalidArgumentError(
+        `${name} '${value}' is not an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? '∞' : max}]`,
+      );
     }
     return n;
   };
@@ -34,9 +36,23 @@ export function registerLaunch(program: Command): void {
     .option('--nnodes <m>', 'nodes in the job', intArg('--nnodes', 1), 1)
     .option('--node-rank <r>', "this node's index in [0, nnodes)", intArg('--node-rank', 0), 0)
     .option('--master-addr <host>', 'address of node 0 (rendezvous store); default 127.0.0.1 on one node')
-    .option('--master-port <port>', 'rendezvous port; default a free port on one node', intArg('--master-port', 1, 65535))
-    .option('--max-restarts <k>', 'restart the local group after a failure up to K times', intArg('--max-restarts', 0), 0)
-    .option('--grace-period <ms>', 'milliseconds between SIGTERM and SIGKILL when stopping workers', intArg('--grace-period', 0), 5000)
+    .option(
+      '--master-port <port>',
+      'rendezvous port; default a free port on one node',
+      intArg('--master-port', 1, 65535),
+    )
+    .option(
+      '--max-restarts <k>',
+      'restart the local group after a failure up to K times',
+      intArg('--max-restarts', 0),
+      0,
+    )
+    .option(
+      '--grace-period <ms>',
+      'milliseconds between SIGTERM and SIGKILL when stopping workers',
+      intArg('--grace-period', 0),
+      5000,
+    )
     .argument('<script>', 'worker script (.ts, .js or .mjs)')
     .argument('[args...]', 'arguments passed to every worker')
     .passThroughOptions()

@@ -15,7 +15,13 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { launch, type LaunchResult } from '@zeroring/comm';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
 import { loadCorpus } from '@zeroring/gpt';
-import { needsProcessGroup, resolveCheckpointDir, STRATEGY_NAMES, type OnTrainEvent, type StrategyName } from '@zeroring/train';
+import {
+  needsProcessGroup,
+  resolveCheckpointDir,
+  STRATEGY_NAMES,
+  type OnTrainEvent,
+  type StrategyName,
+} from '@zeroring/train';
 import { attachDashboard, dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
 import { serveFinishedRun } from '../dashboard/linger.ts';
 import { PRESET_DEFAULTS, TrainJobError, runTrainJob, type TrainJobOptions } from '../train-job.ts';
@@ -24,7 +30,8 @@ import { examples } from '../help.ts';
 function intArg(name: string, min: number) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${name} '${value}' is not an integer >= ${min}`);
+    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} '${value}' is not an integer >= ${min}`);
     return n;
   };
 }
@@ -32,7 +39,8 @@ function intArg(name: string, min: number) {
 function intList(name: string) {
   return (value: string): number[] => {
     const parts = value.split(',');
-    if (!parts.every((v) => /^\s*\d+\s*$/.test(v) && Number(v) >= 1)) throw new InvalidArgumentError(`${name} '${value}' is not a comma-separated list of integers >= 1`);
+    if (!parts.every((v) => /^\s*\d+\s*$/.test(v) && Number(v) >= 1))
+      throw new InvalidArgumentError(`${name} '${value}' is not a comma-separated list of integers >= 1`);
     return parts.map(Number);
   };
 }
@@ -178,15 +186,18 @@ export function registerTrain(program: Command): void {
   program
     .command('train')
     .description('train the toy GPT (Moby Dick by default) on one or more worker processes')
-    .addHelpText('after', examples(
-      '# the default job: 2 workers, tiny GPT, Moby Dick, DDP',
-      'zeroring train --nproc 2',
-      'zeroring train --steps 300 --out runs/tiny',
-      'zeroring train --nproc 2 --strategy zero2 --out runs/z2 --dashboard',
-      'zeroring train --nproc 4 --strategy zero3 --offload --out runs/z3 --resume',
-      '# node 0 of two (same command with --node-rank 1 on the other node; export the same ZERORING_TOKEN on both)',
-      'zeroring train --nproc 2 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500',
-    ))
+    .addHelpText(
+      'after',
+      examples(
+        '# the default job: 2 workers, tiny GPT, Moby Dick, DDP',
+        'zeroring train --nproc 2',
+        'zeroring train --steps 300 --out runs/tiny',
+        'zeroring train --nproc 2 --strategy zero2 --out runs/z2 --dashboard',
+        'zeroring train --nproc 4 --strategy zero3 --offload --out runs/z3 --resume',
+        '# node 0 of two (same command with --node-rank 1 on the other node; export the same ZERORING_TOKEN on both)',
+        'zeroring train --nproc 2 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500',
+      ),
+    )
     .addOption(new Option('--nproc <n>', 'worker processes on this node').default(1).argParser(intArg('--nproc', 1)))
     .addOption(new Option('--strategy <name>', 'data-parallel strategy').choices(STRATEGY_NAMES).default('ddp'))
     .option('--offload', 'keep optimizer state on the host (CPU AdamW)')
@@ -200,19 +211,47 @@ export function registerTrain(program: Command): void {
     .option('--steps <n>', 'optimizer steps (tiny: 300, small: 2000)', intArg('--steps', 1))
     .option('--batch-size <n>', 'sequences per rank per step (tiny: 16, small: 8)', intArg('--batch-size', 1))
     .option('--grad-accum <k>', 'micro-batches accumulated into each optimizer step', intArg('--grad-accum', 1))
-    .option('--batch-split <counts>', 'sequences each rank reads per micro-batch, e.g. 12,20 (summing to world size x batch size): for machines of unequal speed; the step is the same mean gradient', intList('--batch-split'))
-    .option('--balance', 'move sequences of each step toward the ranks measured faster (starting from --batch-split or even)')
-    .option('--lr <lr>', 'peak learning rate (tiny: 3e-3, small: 1e-3); warmup then cosine to lr/10', positiveNumber('--lr'))
+    .option(
+      '--batch-split <counts>',
+      'sequences each rank reads per micro-batch, e.g. 12,20 (summing to world size x batch size): for machines of unequal speed; the step is the same mean gradient',
+      intList('--batch-split'),
+    )
+    .option(
+      '--balance',
+      'move sequences of each step toward the ranks measured faster (starting from --batch-split or even)',
+    )
+    .option(
+      '--lr <lr>',
+      'peak learning rate (tiny: 3e-3, small: 1e-3); warmup then cosine to lr/10',
+      positiveNumber('--lr'),
+    )
     .option('--seed <n>', 'seed for initialisation, data order and sampling', intArg('--seed', 0), 1337)
     .option('--out <dir>', 'write metrics.jsonl, summary.json, events.jsonl and checkpoints/ here')
     .option('--resume', 'continue from the newest complete checkpoint in --out')
-    .option('--skip-nonfinite', 'skip a step whose gradients hold NaN/Inf on any rank, on all ranks alike (default: fail naming the step)')
+    .option(
+      '--skip-nonfinite',
+      'skip a step whose gradients hold NaN/Inf on any rank, on all ranks alike (default: fail naming the step)',
+    )
     .option('--eval-interval <k>', 'validation loss every K steps (tiny: 50)', intArg('--eval-interval', 1))
     .option('--eval-batches <n>', 'batches in the fixed validation set', intArg('--eval-batches', 1), 8)
     .option('--warmup-steps <n>', 'linear warmup steps', intArg('--warmup-steps', 0))
-    .option('--checkpoint-interval <k>', 'save a checkpoint every K steps (0: only at the end)', intArg('--checkpoint-interval', 0), 0)
-    .option('--sample-tokens <n>', 'characters of sample text printed at the end (0: none)', intArg('--sample-tokens', 0), 300)
-    .addOption(new Option('--stop-after <n>', 'stop after N steps of the schedule, as if interrupted (resume later)').argParser(intArg('--stop-after', 1)).hideHelp())
+    .option(
+      '--checkpoint-interval <k>',
+      'save a checkpoint every K steps (0: only at the end)',
+      intArg('--checkpoint-interval', 0),
+      0,
+    )
+    .option(
+      '--sample-tokens <n>',
+      'characters of sample text printed at the end (0: none)',
+      intArg('--sample-tokens', 0),
+      300,
+    )
+    .addOption(
+      new Option('--stop-after <n>', 'stop after N steps of the schedule, as if interrupted (resume later)')
+        .argParser(intArg('--stop-after', 1))
+        .hideHelp(),
+    )
     .option('--nnodes <n>', 'nodes in the job (with --nproc N)', intArg('--nnodes', 1), 1)
     .option('--node-rank <r>', "this node's index", intArg('--node-rank', 0), 0)
     .option('--master-addr <host>', 'rendezvous host (rank 0 node)')

@@ -42,8 +42,9 @@ export function parsePort(value: string): number {
  * Use with `resolveDashboardPort(opts.dashboard)`.
  */
 export function dashboardOption(): Option {
-  const what = `serve a live dashboard on 127.0.0.1 (default port ${DEFAULT_DASHBOARD_PORT}); `
-    + 'after training it keeps serving the finished run until Ctrl-C';
+  const what =
+    `serve a live dashboard on 127.0.0.1 (default port ${DEFAULT_DASHBOARD_PORT}); ` +
+    'after training it keeps serving the finished run until Ctrl-C';
   return new Option('--dashboard [port]', what).argParser(cliParser(parsePort));
 }
 

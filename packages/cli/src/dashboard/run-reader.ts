@@ -78,7 +78,8 @@ export function metricsRowToStep(row: Record<string, unknown>): StepEvent | unde
     optimMs: num(row.optimMs),
     memory: (typeof row.memory === 'object' && row.memory !== null ? row.memory : {}) as MemoryReport,
   };
-  if (typeof row.commExposedMs === 'number' && Number.isFinite(row.commExposedMs)) event.commExposedMs = row.commExposedMs;
+  if (typeof row.commExposedMs === 'number' && Number.isFinite(row.commExposedMs))
+    event.commExposedMs = row.commExposedMs;
   if (Array.isArray(row.ranks)) event.ranks = row.ranks as StepEvent['ranks'];
   return event;
 }
@@ -169,7 +170,9 @@ export function followRun(dir: string): RunFollower {
 /** All events of a run directory as it is now. Throws RunDirError when DIR holds no run. */
 export function readRunEvents(dir: string): TrainEvent[] {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-    throw new RunDirError(`run directory ${JSON.stringify(dir)} does not exist (expected the --out DIR of a zeroring train run)`);
+    throw new RunDirError(
+      `run directory ${JSON.stringify(dir)} does not exist (expected the --out DIR of a zeroring train run)`,
+    );
   }
   return followRun(dir).poll().events;
 }

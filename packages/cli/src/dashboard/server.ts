@@ -119,7 +119,9 @@ function pageHandler(table: Map<string, [string, string]>, history: TrainEvent[]
     const [file, type] = route;
     fs.readFile(file, (err, body) => {
       if (err) {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`cannot read ${path.basename(file)}: ${err.message}\n`);
+        res
+          .writeHead(500, { 'content-type': 'text/plain' })
+          .end(`cannot read ${path.basename(file)}: ${err.message}\n`);
         return;
       }
       res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache' });

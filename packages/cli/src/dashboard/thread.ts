@@ -30,15 +30,18 @@ export async function startDashboardThread(opts: DashboardOptions): Promise<Dash
   worker.unref();
   const ready = await new Promise<{ url: string; port: number; host: string }>((resolve, reject) => {
     const where = `${opts.host ?? '127.0.0.1'}:${opts.port}`;
-    const onExit = (code: number) => reject(new DashboardStartError(`dashboard thread for ${where} exited (code ${code}) before listening`));
-    const onError = (err: Error) => reject(new DashboardStartError(`dashboard on ${where} failed to start: ${err.message}`));
+    const onExit = (code: number) =>
+      reject(new DashboardStartError(`dashboard thread for ${where} exited (code ${code}) before listening`));
+    const onError = (err: Error) =>
+      reject(new DashboardStartError(`dashboard on ${where} failed to start: ${err.message}`));
     worker.once('error', onError);
     worker.once('exit', onExit);
     worker.once('message', (msg: FromThread) => {
       worker.off('error', onError);
       worker.off('exit', onExit);
       if (msg.kind === 'ready') resolve(msg);
-      else if (msg.kind === 'error') reject(new DashboardStartError(`dashboard on ${where} failed to start: ${msg.message}`));
+      else if (msg.kind === 'error')
+        reject(new DashboardStartError(`dashboard on ${where} failed to start: ${msg.message}`));
       else reject(new DashboardStartError(`dashboard thread sent ${msg.kind} before ready`));
     });
   });

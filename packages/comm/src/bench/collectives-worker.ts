@@ -85,7 +85,12 @@ function countFor(op: BenchOp, bytes: number, n: number): number {
   return op === 'reducescatter' || op === 'allgather' ? count - (count % n) : count;
 }
 
-async function warmUp(pg: ProcessGroup, op: BenchOp, count: number, times: number): Promise<ReturnType<typeof makeCase>> {
+async function warmUp(
+  pg: ProcessGroup,
+  op: BenchOp,
+  count: number,
+  times: number,
+): Promise<ReturnType<typeof makeCase>> {
   const c = makeCase(op, pg.rank, pg.worldSize, count);
   for (let w = 0; w < times; w++) {
     c.reset();
@@ -94,7 +99,13 @@ async function warmUp(pg: ProcessGroup, op: BenchOp, count: number, times: numbe
   return c;
 }
 
-async function benchOp(pg: ProcessGroup, cfg: BenchConfig, op: BenchOp, bytes: number, ceiling: Row | null): Promise<Row | null> {
+async function benchOp(
+  pg: ProcessGroup,
+  cfg: BenchConfig,
+  op: BenchOp,
+  bytes: number,
+  ceiling: Row | null,
+): Promise<Row | null> {
   const ceilingGBs = ceiling?.busbwGBs;
   const n = pg.worldSize;
   const count = countFor(op, bytes, n);
@@ -164,11 +175,17 @@ async function main(): Promise<void> {
   const n = pg.worldSize;
   // The machine is shared: the load average says how far the absolute numbers can be trusted.
   const loadBefore = loadavg()[0]!;
-  say(`# zeroring bench collectives: ${n} ranks on ${cpus().length} cores, node ${process.version}, load average ${loadBefore.toFixed(1)}`);
+  say(
+    `# zeroring bench collectives: ${n} ranks on ${cpus().length} cores, node ${process.version}, load average ${loadBefore.toFixed(1)}`,
+  );
   // Same-host links carry large payloads through shared memory or TCP (ZERORING_SHM; rank 0's links shown).
   const links = pg.links;
-  say(`# ring links (rank 0): payloads over 64 KiB via ${links ? `${links.prev} from the previous rank, ${links.next} to the next` : 'none (one rank)'} (ZERORING_SHM=1|0 to choose)`);
-  say(`# time: median over iterations of the slowest rank; busbw factors: allreduce 2(n-1)/n, reducescatter/allgather (n-1)/n, broadcast 1`);
+  say(
+    `# ring links (rank 0): payloads over 64 KiB via ${links ? `${links.prev} from the previous rank, ${links.next} to the next` : 'none (one rank)'} (ZERORING_SHM=1|0 to choose)`,
+  );
+  say(
+    `# time: median over iterations of the slowest rank; busbw factors: allreduce 2(n-1)/n, reducescatter/allgather (n-1)/n, broadcast 1`,
+  );
 
   // The machine is shared and its load drifts, so the pump runs both before and after the ops
   // and the ceiling is the median over both brackets (each bracket is reported too).
@@ -178,7 +195,19 @@ async function main(): Promise<void> {
     const timeUs = median(times);
     const gbs = cfg.pumpBytes / (timeUs * 1e-6) / 1e9;
     const cpuGBs = cfg.pumpBytes / (Math.max(1, median(cpu)) * 1e-6) / 1e9;
-    return { op: 'ceiling', bytes: cfg.pumpBytes, count: cfg.pumpBytes / 4, iters: times.length, timeUs, algbwGBs: gbs, busbwGBs: gbs, ofCeiling: 1, cpuGBs, ofCeilingCpu: 1, wrong: 0 };
+    return {
+      op: 'ceiling',
+      bytes: cfg.pumpBytes,
+      count: cfg.pumpBytes / 4,
+      iters: times.length,
+      timeUs,
+      algbwGBs: gbs,
+      busbwGBs: gbs,
+      ofCeiling: 1,
+      cpuGBs,
+      ofCeilingCpu: 1,
+      wrong: 0,
+    };
   };
   let before: Row | null = null;
   if (n > 1) {
@@ -186,7 +215,9 @@ async function main(): Promise<void> {
     pumpTimes.push(...early.timesUs);
     pumpCpu.push(...early.cpuUs);
     before = ceilingRow(early.timesUs, early.cpuUs);
-    say(`# ceiling: raw TCP ring pump, every rank sends ${formatBytes(cfg.pumpBytes)} to its next while receiving from its previous, ${cfg.pumpReps} reps before and after the ops`);
+    say(
+      `# ceiling: raw TCP ring pump, every rank sends ${formatBytes(cfg.pumpBytes)} to its next while receiving from its previous, ${cfg.pumpReps} reps before and after the ops`,
+    );
   }
   say('#');
   say(HEADER);
@@ -228,7 +259,10 @@ async function main(): Promise<void> {
     say('# busbw / ceiling, wall clock (median of the pump before and after) | per CPU-second:');
     for (const op of cfg.ops) {
       const mine = rows.filter((r) => r.op === op);
-      if (mine.length) say(`#   ${op.padEnd(14)} ${mine.map((r) => `${formatBytes(r.bytes)} ${r.ofCeiling!.toFixed(2)}|${r.ofCeilingCpu!.toFixed(2)}`).join('  ')}`);
+      if (mine.length)
+        say(
+          `#   ${op.padEnd(14)} ${mine.map((r) => `${formatBytes(r.bytes)} ${r.ofCeiling!.toFixed(2)}|${r.ofCeilingCpu!.toFixed(2)}`).join('  ')}`,
+        );
     }
   }
   const totalWrong = rows.reduce((s, r) => s + r.wrong, 0);
@@ -236,7 +270,23 @@ async function main(): Promise<void> {
   say(`# wrong results: ${totalWrong}; load average at the end ${loadAfter.toFixed(1)}`);
   if (pg.rank === 0 && cfg.json) {
     mkdirSync(dirname(cfg.json), { recursive: true });
-    const doc = { bench: 'collectives', date: new Date().toISOString(), nproc: n, cores: cpus().length, node: process.version, loadAverage: { before: loadBefore, after: loadAfter }, links, config: cfg, ceiling, ceilingBefore: before, ceilingAfter: after, pumpTimesUs: pumpTimes, pumpCpuUs: pumpCpu, rows, totalWrong };
+    const doc = {
+      bench: 'collectives',
+      date: new Date().toISOString(),
+      nproc: n,
+      cores: cpus().length,
+      node: process.version,
+      loadAverage: { before: loadBefore, after: loadAfter },
+      links,
+      config: cfg,
+      ceiling,
+      ceilingBefore: before,
+      ceilingAfter: after,
+      pumpTimesUs: pumpTimes,
+      pumpCpuUs: pumpCpu,
+      rows,
+      totalWrong,
+    };
     writeFileSync(cfg.json, JSON.stringify(doc, null, 2) + '\n');
     say(`# wrote ${cfg.json}`);
   }

@@ -18,7 +18,12 @@ export interface PumpResult {
   cpuUs: number[];
 }
 
-export async function ringPump(pg: ProcessGroup, bytesPerLink: number, reps: number, host = '127.0.0.1'): Promise<PumpResult> {
+export async function ringPump(
+  pg: ProcessGroup,
+  bytesPerLink: number,
+  reps: number,
+  host = '127.0.0.1',
+): Promise<PumpResult> {
   const n = pg.worldSize;
   const server = createServer();
   server.listen(0, host);
@@ -50,11 +55,13 @@ export async function ringPump(pg: ProcessGroup, bytesPerLink: number, reps: num
   const chunk = Buffer.alloc(CHUNK, 0x5a);
 
   const send = async (): Promise<void> => {
-    for (let sent = 0; sent < bytesPerLink; ) {
+    for (let sent = 0; sent < bytesPerLink;) {
       const len = Math.min(CHUNK, bytesPerLink - sent);
       sent += len;
       const last = sent === bytesPerLink;
-      const flushed = last ? new Promise<void>((res, rej) => out.write(chunk.subarray(0, len), (e) => (e ? rej(e) : res()))) : null;
+      const flushed = last
+        ? new Promise<void>((res, rej) => out.write(chunk.subarray(0, len), (e) => (e ? rej(e) : res())))
+        : null;
       if (flushed) await flushed;
       else if (!out.write(chunk.subarray(0, len))) await once(out, 'drain');
     }

@@ -35,8 +35,12 @@ export class GatherAllReduce implements Collective {
 
   onChunk(step: number, chunk: number, data: Float32Array): void {
     const { rank: r, worldSize: n } = this.port;
-    if (!(step >= 0 && step <= n - 2) || chunk !== 0) throw scheduleError(`gather all-reduce step ${step} chunk ${chunk} (expected steps 0..${n - 2}, chunk 0)`);
-    if (data.length !== this.buf.length) throw scheduleError(`gather all-reduce step ${step}: received ${data.length} elements, expected ${this.buf.length}`);
+    if (!(step >= 0 && step <= n - 2) || chunk !== 0)
+      throw scheduleError(`gather all-reduce step ${step} chunk ${chunk} (expected steps 0..${n - 2}, chunk 0)`);
+    if (data.length !== this.buf.length)
+      throw scheduleError(
+        `gather all-reduce step ${step}: received ${data.length} elements, expected ${this.buf.length}`,
+      );
     const from = mod(r - step - 1, n);
     this.parts[from] = data;
     this.expecting--;

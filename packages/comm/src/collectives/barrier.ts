@@ -18,7 +18,8 @@ export class Barrier implements Collective {
 
   onChunk(step: number, chunk: number, data: Float32Array): void {
     const n = this.port.worldSize;
-    if (!(step >= 0 && step <= n - 2) || chunk !== 0 || data.length !== 0) throw scheduleError(`barrier step ${step} chunk ${chunk}`);
+    if (!(step >= 0 && step <= n - 2) || chunk !== 0 || data.length !== 0)
+      throw scheduleError(`barrier step ${step} chunk ${chunk}`);
     this.expecting--;
     if (step < n - 2) this.port.send(step + 1, 0, EMPTY);
   }

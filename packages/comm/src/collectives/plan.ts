@@ -35,7 +35,8 @@ export class SegmentPlan {
 
   /** Absolute [begin, end) of chunk k of segment seg; throws if k is out of range. */
   range(seg: number, k: number): [number, number] {
-    if (!Number.isInteger(k) || k < 0 || k >= this.chunks(seg)) throw scheduleError(`chunk ${k} of segment ${seg} (has ${this.chunks(seg)})`);
+    if (!Number.isInteger(k) || k < 0 || k >= this.chunks(seg))
+      throw scheduleError(`chunk ${k} of segment ${seg} (has ${this.chunks(seg)})`);
     const a = this.bounds[seg]! + k * this.chunkElems;
     return [a, Math.min(a + this.chunkElems, this.bounds[seg + 1]!)];
   }

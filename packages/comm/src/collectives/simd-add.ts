@@ -28,8 +28,18 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
   const V128_MEMARG = [4, 0]; // align 2^4, offset 0
   const load = [...simd(Simd.V128Load), ...V128_MEMARG];
   const body = [
-    ...at(OUT), ...at(X), ...load, ...at(Y), ...load, ...simd(Simd.F32x4Add), ...simd(Simd.V128Store), ...V128_MEMARG,
-    ...get(I), ...i32(16), Op.I32Add, ...set(I), // i += 16
+    ...at(OUT),
+    ...at(X),
+    ...load,
+    ...at(Y),
+    ...load,
+    ...simd(Simd.F32x4Add),
+    ...simd(Simd.V128Store),
+    ...V128_MEMARG,
+    ...get(I),
+    ...i32(16),
+    Op.I32Add,
+    ...set(I), // i += 16
   ];
   const code = whileNot([...get(I), ...get(BYTES), Op.I32GeU], body);
   return wasmModule([{ name: 'add', params: [I32, I32, I32, I32], locals: [[1, I32]], code }], { shared: false });
@@ -103,7 +113,12 @@ export function simdAdd(out: Float32Array, x: Float32Array, y: Float32Array): nu
     const m = Math.min(BLOCK, n - i);
     if (!xIn) a.set(x.subarray(i, i + m));
     if (!yIn) b.set(y.subarray(i, i + m));
-    add(outIn ? out.byteOffset + i * 4 : 0, xIn ? x.byteOffset + i * 4 : 0, yIn ? y.byteOffset + i * 4 : BLOCK * 4, m * 4);
+    add(
+      outIn ? out.byteOffset + i * 4 : 0,
+      xIn ? x.byteOffset + i * 4 : 0,
+      yIn ? y.byteOffset + i * 4 : BLOCK * 4,
+      m * 4,
+    );
     if (!outIn) out.set(m === BLOCK ? a : a.subarray(0, m), i);
   }
   return n;

@@ -81,7 +81,11 @@ export function assertStorePortFree(host: string, port: number): Promise<void> {
     srv.unref();
     srv.once('error', (e: NodeJS.ErrnoException) => {
       if (e.code !== 'EADDRINUSE') return resolve();
-      reject(new ConfigError(`cannot listen for the store on ${host}:${port}: the port is already in use (expected a free port; pass --master-port or set MASTER_PORT to a free one)`));
+      reject(
+        new ConfigError(
+          `cannot listen for the store on ${host}:${port}: the port is already in use (expected a free port; pass --master-port or set MASTER_PORT to a free one)`,
+        ),
+      );
     });
     srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve()));
   });

@@ -67,7 +67,10 @@ export class WorkerGroup {
   private killTimer: NodeJS.Timeout | undefined;
   private resolveDone!: (r: GroupResult) => void;
 
-  constructor(specs: readonly WorkerSpec[], private readonly io: GroupIo) {
+  constructor(
+    specs: readonly WorkerSpec[],
+    private readonly io: GroupIo,
+  ) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     // Workers lead their own process groups, so they would outlive a launcher that dies of an
     // uncaught error; 'exit' still runs then, and takes them along.

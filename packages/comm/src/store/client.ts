@@ -70,7 +70,10 @@ export class StoreClient {
       if (this.failure) return; // closed by us (close()) or after the store declared the rendezvous broken
       const how = `code ${code}${reason ? `: ${reason}` : ''}`;
       // 1000/1001: the host closed the store on purpose (its destroy()); anything else: it died or the network broke.
-      this.lost = code === CloseCode.normal || code === 1001 ? `it closed the rendezvous store at ${host}:${port} (${how})` : `the connection to the rendezvous store at ${host}:${port} broke (${how})`;
+      this.lost =
+        code === CloseCode.normal || code === 1001
+          ? `it closed the rendezvous store at ${host}:${port} (${how})`
+          : `the connection to the rendezvous store at ${host}:${port} broke (${how})`;
       this.fail((what) => this.lostError(what));
     });
   }
@@ -140,7 +143,11 @@ export class StoreClient {
 
   /** Claims a rank in a rendezvous group (see server.ts). */
   join(prefix: string, rank: number, worldSize: number): Promise<void> {
-    return this.request({ c: 'join', p: prefix, r: rank, w: worldSize }, undefined, `join(${prefix}, rank ${rank})`).then(() => undefined);
+    return this.request(
+      { c: 'join', p: prefix, r: rank, w: worldSize },
+      undefined,
+      `join(${prefix}, rank ${rank})`,
+    ).then(() => undefined);
   }
 
   setRef(on: boolean): void {
@@ -161,7 +168,10 @@ export class StoreClient {
     if (this.hostRank !== null) return new PeerLostError(this.hostRank, during, this.lost!, this.myRank);
     // Hosted outside the job: no rank to blame, so say where the store was instead.
     const e = new PeerLostError(-1, during, this.lost!, this.myRank);
-    e.message = `lost the rendezvous store hosted outside the job (e.g. by the launcher): ${this.lost}` + (during ? ` during ${during}` : ' while idle') + (this.myRank >= 0 ? `; noticed by rank ${this.myRank}` : '');
+    e.message =
+      `lost the rendezvous store hosted outside the job (e.g. by the launcher): ${this.lost}` +
+      (during ? ` during ${during}` : ' while idle') +
+      (this.myRank >= 0 ? `; noticed by rank ${this.myRank}` : '');
     return e;
   }
 
@@ -175,7 +185,12 @@ export class StoreClient {
         p.timer = setTimeout(() => {
           this.pending.delete(i);
           this.conn.send(pack({ i: this.nextId++, c: 'cancel', target: i }));
-          reject(new CommTimeoutError(`store ${what} at ${this.host}:${this.port} timed out after ${timeoutMs} ms`, timeoutMs));
+          reject(
+            new CommTimeoutError(
+              `store ${what} at ${this.host}:${this.port} timed out after ${timeoutMs} ms`,
+              timeoutMs,
+            ),
+          );
         }, timeoutMs);
       }
       this.pending.set(i, p);

@@ -135,7 +135,9 @@ export class Conn {
       reader?.install(ws, upgraded);
     });
     ws.on('unexpected-response', (_req, res) => {
-      const e = new ConfigError(`${host}:${port} is not a zeroring ${opts.purpose} endpoint (HTTP ${res.statusCode} to a WebSocket upgrade)`);
+      const e = new ConfigError(
+        `${host}:${port} is not a zeroring ${opts.purpose} endpoint (HTTP ${res.statusCode} to a WebSocket upgrade)`,
+      );
       c.rejectReady(e);
       ws.terminate();
     });
@@ -280,7 +282,15 @@ export class Conn {
     clearTimeout(this.authTimer);
     if (!this.authed) {
       if (code === CloseCode.authFailed) this.rejectReady(refusedError(this.opts.purpose, this.remote, reason));
-      else this.rejectReady(Object.assign(new Error(`connection to ${this.remote} closed during authentication (code ${code}${reason ? `: ${reason}` : ''})`), { code: 'ECLOSED' }));
+      else
+        this.rejectReady(
+          Object.assign(
+            new Error(
+              `connection to ${this.remote} closed during authentication (code ${code}${reason ? `: ${reason}` : ''})`,
+            ),
+            { code: 'ECLOSED' },
+          ),
+        );
     }
     for (const h of this.closeHandlers.splice(0)) h(code, reason);
   }

@@ -45,10 +45,7 @@ export type WsReceiver = Writable & { _maxPayload: number; _errored: boolean };
  * ws's receiver and socket listener on an open connection, or an error naming what this ws
  * version lacks of WS_INTERNALS.
  */
-export function wsInternals(
-  ws: WebSocket,
-  socket: Socket,
-): { receiver: WsReceiver; onData: (chunk: Buffer) => void } {
+export function wsInternals(ws: WebSocket, socket: Socket): { receiver: WsReceiver; onData: (chunk: Buffer) => void } {
   const receiver = (ws as unknown as { _receiver?: Partial<WsReceiver> | null })._receiver;
   const missing: string[] = [];
   if (!receiver || typeof receiver.write !== 'function') missing.push('WebSocket._receiver (a Writable)');
@@ -199,7 +196,6 @@ export class FrameReader {
       if (this.remaining === 0) this.finish(this.target!);
     }
   }
-
 
   /** Accumulates the frame header; once complete, decides who reads the payload. */
   private readHeader(chunk: Uint8Array, off: number): number {

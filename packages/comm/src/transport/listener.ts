@@ -40,14 +40,27 @@ export async function listen(o: ListenOptions): Promise<Listener> {
     res.end('zeroring speaks WebSocket only\n');
   });
   http.on('clientError', (err, socket: Socket) => {
-    o.log.warn({ purpose: o.purpose, remote: socket.remoteAddress, err: err.message }, 'dropping malformed HTTP request');
+    o.log.warn(
+      { purpose: o.purpose, remote: socket.remoteAddress, err: err.message },
+      'dropping malformed HTTP request',
+    );
     socket.destroy();
   });
-  const wss = new WebSocketServer({ server: http, perMessageDeflate: false, maxPayload: o.maxPayload, clientTracking: false });
+  const wss = new WebSocketServer({
+    server: http,
+    perMessageDeflate: false,
+    maxPayload: o.maxPayload,
+    clientTracking: false,
+  });
   const conns = new Set<Conn>();
   let ref = true;
   wss.on('connection', (ws, req) => {
-    const c = Conn.accept(ws, req.socket, { token: o.token, purpose: o.purpose, log: o.log, authTimeoutMs: o.authTimeoutMs });
+    const c = Conn.accept(ws, req.socket, {
+      token: o.token,
+      purpose: o.purpose,
+      log: o.log,
+      authTimeoutMs: o.authTimeoutMs,
+    });
     conns.add(c);
     if (!ref) c.setRef(false);
     c.onClose(() => conns.delete(c));
@@ -63,9 +76,17 @@ export async function listen(o: ListenOptions): Promise<Listener> {
   await new Promise<void>((resolve, reject) => {
     const onErr = (e: NodeJS.ErrnoException) => {
       if (e.code === 'EADDRINUSE')
-        reject(new ConfigError(`cannot listen for the ${o.purpose} on ${o.host}:${o.port}: the port is already in use (expected a free port${o.purpose === 'store' ? '; set MASTER_PORT to a free one' : ''})`));
+        reject(
+          new ConfigError(
+            `cannot listen for the ${o.purpose} on ${o.host}:${o.port}: the port is already in use (expected a free port${o.purpose === 'store' ? '; set MASTER_PORT to a free one' : ''})`,
+          ),
+        );
       else if (e.code === 'EADDRNOTAVAIL')
-        reject(new ConfigError(`cannot listen for the ${o.purpose} on ${o.host}:${o.port}: ${o.host} is not an address of this machine (check MASTER_ADDR / ZERORING_BIND_ADDR)`));
+        reject(
+          new ConfigError(
+            `cannot listen for the ${o.purpose} on ${o.host}:${o.port}: ${o.host} is not an address of this machine (check MASTER_ADDR / ZERORING_BIND_ADDR)`,
+          ),
+        );
       else reject(new ConfigError(`cannot listen for the ${o.purpose} on ${o.host}:${o.port}: ${e.message}`));
     };
     http.once('error', onErr);

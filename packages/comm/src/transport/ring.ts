@@ -219,7 +219,8 @@ export class RingTransport {
     } catch (e) {
       return this.protocolError('next', (e as Error).message);
     }
-    if (d.h.t === MsgType.Data) return this.protocolError('next', 'data message from the next rank (data flows from prev to next)');
+    if (d.h.t === MsgType.Data)
+      return this.protocolError('next', 'data message from the next rank (data flows from prev to next)');
     if (d.h.t === MsgType.Credit) return this.outbox.onCredit(d.h.slots);
     this.handlers!.onControl(d.h, 'next');
   }

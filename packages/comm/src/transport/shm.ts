@@ -56,7 +56,8 @@ export class ShmSegment {
 
   write(slot: number, data: Uint8Array): void {
     let done = 0;
-    while (done < data.byteLength) done += writeSync(this.fd, data, done, data.byteLength - done, this.offset(slot) + done);
+    while (done < data.byteLength)
+      done += writeSync(this.fd, data, done, data.byteLength - done, this.offset(slot) + done);
   }
 
   /** Fills `into` from the slot; false if the segment is shorter than that (a broken peer). */
@@ -83,7 +84,11 @@ export function slotsFor(slotBytes: number): number {
 }
 
 /** Creates, fills (so a full tmpfs shows now, not mid-collective) and unlinks a sender's segment. */
-export function createSegment(slots: number, slotBytes: number, log: Logger): { segment: ShmSegment; offer: ShmOffer } | null {
+export function createSegment(
+  slots: number,
+  slotBytes: number,
+  log: Logger,
+): { segment: ShmSegment; offer: ShmOffer } | null {
   if (process.platform !== 'linux' || !existsSync(SHM_DIR)) return null;
   const name = `${SHM_DIR}/zeroring-${process.pid}-${randomBytes(6).toString('hex')}`;
   let fd: number | undefined;
@@ -95,7 +100,10 @@ export function createSegment(slots: number, slotBytes: number, log: Logger): { 
     writeSync(fd, nonce, 0, NONCE_BYTES, 0);
     const zeros = new Uint8Array(slotBytes);
     for (let s = 0; s < slots; s++) segment.write(s, zeros);
-    return { segment, offer: { path: `/proc/${process.pid}/fd/${fd}`, nonce: nonce.toString('hex'), slots, slotBytes } };
+    return {
+      segment,
+      offer: { path: `/proc/${process.pid}/fd/${fd}`, nonce: nonce.toString('hex'), slots, slotBytes },
+    };
   } catch (e) {
     log.debug({ err: (e as Error).message }, 'no shared-memory segment, ring link stays on TCP');
     if (fd !== undefined) closeSync(fd);
@@ -119,13 +127,18 @@ export function openSegment(raw: unknown, log: Logger): ShmSegment | null {
     const st = fstatSync(fd);
     const nonce = Buffer.alloc(NONCE_BYTES);
     const expectedSize = HEADER_BYTES + o.slots * o.slotBytes;
-    if (st.isFile() && st.size === expectedSize && readSync(fd, nonce, 0, NONCE_BYTES, 0) === NONCE_BYTES && nonce.toString('hex') === o.nonce) {
+    if (
+      st.isFile() &&
+      st.size === expectedSize &&
+      readSync(fd, nonce, 0, NONCE_BYTES, 0) === NONCE_BYTES &&
+      nonce.toString('hex') === o.nonce
+    ) {
       return new ShmSegment(fd, o.slots, o.slotBytes);
     }
     closeSync(fd);
     return null;
   } catch (e) {
-    log.debug({ err: (e as Error).message }, 'previous rank\'s shared memory is not reachable, ring link stays on TCP');
+    log.debug({ err: (e as Error).message }, "previous rank's shared memory is not reachable, ring link stays on TCP");
     if (fd !== undefined) closeSync(fd);
     return null;
   }
@@ -135,7 +148,14 @@ function parseOffer(raw: unknown): ShmOffer | null {
   if (typeof raw !== 'string' || raw === '') return null;
   try {
     const o = JSON.parse(raw) as Partial<ShmOffer>;
-    const ok = typeof o.path === 'string' && typeof o.nonce === 'string' && Number.isInteger(o.slots) && o.slots! > 0 && o.slots! <= MAX_SLOTS && Number.isInteger(o.slotBytes) && o.slotBytes! > 0;
+    const ok =
+      typeof o.path === 'string' &&
+      typeof o.nonce === 'string' &&
+      Number.isInteger(o.slots) &&
+      o.slots! > 0 &&
+      o.slots! <= MAX_SLOTS &&
+      Number.isInteger(o.slotBytes) &&
+      o.slotBytes! > 0;
     return ok ? (o as ShmOffer) : null;
   } catch {
     return null;
@@ -168,12 +188,17 @@ export async function negotiateShm(o: {
   let incoming: ShmSegment | null = null;
   try {
     await o.guard(o.store.set(`${o.prefix}shm/offer/${o.rank}`, created ? JSON.stringify(created.offer) : ''));
-    if (o.enabled) incoming = openSegment(await o.guard(o.store.get(`${o.prefix}shm/offer/${o.prev}`, o.timeoutMs())), o.log);
+    if (o.enabled)
+      incoming = openSegment(await o.guard(o.store.get(`${o.prefix}shm/offer/${o.prev}`, o.timeoutMs())), o.log);
     // Keyed by the sender: "rank prev's segment is in use".
     await o.guard(o.store.set(`${o.prefix}shm/opened/${o.prev}`, incoming ? '1' : '0'));
-    const accepted = created !== null && (await o.guard(o.store.get(`${o.prefix}shm/opened/${o.rank}`, o.timeoutMs()))) === '1';
+    const accepted =
+      created !== null && (await o.guard(o.store.get(`${o.prefix}shm/opened/${o.rank}`, o.timeoutMs()))) === '1';
     if (created && !accepted) created.segment.close();
-    o.log.debug({ out: accepted, in: incoming !== null }, 'ring links: shared memory where both ends share this machine');
+    o.log.debug(
+      { out: accepted, in: incoming !== null },
+      'ring links: shared memory where both ends share this machine',
+    );
     return { out: accepted ? created!.segment : null, in: incoming };
   } catch (e) {
     created?.segment.close();

@@ -167,9 +167,11 @@ function readDataHeader(buf: Uint8Array): DataHeader {
 
 /** Throws a descriptive Error on anything that is not a well-formed message. */
 export function decode(buf: Uint8Array): Decoded {
-  if (buf.length < 4 || buf[0] !== MAGIC) throw new Error(`not a zeroring frame (${buf.length} bytes, first byte ${buf[0]})`);
+  if (buf.length < 4 || buf[0] !== MAGIC)
+    throw new Error(`not a zeroring frame (${buf.length} bytes, first byte ${buf[0]})`);
   if (buf[1] === FLAG_CREDIT) {
-    if (buf.length !== CREDIT_FRAME_BYTES) throw new Error(`credit frame of ${buf.length} bytes, expected ${CREDIT_FRAME_BYTES}`);
+    if (buf.length !== CREDIT_FRAME_BYTES)
+      throw new Error(`credit frame of ${buf.length} bytes, expected ${CREDIT_FRAME_BYTES}`);
     const slots = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).readUInt32LE(4);
     return { h: { t: MsgType.Credit, slots }, payload: null, separate: false, shm: null };
   }
@@ -178,15 +180,20 @@ export function decode(buf: Uint8Array): Decoded {
   if (4 + hlen > buf.length) throw new Error(`header length ${hlen} exceeds frame of ${buf.length} bytes`);
   let h: Header;
   if (buf[1]! & FLAG_BINARY) {
-    if (hlen !== DATA_HEADER_BYTES || buf[4] !== MsgType.Data) throw new Error(`binary header of ${hlen} bytes with type ${buf[4]}, expected a ${DATA_HEADER_BYTES}-byte data header`);
+    if (hlen !== DATA_HEADER_BYTES || buf[4] !== MsgType.Data)
+      throw new Error(
+        `binary header of ${hlen} bytes with type ${buf[4]}, expected a ${DATA_HEADER_BYTES}-byte data header`,
+      );
     h = readDataHeader(buf);
   } else {
     h = packr.unpack(buf.subarray(4, 4 + hlen)) as Header;
-    if (typeof h !== 'object' || h === null || typeof h.t !== 'number') throw new Error('header is not a message object');
+    if (typeof h !== 'object' || h === null || typeof h.t !== 'number')
+      throw new Error('header is not a message object');
   }
   const separate = (buf[1]! & FLAG_SEPARATE) !== 0;
   if (buf[1]! & FLAG_SHM) {
-    if (h.t !== MsgType.Data || separate || buf.length !== bodyOff + 8) throw new Error('malformed shared-memory reference');
+    if (h.t !== MsgType.Data || separate || buf.length !== bodyOff + 8)
+      throw new Error('malformed shared-memory reference');
     const b = Buffer.from(buf.buffer, buf.byteOffset + bodyOff, 8);
     return { h, payload: null, separate: false, shm: { slot: b.readUInt32LE(0), bytes: b.readUInt32LE(4) } };
   }
@@ -199,7 +206,8 @@ export function decode(buf: Uint8Array): Decoded {
  * payload frames always are); otherwise copies them into a fresh aligned array.
  */
 export function asFloat32(bytes: Uint8Array): Float32Array {
-  if (bytes.byteLength % 4 !== 0) throw new Error(`payload of ${bytes.byteLength} bytes is not a whole number of float32`);
+  if (bytes.byteLength % 4 !== 0)
+    throw new Error(`payload of ${bytes.byteLength} bytes is not a whole number of float32`);
   if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   const out = new Float32Array(bytes.byteLength / 4);
   new Uint8Array(out.buffer).set(bytes);

@@ -51,7 +51,8 @@ export function adamwScalars(h: AdamWHyper, t: number): AdamWScalars {
   if (!(beta1 >= 0 && beta1 < 1)) throw new AdamWConfigError('beta1', beta1, 'a number in [0, 1)');
   if (!(beta2 >= 0 && beta2 < 1)) throw new AdamWConfigError('beta2', beta2, 'a number in [0, 1)');
   if (!(eps >= 0) || !Number.isFinite(eps)) throw new AdamWConfigError('eps', eps, 'a finite number >= 0');
-  if (!(weightDecay >= 0) || !Number.isFinite(weightDecay)) throw new AdamWConfigError('weightDecay', weightDecay, 'a finite number >= 0');
+  if (!(weightDecay >= 0) || !Number.isFinite(weightDecay))
+    throw new AdamWConfigError('weightDecay', weightDecay, 'a finite number >= 0');
   return {
     decay: 1 - lr * weightDecay,
     beta1,
@@ -67,17 +68,27 @@ export function adamwScalars(h: AdamWHyper, t: number): AdamWScalars {
 export function toF32(s: AdamWScalars): AdamWScalars {
   const f = Math.fround;
   return {
-    decay: f(s.decay), beta1: f(s.beta1), oneMinusBeta1: f(s.oneMinusBeta1), beta2: f(s.beta2),
-    oneMinusBeta2: f(s.oneMinusBeta2), stepSize: f(s.stepSize), bc2Sqrt: f(s.bc2Sqrt), eps: f(s.eps),
+    decay: f(s.decay),
+    beta1: f(s.beta1),
+    oneMinusBeta1: f(s.oneMinusBeta1),
+    beta2: f(s.beta2),
+    oneMinusBeta2: f(s.oneMinusBeta2),
+    stepSize: f(s.stepSize),
+    bc2Sqrt: f(s.bc2Sqrt),
+    eps: f(s.eps),
   };
 }
 
 /** Runs covering [0, length): all decayed, the given decayed ranges, or a 0/1 per-element mask. */
-export function decayRuns(length: number, decay: boolean | ReadonlyArray<readonly [number, number]> | Uint8Array = true): DecayRun[] {
+export function decayRuns(
+  length: number,
+  decay: boolean | ReadonlyArray<readonly [number, number]> | Uint8Array = true,
+): DecayRun[] {
   if (typeof decay === 'boolean') return length > 0 ? [{ start: 0, end: length, decay }] : [];
   const flags = new Uint8Array(length);
   if (decay instanceof Uint8Array) {
-    if (decay.length !== length) throw new AdamWConfigError('decay mask length', decay.length, `${length} (one flag per element)`);
+    if (decay.length !== length)
+      throw new AdamWConfigError('decay mask length', decay.length, `${length} (one flag per element)`);
     flags.set(decay);
   } else {
     for (const [s, e] of decay) {
@@ -88,7 +99,7 @@ export function decayRuns(length: number, decay: boolean | ReadonlyArray<readonl
     }
   }
   const runs: DecayRun[] = [];
-  for (let i = 0; i < length; ) {
+  for (let i = 0; i < length;) {
     let j = i + 1;
     while (j < length && (flags[j] !== 0) === (flags[i] !== 0)) j++;
     runs.push({ start: i, end: j, decay: flags[i] !== 0 });
@@ -102,8 +113,13 @@ export function decayRuns(length: number, decay: boolean | ReadonlyArray<readonl
  * kernel to within f32 rounding (~1e-7 relative), not bit for bit.
  */
 export function adamwStepPlain(
-  p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array,
-  h: AdamWHyper, t: number, runs: DecayRun[] = decayRuns(p.length),
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  h: AdamWHyper,
+  t: number,
+  runs: DecayRun[] = decayRuns(p.length),
 ): void {
   const s = adamwScalars(h, t);
   const { beta1, oneMinusBeta1, beta2, oneMinusBeta2, stepSize, bc2Sqrt, eps } = s;
@@ -125,8 +141,13 @@ export function adamwStepPlain(
  * through f64 is exact for + - * / sqrt). Bit-identical to the WASM kernel; slow; for tests.
  */
 export function adamwStepF32(
-  p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array,
-  h: AdamWHyper, t: number, runs: DecayRun[] = decayRuns(p.length),
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  h: AdamWHyper,
+  t: number,
+  runs: DecayRun[] = decayRuns(p.length),
 ): void {
   const f = Math.fround;
   const s = toF32(adamwScalars(h, t));

@@ -15,7 +15,21 @@ parentPort.on('message', (msg) => {
   }
   const s = msg.scalars;
   for (const [p, g, m, v, n, decayed] of runs) {
-    adamw(p, g, m, v, n, decayed ? s.decay : 1, s.beta1, s.oneMinusBeta1, s.beta2, s.oneMinusBeta2, s.stepSize, s.bc2Sqrt, s.eps);
+    adamw(
+      p,
+      g,
+      m,
+      v,
+      n,
+      decayed ? s.decay : 1,
+      s.beta1,
+      s.oneMinusBeta1,
+      s.beta2,
+      s.oneMinusBeta2,
+      s.stepSize,
+      s.bc2Sqrt,
+      s.eps,
+    );
   }
   parentPort.postMessage(msg.id);
 });

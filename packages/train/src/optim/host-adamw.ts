@@ -116,10 +116,15 @@ export class HostAdamW {
         const w = new Worker(new URL('./host-adamw-worker.mjs', import.meta.url), { workerData: { module, memory } });
         workers.push(w);
       }
-      await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
-        w.once('online', () => resolve());
-        w.once('error', reject);
-      })));
+      await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<void>((resolve, reject) => {
+              w.once('online', () => resolve());
+              w.once('error', reject);
+            }),
+        ),
+      );
       // Idle workers must not keep the process alive (a forgotten close()); step() refs them
       // while they work, or an await on them alone would let the process exit.
       for (const w of workers) w.unref();
@@ -174,31 +179,34 @@ export class HostAdamW {
     for (const w of this.workers) w.ref();
     try {
       const id = this.nextId++;
-      const done = this.workers.map((w, i) => new Promise<void>((resolve, reject) => {
-        const cleanup = (): void => {
-          w.off('message', onMessage);
-          w.off('error', onError);
-          w.off('exit', onExit);
-        };
-        const onMessage = (msg: number): void => {
-          if (msg !== id) return;
-          cleanup();
-          resolve();
-        };
-        const onError = (err: Error): void => {
-          cleanup();
-          reject(err);
-        };
-        // A worker that dies mid-step must fail the step, not hang it.
-        const onExit = (code: number): void => {
-          cleanup();
-          reject(new AdamWConfigError(`HostAdamW worker ${i + 1} exit code`, code, 'a live worker during step()'));
-        };
-        w.on('message', onMessage);
-        w.on('error', onError);
-        w.on('exit', onExit);
-        w.postMessage({ type: 'step', id, scalars: s });
-      }));
+      const done = this.workers.map(
+        (w, i) =>
+          new Promise<void>((resolve, reject) => {
+            const cleanup = (): void => {
+              w.off('message', onMessage);
+              w.off('error', onError);
+              w.off('exit', onExit);
+            };
+            const onMessage = (msg: number): void => {
+              if (msg !== id) return;
+              cleanup();
+              resolve();
+            };
+            const onError = (err: Error): void => {
+              cleanup();
+              reject(err);
+            };
+            // A worker that dies mid-step must fail the step, not hang it.
+            const onExit = (code: number): void => {
+              cleanup();
+              reject(new AdamWConfigError(`HostAdamW worker ${i + 1} exit code`, code, 'a live worker during step()'));
+            };
+            w.on('message', onMessage);
+            w.on('error', onError);
+            w.on('exit', onExit);
+            w.postMessage({ type: 'step', id, scalars: s });
+          }),
+      );
       this.runSlices(this.mainSlices, s);
       await Promise.all(done);
     } finally {

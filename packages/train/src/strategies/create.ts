@@ -20,7 +20,11 @@ export function needsProcessGroup(name: StrategyName, offload: boolean): boolean
   return name !== 'ddp' || offload;
 }
 
-export function createStrategy(name: StrategyName, comm: StrategyComm | undefined, opts: { offload: boolean }): Strategy {
+export function createStrategy(
+  name: StrategyName,
+  comm: StrategyComm | undefined,
+  opts: { offload: boolean },
+): Strategy {
   const { offload } = opts;
   if (!needsProcessGroup(name, offload) && (comm === undefined || comm.worldSize === 1)) return new LocalStrategy();
   const choice = `--strategy ${name}${offload ? ' --offload' : ''}`;
@@ -29,5 +33,7 @@ export function createStrategy(name: StrategyName, comm: StrategyComm | undefine
   }
   if (name === 'ddp' && !offload) return new DDPStrategy(comm);
   if (isZeroStrategy(name)) return createZeroStrategy(name, comm, { offload });
-  throw new StrategyError(`${choice} is not implemented; expected ddp, or ${STRATEGY_NAMES.slice(1).join('|')} with or without --offload`);
+  throw new StrategyError(
+    `${choice} is not implemented; expected ddp, or ${STRATEGY_NAMES.slice(1).join('|')} with or without --offload`,
+  );
 }

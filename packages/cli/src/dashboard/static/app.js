@@ -12,9 +12,17 @@
 
 const CATEGORIES = ['params', 'grads', 'optimizer', 'gathered', 'activations'];
 const COLORS = {
-  loss: '#4e79a7', val: '#e15759', tps: '#59a14f',
-  compute: '#4e79a7', comm: '#e15759', optim: '#f28e2b',
-  params: '#4e79a7', grads: '#f28e2b', optimizer: '#e15759', gathered: '#76b7b2', activations: '#59a14f',
+  loss: '#4e79a7',
+  val: '#e15759',
+  tps: '#59a14f',
+  compute: '#4e79a7',
+  comm: '#e15759',
+  optim: '#f28e2b',
+  params: '#4e79a7',
+  grads: '#f28e2b',
+  optimizer: '#e15759',
+  gathered: '#76b7b2',
+  activations: '#59a14f',
 };
 const RANK_WINDOW = 20; // steps averaged for the per-rank time split
 
@@ -38,7 +46,10 @@ function fmtBytes(b) {
   if (!Number.isFinite(b)) return '–';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
-  while (Math.abs(b) >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+  while (Math.abs(b) >= 1024 && i < units.length - 1) {
+    b /= 1024;
+    i++;
+  }
   return `${b.toFixed(i === 0 ? 0 : b < 10 ? 2 : 1)} ${units[i]}`;
 }
 function fmtNum(x, digits = 4) {
@@ -53,7 +64,9 @@ function fmtNum(x, digits = 4) {
 function apply(ev) {
   state.events++;
   switch (ev.type) {
-    case 'config': state.config = ev; break;
+    case 'config':
+      state.config = ev;
+      break;
     case 'step': {
       // A run restarted by --max-restarts resumes from its last checkpoint and repeats the steps
       // after it: the repeated steps replace the old ones, so every chart's x stays increasing.
@@ -61,9 +74,15 @@ function apply(ev) {
       state.steps.push(ev);
       break;
     }
-    case 'val': state.val.set(ev.step, ev.valLoss); break;
-    case 'sample': state.sample = ev; break;
-    case 'done': state.done = ev; break;
+    case 'val':
+      state.val.set(ev.step, ev.valLoss);
+      break;
+    case 'sample':
+      state.sample = ev;
+      break;
+    case 'done':
+      state.done = ev;
+      break;
   }
 }
 
@@ -74,14 +93,19 @@ const charts = {};
 function makeChart(id, series, opts = {}) {
   const el = $(id);
   const width = Math.max(300, el.clientWidth || 480);
-  const plot = new uPlot({
-    width, height: 240,
-    cursor: { drag: { x: true, y: false } },
-    scales: { x: { time: false }, ...(opts.scales || {}) },
-    axes: [{ label: 'step' }, { label: opts.yLabel || '', size: 60 }],
-    series: [{ label: 'step', value: legendValue(String) }, ...series],
-    legend: { live: true },
-  }, [[], ...series.map(() => [])], el);
+  const plot = new uPlot(
+    {
+      width,
+      height: 240,
+      cursor: { drag: { x: true, y: false } },
+      scales: { x: { time: false }, ...(opts.scales || {}) },
+      axes: [{ label: 'step' }, { label: opts.yLabel || '', size: 60 }],
+      series: [{ label: 'step', value: legendValue(String) }, ...series],
+      legend: { live: true },
+    },
+    [[], ...series.map(() => [])],
+    el,
+  );
   charts[id] = plot;
   return plot;
 }
@@ -109,18 +133,24 @@ function line(label, color, fmt, extra = {}) {
 
 function setupCharts() {
   const ms = (v) => v.toFixed(v >= 100 ? 0 : 1);
-  makeChart('chart-loss', [
-    line('train', COLORS.loss, fmtNum),
-    // Validation runs every eval-interval steps, and the train series has a point at every step in
-    // between where val has none. Joining val points across those gaps (spanGaps) would draw
-    // straight lines through steps never evaluated, cutting across the train curve; so val is
-    // drawn as dots, joined only where evaluations are on adjacent steps.
-    line('val', COLORS.val, fmtNum, { width: 2, spanGaps: false, points: { show: true, size: 7, fill: COLORS.val } }),
-  ], { yLabel: 'loss' });
+  makeChart(
+    'chart-loss',
+    [
+      line('train', COLORS.loss, fmtNum),
+      // Validation runs every eval-interval steps, and the train series has a point at every step in
+      // between where val has none. Joining val points across those gaps (spanGaps) would draw
+      // straight lines through steps never evaluated, cutting across the train curve; so val is
+      // drawn as dots, joined only where evaluations are on adjacent steps.
+      line('val', COLORS.val, fmtNum, { width: 2, spanGaps: false, points: { show: true, size: 7, fill: COLORS.val } }),
+    ],
+    { yLabel: 'loss' },
+  );
   makeChart('chart-tps', [line('tokens/s', COLORS.tps, (v) => fmtNum(v, 3))], { yLabel: 'tokens/s' });
-  makeChart('chart-time', [
-    line('compute', COLORS.compute, ms), line('comm wait', COLORS.comm, ms), line('optimizer', COLORS.optim, ms),
-  ], { yLabel: 'ms' });
+  makeChart(
+    'chart-time',
+    [line('compute', COLORS.compute, ms), line('comm wait', COLORS.comm, ms), line('optimizer', COLORS.optim, ms)],
+    { yLabel: 'ms' },
+  );
   const ro = new ResizeObserver(() => {
     for (const [id, plot] of Object.entries(charts)) {
       const w = $(id).clientWidth;
@@ -152,7 +182,10 @@ function drawCharts() {
   const sx = state.steps.map((s) => s.step);
   charts['chart-tps'].setData([sx, state.steps.map((s) => s.tokensPerSec)]);
   charts['chart-time'].setData([
-    sx, state.steps.map((s) => s.computeMs), state.steps.map((s) => s.commMs), state.steps.map((s) => s.optimMs),
+    sx,
+    state.steps.map((s) => s.computeMs),
+    state.steps.map((s) => s.commMs),
+    state.steps.map((s) => s.optimMs),
   ]);
 
   const counts = {
@@ -200,13 +233,15 @@ function barRow(label, segments, scale, valueText) {
 }
 
 function legend(el, items) {
-  el.replaceChildren(...items.map(([name, color]) => {
-    const span = document.createElement('span');
-    const i = document.createElement('i');
-    i.style.background = color;
-    span.append(i, name);
-    return span;
-  }));
+  el.replaceChildren(
+    ...items.map(([name, color]) => {
+      const span = document.createElement('span');
+      const i = document.createElement('i');
+      i.style.background = color;
+      span.append(i, name);
+      return span;
+    }),
+  );
 }
 
 function drawRankTime() {
@@ -216,7 +251,10 @@ function drawRankTime() {
   for (const step of recent) {
     for (const r of ranksOf(step)) {
       const acc = sums.get(r.rank) || { compute: 0, comm: 0, optim: 0, n: 0 };
-      acc.compute += r.computeMs || 0; acc.comm += r.commMs || 0; acc.optim += r.optimMs || 0; acc.n++;
+      acc.compute += r.computeMs || 0;
+      acc.comm += r.commMs || 0;
+      acc.optim += r.optimMs || 0;
+      acc.n++;
       sums.set(r.rank, acc);
     }
   }
@@ -226,41 +264,85 @@ function drawRankTime() {
     return { rank, compute: a.compute / a.n, comm: a.comm / a.n, optim: a.optim / a.n };
   });
   const scale = Math.max(1e-9, ...rows.map((r) => r.compute + r.comm + r.optim));
-  if (rows.length === 0) el.replaceChildren(Object.assign(document.createElement('div'), { className: 'empty', textContent: 'waiting for steps' }));
-  else el.replaceChildren(...rows.map((r) => barRow(`rank ${r.rank}`, [
-    { value: r.compute, color: COLORS.compute, title: `compute ${r.compute.toFixed(1)} ms` },
-    { value: r.comm, color: COLORS.comm, title: `comm wait ${r.comm.toFixed(1)} ms` },
-    { value: r.optim, color: COLORS.optim, title: `optimizer ${r.optim.toFixed(1)} ms` },
-  ], scale, `${r.compute.toFixed(0)} / ${r.comm.toFixed(0)} / ${r.optim.toFixed(0)} ms`)));
+  if (rows.length === 0)
+    el.replaceChildren(
+      Object.assign(document.createElement('div'), { className: 'empty', textContent: 'waiting for steps' }),
+    );
+  else
+    el.replaceChildren(
+      ...rows.map((r) =>
+        barRow(
+          `rank ${r.rank}`,
+          [
+            { value: r.compute, color: COLORS.compute, title: `compute ${r.compute.toFixed(1)} ms` },
+            { value: r.comm, color: COLORS.comm, title: `comm wait ${r.comm.toFixed(1)} ms` },
+            { value: r.optim, color: COLORS.optim, title: `optimizer ${r.optim.toFixed(1)} ms` },
+          ],
+          scale,
+          `${r.compute.toFixed(0)} / ${r.comm.toFixed(0)} / ${r.optim.toFixed(0)} ms`,
+        ),
+      ),
+    );
   el.dataset.ranks = String(rows.length);
-  $('ranks-time-window').textContent = recent.length ? `mean of last ${recent.length} steps, ms` : 'mean of recent steps';
-  legend($('legend-time'), [['compute', COLORS.compute], ['comm wait', COLORS.comm], ['optimizer', COLORS.optim]]);
+  $('ranks-time-window').textContent = recent.length
+    ? `mean of last ${recent.length} steps, ms`
+    : 'mean of recent steps';
+  legend($('legend-time'), [
+    ['compute', COLORS.compute],
+    ['comm wait', COLORS.comm],
+    ['optimizer', COLORS.optim],
+  ]);
   return rows.length;
 }
 
 function drawRankMemory() {
   const el = $('ranks-memory');
   const last = state.steps[state.steps.length - 1];
-  const ranks = last ? ranksOf(last).slice().sort((a, b) => a.rank - b.rank) : [];
+  const ranks = last
+    ? ranksOf(last)
+        .slice()
+        .sort((a, b) => a.rank - b.rank)
+    : [];
   const totals = ranks.map((r) => {
-    let device = 0, host = 0;
-    for (const c of CATEGORIES) { const m = r.memory && r.memory[c]; if (m) { device += m.device || 0; host += m.host || 0; } }
+    let device = 0,
+      host = 0;
+    for (const c of CATEGORIES) {
+      const m = r.memory && r.memory[c];
+      if (m) {
+        device += m.device || 0;
+        host += m.host || 0;
+      }
+    }
     return { device, host };
   });
   const scale = Math.max(1, ...totals.map((t) => t.device + t.host));
-  if (ranks.length === 0) el.replaceChildren(Object.assign(document.createElement('div'), { className: 'empty', textContent: 'waiting for steps' }));
-  else el.replaceChildren(...ranks.map((r, i) => {
-    const segments = [];
-    for (const c of CATEGORIES) {
-      const m = r.memory && r.memory[c];
-      if (!m) continue;
-      segments.push({ value: m.device, color: COLORS[c], title: `${c} on device: ${fmtBytes(m.device)}` });
-      segments.push({ value: m.host, color: COLORS[c], host: true, title: `${c} on host: ${fmtBytes(m.host)}` });
-    }
-    return barRow(`rank ${r.rank}`, segments, scale, `${fmtBytes(totals[i].device)} dev · ${fmtBytes(totals[i].host)} host`);
-  }));
+  if (ranks.length === 0)
+    el.replaceChildren(
+      Object.assign(document.createElement('div'), { className: 'empty', textContent: 'waiting for steps' }),
+    );
+  else
+    el.replaceChildren(
+      ...ranks.map((r, i) => {
+        const segments = [];
+        for (const c of CATEGORIES) {
+          const m = r.memory && r.memory[c];
+          if (!m) continue;
+          segments.push({ value: m.device, color: COLORS[c], title: `${c} on device: ${fmtBytes(m.device)}` });
+          segments.push({ value: m.host, color: COLORS[c], host: true, title: `${c} on host: ${fmtBytes(m.host)}` });
+        }
+        return barRow(
+          `rank ${r.rank}`,
+          segments,
+          scale,
+          `${fmtBytes(totals[i].device)} dev · ${fmtBytes(totals[i].host)} host`,
+        );
+      }),
+    );
   el.dataset.ranks = String(ranks.length);
-  legend($('legend-memory'), CATEGORIES.map((c) => [c, COLORS[c]]));
+  legend(
+    $('legend-memory'),
+    CATEGORIES.map((c) => [c, COLORS[c]]),
+  );
   return ranks.length;
 }
 
@@ -280,24 +362,30 @@ function drawFacts() {
   $('fact-tps').textContent = last ? fmtNum(last.tokensPerSec, 3) : '–';
 
   const rows = [];
-  if (state.done) { // results first: the config below may scroll
+  if (state.done) {
+    // results first: the config below may scroll
     const s = state.done.summary || {};
     if (typeof s.finalLoss === 'number') rows.push(['final loss', fmtNum(s.finalLoss)]);
     if (typeof s.finalValLoss === 'number') rows.push(['final val loss', fmtNum(s.finalValLoss)]);
     const ms = s.memory && s.memory.modelStateBytes;
     if (typeof ms === 'number') rows.push(['model state / rank', fmtBytes(ms)]);
   }
-  if (c) for (const [k, v] of Object.entries(c.config || {})) {
-    if (v === null || typeof v === 'object') continue;
-    rows.push([k, String(v)]);
-  }
-  $('config').replaceChildren(...rows.map(([k, v]) => {
-    const tr = document.createElement('tr');
-    const a = document.createElement('td'); a.textContent = k;
-    const b = document.createElement('td'); b.textContent = v;
-    tr.append(a, b);
-    return tr;
-  }));
+  if (c)
+    for (const [k, v] of Object.entries(c.config || {})) {
+      if (v === null || typeof v === 'object') continue;
+      rows.push([k, String(v)]);
+    }
+  $('config').replaceChildren(
+    ...rows.map(([k, v]) => {
+      const tr = document.createElement('tr');
+      const a = document.createElement('td');
+      a.textContent = k;
+      const b = document.createElement('td');
+      b.textContent = v;
+      tr.append(a, b);
+      return tr;
+    }),
+  );
 
   const pre = $('sample');
   if (state.sample) {
@@ -312,8 +400,10 @@ function drawFacts() {
 let connection = 'connecting';
 
 function showStatus() {
-  const s = state.done && connection !== 'loading' ? 'finished'
-    : { connecting: 'connecting', loading: 'loading', open: 'live', closed: 'disconnected' }[connection];
+  const s =
+    state.done && connection !== 'loading'
+      ? 'finished'
+      : { connecting: 'connecting', loading: 'loading', open: 'live', closed: 'disconnected' }[connection];
   const el = $('status');
   el.dataset.state = s;
   el.textContent = s;
@@ -326,7 +416,10 @@ function scheduleDraw() {
   if (pending !== null) return;
   // setTimeout rather than requestAnimationFrame: rAF stops in hidden tabs, and a dashboard left in a
   // background tab should still be current when you come back.
-  pending = setTimeout(() => { pending = null; draw(); }, 100);
+  pending = setTimeout(() => {
+    pending = null;
+    draw();
+  }, 100);
 }
 
 function draw() {
@@ -359,7 +452,10 @@ function connect() {
     // over empty fields.
     first = false;
     connection = 'open';
-    if (pending !== null) { clearTimeout(pending); pending = null; }
+    if (pending !== null) {
+      clearTimeout(pending);
+      pending = null;
+    }
     draw();
   };
   ws.onclose = (ev) => {
