@@ -7,7 +7,7 @@
 // still held, so a pass that fails half way leaks nothing (the caller's input is never freed).
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockModel, NamedTensors } from './model.ts';
-import type { GradSink, ParamSource, Phase } from './engine.ts';
+import type { GradSink, ParamSource, Phase } from './engine-contract.ts';
 import { backwardOf, discardRecording, keptBytes, recordForward, type RecordedForward } from './tape.ts';
 
 /** The engine's errors: a model or source that breaks the contract. */

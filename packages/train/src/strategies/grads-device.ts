@@ -5,7 +5,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensors } from '../model.ts';
 import type { Allocation, MemoryTracker } from '../memory.ts';
-import type { FullGradReducer } from './parts.ts';
 
 export class DeviceGrads {
   private readonly grads = new Map<string, tf.Tensor>();
@@ -53,25 +52,4 @@ export class DeviceGrads {
     for (const a of this.allocs.values()) this.mem.free(a);
     this.allocs.clear();
   }
-}
-
-/** One process: nothing to reduce, the gradients are summed where they are. */
-export class LocalGrads implements FullGradReducer {
-  setup(): void {}
-
-  onBlockGrads(_block: number, named: NamedTensors, grads: DeviceGrads): void {
-    for (const [name, g] of Object.entries(named)) grads.add(name, g);
-  }
-
-  async wait(): Promise<number> {
-    return 0;
-  }
-
-  take(): void {}
-
-  afterStep(): void {}
-
-  report(): void {}
-
-  async dispose(): Promise<void> {}
 }

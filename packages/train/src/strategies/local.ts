@@ -4,7 +4,7 @@
 //   optimizer   AdamW on the device over every parameter, with optional global-norm clipping
 // and the reference the distributed strategies must match, so it does the plainest possible thing.
 import type { AdamWConfig } from '../optim/adamw.ts';
-import { LocalGrads } from './grads-device.ts';
+import { LocalGrads } from './grads-local.ts';
 import { ReplicatedStrategy } from './replicated.ts';
 
 export { clipCoefficient, globalSquaredNorm } from './clip.ts';

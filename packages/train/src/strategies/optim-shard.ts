@@ -17,7 +17,6 @@ import { HostAdamW } from '../optim/host-adamw.ts';
 import { decayRuns, type DecayRun } from '../optim/host-adamw-loops.ts';
 import type { MemoryPlace } from '../memory.ts';
 import { StrategyError } from '../strategy.ts';
-import type { PlacedShardOptimizer, ShardContext, ShardOptimizerPlace } from './parts.ts';
 
 export interface ShardOptimizer {
   readonly place: MemoryPlace;
@@ -181,26 +180,3 @@ export class HostShardAdamW implements ShardOptimizer {
     await this.opt.close();
   }
 }
-
-/** The optimizer on the device: moments as device tensors over the shard. */
-export const onDevice: ShardOptimizerPlace = async (ctx: ShardContext, _flat, cfg): Promise<PlacedShardOptimizer> => {
-  const L = ctx.part.shardLength;
-  const opt = new DeviceShardAdamW(L, ctx.part.decayRanges(ctx.comm.rank), cfg);
-  ctx.mem.alloc('optimizer', 'device', 8 * L, 'adam m, v shard');
-  return { opt };
-};
-
-/**
- * The optimizer on the host (offload): the shard's fp32 master parameters, gradients and moments
- * in the kernel's memory, so the reduced gradients land where the update reads them.
- */
-export const onHost: ShardOptimizerPlace = async (ctx: ShardContext, flat, cfg): Promise<PlacedShardOptimizer> => {
-  const { part, comm, mem } = ctx;
-  const L = part.shardLength;
-  const host = await HostShardAdamW.create(L, part.decayRanges(comm.rank), cfg);
-  part.shard(flat, comm.rank, host.params);
-  mem.alloc('params', 'host', 4 * L, 'fp32 master shard');
-  mem.alloc('grads', 'host', 4 * L, 'gradient shard');
-  mem.alloc('optimizer', 'host', 8 * L, 'adam m, v shard');
-  return { opt: host, master: host.params, gradBuffer: host.grads };
-};

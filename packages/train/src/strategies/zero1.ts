@@ -5,7 +5,7 @@
 //   optimizer   AdamW over this rank's shard, on the device, or on the host with offload
 // Model state per rank (fp32 Adam, Ψ parameters, N ranks): 4Ψ + 4Ψ + 8Ψ/N.
 import { ReduceScatterAtStep } from './grads-at-step.ts';
-import { onDevice, onHost } from './optim-shard.ts';
+import { onDevice, onHost } from './optim-place.ts';
 import { ReplicatedFromShards } from './params-republished.ts';
 import type { ZeroComposition } from './parts.ts';
 

@@ -6,7 +6,7 @@
 //               updated shard is what the next gathers read
 // Model state per rank (fp32 Adam, Ψ parameters, N ranks): 16Ψ/N, plus one gathered block.
 import { ReduceScatterPerBlock } from './grads-per-block.ts';
-import { onDevice, onHost } from './optim-shard.ts';
+import { onDevice, onHost } from './optim-place.ts';
 import { GatheredPerBlock } from './params-gathered.ts';
 import type { ZeroComposition } from './parts.ts';
 
