@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendUnavailableError } from './errors.ts';
+import { countDeviceWork } from './webgpu-counters.ts';
 
 export interface AdapterInfo {
   vendor: string;
@@ -101,7 +102,7 @@ async function createDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const requiredFeatures: GPUFeatureName[] = [];
   if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
   const l = adapter.limits;
-  return adapter.requestDevice({
+  const device = await adapter.requestDevice({
     requiredFeatures,
     requiredLimits: {
       maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
@@ -112,6 +113,7 @@ async function createDevice(adapter: GPUAdapter): Promise<GPUDevice> {
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
     },
   });
+  return countDeviceWork(device);
 }
 
 let initialised: AdapterInfo | undefined;

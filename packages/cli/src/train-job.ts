@@ -48,6 +48,8 @@ export interface TrainJobOptions {
   batchSplit?: number[];
   /** Re-split each step's windows toward the ranks measured faster. */
   balance?: boolean;
+  /** Record each step's WebGPU work in metrics.jsonl. */
+  countGpuWork?: boolean;
   lr: number;
   seed: number;
   out?: string;
@@ -216,6 +218,7 @@ function trainerInputs(opts: TrainJobOptions, data: PreparedData, strategy: Stra
       evalInterval: opts.evalInterval,
       evalBatches: opts.evalBatches,
       checkpointInterval: opts.checkpointInterval,
+      countGpuWork: opts.countGpuWork,
     },
     sample:
       opts.sampleTokens > 0

@@ -65,6 +65,7 @@ interface TrainFlags {
   gradAccum?: number;
   batchSplit?: number[];
   balance?: boolean;
+  gpuCounts?: boolean;
   lr?: number;
   seed: number;
   out?: string;
@@ -99,6 +100,7 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     gradAccum: f.gradAccum,
     batchSplit: f.batchSplit,
     balance: f.balance,
+    countGpuWork: f.gpuCounts ?? false,
     lr: f.lr ?? d.lr,
     seed: f.seed,
     out: f.out,
@@ -247,6 +249,7 @@ export function registerTrain(program: Command): void {
       intArg('--sample-tokens', 0),
       300,
     )
+    .option('--gpu-counts', "add each step's WebGPU dispatches, submissions and read-backs to metrics.jsonl")
     .addOption(
       new Option('--stop-after <n>', 'stop after N steps of the schedule, as if interrupted (resume later)')
         .argParser(intArg('--stop-after', 1))

@@ -8,6 +8,7 @@
 // 0's file writes, events and progress line are a per-step sync point that holds the other
 // ranks back. With one process a record is completed at once.
 import { appendFileSync } from 'node:fs';
+import type { GpuWorkCounts } from '@zeroring/backend';
 import type { BatchBalancer } from '../batch-balance.ts';
 import { packRankStep, unpackRankSteps, type RankStep } from '../events.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport } from '../strategy.ts';
@@ -30,6 +31,8 @@ export interface StepRecord {
   reduced?: Promise<Float32Array>;
   /** Windows each rank read (when the step's windows were not split evenly by rule). */
   batchSplit?: number[];
+  /** This rank's WebGPU work in the step (when counted), and its CPU time not spent waiting. */
+  gpu?: GpuWorkCounts & { enqueueMs: number };
 }
 
 /** The figures of a step over all ranks (this rank's own with one process). */
@@ -157,6 +160,7 @@ export class StepRecorder {
       memory: r.mem,
       ...(r.batchSplit ? { batchSplit: r.batchSplit } : {}),
       ...(r.valLoss !== undefined ? { valLoss: r.valLoss } : {}),
+      ...(r.gpu ? { gpu: r.gpu } : {}),
     };
     appendFileSync(metricsPath, JSON.stringify(line) + '\n');
   }

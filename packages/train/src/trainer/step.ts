@@ -4,6 +4,7 @@
 // clipping, optimizer) while the previous step's record is completed, and the step's own record
 // is started with its cross-rank all-reduce in flight (record.ts).
 import * as tf from '@tensorflow/tfjs-core';
+import { gpuWorkBetween, gpuWorkCounts } from '@zeroring/backend';
 import type { BlockwiseEngine } from '../engine.ts';
 import { learningRate } from '../schedule.ts';
 import { fullMemoryReport } from '../strategy.ts';
@@ -41,6 +42,7 @@ export async function trainStep(
   step: number,
 ): Promise<StepRecord> {
   const { strategy } = run.opts;
+  const work0 = run.cfg.countGpuWork ? gpuWorkCounts() : undefined;
   const t0 = performance.now();
   const range = batches.share();
   const lossLocal = await forwardBackward(run, engine, batches, step, range);
@@ -74,6 +76,10 @@ export async function trainStep(
   // this small collective never holds a rank back waiting for a slower one.
   recorder.issueReduce(record, range.share);
   record.stepMs = performance.now() - t0;
+  if (work0) {
+    const work = gpuWorkBetween(work0, gpuWorkCounts());
+    record.gpu = { ...work, enqueueMs: record.stepMs - work.waitMs };
+  }
   recorder.stepTimes.push(record.stepMs);
   return record;
 }

@@ -60,6 +60,11 @@ export interface TrainConfig {
   /** Save a checkpoint every K steps (and at the end when outDir is set). 0: only at the end. */
   checkpointInterval?: number;
   keepCheckpoints?: number;
+  /**
+   * Add each step's WebGPU work to metrics.jsonl (`gpu`: dispatches, submissions, read-backs
+   * and their bytes, CPU time enqueueing vs waiting on the GPU). Default false.
+   */
+  countGpuWork?: boolean;
 }
 
 export interface Progress {
