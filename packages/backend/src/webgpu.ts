@@ -111,6 +111,9 @@ async function createDevice(adapter: GPUAdapter): Promise<GPUDevice> {
       maxBufferSize: l.maxBufferSize,
       maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      // tfjs splits a concat into programs of (this limit - 1) inputs; the default 8 would make
+      // flattening a bucket of many gradients several dispatches instead of one.
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     },
   });
   return countDeviceWork(device);
