@@ -10,6 +10,7 @@
 // shard of the averaged gradient as a host array and updates its shard: the ZeRO stages). The
 // interfaces below are what each runner asks of its parts; the strategies themselves (local.ts,
 // ddp.ts, zero1.ts, zero2.ts, zero3.ts) only say which parts they take.
+import type { ReduceOp } from '@zeroring/comm';
 import type { Phase } from '../engine.ts';
 import type { BlockModel, NamedTensors } from '../model.ts';
 import type { AdamWConfig } from '../optim/adamw.ts';
@@ -19,8 +20,6 @@ import type { MemoryReport } from '../strategy.ts';
 import type { DeviceGrads } from './grads-device.ts';
 import type { IssueQueue } from './issue-queue.ts';
 import type { ShardOptimizer } from './optim-shard.ts';
-
-type ReduceOp = { op?: 'sum' | 'avg' | 'max' | 'min' };
 
 // ---- replicated strategies (replicated.ts) ----
 
@@ -53,8 +52,8 @@ export interface FullGradReducer {
 export interface ShardComm {
   readonly rank: number;
   readonly worldSize: number;
-  allReduce(buf: Float32Array, opts?: ReduceOp): Promise<unknown>;
-  reduceScatter(input: Float32Array, output: Float32Array, opts?: ReduceOp): Promise<unknown>;
+  allReduce(buf: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
+  reduceScatter(input: Float32Array, output: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
   allGather(input: Float32Array, output: Float32Array): Promise<unknown>;
   broadcast(buf: Float32Array, root: number): Promise<unknown>;
 }
