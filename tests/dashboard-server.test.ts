@@ -283,7 +283,9 @@ describe('dashboard server', () => {
       process.execPath,
       [
         '-e',
-        `fetch(${JSON.stringify(d.url)}).then(r=>r.text()).then(t=>fetch(${JSON.stringify(d.url + 'events.json')}).then(r=>r.text()).then(e=>console.log(t.includes('uPlot') ? 'page ok' : 'page bad', e)))`,
+        `fetch(${JSON.stringify(d.url)}).then(r=>r.text())` +
+          `.then(t=>fetch(${JSON.stringify(d.url + 'events.json')}).then(r=>r.text())` +
+          `.then(e=>console.log(t.includes('uPlot') ? 'page ok' : 'page bad', e)))`,
       ],
       { encoding: 'utf8', timeout: 60_000 },
     );

@@ -124,7 +124,7 @@ describe('DDP equivalence (real processes, cpu backend unless named, GPT C=32 L=
     expectMatchesReference(out, ref9);
   }, 300_000);
 
-  it('wasm backend: 2 ranks × batch 4 == 1 process × batch 8 (buckets read from the heap into reused buffers)', async () => {
+  it('wasm backend: 2 ranks × batch 4 == 1 process × batch 8 (buckets read from the heap, reused)', async () => {
     const ref = join(dir, 'ref-8-wasm.json');
     await runLocal(2, 4, 1, ref, 'wasm');
     const out = join(dir, 'wasm2-{rank}.json');

@@ -68,7 +68,8 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
       // Every rank waits each step at least for the non-finite flag's all-reduce.
       expect(m.commMs).toBeGreaterThan(0);
       expect(m.commExposedMs).toBeGreaterThan(0);
-      expect(m.commExposedMs).toBeLessThanOrEqual(m.commMs + 1e-9); // the least of the ranks' waits, never above their mean
+      // The least of the ranks' waits, never above their mean.
+      expect(m.commExposedMs).toBeLessThanOrEqual(m.commMs + 1e-9);
       expect(m.tokensPerSec).toBeGreaterThan(0);
       expect(m.memory.gathered.host).toBeGreaterThan(0); // the flat bucket buffers
     }

@@ -37,7 +37,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 }
 
 describe('read-backs in the packages', () => {
-  it('are asynchronous wherever a GPU backend can run (synchronous reads only in host-memory.ts, for cpu and wasm)', () => {
+  it('are asynchronous wherever a GPU backend runs (sync reads only in host-memory.ts, for cpu and wasm)', () => {
     const found: string[] = [];
     const walk = (dir: string): void => {
       for (const name of readdirSync(dir)) {

@@ -90,7 +90,9 @@ async function worker(): Promise<void> {
     for (const [i, c] of chunks.entries()) {
       const bus = link / (median(times[i]!) / 1000) / 1e9;
       console.log(
-        `chunk ${String(c).padStart(8)}: ${median(times[i]!).toFixed(0).padStart(7)} ms  busbw ${bus.toFixed(3)} GB/s = ${(bus / tcpGBs).toFixed(2)} of pump   CPU ${median(cpus[i]!).toFixed(2)} ns/B = pump x${(median(cpus[i]!) / median(tcpCpu)).toFixed(2)}`,
+        `chunk ${String(c).padStart(8)}: ${median(times[i]!).toFixed(0).padStart(7)} ms  ` +
+          `busbw ${bus.toFixed(3)} GB/s = ${(bus / tcpGBs).toFixed(2)} of pump   CPU ` +
+          `${median(cpus[i]!).toFixed(2)} ns/B = pump x${(median(cpus[i]!) / median(tcpCpu)).toFixed(2)}`,
       );
     }
   }

@@ -92,13 +92,16 @@ async function worker(): Promise<void> {
         .join(' ')}; slowest rank's median | p10 | CPU per call, µs`,
     );
     console.log(
-      `${'bytes'.padStart(8)} ${'gather med/p10/cpu'.padStart(22)} ${'ring med/p10/cpu'.padStart(22)} ${'tcp hop med/cpu'.padStart(17)} ${'gather/ring'.padStart(12)}`,
+      `${'bytes'.padStart(8)} ${'gather med/p10/cpu'.padStart(22)} ${'ring med/p10/cpu'.padStart(22)} ` +
+        `${'tcp hop med/cpu'.padStart(17)} ${'gather/ring'.padStart(12)}`,
     );
     const f = (x: number) => x.toFixed(0);
     sizes.forEach((bytes, i) => {
       const [gm, gp, gc, rm, rp, rc, hm, hc] = all.subarray(i * COLS, (i + 1) * COLS) as unknown as number[];
       console.log(
-        `${String(bytes).padStart(8)} ${`${f(gm!)} / ${f(gp!)} / ${f(gc!)}`.padStart(22)} ${`${f(rm!)} / ${f(rp!)} / ${f(rc!)}`.padStart(22)} ${`${f(hm!)} / ${f(hc!)}`.padStart(17)} ${(gm! / rm!).toFixed(2).padStart(12)}`,
+        `${String(bytes).padStart(8)} ${`${f(gm!)} / ${f(gp!)} / ${f(gc!)}`.padStart(22)} ` +
+          `${`${f(rm!)} / ${f(rp!)} / ${f(rc!)}`.padStart(22)} ` +
+          `${`${f(hm!)} / ${f(hc!)}`.padStart(17)} ${(gm! / rm!).toFixed(2).padStart(12)}`,
       );
     });
   }

@@ -37,7 +37,8 @@ export function runHostKernel(
   const backendName = tf.getBackend();
   if (!HOST_MEMORY_BACKENDS.has(backendName))
     throw new Error(
-      `runHostKernel needs a host-memory backend (${[...HOST_MEMORY_BACKENDS].join(', ')}), the active one is ${backendName}`,
+      'runHostKernel needs a host-memory backend ' +
+        `(${[...HOST_MEMORY_BACKENDS].join(', ')}), the active one is ${backendName}`,
     );
   for (const t of inputs) {
     if (t.dtype !== 'float32')
@@ -68,7 +69,8 @@ export function runHostKernel(
 export function copyToHost(t: tf.Tensor, out: Float32Array): Float32Array {
   if (t.dtype !== 'float32' || out.length < t.size)
     throw new TypeError(
-      `copyToHost reads a float32 tensor into a buffer of at least its size, got ${t.dtype} of ${t.size} values into ${out.length}`,
+      'copyToHost reads a float32 tensor into a buffer of at least ' +
+        `its size, got ${t.dtype} of ${t.size} values into ${out.length}`,
     );
   const backend = tf.backend();
   const values = isWasmHeapBackend(backend) ? backend.typedArrayFromHeap(t) : backend.readSync(t.dataId);

@@ -32,7 +32,8 @@ export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {
   const C = qkv.shape[1] / 3;
   if (!Number.isInteger(C) || C % shape.H !== 0 || qkv.shape[0] !== shape.B * shape.T) {
     throw new RangeError(
-      `qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`,
+      `qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, ` +
+        `T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`,
     );
   }
   return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);

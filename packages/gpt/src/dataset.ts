@@ -131,7 +131,8 @@ export class TextDataset {
     const longest = Math.max(...this.segments[split].map((s) => s.end - s.start));
     if (longest < blockSize + 1) {
       throw new RangeError(
-        `${split} split has no segment of ${blockSize + 1} tokens (longest ${longest}); use a larger corpus or smaller blockSize`,
+        `${split} split has no segment of ${blockSize + 1} tokens ` +
+          `(longest ${longest}); use a larger corpus or smaller blockSize`,
       );
     }
   }

@@ -26,7 +26,8 @@ export function validateSplit(split: readonly number[], total: number, worldSize
   const sum = split.reduce((a, b) => a + b, 0);
   if (split.length !== worldSize || split.some((n) => !Number.isInteger(n) || n < 1) || sum !== total) {
     throw new BatchSplitError(
-      `batch split [${split.join(', ')}] is invalid, expected ${worldSize} integers >= 1 summing to ${total} (world size x batch size)`,
+      `batch split [${split.join(', ')}] is invalid, expected ${worldSize} ` +
+        `integers >= 1 summing to ${total} (world size x batch size)`,
     );
   }
   return [...split];

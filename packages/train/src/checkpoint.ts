@@ -86,7 +86,8 @@ export function decodeShard(buf: Buffer, what = 'shard'): ShardState {
   for (const { name, length } of header.arrays) {
     if (off + length * 4 > buf.length)
       throw new CheckpointError(
-        `${what}: array "${name}" (${length} floats at byte ${off}) runs past the end of the file (${buf.length} bytes)`,
+        `${what}: array "${name}" (${length} floats at byte ` +
+          `${off}) runs past the end of the file (${buf.length} bytes)`,
       );
     // Copy out so the arrays are aligned and do not pin the file buffer.
     const a = new Float32Array(length);
@@ -228,7 +229,8 @@ export async function verifyCheckpoint(dir: string): Promise<Manifest> {
     const got = sha256(data);
     if (data.length !== entry.bytes || got !== entry.sha256) {
       throw new CheckpointError(
-        `${dir}/${name} is corrupt: ${data.length} bytes with sha256 ${got}, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`,
+        `${dir}/${name} is corrupt: ${data.length} bytes with sha256 ` +
+          `${got}, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`,
       );
     }
   }
@@ -287,7 +289,10 @@ export async function readModelParams(dir: string): Promise<Map<string, Float32A
   return decodeShard(await fs.readFile(join(dir, 'model.bin')), `${dir}/model.bin`).arrays;
 }
 
-/** The newest complete checkpoint directory under root (for `zeroring sample`), or a dir that is itself a checkpoint. */
+/**
+ * The newest complete checkpoint directory under root (for `zeroring sample`), or a dir that is
+ * itself a checkpoint.
+ */
 export async function resolveCheckpointDir(path: string, warn: (msg: string) => void = () => {}): Promise<string> {
   const direct = await fs.access(join(path, 'manifest.json')).then(
     () => true,
@@ -309,6 +314,7 @@ export async function resolveCheckpointDir(path: string, warn: (msg: string) => 
     }
   }
   throw new CheckpointError(
-    `no complete checkpoint at ${path} (looked for manifest.json there, and step-* directories in ${join(path, 'checkpoints')} and ${path})`,
+    `no complete checkpoint at ${path} (looked for manifest.json there, ` +
+      `and step-* directories in ${join(path, 'checkpoints')} and ${path})`,
   );
 }

@@ -31,7 +31,8 @@ export class NonFiniteGradientError extends Error {
   ) {
     super(
       `non-finite gradients (NaN or Inf) at step ${step} on rank(s) ${ranks.join(', ')}; ` +
-        `expected finite gradients (lower the learning rate, check the data, or pass --skip-nonfinite to skip such steps on all ranks)`,
+        'expected finite gradients (lower the learning rate, check the ' +
+        'data, or pass --skip-nonfinite to skip such steps on all ranks)',
     );
   }
 }
@@ -114,7 +115,8 @@ export class NonFiniteGuard extends StrategyWrapper {
     await this.inner.loadState(before);
     this.skipped.push(opts.step);
     this.opts.warn?.(
-      `step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; step skipped on all ranks (parameters and optimizer state unchanged)`,
+      `step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; ` +
+        'step skipped on all ranks (parameters and optimizer state unchanged)',
     );
     return { ...stats, commMs: stats.commMs + waitMs, gradNorm: Number.NaN };
   }

@@ -45,7 +45,10 @@ export class RingTransport {
   private readonly shmIn: ShmSegment | null;
   private readonly shmOut: ShmSegment | null;
   private readonly outbox: Outbox;
-  /** Slots of the previous rank's segment read since the last credit (sent once the current socket read is processed). */
+  /**
+   * Slots of the previous rank's segment read since the last credit (sent once the current
+   * socket read is processed).
+   */
   private creditMask = 0;
   /** Whether the links keep the process alive; changed at most twice per collective, so only on change. */
   private ref: boolean | null = null;
