@@ -9,7 +9,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { leftovers, runCli } from './fixtures/faults/cli.ts';
+import { leftovers, runCli } from './fixtures/cli.ts';
 
 const WORKER = fileURLToPath(new URL('./fixtures/faults/init-worker.ts', import.meta.url));
 

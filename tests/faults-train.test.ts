@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { leftovers, runCli } from './fixtures/faults/cli.ts';
+import { leftovers, runCli } from './fixtures/cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'zr-faults-train-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

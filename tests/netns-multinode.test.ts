@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { leftovers, processesWith, runCli, newMarker, type CliResult } from './fixtures/faults/cli.ts';
+import { leftovers, processesWith, runCli, newMarker, type CliResult } from './fixtures/cli.ts';
 import { cannotMakeNamespaces, cmdline, Hosts, listeningHere } from './fixtures/faults/netns.ts';
 
 const why = cannotMakeNamespaces();
