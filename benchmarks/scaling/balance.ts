@@ -98,8 +98,8 @@ const summary = [false, true].map((balance) => {
     splits: rs.map((r) => r.commonSplit),
   };
 });
-const command =
-  'node --import tsx benchmarks/scaling/balance.ts ' + `--rounds ${rounds} --steps ${steps} --warmup ${warmup}`;
+const script = 'node --import tsx benchmarks/scaling/balance.ts';
+const command = `${script} --rounds ${rounds} --steps ${steps} --warmup ${warmup}`;
 const out = {
   benchmark: 'balance (2 DDP ranks, rank 1 sharing its CPU with a spinning process)',
   date: new Date().toISOString(),

@@ -250,8 +250,8 @@ const modeName = {
   zeroring: { local: 'local', ddp: 'DDP', 'ddp-balanced': 'DDP --balance', independent: 'independent (ceiling)' },
 };
 for (const s of summary) {
-  const name =
-    `${s.framework === 'torch' ? `torch ${torchVersion}` : 'zeroring wasm'} ` + `${modeName[s.framework][s.mode]}`;
+  const framework = s.framework === 'torch' ? `torch ${torchVersion}` : 'zeroring wasm';
+  const name = `${framework} ${modeName[s.framework][s.mode]}`;
   const perRound = (xs: number[] | undefined) => xs?.map((x) => x.toFixed(2)).join(' ') ?? '';
   lines.push(
     `| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ` +
