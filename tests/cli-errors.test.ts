@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { leftovers, runCli, type CliResult } from './fixtures/faults/cli.ts';
+import { leftovers, runCli, type CliResult } from './fixtures/cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'zr-cli-errors-'));
 const empty = join(root, 'empty');

@@ -19,7 +19,7 @@ describe('collectives over real processes', () => {
   ] as const) {
     const algo =
       small === undefined ? '' : small === 0 ? ', ring all-reduce only' : `, gather all-reduce up to ${small} B`;
-    it(`world size ${worldSize}, chunk ${chunkBytes} B${algo}: allReduce sum/avg/max/min, reduceScatter, allGather, broadcast, barrier`, async () => {
+    it(`world size ${worldSize}, chunk ${chunkBytes} B${algo}: all five collectives and barrier`, async () => {
       const rs = await runJob({
         worldSize,
         scenario: 'collectives',

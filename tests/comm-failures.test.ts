@@ -15,7 +15,7 @@ function errOf(r: WorkerResult, key = 'err'): ErrInfo {
 }
 
 describe('failures reach every rank', () => {
-  it('a peer killed mid-collective: every other rank gets PeerLostError naming it, for pending and later calls', async () => {
+  it('a peer killed mid-collective: every other rank gets PeerLostError naming it, pending and later', async () => {
     const job = await startJob({ worldSize: 3, scenario: 'kill', env: { ZERORING_TIMEOUT_MS: '60000' } });
     try {
       const rs = await job.done;
@@ -128,7 +128,7 @@ describe('failures reach every rank', () => {
     expect(errs[1]!.message, why).toContain('WORLD_SIZE=3');
   }, 240_000);
 
-  it('a stranger without the token is rejected everywhere (store, ring, garbage, oversized) and the job goes on', async () => {
+  it('a stranger without the token is rejected (store, ring, garbage, oversized); the job goes on', async () => {
     const rs = await runJob({ worldSize: 2, scenario: 'auth' });
     const why = explain(rs);
     for (const r of rs) {

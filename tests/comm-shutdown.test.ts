@@ -19,7 +19,7 @@ function summary(rs: WorkerResult[]): string {
 }
 
 describe('clean shutdown', () => {
-  it(`${JOBS} short 3- and 4-rank jobs with random stalls: every rank finishes its last collective and exits`, async () => {
+  it(`${JOBS} short 3- and 4-rank jobs with random stalls: every rank ends its last collective, exits`, async () => {
     const bad: string[] = [];
     for (let j = 0; j < JOBS; j++) {
       const worldSize = 3 + (j % 2);
@@ -40,7 +40,7 @@ describe('clean shutdown', () => {
     expect(bad.join('\n\n')).toBe('');
   }, 1_500_000);
 
-  it('a rank that still needs data from a neighbour that left cleanly gets PeerLostError at once, not a hang or a timeout', async () => {
+  it('a rank needing data from a neighbour that left cleanly gets PeerLostError at once, no hang', async () => {
     const rs = await runJob({
       worldSize: 3,
       scenario: 'leave',

@@ -63,7 +63,7 @@ function expectStoreLost(e: ErrInfo, why: string): void {
 }
 
 describe('losing the rendezvous store (hosted by rank 0)', () => {
-  it('rank 0 killed while the others are idle: collectives and store calls fail with PeerLostError naming rank 0', async () => {
+  it('rank 0 killed while the others idle: collectives and store calls fail, PeerLostError naming it', async () => {
     const rs = await run('idle', 3);
     const why = explain(rs);
     expect(rs[0]!.signal, why).toBe('SIGKILL');
@@ -97,7 +97,7 @@ describe('losing the rendezvous store (hosted by rank 0)', () => {
     }
   }, 240_000);
 
-  it('rank 0 killed while the others wait in store get(): the get rejects with PeerLostError naming rank 0', async () => {
+  it('rank 0 killed while the others wait in store get(): it rejects with PeerLostError naming rank 0', async () => {
     const rs = await run('store-wait', 3);
     const why = explain(rs);
     expect(rs[0]!.signal, why).toBe('SIGKILL');
@@ -167,8 +167,9 @@ describe('a StoreClient whose store process goes away', () => {
   });
 
   for (const how of ['killed', 'closed'] as const)
-    for (const hostRank of [0, null] as const)
-      it(`store ${how}, hosted by ${hostRank === null ? 'a launcher (outside the job)' : 'rank 0'}: pending and later calls reject with PeerLostError, onFailure once`, async () => {
+    for (const hostRank of [0, null] as const) {
+      const host = hostRank === null ? 'a launcher (outside the job)' : 'rank 0';
+      it(`store ${how}, hosted by ${host}: pending and later calls get PeerLostError, onFailure once`, async () => {
         const token = randomBytes(16).toString('hex');
         const h = await storeHost(token);
         hosts.push(h.child);
@@ -208,4 +209,5 @@ describe('a StoreClient whose store process goes away', () => {
         expect(failures[0]!.message).toContain('while idle');
         c.close();
       }, 120_000);
+    }
 });

@@ -12,9 +12,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { eventsFileWriter, type TrainEvent } from '@zeroring/train';
+import { startCli as startZeroring, type StartedCli } from './fixtures/cli.ts';
 
 const CHROMIUM = process.env.ZERORING_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);
@@ -50,6 +50,13 @@ afterAll(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
+/** `zeroring args...` left running, stopped (SIGTERM) after the test. */
+function startCli(args: string[]): StartedCli {
+  const run = startZeroring(args);
+  cleanups.push(() => run.stop());
+  return run;
+}
+
 async function launchChromium(): Promise<BrowserContext> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-chromium-'));
   cleanups.push(() => fs.rmSync(profile, { recursive: true, force: true }));
@@ -69,42 +76,6 @@ async function launchChromium(): Promise<BrowserContext> {
   });
   cleanups.push(() => ctx.close());
   return ctx;
-}
-
-const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
-
-/** Runs the CLI; `line(re)` resolves the first match of `re` in its output (rejects if it exits first). */
-function startCli(args: string[]) {
-  const child = spawn(process.execPath, [bin, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ZERORING_LOG_FORMAT: 'json' },
-  });
-  let output = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  const scanners: Array<() => void> = [];
-  const onData = (chunk: Buffer) => {
-    output += chunk;
-    for (const scan of scanners) scan();
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const line = (re: RegExp) =>
-    new Promise<string>((resolve, reject) => {
-      const scan = () => {
-        const m = re.exec(output);
-        if (m) resolve(m[1] ?? m[0]);
-      };
-      scanners.push(scan);
-      scan();
-      void exited.then((code) => {
-        reject(new Error(`zeroring ${args[0]} exited (${code}) before printing ${re}:\n${output}`));
-      });
-    });
-  return { child, exited, line, output: () => output };
 }
 
 /** Processes (other than this one) whose command line mentions `text`. */

@@ -4,11 +4,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import type WebSocketType from 'ws';
 import { startDashboard, startDashboardThread, readRunEvents, DashboardStartError, type Dashboard } from 'zeroring';
 import { eventsFileWriter, EVENTS_FILE, type TrainEvent } from '@zeroring/train';
+import { startCli } from './fixtures/cli.ts';
 
 // ws is a dependency of the cli package, not of the workspace root where this file lives.
 const WebSocket = createRequire(new URL('../packages/cli/package.json', import.meta.url))('ws') as typeof WebSocketType;
@@ -178,39 +179,17 @@ describe('dashboard server', () => {
     const write = eventsFileWriter(dir);
     write(config);
     write(step(1, 2.5));
-    const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
-    const child: ChildProcess = spawn(process.execPath, [bin, 'dashboard', dir, '--port', '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null) return resolve();
-          child.once('exit', () => resolve());
-          child.kill('SIGTERM');
-        }),
-    );
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (c: Buffer) => (err += c));
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout!.on('data', (c: Buffer) => {
-        out += c;
-        const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-        if (m) resolve(m[1]);
-      });
-      child.once('exit', (code) => reject(new Error(`zeroring dashboard exited ${code}: ${err}`)));
-    });
+    const server = startCli(['dashboard', dir, '--port', '0']);
+    cleanups.push(() => server.stop());
+    const url = await server.line(/(http:\/\/127\.0\.0\.1:\d+\/)/);
     const events = (await (await fetch(url + 'events.json')).json()) as TrainEvent[];
     expect(events).toEqual([config, step(1, 2.5)]);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0); // SIGTERM closes the server cleanly
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0); // SIGTERM closes the server cleanly
   });
 
   it('`zeroring train --dashboard` keeps serving the finished run until Ctrl-C, then exits 0', async () => {
     const dir = tmpDir();
-    const bin = path.resolve(import.meta.dirname, '../packages/cli/bin/zeroring.js');
     // One process: training runs in the command itself, the dashboard on its thread.
     const args = [
       'train',
@@ -231,33 +210,14 @@ describe('dashboard server', () => {
       '--dashboard',
       '0',
     ];
-    const child: ChildProcess = spawn(process.execPath, [bin, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ZERORING_LOG_FORMAT: 'json' },
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await exited;
-    });
-    let output = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      const scan = (c: Buffer) => {
-        output += c;
-        const m = /training done; dashboard still serving the finished run at (http:\/\/[\d.:]+\/)/.exec(output);
-        if (m) resolve(m[1]);
-      };
-      child.stdout!.on('data', scan);
-      child.stderr!.on('data', scan);
-      void exited.then((code) => {
-        reject(new Error(`zeroring train exited (${code}) without serving the finished run:\n${output}`));
-      });
-    });
-    expect(output).toContain(`dashboard: ${url}`); // the same server as during training
+    const run = startCli(args);
+    cleanups.push(() => run.stop('SIGKILL'));
+    const url = await run.line(/training done; dashboard still serving the finished run at (http:\/\/[\d.:]+\/)/);
+    expect(run.output()).toContain(`dashboard: ${url}`); // the same server as during training
 
     // Training is over and the command is still there, answering for the page and its history.
     expect(fs.existsSync(path.join(dir, 'summary.json'))).toBe(true);
-    expect(child.exitCode).toBeNull();
+    expect(run.child.exitCode).toBeNull();
     const page = await fetch(url);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('/app.js');
@@ -267,8 +227,8 @@ describe('dashboard server', () => {
     const c = await client(url);
     await c.until(() => c.events().length >= events.length);
 
-    child.kill('SIGINT');
-    expect(await exited, output).toBe(0);
+    run.child.kill('SIGINT');
+    expect(await run.exited, run.output()).toBe(0);
     await expect(fetch(url)).rejects.toThrow(); // the server went with it
   });
 
@@ -283,7 +243,9 @@ describe('dashboard server', () => {
       process.execPath,
       [
         '-e',
-        `fetch(${JSON.stringify(d.url)}).then(r=>r.text()).then(t=>fetch(${JSON.stringify(d.url + 'events.json')}).then(r=>r.text()).then(e=>console.log(t.includes('uPlot') ? 'page ok' : 'page bad', e)))`,
+        `fetch(${JSON.stringify(d.url)}).then(r=>r.text())` +
+          `.then(t=>fetch(${JSON.stringify(d.url + 'events.json')}).then(r=>r.text())` +
+          `.then(e=>console.log(t.includes('uPlot') ? 'page ok' : 'page bad', e)))`,
       ],
       { encoding: 'utf8', timeout: 60_000 },
     );

@@ -148,7 +148,9 @@ describe('uneven batch splits end where one process reading the whole step ends'
     // rank 1, last to finish its backward, waits only for the last bucket's all-reduce. (At 50 ms
     // a window, other test files sharing the 2 cores once cut rank 0's wait to 70 ms.)
     const dist = await runDist({ ...slowRank1, slowMsPerWindow: 100, balance: false, steps: 4 });
-    const detail = `comm wait per step and rank (ms): ${JSON.stringify(dist.commMs)}, exposed: ${JSON.stringify(dist.commExposedMs)}`;
+    const detail =
+      `comm wait per step and rank (ms): ${JSON.stringify(dist.commMs)}, ` +
+      `exposed: ${JSON.stringify(dist.commExposedMs)}`;
     expect(dist.commExposedMs).toHaveLength(4);
     for (const [i, exposed] of dist.commExposedMs.entries()) {
       const [rank0, rank1] = dist.commMs[i]!;

@@ -15,8 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch } from '@zeroring/comm';
-import { Collect, repoRoot } from './fixtures/launch/helpers.ts';
+import { launchForResult, repoRoot } from './fixtures/launch/helpers.ts';
 // The ZeRO tests' comparison (same tolerance rule as explained above).
 import { compareParams, type Params } from './fixtures/zero/compare.ts';
 import { once } from './fixtures/once.ts';
@@ -57,21 +56,8 @@ async function runDDP(
   out: string,
   backend: Backend = 'cpu',
 ): Promise<{ buckets: number; memory: Record<string, { device: number; host: number }> }> {
-  const stdout = new Collect();
-  const stderr = new Collect();
-  const result = await launch({
-    nprocPerNode: nproc,
-    script: worker,
-    args: [JSON.stringify({ mode: 'ddp', steps: STEPS, batch, accum, nproc, bucketBytes, backend, seed: SEED, out })],
-    cwd: repoRoot,
-    stdout,
-    stderr,
-    forwardSignals: false,
-  });
-  expect(result.exitCode, stderr.text).toBe(0);
-  const line = stdout.text.split('\n').find((l) => l.includes('RESULT '));
-  expect(line, stdout.text).toBeDefined();
-  return JSON.parse(line!.slice(line!.indexOf('RESULT ') + 7));
+  const arg = { mode: 'ddp', steps: STEPS, batch, accum, nproc, bucketBytes, backend, seed: SEED, out };
+  return launchForResult(nproc, worker, arg);
 }
 
 const read = (file: string): Params => JSON.parse(readFileSync(file, 'utf8')) as Params;
@@ -124,7 +110,7 @@ describe('DDP equivalence (real processes, cpu backend unless named, GPT C=32 L=
     expectMatchesReference(out, ref9);
   }, 300_000);
 
-  it('wasm backend: 2 ranks × batch 4 == 1 process × batch 8 (buckets read from the heap into reused buffers)', async () => {
+  it('wasm backend: 2 ranks × batch 4 == 1 process × batch 8 (buckets read from the heap, reused)', async () => {
     const ref = join(dir, 'ref-8-wasm.json');
     await runLocal(2, 4, 1, ref, 'wasm');
     const out = join(dir, 'wasm2-{rank}.json');

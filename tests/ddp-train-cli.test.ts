@@ -5,29 +5,14 @@
 // interrupted DDP run resumes from its per-rank checkpoints to the same parameters; and that
 // --batch-split gives the even split's parameters.
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { once } from './fixtures/once.ts';
+import { runCli } from './fixtures/cli.ts';
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');
 const root = mkdtempSync(join(tmpdir(), 'zr-ddp-cli-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function cli(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, ZERORING_LOG_FORMAT: 'json' };
-    delete env.ZERORING_LOG_LEVEL;
-    const child = spawn(process.execPath, [cliBin, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d));
-    child.stderr.on('data', (d: Buffer) => (output += d));
-    child.once('close', (code) => resolve({ code, output }));
-  });
-}
 
 const common = [
   '--backend',
@@ -51,10 +36,10 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
   // The two reference runs, each trained once by the first test that needs it.
   const ddpOut = join(root, 'ddp');
   const ddpRun = once(() =>
-    cli(['train', '--nproc', '2', '--strategy', 'ddp', '--batch-size', '2', '--out', ddpOut, ...common]),
+    runCli(['train', '--nproc', '2', '--strategy', 'ddp', '--batch-size', '2', '--out', ddpOut, ...common]),
   );
   const oneOut = join(root, 'one');
-  const oneRun = once(() => cli(['train', '--nproc', '1', '--batch-size', '4', '--out', oneOut, ...common]));
+  const oneRun = once(() => runCli(['train', '--nproc', '1', '--batch-size', '4', '--out', oneOut, ...common]));
 
   it('trains with 2 workers: progress on rank 0, --out files, per-rank checkpoints, sample', async () => {
     const r = await ddpRun();
@@ -68,7 +53,8 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
       // Every rank waits each step at least for the non-finite flag's all-reduce.
       expect(m.commMs).toBeGreaterThan(0);
       expect(m.commExposedMs).toBeGreaterThan(0);
-      expect(m.commExposedMs).toBeLessThanOrEqual(m.commMs + 1e-9); // the least of the ranks' waits, never above their mean
+      // The least of the ranks' waits, never above their mean.
+      expect(m.commExposedMs).toBeLessThanOrEqual(m.commMs + 1e-9);
       expect(m.tokensPerSec).toBeGreaterThan(0);
       expect(m.memory.gathered.host).toBeGreaterThan(0); // the flat bucket buffers
     }
@@ -102,7 +88,7 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
 
   it('--batch-split 1,3 reads the same 4 windows per step: the parameters of the even split', async () => {
     const out = join(root, 'split');
-    const r = await cli([
+    const r = await runCli([
       'train',
       '--nproc',
       '2',
@@ -128,16 +114,27 @@ describe('zeroring train --nproc 2 --strategy ddp', () => {
     expect(ref.code, ref.output).toBe(0);
     const one = summaryOf(oneOut);
     expect(Math.abs(summaryOf(out).paramChecksum - one.paramChecksum) / one.paramChecksum).toBeLessThan(1e-5);
-    const bad = await cli(['train', '--nproc', '2', '--batch-size', '2', '--batch-split', '2,3', ...common]);
+    const bad = await runCli(['train', '--nproc', '2', '--batch-size', '2', '--batch-split', '2,3', ...common]);
     expect(bad.code).not.toBe(0);
     expect(bad.output).toMatch(/batch split \[2, 3\] is invalid, expected 2 integers >= 1 summing to 4/);
   }, 300_000);
 
   it('an interrupted DDP run resumes to the same parameters', async () => {
     const out = join(root, 'resume');
-    const a = await cli(['train', '--nproc', '2', '--batch-size', '2', '--out', out, '--stop-after', '2', ...common]);
+    const a = await runCli([
+      'train',
+      '--nproc',
+      '2',
+      '--batch-size',
+      '2',
+      '--out',
+      out,
+      '--stop-after',
+      '2',
+      ...common,
+    ]);
     expect(a.code, a.output).toBe(0);
-    const b = await cli(['train', '--nproc', '2', '--batch-size', '2', '--out', out, '--resume', ...common]);
+    const b = await runCli(['train', '--nproc', '2', '--batch-size', '2', '--out', out, '--resume', ...common]);
     expect(b.code, b.output).toBe(0);
     const s = summaryOf(out);
     expect(s).toMatchObject({ steps: 3, resumedFrom: 2, strategy: 'ddp' });

@@ -90,7 +90,10 @@ describe('a checkpoint save killed at any moment', () => {
     rmSync(join(r.root, 'step-00000001', 'manifest.json'));
     await expect(loadLatestCheckpoint(r.root, 0, 1)).rejects.toThrow(CheckpointError);
     await expect(loadLatestCheckpoint(r.root, 0, 1)).rejects.toThrow(
-      /no complete checkpoint under [^:]*: .*step-00000002: no readable manifest.*; .*step-00000001: no readable manifest/,
+      new RegExp(
+        'no complete checkpoint under [^:]*: ' +
+          '.*step-00000002: no readable manifest.*; .*step-00000001: no readable manifest',
+      ),
     );
   });
 });

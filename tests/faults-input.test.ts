@@ -9,7 +9,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { leftovers, runCli } from './fixtures/faults/cli.ts';
+import { leftovers, runCli } from './fixtures/cli.ts';
 
 const WORKER = fileURLToPath(new URL('./fixtures/faults/init-worker.ts', import.meta.url));
 
@@ -85,7 +85,7 @@ describe('bad input: typed errors naming the value and the expected one', () => 
     });
   });
 
-  it('a wrong master port with nothing listening: CommTimeoutError naming the address within the rendezvous timeout', async () => {
+  it('a wrong master port, nothing listening: CommTimeoutError naming the address within the timeout', async () => {
     const port = await freePort();
     const r = await worker({
       RANK: '1',
@@ -104,7 +104,7 @@ describe('bad input: typed errors naming the value and the expected one', () => 
     expect(r.result!.ms).toBeLessThan(30_000);
   });
 
-  it('a master port where something else listens: ConfigError at once (HTTP server), and rank 0 on a taken port', async () => {
+  it('a master port where something else listens: ConfigError at once (HTTP server; rank 0 on it)', async () => {
     const http = createHttpServer((_q, s) => s.end('not zeroring'));
     const httpPort = await listenOn(http);
     const tcp = createServer();

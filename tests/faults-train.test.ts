@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { leftovers, runCli } from './fixtures/faults/cli.ts';
+import { leftovers, runCli } from './fixtures/cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'zr-faults-train-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -65,7 +65,7 @@ describe('zeroring train under faults', () => {
     expect(await leftovers(b.marker)).toEqual([]);
   }, 600_000);
 
-  it('NaN gradients on one rank fail every rank with NonFiniteGradientError naming the step; --skip-nonfinite skips it on all ranks', async () => {
+  it('NaN gradients on one rank: NonFiniteGradientError on all, naming the step; --skip-nonfinite skips', async () => {
     const failed = join(root, 'nan-fail');
     const skipped = join(root, 'nan-skip');
     const env = { ZERORING_FAULT_NAN_AT_STEP: '1', ZERORING_TIMEOUT_MS: '60000' };

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { leftovers, processesWith, runCli, newMarker, type CliResult } from './fixtures/faults/cli.ts';
+import { leftovers, processesWith, runCli, newMarker, type CliResult } from './fixtures/cli.ts';
 import { cannotMakeNamespaces, cmdline, Hosts, listeningHere } from './fixtures/faults/netns.ts';
 
 const why = cannotMakeNamespaces();
@@ -105,7 +105,7 @@ if (why) {
       rmSync(root, { recursive: true, force: true });
     });
 
-    it('3 nodes train to the parameters of a 3-process single-host run; listeners bind to the named / loopback address', async () => {
+    it('3 nodes train to a 3-process single-host run; listeners bind to the named / loopback address', async () => {
       const multi = join(root, 'multi');
       const single = join(root, 'single');
       const mMark = newMarker();
@@ -143,7 +143,7 @@ if (why) {
       expect(await leftovers(sMark)).toEqual([]);
     }, 600_000);
 
-    it('kill -9 of a worker mid-run: the others fail with PeerLostError naming it, every launcher exits non-zero naming its rank, nothing left', async () => {
+    it('kill -9 of a worker: PeerLostError naming it, launchers exit non-zero naming it, nothing left', async () => {
       const out = join(root, 'kill');
       const marker = newMarker();
       const timeoutMs = 30_000;
@@ -170,7 +170,7 @@ if (why) {
       await nothingLeft(marker);
     }, 600_000);
 
-    it('a node cut off (link down): heartbeats fail every rank within the timeout, launchers exit non-zero, nothing left', async () => {
+    it('a node cut off (link down): heartbeats fail every rank, launchers exit non-zero, nothing left', async () => {
       const out = join(root, 'cut');
       const marker = newMarker();
       const timeoutMs = 10_000;

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from './fixtures/faults/cli.ts';
+import { runCli } from './fixtures/cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'zr-cli-activations-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,32 +1,14 @@
 // `zeroring train` and `zeroring sample` as a user runs them: the real CLI in a child process,
 // writing the DESIGN.md files, then sampling from the checkpoint it left; `--resume` continues.
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { once } from './fixtures/once.ts';
+import { runCli } from './fixtures/cli.ts';
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');
 const root = mkdtempSync(join(tmpdir(), 'zr-cli-train-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliBin, ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, ZERORING_LOG_FORMAT: 'json' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const common = [
   '--backend',
@@ -54,13 +36,13 @@ function copyRun(from: string, name: string): string {
 // after step 3, and a copy of it resumed to its last step.
 const interrupted = once(async () => {
   const dir = join(root, 'interrupted');
-  return { dir, ...(await cli(['train', '--steps', '4', '--stop-after', '3', '--out', dir, ...common])) };
+  return { dir, ...(await runCli(['train', '--steps', '4', '--stop-after', '3', '--out', dir, ...common])) };
 });
 const resumed = once(async () => {
   const from = await interrupted();
   if (from.code !== 0) throw new Error(`the interrupted run failed:\n${from.stderr}`);
   const dir = copyRun(from.dir, 'resumed');
-  return { dir, ...(await cli(['train', '--steps', '4', '--resume', '--out', dir, ...common])) };
+  return { dir, ...(await runCli(['train', '--steps', '4', '--resume', '--out', dir, ...common])) };
 });
 
 describe('zeroring train / sample (CLI)', () => {
@@ -102,7 +84,7 @@ describe('zeroring train / sample (CLI)', () => {
   it('samples from that checkpoint', async () => {
     const run = await interrupted();
     expect(run.code, run.stderr).toBe(0);
-    const r = await cli([
+    const r = await runCli([
       'sample',
       '--checkpoint',
       run.dir,
@@ -138,12 +120,12 @@ describe('zeroring train / sample (CLI)', () => {
     const out = copyRun(finished.dir, 'finished');
     const summaryPath = join(out, 'summary.json');
     const before = readFileSync(summaryPath, 'utf8');
-    const r = await cli(['train', '--steps', '4', '--resume', '--out', out, ...common]);
+    const r = await runCli(['train', '--steps', '4', '--resume', '--out', out, ...common]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/already finished its 4 steps; nothing to do/);
     expect(r.stdout).not.toContain('--- sample ---');
     expect(readFileSync(summaryPath, 'utf8')).toBe(before);
-    const longer = await cli(['train', '--steps', '5', '--resume', '--out', out, ...common]);
+    const longer = await runCli(['train', '--steps', '5', '--resume', '--out', out, ...common]);
     expect(longer.code, longer.stderr).toBe(0);
     const summary = JSON.parse(readFileSync(summaryPath, 'utf8'));
     expect(summary).toMatchObject({ steps: 5, resumedFrom: 4 });
@@ -156,7 +138,7 @@ describe('zeroring train / sample (CLI)', () => {
   it('samples with the fastest backend by default, as train does', async () => {
     const run = await interrupted();
     expect(run.code, run.stderr).toBe(0);
-    const r = await cli(['sample', '--checkpoint', run.dir, '--max-new-tokens', '5']);
+    const r = await runCli(['sample', '--checkpoint', run.dir, '--max-new-tokens', '5']);
     expect(r.code, r.stderr).toBe(0);
     const chosen = r.stderr
       .split('\n')
@@ -169,7 +151,7 @@ describe('zeroring train / sample (CLI)', () => {
   it('rejects --resume without checkpoints, naming the directory', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'zr-cli-empty-'));
     try {
-      const r = await cli(['train', '--steps', '2', '--resume', '--out', empty, ...common]);
+      const r = await runCli(['train', '--steps', '2', '--resume', '--out', empty, ...common]);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain('no complete checkpoint under');
     } finally {

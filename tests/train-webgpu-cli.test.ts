@@ -4,17 +4,14 @@
 // read-back on these paths must be asynchronous: tfjs-backend-webgpu cannot read synchronously
 // in Node. Without an adapter the tests are reported as skipped with the reason; in CI, where
 // setup installs lavapipe, a missing adapter fails instead.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probeWebGPUAdapterInChild } from '@zeroring/backend';
 import { once } from './fixtures/once.ts';
+import { repoRoot, runCli } from './fixtures/cli.ts';
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');
 const out = mkdtempSync(join(tmpdir(), 'zr-webgpu-cli-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
@@ -24,20 +21,8 @@ const skipReason =
 if (skipReason && process.env.CI) throw new Error(`CI runs the WebGPU flow on lavapipe, but: ${skipReason}`);
 if (skipReason) console.warn(`SKIPPED webgpu CLI tests: ${skipReason}; run scripts/setup-webgpu-cpu.sh as root`);
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const env = { ...process.env, ZERORING_LOG_FORMAT: 'json' };
-    const child = spawn(process.execPath, [cliBin, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 describe('read-backs in the packages', () => {
-  it('are asynchronous wherever a GPU backend can run (synchronous reads only in host-memory.ts, for cpu and wasm)', () => {
+  it('are asynchronous wherever a GPU backend runs (sync reads only in host-memory.ts, for cpu and wasm)', () => {
     const found: string[] = [];
     const walk = (dir: string): void => {
       for (const name of readdirSync(dir)) {
@@ -66,7 +51,19 @@ describe('read-backs in the packages', () => {
 describe.skipIf(skipReason !== undefined)('zeroring train --backend webgpu (CLI)', () => {
   // The run both tests use, trained once by the first that needs it.
   const trained = once(() =>
-    cli(['train', '--backend', 'webgpu', '--steps', '2', '--eval-batches', '2', '--sample-tokens', '40', '--out', out]),
+    runCli([
+      'train',
+      '--backend',
+      'webgpu',
+      '--steps',
+      '2',
+      '--eval-batches',
+      '2',
+      '--sample-tokens',
+      '40',
+      '--out',
+      out,
+    ]),
   );
 
   it('trains, samples and writes summary.json', async () => {
@@ -86,7 +83,7 @@ describe.skipIf(skipReason !== undefined)('zeroring train --backend webgpu (CLI)
   it('samples from that checkpoint on webgpu', async () => {
     const run = await trained();
     expect(run.code, run.stderr).toBe(0);
-    const r = await cli([
+    const r = await runCli([
       'sample',
       '--checkpoint',
       out,

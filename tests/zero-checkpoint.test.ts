@@ -5,30 +5,14 @@
 // equal to the full parameters, and `zeroring sample` reads that file and writes the same text
 // as from the checkpoint directory.
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { decodeShard } from '@zeroring/train';
+import { runCli } from './fixtures/cli.ts';
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const cliBin = join(repoRoot, 'packages/cli/bin/zeroring.js');
 const root = mkdtempSync(join(tmpdir(), 'zr-zero-ckpt-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; output: string }> {
-  return new Promise((resolve) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, ZERORING_LOG_FORMAT: 'json' };
-    delete env.ZERORING_LOG_LEVEL;
-    const child = spawn(process.execPath, [cliBin, ...args], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => ((stdout += d), (output += d)));
-    child.stderr.on('data', (d: Buffer) => (output += d));
-    child.once('close', (code) => resolve({ code, stdout, output }));
-  });
-}
 
 const common = [
   '--nproc',
@@ -58,11 +42,11 @@ describe('ZeRO checkpoints: bit-identical resume, consolidate, sample (real CLI,
     it(`${strategy} --offload`, async () => {
       const whole = join(root, `${strategy}-whole`);
       const parts = join(root, `${strategy}-resumed`);
-      const a = await cli(['train', '--strategy', strategy, '--out', whole, ...common]);
+      const a = await runCli(['train', '--strategy', strategy, '--out', whole, ...common]);
       expect(a.code, a.output).toBe(0);
-      const b1 = await cli(['train', '--strategy', strategy, '--stop-after', '2', '--out', parts, ...common]);
+      const b1 = await runCli(['train', '--strategy', strategy, '--stop-after', '2', '--out', parts, ...common]);
       expect(b1.code, b1.output).toBe(0);
-      const b2 = await cli(['train', '--strategy', strategy, '--resume', '--out', parts, ...common]);
+      const b2 = await runCli(['train', '--strategy', strategy, '--resume', '--out', parts, ...common]);
       expect(b2.code, b2.output).toBe(0);
 
       const sumA = JSON.parse(readFileSync(join(whole, 'summary.json'), 'utf8'));
@@ -78,7 +62,7 @@ describe('ZeRO checkpoints: bit-identical resume, consolidate, sample (real CLI,
       expect(shard.arrays.get('shard/param')!.length).toBeLessThan(0.51 * sumA.paramCount);
 
       const file = join(root, `${strategy}.bin`);
-      const c = await cli(['consolidate', parts, '--out', file]);
+      const c = await runCli(['consolidate', parts, '--out', file]);
       expect(c.code, c.output).toBe(0);
       const merged = decodeShard(readFileSync(file));
       const full = decodeShard(final(parts, 'model.bin'));
@@ -87,9 +71,9 @@ describe('ZeRO checkpoints: bit-identical resume, consolidate, sample (real CLI,
         expect(Buffer.from(merged.arrays.get(name)!.buffer).equals(Buffer.from(values.buffer)), name).toBe(true);
 
       const sampleArgs = ['--max-new-tokens', '24', '--seed', '3', '--prompt', 'Call'];
-      const fromFile = await cli(['sample', '--checkpoint', file, ...sampleArgs]);
+      const fromFile = await runCli(['sample', '--checkpoint', file, ...sampleArgs]);
       expect(fromFile.code, fromFile.output).toBe(0);
-      const fromDir = await cli(['sample', '--checkpoint', parts, ...sampleArgs]);
+      const fromDir = await runCli(['sample', '--checkpoint', parts, ...sampleArgs]);
       expect(fromDir.code, fromDir.output).toBe(0);
       expect(fromFile.stdout.trim().length).toBeGreaterThan(4);
       expect(fromFile.stdout).toBe(fromDir.stdout);

@@ -16,8 +16,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch } from '@zeroring/comm';
-import { Collect, repoRoot } from './fixtures/launch/helpers.ts';
+import { launchForResult } from './fixtures/launch/helpers.ts';
 import { compareParams, type Params } from './fixtures/zero/compare.ts';
 
 const worker = fileURLToPath(new URL('./fixtures/zero/equivalence-worker.ts', import.meta.url));
@@ -44,23 +43,9 @@ type Result = Record<
   }
 >;
 
-async function run(nproc: number, batch: number, accum: number): Promise<Result> {
-  const stdout = new Collect();
-  const stderr = new Collect();
+function run(nproc: number, batch: number, accum: number): Promise<Result> {
   const out = join(dir, `n${nproc}-{config}-{rank}.json`);
-  const result = await launch({
-    nprocPerNode: nproc,
-    script: worker,
-    args: [JSON.stringify({ steps: 3, batch, accum, seed: 7, out, configs: CONFIGS })],
-    cwd: repoRoot,
-    stdout,
-    stderr,
-    forwardSignals: false,
-  });
-  expect(result.exitCode, stderr.text).toBe(0);
-  const line = stdout.text.split('\n').find((l) => l.includes('RESULT '));
-  expect(line, stdout.text).toBeDefined();
-  return JSON.parse(line!.slice(line!.indexOf('RESULT ') + 7)) as Result;
+  return launchForResult(nproc, worker, { steps: 3, batch, accum, seed: 7, out, configs: CONFIGS });
 }
 
 const read = (nproc: number, config: string, rank: number): Params =>

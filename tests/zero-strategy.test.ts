@@ -117,7 +117,7 @@ describe('ZeRO with two ranks in this process (real sockets)', () => {
     [3, false],
     [1, true],
   ] as Array<[ZeroStage, boolean]>) {
-    it(`zero${stage}${offload ? ' offload' : ''}: ranks agree; save, restore into fresh strategies, continue bit-identically; consolidate`, async () => {
+    it(`zero${stage}${offload ? ' offload' : ''}: ranks agree; save+restore resumes exactly; consolidate`, async () => {
       const model = createToyModel(cfg);
       // Different initial values per rank: rank 0's broadcast must win.
       const ranks = pgs.map((pg) => new ShardedStrategy(pg, stage, { offload }));

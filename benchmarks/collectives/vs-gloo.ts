@@ -106,13 +106,16 @@ const human = (b: number) => (b >= 1 << 20 ? `${b >> 20}M` : `${b >> 10}K`);
 const md = [
   `# All-reduce: zeroring vs Gloo (torch.distributed), ${nproc} ranks on ${os.cpus().length} cores`,
   '',
-  `\`node --import tsx benchmarks/collectives/vs-gloo.ts --nproc ${nproc} --rounds ${rounds} --sizes ${a.sizes}\` (${new Date().toISOString().slice(0, 16)}, load average at the end ${load}); medians over rounds; time = slowest rank, median over iterations.`,
+  `\`node --import tsx benchmarks/collectives/vs-gloo.ts --nproc ${nproc} --rounds ` +
+    `${rounds} --sizes ${a.sizes}\` (${new Date().toISOString().slice(0, 16)}, load average at ` +
+    `the end ${load}); medians over rounds; time = slowest rank, median over iterations.`,
   '',
   '| bytes | Gloo time (µs) | zeroring time (µs) | Gloo busbw (GB/s) | zeroring busbw (GB/s) | zeroring / Gloo |',
   '|---|---|---|---|---|---|',
   ...table.map(
     (t) =>
-      `| ${human(t.bytes)} | ${t.glooTimeUs.toFixed(1)} | ${t.zeroringTimeUs.toFixed(1)} | ${t.glooBusbwGBs.toFixed(3)} | ${t.zeroringBusbwGBs.toFixed(3)} | ${t.ratio.toFixed(2)} |`,
+      `| ${human(t.bytes)} | ${t.glooTimeUs.toFixed(1)} | ${t.zeroringTimeUs.toFixed(1)} | ` +
+      `${t.glooBusbwGBs.toFixed(3)} | ${t.zeroringBusbwGBs.toFixed(3)} | ${t.ratio.toFixed(2)} |`,
   ),
   '',
 ].join('\n');

@@ -3,12 +3,11 @@
 // next to a raw TCP ring pump of the same bytes per link in the same rounds. Prints the median
 // wall time, busbw as a fraction of the pump's, and CPU per link byte of each.
 //   node --import tsx benchmarks/comm/chunks.ts [nproc] [bytes] [chunk,...] [rounds]
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { createServer, connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { initProcessGroup, type ProcessGroup } from '../../packages/comm/src/index.ts';
+import { runRanks } from '../common/ranks.ts';
 
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
@@ -90,7 +89,9 @@ async function worker(): Promise<void> {
     for (const [i, c] of chunks.entries()) {
       const bus = link / (median(times[i]!) / 1000) / 1e9;
       console.log(
-        `chunk ${String(c).padStart(8)}: ${median(times[i]!).toFixed(0).padStart(7)} ms  busbw ${bus.toFixed(3)} GB/s = ${(bus / tcpGBs).toFixed(2)} of pump   CPU ${median(cpus[i]!).toFixed(2)} ns/B = pump x${(median(cpus[i]!) / median(tcpCpu)).toFixed(2)}`,
+        `chunk ${String(c).padStart(8)}: ${median(times[i]!).toFixed(0).padStart(7)} ms  ` +
+          `busbw ${bus.toFixed(3)} GB/s = ${(bus / tcpGBs).toFixed(2)} of pump   CPU ` +
+          `${median(cpus[i]!).toFixed(2)} ns/B = pump x${(median(cpus[i]!) / median(tcpCpu)).toFixed(2)}`,
       );
     }
   }
@@ -103,21 +104,9 @@ if (process.env.RANK !== undefined) {
 } else {
   const n = Number(process.argv[2] ?? 2);
   const port = 20000 + 8 * Math.floor(Math.random() * 5000);
-  const env: Record<string, string | undefined> = {
-    ...process.env,
-    WORLD_SIZE: String(n),
-    MASTER_ADDR: '127.0.0.1',
-    MASTER_PORT: String(port),
-    ZERORING_TOKEN: randomBytes(16).toString('hex'),
-  };
+  const env: Record<string, string | undefined> = {};
   if (process.argv[3]) env.CH_BYTES = process.argv[3];
   if (process.argv[4]) env.CH_CHUNKS = process.argv[4];
   if (process.argv[5]) env.CH_ROUNDS = process.argv[5];
-  const kids = Array.from({ length: n }, (_, r) =>
-    spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
-      stdio: 'inherit',
-      env: { ...env, RANK: String(r) },
-    }),
-  );
-  await Promise.all(kids.map((k) => new Promise((r) => k.on('exit', r))));
+  await runRanks(fileURLToPath(import.meta.url), n, port, env);
 }

@@ -4,12 +4,11 @@
 // ring pattern (every rank writes the buffer to its next and waits for its previous rank's),
 // which a one-hop algorithm cannot beat. Picks the sizes for defaultSmallAllReduceBytes.
 //   node --import tsx benchmarks/comm/latency.ts [nproc] [bytes,...] [iters]
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { createServer, connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { initProcessGroup, type ProcessGroup } from '../../packages/comm/src/index.ts';
+import { runRanks } from '../common/ranks.ts';
 
 const quantile = (a: number[], q: number) => [...a].sort((x, y) => x - y)[Math.floor(a.length * q)]!;
 
@@ -92,13 +91,16 @@ async function worker(): Promise<void> {
         .join(' ')}; slowest rank's median | p10 | CPU per call, µs`,
     );
     console.log(
-      `${'bytes'.padStart(8)} ${'gather med/p10/cpu'.padStart(22)} ${'ring med/p10/cpu'.padStart(22)} ${'tcp hop med/cpu'.padStart(17)} ${'gather/ring'.padStart(12)}`,
+      `${'bytes'.padStart(8)} ${'gather med/p10/cpu'.padStart(22)} ${'ring med/p10/cpu'.padStart(22)} ` +
+        `${'tcp hop med/cpu'.padStart(17)} ${'gather/ring'.padStart(12)}`,
     );
     const f = (x: number) => x.toFixed(0);
     sizes.forEach((bytes, i) => {
       const [gm, gp, gc, rm, rp, rc, hm, hc] = all.subarray(i * COLS, (i + 1) * COLS) as unknown as number[];
       console.log(
-        `${String(bytes).padStart(8)} ${`${f(gm!)} / ${f(gp!)} / ${f(gc!)}`.padStart(22)} ${`${f(rm!)} / ${f(rp!)} / ${f(rc!)}`.padStart(22)} ${`${f(hm!)} / ${f(hc!)}`.padStart(17)} ${(gm! / rm!).toFixed(2).padStart(12)}`,
+        `${String(bytes).padStart(8)} ${`${f(gm!)} / ${f(gp!)} / ${f(gc!)}`.padStart(22)} ` +
+          `${`${f(rm!)} / ${f(rp!)} / ${f(rc!)}`.padStart(22)} ` +
+          `${`${f(hm!)} / ${f(hc!)}`.padStart(17)} ${(gm! / rm!).toFixed(2).padStart(12)}`,
       );
     });
   }
@@ -111,21 +113,8 @@ if (process.env.RANK !== undefined) {
 } else {
   const n = Number(process.argv[2] ?? 2);
   const port = 20000 + 2 * Math.floor(Math.random() * 10000);
-  const token = randomBytes(16).toString('hex');
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    WORLD_SIZE: String(n),
-    MASTER_ADDR: '127.0.0.1',
-    MASTER_PORT: String(port),
-    ZERORING_TOKEN: token,
-  };
+  const env: Record<string, string | undefined> = {};
   if (process.argv[3]) env.LAT_SIZES = process.argv[3];
   if (process.argv[4]) env.LAT_ITERS = process.argv[4];
-  const kids = Array.from({ length: n }, (_, r) =>
-    spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
-      stdio: 'inherit',
-      env: { ...env, RANK: String(r) },
-    }),
-  );
-  await Promise.all(kids.map((k) => new Promise((r) => k.on('exit', r))));
+  await runRanks(fileURLToPath(import.meta.url), n, port, env);
 }

@@ -80,7 +80,8 @@ if (process.argv[2] === 'child') {
     res[mode] = [...best].sort()[1]!;
   }
   console.log(
-    `ws one-way GB/s (median of 3, ${TOTAL >> 20} MiB in ${FRAME >> 10} KiB frames, bufferutil ${process.env.WS_NO_BUFFER_UTIL ? 'off' : 'on'}):`,
+    `ws one-way GB/s (median of 3, ${TOTAL >> 20} MiB in ${FRAME >> 10} KiB ` +
+      `frames, bufferutil ${process.env.WS_NO_BUFFER_UTIL ? 'off' : 'on'}):`,
     JSON.stringify(Object.fromEntries(Object.entries(res).map(([k, v]) => [k, +v.toFixed(3)]))),
   );
 }

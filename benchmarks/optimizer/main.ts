@@ -163,7 +163,9 @@ const rows = results.map((r) => [
 ]);
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const fmt = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-const title = `host AdamW throughput (median params/s), ${os.cpus()[0]?.model ?? 'cpu'} x${cores}, load ${os.loadavg()[0]!.toFixed(1)}, node ${process.version}`;
+const title =
+  `host AdamW throughput (median params/s), ${os.cpus()[0]?.model ?? 'cpu'} ` +
+  `x${cores}, load ${os.loadavg()[0]!.toFixed(1)}, node ${process.version}`;
 console.log(title);
 console.log(fmt(head));
 for (const r of rows) console.log(fmt(r));

@@ -75,7 +75,9 @@ for (let round = 0; round < rounds; round++) {
     const row = await runPair(balance, round);
     rows.push(row);
     console.error(
-      `round ${round} ${balance ? 'balanced' : 'even'}: ${row.tokensPerSec.toFixed(0)} tok/s, comm wait ${row.commMs.toFixed(1)} ms, rank compute ${row.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} ms, split ${row.commonSplit}`,
+      `round ${round} ${balance ? 'balanced' : 'even'}: ${row.tokensPerSec.toFixed(0)} ` +
+        `tok/s, comm wait ${row.commMs.toFixed(1)} ms, rank compute ` +
+        `${row.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} ms, split ${row.commonSplit}`,
     );
   }
 }
@@ -96,7 +98,8 @@ const summary = [false, true].map((balance) => {
     splits: rs.map((r) => r.commonSplit),
   };
 });
-const command = `node --import tsx benchmarks/scaling/balance.ts --rounds ${rounds} --steps ${steps} --warmup ${warmup}`;
+const script = 'node --import tsx benchmarks/scaling/balance.ts';
+const command = `${script} --rounds ${rounds} --steps ${steps} --warmup ${warmup}`;
 const out = {
   benchmark: 'balance (2 DDP ranks, rank 1 sharing its CPU with a spinning process)',
   date: new Date().toISOString(),
@@ -115,8 +118,16 @@ const lines = [
 ];
 for (const s of summary)
   lines.push(
-    `| ${s.balance ? '--balance' : 'even'} | ${s.tokensPerSec.toFixed(0)} | ${s.stepMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} | ${s.splits.join(', ')} |`,
+    `| ${s.balance ? '--balance' : 'even'} | ${s.tokensPerSec.toFixed(0)} ` +
+      `| ${s.stepMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ` +
+      `${s.rankComputeMs.map((x) => x.toFixed(0)).join(' / ')} | ${s.splits.join(', ')} |`,
   );
-const md = `# Ranks of unequal speed (${out.date})\n\n\`${command}\`\n\n${out.machine.cpus} CPUs (${out.machine.cpuModel}), Node ${out.machine.node}; tiny GPT, wasm, 16 windows × 64 per rank on average; rank 0 pinned to CPU 0, rank 1 to CPU 1, which a spinning process shares. Medians over steps ${warmup + 1}..${steps}, then over ${rounds} rounds; the two splits alternate within each round.\n\n**--balance over even: ×${out.gain.toFixed(2)}** (median of per-round ratios ${gains.map((g) => g.toFixed(2)).join(', ')}).\n\n${lines.join('\n')}\n`;
+const md =
+  `# Ranks of unequal speed (${out.date})\n\n\`${command}\`\n\n${out.machine.cpus} CPUs ` +
+  `(${out.machine.cpuModel}), Node ${out.machine.node}; tiny GPT, wasm, 16 windows × 64 per rank ` +
+  'on average; rank 0 pinned to CPU 0, rank 1 to CPU 1, which a spinning process shares. ' +
+  `Medians over steps ${warmup + 1}..${steps}, then over ${rounds} rounds; the two splits ` +
+  `alternate within each round.\n\n**--balance over even: ×${out.gain.toFixed(2)}** (median of ` +
+  `per-round ratios ${gains.map((g) => g.toFixed(2)).join(', ')}).\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);

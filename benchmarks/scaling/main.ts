@@ -61,8 +61,10 @@ const a = benchArgs(import.meta.url, {
   'no-charts': { type: 'boolean', default: false },
   'no-cpu-balance': { type: 'boolean', default: false }, // a bundle cannot start the probe (it runs under tsx)
   ceiling: { type: 'string', default: '2' },
-  balance: { type: 'boolean', default: false }, // also run each DDP world size with --balance (the trainer's balanceBatch)
-  lockstep: { type: 'boolean', default: false }, // also run each ceiling world size as ranks meeting at a barrier each step
+  // also run each DDP world size with --balance (the trainer's balanceBatch)
+  balance: { type: 'boolean', default: false },
+  // also run each ceiling world size as ranks meeting at a barrier each step
+  lockstep: { type: 'boolean', default: false },
 });
 
 type Model = 'tiny' | 'small';
@@ -138,7 +140,10 @@ interface Row {
   commMs: number;
   optimMs: number;
   commFraction: number;
-  /** The part of the step no rank hid: the least any rank waited (0 with one rank). The rest of commFraction is waiting for a slower rank. */
+  /**
+   * The part of the step no rank hid: the least any rank waited (0 with one rank). The rest of
+   * commFraction is waiting for a slower rank.
+   */
   exposedFraction: number;
   /** Rank 0's process CPU time per step over wall time: ~1 when it had a core to itself. */
   cpuPerWall: number;
@@ -154,7 +159,10 @@ interface Row {
   stepsMeasured: number;
 }
 
-/** What one round of `model` runs, in order: the ceiling right after DDP, so that the two see the machine in the same state. */
+/**
+ * What one round of `model` runs, in order: the ceiling right after DDP, so that the two see the
+ * machine in the same state.
+ */
 function configsOf(model: Model): [number, Mode][] {
   return nprocsOf(model).flatMap((nproc): [number, Mode][] => {
     if (nproc === 1) return [[1, 'local']];
@@ -240,7 +248,9 @@ for (const model of models) {
       mkdirSync(dirname(outFile), { recursive: true });
       writeFileSync(outFile.replace(/\.json$/, '.partial.json'), JSON.stringify(rows, null, 2) + '\n');
       console.error(
-        `${model} nproc=${nproc} ${mode} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%${ceiling}, CPU balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+        `${model} nproc=${nproc} ${mode} round ${round}: ${row.tokensPerSec.toFixed(0)} tok/s, ` +
+          `x${row.speedup.toFixed(2)}, comm ${(100 * row.commFraction).toFixed(1)}%${ceiling}, CPU ` +
+          `balance ${cpuBalance?.toFixed(2) ?? '-'} (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
       );
     }
   }
@@ -292,7 +302,9 @@ rmSync(outFile.replace(/\.json$/, '.partial.json'), { force: true });
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const header =
-  '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait share | of it exposed | rank skew ms | CPU balance | rank-0 CPU/wall |';
+  '| model | ranks | batch/rank | tokens/s (all ranks) | × 1 rank | of ' +
+  'ceiling | step ms | compute ms | comm wait ms | optim ms | comm wait ' +
+  'share | of it exposed | rank skew ms | CPU balance | rank-0 CPU/wall |';
 const lines = [header, '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
 const labels: Partial<Record<Mode, string>> = {
   independent: 'independent (ceiling)',
@@ -302,10 +314,27 @@ const labels: Partial<Record<Mode, string>> = {
 const ranksLabel = (nproc: number, mode: Mode) => (labels[mode] ? `${nproc} ${labels[mode]}` : String(nproc));
 for (const s of summary) {
   lines.push(
-    `| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${pct(s.exposedFraction)} | ${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`,
+    `| ${s.model} | ${ranksLabel(s.nproc, s.mode)} | ${s.batchPerRank} | ` +
+      `${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ` +
+      `${s.stepMs.toFixed(0)} | ${s.computeMs.toFixed(0)} | ${s.commMs.toFixed(1)} | ` +
+      `${s.optimMs.toFixed(0)} | ${pct(s.commFraction)} | ${pct(s.exposedFraction)} | ` +
+      `${s.rankSkewMs.toFixed(1)} | ${s.cpuBalance?.toFixed(2) ?? '-'} | ${s.cpuPerWall.toFixed(2)} |`,
   );
 }
-const md = `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs (${out.machine.cpuModel}); load average at the end ${out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ')}; medians over steps after warm-up (${models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ')}), ${rounds} round(s). CPU balance: slower over faster of two processes running the same JavaScript attention forward at once, before each round (1.00: equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); "of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds. Lockstep: ranks that train alone but wait for each other before every update, no gradients sent (what synchronising alone costs; its comm wait is the barrier wait). "of it exposed": the least any rank waited, as a share of the step (the traffic that no rank hid behind its backward); the rest of the comm wait is waiting for a slower rank.\n\n${lines.join('\n')}\n`;
+const loadAtEnd = out.machine.loadavgAtEnd.map((x) => x.toFixed(1)).join(' ');
+const warmups = models.map((m) => `${m}: ${warmupOf[m]} of ${stepsOf[m]}`).join(', ');
+const md =
+  `# Training scaling (${out.date})\n\nBackend ${backendName}; ${out.machine.cpus} CPUs ` +
+  `(${out.machine.cpuModel}); load average at the end ${loadAtEnd}; ` +
+  `medians over steps after warm-up (${warmups}), ` +
+  `${rounds} round(s). CPU balance: slower over faster of ` +
+  'two processes running the same JavaScript attention forward at once, before each round (1.00: ' +
+  'equal CPUs; cpu-balance.ts). Ceiling: N independent one-rank jobs at once (no communication); ' +
+  `"of ceiling" is DDP's tokens/s over theirs in the same round, the median over rounds. ` +
+  'Lockstep: ranks that train alone but wait for each other before every update, no gradients ' +
+  'sent (what synchronising alone costs; its comm wait is the barrier wait). "of it exposed": ' +
+  'the least any rank waited, as a share of the step (the traffic that no rank hid behind its ' +
+  `backward); the rest of the comm wait is waiting for a slower rank.\n\n${lines.join('\n')}\n`;
 writeFileSync(outFile.replace(/\.json$/, '.md'), md);
 console.log(md);
 

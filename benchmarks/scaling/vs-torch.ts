@@ -39,7 +39,8 @@ const a = benchArgs(import.meta.url, {
   'steps-tiny': { type: 'string', default: '60' },
   warmup: { type: 'string' },
   out: { type: 'string', default: resultPath('scaling-vs-torch') },
-  balance: { type: 'boolean', default: false }, // zeroring also runs 2 ranks with the step's windows balanced by measured speed
+  // zeroring also runs 2 ranks with the step's windows balanced by measured speed
+  balance: { type: 'boolean', default: false },
 });
 const rounds = Number(a.rounds);
 const steps = Number(a['steps-tiny']);
@@ -171,11 +172,15 @@ try {
       });
     const said = (['torch', 'zeroring'] as const).map((f) => {
       const ddp = runOf(f, round, 'ddp');
-      return `${f} x${ddp.speedup.toFixed(2)}, ${ofCeiling(f, round).toFixed(2)} of ceiling (CPU balance ${ddp.cpuBalance.toFixed(2)})`;
+      return (
+        `${f} x${ddp.speedup.toFixed(2)}, ${ofCeiling(f, round).toFixed(2)} ` +
+        `of ceiling (CPU balance ${ddp.cpuBalance.toFixed(2)})`
+      );
     });
     if (a.balance)
       said.push(
-        `zeroring balanced x${runOf('zeroring', round, 'ddp-balanced').speedup.toFixed(2)}, ${ofCeiling('zeroring', round, 'ddp-balanced').toFixed(2)} of ceiling`,
+        `zeroring balanced x${runOf('zeroring', round, 'ddp-balanced').speedup.toFixed(2)}, ` +
+          `${ofCeiling('zeroring', round, 'ddp-balanced').toFixed(2)} of ceiling`,
       );
     console.error(`round ${round}: 2-rank speedup ${said.join('; ')} (load ${os.loadavg()[0]!.toFixed(2)})`);
   }
@@ -208,7 +213,9 @@ const summary = (['torch', 'zeroring'] as const).flatMap((framework) =>
     };
   }),
 );
-const command = `node --import tsx benchmarks/scaling/vs-torch.ts --rounds ${rounds} --steps-tiny ${steps} --warmup ${warmup}${a.balance ? ' --balance' : ''}`;
+const command =
+  `node --import tsx benchmarks/scaling/vs-torch.ts --rounds ${rounds} ` +
+  `--steps-tiny ${steps} --warmup ${warmup}${a.balance ? ' --balance' : ''}`;
 const machine = {
   cpus: os.cpus().length,
   cpuModel: os.cpus()[0]?.model,
@@ -234,7 +241,8 @@ mkdirSync(dirname(a.out!), { recursive: true });
 writeFileSync(a.out!, JSON.stringify(result, null, 2) + '\n');
 
 const lines = [
-  '| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per round | of ceiling (median) | of ceiling per round | CPU balance per round | rank-0 CPU/wall |',
+  '| framework | ranks | step ms | tokens/s (all ranks) | × 1 rank (median) | × 1 rank per ' +
+    'round | of ceiling (median) | of ceiling per round | CPU balance per round | rank-0 CPU/wall |',
   '|---|---|---|---|---|---|---|---|---|---|',
 ];
 const modeName = {
@@ -242,13 +250,25 @@ const modeName = {
   zeroring: { local: 'local', ddp: 'DDP', 'ddp-balanced': 'DDP --balance', independent: 'independent (ceiling)' },
 };
 for (const s of summary) {
-  const name = `${s.framework === 'torch' ? `torch ${torchVersion}` : 'zeroring wasm'} ${modeName[s.framework][s.mode]}`;
+  const framework = s.framework === 'torch' ? `torch ${torchVersion}` : 'zeroring wasm';
+  const name = `${framework} ${modeName[s.framework][s.mode]}`;
   const perRound = (xs: number[] | undefined) => xs?.map((x) => x.toFixed(2)).join(' ') ?? '';
   lines.push(
-    `| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ${s.speedup.toFixed(2)} | ${perRound(s.speedupPerRound)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ${perRound(s.ofCeilingPerRound)} | ${perRound(s.cpuBalancePerRound)} | ${s.cpuPerWall.toFixed(2)} |`,
+    `| ${name} | ${s.nproc} | ${s.stepMs.toFixed(0)} | ${s.tokensPerSec.toFixed(0)} | ` +
+      `${s.speedup.toFixed(2)} | ${perRound(s.speedupPerRound)} | ${s.ofCeiling?.toFixed(2) ?? ''} | ` +
+      `${perRound(s.ofCeilingPerRound)} | ${perRound(s.cpuBalancePerRound)} | ${s.cpuPerWall.toFixed(2)} |`,
   );
 }
 const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
-const md = `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ${rounds} round(s); speedups taken within a round. Ceiling: two independent one-rank models of the same framework at once, right after its DDP run; "of ceiling" is DDP's tokens/s over theirs in the same round. CPU balance: the slower over the faster of two processes running the same JavaScript attention forward at once, just before the framework's runs of that round (1.00: equal CPUs; benchmarks/scaling/cpu-balance.ts). Load average (1/5/15 min) before each round: ${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;
+const md =
+  `# Scaling vs torch (${result.date})\n\n\`${command}\`\n\n${machine.cpus} CPUs (${machine.cpuModel}), ` +
+  `Node ${machine.node}, torch ${torchVersion}; tiny GPT, per-rank batch ${batch}×64, one ` +
+  `thread per rank, AdamW; median step after ${warmup} warm-up steps of ${steps}, then median over ` +
+  `${rounds} round(s); speedups taken within a round. Ceiling: two independent one-rank models of ` +
+  `the same framework at once, right after its DDP run; "of ceiling" is DDP's tokens/s over theirs ` +
+  'in the same round. CPU balance: the slower over the faster of two processes running the same ' +
+  `JavaScript attention forward at once, just before the framework's runs of that round (1.00: equal ` +
+  'CPUs; benchmarks/scaling/cpu-balance.ts). Load average (1/5/15 min) before each round: ' +
+  `${loadBefore.map(load).join('; ')}; at the end: ${load(machine.loadavgAtEnd)}.\n\n${lines.join('\n')}\n`;
 writeFileSync(a.out!.replace(/\.json$/, '.md'), md);
 console.log(md);

@@ -135,9 +135,8 @@ await train({
 });
 if (pg.rank === 0) {
   const buckets = strategy instanceof DDPStrategy ? strategy.buckets.length : 0;
-  console.log(
-    `RESULT ${JSON.stringify({ worldSize: pg.worldSize, backend: backend.name, params: uniqueParams(model).reduce((n, p) => n + paramCount(p), 0), buckets, steps })}`,
-  );
+  const params = uniqueParams(model).reduce((n, p) => n + paramCount(p), 0);
+  console.log(`RESULT ${JSON.stringify({ worldSize: pg.worldSize, backend: backend.name, params, buckets, steps })}`);
 }
 await strategy.dispose();
 await pg.destroy();

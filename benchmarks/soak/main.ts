@@ -49,7 +49,10 @@ export interface SoakRun {
   /** Attempts that ended after the first rank finished (may have met a closing listener): not counted. */
   faultsOverlappingShutdown: number;
   byFault: Record<string, { injected: number; rejected: number; outcomes: Record<string, number> }>;
-  /** Rejections the job's endpoints wrote to their logs ("rejected a connection", "closing connection", "dropping malformed HTTP"). */
+  /**
+   * Rejections the job's endpoints wrote to their logs ("rejected a connection", "closing
+   * connection", "dropping malformed HTTP").
+   */
   loggedRejections: number;
   exitCode: number;
   workersOk: boolean;
@@ -223,11 +226,14 @@ async function main(): Promise<void> {
   for (const n of o.ranks) runs.push(await soakOne(n, o));
   const pad = (s: string | number, w: number) => String(s).padStart(w);
   console.log(
-    `${pad('ranks', 5)} ${pad('collectives', 11)} ${pad('wrong', 5)} ${pad('coll/s', 7)} ${pad('faults', 6)} ${pad('rejected', 8)} ${pad('survived', 8)} ${pad('logged', 6)} ${pad('exit', 4)}`,
+    `${pad('ranks', 5)} ${pad('collectives', 11)} ${pad('wrong', 5)} ${pad('coll/s', 7)} ` +
+      `${pad('faults', 6)} ${pad('rejected', 8)} ${pad('survived', 8)} ${pad('logged', 6)} ${pad('exit', 4)}`,
   );
   for (const r of runs) {
     console.log(
-      `${pad(r.worldSize, 5)} ${pad(r.collectives, 11)} ${pad(r.wrong, 5)} ${pad(r.collectivesPerSec.toFixed(1), 7)} ${pad(r.faultsInjected, 6)} ${pad(r.faultsRejected, 8)} ${pad(r.faultsSurvived, 8)} ${pad(r.loggedRejections, 6)} ${pad(r.exitCode, 4)}`,
+      `${pad(r.worldSize, 5)} ${pad(r.collectives, 11)} ${pad(r.wrong, 5)} ` +
+        `${pad(r.collectivesPerSec.toFixed(1), 7)} ${pad(r.faultsInjected, 6)} ${pad(r.faultsRejected, 8)} ` +
+        `${pad(r.faultsSurvived, 8)} ${pad(r.loggedRejections, 6)} ${pad(r.exitCode, 4)}`,
     );
   }
   const total = {
@@ -237,7 +243,8 @@ async function main(): Promise<void> {
     faultsSurvived: runs.reduce((s, r) => s + r.faultsSurvived, 0),
   };
   console.log(
-    `total: ${total.collectives} collectives, ${total.wrong} wrong, ${total.faultsInjected} faults injected, ${total.faultsSurvived} survived`,
+    `total: ${total.collectives} collectives, ${total.wrong} wrong, ` +
+      `${total.faultsInjected} faults injected, ${total.faultsSurvived} survived`,
   );
   mkdirSync(dirname(o.json), { recursive: true });
   const { json, ...options } = o;

@@ -145,9 +145,18 @@ async function run(pg: ProcessGroup): Promise<void> {
   }
   const seconds = (Date.now() - t0) / 1000;
   // finishedAt: the listeners close right after this line (soak.ts tells attempts that met them closing).
-  process.stdout.write(
-    `SOAK ${JSON.stringify({ rank, worldSize: n, collectives: done, wrong: wrongs.length, wrongExamples: wrongs.slice(0, 5), byKind, bytes, seconds, finishedAt: Date.now() })}\n`,
-  );
+  const result = {
+    rank,
+    worldSize: n,
+    collectives: done,
+    wrong: wrongs.length,
+    wrongExamples: wrongs.slice(0, 5),
+    byKind,
+    bytes,
+    seconds,
+    finishedAt: Date.now(),
+  };
+  process.stdout.write(`SOAK ${JSON.stringify(result)}\n`);
 }
 
 const pg = await initProcessGroup();
@@ -169,9 +178,8 @@ process.on('SIGTERM', () => {
     early: p.early?.length,
     destroyed: p.destroyed,
   };
-  process.stdout.write(
-    `SOAK ${JSON.stringify({ rank, error: { name: 'Stopped', message: `stopped by SIGTERM at ${JSON.stringify(where)}; group ${JSON.stringify(state)}` } })}\n`,
-  );
+  const message = `stopped by SIGTERM at ${JSON.stringify(where)}; group ${JSON.stringify(state)}`;
+  process.stdout.write(`SOAK ${JSON.stringify({ rank, error: { name: 'Stopped', message } })}\n`);
   process.exit(1);
 });
 try {

@@ -94,7 +94,8 @@ const rows: Row[] = [];
 const skipped: Array<{ backend: string; model: string; reason: string }> = [];
 const profiles: Record<string, Array<{ kernel: string; calls: number; ms: number }>> = {};
 const loadStart = os.loadavg();
-const backendDetails: Record<string, unknown> = {}; // e.g. wasm SIMD/threads and the extra kernels @zeroring/backend registered
+// e.g. wasm SIMD/threads and the extra kernels @zeroring/backend registered
+const backendDetails: Record<string, unknown> = {};
 // Earlier results for the pairs this run does not measure (--merge).
 const kept: { rows: Row[]; skipped: typeof skipped; profiles: typeof profiles; backends: Record<string, unknown> } = {
   rows: [],
@@ -238,11 +239,10 @@ function writeResult(): void {
 }
 writeResult();
 
+const loadText = (l: number[]): string => l.map((x) => x.toFixed(1)).join(' ');
 console.log(
-  `\ntrain throughput, batch ${B} x T, median of timed steps (load average ${loadStart.map((x) => x.toFixed(1)).join(' ')} -> ${os
-    .loadavg()
-    .map((x) => x.toFixed(1))
-    .join(' ')})`,
+  `\ntrain throughput, batch ${B} x T, median of timed steps ` +
+    `(load average ${loadText(loadStart)} -> ${loadText(os.loadavg())})`,
 );
 console.log(
   [

@@ -64,7 +64,10 @@ interface Row {
   measuredBytes: number;
   formulaBytes: number;
   ratio: number;
-  /** memory.ts estimateStrategy (with the partition's padded shard; with offload it adds the host master params and gradient shard). */
+  /**
+   * memory.ts estimateStrategy (with the partition's padded shard; with offload it adds the host
+   * master params and gradient shard).
+   */
   estimateDevice: number;
   estimateHost: number;
   ratioToEstimate: number;
@@ -115,19 +118,29 @@ for (const nproc of a.nprocs!.split(',').map(Number)) {
 
 const label = (r: Row) => `${r.strategy}${r.offload ? '+offload' : ''}`;
 const lines = [
-  `Per-rank model-state bytes, GPT ${a.model} (Ψ = ${rows[0]?.params.toLocaleString('en-US')} params), ${a.backend} backend, measured by the strategies' MemoryTracker (${started})`,
+  `Per-rank model-state bytes, GPT ${a.model} (Ψ = ${rows[0]?.params.toLocaleString('en-US')} ` +
+    `params), ${a.backend} backend, measured by the strategies' MemoryTracker (${started})`,
   '',
-  '| N | strategy | measured MiB | paper formula MiB | measured/formula | measured device / host MiB | estimate device / host MiB | measured/estimate | optimizer device / host MiB | gathered (device) MiB |',
+  '| N | strategy | measured MiB | paper formula MiB | measured/formula ' +
+    '| measured device / host MiB | estimate device / host MiB | ' +
+    'measured/estimate | optimizer device / host MiB | gathered (device) MiB |',
   '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...rows.map(
     (r) =>
-      `| ${r.nproc} | ${label(r)} | ${mib(r.measuredBytes)} | ${mib(r.formulaBytes)} | ${r.ratio.toFixed(4)} | ${mib(r.deviceModelState)} / ${mib(r.hostModelState)} | ${mib(r.estimateDevice)} / ${mib(r.estimateHost)} | ${r.ratioToEstimate.toFixed(4)} | ${mib(r.deviceOptimizer)} / ${mib(r.hostOptimizer)} | ${mib(r.gatheredDevice)} |`,
+      `| ${r.nproc} | ${label(r)} | ${mib(r.measuredBytes)} | ${mib(r.formulaBytes)} | ` +
+      `${r.ratio.toFixed(4)} | ${mib(r.deviceModelState)} / ${mib(r.hostModelState)} | ` +
+      `${mib(r.estimateDevice)} / ${mib(r.estimateHost)} | ${r.ratioToEstimate.toFixed(4)} ` +
+      `| ${mib(r.deviceOptimizer)} / ${mib(r.hostOptimizer)} | ${mib(r.gatheredDevice)} |`,
   ),
   '',
-  'Paper formula (no offload): DDP 16Ψ, ZeRO-1 8Ψ+8Ψ/N, ZeRO-2 4Ψ+12Ψ/N, ZeRO-3 16Ψ/N. Estimate: memory.ts estimateStrategy with the',
-  "partition's padded shard; with offload the host holds the shard's Adam moments, fp32 master params and gradient shard (16 bytes per",
-  'shard element), so the total exceeds the paper formula while the device loses the optimizer state. ZeRO-2/3 with offload reduce',
-  'gradients straight into the host shard, so no device gradient shard exists (the estimate counts one: measured < estimate there).',
+  'Paper formula (no offload): DDP 16Ψ, ZeRO-1 8Ψ+8Ψ/N, ZeRO-2 ' +
+    '4Ψ+12Ψ/N, ZeRO-3 16Ψ/N. Estimate: memory.ts estimateStrategy with the',
+  "partition's padded shard; with offload the host holds the shard's " +
+    'Adam moments, fp32 master params and gradient shard (16 bytes per',
+  'shard element), so the total exceeds the paper formula while the ' +
+    'device loses the optimizer state. ZeRO-2/3 with offload reduce',
+  'gradients straight into the host shard, so no device gradient ' +
+    'shard exists (the estimate counts one: measured < estimate there).',
 ];
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify({ model: a.model, backend: a.backend, date: started, rows }, null, 2) + '\n');

@@ -100,17 +100,24 @@ const summary = {
 mkdirSync(dirname(outFile), { recursive: true });
 writeFileSync(outFile, JSON.stringify(summary, null, 2) + '\n');
 const md = [
-  `ZeRO-3${a.offload ? ' (offload)' : ''} vs DDP step time, GPT ${a.model}, N=${a.nproc}, batch ${a.batch}/rank, ${a.backend}, load ${load0.toFixed(1)}→${load1.toFixed(1)} (median step ms after ${warmup} warm-up step(s))`,
+  `ZeRO-3${a.offload ? ' (offload)' : ''} vs DDP step time, GPT ${a.model}, ` +
+    `N=${a.nproc}, batch ${a.batch}/rank, ${a.backend}, load ` +
+    `${load0.toFixed(1)}→${load1.toFixed(1)} (median step ms after ${warmup} warm-up step(s))`,
   '',
-  '| round | DDP ms | ZeRO-3 ms | ZeRO-3 / DDP (wall) | DDP cpu-ms | ZeRO-3 cpu-ms | ZeRO-3 / DDP (cpu) | gathers | acquires | prefetch landed |',
+  '| round | DDP ms | ZeRO-3 ms | ZeRO-3 / DDP (wall) | DDP cpu-ms | ZeRO-3 ' +
+    'cpu-ms | ZeRO-3 / DDP (cpu) | gathers | acquires | prefetch landed |',
   '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...perRound.map(
     (r) =>
-      `| ${r.round} | ${r.ddpStepMs.toFixed(0)} | ${r.zero3StepMs.toFixed(0)} | ${r.ratio.toFixed(3)} | ${r.ddpCpuMs.toFixed(0)} | ${r.zero3CpuMs.toFixed(0)} | ${r.cpuRatio.toFixed(3)} | ${r.zero3Gather?.gathers} | ${r.zero3Gather?.acquires} | ${r.zero3Gather?.prefetchHits} |`,
+      `| ${r.round} | ${r.ddpStepMs.toFixed(0)} | ${r.zero3StepMs.toFixed(0)} | ${r.ratio.toFixed(3)} ` +
+      `| ${r.ddpCpuMs.toFixed(0)} | ${r.zero3CpuMs.toFixed(0)} | ${r.cpuRatio.toFixed(3)} | ` +
+      `${r.zero3Gather?.gathers} | ${r.zero3Gather?.acquires} | ${r.zero3Gather?.prefetchHits} |`,
   ),
-  `| all | ${ddpMedian.toFixed(0)} | ${z3Median.toFixed(0)} | ${(z3Median / ddpMedian).toFixed(3)} | ${ddpCpu.toFixed(0)} | ${z3Cpu.toFixed(0)} | ${(z3Cpu / ddpCpu).toFixed(3)} | | | |`,
+  `| all | ${ddpMedian.toFixed(0)} | ${z3Median.toFixed(0)} | ${(z3Median / ddpMedian).toFixed(3)} ` +
+    `| ${ddpCpu.toFixed(0)} | ${z3Cpu.toFixed(0)} | ${(z3Cpu / ddpCpu).toFixed(3)} | | | |`,
   '',
-  'Wall: median step time (the target, ZeRO-3 <= 1.5x DDP). cpu: rank 0 process CPU time per step, which contention on a shared',
+  'Wall: median step time (the target, ZeRO-3 <= 1.5x DDP). cpu: ' +
+    'rank 0 process CPU time per step, which contention on a shared',
   'machine inflates far less than wall time.',
 ];
 writeFileSync(outFile.replace(/\.json$/, '.md'), md.join('\n') + '\n');

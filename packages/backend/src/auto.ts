@@ -1,14 +1,8 @@
-// 'auto': the fastest backend that works on this machine, in a fixed order of preference
-// backed by benchmarks/backend-matmul (results in benchmarks/results/backend-matmul-2vcpu.json):
-//   1. WebGPU on a hardware adapter;
-//   2. libtensorflow (tfjs-node-gpu / tfjs-node), when the user installed it;
-//   3. wasm (XNNPACK, SIMD), which beats both the pure-JS cpu backend and WebGPU on a
-//      software adapter (lavapipe) on these CPU-only machines: for a 512² matmul, wasm
-//      ~62 ms, lavapipe ~610 ms, cpu ~1930 ms (2-core EPYC under load; about 30x and 10x;
-//      the GPT-step shapes, forward and backward, show 16-34x over cpu);
-//   4. cpu, which always works.
-// A step that fails is logged with its reason and the next is tried, so the log says why
-// each faster option was passed over.
+// 'auto': the fastest backend that works on this machine, in a fixed order of preference backed
+// by benchmarks/backend-matmul: WebGPU on a hardware adapter, then libtensorflow (when installed),
+// then wasm (which beats cpu and WebGPU on a software adapter on CPU-only machines), then cpu. A
+// step that fails is logged with its reason and the next is tried.
+// Details (the measured figures): docs/internals.md#auto-backend
 import { BackendUnavailableError } from './errors.ts';
 import { initNamedBackend, type BackendInfo, type BackendName } from './named.ts';
 import type { BackendLogger } from './logger.ts';

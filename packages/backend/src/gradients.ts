@@ -1,18 +1,9 @@
-// Registers every gradient that ships with tfjs-core, and the chained ops (t.add(u), ...).
-//
-// tfjs-core's Node entry (dist/tf-core.node.js, CommonJS) has neither: the @tensorflow/tfjs
-// union package normally pulls in dist/register_all_gradients.js and
-// dist/public/chained_ops/register_all_chained_ops.js, ES modules whose relative imports
-// lack file extensions, which Node's ESM loader rejects. Loading their ~700 files one by one
-// is also slow (seconds; tens of seconds under vitest, which transforms each one), and every
-// worker process pays it. So, first choice: bundle both entry points once with esbuild (the
-// one tsx runs on, always present since everything here runs through tsx) into a CommonJS
-// file cached in the temp dir, and require it (~100 ms). Fallback, when esbuild cannot be
-// found: a resolve hook scoped to tfjs-core's dist folder that appends ".js", then import.
-//
-// Either way what they register goes into tfjs-core's globals (the gradient registry, the
-// engine and the Tensor class are kept on globalThis), which the CommonJS instance everyone
-// else imports reads: still one engine, one kernel registry, one gradient registry.
+// Registers every gradient that ships with tfjs-core, and the chained ops (t.add(u), ...), which
+// tfjs-core's Node entry lacks: their ES-module entry points do not load in Node's ESM loader and
+// are slow file by file. First choice: bundle them once with esbuild into a cached CommonJS file
+// (~100 ms to require); fallback: a resolve hook that appends ".js". Either way they register into
+// tfjs-core's globals: still one engine and one kernel and gradient registry.
+// Details: docs/internals.md#gradient-registration
 import { createHash } from 'node:crypto';
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, register } from 'node:module';

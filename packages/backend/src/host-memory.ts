@@ -1,14 +1,9 @@
-// Tensor memory on the CPU backends (cpu, wasm), read and written without fresh ArrayBuffers.
-//
-// x.dataSync() on the wasm backend copies the tensor out of the WebAssembly heap into a fresh
-// ArrayBuffer, and tf.tensor(values) copies the result back in. For the GPT's attention kernel
-// that was about 10 MB of ArrayBuffers per tiny-GPT step. V8 counts ArrayBuffer memory toward
-// the next full collection, so those copies alone started a mark-compact every step, whose
-// concurrent marking kept another core about 7 % busy: free with one process, but taken from the
-// other rank when two ranks share two cores (benchmarks/scaling). Here
-// - runHostKernel lets a JavaScript kernel read its inputs and write its outputs in place: on
-//   wasm as views of the heap, on cpu as the arrays the backend stores;
-// - copyToHost reads a tensor into a buffer the caller reuses (DDP's gradient buckets).
+// Tensor memory on the CPU backends (cpu, wasm), read and written without fresh ArrayBuffers:
+// the attention kernel's copies in and out (~10 MB per tiny-GPT step) started a full V8 collection
+// every step, which took CPU from the other rank when two share two cores. runHostKernel lets a
+// JavaScript kernel use its inputs and outputs in place; copyToHost reads a tensor into a buffer
+// the caller reuses (DDP's gradient buckets).
+// Details: docs/internals.md#host-memory
 import * as tf from '@tensorflow/tfjs-core';
 
 /** What this module uses of tfjs-backend-wasm's BackendWasm (public methods of its class). */
@@ -37,7 +32,8 @@ export function runHostKernel(
   const backendName = tf.getBackend();
   if (!HOST_MEMORY_BACKENDS.has(backendName))
     throw new Error(
-      `runHostKernel needs a host-memory backend (${[...HOST_MEMORY_BACKENDS].join(', ')}), the active one is ${backendName}`,
+      'runHostKernel needs a host-memory backend ' +
+        `(${[...HOST_MEMORY_BACKENDS].join(', ')}), the active one is ${backendName}`,
     );
   for (const t of inputs) {
     if (t.dtype !== 'float32')
@@ -68,7 +64,8 @@ export function runHostKernel(
 export function copyToHost(t: tf.Tensor, out: Float32Array): Float32Array {
   if (t.dtype !== 'float32' || out.length < t.size)
     throw new TypeError(
-      `copyToHost reads a float32 tensor into a buffer of at least its size, got ${t.dtype} of ${t.size} values into ${out.length}`,
+      'copyToHost reads a float32 tensor into a buffer of at least ' +
+        `its size, got ${t.dtype} of ${t.size} values into ${out.length}`,
     );
   const backend = tf.backend();
   const values = isWasmHeapBackend(backend) ? backend.typedArrayFromHeap(t) : backend.readSync(t.dataId);

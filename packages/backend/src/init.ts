@@ -25,9 +25,14 @@ export async function initBackend(kind: BackendKind = 'auto', opts: InitBackendO
   const info = kind === 'auto' ? await chooseAuto(log) : await initNamedBackend(kind, `requested --backend ${kind}`);
   log.info(
     { backend: info.name, reason: info.reason, adapter: info.adapter, ...info.details, tfjs: tf.version_core },
-    `tfjs backend: ${info.name}${info.adapter ? ` on ${info.adapter.description}${info.adapter.software ? ' (software adapter)' : ''}` : ''}`,
+    `tfjs backend: ${info.name}${adapterText(info.adapter)}`,
   );
   return info;
+}
+
+function adapterText(adapter: BackendInfo['adapter']): string {
+  if (!adapter) return '';
+  return ` on ${adapter.description}${adapter.software ? ' (software adapter)' : ''}`;
 }
 
 export { initNamedBackend, type BackendInfo, type BackendName };

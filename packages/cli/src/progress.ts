@@ -46,7 +46,9 @@ function barProgress(opts: ProgressOptions): Progress {
   const bar = new cliProgress.SingleBar(
     {
       stream: opts.stream as NodeJS.WritableStream,
-      format: `${opts.label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} elapsed, ETA {eta_formatted} | {info}`,
+      format:
+        `${opts.label} [{bar}] {percentage}% | {value}/{total} | ` +
+        '{duration_formatted} elapsed, ETA {eta_formatted} | {info}',
       hideCursor: true,
       etaBuffer: 20,
       fps: 5,

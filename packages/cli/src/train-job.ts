@@ -275,7 +275,8 @@ function reportSummary(summary: TrainSummary, opts: TrainJobOptions, log: Logger
       tokensPerSec,
       wallSeconds: summary.wallSeconds,
     },
-    `done: ${summary.steps} steps in ${summary.wallSeconds.toFixed(1)} s, ${tokensPerSec} tokens/s, val loss ${valLoss}`,
+    `done: ${summary.steps} steps in ${summary.wallSeconds.toFixed(1)} ` +
+      `s, ${tokensPerSec} tokens/s, val loss ${valLoss}`,
   );
   if (summary.sample !== undefined) process.stdout.write(`--- sample ---\n${summary.sample}\n--------------\n`);
 }

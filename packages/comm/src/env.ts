@@ -11,7 +11,10 @@ export interface InitOptions {
   masterPort?: number;
   /** The job's shared secret (ZERORING_TOKEN); required when worldSize > 1. */
   token?: string;
-  /** A collective (or the rendezvous) that makes no progress for this long fails (ZERORING_TIMEOUT_MS, default 120000). */
+  /**
+   * A collective (or the rendezvous) that makes no progress for this long fails
+   * (ZERORING_TIMEOUT_MS, default 120000).
+   */
   timeoutMs?: number;
   /**
    * How long initProcessGroup waits for the store and all ranks to show up
@@ -139,7 +142,8 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
   )!;
   if (rendezvousTimeoutMs < 1)
     throw new ConfigError(
-      `ZERORING_RENDEZVOUS_TIMEOUT_MS=${rendezvousTimeoutMs} is out of range, expected a positive number of milliseconds`,
+      `ZERORING_RENDEZVOUS_TIMEOUT_MS=${rendezvousTimeoutMs} is ` +
+        'out of range, expected a positive number of milliseconds',
     );
   const ext = env.ZERORING_STORE_EXTERNAL;
   const storeHostedBy = o.storeHostedBy ?? (ext === '1' || ext === 'true' ? 'external' : 'rank0');
@@ -157,7 +161,8 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
   )!;
   if (smallAllReduceBytes < 0)
     throw new ConfigError(
-      `ZERORING_SMALL_ALLREDUCE_BYTES=${smallAllReduceBytes} is out of range, expected a number of bytes >= 0 (0: always the ring)`,
+      `ZERORING_SMALL_ALLREDUCE_BYTES=${smallAllReduceBytes} is out ` +
+        'of range, expected a number of bytes >= 0 (0: always the ring)',
     );
   const shmEnv = env.ZERORING_SHM;
   if (shmEnv !== undefined && shmEnv !== '' && !['0', '1', 'true', 'false'].includes(shmEnv))

@@ -19,7 +19,10 @@ export class PeerLostError extends ZeroringError {
   constructor(
     /** The rank that was lost (-1: a rendezvous store hosted outside the job). */
     readonly rank: number,
-    /** The call in flight when it was noticed (e.g. "allReduce #12", "store get('k')", "rendezvous"), or null when idle. */
+    /**
+     * The call in flight when it was noticed (e.g. "allReduce #12", "store get('k')",
+     * "rendezvous"), or null when idle.
+     */
     readonly collective: string | null,
     readonly reason: string,
     /** The rank that noticed the loss. */

@@ -1,16 +1,9 @@
-// Rendezvous: find the rendezvous store, claim our rank, build the ring.
-//
-// Store hosting rule: the store lives at MASTER_ADDR:MASTER_PORT. Unless told that someone
-// else hosts it (storeHostedBy 'external' / ZERORING_STORE_EXTERNAL=1, e.g. a launcher), rank
-// 0 starts it in-process; if that port is taken, rank 0 fails with a ConfigError instead of
-// guessing whether the listener there is ours. Every rank, rank 0 included, then dials it.
-//
-// Addresses: with a loopback MASTER_ADDR (a single-node job) everything binds to 127.0.0.1.
-// Otherwise the store binds to MASTER_ADDR (or ZERORING_BIND_ADDR), and each rank's ring
-// listener binds to ZERORING_BIND_ADDR if given (0.0.0.0 = all interfaces, the user's
-// choice), else to the local address of the interface that routes to the master, the one
-// this rank's store connection left from. The advertised address is ZERORING_ADVERTISE_ADDR,
-// else the bind address, else (bound to all interfaces) that same route's local address.
+// Rendezvous: find the rendezvous store, claim our rank, build the ring. The store lives at
+// MASTER_ADDR:MASTER_PORT; rank 0 hosts it in-process unless told someone else does (a launcher),
+// and fails with a ConfigError if that port is taken. Every rank then dials it. With a loopback
+// MASTER_ADDR everything binds to 127.0.0.1; otherwise ring listeners bind to ZERORING_BIND_ADDR
+// or to the interface that routes to the master.
+// Details (bind and advertised addresses): docs/internals.md#rendezvous
 import type { ResolvedOptions } from './env.ts';
 import { isLoopback } from './env.ts';
 import { ZeroringError } from './errors.ts';

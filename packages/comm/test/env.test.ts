@@ -57,7 +57,7 @@ describe('resolveOptions', () => {
     ).toBe(0);
   });
 
-  it('shared memory between same-host ranks: where they outnumber the cores, unless ZERORING_SHM or the option says', () => {
+  it('shared memory for same-host ranks that outnumber the cores, unless ZERORING_SHM or the option says', () => {
     expect(defaultSharedMemory(4, 2)).toBe(true);
     expect(defaultSharedMemory(2, 2)).toBe(false);
     expect(defaultSharedMemory(4, 16)).toBe(false);

@@ -1,16 +1,9 @@
-// The causal-attention kernel of attention.ts in WebAssembly SIMD (f32x4), for the CPU backends.
-//
-// Profiling the tiny GPT on wasm put the JavaScript kernel at ~38 % of a training step (each
-// step runs attention forward twice, once more inside the block's backward, and backward once),
-// at ~1.4 GFLOP/s: scalar loads with bounds checks and float64 conversions. The work is two
-// shapes of small matrix product over one head's rows, which is what this module does in SIMD:
-//   dots:     out[i][j] = scale * (a_i . b_j)            for j <= i  (scores; dp = dy_i . v_j)
-//   weighted: out_r     = sum_c w(r, c) * b_c            over c <= r, or c >= r with w read
-//                                                         transposed (y = P V; dq, dk, dv)
-// with rows given by address and byte stride, so q, k and v are read straight out of the packed
-// qkv rows. The softmax and the ds = p (dp - rowsum) step stay in JavaScript (they need exp and
-// are O(T^2), not O(T^2 hs)). The module has its own memory: inputs are copied in and outputs
-// out, a few MB per call, small next to the work.
+// The causal-attention kernel of attention.ts in WebAssembly SIMD (f32x4), for the CPU backends:
+// the JavaScript kernel was ~38 % of a tiny-GPT step on wasm. The work is two shapes of small
+// matrix product over one head's rows ("dots" and "weighted"), with rows given by address and
+// stride so q, k, v are read from the packed qkv rows; softmax stays in JavaScript. The module has
+// its own memory: inputs are copied in and outputs out.
+// Details: docs/internals.md#attention-simd
 import { wasm } from '@zeroring/core';
 
 /** Batch, sequence length and heads of an attention call (the channel count C is passed apart). */

@@ -1,18 +1,9 @@
-// Causal multi-head self-attention as one fused op: qkv [B*T, 3C] -> y [B*T, C].
-//
-// Two implementations of the same math, checked against each other in test/ops.test.ts:
-// - On CPU backends (cpu, wasm) a plain-JavaScript kernel. Profiling showed the batched
-//   matmuls of attention ([B*H, T, hs] @ [B*H, hs, T]) take tfjs-backend-wasm's generic loop
-//   (no XNNPACK for batch > 1) and were ~40% of a training step, with head split/merge
-//   transposes and mask/softmax ops on top. The kernel below reads q, k, v straight out of
-//   the qkv rows (no split or transpose), skips the masked upper triangle (half the work),
-//   and does softmax in the same pass; backward is the closed form in one pass per row. It
-//   reads and writes the tensors' own memory (host-memory.ts): copies in and out were what
-//   made V8 run a full collection every step. Where the head size is a multiple of 4 the same
-//   loops run as WebAssembly SIMD (attention-simd.ts; the tiny GPT trains 1.45x faster); the
-//   JavaScript form below is the fallback and the reference that kernel is tested against.
-// - Elsewhere (webgpu, tensorflow) tfjs ops: head split, batched matmuls, additive mask,
-//   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
+// Causal multi-head self-attention as one fused op: qkv [B*T, 3C] -> y [B*T, C]. On CPU backends
+// (cpu, wasm) a JavaScript kernel that reads q, k, v straight from the qkv rows in the tensors' own
+// memory, skips the masked half and has a closed-form backward; it runs as WebAssembly SIMD
+// (attention-simd.ts) where the head size is a multiple of 4. Elsewhere (webgpu, tensorflow) tfjs
+// ops with autodiff gradients. The two are checked against each other in test/ops.test.ts.
+// Details: docs/internals.md#attention
 import * as tf from '@tensorflow/tfjs-core';
 import { HOST_MEMORY_BACKENDS, runHostKernel } from '@zeroring/backend';
 import {
@@ -32,7 +23,8 @@ export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {
   const C = qkv.shape[1] / 3;
   if (!Number.isInteger(C) || C % shape.H !== 0 || qkv.shape[0] !== shape.B * shape.T) {
     throw new RangeError(
-      `qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`,
+      `qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, ` +
+        `T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`,
     );
   }
   return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);

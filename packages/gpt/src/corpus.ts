@@ -59,7 +59,8 @@ export function loadCorpus(file?: string): string {
   if (control > MAX_CONTROL_SHARE * text.length) {
     const pct = ((100 * control) / text.length).toFixed(1);
     throw new CorpusError(
-      `corpus file ${name} looks binary: ${control} of its ${text.length} characters (${pct} %) are control characters; ` +
+      `corpus file ${name} looks binary: ${control} of its ` +
+        `${text.length} characters (${pct} %) are control characters; ` +
         `expected text (at most ${100 * MAX_CONTROL_SHARE} %)`,
     );
   }

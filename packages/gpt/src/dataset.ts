@@ -1,15 +1,8 @@
-// Token stream with a seeded train/validation split and batches of random windows.
-//
-// The stream is cut into `chunks` equal contiguous pieces and a seeded choice of them (about
-// `valFraction`) becomes validation; the rest is training. Splitting by position rather than by
-// window keeps validation text unseen (windows overlap, so a per-window split would leak), and
-// chunking rather than one tail slice lets the seed vary which parts of the book are held out.
-// A window never crosses a segment boundary, so no window mixes train and validation text.
-//
-// Batches are plain Int32Arrays (the trainer makes tensors on its backend). For a distributed
-// sampler, `windowStarts(split, T, stride)` lists candidate windows and `batchAt(starts, T)`
-// assembles any chosen subset, so the trainer can shuffle per epoch and hand each rank a
-// disjoint slice.
+// Token stream with a seeded train/validation split and batches of random windows. The split is
+// by position (a seeded choice of equal chunks), so overlapping windows cannot leak validation
+// text, and no window crosses a segment boundary. For a distributed sampler, windowStarts lists
+// candidate windows and batchAt assembles any chosen subset.
+// Details: docs/internals.md#dataset
 import { Rng } from '@zeroring/core';
 
 export type Split = 'train' | 'val';
@@ -131,7 +124,8 @@ export class TextDataset {
     const longest = Math.max(...this.segments[split].map((s) => s.end - s.start));
     if (longest < blockSize + 1) {
       throw new RangeError(
-        `${split} split has no segment of ${blockSize + 1} tokens (longest ${longest}); use a larger corpus or smaller blockSize`,
+        `${split} split has no segment of ${blockSize + 1} tokens ` +
+          `(longest ${longest}); use a larger corpus or smaller blockSize`,
       );
     }
   }

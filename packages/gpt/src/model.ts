@@ -1,17 +1,9 @@
-// A nanoGPT-style character transformer, written as a list of blocks.
-//
-//   embed:   ids [B,T] -> token embedding (wte) + position embedding (wpe)       -> x [B,T,C]
-//   h0..hL-1: x + attn(ln1(x)), then x + mlp(ln2(x))   (pre-LayerNorm, causal)    -> x [B,T,C]
-//   head:    ln_f(x) @ wte^T                              (head tied to wte)      -> logits [B,T,V]
-//
+// A nanoGPT-style character transformer, written as a list of blocks:
+//   embed (wte + wpe), h0..hL-1 (pre-LayerNorm causal blocks), head (ln_f, tied to wte)
 // Each block is a pure function of (named parameters, input), the model contract of
-// @zeroring/core: the engine and the ZeRO strategies decide where parameters live, the model
-// only computes.
-// The tied parameter is simply the same name "wte" listed by both "embed" and "head".
-//
-// Speed (tfjs on 2 CPU cores, profiled in benchmarks/train-throughput): one qkv matmul, a
-// fused causal attention op (./attention.ts), and layers from ./ops.ts whose hand-written
-// gradients use only kernels that are fast on CPU backends.
+// @zeroring/core: the engine and the strategies decide where parameters live, the model only
+// computes. The tied parameter is simply the name "wte" listed by both "embed" and "head".
+// Details: docs/internals.md#model
 import * as tf from '@tensorflow/tfjs-core';
 import { causalSelfAttention } from './attention.ts';
 import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from './ops.ts';

@@ -1,18 +1,8 @@
-// Layers with hand-written gradients, shaped for the kernels that are fast on tfjs CPU backends.
-//
-// Profiling training of the tiny preset on tfjs-backend-wasm (benchmarks/train-throughput)
-// showed where autodiff's default gradients lose time:
-// - BatchMatMul with transposeA or transposeB, which every matmul gradient uses, leaves
-//   XNNPACK for a generic loop and runs ~10x slower than the plain A @ B form. So every 2-D
-//   matmul here runs as plain A @ B, with explicit transposes (cheap: weight-sized, or one
-//   activation) in the backward pass.
-// - Reductions over axis 0 (bias and LayerNorm gain gradients) transpose first; ones[1,N] @ dy
-//   is the same sum as one fast matmul.
-// - tanh is slow; GPT-2's tanh-GELU is exactly x * sigmoid(2z), and sigmoid is fast.
-// - LayerNorm through tf.moments records ~25 ops in backward; the closed form needs ~10.
-// (@zeroring/backend's initBackend('wasm') now also routes transposed matmuls onto XNNPACK at
-// the kernel level; the plain-matmul gradients here keep the model fast on stock tfjs too.)
-// Every function is checked against plain tfjs autodiff in packages/gpt/test/ops.test.ts.
+// Layers with hand-written gradients, shaped for the kernels that are fast on tfjs CPU backends:
+// every matmul as plain A @ B with explicit transposes, axis-0 reductions as a matmul, GELU
+// through sigmoid, and a closed-form LayerNorm backward. Each choice comes from profiling the tiny
+// GPT on wasm. Every function is checked against plain tfjs autodiff in test/ops.test.ts.
+// Details: docs/internals.md#ops
 import * as tf from '@tensorflow/tfjs-core';
 
 type T2 = tf.Tensor2D;

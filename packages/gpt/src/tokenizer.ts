@@ -47,7 +47,8 @@ export class CharTokenizer {
       const id = this.ids.get(chars[i]!);
       if (id === undefined) {
         throw new RangeError(
-          `character ${JSON.stringify(chars[i])} at position ${i} is not in the vocabulary of ${this.chars.length} characters`,
+          `character ${JSON.stringify(chars[i])} at position ${i} is ` +
+            `not in the vocabulary of ${this.chars.length} characters`,
         );
       }
       out[i] = id;

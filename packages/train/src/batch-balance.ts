@@ -1,20 +1,9 @@
-// Splitting each step's global batch across ranks of unequal speed.
-//
-// Synchronous data parallelism runs at the pace of its slowest rank: every step, the faster
-// ranks finish their forward/backward and wait for the slowest one's gradients. On shared or
-// mixed hardware (a busy VM whose vCPUs run at different speeds for seconds at a time, a laptop
-// beside a desktop) that wait is most of what N ranks lose against N independent jobs. A step's
-// gradient, though, is the mean over the W·b windows of the step, however they are divided: a
-// rank that reads n_r windows weights its mean gradient by n_r / b before the average all-reduce
-// (trainer.ts), and the averaged gradient is the same mean over the same windows.
-//
-// BatchBalancer chooses the split. Each step every rank reports the work it did between two
-// synchronisations (forward/backward plus the optimizer), which the trainer's per-step metrics
-// all-reduce already carries; the balancer keeps the last few per-window times of each rank and
-// moves windows toward the faster ranks, in proportion to speed. Its fixed point is equal work per
-// rank. Every rank feeds it the same all-reduced figures in the same order, so every rank computes
-// the same split without another message. Changes wait for a few fresh observations and must
-// promise a real gain (hysteresis), so measurement noise does not make the split wander.
+// Splitting each step's global batch across ranks of unequal speed. Synchronous data parallelism
+// runs at its slowest rank's pace; but a step's gradient is the same mean over its windows however
+// they are divided. BatchBalancer moves windows toward the faster ranks in proportion to measured
+// speed, from the figures the per-step metrics all-reduce already carries, so every rank computes
+// the same split; hysteresis keeps noise from making it wander.
+// Details: docs/internals.md#batch-balance
 import { median } from './metrics.ts';
 
 export class BatchSplitError extends Error {
@@ -26,7 +15,8 @@ export function validateSplit(split: readonly number[], total: number, worldSize
   const sum = split.reduce((a, b) => a + b, 0);
   if (split.length !== worldSize || split.some((n) => !Number.isInteger(n) || n < 1) || sum !== total) {
     throw new BatchSplitError(
-      `batch split [${split.join(', ')}] is invalid, expected ${worldSize} integers >= 1 summing to ${total} (world size x batch size)`,
+      `batch split [${split.join(', ')}] is invalid, expected ${worldSize} ` +
+        `integers >= 1 summing to ${total} (world size x batch size)`,
     );
   }
   return [...split];

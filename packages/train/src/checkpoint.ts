@@ -1,24 +1,9 @@
-// Checkpoints: one directory per saved step, written so that a crash at any moment leaves either
-// a complete checkpoint or one that is recognisably incomplete.
-//
-//   DIR/step-00000100/
-//     shard-rank0.bin ... shard-rank{N-1}.bin   each rank's ShardState (its parameters or shard,
-//                                               optimizer moments, step count)
-//     config.json      the run's configuration (model, training options, strategy, world size)
-//     tokenizer.json   so `zeroring sample` decodes with the training vocabulary
-//     trainer.json     trainer state (next step, seed, ...)
-//     model.bin        the full parameters (rank 0, shard encoding with one array per parameter
-//                      name), so sampling and inspection need no knowledge of the strategy
-//     manifest.json    written LAST by rank 0: every file's size and sha256
-//
-// Every file is written to a temporary name, fsynced, renamed into place, and the directory
-// fsynced (the POSIX recipe for an atomic replace). The manifest is written only after all ranks
-// finished their shards (the caller passes a barrier), so "manifest.json exists and every
-// checksum matches" is the definition of a complete checkpoint. Rank 0 hashes the shards from
-// the shared directory, so multi-node runs need a shared filesystem for checkpoints.
-//
-// Loading walks the checkpoints newest first and takes the first complete one; a corrupt or
-// incomplete newer one is reported (which file, expected and actual checksum) and skipped.
+// Checkpoints: one directory per saved step (each rank's shard, config, tokenizer, trainer state,
+// the full model, and a manifest of sizes and sha256 that rank 0 writes last). Each file is
+// written atomically (temp name, fsync, rename, fsync the directory), so a crash leaves either a
+// complete checkpoint or one recognisably incomplete; loading takes the newest complete one and
+// reports why it skipped any newer one.
+// Details: docs/internals.md#checkpoint
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -86,7 +71,8 @@ export function decodeShard(buf: Buffer, what = 'shard'): ShardState {
   for (const { name, length } of header.arrays) {
     if (off + length * 4 > buf.length)
       throw new CheckpointError(
-        `${what}: array "${name}" (${length} floats at byte ${off}) runs past the end of the file (${buf.length} bytes)`,
+        `${what}: array "${name}" (${length} floats at byte ` +
+          `${off}) runs past the end of the file (${buf.length} bytes)`,
       );
     // Copy out so the arrays are aligned and do not pin the file buffer.
     const a = new Float32Array(length);
@@ -228,7 +214,8 @@ export async function verifyCheckpoint(dir: string): Promise<Manifest> {
     const got = sha256(data);
     if (data.length !== entry.bytes || got !== entry.sha256) {
       throw new CheckpointError(
-        `${dir}/${name} is corrupt: ${data.length} bytes with sha256 ${got}, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`,
+        `${dir}/${name} is corrupt: ${data.length} bytes with sha256 ` +
+          `${got}, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`,
       );
     }
   }
@@ -287,7 +274,10 @@ export async function readModelParams(dir: string): Promise<Map<string, Float32A
   return decodeShard(await fs.readFile(join(dir, 'model.bin')), `${dir}/model.bin`).arrays;
 }
 
-/** The newest complete checkpoint directory under root (for `zeroring sample`), or a dir that is itself a checkpoint. */
+/**
+ * The newest complete checkpoint directory under root (for `zeroring sample`), or a dir that is
+ * itself a checkpoint.
+ */
 export async function resolveCheckpointDir(path: string, warn: (msg: string) => void = () => {}): Promise<string> {
   const direct = await fs.access(join(path, 'manifest.json')).then(
     () => true,
@@ -309,6 +299,7 @@ export async function resolveCheckpointDir(path: string, warn: (msg: string) => 
     }
   }
   throw new CheckpointError(
-    `no complete checkpoint at ${path} (looked for manifest.json there, and step-* directories in ${join(path, 'checkpoints')} and ${path})`,
+    `no complete checkpoint at ${path} (looked for manifest.json there, ` +
+      `and step-* directories in ${join(path, 'checkpoints')} and ${path})`,
   );
 }

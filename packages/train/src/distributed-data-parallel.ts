@@ -1,16 +1,8 @@
-// DistributedDataParallel: the user-facing wrapper, torch's `DDP(model)` for a block-list model.
-//
-//   const pg = await initProcessGroup();
-//   const ddp = await DistributedDataParallel.create(model, pg, { seed: 0 });
-//   for (...) {
-//     await ddp.noSync(() => ddp.forwardBackward(x0, y0));   // accumulate, no communication
-//     const loss = await ddp.forwardBackward(x1, y1);         // reduces the accumulated sum
-//     await ddp.step({ lr: 1e-3, gradScale: 1 / 2 });          // average of the 2 micro-batches
-//   }
-//   const params = await ddp.parameters();                   // identical on every rank
-//
+// DistributedDataParallel: the user-facing wrapper, torch's `DDP(model)` for a block-list model:
+// create(model, pg), forwardBackward (under noSync to accumulate), step, parameters.
 // It owns a BlockwiseEngine and a DDPStrategy (strategies/ddp.ts) and nothing else: the trainer
 // behind `zeroring train` uses the same strategy directly.
+// Details (an example): docs/internals.md#distributeddataparallel
 import type * as tf from '@tensorflow/tfjs-core';
 import { BlockwiseEngine } from './engine.ts';
 import type { BlockModel } from './model.ts';

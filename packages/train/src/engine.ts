@@ -1,32 +1,9 @@
-// BlockwiseEngine: forward and backward of a block-list model one block at a time.
-//
-// Backward walks the blocks in reverse and, for each one, computes the block's parameter
-// gradients and the gradient for the block below from the upstream gradient dy. Those gradients
-// are handed to the GradSink the moment they exist, so a strategy can start communicating them
-// (DDP buckets, ZeRO reduce-scatter) while the engine works on earlier blocks — the engine yields
-// to the event loop between blocks so that communication actually progresses.
-//
-// What survives from forward to backward depends on the ParamSource, as DESIGN's data flow says:
-// - by default, each block's forward runs on tfjs's gradient tape and the tape is kept (tape.ts),
-//   so backward runs no forward again: what torch's autograd does without checkpointing;
-// - where the source frees parameters after forward (ZeRO-3: `recomputeActivations`), only each
-//   block's *input* is kept (activation checkpointing at block boundaries) and backward recomputes
-//   the block's forward inside `tf.grads`, with the parameters gathered again. That costs one
-//   more forward of every block but the last (about a fifth of a tiny GPT step on wasm).
-//
-// The last block is not run during forward: its forward is fused with the loss in one
-// `tf.valueAndGrads`, which gives the loss value and the first dy without computing that block
-// twice. The order in which the engine acquires block parameters is therefore
-//   forward 0 .. L-2, then backward L-1 .. 0       (see `acquireSchedule`)
-// which is what a ZeRO-3 strategy prefetches along. `forward` and `evalLoss` (validation,
-// sampling) acquire forward 0 .. L-1.
-//
-// Tied parameters (a name used by several blocks, e.g. the GPT's wte in "embed" and "head")
-// get their gradient contributions summed and are emitted once, complete, with the lowest
-// block that uses them — the last block backward reaches.
-//
-// forwardBackward reads as those steps: forward, backward block by block, the loss. The state
-// that lives from one walk to the other is one ForwardBackwardPass (engine-pass.ts).
+// BlockwiseEngine: forward and backward of a block-list model one block at a time, handing each
+// block's gradients to the strategy the moment they exist (and yielding between blocks) so that
+// communication overlaps the rest of backward. Forward keeps each block's tape, or only its input
+// where the strategy frees parameters (ZeRO-3), and then backward recomputes the block. The last
+// block's forward is fused with the loss; tied parameters are emitted once, complete.
+// Details: docs/internals.md#engine
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockModel, NamedTensors } from './model.ts';
 import { acquireBlock, EngineError, ForwardBackwardPass, yieldToEventLoop } from './engine-pass.ts';

@@ -1,25 +1,8 @@
-// Memory accounting: what each rank holds, by category and place, and what the
-// ZeRO paper's formulas say it should hold.
-//
-// MemoryTracker is bookkeeping, not an allocator: strategies call alloc()/free() where they
-// create and drop buffers (tensors on the device, typed arrays on the host), so the report says
-// what the strategy holds, category by category, which a backend's global counter cannot.
-//
-// The formulas (DESIGN.md, "Memory per rank"), fp32 throughout, Ψ parameters, N ranks:
-//   params 4Ψ (fp32), grads 4Ψ (fp32), optimizer 8Ψ (Adam exp_avg + exp_avg_sq, fp32 each).
-// The ZeRO paper's 16Ψ for mixed precision is 2 (fp16 params) + 2 (fp16 grads) + 12 (fp32 master
-// params, m, v); training in fp32 there is no separate master copy, and the same 16Ψ splits as
-// 4 + 4 + 8. Per rank, model state is:
-//   DDP     4Ψ   + 4Ψ   + 8Ψ   = 16Ψ
-//   ZeRO-1  4Ψ   + 4Ψ   + 8Ψ/N = 8Ψ + 8Ψ/N      (optimizer state sharded)
-//   ZeRO-2  4Ψ   + 4Ψ/N + 8Ψ/N = 4Ψ + 12Ψ/N     (+ gradients sharded)
-//   ZeRO-3  4Ψ/N + 4Ψ/N + 8Ψ/N = 16Ψ/N         (+ parameters sharded)
-// where "Ψ/N" is the rank's shard of the flat partition (partition.ts), ceil(Ψ/N) or a little more
-// for per-block padding. Offload (--offload) takes the optimizer state off the device: the host
-// holds the owned domain's (the shard; all of Ψ for DDP) Adam moments 8, and the CPU step's fp32
-// working copies of that domain's params (the master copy the host updates) 4 and gradients 4,
-// reported as host optimizer/params/grads. The device keeps what the stage keeps of params and
-// grads. Activations and one gathered block in flight come on top and are not estimated here.
+// Memory accounting: what each rank holds, by category (params, grads, optimizer, ...) and place
+// (device, host), and what the ZeRO paper's formulas say it should hold. MemoryTracker is
+// bookkeeping, not an allocator: strategies call alloc()/free() where they create and drop buffers,
+// so the report says what the strategy holds, which a backend's global counter cannot.
+// Details (the formulas, and what offload moves): docs/internals.md#memory-accounting
 import { MEMORY_CATEGORIES, type MemoryCategory, type MemoryReport, type PlaceBytes } from './events.ts';
 
 // The category list and report shape are the dashboard/metrics contract (events.ts, imported

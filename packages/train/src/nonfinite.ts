@@ -1,19 +1,9 @@
-// Non-finite gradient guard: a Strategy wrapper that notices NaN or Inf in this rank's gradients
-// as the engine hands them over, agrees with the other ranks on whether any rank saw one (one
-// all-reduce of a per-rank flag vector, so every rank also learns *which* ranks), and then either
-// fails the step on every rank with a NonFiniteGradientError naming the step and the ranks, or,
-// with `skip`, drops the step on every rank alike.
-//
-// Why a wrapper and not a check inside each strategy: the decision has to be the same on every
-// rank and taken before any parameter moves, and DDP / ZeRO already mix every rank's gradients
-// during backward, so one poisoned rank poisons all. Skipping is done without strategy support:
-// the wrapped strategy's state is saved, the step runs (with the bad gradients, which also clears
-// them the way the strategy always does), and the saved state is restored — bit for bit the state
-// before the step, optimizer moments and step count included. The save costs only on a bad step.
-//
-// Detection is one Mul + Sum per gradient tensor, accumulated on the device: 0 * x is 0 for every
-// finite x and NaN for NaN or ±Inf, so the sum is 0 exactly when the gradient is finite (and,
-// unlike summing x itself, cannot overflow on large finite values). One scalar is read per step.
+// Non-finite gradient guard: a Strategy wrapper that notices NaN or Inf in this rank's gradients,
+// agrees with the other ranks (one all-reduce of a per-rank flag vector) and then fails the step on
+// every rank with a NonFiniteGradientError naming the step and the ranks, or with `skip` drops it
+// on every rank alike (saving and restoring the wrapped strategy's state). A wrapper, because the
+// decision must be the same on every rank and come before any parameter moves.
+// Details: docs/internals.md#non-finite-guard
 import * as tf from '@tensorflow/tfjs-core';
 import type { ReduceOp } from '@zeroring/comm';
 import type { NamedTensors } from './model.ts';
@@ -31,7 +21,8 @@ export class NonFiniteGradientError extends Error {
   ) {
     super(
       `non-finite gradients (NaN or Inf) at step ${step} on rank(s) ${ranks.join(', ')}; ` +
-        `expected finite gradients (lower the learning rate, check the data, or pass --skip-nonfinite to skip such steps on all ranks)`,
+        'expected finite gradients (lower the learning rate, check the ' +
+        'data, or pass --skip-nonfinite to skip such steps on all ranks)',
     );
   }
 }
@@ -114,7 +105,8 @@ export class NonFiniteGuard extends StrategyWrapper {
     await this.inner.loadState(before);
     this.skipped.push(opts.step);
     this.opts.warn?.(
-      `step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; step skipped on all ranks (parameters and optimizer state unchanged)`,
+      `step ${opts.step}: non-finite gradients (NaN or Inf) on rank(s) ${ranks.join(', ')}; ` +
+        'step skipped on all ranks (parameters and optimizer state unchanged)',
     );
     return { ...stats, commMs: stats.commMs + waitMs, gradNorm: Number.NaN };
   }

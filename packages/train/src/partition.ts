@@ -1,29 +1,8 @@
-// One flat partitioning of a model's unique parameters, shared by ZeRO-1, ZeRO-2 and ZeRO-3.
-//
-// Layout (the choice, and why). Parameters are grouped by the block that first uses them
-// (first-use order; a tied parameter such as the GPT's wte belongs to the first block that reads
-// it, which is also where the engine emits its complete gradient). Each group is laid out
-// contiguously and padded to a multiple of N; the full flat buffer is the groups one after the
-// other ("group-major"), so its length is a multiple of N too. Rank r owns the r-th 1/N of EVERY
-// group, and its shard is those slices concatenated: every rank's shard has the same length,
-// sum(paddedLength_g) / N, and is one contiguous Float32Array locally.
-//
-//   full:   | g0: r0 r1 .. rN-1 | g1: r0 r1 .. rN-1 | ...
-//   shard r:| g0[r] | g1[r] | ...
-//
-// With this, each group is exactly one equal-split collective, in the layout the ring collectives
-// use (rank-major chunks):
-// - ZeRO-3 gathers a block with allGather(shard.subarray(g.shardOffset, g.shardLength),
-//   gathered(g.paddedLength)) and the gathered buffer IS the group's full layout, so params are
-//   zero-copy views (groupViews); a block that reads a tied parameter also gathers that
-//   parameter's group (blockGroups).
-// - ZeRO-2 reduce-scatters each group's gradients the moment the engine hands over that block:
-//   reduceScatter(fullGrads.subarray(g.offset, g.paddedLength), shard.subarray(g.shardOffset, ..)).
-// - ZeRO-1 all-gathers updated params group by group (or once, full ↔ shard with shard()/unshard()).
-// The alternative — one global flat buffer cut into N contiguous ranges — gives each rank a
-// contiguous range of the full buffer but makes a block's params straddle ranks unevenly, so
-// gathering one block would need unequal (allgatherv) collectives or gathering everything. The
-// cost of per-group padding is at most N-1 elements per block.
+// One flat partitioning of a model's unique parameters, shared by ZeRO-1, ZeRO-2 and ZeRO-3: a
+// group per block (first-use order), each padded to a multiple of N, rank r owning the r-th 1/N of
+// every group. So every per-block collective is one equal-split all-gather or reduce-scatter, and a
+// gathered group is already in its full layout; the price is at most N-1 padding elements a block.
+// Details: docs/internals.md#partition
 import { uniqueParams, paramCount, type BlockModel, type ParamSpec } from './model.ts';
 
 export class PartitionError extends Error {

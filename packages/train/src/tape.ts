@@ -1,18 +1,9 @@
-// A block's forward recorded on TensorFlow.js's gradient tape, and its backward run later.
-//
-// tf.grads records a function's forward and back-propagates through it in one call. An engine
-// that wants each block's gradients during a backward walk over the blocks must therefore run
-// every block's forward twice (activation checkpointing): about a fifth of a tiny GPT step on
-// wasm. torch keeps the autograd graph between forward and backward instead; this module does the
-// same with tfjs's own tape. The forward runs once with the tape on, so each kernel saves what
-// its gradient needs (exactly as inside tf.grads); the tape is then detached and kept, and the
-// backward walks it in reverse from the upstream gradient, as tfjs-core's tape.ts does
-// (getFilteredNodesXToY, backpropagateGradients). tfjs exports neither those nor the engine's
-// startTape/endTape, so they are reached through the engine object with the small typed view
-// below. tfjs-core is pinned to the exact version that view was written against
-// (TFJS_CORE_VERSION); the first recording checks the members (TAPE_INTERNALS) and fails naming
-// what a different tfjs lacks; test/tape-internals.test.ts checks the same, and the engine tests
-// compare the gradients with tf.variableGrads.
+// A block's forward recorded on TensorFlow.js's gradient tape, and its backward run later, as
+// torch keeps its autograd graph: tf.grads alone would make the engine run every forward twice.
+// tfjs exports neither its tape walk nor startTape/endTape, so they are reached through a small
+// typed view of the engine; tfjs-core is pinned (TFJS_CORE_VERSION), the first recording checks
+// the members (TAPE_INTERNALS), and test/tape-internals.test.ts checks the same.
+// Details: docs/internals.md#tape
 import * as tf from '@tensorflow/tfjs-core';
 
 /** The tfjs-core release whose engine internals this module uses (package.json pins exactly this). */

@@ -1,21 +1,9 @@
-// The training loop behind `zeroring train`, for any Strategy and any world size.
-//
-// Per step: the distributed sampler picks this rank's windows (its even share of the step's, or
-// its part of an uneven split: config.batchSplit / balanceBatch, batch-balance.ts), the blockwise
-// engine runs forward and backward (gradients stream into the strategy), the strategy finishes
-// the step (communication, clipping, optimizer), and rank 0 records a metrics line. Validation
-// runs every `evalInterval` steps on a fixed seeded set of windows split across ranks.
-// Checkpoints hold each rank's shard plus the full model, so `--resume` continues exactly:
-// everything random here is a pure function of (seed, step), and the strategy's state restores
-// bit for bit.
-//
-// Cross-rank numbers (mean loss, validation, max memory) go through a small TrainerComm, which a
-// ProcessGroup satisfies; with one process none is needed. A step's metrics all-reduce is issued
-// and not awaited (trainer/record.ts), so it is never a per-step sync point.
-//
-// train() reads as the run's steps; each lives in trainer/: run.ts (the configuration worked
-// out), resume.ts (where to start), batches.ts (which windows), step.ts (one step), evaluate.ts,
-// record.ts (metrics line, events, progress), checkpoint.ts and summary.ts.
+// The training loop behind `zeroring train`, for any Strategy and any world size. Per step: the
+// sampler picks this rank's windows, the engine runs forward and backward into the strategy, the
+// strategy finishes the step, and rank 0 records a metrics line. Everything random is a pure
+// function of (seed, step), so `--resume` continues exactly. train() reads as the run's steps,
+// each in trainer/ (run, resume, batches, step, evaluate, record, checkpoint, summary).
+// Details: docs/internals.md#trainer
 import { writeFileSync } from 'node:fs';
 import { BlockwiseEngine } from './engine.ts';
 import { TrainBatches } from './trainer/batches.ts';

@@ -35,7 +35,7 @@ describe('planBuckets', () => {
   // Toy sizes (dim 8): head's own params (lnf) 64 B, each h block 2272 B, embed (wte, wpe) 544 B.
   const blockOf = (name: string) => gradientOrder(model).find((p) => p.name === name)!.block;
 
-  it('closes a bucket once it holds its cap, or at a block boundary the next block would overflow; slots tile each flat buffer', () => {
+  it('closes a bucket at its cap, or at a block boundary the next block would overflow; slots tile each flat', () => {
     const bytes = 1000;
     const plan = planBuckets(model, bytes);
     const order = gradientOrder(model);

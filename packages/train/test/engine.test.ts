@@ -98,7 +98,7 @@ describe.each(modes)('BlockwiseEngine on %s, recompute %s', (backend, recompute)
     await tf.ready();
   });
 
-  it('matches tf.variableGrads of the whole model (relative error < 1e-5), tied wte emitted once at block 0', async () => {
+  it('matches tf.variableGrads of the whole model (rel. error < 1e-5), tied wte emitted once at block 0', async () => {
     const model = createToyModel({ vocab: 11, seqLen: 8, dim: 16, layers: 2 });
     const init = model.initParams(1);
     const { input, targets } = toyBatch(2, 3, 8, 11);

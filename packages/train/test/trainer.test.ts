@@ -156,7 +156,7 @@ describe('train()', () => {
     expect(lines(out).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
-  it("accumulating 2 micro-batches of 4 equals one batch of 8 (gradient norms, and parameters within 1e-5 of each tensor's scale)", async () => {
+  it('2 accumulated micro-batches of 4 equal one batch of 8 (grad norms; params within 1e-5 of scale)', async () => {
     const once = async (batchSize: number, gradAccumSteps: number) => {
       const strategy = new LocalStrategy();
       const outDir = tmp();
@@ -204,7 +204,7 @@ describe('train()', () => {
     expect(warnings.join('\n')).toMatch(/with lr 0\.02 \(checkpoint has 0\.01\)/);
   });
 
-  it('runs with two ranks over a real process group: one metrics writer, per-rank splits, shared val loss', async () => {
+  it('two ranks over a real process group: one metrics writer, per-rank splits, shared val loss', async () => {
     const masterPort = await freePort();
     const pgOpts = { worldSize: 2, masterAddr: '127.0.0.1', masterPort, token: 'trainer-unit', timeoutMs: 60_000 };
     const pgs = await Promise.all([initProcessGroup({ ...pgOpts, rank: 0 }), initProcessGroup({ ...pgOpts, rank: 1 })]);

@@ -56,7 +56,8 @@ export async function consolidateCheckpoint(
     for (const [k, a] of states[0].arrays) if (k.startsWith('param/')) params.set(k.slice('param/'.length), a);
     if (params.size === 0)
       throw new CheckpointError(
-        `${dir}/${shardFile(0)} holds neither a ZeRO shard layout nor param/* arrays, expected a zeroring train checkpoint`,
+        `${dir}/${shardFile(0)} holds neither a ZeRO shard layout ` +
+          'nor param/* arrays, expected a zeroring train checkpoint',
       );
   }
   const json = async (name: string): Promise<unknown> =>
@@ -94,7 +95,8 @@ export async function readConsolidated(path: string): Promise<ConsolidatedModel 
   const state = decodeShard(await readFile(path), path);
   if (state.meta.format !== CONSOLIDATED_FORMAT)
     throw new CheckpointError(
-      `${path} has format ${JSON.stringify(state.meta.format)}, expected "${CONSOLIDATED_FORMAT}" (a file from zeroring consolidate)`,
+      `${path} has format ${JSON.stringify(state.meta.format)}, expected ` +
+        `"${CONSOLIDATED_FORMAT}" (a file from zeroring consolidate)`,
     );
   const meta = state.meta;
   return {
@@ -129,7 +131,8 @@ export function registerConsolidate(program: Command): void {
       const count = [...m.params.values()].reduce((a, p) => a + p.length, 0);
       log.info(
         { checkpoint: m.dir, out: flags.out, params: count, bytes: buf.length },
-        `consolidated ${m.worldSize} ${m.strategy} shard(s) of step ${m.step} from ${m.dir}: ${m.params.size} tensors, ${count} parameters -> ${flags.out}`,
+        `consolidated ${m.worldSize} ${m.strategy} shard(s) of step ${m.step} from ` +
+          `${m.dir}: ${m.params.size} tensors, ${count} parameters -> ${flags.out}`,
       );
     });
 }

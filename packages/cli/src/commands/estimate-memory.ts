@@ -105,7 +105,8 @@ export function registerEstimateMemory(program: Command): void {
   program
     .command('estimate-memory')
     .description(
-      'expected per-rank model-state memory (fp32 params, grads, Adam) for DDP and ZeRO-1/2/3, with and without offload',
+      'expected per-rank model-state memory (fp32 params, grads, ' +
+        'Adam) for DDP and ZeRO-1/2/3, with and without offload',
     )
     .addHelpText(
       'after',

@@ -62,7 +62,8 @@ export function registerLaunch(program: Command): void {
         '(random unless exported; required for --nnodes > 1) and ZERORING_RESTART_COUNT.\n' +
         examples(
           'zeroring launch --nproc-per-node 2 examples/allreduce-hello/main.ts',
-          'ZERORING_TOKEN=secret zeroring launch --nproc-per-node 2 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 train.ts',
+          'ZERORING_TOKEN=secret zeroring launch --nproc-per-node 2 --nnodes ' +
+            '2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 train.ts',
         ),
     )
     .action(async (script: string, args: string[], flags: LaunchFlags) => {

@@ -42,7 +42,8 @@ export async function runSample(flags: SampleFlags): Promise<string> {
     const cfg = merged.config?.modelConfig as GPTConfig | undefined;
     if (!cfg || !merged.tokenizer)
       throw new InvalidArgumentError(
-        `${flags.checkpoint} has no model config or tokenizer, expected a file from zeroring consolidate of a zeroring train checkpoint`,
+        `${flags.checkpoint} has no model config or tokenizer, expected ` +
+          'a file from zeroring consolidate of a zeroring train checkpoint',
       );
     const o = {
       prompt: flags.prompt,

@@ -215,7 +215,8 @@ export function registerTrain(program: Command): void {
     .option('--grad-accum <k>', 'micro-batches accumulated into each optimizer step', intArg('--grad-accum', 1))
     .option(
       '--batch-split <counts>',
-      'sequences each rank reads per micro-batch, e.g. 12,20 (summing to world size x batch size): for machines of unequal speed; the step is the same mean gradient',
+      'sequences each rank reads per micro-batch, e.g. 12,20 (summing to world size x ' +
+        'batch size): for machines of unequal speed; the step is the same mean gradient',
       intList('--batch-split'),
     )
     .option(

@@ -149,7 +149,10 @@ async function benchOp(
   };
 }
 
-const HEADER = `${'op'.padEnd(14)}${'bytes'.padStart(12)}${'count'.padStart(12)}${'time(us)'.padStart(12)}${'algbw(GB/s)'.padStart(13)}${'busbw(GB/s)'.padStart(13)}${'of ceiling'.padStart(12)}${'cpu-GB/s'.padStart(10)}${'of ceil'.padStart(9)}${'#wrong'.padStart(8)}`;
+const HEADER =
+  `${'op'.padEnd(14)}${'bytes'.padStart(12)}${'count'.padStart(12)}${'time(us)'.padStart(12)}` +
+  `${'algbw(GB/s)'.padStart(13)}${'busbw(GB/s)'.padStart(13)}${'of ceiling'.padStart(12)}` +
+  `${'cpu-GB/s'.padStart(10)}${'of ceil'.padStart(9)}${'#wrong'.padStart(8)}`;
 
 export function formatRow(r: Row): string {
   return (
@@ -176,15 +179,16 @@ async function main(): Promise<void> {
   // The machine is shared: the load average says how far the absolute numbers can be trusted.
   const loadBefore = loadavg()[0]!;
   say(
-    `# zeroring bench collectives: ${n} ranks on ${cpus().length} cores, node ${process.version}, load average ${loadBefore.toFixed(1)}`,
+    `# zeroring bench collectives: ${n} ranks on ${cpus().length} cores, ` +
+      `node ${process.version}, load average ${loadBefore.toFixed(1)}`,
   );
   // Same-host links carry large payloads through shared memory or TCP (ZERORING_SHM; rank 0's links shown).
   const links = pg.links;
+  const via = links ? `${links.prev} from the previous rank, ${links.next} to the next` : 'none (one rank)';
+  say(`# ring links (rank 0): payloads over 64 KiB via ${via} (ZERORING_SHM=1|0 to choose)`);
   say(
-    `# ring links (rank 0): payloads over 64 KiB via ${links ? `${links.prev} from the previous rank, ${links.next} to the next` : 'none (one rank)'} (ZERORING_SHM=1|0 to choose)`,
-  );
-  say(
-    `# time: median over iterations of the slowest rank; busbw factors: allreduce 2(n-1)/n, reducescatter/allgather (n-1)/n, broadcast 1`,
+    '# time: median over iterations of the slowest rank; busbw factors: ' +
+      'allreduce 2(n-1)/n, reducescatter/allgather (n-1)/n, broadcast 1',
   );
 
   // The machine is shared and its load drifts, so the pump runs both before and after the ops
@@ -216,7 +220,8 @@ async function main(): Promise<void> {
     pumpCpu.push(...early.cpuUs);
     before = ceilingRow(early.timesUs, early.cpuUs);
     say(
-      `# ceiling: raw TCP ring pump, every rank sends ${formatBytes(cfg.pumpBytes)} to its next while receiving from its previous, ${cfg.pumpReps} reps before and after the ops`,
+      `# ceiling: raw TCP ring pump, every rank sends ${formatBytes(cfg.pumpBytes)} to its ` +
+        `next while receiving from its previous, ${cfg.pumpReps} reps before and after the ops`,
     );
   }
   say('#');
@@ -261,7 +266,10 @@ async function main(): Promise<void> {
       const mine = rows.filter((r) => r.op === op);
       if (mine.length)
         say(
-          `#   ${op.padEnd(14)} ${mine.map((r) => `${formatBytes(r.bytes)} ${r.ofCeiling!.toFixed(2)}|${r.ofCeilingCpu!.toFixed(2)}`).join('  ')}`,
+          `#   ${op.padEnd(14)} ` +
+            mine
+              .map((r) => `${formatBytes(r.bytes)} ${r.ofCeiling!.toFixed(2)}|${r.ofCeilingCpu!.toFixed(2)}`)
+              .join('  '),
         );
     }
   }

@@ -19,7 +19,10 @@ export function value(rank: number, i: number): number {
 }
 
 export interface Case {
-  /** Elements in the op's large buffer (nccl-tests' "count"): allreduce/broadcast buffer, reduce-scatter input, all-gather output. */
+  /**
+   * Elements in the op's large buffer (nccl-tests' "count"): allreduce/broadcast buffer,
+   * reduce-scatter input, all-gather output.
+   */
   count: number;
   input: Float32Array;
   /** Where the result lands (the input itself for in-place ops). */

@@ -1,17 +1,8 @@
-// out = x + y on float32 with WebAssembly SIMD (f32x4.add), for the ring's reductions.
-//
-// Why: after the transport stopped copying and allocating, the reduction loop was the largest
-// CPU cost of a large all-reduce that is not socket work (a plain JS loop does one element at a
-// time). WebAssembly can only touch its own memory, so each block is copied in, added four lanes
-// at a time and copied out: measured here on 16M floats, 8 ms instead of 16 ms for the loop,
-// copies included. The result is bit-identical to the JS loop: JS adds two float32 in double
-// precision and rounds once to float32, which equals float32 addition (53 >= 2*24 + 2 bits).
-// The module is ~90 bytes, emitted with the kernels' encoder (@zeroring/core) rather than built.
-//
-// Operands that already live in the module's memory are used where they are: the process
-// group's receive buffers are carved from it (simdArena), so a received chunk is reduced in
-// place and only the local operand is copied in. On the ring's reduce-scatter that is one copy
-// per chunk instead of three.
+// out = x + y on float32 with WebAssembly SIMD (f32x4.add), for the ring's reductions: after the
+// transport stopped copying, the reduction loop was the largest CPU cost of a large all-reduce
+// that is not socket work. Bit-identical to the JS loop. Receive buffers are carved from the
+// module's memory (simdArena), so a received chunk is reduced in place.
+// Details: docs/internals.md#simd-add
 import { wasm } from '@zeroring/core';
 
 /** Elements per block: two staging blocks of 1 MiB live at the start of the module's memory. */

@@ -1,19 +1,9 @@
 // A process group over the ring (world size 2 or more): its calls run in issue order
 // (op-queue.ts), their data is tagged and checked (data-path.ts), a watchdog judges liveness
-// (watchdog.ts), and this class decides how the group ends: by failure, or by a clean leave.
-//
-// Failure: the first error (lost neighbour, mismatch, timeout, silent neighbour) is final.
-// It rejects the running and queued calls, is sent as an abort message to both neighbours,
-// who adopt it and pass it on, so every rank rejects with the same typed error; then the
-// links are closed so that the process can exit.
-//
-// Clean leave: a neighbour that called destroy() had finished all its calls and sent all its
-// data before its bye (same stream, in order), and its link closes only once we have read
-// all of it (the WebSocket closing handshake, see close()). So its leave is no failure by
-// itself: data already received still serves the calls it belongs to. It becomes a
-// PeerLostError the moment a call needs that neighbour: a call that still expects data from a
-// departed previous rank (checked when it leaves and when a call starts, after the messages
-// that came early are delivered), or a call that sends to a departed next rank.
+// (watchdog.ts), and this class decides how the group ends. Failure: the first error is final and
+// is passed round as an abort, so every rank rejects with the same typed error. Clean leave: a
+// neighbour's destroy() is no failure until a call needs that neighbour (then PeerLostError).
+// Details: docs/internals.md#ring-group
 import type { Logger } from '@zeroring/core';
 import type { Collective, RingPort } from '../collectives/types.ts';
 import { describeCall, fromWire, PeerLostError, toWire, ZeroringError } from '../errors.ts';

@@ -83,7 +83,8 @@ export function assertStorePortFree(host: string, port: number): Promise<void> {
       if (e.code !== 'EADDRINUSE') return resolve();
       reject(
         new ConfigError(
-          `cannot listen for the store on ${host}:${port}: the port is already in use (expected a free port; pass --master-port or set MASTER_PORT to a free one)`,
+          `cannot listen for the store on ${host}:${port}: the port is already in use ` +
+            '(expected a free port; pass --master-port or set MASTER_PORT to a free one)',
         ),
       );
     });

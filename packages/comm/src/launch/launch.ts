@@ -98,13 +98,15 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       const failure = result.failure!;
       if (attempt < o.maxRestarts) {
         say(
-          `restarting the local group (restart ${attempt + 1} of ${o.maxRestarts}) after rank ${failure.rank} failed with ${describeExit(failure)}`,
+          `restarting the local group (restart ${attempt + 1} of ${o.maxRestarts}) ` +
+            `after rank ${failure.rank} failed with ${describeExit(failure)}`,
         );
         continue;
       }
       const left = o.maxRestarts > 0 ? ` after ${attempt} restart${attempt === 1 ? '' : 's'}` : '';
       say(
-        `job failed${left}: rank ${failure.rank} (local rank ${failure.localRank}) exited with ${describeExit(failure)}`,
+        `job failed${left}: rank ${failure.rank} (local rank ` +
+          `${failure.localRank}) exited with ${describeExit(failure)}`,
       );
       return { exitCode: statusCode(failure) || 1, outcome: 'failed', restarts: attempt, failure };
     }

@@ -1,26 +1,9 @@
 // Reads the WebSocket frames of one client connection ahead of ws's own receiver, so that a
-// large binary frame can be written straight into the buffer that will use it.
-//
-// Why: ws assembles a frame that spans several socket reads (a 1 MiB chunk arrives as ~16
-// reads of 64 KiB) by copying the pieces into a freshly allocated buffer, and Node allocates a
-// fresh buffer for every read. Measured on the ring's bulk link, those copies and the garbage
-// they leave (external memory drives full GCs) cost more CPU than the reduction itself, and
-// fresh memory is much slower to write than reused memory here. So the socket reads through
-// net's `onread` into buffers we choose: since the collectives know where each chunk belongs
-// before its payload frame starts (the header frame comes first), the kernel copies most of a
-// payload straight to where it is used (the all-gather's output, or a reused scratch buffer for
-// a reduction); headers and the start of a payload go through one reused staging buffer.
-//
-// The wire stays plain RFC 6455 (the sender is ordinary ws). This splitter only cuts the byte
-// stream at frame boundaries: frames it does not take (anything before the sink is attached,
-// and every frame that is not a final, unmasked, uncompressed binary frame: ping, pong, close,
-// text, fragments, or anything malformed) are handed to ws's receiver whole, which validates and
-// handles them exactly as before. Because ws only ever sees whole frames and parses them
-// synchronously, it never holds half a frame when the splitter takes the next one.
-//
-// This reaches into ws's private members (WS_INTERNALS below), so ws is pinned to the exact
-// version this was written against, and test/ws-internals.test.ts fails naming the member that
-// a different ws lacks; install() checks them too, before it touches the connection.
+// large binary frame is written straight into the buffer that will use it: ws's copies of
+// multi-read frames into fresh buffers cost more CPU than the reduction itself. Frames it does not
+// take go to ws whole, so the wire stays plain RFC 6455. It reaches into ws's private members
+// (WS_INTERNALS below), so ws is pinned and test/ws-internals.test.ts checks them.
+// Details: docs/internals.md#frame-reader
 import { connect, type NetConnectOpts, type Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import type WebSocket from 'ws';

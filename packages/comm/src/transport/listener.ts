@@ -78,13 +78,15 @@ export async function listen(o: ListenOptions): Promise<Listener> {
       if (e.code === 'EADDRINUSE')
         reject(
           new ConfigError(
-            `cannot listen for the ${o.purpose} on ${o.host}:${o.port}: the port is already in use (expected a free port${o.purpose === 'store' ? '; set MASTER_PORT to a free one' : ''})`,
+            `cannot listen for the ${o.purpose} on ${o.host}:${o.port}: the port is already in use ` +
+              `(expected a free port${o.purpose === 'store' ? '; set MASTER_PORT to a free one' : ''})`,
           ),
         );
       else if (e.code === 'EADDRNOTAVAIL')
         reject(
           new ConfigError(
-            `cannot listen for the ${o.purpose} on ${o.host}:${o.port}: ${o.host} is not an address of this machine (check MASTER_ADDR / ZERORING_BIND_ADDR)`,
+            `cannot listen for the ${o.purpose} on ${o.host}:${o.port}: ${o.host} is ` +
+              'not an address of this machine (check MASTER_ADDR / ZERORING_BIND_ADDR)',
           ),
         );
       else reject(new ConfigError(`cannot listen for the ${o.purpose} on ${o.host}:${o.port}: ${e.message}`));

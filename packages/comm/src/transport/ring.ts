@@ -1,18 +1,9 @@
-// The ring transport: each rank keeps two authenticated connections, one from its previous
-// rank (data arrives there) and one to its next rank (data leaves there). It knows nothing of
-// collectives: it frames headers and payloads, tells when sends have reached the kernel (so a
-// collective can hand the user's buffer back only once nothing still reads it), watches the
-// neighbours' liveness, and reports a lost neighbour to its owner. How the ring comes to be
-// is ring-setup.ts; the sending side, with its shared-memory slots, is outbox.ts.
-//
-// Direction: rank r dials its previous rank, so r-1 sends to r over the connection it
-// *accepted*. Server-side frames are never masked, so the bulk data crosses without the
-// client-masking pass at all; the dialling side (heartbeats, control messages) uses a zero
-// mask, which ws also skips.
-//
-// Between ranks on the same machine, large payloads skip the socket: they go through a
-// shared-memory segment per link (shm.ts) while their headers, and everything else, still go
-// over the WebSocket link, in order.
+// The ring transport: each rank keeps an authenticated connection from its previous rank (data
+// arrives) and one to its next (data leaves). It knows nothing of collectives: it frames headers
+// and payloads, tells when sends have reached the kernel, watches the neighbours' liveness and
+// reports a lost one. Rank r dials r-1, so bulk data flows server-side and is never masked.
+// Setup is ring-setup.ts; the sending side is outbox.ts; same-host payloads use shm.ts.
+// Details: docs/internals.md#ring-transport
 import { CloseCode, type Conn } from './conn.ts';
 import type { Listener } from './listener.ts';
 import { Outbox } from './outbox.ts';
@@ -45,7 +36,10 @@ export class RingTransport {
   private readonly shmIn: ShmSegment | null;
   private readonly shmOut: ShmSegment | null;
   private readonly outbox: Outbox;
-  /** Slots of the previous rank's segment read since the last credit (sent once the current socket read is processed). */
+  /**
+   * Slots of the previous rank's segment read since the last credit (sent once the current
+   * socket read is processed).
+   */
   private creditMask = 0;
   /** Whether the links keep the process alive; changed at most twice per collective, so only on change. */
   private ref: boolean | null = null;

@@ -1,24 +1,9 @@
-// Same-host payloads through shared memory, as NCCL's SHM transport and Open MPI's vader do.
-//
-// Why: on one machine a TCP link costs two kernel copies per byte plus the whole TCP stack
-// (segmentation, acks, softirqs). Measured here, loopback TCP moves about 2.3 GB per CPU-second;
-// writing a chunk into a tmpfs file and reading it back out moves about 6. With 4 ranks on 2
-// cores the ring is CPU-bound, so this is what decides its bandwidth.
-//
-// How: each sender owns one segment per ring link, an unlinked file in /dev/shm cut into slots
-// of one chunk each. A payload too big to ride inline is written into a free slot; its header
-// still travels over the WebSocket link (so ordering, tags, mismatch checks and failure
-// handling are unchanged) and names the slot; the receiver reads the slot straight into the
-// payload's destination and returns the slot with a tiny credit message. Senders wait for a
-// credit when every slot is taken (the queue lives in outbox.ts).
-//
-// Setup, through the rendezvous store: the sender creates and fills the segment, unlinks its
-// name at once (so nothing is left behind even after kill -9), and publishes
-// /proc/<pid>/fd/<fd> with a random nonce also written at the start of the segment. The
-// receiver opens that path and checks the nonce: only a process on the same machine (and the
-// same PID namespace) can, so the check is also how same-host peers are found. Anything else
-// (another host, no /dev/shm, a full tmpfs, ZERORING_SHM=0 on either side) keeps that link on
-// TCP, per link and silently apart from a debug log line.
+// Same-host payloads through shared memory, as NCCL's SHM transport and Open MPI's vader do:
+// loopback TCP costs two kernel copies per byte and the TCP stack, and with 4 ranks on 2 cores
+// the ring is CPU-bound. Each sender owns an unlinked /dev/shm segment per link, cut into slots;
+// headers still go over the WebSocket link and name the slot, credits return it. A nonce proves
+// the peer is on this host; anything else keeps that link on TCP.
+// Details: docs/internals.md#shared-memory
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, existsSync, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import type { Logger } from '@zeroring/core';

@@ -1,22 +1,9 @@
-// Framing of ring messages. A message is one binary WebSocket frame:
-//
+// Framing of ring messages, one binary WebSocket frame each:
 //   'Z' | flags | u16 header length | header | zero pad to 8 bytes | inline payload
-//
-// Control messages (abort, bye) carry a msgpack header. Data messages, the hot path (one per
-// chunk, thousands per second for small collectives), carry a fixed 32-byte binary header
-// (flag BINARY) with the same fields: writing and reading it costs a few field stores, where
-// msgpack would build and walk an object per message.
-//
-// Small payloads ride inline (one frame, one copy into it is cheaper than a second frame).
-// Large payloads go as the very next frame on their own (flag SEPARATE): the receiver knows
-// from the header where the payload belongs before it arrives and reads it straight there
-// (frame-reader.ts), aligned for a Float32Array view; and the sender passes the user's
-// typed-array bytes to the socket without copying them into a frame.
-//
-// Between ranks on one machine large payloads go through shared memory instead (shm.ts): the
-// data message then carries, inline, the slot that holds the payload and its length (flag
-// SHM), and the receiver answers with a credit frame ('Z' | CREDIT | 0 0 | u32 slot mask) once
-// it has read the slots: one frame for all the slots it read from one socket read.
+// Data messages (the hot path) carry a fixed 32-byte binary header, control messages msgpack.
+// Large payloads follow as a frame of their own, so the receiver reads them straight into place
+// (frame-reader.ts), or between same-host ranks go through shared-memory slots (shm.ts).
+// Details: docs/internals.md#wire
 import { Packr } from 'msgpackr';
 import type { WireError } from '../errors.ts';
 

@@ -1,14 +1,8 @@
-// AdamW on the device (tfjs ops), following torch.optim.AdamW (foreach=False) step for step so
-// that device and host optimizers (optim/host-adamw.ts) agree to float rounding:
-//
-//   p      <- p * (1 - lr * wd)                          decoupled weight decay, before the moments
-//   m      <- m + (1 - b1) * (g - m)                     torch: exp_avg.lerp_(grad, 1 - beta1)
-//   v      <- b2 * v + (1 - b2) * g * g
-//   denom  <- sqrt(v) / sqrt(1 - b2^t) + eps
-//   p      <- p - (lr / (1 - b1^t)) * m / denom
-//
-// Which parameters decay follows nanoGPT: tensors with 2 or more dimensions (matmul weights
-// and embeddings) decay, biases and LayerNorm gains/offsets (1-D) do not.
+// AdamW on the device (tfjs ops), following torch.optim.AdamW (foreach=False) step for step, so
+// that device and host optimizers (optim/host-adamw.ts) agree to float rounding. Which parameters
+// decay follows nanoGPT: tensors of 2 or more dimensions (matmul weights, embeddings) decay,
+// biases and LayerNorm gains/offsets (1-D) do not.
+// Details (the update, line by line): docs/internals.md#device-adamw
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface AdamWConfig {

@@ -1,19 +1,9 @@
-// The host AdamW kernel as a WebAssembly SIMD module, emitted byte by byte.
-//
-// Why hand-emitted bytes: see @zeroring/core's wasm-encoding.ts, the encoder this kernel and
-// the GPT's attention kernel share. The module imports its memory ("env", "memory"), so the same
-// compiled module can be instantiated in several worker threads over one shared memory.
-//
-// Exported function:
-//   adamw(p, g, m, v: i32 byte addresses, n: i32 elements,
-//         decay, beta1, oneMinusBeta1, beta2, oneMinusBeta2, stepSize, bc2Sqrt, eps: f32)
-// per element, all in f32 (the order of operations is torch 1.13's _single_tensor_adamw, and
-// host-adamw.ts's adamwStepF32 emulates it exactly, bit for bit):
-//   p = p * decay                                  decay = 1 - lr*wd (or 1 where not decayed)
-//   m = m * beta1 + g * (1 - beta1)                exp_avg.mul_(b1).add_(g, alpha=1-b1)
-//   v = v * beta2 + ((1 - beta2) * g) * g          exp_avg_sq.mul_(b2).addcmul_(g, g, value=1-b2)
-//   p = p - (stepSize * m) / (sqrt(v) / bc2Sqrt + eps)   p.addcdiv_(m, denom, value=-step_size)
-// Four lanes at a time with f32x4, then a scalar tail for n mod 4 (same IEEE ops, same bits).
+// The host AdamW kernel as a WebAssembly SIMD module, emitted byte by byte with @zeroring/core's
+// wasm-encoding.ts (the encoder the GPT's attention kernel shares). The module imports its memory,
+// so worker threads can instantiate it over one shared memory. adamw(p, g, m, v, n, ...) updates n
+// elements in torch 1.13's _single_tensor_adamw order, four lanes at a time then a scalar tail,
+// bit-identical to host-adamw.ts's adamwStepF32.
+// Details (the signature and the per-element update): docs/internals.md#host-adamw-kernel
 import { wasm } from '@zeroring/core';
 
 const { F32, I32, MEMARG, Op, Simd, V128, VOID_BLOCK, get, set, simd, sleb, tee, wasmModule } = wasm;

@@ -1,18 +1,9 @@
-// Fast host AdamW for an offloaded optimizer shard (CPU offload).
-//
-// The shard's four arrays (params, grads, exp_avg m, exp_avg_sq v) live inside one WebAssembly
-// memory and are handed out as Float32Array views: the strategy writes the reduced gradient shard
-// straight into `grads`, calls step(), and reads the new params from `params`, with no copy in or
-// out of the kernel's memory. The update is the SIMD kernel of host-adamw-wasm.ts (f32x4, torch
-// 1.13 AdamW operation order); with threads > 1 the memory is a SharedArrayBuffer and worker
-// threads each run the same kernel on one contiguous slice while the calling thread runs the
-// first. Threads only pay for large shards: at ~1 GB/s of state per core the update is memory
-// bound, and a worker round trip costs tens of microseconds.
-//
-// Weight decay is per element run (decayRuns): nanoGPT decays only matrices, and a partition's
-// rank pieces tell which shard elements belong to which parameter (partition.ts decayRanges).
-// A run without decay multiplies by exactly 1, so the arithmetic of decayed and undecayed
-// elements is otherwise identical.
+// Fast host AdamW for an offloaded optimizer shard (CPU offload). The shard's params, grads and
+// moments live in one WebAssembly memory, handed out as Float32Array views, so nothing is copied in
+// or out; the update is host-adamw-wasm.ts's SIMD kernel, split across worker threads over a
+// SharedArrayBuffer for large shards. Weight decay is per run of elements (decayRuns), as nanoGPT
+// decays only matrices.
+// Details: docs/internals.md#host-adamw
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { adamwModuleBytes, WASM_MAX_PAGES, WASM_PAGE_BYTES, type AdamWKernel } from './host-adamw-wasm.ts';

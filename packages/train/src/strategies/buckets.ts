@@ -1,25 +1,9 @@
-// Gradient buckets for DDP: which parameters travel together in one all-reduce.
-//
-// Like torch's Reducer, parameters are grouped in the order backward produces their gradients
-// (the engine emits blocks in reverse, each parameter once at the lowest block that uses it), and
-// a bucket is closed once it holds at least `bucketBytes`. Because fill order equals emission
-// order, buckets complete one after the other, 0 first — every rank therefore issues its
-// all-reduces in the same order without agreeing on anything at run time, and the first bucket
-// (the last blocks) can be on the wire while backward still works on the early blocks.
-//
-// Two refinements make that overlap real on small models:
-// - The first bucket has its own, smaller cap (`firstBucketBytes`, default 1 MiB as torch's
-//   dist._DEFAULT_FIRST_BUCKET_BYTES): with one 25 MiB bucket a model under 25 MiB would send
-//   nothing until backward is over.
-// - A bucket also closes at a block boundary when the next block's gradients would take it past
-//   its cap. The engine hands over a block's gradients all at once, so a bucket that straddles
-//   blocks k and k-1 cannot start before block k-1 is done; ending it with block k lets it start
-//   a whole block earlier. A block larger than the cap is still split greedily, which bounds a
-//   bucket's memory without changing when its parts become ready.
-//
-// Each bucket is one flat float32 buffer: a parameter's gradient occupies [offset, offset+size).
-// One buffer per bucket means one device read-back and one upload per bucket instead of one per
-// tensor, which matters on backends where each transfer has a fixed cost.
+// Gradient buckets for DDP: which parameters travel together in one all-reduce. As torch's
+// Reducer: filled in the order backward emits gradients, so buckets complete in order on every rank
+// and the first can be on the wire while backward goes on. A smaller first bucket and closing at
+// block boundaries make that overlap real on small models; one flat buffer per bucket means one
+// read-back and one upload each.
+// Details: docs/internals.md#buckets
 import { paramCount, type BlockModel } from '../model.ts';
 
 /** torch.nn.parallel.DistributedDataParallel's default bucket_cap_mb. */

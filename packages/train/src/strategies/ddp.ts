@@ -6,6 +6,7 @@
 // which is LocalStrategy with its gradients averaged over ranks: everything after the reduction
 // is one-process training, and since every rank applies the same update to the same averaged
 // gradient, ranks stay bit-identical without ever sending parameters again.
+import type { ReduceOp } from '@zeroring/comm';
 import { DEFAULT_BUCKET_BYTES, DEFAULT_FIRST_BUCKET_BYTES, type Bucket } from './buckets.ts';
 import { BucketedAllReduce } from './grads-bucketed.ts';
 import type { LocalStrategyOptions } from './local.ts';
@@ -15,7 +16,7 @@ import { ReplicatedStrategy } from './replicated.ts';
 export interface DDPComm {
   readonly rank: number;
   readonly worldSize: number;
-  allReduce(buf: Float32Array, opts?: { op?: 'sum' | 'avg' | 'max' | 'min' }): Promise<unknown>;
+  allReduce(buf: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
   broadcast(buf: Float32Array, root: number): Promise<unknown>;
 }
 

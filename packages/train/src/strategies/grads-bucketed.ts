@@ -1,20 +1,9 @@
-// Bucketed all-reduce (torch DDP's Reducer): how DDP reduces gradients.
-//
-// During backward the engine hands over each block's gradients as soon as they exist; they are
-// put into buckets (buckets.ts) and the moment a bucket is complete it is concatenated into one
-// flat tensor, read back once, and its average all-reduce is *issued* without waiting for it —
-// the process group queues collectives in issue order, so the communication of the last blocks
-// runs while the engine still computes the earlier ones. wait() waits only for what is still in
-// flight (the time reported as commMs); take() uploads each reduced bucket once. (On CPU
-// backends the kernels run on the JavaScript thread, so an issued all-reduce advances at the
-// engine's yields between blocks and through the kernel's socket buffers; on a GPU backend it
-// advances while the device computes.)
-//
-// noSync(fn) is torch's `with ddp.no_sync():` — backward passes run inside it only accumulate
-// gradients on the device; the next backward outside it adds its gradients to the accumulated
-// ones and reduces the sum, so k micro-batches cost one all-reduce. If the step ends with
-// gradients that were never reduced (every backward ran under noSync), wait() reduces them then,
-// so ranks cannot silently diverge.
+// Bucketed all-reduce (torch DDP's Reducer): how DDP reduces gradients. Each bucket
+// (buckets.ts) is flattened, read back once and its average all-reduce issued, not awaited, as
+// soon as it is complete, so the last blocks' communication runs while the engine computes the
+// earlier ones; wait() waits for what is still in flight (commMs). noSync(fn) is torch's
+// `no_sync()`: gradients accumulate on the device and the next backward reduces the sum.
+// Details: docs/internals.md#bucketed-all-reduce
 import * as tf from '@tensorflow/tfjs-core';
 import { copyToHost, HOST_MEMORY_BACKENDS } from '@zeroring/backend';
 import type { BlockModel, NamedTensors } from '../model.ts';

@@ -1,16 +1,8 @@
 // A rank's shard of the averaged gradient, and the reduce-scatters that fill it: the algorithm
-// both ZeRO reducers share (grads-per-block.ts reduces each block as backward produces it,
-// grads-at-step.ts reduces everything at the end of the step).
-//
-// One partition group's gradients are flattened in the group's layout (padding zeroed), read
-// back once, and their average reduce-scatter is issued through the IssueQueue (so every rank
-// issues collectives in the same order); when it lands, the owned slice is added into the
-// gradient shard, so several micro-batches accumulate. The collectives take and deliver host
-// arrays, so the shard is a host array on every backend.
-//
-// Where the shard lives: in the offloaded optimizer's memory when it has some (the update then
-// reads it in place), in a buffer of its own for the run when backward accumulates into it
-// (ZeRO-2/3), or only from the end of backward to the update (ZeRO-1, `perStep`).
+// both ZeRO reducers share (grads-per-block.ts per block during backward, grads-at-step.ts at the
+// end of the step). Each group is flattened, read back once and reduce-scattered through the
+// IssueQueue; the owned slice is added into the host shard, so micro-batches accumulate.
+// Details (where the shard lives): docs/internals.md#gradient-shard
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensors } from '../model.ts';
 import type { Allocation } from '../memory.ts';

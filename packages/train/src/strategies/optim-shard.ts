@@ -1,16 +1,9 @@
-// Where a ZeRO rank's optimizer runs: AdamW over the flat shard it owns (partition.ts), either on
-// the device (tfjs ops, the same update as LocalStrategy through optim/adamw.ts) or, with
-// --offload, in host memory (optim/host-adamw.ts: WASM SIMD, optionally threaded). onDevice and
-// onHost place one and account what it holds; the ZeRO compositions name them as their optimizer.
-//
-// Both take the shard's parameters and reduced gradients as host Float32Arrays — that is where
-// the collectives deliver and take them — and leave the updated parameters in a host array,
-// ready for the all-gather (ZeRO-1/2) or as the next step's shard (ZeRO-3).
-//
-// Weight decay follows nanoGPT per parameter (matrices decay, vectors do not); a shard mixes
-// both, so the shard is cut into runs of equal decay (partition.decayRanges). The device variant
-// keeps its moments as one tensor pair per run and calls adamwUpdate on each run, which makes
-// every element's arithmetic exactly LocalStrategy's for that parameter.
+// Where a ZeRO rank's optimizer runs: AdamW over the flat shard it owns (partition.ts), on the
+// device (optim/adamw.ts) or, with --offload, in host memory (optim/host-adamw.ts). onDevice and
+// onHost place one and account what it holds. Both take and leave host Float32Arrays, where the
+// collectives deliver and take them; weight decay goes by runs of the shard (decayRanges), so each
+// element's arithmetic is exactly LocalStrategy's for its parameter.
+// Details: docs/internals.md#shard-optimizer
 import * as tf from '@tensorflow/tfjs-core';
 import { adamwUpdate, type AdamWConfig } from '../optim/adamw.ts';
 import { HostAdamW } from '../optim/host-adamw.ts';

@@ -1,16 +1,9 @@
 // Gathering a block's parameters from every rank's shard (ZeRO-3's placement, params-gathered.ts):
-// before a block runs, all-gather the partition groups it reads
-// (its own, plus e.g. the embedding group for the GPT head's tied wte), and free them after.
-//
-// The engine acquires blocks in a fixed order — forward 0, 1, .., backward L-1, .., 0 (and a
-// plain forward 0..L-1 for evaluation) — so when block i is acquired the next one is known:
-// i+1 going forward, i-1 going backward. Its all-gather is issued right away (prefetch) and runs
-// on the wire while block i computes; acquire(next) then usually finds it done.
-//
-// Groups are reference-counted: a group that two held blocks read (wte: the head during backward
-// and, never at the same time, the embedding) is gathered once and freed when its last holder
-// releases it. Each gathered group is one host buffer in the partition's group layout, so the
-// parameters are views of it uploaded as tensors (zero-copy on the cpu backend).
+// before a block runs, all-gather the partition groups it reads (its own, plus e.g. the embedding
+// group for the GPT head's tied wte), and free them after. The engine's acquire order is fixed, so
+// the next block's all-gather is issued at once (prefetch). Groups are reference-counted, so a
+// group two held blocks read is gathered once.
+// Details: docs/internals.md#block-gatherer
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockModel, NamedTensors } from '../model.ts';
 import type { Phase } from '../engine.ts';

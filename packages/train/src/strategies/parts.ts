@@ -1,15 +1,10 @@
-// The parts a strategy is composed of (DESIGN.md, "Data flow of one training step"):
-//
-//   where parameters live      replicated on every rank, or sharded and gathered per block
-//   how gradients are reduced  bucketed all-reduce, or reduce-scatter (per block, or at the step)
-//   where the optimizer runs   on the device, or on the host (offload)
-//
-// Two runners put the parts together, because the reduced gradient comes in two forms that decide
-// which optimizer can take it: replicated.ts (every rank holds the full averaged gradient as device
-// tensors and updates every parameter: LocalStrategy, DDP) and sharded.ts (every rank holds its
-// shard of the averaged gradient as a host array and updates its shard: the ZeRO stages). The
-// interfaces below are what each runner asks of its parts; the strategies themselves (local.ts,
-// ddp.ts, zero1.ts, zero2.ts, zero3.ts) only say which parts they take.
+// The parts a strategy is composed of (DESIGN.md, "Data flow of one training step"): where
+// parameters live, how gradients are reduced, where the optimizer runs. Two runners put them
+// together, because the reduced gradient comes in two forms: replicated.ts (full gradient as
+// device tensors: LocalStrategy, DDP) and sharded.ts (this rank's shard as a host array: ZeRO).
+// The interfaces below are what each runner asks of its parts.
+// Details: docs/internals.md#strategy-parts
+import type { ReduceOp } from '@zeroring/comm';
 import type { Phase } from '../engine.ts';
 import type { BlockModel, NamedTensors } from '../model.ts';
 import type { AdamWConfig } from '../optim/adamw.ts';
@@ -19,8 +14,6 @@ import type { MemoryReport } from '../strategy.ts';
 import type { DeviceGrads } from './grads-device.ts';
 import type { IssueQueue } from './issue-queue.ts';
 import type { ShardOptimizer } from './optim-shard.ts';
-
-type ReduceOp = { op?: 'sum' | 'avg' | 'max' | 'min' };
 
 // ---- replicated strategies (replicated.ts) ----
 
@@ -53,8 +46,8 @@ export interface FullGradReducer {
 export interface ShardComm {
   readonly rank: number;
   readonly worldSize: number;
-  allReduce(buf: Float32Array, opts?: ReduceOp): Promise<unknown>;
-  reduceScatter(input: Float32Array, output: Float32Array, opts?: ReduceOp): Promise<unknown>;
+  allReduce(buf: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
+  reduceScatter(input: Float32Array, output: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
   allGather(input: Float32Array, output: Float32Array): Promise<unknown>;
   broadcast(buf: Float32Array, root: number): Promise<unknown>;
 }

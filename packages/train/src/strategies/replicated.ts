@@ -1,14 +1,9 @@
-// ReplicatedStrategy: a strategy whose parameters are replicated on every rank and whose
-// optimizer updates every parameter on the device (params-replicated.ts, optim-replicated.ts);
-// what varies is how the gradients are reduced (a FullGradReducer, parts.ts). LocalStrategy takes
-// no reduction (one process), DDPStrategy a bucketed all-reduce.
-//
-// A step: the engine hands each block's gradients to the reducer during backward; finishStep
-// waits for the reduction (commMs), lets the reducer hand the complete gradient over as device
-// tensors, and steps the optimizer (optimMs covers both).
-//
-// Checkpoints hold every parameter and its moments by name (param/NAME, m/NAME, v/NAME) plus the
-// step count, so a strategy restores bit for bit.
+// ReplicatedStrategy: parameters replicated on every rank and an optimizer that updates every
+// parameter on the device (params-replicated.ts, optim-replicated.ts); what varies is how gradients
+// are reduced (a FullGradReducer, parts.ts): none for LocalStrategy, a bucketed all-reduce for
+// DDPStrategy. Checkpoints hold every parameter and its moments by name plus the step count, so a
+// strategy restores bit for bit.
+// Details: docs/internals.md#replicated-strategies
 import * as tf from '@tensorflow/tfjs-core';
 import type { Phase } from '../engine.ts';
 import { paramCount, type BlockModel, type NamedTensors } from '../model.ts';

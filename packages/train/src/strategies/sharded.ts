@@ -1,24 +1,9 @@
 // ShardedStrategy: runs a ZeRO stage, a composition of a parameter placement, a gradient
-// reduction and an optimizer of the shard (parts.ts; the stages are zero1.ts, zero2.ts, zero3.ts).
-//
-// All stages share one flat partition of the parameters (partition.ts): a group per block, each
-// padded to a multiple of N, rank r owning the r-th 1/N of every group, so every per-block
-// collective is one equal-split reduce-scatter or all-gather, issued through one IssueQueue so
-// that all ranks issue them in the same order. A step:
-//   backward   the gradient part reduces the block gradients to this rank's shard of their average
-//   finishStep wait for that (commMs), scale and clip the shard over the whole gradient, update
-//              the shard (optimMs), and let the parameter part publish it (ZeRO-1/2 all-gather,
-//              counted in commMs)
-//
-// The collectives deliver and take host Float32Arrays, so the reduced gradient shard, and for
-// stage 3 the parameter shard, are host arrays on every backend (the memory report says so:
-// place "host"); what the device holds is what the stage keeps of params (and stage 1's grads),
-// the optimizer moments without offload, and transient in-flight buffers ("gathered").
-//
-// Exactness with DDP: the same averaged gradients (summed in another order by the ring), the
-// same torch clip_grad_norm_ coefficient (squared shard norms all-reduced), and the same
-// per-element AdamW; so parameters agree to float rounding. Every rank's update of its shard is
-// deterministic, so a resumed run (same N) is bit-identical.
+// reduction and an optimizer of the shard (parts.ts; the stages are zero1.ts, zero2.ts, zero3.ts),
+// over one flat partition (partition.ts) with every collective issued through one IssueQueue. The
+// gradient and parameter shards are host arrays on every backend. Parameters agree with DDP to
+// float rounding, and a resumed run (same N) is bit-identical.
+// Details: docs/internals.md#sharded-strategies
 import type { Phase } from '../engine.ts';
 import { uniqueParams, type BlockModel, type NamedTensors } from '../model.ts';
 import { DEFAULT_ADAMW, type AdamWConfig } from '../optim/adamw.ts';

@@ -1,12 +1,13 @@
 // Validation loss over the fixed validation set, split across ranks, and the small cross-rank
 // reductions the trainer itself needs (through TrainerComm; none with one process).
+import type { ReduceOp } from '@zeroring/comm';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockwiseEngine } from '../engine.ts';
 import type { TrainBatches } from './batches.ts';
 import type { TrainRun } from './run.ts';
 
 /** `values` reduced over every rank with `op` (as they are with one process). */
-export async function reduceValues(run: TrainRun, values: number[], op: 'sum' | 'avg' | 'max'): Promise<number[]> {
+export async function reduceValues(run: TrainRun, values: number[], op: ReduceOp): Promise<number[]> {
   const { comm } = run.opts;
   if (!comm || run.worldSize === 1) return values;
   const buf = Float32Array.from(values);

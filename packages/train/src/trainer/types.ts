@@ -1,5 +1,6 @@
 // The trainer's public types: its configuration, options, progress line and summary (the
 // summary is what summary.json holds, DESIGN.md "Contracts").
+import type { ReduceOp } from '@zeroring/comm';
 import type { OnTrainEvent } from '../events.ts';
 import type { BlockModel } from '../model.ts';
 import type { MemoryReport, Strategy } from '../strategy.ts';
@@ -18,7 +19,7 @@ export interface WindowData {
 export interface TrainerComm {
   rank: number;
   worldSize: number;
-  allReduce(buf: Float32Array, opts?: { op?: 'sum' | 'avg' | 'max' | 'min' }): Promise<unknown>;
+  allReduce(buf: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
   barrier(): Promise<unknown>;
 }
 
