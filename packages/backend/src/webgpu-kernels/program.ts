@@ -29,7 +29,9 @@ export function runProgram(
   dtype: tf.DataType = 'float32',
 ): tf.Tensor {
   const backend = activeWebGPU();
-  if (!backend) throw new Error(`the WGSL program ${program.shaderKey} needs the webgpu backend, not ${tf.getBackend()}`);
+  if (!backend) {
+    throw new Error(`the WGSL program ${program.shaderKey} needs the webgpu backend, not ${tf.getBackend()}`);
+  }
   const info = backend.runWebGPUProgram(program, inputs, dtype, uniforms);
   return tf.engine().makeTensorFromTensorInfo(info);
 }
