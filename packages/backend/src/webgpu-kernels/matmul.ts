@@ -146,7 +146,11 @@ export function tiledMatMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, tran
   if (a.dtype !== 'float32' || b.dtype !== 'float32')
     throw new TypeError(`tiledMatMul: expected float32 operands, got ${a.dtype} and ${b.dtype}`);
   const program = matMulProgram({ rank: a.rank, batch: batchA, m, n, k }, transposeA, transposeB);
-  return runProgram(program, [a, b], [m, n, k].map((v) => ({ type: 'int32' as const, data: [v] })));
+  return runProgram(
+    program,
+    [a, b],
+    [m, n, k].map((v) => ({ type: 'int32' as const, data: [v] })),
+  );
 }
 
 /**
@@ -156,7 +160,7 @@ export function tiledMatMul(a: tf.Tensor, b: tf.Tensor, transposeA = false, tran
 export function tiledMatMulWithGrad(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
   const f = tf.customGrad((x, y, save) => {
     const [xa, yb] = [x as tf.Tensor, y as tf.Tensor];
-    save([xa, yb]);
+    (save as tf.GradSaveFunc)([xa, yb]);
     return {
       value: tiledMatMul(xa, yb, transposeA, transposeB),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
