@@ -7,7 +7,7 @@
 //   node --import tsx benchmarks/gpu/main.ts [--models tiny,small,gpt2] [--nprocs 1,2] [--steps S]
 //        [--warmup 1] [--batch-size B] [--time-limit 270] [--matmul-seconds 45] [--matmul-models LIST]
 //        [--matmul-reps 5] [--no-matmul] [--peak-tflops X] [--cli packages/cli/bin/zeroring.js]
-//        [--machine TAG] [--out FILE]
+//        [--data FILE] [--machine TAG] [--out-dir DIR | --out FILE]
 //
 //   --models, --nprocs   the presets and process counts to train (each model with each count)
 //   --steps S            steps per run (default: tiny 12, small 8, gpt2 6); the first --warmup
@@ -19,10 +19,13 @@
 //   --peak-tflops X      the GPU's fp32 peak for MFU; default from benchmarks/common/flops.ts's table
 //                        (H200: 67), none (MFU omitted) for software or unknown adapters
 //   --cli FILE           the zeroring command to run (a bundle of it on a machine without node_modules)
+//   --data FILE          train on this text instead of Moby Dick (device-run.sh passes Moby Dick as a
+//                        file: a bundle cannot load the corpus package)
 //
-// Writes gpu-<machine>.json and gpu-<machine>.md: into $OUT when that is set, else
+// Writes gpu-<machine>.json and gpu-<machine>.md into --out-dir, else $OUT when that is set, else
 // benchmarks/results/ (<machine>: the GPU's model, e.g. h200, or the software adapter's name,
-// e.g. lavapipe). Exits 1 when there is no WebGPU adapter or nothing could be measured.
+// e.g. lavapipe). Exits 1 when there is no WebGPU adapter or nothing could be measured. On a
+// bare GPU machine: benchmarks/gpu/device-run.sh (see the README).
 import os from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -50,7 +53,9 @@ const args = benchArgs(import.meta.url, {
   'no-matmul': { type: 'boolean', default: false },
   'peak-tflops': { type: 'string' },
   cli: { type: 'string', default: fileURLToPath(new URL('../../packages/cli/bin/zeroring.js', import.meta.url)) },
+  data: { type: 'string' },
   machine: { type: 'string' },
+  'out-dir': { type: 'string' },
   out: { type: 'string' },
 });
 
@@ -131,7 +136,7 @@ interface ModelFacts {
   batchPerRank: number;
 }
 
-const vocabSize = CharTokenizer.fromText(loadCorpus()).vocabSize;
+const vocabSize = CharTokenizer.fromText(loadCorpus(args.data)).vocabSize;
 function facts(m: PresetName): ModelFacts {
   const model = createGPT(gptConfig(m, vocabSize));
   const seen = new Map<string, number>();
@@ -202,6 +207,7 @@ async function trainAll(peak: Peak | undefined, skipped: Skipped[]): Promise<Run
         steps,
         warmup,
         batchSize: batchFlag,
+        data: args.data,
         cli: args.cli!,
         timeoutMs: leftS * 1000,
       });
@@ -234,14 +240,16 @@ async function matmulTable(skipped: Skipped[]): Promise<MatmulRow[]> {
   const rows: MatmulRow[] = [];
   const reps = positive('matmul-reps', args['matmul-reps'])!;
   const sampleMs = 20;
-  let slowestGflops: number | undefined;
+  // Larger matmuls run at higher GFLOP/s: predict each shape from the largest one so far
+  // (the models come smallest first), at the slower implementation's rate.
+  let basis: MatmulRow | undefined;
   for (const m of matmulModels) {
     const f = facts(m);
     const p = presets[m];
     for (const s of gptMatmulShapes(m, f.batchPerRank * p.blockSize, p.nEmbd, f.vocabSize)) {
       const leftS = timeLimitS - elapsedS();
       // Two implementations, a warm-up, the output check and `reps` samples of each.
-      const opS = slowestGflops ? flopsOf(s) / slowestGflops / 1e9 : 0;
+      const opS = basis ? flopsOf(s) / Math.min(basis.tfjs.gflops, basis.tiled.gflops) / 1e9 : 0;
       const predictedS = 2 * (3 + reps) * Math.max(opS, sampleMs / 1000);
       if (leftS < 1 || predictedS > leftS) {
         skipped.push({
@@ -251,7 +259,7 @@ async function matmulTable(skipped: Skipped[]): Promise<MatmulRow[]> {
         continue;
       }
       const row = await measureShape(s, { reps, sampleMs });
-      slowestGflops = Math.min(slowestGflops ?? Infinity, row.tfjs.gflops, row.tiled.gflops);
+      if (!basis || row.gflop >= basis.gflop) basis = row;
       rows.push(row);
       say(
         `matmul ${m} ${s.name.padEnd(13)} ${`${s.m}x${s.k}x${s.n}`.padEnd(16)} tfjs ${row.tfjs.gflops.toFixed(1)} ` +
@@ -289,6 +297,7 @@ const report = {
     steps: args.steps ?? DEFAULT_STEPS,
     warmup,
     batchSize: batchFlag ?? 'preset default',
+    data: args.data ?? 'moby-dick',
     timeLimitS,
     matmulS,
   },
@@ -298,7 +307,7 @@ const report = {
   skipped,
   wallSeconds: elapsedS(),
 };
-const out = args.out ?? join(process.env.OUT || RESULTS_DIR, `gpu-${machine}.json`);
+const out = args.out ?? join(args['out-dir'] ?? (process.env.OUT || RESULTS_DIR), `gpu-${machine}.json`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
 writeFileSync(out.replace(/\.json$/, '') + '.md', markdown(report));

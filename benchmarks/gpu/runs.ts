@@ -17,6 +17,8 @@ export interface RunSpec {
   warmup: number;
   /** Windows per rank per step; the preset's default when undefined. */
   batchSize?: number;
+  /** A text file to train on instead of Moby Dick. */
+  data?: string;
   /** The zeroring command's script (packages/cli/bin/zeroring.js, or a bundle of it). */
   cli: string;
   timeoutMs: number;
@@ -144,6 +146,7 @@ export async function trainRun(spec: RunSpec): Promise<RunResult> {
     '--eval-batches',
     '1',
     ...(spec.batchSize !== undefined ? ['--batch-size', String(spec.batchSize)] : []),
+    ...(spec.data !== undefined ? ['--data', spec.data] : []),
   ];
   const t0 = performance.now();
   try {
