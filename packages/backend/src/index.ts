@@ -3,6 +3,7 @@ export { initBackend, initNamedBackend } from './init.ts';
 export type { BackendInfo, BackendName, InitBackendOptions } from './init.ts';
 export type { AdapterInfo } from './webgpu.ts';
 export { probeWebGPUAdapter, probeWebGPUAdapterInChild } from './webgpu.ts';
+export { tiledMatMul, tiledMatMulWithGrad } from './webgpu-kernels/matmul.ts';
 export { gpuWorkCounts, gpuWorkBetween, type GpuWorkCounts } from './webgpu-counters.ts';
 export { registerAllGradients } from './gradients.ts';
 export { assertSingleTfjsCore, TfjsCoreMismatchError, EXPECTED_TFJS_CORE } from './single-core.ts';

@@ -104,6 +104,27 @@ describe('zeroring estimate-memory', () => {
     );
   });
 
+  it('--model gpt2 --batch-size adds the activations per window and per rank', async () => {
+    const [json, text] = await Promise.all([
+      zeroring('--model', 'gpt2', '--vocab-size', '89', '--nproc', '1', '--batch-size', '16', '--json'),
+      zeroring('--model', 'gpt2', '--vocab-size', '89', '--nproc', '1', '--batch-size', '16'),
+    ]);
+    expect(json.code, json.stderr).toBe(0);
+    const out = JSON.parse(json.stdout) as Out & {
+      activations: { batchSize: number; bytesPerWindow: number; keptBytes: number; recomputedBytes: number };
+    };
+    expect(out.model).toMatchObject({ name: 'gpt2', vocabSize: 89 });
+    expect(out.params).toBeGreaterThan(84e6);
+    expect(out.params).toBeLessThan(86e6);
+    // 4 bytes x T 256 x (12 layers x (36 C + 3 H T) + 4 V + 3 C) with C 768, H 12, V 89.
+    expect(out.activations.bytesPerWindow).toBe(4 * 256 * (12 * (36 * 768 + 3 * 12 * 256) + 4 * 89 + 3 * 768));
+    expect(out.activations.keptBytes).toBe(16 * out.activations.bytesPerWindow);
+    expect(out.activations.recomputedBytes).toBeLessThan(out.activations.keptBytes / 4);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/Activations per rank at batch 16/);
+    expect(text.stdout).toMatch(/ddp, zero1, zero2: 6\.79 GiB/);
+  });
+
   it('prints a table with human units', async () => {
     const r = await zeroring('--params', '1B', '--nproc', '8');
     expect(r.code, r.stderr).toBe(0);

@@ -31,6 +31,11 @@ export const presets = {
   tiny: { nEmbd: 128, nLayer: 2, nHead: 4, blockSize: 64 },
   /** ~10.8 M parameters with a ~90-character vocabulary. */
   small: { nEmbd: 384, nLayer: 6, nHead: 6, blockSize: 256 },
+  /**
+   * GPT-2 small's body (C 768, 12 layers, 12 heads) at a 256-character context: ~85 M parameters
+   * with a ~90-character vocabulary (GPT-2's 124 M are mostly its 50k-token embedding). For GPUs.
+   */
+  gpt2: { nEmbd: 768, nLayer: 12, nHead: 12, blockSize: 256 },
 } as const satisfies Record<string, GPTPreset>;
 
 export type PresetName = keyof typeof presets;

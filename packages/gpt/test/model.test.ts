@@ -58,6 +58,16 @@ describe('GPT presets', () => {
     expect(presets.small).toMatchObject({ nEmbd: 384, nLayer: 6, nHead: 6, blockSize: 256 });
   });
 
+  it('gpt2 is GPT-2 small at a 256-character context, about 85 M parameters', () => {
+    const cfg = gptConfig('gpt2', V);
+    expect(cfg).toMatchObject({ nEmbd: 768, nLayer: 12, nHead: 12, blockSize: 256 });
+    expect(expectedCount(cfg)).toBeGreaterThan(84_000_000);
+    expect(expectedCount(cfg)).toBeLessThan(86_000_000);
+    const model = createGPT(cfg);
+    expect(count(model)).toBe(expectedCount(cfg));
+    expect(model.blocks).toHaveLength(12 + 2);
+  });
+
   it('lists blocks embed, h0..h{L-1}, head with wte tied between embed and head', () => {
     const m = createGPT(gptConfig('tiny', V));
     expect(m.blocks.map((b) => b.name)).toEqual(['embed', 'h0', 'h1', 'head']);

@@ -1,12 +1,14 @@
-// `zeroring estimate-memory (--params P | --model tiny|small) --nproc N [--json]`
+// `zeroring estimate-memory (--params P | --model tiny|small|gpt2 [--batch-size B]) --nproc N [--json]`
 //
 // Prints the expected per-rank model-state bytes for every strategy, without and with optimizer
 // offload: the table DeepSpeed's estimate_zero2/3_model_states_mem_needs give, from the formulas
 // in @zeroring/train's memory.ts. With --model the parameter count and each rank's shard come from
 // the real GPT preset and the real partition (so per-block padding is included); the preset's
 // vocabulary is the corpus's (Moby Dick unless --data or --vocab-size says otherwise), as in
-// `zeroring train`.
+// `zeroring train`. With --batch-size it adds the activations a rank keeps for backward, which
+// on a GPU usually decide the batch size rather than the model state (see activationBytesPerWindow).
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { presets, type GPTConfig, type PresetName } from '@zeroring/gpt';
 import { estimateMemory, formatBytes, type MemoryEstimate } from '@zeroring/train';
 import { FlatPartition } from '@zeroring/train';
 import { examples } from '../help.ts';
@@ -37,7 +39,8 @@ function parsePositiveInt(what: string) {
 
 interface Options {
   params?: number;
-  model?: 'tiny' | 'small';
+  model?: PresetName;
+  batchSize?: number;
   nproc: number;
   data?: string;
   vocabSize?: number;
@@ -49,11 +52,52 @@ interface ModelCount {
   vocabSize: number;
   params: number;
   shardParams: number;
+  config: GPTConfig;
+}
+
+/**
+ * Bytes of activations one window of T tokens leaves on the gradient tape for backward: per token
+ * and layer about 36·C floats (LayerNorms, qkv, attention output, the MLP's 4C-wide hidden layer
+ * and its GELU, residuals, and the tensors their gradients keep) plus 3·H·T (attention scores and
+ * probabilities), and about 4·V + 3·C for the head. Fitted to what `zeroring train --backend
+ * webgpu` reported in metrics.jsonl (memory.activations) for tiny (2.9 MB a window) and small
+ * (113 MB); it predicts 456 MB for gpt2. The wasm backend's kernels keep about two thirds of
+ * that. An estimate: a run's metrics.jsonl has the measured figure.
+ */
+export function activationBytesPerWindow(c: GPTConfig): number {
+  const { blockSize: t, nLayer: l, nEmbd: e, vocabSize: v } = c;
+  return 4 * t * (l * blockFloatsPerToken(c) + 4 * v + 3 * e);
+}
+
+/** Floats per token one transformer block keeps for its backward (see activationBytesPerWindow). */
+function blockFloatsPerToken({ blockSize: t, nHead: h, nEmbd: e }: GPTConfig): number {
+  return 36 * e + 3 * h * t;
+}
+
+interface ActivationEstimate {
+  batchSize: number;
+  bytesPerWindow: number;
+  /** DDP, ZeRO-1 and ZeRO-2: every block's tape, kept from forward to backward. */
+  keptBytes: number;
+  /** ZeRO-3 (recomputes each block in backward): the block inputs plus one block's tape. */
+  recomputedBytes: number;
+}
+
+function activationEstimate(c: GPTConfig, batchSize: number): ActivationEstimate {
+  const bytesPerWindow = activationBytesPerWindow(c);
+  const blockInputs = 4 * c.blockSize * c.nEmbd * (c.nLayer + 2);
+  const oneBlock = 4 * c.blockSize * Math.max(blockFloatsPerToken(c), 4 * c.vocabSize + 3 * c.nEmbd);
+  return {
+    batchSize,
+    bytesPerWindow,
+    keptBytes: batchSize * bytesPerWindow,
+    recomputedBytes: batchSize * (blockInputs + oneBlock),
+  };
 }
 
 /** Parameter count and rank shard of a GPT preset, from its param specs and the real partition. */
 async function countModel(
-  preset: 'tiny' | 'small',
+  preset: PresetName,
   nproc: number,
   data: string | undefined,
   vocab: number | undefined,
@@ -62,7 +106,7 @@ async function countModel(
   const vocabSize = vocab ?? gpt.CharTokenizer.fromText(gpt.loadCorpus(data)).vocabSize;
   const model = gpt.createGPT(gpt.gptConfig(preset, vocabSize));
   const part = FlatPartition.fromModel(model, nproc);
-  return { name: preset, vocabSize, params: part.numel, shardParams: part.shardLength };
+  return { name: preset, vocabSize, params: part.numel, shardParams: part.shardLength, config: model.config };
 }
 
 const human = (n: number): string =>
@@ -101,6 +145,17 @@ function table(rows: MemoryEstimate[]): string {
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
 }
 
+function activationLines(a: ActivationEstimate): string[] {
+  return [
+    `Activations per rank at batch ${a.batchSize} (estimate; metrics.jsonl reports the measured bytes):`,
+    `  ${formatBytes(a.bytesPerWindow)} per window; add them to the device column above`,
+    `  ddp, zero1, zero2: ${formatBytes(a.keptBytes)} (every block's tape kept for backward)`,
+    `  zero3:             ${formatBytes(a.recomputedBytes)} (block inputs and one block's tape, recomputed)`,
+    `  a GPU of G bytes holds about B = (G - device column - headroom for buffers) / per-window bytes`,
+    '',
+  ];
+}
+
 export function registerEstimateMemory(program: Command): void {
   program
     .command('estimate-memory')
@@ -113,28 +168,36 @@ export function registerEstimateMemory(program: Command): void {
       examples(
         'zeroring estimate-memory --params 1.5B --nproc 8',
         'zeroring estimate-memory --model small --nproc 4 --json',
+        '# the batch a GPU holds: model state plus B windows of activations must fit its memory',
+        'zeroring estimate-memory --model gpt2 --nproc 1 --batch-size 16',
       ),
     )
     .addOption(
       new Option('--params <P>', 'parameter count, e.g. 1.5M, 10M, 1B').argParser(parseParamCount).conflicts('model'),
     )
-    .addOption(new Option('--model <name>', 'count the parameters of a GPT preset').choices(['tiny', 'small']))
+    .addOption(new Option('--model <name>', 'count the parameters of a GPT preset').choices(Object.keys(presets)))
+    .addOption(
+      new Option('--batch-size <B>', "with --model: also estimate the activations of B windows per rank (train's B)")
+        .argParser(parsePositiveInt('--batch-size'))
+        .conflicts('params'),
+    )
     .requiredOption('--nproc <N>', 'number of ranks', parsePositiveInt('--nproc'))
     .option('--data <FILE>', 'with --model: corpus whose characters set the vocabulary (default Moby Dick)')
     .option('--vocab-size <V>', 'with --model: vocabulary size instead of the corpus', parsePositiveInt('--vocab-size'))
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: Options, cmd: Command) => {
       if (opts.params === undefined && opts.model === undefined)
-        cmd.error('error: give --params P or --model tiny|small');
+        cmd.error(`error: give --params P or --model ${Object.keys(presets).join('|')}`);
       const model =
         opts.model !== undefined ? await countModel(opts.model, opts.nproc, opts.data, opts.vocabSize) : undefined;
       const params = model?.params ?? opts.params!;
       const shardParams = model?.shardParams ?? Math.ceil(params / opts.nproc);
       const rows = estimateMemory({ params, nproc: opts.nproc, shardParams });
+      const activations =
+        model && opts.batchSize !== undefined ? activationEstimate(model.config, opts.batchSize) : undefined;
       if (opts.json) {
-        process.stdout.write(
-          JSON.stringify({ params, nproc: opts.nproc, shardParams, model, estimates: rows }, null, 2) + '\n',
-        );
+        const out = { params, nproc: opts.nproc, shardParams, model, estimates: rows, activations };
+        process.stdout.write(JSON.stringify(out, null, 2) + '\n');
         return;
       }
       const what = model
@@ -148,6 +211,7 @@ export function registerEstimateMemory(program: Command): void {
           '',
           table(rows),
           '',
+          ...(activations ? activationLines(activations) : []),
         ].join('\n'),
       );
     });

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { launch, type LaunchResult } from '@zeroring/comm';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
-import { loadCorpus } from '@zeroring/gpt';
+import { loadCorpus, presets, type PresetName } from '@zeroring/gpt';
 import {
   needsProcessGroup,
   resolveCheckpointDir,
@@ -58,7 +58,7 @@ interface TrainFlags {
   strategy: StrategyName;
   offload?: boolean;
   backend: BackendKind;
-  model: 'tiny' | 'small';
+  model: PresetName;
   data?: string;
   steps?: number;
   batchSize?: number;
@@ -196,6 +196,9 @@ export function registerTrain(program: Command): void {
         'zeroring train --steps 300 --out runs/tiny',
         'zeroring train --nproc 2 --strategy zero2 --out runs/z2 --dashboard',
         'zeroring train --nproc 4 --strategy zero3 --offload --out runs/z3 --resume',
+        '# the 85 M-parameter GPT on a GPU; first see what batch its memory holds',
+        'zeroring estimate-memory --model gpt2 --nproc 1 --batch-size 16',
+        'zeroring train --backend webgpu --model gpt2 --batch-size 16 --out runs/gpt2',
         '# node 0 of two (same command with --node-rank 1 on the other node; export the same ZERORING_TOKEN on both)',
         'zeroring train --nproc 2 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500',
       ),
@@ -205,13 +208,22 @@ export function registerTrain(program: Command): void {
     .option('--offload', 'keep optimizer state on the host (CPU AdamW)')
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKEND_KINDS).default('auto'))
     .addOption(
-      new Option('--model <preset>', 'GPT size (small: about 5.5 s a step on one CPU core; meant for GPUs)')
-        .choices(['tiny', 'small'])
+      new Option(
+        '--model <preset>',
+        'GPT size: tiny 0.4 M parameters; small 10.8 M (about 5.5 s a step on one CPU core) and gpt2 85 M ' +
+          '(C 768, 12 layers, T 256) are meant for GPUs',
+      )
+        .choices(Object.keys(presets))
         .default('tiny'),
     )
     .option('--data <file>', 'train on this text file instead of Moby Dick')
-    .option('--steps <n>', 'optimizer steps (tiny: 300, small: 2000)', intArg('--steps', 1))
-    .option('--batch-size <n>', 'sequences per rank per step (tiny: 16, small: 8)', intArg('--batch-size', 1))
+    .option('--steps <n>', 'optimizer steps (tiny: 300, small: 2000, gpt2: 5000)', intArg('--steps', 1))
+    .option(
+      '--batch-size <n>',
+      'sequences per rank per step (tiny: 16, small: 8, gpt2: 16); on a GPU the activations grow with it: ' +
+        '`zeroring estimate-memory --model M --batch-size B` prints the bytes per rank, to choose B for its memory',
+      intArg('--batch-size', 1),
+    )
     .option('--grad-accum <k>', 'micro-batches accumulated into each optimizer step', intArg('--grad-accum', 1))
     .option(
       '--batch-split <counts>',
@@ -225,7 +237,7 @@ export function registerTrain(program: Command): void {
     )
     .option(
       '--lr <lr>',
-      'peak learning rate (tiny: 3e-3, small: 1e-3); warmup then cosine to lr/10',
+      'peak learning rate (tiny: 3e-3, small: 1e-3, gpt2: 6e-4); warmup then cosine to lr/10',
       positiveNumber('--lr'),
     )
     .option('--seed <n>', 'seed for initialisation, data order and sampling', intArg('--seed', 0), 1337)
@@ -235,9 +247,13 @@ export function registerTrain(program: Command): void {
       '--skip-nonfinite',
       'skip a step whose gradients hold NaN/Inf on any rank, on all ranks alike (default: fail naming the step)',
     )
-    .option('--eval-interval <k>', 'validation loss every K steps (tiny: 50)', intArg('--eval-interval', 1))
+    .option(
+      '--eval-interval <k>',
+      'validation loss every K steps (tiny: 50, small: 200, gpt2: 250)',
+      intArg('--eval-interval', 1),
+    )
     .option('--eval-batches <n>', 'batches in the fixed validation set', intArg('--eval-batches', 1), 8)
-    .option('--warmup-steps <n>', 'linear warmup steps', intArg('--warmup-steps', 0))
+    .option('--warmup-steps <n>', 'linear warmup steps (tiny: 20, small: 100, gpt2: 100)', intArg('--warmup-steps', 0))
     .option(
       '--checkpoint-interval <k>',
       'save a checkpoint every K steps (0: only at the end)',
