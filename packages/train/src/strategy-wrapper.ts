@@ -24,6 +24,10 @@ export abstract class StrategyWrapper implements Strategy {
     return this.inner.recomputeActivations;
   }
 
+  get gatesNonFinite(): boolean {
+    return this.inner.gatesNonFinite;
+  }
+
   setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void> {
     return this.inner.setup(model, initialParams);
   }

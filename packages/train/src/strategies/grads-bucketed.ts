@@ -1,8 +1,10 @@
 // Bucketed all-reduce (torch DDP's Reducer): how DDP reduces gradients. Each bucket
 // (buckets.ts) is flattened, read back once and its average all-reduce issued, not awaited, as
 // soon as it is complete, so the last blocks' communication runs while the engine computes the
-// earlier ones; wait() waits for what is still in flight (commMs). noSync(fn) is torch's
-// `no_sync()`: gradients accumulate on the device and the next backward reduces the sum.
+// earlier ones; wait() waits for what is still in flight (commMs). take() uploads each reduced
+// bucket once, or the whole reduced gradient once, laid out flat, where the optimizer updates a
+// flat group. noSync(fn) is torch's `no_sync()`: gradients accumulate on the device and the next
+// backward reduces the sum.
 // Details: docs/internals.md#bucketed-all-reduce
 import * as tf from '@tensorflow/tfjs-core';
 import { copyToHost, HOST_MEMORY_BACKENDS } from '@zeroring/backend';
@@ -127,6 +129,19 @@ export class BucketedAllReduce implements FullGradReducer {
   }
 
   take(grads: DeviceGrads): void {
+    const layout = grads.flatLayout;
+    if (layout) {
+      // The optimizer takes the gradient flat: lay the reduced buckets out in its order on the
+      // host and upload them once, with no per-parameter tensors to slice and concatenate again.
+      const flat = new Float32Array(layout.size);
+      for (const b of this.requirePlan().buckets) {
+        const buf = this.reduced.get(b.index)!;
+        for (const s of b.slots) flat.set(buf.subarray(s.offset, s.offset + s.size), layout.slotOf.get(s.name)!.offset);
+      }
+      this.hostBytes = 0;
+      grads.addFlat(tf.tensor1d(flat, 'float32'));
+      return;
+    }
     const hostBacked = !(this.opts.splitOnDevice ?? !HOST_MEMORY_BACKENDS.has(tf.getBackend()));
     const named: NamedTensors = {};
     for (const b of this.requirePlan().buckets) uploadBucket(b, this.reduced.get(b.index)!, hostBacked, named);
