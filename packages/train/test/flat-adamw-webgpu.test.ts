@@ -20,6 +20,8 @@ import { StepReadout } from '../src/step-readout.ts';
 import { DeviceGrads } from '../src/strategies/grads-device.ts';
 import { LocalStrategy } from '../src/strategies/local.ts';
 import { FlatAdamW } from '../src/strategies/optim-flat.ts';
+import { DeviceShardAdamW, type ShardOptimizer } from '../src/strategies/optim-shard.ts';
+import { FlatShardAdamW } from '../src/strategies/optim-shard-flat.ts';
 import { ReplicatedAdamW, type ParamState, type ReplicatedOptimizer } from '../src/strategies/optim-replicated.ts';
 import { ReplicatedParams } from '../src/strategies/params-replicated.ts';
 import type { FinishStepOptions } from '../src/strategy.ts';
@@ -145,7 +147,37 @@ function toyData(V: number, n: number): WindowData {
   };
 }
 
+/** A ZeRO shard's optimizer on `backend`: a shard of awkward length mixing decay ranges. */
+async function runShard(backend: 'cpu' | 'webgpu'): Promise<{ p: Float32Array; m: Float32Array; v: Float32Array }> {
+  await initBackend(backend);
+  const L = 1000 + 37;
+  const ranges: Array<[number, number]> = [
+    [0, 31],
+    [33, 500],
+    [501, 502],
+    [700, 1037],
+  ];
+  const opt: ShardOptimizer =
+    backend === 'webgpu'
+      ? new FlatShardAdamW(L, ranges, DEFAULT_ADAMW)
+      : new DeviceShardAdamW(L, ranges, DEFAULT_ADAMW);
+  opt.loadMoments(randomArray(L, 1, 0.01), randomArray(L, 2, 1e-4, true));
+  const p = randomArray(L, 3, 1);
+  for (let t = 5; t < 9; t++) await opt.step(p, randomArray(L, 10 + t, 0.2), 1e-2 * (t - 4), t);
+  const { m, v } = await opt.moments();
+  await opt.dispose();
+  return { p, m, v };
+}
+
 describe('flat AdamW on WebGPU', () => {
+  onWebGPU('a ZeRO shard updated by the masked kernel matches the tfjs-ops shard optimizer on cpu', async () => {
+    const ref = await runShard('cpu');
+    const got = await runShard('webgpu');
+    for (const k of ['p', 'm', 'v'] as const) {
+      expect(worstError(got[k], ref[k], k === 'v' ? 1e-9 : 1e-7, 1e-5), k).toBeLessThanOrEqual(1);
+    }
+  });
+
   onWebGPU('matches optim/adamw.ts on cpu over several steps (decay, scaling, clipping on and off)', async () => {
     const ref = await runSteps('cpu');
     const got = await runSteps('webgpu');

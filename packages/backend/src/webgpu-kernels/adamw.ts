@@ -13,6 +13,10 @@
 // The host works the step's scalars out in float64; as uniforms they are float32, as the scalar
 // tensors of the tfjs-ops update are. With `gate`, a gradient the norm found non-finite leaves the
 // state as it was (a skipped step), decided on the device.
+//
+// Which elements decay is one boundary (decayEnd) for a group laid out with its decaying
+// parameters first, or a bit mask (one bit per element, 32 to an int32) for a range that mixes
+// them in any order, as a ZeRO shard of the model does.
 import type * as tf from '@tensorflow/tfjs-core';
 import { NORM_STATS } from './norm.ts';
 import { flatDispatch, runProgram, type WebGPUProgram } from './program.ts';
@@ -37,11 +41,12 @@ export interface FlatAdamWStep {
 
 const WG = 64;
 
-function adamwProgram(n: number): WebGPUProgram {
+function adamwProgram(n: number, masked: boolean): WebGPUProgram {
+  const decays = masked ? '((D[i >> 5u] >> u32(i & 31)) & 1) != 0' : 'i < uniforms.decayEnd';
   return {
-    variableNames: ['S', 'G', 'Stats'],
+    variableNames: masked ? ['S', 'G', 'Stats', 'D'] : ['S', 'G', 'Stats'],
     outputShape: [3 * n],
-    shaderKey: 'zeroring-flat-adamw',
+    shaderKey: masked ? 'zeroring-flat-adamw-masked' : 'zeroring-flat-adamw',
     dispatchLayout: { x: [0] },
     dispatch: flatDispatch(n, WG),
     workgroupSize: [WG, 1, 1],
@@ -65,7 +70,7 @@ function adamwProgram(n: number): WebGPUProgram {
     let coef = Stats[${NORM_STATS.coef}];
     if (uniforms.clip != 0 && coef < 1.0) { g = g * coef; }
     var p = p0;
-    if (i < uniforms.decayEnd) { p = p0 * uniforms.decayFactor; }
+    if (${decays}) { p = p0 * uniforms.decayFactor; }
     let m = m0 + (g - m0) * uniforms.beta1c;
     let v = v0 * uniforms.beta2 + (g * g) * uniforms.beta2c;
     let denom = sqrt(v) / uniforms.bc2Sqrt + uniforms.eps;
@@ -76,34 +81,51 @@ function adamwProgram(n: number): WebGPUProgram {
   };
 }
 
+/** The decay mask of webgpuFlatAdamW: bit i of the int32 array is set when element i decays. */
+export function decayMaskBits(length: number, ranges: ReadonlyArray<readonly [number, number]>): Int32Array {
+  const bits = new Int32Array(Math.max(1, Math.ceil(length / 32)));
+  for (const [start, end] of ranges) for (let i = start; i < end; i++) bits[i >> 5] |= 1 << (i & 31);
+  return bits;
+}
+
 /**
  * The next packed state [p | m | v] (3n elements) from `state`, the flat gradient `grad` (n) and
- * the norm's `stats` (norm.ts). The inputs stay the caller's. Needs the webgpu backend.
+ * the norm's `stats` (norm.ts). Elements decay below s.decayEnd, or where `decayMask` (an int32
+ * tensor of decayMaskBits) has their bit set when it is given. The inputs stay the caller's.
+ * Needs the webgpu backend.
  */
-export function webgpuFlatAdamW(state: tf.Tensor, grad: tf.Tensor, stats: tf.Tensor, s: FlatAdamWStep): tf.Tensor {
+export function webgpuFlatAdamW(
+  state: tf.Tensor,
+  grad: tf.Tensor,
+  stats: tf.Tensor,
+  s: FlatAdamWStep,
+  decayMask?: tf.Tensor,
+): tf.Tensor {
   const n = grad.size;
+  if (decayMask && (decayMask.dtype !== 'int32' || decayMask.size < Math.ceil(n / 32))) {
+    throw new Error(
+      `flat AdamW decay mask is ${decayMask.dtype}[${decayMask.size}], expected int32[${Math.ceil(n / 32)}]`,
+    );
+  }
   if (state.size !== 3 * n) {
     throw new Error(`flat AdamW state has ${state.size} elements, expected 3 x ${n} (parameters, m, v)`);
   }
   if (stats.size !== NORM_STATS.length) {
     throw new Error(`flat AdamW stats have ${stats.size} elements, expected ${NORM_STATS.length}`);
   }
-  return runProgram(
-    adamwProgram(n),
-    [state, grad, stats],
-    [
-      { type: 'int32', data: [n] },
-      { type: 'int32', data: [s.decayEnd] },
-      { type: 'int32', data: [s.clip ? 1 : 0] },
-      { type: 'int32', data: [s.gate ? 1 : 0] },
-      { type: 'float32', data: [s.decayFactor] },
-      { type: 'float32', data: [1 - s.beta1] },
-      { type: 'float32', data: [s.beta2] },
-      { type: 'float32', data: [1 - s.beta2] },
-      { type: 'float32', data: [s.bc2Sqrt] },
-      { type: 'float32', data: [s.eps] },
-      { type: 'float32', data: [s.stepSize] },
-      { type: 'float32', data: [s.gradScale] },
-    ],
-  );
+  const inputs = decayMask ? [state, grad, stats, decayMask] : [state, grad, stats];
+  return runProgram(adamwProgram(n, decayMask !== undefined), inputs, [
+    { type: 'int32', data: [n] },
+    { type: 'int32', data: [s.decayEnd] },
+    { type: 'int32', data: [s.clip ? 1 : 0] },
+    { type: 'int32', data: [s.gate ? 1 : 0] },
+    { type: 'float32', data: [s.decayFactor] },
+    { type: 'float32', data: [1 - s.beta1] },
+    { type: 'float32', data: [s.beta2] },
+    { type: 'float32', data: [1 - s.beta2] },
+    { type: 'float32', data: [s.bc2Sqrt] },
+    { type: 'float32', data: [s.eps] },
+    { type: 'float32', data: [s.stepSize] },
+    { type: 'float32', data: [s.gradScale] },
+  ]);
 }
