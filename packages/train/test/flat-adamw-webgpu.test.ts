@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { initBackend, probeWebGPUAdapter } from '@zeroring/backend';
 import type { BlockModel, ParamSpec } from '../src/model.ts';
 import { MemoryTracker } from '../src/memory.ts';
-import { NonFiniteGuard } from '../src/nonfinite.ts';
+import { NonFiniteGradientError, NonFiniteGuard } from '../src/nonfinite.ts';
 import { DEFAULT_ADAMW } from '../src/optim/adamw.ts';
 import { StepReadout } from '../src/step-readout.ts';
 import { DeviceGrads } from '../src/strategies/grads-device.ts';
@@ -227,6 +227,34 @@ describe('flat AdamW on WebGPU', () => {
     for (const s of SPECS) expect(after.get(s.name)).toEqual(init.get(s.name));
     opt.dispose();
     params.dispose();
+  });
+
+  onWebGPU('the guard skips, or fails, a poisoned step gated on the device', async () => {
+    await initBackend('webgpu');
+    const V = 11;
+    const T = 8;
+    const model = createToyModel({ vocab: V, seqLen: T, dim: 16, layers: 1 });
+    const config: TrainConfig = {
+      steps: 3,
+      batchSize: 2,
+      blockSize: T,
+      lr: 1e-2,
+      seed: 1,
+      evalInterval: 0,
+      evalBatches: 0,
+    };
+    const skipping = new NonFiniteGuard(new LocalStrategy(), { skip: true, poisonAtLocalStep: 1 });
+    const summary = await train({ model, data: toyData(V, 500), config, strategy: skipping });
+    expect(skipping.skipped).toEqual([1]);
+    expect(Number.isFinite(summary.finalLoss)).toBe(true);
+    // Two updates of three steps: the skipped one left the step count where it was.
+    expect((await skipping.saveState()).meta.t).toBe(2);
+    await skipping.dispose();
+    const failing = new NonFiniteGuard(new LocalStrategy(), { skip: false, poisonAtLocalStep: 1 });
+    await expect(train({ model, data: toyData(V, 500), config, strategy: failing })).rejects.toThrow(
+      NonFiniteGradientError,
+    );
+    await failing.dispose();
   });
 
   onWebGPU('a guarded training step reads back from the device once', async () => {
