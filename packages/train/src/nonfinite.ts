@@ -146,7 +146,7 @@ export class NonFiniteGuard extends StrategyWrapper {
   /** After the flush: which ranks saw non-finite gradients, and what becomes of the step. */
   private async settle(step: number, stats: StepStats, local?: Promise<Float32Array>): Promise<StepLater> {
     const inner: StepLater = stats.later ? await stats.later : { gradNorm: stats.gradNorm, skipped: false };
-    const mine = local ? !Number.isFinite((await local)[0]) : inner.skipped;
+    const mine = local ? !Number.isFinite((await local)[0]) : (inner.localNonFinite ?? inner.skipped);
     const start = performance.now();
     const ranks = await this.badRanks(mine);
     const commMs = (inner.commMs ?? 0) + ((this.opts.comm?.worldSize ?? 1) > 1 ? performance.now() - start : 0);
@@ -160,11 +160,11 @@ export class NonFiniteGuard extends StrategyWrapper {
   }
 
   /**
-   * The probe is kept unless the strategy's own verdict is this rank's: one process with an update
-   * gated on the device.
+   * The probe is kept unless the strategy gates on the device: it then tells this rank's own
+   * verdict (StepLater.localNonFinite), found where it sees the gradient anyway.
    */
   private needsProbe(): boolean {
-    return !this.inner.gatesNonFinite || (this.opts.comm?.worldSize ?? 1) > 1;
+    return !this.inner.gatesNonFinite;
   }
 
   override async dispose(): Promise<void> {

@@ -51,6 +51,11 @@ export interface StepLater {
   gradNorm?: number;
   /** The update was left out on the device because the gradient was not finite (gateNonFinite). */
   skipped: boolean;
+  /**
+   * Whether this rank's own gradient (before any reduction) held NaN or Inf, when the strategy saw
+   * it; with gateNonFinite a strategy says so, or its `skipped` is this rank's own verdict.
+   */
+  localNonFinite?: boolean;
   /** Communication waited for after the flush (added to StepStats.commMs). */
   commMs?: number;
 }

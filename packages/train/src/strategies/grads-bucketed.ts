@@ -46,6 +46,8 @@ export class BucketedAllReduce implements FullGradReducer {
   /** Reduced buckets between wait() and afterStep(). */
   private reduced = new Map<number, Float32Array>();
   private syncDisabled = false;
+  /** A bucket read back this step held NaN or Inf before its all-reduce (device backends only). */
+  private sawNonFinite = false;
   private flatsOnDevice = 0;
   private hostBytes = 0;
   private peakDeviceGradBytes = 0;
@@ -149,7 +151,12 @@ export class BucketedAllReduce implements FullGradReducer {
     for (const [name, g] of Object.entries(named)) grads.add(name, g);
   }
 
+  localNonFinite(): boolean | undefined {
+    return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? undefined : this.sawNonFinite;
+  }
+
   afterStep(): void {
+    this.sawNonFinite = false;
     // Only now: on the cpu backend the gradient tensors were views of these buffers.
     if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) for (const buf of this.reduced.values()) this.hostBuffers.give(buf);
     this.reduced = new Map();
@@ -236,7 +243,8 @@ export class BucketedAllReduce implements FullGradReducer {
     this.flatsOnDevice += b.elems * 4;
     this.notePeaks();
     // Either read-back is a copy the tensor no longer needs, so the all-reduce may work on it in place.
-    const read = HOST_MEMORY_BACKENDS.has(tf.getBackend())
+    const hostBacked = HOST_MEMORY_BACKENDS.has(tf.getBackend());
+    const read = hostBacked
       ? Promise.resolve(copyToHost(flat, this.hostBuffers.take(b.elems)))
       : (flat.data() as Promise<Float32Array>);
     const issued = this.issueTail
@@ -246,6 +254,9 @@ export class BucketedAllReduce implements FullGradReducer {
         this.flatsOnDevice -= b.elems * 4;
         this.hostBytes += b.elems * 4;
         this.peakHostBytes = Math.max(this.peakHostBytes, this.hostBytes);
+        // This rank's own values, before the all-reduce mixes in the others': a look here names
+        // the rank with a non-finite gradient without a device probe of every gradient tensor.
+        if (!hostBacked && !this.sawNonFinite && !allFinite(buf)) this.sawNonFinite = true;
         if (this.comm.worldSize === 1) return { buf, done: Promise.resolve() };
         return { buf, done: this.comm.allReduce(buf, { op: 'avg' }) };
       });
@@ -285,6 +296,11 @@ export class BucketedAllReduce implements FullGradReducer {
     if (!this.plan) throw new StrategyError('DDPStrategy used before setup(model, params)');
     return this.plan;
   }
+}
+
+function allFinite(buf: Float32Array): boolean {
+  for (let i = 0; i < buf.length; i++) if (!Number.isFinite(buf[i])) return false;
+  return true;
 }
 
 /** A reduced bucket's gradients as device tensors, one per parameter, into `out`. */

@@ -19,6 +19,11 @@ export class LocalGrads implements FullGradReducer {
 
   afterStep(): void {}
 
+  /** Nothing here sees the gradients on the host: the optimizer's own check is this rank's. */
+  localNonFinite(): undefined {
+    return undefined;
+  }
+
   report(): void {}
 
   async dispose(): Promise<void> {}

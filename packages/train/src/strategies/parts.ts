@@ -35,6 +35,11 @@ export interface FullGradReducer {
   take(grads: DeviceGrads): void;
   /** The optimizer step is done with what take() handed over. */
   afterStep(): void;
+  /**
+   * Whether this rank's own gradients of the step held NaN or Inf, where the reducer saw them on
+   * the host before they were mixed with other ranks' (after wait()); undefined when it did not look.
+   */
+  localNonFinite(): boolean | undefined;
   /** Adds what the reducer holds apart from the model state (and resets its peaks). */
   report(memory: MemoryReport): void;
   dispose(): Promise<void>;

@@ -86,12 +86,14 @@ export abstract class ReplicatedStrategy implements Strategy {
   async finishStep(opts: FinishStepOptions): Promise<StepStats> {
     const { params, opt } = this.require();
     const commMs = await this.reducer.wait(opts.step);
+    const localNonFinite = this.reducer.localNonFinite();
     const start = performance.now();
     this.reducer.take(this.grads);
     const own = opts.readout ? undefined : new StepReadout();
     const readout = opts.readout ?? own!;
     try {
-      const { later } = await opt.step(params, this.grads, { ...opts, readout }, readout);
+      const step = await opt.step(params, this.grads, { ...opts, readout }, readout);
+      const later = step.later.then((l) => ({ ...l, localNonFinite: localNonFinite ?? l.skipped }));
       this.reducer.afterStep();
       if (!own) return { commMs, optimMs: performance.now() - start, later };
       await own.flush();
