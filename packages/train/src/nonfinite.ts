@@ -104,6 +104,9 @@ export class NonFiniteGuard extends StrategyWrapper {
     this.probe = null;
     this.localStep++;
     const start = performance.now();
+    // The inner strategy's reductions still waiting for their read-backs go to the group first:
+    // issued after them on every rank, the flags cannot pair with one rank's reduction.
+    await this.inner.issued();
     const ranks = await this.badRanks(!Number.isFinite(local));
     const waitMs = (this.opts.comm?.worldSize ?? 1) > 1 ? performance.now() - start : 0;
     if (ranks.length === 0) {

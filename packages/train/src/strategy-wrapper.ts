@@ -44,6 +44,10 @@ export abstract class StrategyWrapper implements Strategy {
     return this.inner.onBlockGrads(block, grads);
   }
 
+  issued(): Promise<void> {
+    return this.inner.issued();
+  }
+
   finishStep(opts: FinishStepOptions): Promise<StepStats> {
     return this.inner.finishStep(opts);
   }

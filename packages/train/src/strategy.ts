@@ -99,6 +99,12 @@ export interface Strategy extends ParamSource, GradSink {
    * distributed strategies broadcast rank 0's values so every rank starts identical).
    */
   setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void>;
+  /**
+   * Resolves once every collective the strategy has queued so far (a gradient reduction waiting
+   * for its read-back, say) has been handed to the process group: a wrapper that issues its own
+   * collective on the same group waits for this first, so every rank issues them in one order.
+   */
+  issued(): Promise<void>;
   /** Complete the step: await pending communication, clip, optimizer step, clear gradients. */
   finishStep(opts: FinishStepOptions): Promise<StepStats>;
   /** Every parameter's full current value (ZeRO gathers). Collective: all ranks call it. */

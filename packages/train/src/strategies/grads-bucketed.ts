@@ -151,6 +151,10 @@ export class BucketedAllReduce implements FullGradReducer {
     for (const [name, g] of Object.entries(named)) grads.add(name, g);
   }
 
+  issued(): Promise<void> {
+    return this.issueTail;
+  }
+
   localNonFinite(): boolean | undefined {
     return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? undefined : this.sawNonFinite;
   }

@@ -33,6 +33,8 @@ export interface FullGradReducer {
   wait(step: number): Promise<number>;
   /** Hand the reduced gradients to `grads` (uploading what is still on the host). */
   take(grads: DeviceGrads): void;
+  /** Resolves once every reduction issued so far has been handed to the process group. */
+  issued(): Promise<void>;
   /** The optimizer step is done with what take() handed over. */
   afterStep(): void;
   /**

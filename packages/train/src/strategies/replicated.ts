@@ -83,6 +83,10 @@ export abstract class ReplicatedStrategy implements Strategy {
     this.reducer.onBlockGrads(block, grads, this.grads);
   }
 
+  issued(): Promise<void> {
+    return this.reducer.issued();
+  }
+
   async finishStep(opts: FinishStepOptions): Promise<StepStats> {
     const { params, opt } = this.require();
     const commMs = await this.reducer.wait(opts.step);

@@ -207,6 +207,10 @@ export class ShardedStrategy implements Strategy {
     this.parts = undefined;
   }
 
+  issued(): Promise<void> {
+    return this.queue.idle();
+  }
+
   private require(): Composed {
     if (!this.parts) throw new StrategyError(`${this.name} used before setup(model, params) or after dispose()`);
     return this.parts;
