@@ -22,3 +22,5 @@ export {
 // benchmarks) that cannot resolve @tensorflow/tfjs-core from where it lives.
 export * as tf from '@tensorflow/tfjs-core';
 export { copyToHost, runHostKernel, HOST_MEMORY_BACKENDS } from './host-memory.ts';
+export { decayMaskBits, webgpuFlatAdamW, type FlatAdamWStep } from './webgpu-kernels/adamw.ts';
+export { webgpuScaledNorm, NORM_STATS } from './webgpu-kernels/norm.ts';

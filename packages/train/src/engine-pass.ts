@@ -40,6 +40,20 @@ export async function acquireBlock(
   return params;
 }
 
+/**
+ * A micro-batch's loss left on the device, to be read with the step's other figures: `value` is
+ * the mean loss times `gradScale` (what backward started from); lossValue() undoes the scale.
+ */
+export interface DeviceLoss {
+  value: tf.Scalar;
+  gradScale: number;
+}
+
+/** The mean loss (unscaled) from the value read back of a DeviceLoss. */
+export function lossValue(read: number, gradScale: number): number {
+  return gradScale === 1 ? read : read / gradScale;
+}
+
 export interface PassOptions {
   /** Multiplies every gradient (backward starts from gradScale * loss). */
   gradScale: number;
@@ -123,15 +137,12 @@ export class ForwardBackwardPass {
     await yieldToEventLoop();
   }
 
-  /** The mean loss (unscaled), once backward reached block 0. */
-  async loss(): Promise<number> {
-    const lossValue = this.lossValue;
-    if (!lossValue) throw new EngineError('internal: loss was not computed');
+  /** The loss still on the device (owned by the caller), once backward reached block 0. */
+  takeLoss(): DeviceLoss {
+    const value = this.lossValue;
+    if (!value) throw new EngineError('internal: loss was not computed');
     this.lossValue = undefined;
-    const loss = (await lossValue.data())[0];
-    lossValue.dispose();
-    const { gradScale } = this.opts;
-    return gradScale === 1 ? loss : loss / gradScale;
+    return { value, gradScale: this.opts.gradScale };
   }
 
   /** Frees whatever the pass still holds (never the caller's input). */

@@ -6,7 +6,14 @@
 // Details: docs/internals.md#engine
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockModel, NamedTensors } from './model.ts';
-import { acquireBlock, EngineError, ForwardBackwardPass, yieldToEventLoop } from './engine-pass.ts';
+import {
+  acquireBlock,
+  EngineError,
+  ForwardBackwardPass,
+  lossValue,
+  yieldToEventLoop,
+  type DeviceLoss,
+} from './engine-pass.ts';
 
 export type { GradSink, ParamSource, Phase } from './engine-contract.ts';
 import type { GradSink, ParamSource, Phase } from './engine-contract.ts';
@@ -19,7 +26,7 @@ export function acquireSchedule(numBlocks: number): Array<{ block: number; phase
   return order;
 }
 
-export { EngineError } from './engine-pass.ts';
+export { EngineError, lossValue, type DeviceLoss } from './engine-pass.ts';
 
 export class BlockwiseEngine {
   readonly model: BlockModel;
@@ -66,13 +73,33 @@ export class BlockwiseEngine {
     sink: GradSink,
     opts: { gradScale?: number; recompute?: boolean } = {},
   ): Promise<number> {
+    const loss = await this.forwardBackwardOnDevice(input, targets, source, sink, opts);
+    try {
+      return lossValue((await loss.value.data())[0], loss.gradScale);
+    } finally {
+      loss.value.dispose();
+    }
+  }
+
+  /**
+   * forwardBackward with the loss left on the device (owned by the caller), so that reading it
+   * does not wait for the device in the middle of a step: the trainer reads it with the step's
+   * other figures at the end (step-readout.ts).
+   */
+  async forwardBackwardOnDevice(
+    input: tf.Tensor,
+    targets: tf.Tensor,
+    source: ParamSource,
+    sink: GradSink,
+    opts: { gradScale?: number; recompute?: boolean } = {},
+  ): Promise<DeviceLoss> {
     const recompute = opts.recompute ?? source.recomputeActivations ?? false;
     const passOpts = { gradScale: opts.gradScale ?? 1, recompute, emitAt: this.emitAt };
     const pass = new ForwardBackwardPass(this.model, input, targets, source, passOpts);
     try {
       this.lastActivationBytes = await pass.forward();
       for (let i = this.model.blocks.length - 1; i >= 0; i--) await pass.backward(i, sink);
-      return await pass.loss();
+      return pass.takeLoss();
     } finally {
       pass.dispose();
     }

@@ -24,6 +24,10 @@ export abstract class StrategyWrapper implements Strategy {
     return this.inner.recomputeActivations;
   }
 
+  get gatesNonFinite(): boolean {
+    return this.inner.gatesNonFinite;
+  }
+
   setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void> {
     return this.inner.setup(model, initialParams);
   }
@@ -38,6 +42,10 @@ export abstract class StrategyWrapper implements Strategy {
 
   onBlockGrads(block: number, grads: NamedTensors): void | Promise<void> {
     return this.inner.onBlockGrads(block, grads);
+  }
+
+  issued(): Promise<void> {
+    return this.inner.issued();
   }
 
   finishStep(opts: FinishStepOptions): Promise<StepStats> {

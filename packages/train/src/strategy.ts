@@ -12,6 +12,7 @@ import type { BlockModel } from './model.ts';
 import type { GradSink, ParamSource } from './engine.ts';
 import type { MemoryReport } from './events.ts';
 import { MEMORY_CATEGORIES } from './events.ts';
+import type { StepReadout } from './step-readout.ts';
 
 export type { MemoryReport };
 
@@ -31,6 +32,32 @@ export interface FinishStepOptions {
    * micro-batches). Default 1.
    */
   gradScale?: number;
+  /**
+   * Where the step's device figures (gradient norm, non-finite flag) go to be read back with the
+   * loss at the end of the step (step-readout.ts). Given, a strategy that has such figures
+   * returns them in StepStats.later instead of waiting for them; absent, it reads them itself.
+   */
+  readout?: StepReadout;
+  /**
+   * Leave parameters and optimizer state unchanged when the gradient is not finite, decided on
+   * the device (only asked of a strategy whose `gatesNonFinite` is true).
+   */
+  gateNonFinite?: boolean;
+}
+
+/** What a step's device figures tell once the readout is flushed. */
+export interface StepLater {
+  /** Global gradient norm before clipping (when clipping was requested). */
+  gradNorm?: number;
+  /** The update was left out on the device because the gradient was not finite (gateNonFinite). */
+  skipped: boolean;
+  /**
+   * Whether this rank's own gradient (before any reduction) held NaN or Inf, when the strategy saw
+   * it; with gateNonFinite a strategy says so, or its `skipped` is this rank's own verdict.
+   */
+  localNonFinite?: boolean;
+  /** Communication waited for after the flush (added to StepStats.commMs). */
+  commMs?: number;
 }
 
 export interface StepStats {
@@ -40,6 +67,12 @@ export interface StepStats {
   optimMs: number;
   /** Global gradient norm before clipping (when clipping was requested or cheap to get). */
   gradNorm?: number;
+  /**
+   * Given when opts.readout held the step's figures: settles after the readout is flushed (the
+   * caller flushes it, then awaits this before the next step). May reject, e.g. with the
+   * non-finite guard's error.
+   */
+  later?: Promise<StepLater>;
 }
 
 /** One rank's checkpointable state: JSON metadata plus named float arrays (its shard). */
@@ -57,10 +90,21 @@ export interface Strategy extends ParamSource, GradSink {
    */
   readonly recomputeActivations: boolean;
   /**
+   * Whether finishStep honours opts.gateNonFinite: it can skip a non-finite update on the device,
+   * without reading the gradient back first.
+   */
+  readonly gatesNonFinite: boolean;
+  /**
    * Take ownership of the model and its initial parameters (every name of uniqueParams(model);
    * distributed strategies broadcast rank 0's values so every rank starts identical).
    */
   setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void>;
+  /**
+   * Resolves once every collective the strategy has queued so far (a gradient reduction waiting
+   * for its read-back, say) has been handed to the process group: a wrapper that issues its own
+   * collective on the same group waits for this first, so every rank issues them in one order.
+   */
+  issued(): Promise<void>;
   /** Complete the step: await pending communication, clip, optimizer step, clear gradients. */
   finishStep(opts: FinishStepOptions): Promise<StepStats>;
   /** Every parameter's full current value (ZeRO gathers). Collective: all ranks call it. */

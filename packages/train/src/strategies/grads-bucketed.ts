@@ -1,8 +1,10 @@
 // Bucketed all-reduce (torch DDP's Reducer): how DDP reduces gradients. Each bucket
 // (buckets.ts) is flattened, read back once and its average all-reduce issued, not awaited, as
 // soon as it is complete, so the last blocks' communication runs while the engine computes the
-// earlier ones; wait() waits for what is still in flight (commMs). noSync(fn) is torch's
-// `no_sync()`: gradients accumulate on the device and the next backward reduces the sum.
+// earlier ones; wait() waits for what is still in flight (commMs). take() uploads each reduced
+// bucket once, or the whole reduced gradient once, laid out flat, where the optimizer updates a
+// flat group. noSync(fn) is torch's `no_sync()`: gradients accumulate on the device and the next
+// backward reduces the sum.
 // Details: docs/internals.md#bucketed-all-reduce
 import * as tf from '@tensorflow/tfjs-core';
 import { copyToHost, HOST_MEMORY_BACKENDS } from '@zeroring/backend';
@@ -44,6 +46,8 @@ export class BucketedAllReduce implements FullGradReducer {
   /** Reduced buckets between wait() and afterStep(). */
   private reduced = new Map<number, Float32Array>();
   private syncDisabled = false;
+  /** A bucket read back this step held NaN or Inf before its all-reduce (device backends only). */
+  private sawNonFinite = false;
   private flatsOnDevice = 0;
   private hostBytes = 0;
   private peakDeviceGradBytes = 0;
@@ -127,6 +131,19 @@ export class BucketedAllReduce implements FullGradReducer {
   }
 
   take(grads: DeviceGrads): void {
+    const layout = grads.flatLayout;
+    if (layout) {
+      // The optimizer takes the gradient flat: lay the reduced buckets out in its order on the
+      // host and upload them once, with no per-parameter tensors to slice and concatenate again.
+      const flat = new Float32Array(layout.size);
+      for (const b of this.requirePlan().buckets) {
+        const buf = this.reduced.get(b.index)!;
+        for (const s of b.slots) flat.set(buf.subarray(s.offset, s.offset + s.size), layout.slotOf.get(s.name)!.offset);
+      }
+      this.hostBytes = 0;
+      grads.addFlat(tf.tensor1d(flat, 'float32'));
+      return;
+    }
     const hostBacked = !(this.opts.splitOnDevice ?? !HOST_MEMORY_BACKENDS.has(tf.getBackend()));
     const named: NamedTensors = {};
     for (const b of this.requirePlan().buckets) uploadBucket(b, this.reduced.get(b.index)!, hostBacked, named);
@@ -134,7 +151,16 @@ export class BucketedAllReduce implements FullGradReducer {
     for (const [name, g] of Object.entries(named)) grads.add(name, g);
   }
 
+  issued(): Promise<void> {
+    return this.issueTail;
+  }
+
+  localNonFinite(): boolean | undefined {
+    return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? undefined : this.sawNonFinite;
+  }
+
   afterStep(): void {
+    this.sawNonFinite = false;
     // Only now: on the cpu backend the gradient tensors were views of these buffers.
     if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) for (const buf of this.reduced.values()) this.hostBuffers.give(buf);
     this.reduced = new Map();
@@ -221,7 +247,8 @@ export class BucketedAllReduce implements FullGradReducer {
     this.flatsOnDevice += b.elems * 4;
     this.notePeaks();
     // Either read-back is a copy the tensor no longer needs, so the all-reduce may work on it in place.
-    const read = HOST_MEMORY_BACKENDS.has(tf.getBackend())
+    const hostBacked = HOST_MEMORY_BACKENDS.has(tf.getBackend());
+    const read = hostBacked
       ? Promise.resolve(copyToHost(flat, this.hostBuffers.take(b.elems)))
       : (flat.data() as Promise<Float32Array>);
     const issued = this.issueTail
@@ -231,6 +258,9 @@ export class BucketedAllReduce implements FullGradReducer {
         this.flatsOnDevice -= b.elems * 4;
         this.hostBytes += b.elems * 4;
         this.peakHostBytes = Math.max(this.peakHostBytes, this.hostBytes);
+        // This rank's own values, before the all-reduce mixes in the others': a look here names
+        // the rank with a non-finite gradient without a device probe of every gradient tensor.
+        if (!hostBacked && !this.sawNonFinite && !allFinite(buf)) this.sawNonFinite = true;
         if (this.comm.worldSize === 1) return { buf, done: Promise.resolve() };
         return { buf, done: this.comm.allReduce(buf, { op: 'avg' }) };
       });
@@ -270,6 +300,11 @@ export class BucketedAllReduce implements FullGradReducer {
     if (!this.plan) throw new StrategyError('DDPStrategy used before setup(model, params)');
     return this.plan;
   }
+}
+
+function allFinite(buf: Float32Array): boolean {
+  for (let i = 0; i < buf.length; i++) if (!Number.isFinite(buf[i])) return false;
+  return true;
 }
 
 /** A reduced bucket's gradients as device tensors, one per parameter, into `out`. */

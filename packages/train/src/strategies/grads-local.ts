@@ -17,7 +17,14 @@ export class LocalGrads implements FullGradReducer {
 
   take(): void {}
 
+  async issued(): Promise<void> {}
+
   afterStep(): void {}
+
+  /** Nothing here sees the gradients on the host: the optimizer's own check is this rank's. */
+  localNonFinite(): undefined {
+    return undefined;
+  }
 
   report(): void {}
 

@@ -1,11 +1,17 @@
 // Where the optimizer of a rank's shard runs: on the device, or on the host (offload).
+import * as tf from '@tensorflow/tfjs-core';
 import { DeviceShardAdamW, HostShardAdamW } from './optim-shard.ts';
+import { FlatShardAdamW } from './optim-shard-flat.ts';
 import type { PlacedShardOptimizer, ShardContext, ShardOptimizerPlace } from './parts.ts';
 
-/** The optimizer on the device: moments as device tensors over the shard. */
+/**
+ * The optimizer on the device: moments as device tensors over the shard, updated by one fused
+ * WGSL program on WebGPU (optim-shard-flat.ts) and by tfjs ops elsewhere.
+ */
 export const onDevice: ShardOptimizerPlace = async (ctx: ShardContext, _flat, cfg): Promise<PlacedShardOptimizer> => {
   const L = ctx.part.shardLength;
-  const opt = new DeviceShardAdamW(L, ctx.part.decayRanges(ctx.comm.rank), cfg);
+  const ranges = ctx.part.decayRanges(ctx.comm.rank);
+  const opt = tf.getBackend() === 'webgpu' ? new FlatShardAdamW(L, ranges, cfg) : new DeviceShardAdamW(L, ranges, cfg);
   ctx.mem.alloc('optimizer', 'device', 8 * L, 'adam m, v shard');
   return { opt };
 };

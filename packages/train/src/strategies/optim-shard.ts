@@ -1,8 +1,9 @@
 // Where a ZeRO rank's optimizer runs: AdamW over the flat shard it owns (partition.ts), on the
-// device (optim/adamw.ts) or, with --offload, in host memory (optim/host-adamw.ts). onDevice and
-// onHost place one and account what it holds. Both take and leave host Float32Arrays, where the
-// collectives deliver and take them; weight decay goes by runs of the shard (decayRanges), so each
-// element's arithmetic is exactly LocalStrategy's for its parameter.
+// device (optim/adamw.ts; on WebGPU the fused program of optim-shard-flat.ts) or, with --offload,
+// in host memory (optim/host-adamw.ts). onDevice and onHost place one and account what it holds.
+// Both take and leave host Float32Arrays, where the collectives deliver and take them; weight
+// decay goes by runs of the shard (decayRanges), so each element's arithmetic is exactly
+// LocalStrategy's for its parameter.
 // Details: docs/internals.md#shard-optimizer
 import * as tf from '@tensorflow/tfjs-core';
 import { adamwUpdate, type AdamWConfig } from '../optim/adamw.ts';

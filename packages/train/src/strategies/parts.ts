@@ -33,8 +33,15 @@ export interface FullGradReducer {
   wait(step: number): Promise<number>;
   /** Hand the reduced gradients to `grads` (uploading what is still on the host). */
   take(grads: DeviceGrads): void;
+  /** Resolves once every reduction issued so far has been handed to the process group. */
+  issued(): Promise<void>;
   /** The optimizer step is done with what take() handed over. */
   afterStep(): void;
+  /**
+   * Whether this rank's own gradients of the step held NaN or Inf, where the reducer saw them on
+   * the host before they were mixed with other ranks' (after wait()); undefined when it did not look.
+   */
+  localNonFinite(): boolean | undefined;
   /** Adds what the reducer holds apart from the model state (and resets its peaks). */
   report(memory: MemoryReport): void;
   dispose(): Promise<void>;

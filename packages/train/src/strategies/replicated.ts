@@ -1,8 +1,10 @@
 // ReplicatedStrategy: parameters replicated on every rank and an optimizer that updates every
 // parameter on the device (params-replicated.ts, optim-replicated.ts); what varies is how gradients
 // are reduced (a FullGradReducer, parts.ts): none for LocalStrategy, a bucketed all-reduce for
-// DDPStrategy. Checkpoints hold every parameter and its moments by name plus the step count, so a
-// strategy restores bit for bit.
+// DDPStrategy. The optimizer is FlatAdamW (one fused WGSL update of the flat group, optim-flat.ts)
+// on WebGPU and the tfjs-ops ReplicatedAdamW elsewhere; with a readout in the finishStep options
+// nothing is read back here (the gradient norm comes in StepStats.later). Checkpoints hold every
+// parameter and its moments by name plus the step count, so a strategy restores bit for bit.
 // Details: docs/internals.md#replicated-strategies
 import * as tf from '@tensorflow/tfjs-core';
 import type { Phase } from '../engine.ts';
@@ -17,8 +19,10 @@ import {
   type StepStats,
   type Strategy,
 } from '../strategy.ts';
+import { StepReadout } from '../step-readout.ts';
 import { DeviceGrads } from './grads-device.ts';
-import { ReplicatedAdamW } from './optim-replicated.ts';
+import { FlatAdamW } from './optim-flat.ts';
+import { ReplicatedAdamW, type ParamState, type ReplicatedOptimizer } from './optim-replicated.ts';
 import { ReplicatedParams } from './params-replicated.ts';
 import type { FullGradReducer } from './parts.ts';
 
@@ -32,7 +36,7 @@ export interface ReplicatedParts {
 
 interface Setup {
   params: ReplicatedParams;
-  opt: ReplicatedAdamW;
+  opt: ReplicatedOptimizer;
 }
 
 export abstract class ReplicatedStrategy implements Strategy {
@@ -56,7 +60,17 @@ export abstract class ReplicatedStrategy implements Strategy {
       ? await ReplicatedParams.fromBroadcast(model, initialParams, broadcast, this.mem)
       : ReplicatedParams.fromValues(model, initialParams, this.mem);
     this.reducer.setup(model);
-    this.parts = { params, opt: new ReplicatedAdamW(params.specs, this.cfg, this.mem) };
+    const opt =
+      tf.getBackend() === 'webgpu'
+        ? new FlatAdamW(params, this.cfg, this.mem)
+        : new ReplicatedAdamW(params.specs, this.cfg, this.mem);
+    if (opt instanceof FlatAdamW) this.grads.flatLayout = opt.layout;
+    this.parts = { params, opt };
+  }
+
+  /** The fused WGSL optimizer skips a non-finite update on the device; the tfjs-ops one cannot. */
+  get gatesNonFinite(): boolean {
+    return this.parts?.opt.gatesNonFinite ?? false;
   }
 
   acquire(block: number, _phase: Phase): NamedTensors {
@@ -69,14 +83,29 @@ export abstract class ReplicatedStrategy implements Strategy {
     this.reducer.onBlockGrads(block, grads, this.grads);
   }
 
+  issued(): Promise<void> {
+    return this.reducer.issued();
+  }
+
   async finishStep(opts: FinishStepOptions): Promise<StepStats> {
     const { params, opt } = this.require();
     const commMs = await this.reducer.wait(opts.step);
+    const localNonFinite = this.reducer.localNonFinite();
     const start = performance.now();
     this.reducer.take(this.grads);
-    const gradNorm = await opt.step(params, this.grads, opts);
-    this.reducer.afterStep();
-    return { commMs, optimMs: performance.now() - start, gradNorm };
+    const own = opts.readout ? undefined : new StepReadout();
+    const readout = opts.readout ?? own!;
+    try {
+      const step = await opt.step(params, this.grads, { ...opts, readout }, readout);
+      const later = step.later.then((l) => ({ ...l, localNonFinite: localNonFinite ?? l.skipped }));
+      this.reducer.afterStep();
+      if (!own) return { commMs, optimMs: performance.now() - start, later };
+      await own.flush();
+      const { gradNorm } = await later;
+      return { commMs, optimMs: performance.now() - start, gradNorm };
+    } finally {
+      own?.dispose();
+    }
   }
 
   fullParams(): Promise<Map<string, Float32Array>> {
@@ -99,9 +128,10 @@ export abstract class ReplicatedStrategy implements Strategy {
   async saveState(): Promise<ShardState> {
     const { params, opt } = this.require();
     const arrays = new Map<string, Float32Array>();
+    const state = await opt.snapshot(params);
     for (const spec of params.specs) {
-      arrays.set(`param/${spec.name}`, (await params.get(spec.name).data()) as Float32Array);
-      const { m, v } = await opt.moments(spec.name);
+      const { param, m, v } = state.get(spec.name)!;
+      arrays.set(`param/${spec.name}`, param);
       arrays.set(`m/${spec.name}`, m);
       arrays.set(`v/${spec.name}`, v);
     }
@@ -118,6 +148,7 @@ export abstract class ReplicatedStrategy implements Strategy {
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) {
       throw new StrategyError(`checkpoint optimizer step ${String(t)} is invalid, expected an integer >= 0`);
     }
+    const values = new Map<string, ParamState>();
     for (const spec of params.specs) {
       const [param, m, v] = ['param', 'm', 'v'].map((prefix) => {
         const a = state.arrays.get(`${prefix}/${spec.name}`);
@@ -128,10 +159,9 @@ export abstract class ReplicatedStrategy implements Strategy {
         }
         return a;
       });
-      params.set(spec.name, tf.tensor(param, spec.shape, 'float32'));
-      opt.loadMoments(spec, m, v);
+      values.set(spec.name, { param, m, v });
     }
-    opt.t = t;
+    opt.restore(params, values, t);
   }
 
   async dispose(): Promise<void> {

@@ -87,6 +87,9 @@ export class ShardedStrategy implements Strategy {
     return this.composition.params.recomputeActivations;
   }
 
+  /** The update runs on host shards after their read-back: a non-finite step is found before it. */
+  readonly gatesNonFinite = false;
+
   async setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void> {
     checkInitialParams(uniqueParams(model), initialParams);
     const part = FlatPartition.fromModel(model, this.comm.worldSize);
@@ -202,6 +205,10 @@ export class ShardedStrategy implements Strategy {
     parts.params.dispose();
     await parts.opt.dispose();
     this.parts = undefined;
+  }
+
+  issued(): Promise<void> {
+    return this.queue.idle();
   }
 
   private require(): Composed {
