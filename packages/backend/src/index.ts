@@ -21,3 +21,13 @@ export {
 // benchmarks) that cannot resolve @tensorflow/tfjs-core from where it lives.
 export * as tf from '@tensorflow/tfjs-core';
 export { copyToHost, runHostKernel, HOST_MEMORY_BACKENDS } from './host-memory.ts';
+// Our own WGSL programs for the webgpu backend (each one or two dispatches where tfjs ops take many).
+export { webgpuKernelsActive } from './webgpu-kernels/program.ts';
+export { webgpuColumnSum } from './webgpu-kernels/column-sum.ts';
+export { webgpuLayerNorm, webgpuLayerNormInputGrad, webgpuLayerNormParamGrads } from './webgpu-kernels/layer-norm.ts';
+export { webgpuGelu, webgpuGeluGrad } from './webgpu-kernels/gelu.ts';
+export {
+  webgpuCrossEntropyRows,
+  webgpuCrossEntropyMean,
+  webgpuCrossEntropyGrad,
+} from './webgpu-kernels/cross-entropy.ts';
