@@ -24,7 +24,7 @@ export { copyToHost, runHostKernel, HOST_MEMORY_BACKENDS } from './host-memory.t
 // Our own WGSL programs for the webgpu backend (each one or two dispatches where tfjs ops take many).
 export { webgpuKernelsActive } from './webgpu-kernels/program.ts';
 export { webgpuColumnSum } from './webgpu-kernels/column-sum.ts';
-export { webgpuLayerNorm, webgpuLayerNormInputGrad, webgpuLayerNormParamGrads } from './webgpu-kernels/layer-norm.ts';
+export { webgpuLayerNorm, webgpuLayerNormInputGrad, webgpuLayerNormGainGrad } from './webgpu-kernels/layer-norm.ts';
 export { webgpuGelu, webgpuGeluGrad } from './webgpu-kernels/gelu.ts';
 export {
   webgpuCrossEntropyRows,

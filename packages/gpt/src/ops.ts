@@ -12,8 +12,29 @@
 // - LayerNorm through tf.moments records ~25 ops in backward; the closed form needs ~10.
 // (@zeroring/backend's initBackend('wasm') now also routes transposed matmuls onto XNNPACK at
 // the kernel level; the plain-matmul gradients here keep the model fast on stock tfjs too.)
-// Every function is checked against plain tfjs autodiff in packages/gpt/test/ops.test.ts.
+//
+// On webgpu the same layers run as few dispatches as possible instead: every small tfjs kernel
+// there is a dispatch of its own, and the toy model's step was made of hundreds of them.
+// LayerNorm, GELU and cross-entropy use @zeroring/backend's WGSL programs (one dispatch each
+// way, two for the cross-entropy forward), bias gradients its column-sum program, the linear
+// forward tfjs's fused matmul (bias added in the matmul's epilogue), and matmul gradients use
+// the matmul's transpose flags, which the webgpu shaders read in place, rather than transposes.
+// Each op picks its path when it is called, from the active backend.
+// Every function is checked against plain tfjs autodiff in packages/gpt/test/ops.test.ts, and
+// the webgpu path against the cpu path in packages/gpt/test/ops-webgpu.test.ts.
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  webgpuColumnSum,
+  webgpuCrossEntropyGrad,
+  webgpuCrossEntropyMean,
+  webgpuCrossEntropyRows,
+  webgpuGelu,
+  webgpuGeluGrad,
+  webgpuKernelsActive,
+  webgpuLayerNorm,
+  webgpuLayerNormGainGrad,
+  webgpuLayerNormInputGrad,
+} from '@zeroring/backend';
 
 type T2 = tf.Tensor2D;
 
@@ -26,6 +47,11 @@ function defineOp<In extends tf.Tensor[], Out extends tf.Tensor>(
     return f(args.slice(0, -1) as In, save);
   });
   return (...inputs: In) => op(...inputs);
+}
+
+/** Calls `gpu` while the webgpu backend is active, else `cpu` (the two take the same inputs). */
+function byBackend<F extends (...args: never[]) => tf.Tensor>(cpu: F, gpu: F): F {
+  return ((...args: Parameters<F>) => (webgpuKernelsActive() ? gpu(...args) : cpu(...args))) as F;
 }
 
 /** Sum over rows as a matmul: ones[1,N] @ x -> [cols]. */
@@ -49,28 +75,54 @@ function matMulGrads(a: T2, b: T2, dy: T2): [T2, T2] {
   return [da as T2, db as T2];
 }
 
+/** The same gradients on webgpu, whose matmul shaders read transposed operands in place. */
+function matMulGradsWebGPU(a: T2, b: T2, dy: T2): [T2, T2] {
+  return [tf.matMul(dy, b, false, true), tf.matMul(a, dy, true, false)];
+}
+
 /** a [M,K] @ b [K,N]. */
-export const matMul = defineOp(([a, b]: [T2, T2], save) => {
-  save([a, b]);
-  return {
-    value: tf.matMul(a, b) as T2,
-    gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGrads(saved[0] as T2, saved[1] as T2, dy),
-  };
-});
+export const matMul = byBackend(
+  defineOp(([a, b]: [T2, T2], save) => {
+    save([a, b]);
+    return {
+      value: tf.matMul(a, b) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGrads(saved[0] as T2, saved[1] as T2, dy),
+    };
+  }),
+  defineOp(([a, b]: [T2, T2], save) => {
+    save([a, b]);
+    return {
+      value: tf.matMul(a, b) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGradsWebGPU(saved[0] as T2, saved[1] as T2, dy),
+    };
+  }),
+);
 
 /** x [N,in] @ w [in,out] + b [out]. */
-export const linear = defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
-  save([x, w]);
-  return {
-    value: tf.add(tf.matMul(x, w as T2), b) as T2,
-    gradFunc: (dy: T2, saved: tf.Tensor[]) => [...matMulGrads(saved[0] as T2, saved[1] as T2, dy), sumRows(dy)],
-  };
-});
+export const linear = byBackend(
+  defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+    save([x, w]);
+    return {
+      value: tf.add(tf.matMul(x, w as T2), b) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => [...matMulGrads(saved[0] as T2, saved[1] as T2, dy), sumRows(dy)],
+    };
+  }),
+  defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+    save([x, w]);
+    return {
+      value: tf.fused.matMul({ a: x, b: w as T2, bias: b }) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => [
+        ...matMulGradsWebGPU(saved[0] as T2, saved[1] as T2, dy),
+        webgpuColumnSum(dy),
+      ],
+    };
+  }),
+);
 
 const LN_EPS = 1e-5;
 
 /** LayerNorm over the last axis of x [N,C] with gain g [C] and shift b [C]. */
-export const layerNorm = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+const layerNormCpu = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) => {
   const xc = tf.sub(x, rowMean(x));
   const rstd = tf.rsqrt(tf.add(rowMean(tf.square(xc) as T2), LN_EPS));
   const xhat = tf.mul(xc, rstd) as T2;
@@ -90,11 +142,29 @@ export const layerNorm = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) 
   };
 });
 
+/** LayerNorm on webgpu: x is saved and its row statistics recomputed by the backward kernels. */
+const layerNormWebGPU = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+  save([x, g]);
+  return {
+    value: webgpuLayerNorm(x, g, b, LN_EPS),
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sx, sg] = saved as [T2, tf.Tensor1D];
+      return [
+        webgpuLayerNormInputGrad(sx, sg, dy, LN_EPS),
+        webgpuLayerNormGainGrad(sx, dy, LN_EPS),
+        webgpuColumnSum(dy),
+      ];
+    },
+  };
+});
+
+/** LayerNorm over the last axis of x [N,C] with gain g [C] and shift b [C]. */
+export const layerNorm = byBackend(layerNormCpu, layerNormWebGPU);
+
 const GELU_K = 2 * Math.sqrt(2 / Math.PI);
 const GELU_A = 0.044715;
 
-/** GPT-2 GELU 0.5x(1 + tanh(z)), z = sqrt(2/pi)(x + 0.044715x^3), computed as x * sigmoid(2z). */
-export const gelu = defineOp(([x]: [T2], save) => {
+const geluCpu = defineOp(([x]: [T2], save) => {
   const x2 = tf.square(x);
   const s = tf.sigmoid(tf.mul(x, tf.add(tf.mul(x2, GELU_K * GELU_A), GELU_K)));
   save([x, x2, s]);
@@ -110,6 +180,18 @@ export const gelu = defineOp(([x]: [T2], save) => {
   };
 });
 
+/** GELU on webgpu: saves the pre-activation only; the gradient kernel recomputes the sigmoid. */
+const geluWebGPU = defineOp(([x]: [T2], save) => {
+  save([x]);
+  return {
+    value: webgpuGelu(x),
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => [webgpuGeluGrad(saved[0] as T2, dy)],
+  };
+});
+
+/** GPT-2 GELU 0.5x(1 + tanh(z)), z = sqrt(2/pi)(x + 0.044715x^3), computed as x * sigmoid(2z). */
+export const gelu = byBackend(geluCpu, geluWebGPU);
+
 /**
  * Token embedding rows table[ids] for ids [N] int32 and table [V,C], as oneHot(ids) @ table.
  * For a character vocabulary the one-hot matmul is small and its gradient oneHot^T @ dy is a
@@ -117,7 +199,7 @@ export const gelu = defineOp(([x]: [T2], save) => {
  * The one-hot is built as int32 and cast: tfjs-backend-wasm 4.22's OneHot ignores its dtype
  * argument and writes int32 bit patterns into a float32 tensor.
  */
-export const embedding = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
+const embeddingCpu = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
   const oneHot = tf.cast(tf.oneHot(ids, table.shape[0]!), 'float32') as T2;
   save([oneHot]);
   return {
@@ -130,11 +212,30 @@ export const embedding = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save)
   };
 });
 
+/** The embedding on webgpu: a float32 one-hot directly (no cast), and oneHot^T @ dy by the transpose flag. */
+const embeddingWebGPU = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
+  const oneHot = tf.oneHot(ids, table.shape[0]!, 1, 0, 'float32') as T2;
+  save([oneHot]);
+  return {
+    value: tf.matMul(oneHot, table as T2) as T2,
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sOneHot] = saved as [T2];
+      return [tf.zeros(sOneHot.shape.slice(0, 1), 'int32'), tf.matMul(sOneHot, dy, true, false)];
+    },
+  };
+});
+
+/**
+ * Token embedding rows table[ids] for ids [N] int32 and table [V,C], as oneHot(ids) @ table
+ * (see embeddingCpu for why not `gather`).
+ */
+export const embedding = byBackend(embeddingCpu, embeddingWebGPU);
+
 /**
  * Mean cross-entropy of logits [N,V] against integer targets [N], through logSoftmax (stable).
  * Backward is the closed form (softmax - oneHot) / N instead of autodiff through logSoftmax.
  */
-export const softmaxCrossEntropy = defineOp(([logits, targets]: [T2, tf.Tensor1D], save) => {
+const softmaxCrossEntropyCpu = defineOp(([logits, targets]: [T2, tf.Tensor1D], save) => {
   const [N, V] = logits.shape;
   const oneHot = tf.cast(tf.oneHot(targets, V), 'float32');
   const logp = tf.logSoftmax(logits);
@@ -147,3 +248,22 @@ export const softmaxCrossEntropy = defineOp(([logits, targets]: [T2, tf.Tensor1D
     },
   };
 });
+
+/**
+ * Cross-entropy on webgpu: per-row log-sum-exp and loss in one dispatch, their mean in a
+ * second; backward reads the saved log-sum-exp. The loss stays a device tensor.
+ */
+const softmaxCrossEntropyWebGPU = defineOp(([logits, targets]: [T2, tf.Tensor1D], save) => {
+  const rows = webgpuCrossEntropyRows(logits, targets);
+  save([logits, targets, rows]);
+  return {
+    value: webgpuCrossEntropyMean(rows),
+    gradFunc: (dy: tf.Scalar, saved: tf.Tensor[]) => {
+      const [sLogits, sTargets, sRows] = saved as [T2, tf.Tensor1D, T2];
+      return [webgpuCrossEntropyGrad(sLogits, sTargets, sRows, dy), tf.zeros([sLogits.shape[0]], 'int32')];
+    },
+  };
+});
+
+/** Mean cross-entropy of logits [N,V] against integer targets [N]. */
+export const softmaxCrossEntropy = byBackend(softmaxCrossEntropyCpu, softmaxCrossEntropyWebGPU);

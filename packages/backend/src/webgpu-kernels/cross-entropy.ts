@@ -2,6 +2,7 @@
 //   rows     per row r: lse_r = log sum_v exp(x_rv), loss_r = lse_r - x_r,t_r -> [N,2]  one dispatch
 //   mean     (1/N) sum_r loss_r -> scalar                                      one dispatch
 //   grad     (exp(x_rv - lse_r) - [v = t_r]) * dy / N -> [N,V]                 one dispatch
+// One invocation per row for the row results (see layer-norm.ts for why not a workgroup per row).
 // tfjs ops take oneHot, cast, logSoftmax (max, sub, exp, sum, log, sub), mul, sum and mul
 // forward and as many again backward. The loss stays on the device; the [N,2] row results are
 // what the gradient needs (the log-sum-exp), so nothing is recomputed row-wide in backward.
@@ -10,45 +11,36 @@
 // tfjs's ops).
 import * as tf from '@tensorflow/tfjs-core';
 import { flatDispatch, runProgram, type WebGPUProgram } from './program.ts';
-import { rowReduceSnippet, rowWorkgroup } from './workgroup-reduce.ts';
+import { MAX_ELEMENTWISE_GROUPS, rowReduceSnippet } from './workgroup-reduce.ts';
 
+/** Rows per workgroup of the per-row kernel (one invocation per row, as in layer-norm.ts). */
+const ROW_WORKGROUP = 64;
 const MEAN_WORKGROUP = 256;
-const GRAD_WORKGROUP = 64;
+const GRAD_WORKGROUP = 256;
 
-function rowsProgram(rows: number, cols: number): WebGPUProgram {
-  const wg = rowWorkgroup(cols);
+function rowsProgram(rows: number): WebGPUProgram {
   return {
     variableNames: ['X', 'Target'],
     outputShape: [rows, 2],
-    shaderKey: `zeroringCrossEntropyRows_${wg}`,
+    shaderKey: 'zeroringCrossEntropyRows',
     dispatchLayout: { x: [0, 1] },
-    dispatch: flatDispatch(rows * wg, wg),
-    workgroupSize: [wg, 1, 1],
+    dispatch: flatDispatch(rows, ROW_WORKGROUP),
+    workgroupSize: [ROW_WORKGROUP, 1, 1],
     getUserCode: () => `
-  ${rowReduceSnippet('rowMax', 'f32', wg, 'max')}
-  ${rowReduceSnippet('rowSum', 'f32', wg, 'sum')}
-  fn main(index : i32) {
+  fn main(row : i32) {
     let rows = uniforms.xShape[0];
     let cols = uniforms.xShape[1];
-    let row = index / ${wg};
-    let tid = i32(localIndex);
-    let live = row < rows;
-    let base = row * cols;
-    var m = -3.402823e+38;
-    if (live) {
-      for (var c = tid; c < cols; c = c + ${wg}) {
+    if (row < rows) {
+      let base = row * cols;
+      var m = -3.402823e+38;
+      for (var c = 0; c < cols; c = c + 1) {
         m = max(m, X[base + c]);
       }
-    }
-    let rowMaxValue = rowMaxReduce(m, tid);
-    var s = 0.0;
-    if (live) {
-      for (var c = tid; c < cols; c = c + ${wg}) {
-        s = s + exp(X[base + c] - rowMaxValue);
+      var s = 0.0;
+      for (var c = 0; c < cols; c = c + 1) {
+        s = s + exp(X[base + c] - m);
       }
-    }
-    let lse = rowMaxValue + log(rowSumReduce(s, tid));
-    if (live && tid == 0) {
+      let lse = m + log(s);
       let t = Target[row];
       var loss = 0.0;
       if (t >= 0 && t < cols) {
@@ -92,12 +84,13 @@ function gradProgram(rows: number, cols: number): WebGPUProgram {
     outputShape: [rows, cols],
     shaderKey: 'zeroringCrossEntropyGrad',
     dispatchLayout: { x: [0, 1] },
-    dispatch: flatDispatch(rows * cols, GRAD_WORKGROUP),
+    dispatch: [Math.min(MAX_ELEMENTWISE_GROUPS, Math.ceil((rows * cols) / GRAD_WORKGROUP)), 1, 1],
     workgroupSize: [GRAD_WORKGROUP, 1, 1],
     size: true,
     getUserCode: () => `
-  fn main(index : i32) {
-    if (index < uniforms.size) {
+  fn main(first : i32) {
+    let step = i32(numWorkgroups.x) * ${GRAD_WORKGROUP};
+    for (var index = first; index < uniforms.size; index = index + step) {
       let cols = uniforms.xShape[1];
       let row = index / cols;
       let col = index - row * cols;
@@ -120,8 +113,7 @@ function gradProgram(rows: number, cols: number): WebGPUProgram {
  * (column 0: log-sum-exp, column 1: loss). One dispatch.
  */
 export function webgpuCrossEntropyRows(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor2D {
-  const [rows, cols] = logits.shape;
-  return runProgram(rowsProgram(rows, cols), [logits, targets]) as tf.Tensor2D;
+  return runProgram(rowsProgram(logits.shape[0]), [logits, targets]) as tf.Tensor2D;
 }
 
 /** The mean loss over the rows of webgpuCrossEntropyRows's output, as a scalar. One dispatch. */

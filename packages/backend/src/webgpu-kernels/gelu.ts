@@ -4,9 +4,10 @@
 //   gelu'(x) = s + x s (1 - s) u',  s = sigmoid(u),  u = 2z,  u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 // The gradient recomputes s from the pre-activation x, so the forward saves only x.
 import * as tf from '@tensorflow/tfjs-core';
-import { flatDispatch, runProgram, type WebGPUProgram } from './program.ts';
+import { runProgram, type WebGPUProgram } from './program.ts';
+import { MAX_ELEMENTWISE_GROUPS } from './workgroup-reduce.ts';
 
-const WORKGROUP = 64;
+const WORKGROUP = 256;
 const K = 2 * Math.sqrt(2 / Math.PI);
 const A = 0.044715;
 
@@ -22,13 +23,14 @@ function elementwise(key: string, inputs: string[], size: number, body: string):
     outputShape: [size],
     shaderKey: `zeroringGelu${key}`,
     dispatchLayout: { x: [0] },
-    dispatch: flatDispatch(size, WORKGROUP),
+    dispatch: [Math.min(MAX_ELEMENTWISE_GROUPS, Math.ceil(size / WORKGROUP)), 1, 1],
     workgroupSize: [WORKGROUP, 1, 1],
     size: true,
     getUserCode: () => `
   ${SIGMOID}
-  fn main(index : i32) {
-    if (index < uniforms.size) {
+  fn main(first : i32) {
+    let step = i32(numWorkgroups.x) * ${WORKGROUP};
+    for (var index = first; index < uniforms.size; index = index + step) {
       let x = X[index];
       let s = geluSigmoid(x);
       ${body}

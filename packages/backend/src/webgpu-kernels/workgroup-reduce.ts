@@ -1,10 +1,17 @@
-// WGSL snippets for reductions inside one workgroup, shared by the row kernels (LayerNorm,
-// cross-entropy: one workgroup per row) and the column kernels (bias and gain gradients: one
-// workgroup per tile of columns). Each is a tree in shared memory with a fixed order of
+// Workgroup layouts and WGSL snippets for reductions inside one workgroup, shared by the column
+// kernels (bias and gain gradients: one workgroup per tile of columns), the cross-entropy's
+// mean and the elementwise kernels. Each is a tree in shared memory with a fixed order of
 // additions, so results are deterministic from run to run.
 //
 // Every invocation of the workgroup must call a reduce function the same number of times (they
 // hold barriers); callers guard their loads with `if` instead of returning early.
+
+/**
+ * At most this many workgroups for an elementwise kernel; each invocation then loops over
+ * elements a grid apart. On lavapipe every workgroup has a fixed cost, and one workgroup per 64
+ * elements measured slower than a few hundred workgroups covering everything; a GPU is still full.
+ */
+export const MAX_ELEMENTWISE_GROUPS = 512;
 
 /** Invocations per workgroup of the column reductions. */
 export const COLUMN_WORKGROUP = 256;
@@ -14,11 +21,6 @@ export function columnTile(cols: number): number {
   let tc = 1;
   while (tc < cols && tc < 64) tc *= 2;
   return tc;
-}
-
-/** Invocations per workgroup of a row kernel over rows of `cols` values. */
-export function rowWorkgroup(cols: number): number {
-  return cols > 2048 ? 256 : 64;
 }
 
 /**
