@@ -98,6 +98,24 @@ export const matMul = byBackend(
   }),
 );
 
+/**
+ * a [M,K] @ b^T for b [N,K] (the tied head: x @ wte^T). On webgpu the matmul reads b
+ * transposed in place, forward and backward; elsewhere it is matMul(a, transpose(b)).
+ */
+export const matMulTransposed = byBackend(
+  (a: T2, b: T2): T2 => matMul(a, tf.transpose(b)),
+  defineOp(([a, b]: [T2, T2], save) => {
+    save([a, b]);
+    return {
+      value: tf.matMul(a, b, false, true) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+        const [sa, sb] = saved as [T2, T2];
+        return [tf.matMul(dy, sb), tf.matMul(dy, sa, true, false)];
+      },
+    };
+  }),
+);
+
 /** x [N,in] @ w [in,out] + b [out]. */
 export const linear = byBackend(
   defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { gpuWorkBetween, gpuWorkCounts, initBackend, probeWebGPUAdapter } from '@zeroring/backend';
 import { Rng } from '@zeroring/core';
 import { describe, expect, it } from 'vitest';
-import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from '../src/ops.ts';
+import { embedding, gelu, layerNorm, linear, matMul, matMulTransposed, softmaxCrossEntropy } from '../src/ops.ts';
 
 let skipReason: string | undefined;
 try {
@@ -149,13 +149,21 @@ describe('ops on webgpu match ops on cpu', () => {
     }
   });
 
-  it.skipIf(skip)('gelu alone, matMul and embedding', async () => {
+  it.skipIf(skip)('gelu alone, matMul, matMulTransposed and embedding', async () => {
     await expectSameOnWebGPU((x) => gelu(x as T2), [{ shape: [300, 384], seed: 4, std: 3 }], [0]);
     await expectSameOnWebGPU(
       (a, b) => matMul(a as T2, b as T2),
       [
         { shape: [37, 100], seed: 5 },
         { shape: [100, 65], seed: 6 },
+      ],
+      [0, 1],
+    );
+    await expectSameOnWebGPU(
+      (a, b) => matMulTransposed(a as T2, b as T2),
+      [
+        { shape: [300, 100], seed: 5 },
+        { shape: [65, 100], seed: 6 },
       ],
       [0, 1],
     );
@@ -190,6 +198,9 @@ describe('ops on webgpu match ops on cpu', () => {
     // forward: fused matmul with bias; backward: two matmuls and a column sum.
     expect(await dispatchesOf((x, w, b) => linear(x as T2, w!, b!), [x, w, b], [0, 1, 2])).toBe(4);
     expect(await dispatchesOf((x) => gelu(x as T2), [{ shape: [300, 512], seed: 5 }], [0])).toBe(2);
+    // The tied head x @ wte^T: the transposes are the matmuls' flags, not dispatches.
+    const wte = { shape: [65, 128], seed: 7 };
+    expect(await dispatchesOf((a, b) => matMulTransposed(a as T2, b as T2), [x, wte], [0, 1])).toBe(3);
     // forward: per-row results, mean; backward: one.
     const logits = { shape: [300, 65], seed: 6 };
     expect(
