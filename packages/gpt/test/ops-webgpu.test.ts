@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { gpuWorkBetween, gpuWorkCounts, initBackend, probeWebGPUAdapter } from '@zeroring/backend';
 import { Rng } from '@zeroring/core';
 import { describe, expect, it } from 'vitest';
+import { createGPT } from '../src/model.ts';
 import { embedding, gelu, layerNorm, linear, matMul, matMulTransposed, softmaxCrossEntropy } from '../src/ops.ts';
 
 let skipReason: string | undefined;
@@ -186,6 +187,46 @@ describe('ops on webgpu match ops on cpu', () => {
         [0],
       );
     }
+  });
+
+  it.skipIf(skip)('a two-layer GPT: loss and every parameter gradient', async () => {
+    const model = createGPT({ vocabSize: 67, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 36 });
+    const init = model.initParams(5);
+    const names = [...init.keys()];
+    const shapes = new Map(model.blocks.flatMap((b) => b.params.map((p) => [p.name, p.shape] as const)));
+    const [B, T] = [3, 16];
+    const tokens = Array.from({ length: B * T }, (_, i) => (i * 13 + 5) % 67);
+    const run = async (backend: 'cpu' | 'webgpu') => {
+      await initBackend(backend, { logger: quiet });
+      const outs = tf.tidy(() => {
+        const ids = tf.tensor2d(tokens, [B, T], 'int32');
+        const targets = tf.tensor2d(
+          tokens.map((t) => (t + 1) % 67),
+          [B, T],
+          'int32',
+        );
+        const params = names.map((n) => tf.tensor(init.get(n)!, shapes.get(n)!));
+        const loss = (...ps: tf.Tensor[]) => {
+          const p = Object.fromEntries(names.map((n, i) => [n, ps[i]!]));
+          let x: tf.Tensor = ids;
+          for (const block of model.blocks) x = block.forward(p, x);
+          return model.loss(x, targets);
+        };
+        const { value, grads } = tf.valueAndGrads(loss)(params);
+        return [value, ...grads];
+      });
+      const arrays = await Promise.all(outs.map(async (t) => Float32Array.from(await t.data())));
+      tf.dispose(outs);
+      return arrays;
+    };
+    const ref = await run('cpu');
+    const got = await run('webgpu');
+    ref.forEach((r, k) => {
+      // Through two layers float32 rounding compounds: 1e-4 of each tensor's largest entry.
+      const scale = r.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const worst = r.reduce((m, v, i) => Math.max(m, Math.abs(got[k]![i]! - v)), 0);
+      expect(worst / scale, k === 0 ? 'loss' : names[k - 1]).toBeLessThan(1e-4);
+    });
   });
 
   it.skipIf(skip)('dispatches per layer, forward and backward', async () => {
