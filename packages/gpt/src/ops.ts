@@ -17,8 +17,8 @@
 // there is a dispatch of its own, and the toy model's step was made of hundreds of them.
 // LayerNorm, GELU and cross-entropy use @zeroring/backend's WGSL programs (one dispatch each
 // way, two for the cross-entropy forward), bias gradients its column-sum program, the linear
-// forward tfjs's fused matmul (bias added in the matmul's epilogue), and matmul gradients use
-// the matmul's transpose flags, which the webgpu shaders read in place, rather than transposes.
+// forward tfjs's fused matmul (bias added in the matmul's epilogue), and weight gradients the
+// matmul's transposeA flag, which the webgpu shader reads in place, rather than a transpose.
 // Each op picks its path when it is called, from the active backend.
 // Every function is checked against plain tfjs autodiff in packages/gpt/test/ops.test.ts, and
 // the webgpu path against the cpu path in packages/gpt/test/ops-webgpu.test.ts.
@@ -75,9 +75,14 @@ function matMulGrads(a: T2, b: T2, dy: T2): [T2, T2] {
   return [da as T2, db as T2];
 }
 
-/** The same gradients on webgpu, whose matmul shaders read transposed operands in place. */
+/**
+ * The same gradients on webgpu: a^T @ dy by the matmul's transposeA flag (as fast as a plain
+ * matmul there, and one dispatch fewer than a transpose), but dy @ b^T with b transposed first:
+ * on lavapipe the transposeB shader measured ~2x slower than a transpose of the (weight-sized)
+ * b plus a plain matmul.
+ */
 function matMulGradsWebGPU(a: T2, b: T2, dy: T2): [T2, T2] {
-  return [tf.matMul(dy, b, false, true), tf.matMul(a, dy, true, false)];
+  return [tf.matMul(dy, tf.transpose(b)), tf.matMul(a, dy, true, false)];
 }
 
 /** a [M,K] @ b [K,N]. */
