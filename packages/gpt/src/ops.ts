@@ -15,10 +15,11 @@
 //
 // On webgpu the same layers run as few dispatches as possible instead: every small tfjs kernel
 // there is a dispatch of its own, and the toy model's step was made of hundreds of them.
-// LayerNorm, GELU and cross-entropy use @zeroring/backend's WGSL programs (one dispatch each
-// way, two for the cross-entropy forward), bias gradients its column-sum program, the linear
-// forward tfjs's fused matmul (bias added in the matmul's epilogue), and weight gradients the
-// matmul's transposeA flag, which the webgpu shader reads in place, rather than a transpose.
+// LayerNorm, GELU and cross-entropy use @zeroring/backend's WGSL programs (one dispatch per
+// output: LayerNorm 1 forward and 3 backward, GELU 1 and 1, cross-entropy 2 and 1), bias gradients
+// its column-sum program, the linear forward tfjs's fused matmul (bias added in the matmul's
+// epilogue), and weight gradients the matmul's transposeA flag, which the webgpu shader reads in
+// place, rather than a transpose.
 // Each op picks its path when it is called, from the active backend.
 // Every function is checked against plain tfjs autodiff in packages/gpt/test/ops.test.ts, and
 // the webgpu path against the cpu path in packages/gpt/test/ops-webgpu.test.ts.

@@ -8,15 +8,17 @@
 // one writing [2,C]: a program has one output, and splitting it would cost two slice
 // dispatches (tfjs-backend-webgpu copies every slice), so separate outputs are cheaper.
 //
-// The row kernels run one invocation per row, 64 rows to a workgroup, with no shared memory and
-// no barriers: on lavapipe (the CPU Vulkan driver CI and the toy model run on) a workgroup per
-// row with a tree reduction in shared memory measured ~10x slower, barriers being the expensive
-// part there. Statistics take two passes, the mean and then the variance of the centred values
-// (as the cpu path does; sum and sum of squares lose digits when |mean| >> std). Nothing is
-// saved between forward and backward: both backward kernels recompute mean and rstd from x, a
-// re-read of x instead of an extra dispatch and an extra tensor held across the step. The
-// gain-gradient kernel computes the statistics of each block of 256 rows (one row per
-// invocation) into shared memory, then sums its tile of columns over them as column-sum.ts does.
+// The row kernels run one invocation per row, 64 rows to a workgroup, with no shared memory and no
+// barriers: on lavapipe (the CPU Vulkan driver CI and the toy model run on) a workgroup per row
+// with a tree reduction in shared memory measured ~10x slower, barriers being the expensive part
+// there (a hardware GPU would read rows of thousands of values better with a workgroup per row;
+// the rows here are the model width, 128..768). Statistics take two passes, the mean and then the
+// variance of the centred values (as the cpu path does; sum and sum of squares lose digits when
+// |mean| >> std). Nothing is saved between forward and backward: both backward kernels recompute
+// mean and rstd from x, a re-read of x instead of an extra dispatch and an extra tensor held
+// across the step. The gain-gradient kernel computes the statistics of each block of 256 rows (one
+// row per invocation) into shared memory, then sums its tile of columns over them as column-sum.ts
+// does.
 import type * as tf from '@tensorflow/tfjs-core';
 import { flatDispatch, runProgram, type WebGPUProgram } from './program.ts';
 import { COLUMN_WORKGROUP, columnTile, laneReduceSnippet } from './workgroup-reduce.ts';
