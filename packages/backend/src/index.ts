@@ -24,3 +24,13 @@ export * as tf from '@tensorflow/tfjs-core';
 export { copyToHost, runHostKernel, HOST_MEMORY_BACKENDS } from './host-memory.ts';
 export { decayMaskBits, webgpuFlatAdamW, type FlatAdamWStep } from './webgpu-kernels/adamw.ts';
 export { webgpuScaledNorm, NORM_STATS } from './webgpu-kernels/norm.ts';
+// Our own WGSL programs for the webgpu backend (each one or two dispatches where tfjs ops take many).
+export { webgpuKernelsActive } from './webgpu-kernels/program.ts';
+export { webgpuColumnSum } from './webgpu-kernels/column-sum.ts';
+export { webgpuLayerNorm, webgpuLayerNormInputGrad, webgpuLayerNormGainGrad } from './webgpu-kernels/layer-norm.ts';
+export { webgpuGelu, webgpuGeluGrad } from './webgpu-kernels/gelu.ts';
+export {
+  webgpuCrossEntropyRows,
+  webgpuCrossEntropyMean,
+  webgpuCrossEntropyGrad,
+} from './webgpu-kernels/cross-entropy.ts';

@@ -6,7 +6,7 @@
 // Details: docs/internals.md#model
 import * as tf from '@tensorflow/tfjs-core';
 import { causalSelfAttention } from './attention.ts';
-import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from './ops.ts';
+import { embedding, gelu, layerNorm, linear, matMulTransposed, softmaxCrossEntropy } from './ops.ts';
 import { Rng, deriveSeed, type Block, type BlockModel, type NamedTensors, type ParamSpec } from '@zeroring/core';
 
 export type { Block, BlockModel, NamedTensors, ParamSpec };
@@ -54,7 +54,7 @@ export interface GPTModel extends BlockModel {
 }
 
 // ---- layers ----
-// linear, layerNorm, gelu, embedding, matMul and softmaxCrossEntropy come from ./ops.ts: the
+// linear, layerNorm, gelu, embedding, matMulTransposed and softmaxCrossEntropy come from ./ops.ts: the
 // textbook math with hand-written gradients (see its header for the profile behind each one).
 
 /** Causal multi-head self-attention of x [B*T, C]: qkv projection, fused attention, output projection. */
@@ -129,7 +129,7 @@ export function createGPT(config: GPTConfig): GPTModel {
     forward: (p, input) => {
       const [B, T] = input.shape as [number, number, number];
       const x = layerNorm(tf.reshape(input, [B * T, C]) as tf.Tensor2D, p['ln_f.g']!, p['ln_f.b']!);
-      return tf.reshape(matMul(x, tf.transpose(p.wte as tf.Tensor2D)), [B, T, V]);
+      return tf.reshape(matMulTransposed(x, p.wte as tf.Tensor2D), [B, T, V]);
     },
   };
 

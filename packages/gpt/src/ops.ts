@@ -1,9 +1,22 @@
-// Layers with hand-written gradients, shaped for the kernels that are fast on tfjs CPU backends:
-// every matmul as plain A @ B with explicit transposes, axis-0 reductions as a matmul, GELU
-// through sigmoid, and a closed-form LayerNorm backward. Each choice comes from profiling the tiny
-// GPT on wasm. Every function is checked against plain tfjs autodiff in test/ops.test.ts.
+// Layers with hand-written gradients. On tfjs CPU backends they are shaped for the kernels that
+// are fast there (plain A @ B with explicit transposes, axis-0 reductions as a matmul, GELU through
+// sigmoid, a closed-form LayerNorm backward). On webgpu they run @zeroring/backend's WGSL programs
+// and tfjs's fused matmul instead, as few dispatches as possible. Each op picks its path from the
+// active backend; both are checked in test/ops.test.ts and test/ops-webgpu.test.ts.
 // Details: docs/internals.md#ops
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  webgpuColumnSum,
+  webgpuCrossEntropyGrad,
+  webgpuCrossEntropyMean,
+  webgpuCrossEntropyRows,
+  webgpuGelu,
+  webgpuGeluGrad,
+  webgpuKernelsActive,
+  webgpuLayerNorm,
+  webgpuLayerNormGainGrad,
+  webgpuLayerNormInputGrad,
+} from '@zeroring/backend';
 
 type T2 = tf.Tensor2D;
 
@@ -16,6 +29,11 @@ function defineOp<In extends tf.Tensor[], Out extends tf.Tensor>(
     return f(args.slice(0, -1) as In, save);
   });
   return (...inputs: In) => op(...inputs);
+}
+
+/** Calls `gpu` while the webgpu backend is active, else `cpu` (the two take the same inputs). */
+function byBackend<F extends (...args: never[]) => tf.Tensor>(cpu: F, gpu: F): F {
+  return ((...args: Parameters<F>) => (webgpuKernelsActive() ? gpu(...args) : cpu(...args))) as F;
 }
 
 /** Sum over rows as a matmul: ones[1,N] @ x -> [cols]. */
@@ -39,28 +57,77 @@ function matMulGrads(a: T2, b: T2, dy: T2): [T2, T2] {
   return [da as T2, db as T2];
 }
 
+/**
+ * The same gradients on webgpu: a^T @ dy by the matmul's transposeA flag (as fast as a plain
+ * matmul there, and one dispatch fewer than a transpose), but dy @ b^T with b transposed first:
+ * on lavapipe the transposeB shader measured ~2x slower than a transpose of the (weight-sized)
+ * b plus a plain matmul.
+ */
+function matMulGradsWebGPU(a: T2, b: T2, dy: T2): [T2, T2] {
+  return [tf.matMul(dy, tf.transpose(b)), tf.matMul(a, dy, true, false)];
+}
+
 /** a [M,K] @ b [K,N]. */
-export const matMul = defineOp(([a, b]: [T2, T2], save) => {
-  save([a, b]);
-  return {
-    value: tf.matMul(a, b) as T2,
-    gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGrads(saved[0] as T2, saved[1] as T2, dy),
-  };
-});
+export const matMul = byBackend(
+  defineOp(([a, b]: [T2, T2], save) => {
+    save([a, b]);
+    return {
+      value: tf.matMul(a, b) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGrads(saved[0] as T2, saved[1] as T2, dy),
+    };
+  }),
+  defineOp(([a, b]: [T2, T2], save) => {
+    save([a, b]);
+    return {
+      value: tf.matMul(a, b) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGradsWebGPU(saved[0] as T2, saved[1] as T2, dy),
+    };
+  }),
+);
+
+/**
+ * a [M,K] @ b^T for b [N,K] (the tied head: x @ wte^T). On webgpu the matmul reads b
+ * transposed in place, forward and backward; elsewhere it is matMul(a, transpose(b)).
+ */
+export const matMulTransposed = byBackend(
+  (a: T2, b: T2): T2 => matMul(a, tf.transpose(b)),
+  defineOp(([a, b]: [T2, T2], save) => {
+    save([a, b]);
+    return {
+      value: tf.matMul(a, b, false, true) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+        const [sa, sb] = saved as [T2, T2];
+        return [tf.matMul(dy, sb), tf.matMul(dy, sa, true, false)];
+      },
+    };
+  }),
+);
 
 /** x [N,in] @ w [in,out] + b [out]. */
-export const linear = defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
-  save([x, w]);
-  return {
-    value: tf.add(tf.matMul(x, w as T2), b) as T2,
-    gradFunc: (dy: T2, saved: tf.Tensor[]) => [...matMulGrads(saved[0] as T2, saved[1] as T2, dy), sumRows(dy)],
-  };
-});
+export const linear = byBackend(
+  defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+    save([x, w]);
+    return {
+      value: tf.add(tf.matMul(x, w as T2), b) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => [...matMulGrads(saved[0] as T2, saved[1] as T2, dy), sumRows(dy)],
+    };
+  }),
+  defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+    save([x, w]);
+    return {
+      value: tf.fused.matMul({ a: x, b: w as T2, bias: b }) as T2,
+      gradFunc: (dy: T2, saved: tf.Tensor[]) => [
+        ...matMulGradsWebGPU(saved[0] as T2, saved[1] as T2, dy),
+        webgpuColumnSum(dy),
+      ],
+    };
+  }),
+);
 
 const LN_EPS = 1e-5;
 
 /** LayerNorm over the last axis of x [N,C] with gain g [C] and shift b [C]. */
-export const layerNorm = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+const layerNormCpu = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) => {
   const xc = tf.sub(x, rowMean(x));
   const rstd = tf.rsqrt(tf.add(rowMean(tf.square(xc) as T2), LN_EPS));
   const xhat = tf.mul(xc, rstd) as T2;
@@ -80,11 +147,29 @@ export const layerNorm = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) 
   };
 });
 
+/** LayerNorm on webgpu: x is saved and its row statistics recomputed by the backward kernels. */
+const layerNormWebGPU = defineOp(([x, g, b]: [T2, tf.Tensor, tf.Tensor], save) => {
+  save([x, g]);
+  return {
+    value: webgpuLayerNorm(x, g, b, LN_EPS),
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sx, sg] = saved as [T2, tf.Tensor1D];
+      return [
+        webgpuLayerNormInputGrad(sx, sg, dy, LN_EPS),
+        webgpuLayerNormGainGrad(sx, dy, LN_EPS),
+        webgpuColumnSum(dy),
+      ];
+    },
+  };
+});
+
+/** LayerNorm over the last axis of x [N,C] with gain g [C] and shift b [C]. */
+export const layerNorm = byBackend(layerNormCpu, layerNormWebGPU);
+
 const GELU_K = 2 * Math.sqrt(2 / Math.PI);
 const GELU_A = 0.044715;
 
-/** GPT-2 GELU 0.5x(1 + tanh(z)), z = sqrt(2/pi)(x + 0.044715x^3), computed as x * sigmoid(2z). */
-export const gelu = defineOp(([x]: [T2], save) => {
+const geluCpu = defineOp(([x]: [T2], save) => {
   const x2 = tf.square(x);
   const s = tf.sigmoid(tf.mul(x, tf.add(tf.mul(x2, GELU_K * GELU_A), GELU_K)));
   save([x, x2, s]);
@@ -100,6 +185,18 @@ export const gelu = defineOp(([x]: [T2], save) => {
   };
 });
 
+/** GELU on webgpu: saves the pre-activation only; the gradient kernel recomputes the sigmoid. */
+const geluWebGPU = defineOp(([x]: [T2], save) => {
+  save([x]);
+  return {
+    value: webgpuGelu(x),
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => [webgpuGeluGrad(saved[0] as T2, dy)],
+  };
+});
+
+/** GPT-2 GELU 0.5x(1 + tanh(z)), z = sqrt(2/pi)(x + 0.044715x^3), computed as x * sigmoid(2z). */
+export const gelu = byBackend(geluCpu, geluWebGPU);
+
 /**
  * Token embedding rows table[ids] for ids [N] int32 and table [V,C], as oneHot(ids) @ table.
  * For a character vocabulary the one-hot matmul is small and its gradient oneHot^T @ dy is a
@@ -107,7 +204,7 @@ export const gelu = defineOp(([x]: [T2], save) => {
  * The one-hot is built as int32 and cast: tfjs-backend-wasm 4.22's OneHot ignores its dtype
  * argument and writes int32 bit patterns into a float32 tensor.
  */
-export const embedding = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
+const embeddingCpu = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
   const oneHot = tf.cast(tf.oneHot(ids, table.shape[0]!), 'float32') as T2;
   save([oneHot]);
   return {
@@ -120,11 +217,30 @@ export const embedding = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save)
   };
 });
 
+/** The embedding on webgpu: a float32 one-hot directly (no cast), and oneHot^T @ dy by the transpose flag. */
+const embeddingWebGPU = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
+  const oneHot = tf.oneHot(ids, table.shape[0]!, 1, 0, 'float32') as T2;
+  save([oneHot]);
+  return {
+    value: tf.matMul(oneHot, table as T2) as T2,
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sOneHot] = saved as [T2];
+      return [tf.zeros(sOneHot.shape.slice(0, 1), 'int32'), tf.matMul(sOneHot, dy, true, false)];
+    },
+  };
+});
+
+/**
+ * Token embedding rows table[ids] for ids [N] int32 and table [V,C], as oneHot(ids) @ table
+ * (see embeddingCpu for why not `gather`).
+ */
+export const embedding = byBackend(embeddingCpu, embeddingWebGPU);
+
 /**
  * Mean cross-entropy of logits [N,V] against integer targets [N], through logSoftmax (stable).
  * Backward is the closed form (softmax - oneHot) / N instead of autodiff through logSoftmax.
  */
-export const softmaxCrossEntropy = defineOp(([logits, targets]: [T2, tf.Tensor1D], save) => {
+const softmaxCrossEntropyCpu = defineOp(([logits, targets]: [T2, tf.Tensor1D], save) => {
   const [N, V] = logits.shape;
   const oneHot = tf.cast(tf.oneHot(targets, V), 'float32');
   const logp = tf.logSoftmax(logits);
@@ -137,3 +253,22 @@ export const softmaxCrossEntropy = defineOp(([logits, targets]: [T2, tf.Tensor1D
     },
   };
 });
+
+/**
+ * Cross-entropy on webgpu: per-row log-sum-exp and loss in one dispatch, their mean in a
+ * second; backward reads the saved log-sum-exp. The loss stays a device tensor.
+ */
+const softmaxCrossEntropyWebGPU = defineOp(([logits, targets]: [T2, tf.Tensor1D], save) => {
+  const rows = webgpuCrossEntropyRows(logits, targets);
+  save([logits, targets, rows]);
+  return {
+    value: webgpuCrossEntropyMean(rows),
+    gradFunc: (dy: tf.Scalar, saved: tf.Tensor[]) => {
+      const [sLogits, sTargets, sRows] = saved as [T2, tf.Tensor1D, T2];
+      return [webgpuCrossEntropyGrad(sLogits, sTargets, sRows, dy), tf.zeros([sLogits.shape[0]], 'int32')];
+    },
+  };
+});
+
+/** Mean cross-entropy of logits [N,V] against integer targets [N]. */
+export const softmaxCrossEntropy = byBackend(softmaxCrossEntropyCpu, softmaxCrossEntropyWebGPU);

@@ -5,7 +5,7 @@ import { registerAllGradients } from '@zeroring/backend';
 import { initBackend } from '@zeroring/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionTfOps, causalSelfAttention } from '../src/attention.ts';
-import { embedding, gelu, layerNorm, linear, matMul, softmaxCrossEntropy } from '../src/ops.ts';
+import { embedding, gelu, layerNorm, linear, matMul, matMulTransposed, softmaxCrossEntropy } from '../src/ops.ts';
 import { Rng } from '@zeroring/core';
 
 beforeAll(async () => {
@@ -56,6 +56,14 @@ describe('fast-gradient layers match autodiff', () => {
       (a, b) => matMul(a as tf.Tensor2D, b as tf.Tensor2D),
       (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
       [randn([20, 9], 1), randn([9, 2], 2)],
+    );
+  });
+
+  it('matMulTransposed', () => {
+    expectSameGrads(
+      (a, b) => matMulTransposed(a as tf.Tensor2D, b as tf.Tensor2D),
+      (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true),
+      [randn([6, 5], 1), randn([7, 5], 2)],
     );
   });
 
