@@ -21,3 +21,11 @@ export {
 // benchmarks) that cannot resolve @tensorflow/tfjs-core from where it lives.
 export * as tf from '@tensorflow/tfjs-core';
 export { copyToHost, runHostKernel, HOST_MEMORY_BACKENDS } from './host-memory.ts';
+export { webgpuKernelsActive } from './webgpu-kernels/program.ts';
+export {
+  attentionTiles,
+  flashAttentionBackward,
+  flashAttentionForward,
+  flashAttentionSupports,
+  type FlashAttentionShape,
+} from './webgpu-kernels/attention.ts';

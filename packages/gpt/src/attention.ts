@@ -11,10 +11,20 @@
 //   made V8 run a full collection every step. Where the head size is a multiple of 4 the same
 //   loops run as WebAssembly SIMD (attention-simd.ts; the tiny GPT trains 1.45x faster); the
 //   JavaScript form below is the fallback and the reference that kernel is tested against.
-// - Elsewhere (webgpu, tensorflow) tfjs ops: head split, batched matmuls, additive mask,
-//   softmax, head merge, with autodiff gradients — reading data back to JS would stall a GPU.
+// - On webgpu FlashAttention-style WGSL programs (@zeroring/backend, webgpu-kernels/attention.ts):
+//   one dispatch forward and two backward, no [B, H, T, T] tensor in global memory.
+// - Elsewhere (tensorflow, or a head size those programs do not take) tfjs ops: head split,
+//   batched matmuls, additive mask, softmax, head merge, with autodiff gradients — reading data
+//   back to JS would stall a GPU.
 import * as tf from '@tensorflow/tfjs-core';
-import { HOST_MEMORY_BACKENDS, runHostKernel } from '@zeroring/backend';
+import {
+  HOST_MEMORY_BACKENDS,
+  flashAttentionBackward,
+  flashAttentionForward,
+  flashAttentionSupports,
+  runHostKernel,
+  webgpuKernelsActive,
+} from '@zeroring/backend';
 import {
   attentionBackwardSimd,
   attentionForwardSimd,
@@ -35,7 +45,27 @@ export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {
       `qkv shape ${JSON.stringify(qkv.shape)} does not match B=${shape.B}, T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`,
     );
   }
-  return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);
+  if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) return attentionKernelOp(qkv, shape);
+  if (webgpuKernelsActive() && flashAttentionSupports(C / shape.H)) return flashAttentionOp(qkv, shape);
+  return attentionTfOps(qkv, shape);
+}
+
+// ---- WGSL programs (webgpu) ----
+
+/** The WebGPU programs as one op: backward needs only qkv and y, which the tape holds anyway. */
+function flashAttentionOp(qkv: T2, shape: AttentionShape): T2 {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = args[0] as T2;
+    const save = args[1] as tf.GradSaveFunc;
+    const y = flashAttentionForward(x, shape);
+    save([x, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        flashAttentionBackward(saved[0] as T2, saved[1] as T2, dy as T2, shape),
+    };
+  });
+  return op(qkv) as T2;
 }
 
 // ---- tfjs ops (any backend) ----
