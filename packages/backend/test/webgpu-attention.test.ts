@@ -1,8 +1,8 @@
 // The FlashAttention programs (webgpu-kernels/attention.ts) against plain tfjs ops on cpu: y from
 // the forward program, and dqkv from the two backward programs against tfjs autodiff of the same
 // reference, on random data at awkward sizes (T = 1, or not a multiple of the 32-row tiles; one to
-// six heads; head sizes 32 and 64, whose inner tiles differ). Inputs are scaled so that scores
-// spread over several units and the running max moves from tile to tile.
+// six heads; head sizes 32 and 64, whose inner tiles differ, and 4). Inputs are scaled so that
+// scores spread over several units and the running max moves from tile to tile.
 // Tolerance: 1e-5 relative plus an absolute 2e-5, about a hundred float32 ulps of the O(1) values
 // here: each output is a float32 sum over up to T keys of products summed over hs, taken in a
 // different order than cpu's matmuls and softmax.
@@ -74,6 +74,8 @@ const CASES: Case[] = [
   { B: 1, T: 100, H: 3, hs: 64 },
   { B: 3, T: 100, H: 5, hs: 32 },
   { B: 1, T: 256, H: 1, hs: 64 },
+  // The smallest head size the programs take.
+  { B: 2, T: 19, H: 3, hs: 4 },
 ];
 
 describe('webgpu FlashAttention programs', () => {
@@ -117,8 +119,11 @@ describe('webgpu FlashAttention programs', () => {
     tf.dispose([qkv, dy, y, g]);
   });
 
-  it('rejects a qkv that does not match the shape, and head sizes that are not a multiple of 4', async () => {
+  it('rejects a qkv that does not match the shape, and head sizes it does not take', async () => {
     expect(() => flashAttentionForward(tf.zeros([10, 30]) as tf.Tensor2D, { B: 2, T: 4, H: 2 })).toThrow(/match/);
     expect(() => flashAttentionForward(tf.zeros([8, 18]) as tf.Tensor2D, { B: 2, T: 4, H: 2 })).toThrow(/head size 3/);
+    expect(() => flashAttentionForward(tf.zeros([4, 384]) as tf.Tensor2D, { B: 1, T: 4, H: 1 })).toThrow(
+      /head size 128/,
+    );
   });
 });

@@ -31,10 +31,13 @@ export interface FlashAttentionShape {
 
 const ROWS = 32;
 const WORKGROUP_STORAGE_BYTES = 16384;
-/** Larger heads would keep too many private vec4s per invocation (four rows of hs in dK/dV). */
-const MAX_HEAD_SIZE = 256;
+/**
+ * Larger heads keep many private vec4s per invocation (four rows of hs in dK/dV), which lavapipe
+ * compiles slowly; the GPT presets use 32 and 64, and larger heads take the tfjs-ops path.
+ */
+const MAX_HEAD_SIZE = 64;
 
-/** True when the programs here handle head size hs (a multiple of 4, up to 256). */
+/** True when the programs here handle head size hs (a multiple of 4, up to 64). */
 export function flashAttentionSupports(hs: number): boolean {
   return Number.isInteger(hs) && hs > 0 && hs % 4 === 0 && hs <= MAX_HEAD_SIZE;
 }
