@@ -34,3 +34,10 @@ export {
   webgpuCrossEntropyMean,
   webgpuCrossEntropyGrad,
 } from './webgpu-kernels/cross-entropy.ts';
+export {
+  attentionTiles,
+  flashAttentionBackward,
+  flashAttentionForward,
+  flashAttentionSupports,
+  type FlashAttentionShape,
+} from './webgpu-kernels/attention.ts';

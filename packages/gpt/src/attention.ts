@@ -1,11 +1,19 @@
 // Causal multi-head self-attention as one fused op: qkv [B*T, 3C] -> y [B*T, C]. On CPU backends
 // (cpu, wasm) a JavaScript kernel that reads q, k, v straight from the qkv rows in the tensors' own
 // memory, skips the masked half and has a closed-form backward; it runs as WebAssembly SIMD
-// (attention-simd.ts) where the head size is a multiple of 4. Elsewhere (webgpu, tensorflow) tfjs
-// ops with autodiff gradients. The two are checked against each other in test/ops.test.ts.
-// Details: docs/internals.md#attention
+// (attention-simd.ts) where the head size is a multiple of 4. On webgpu FlashAttention-style WGSL
+// programs (one dispatch forward, two backward, no [B, H, T, T] tensor). Elsewhere tfjs ops with
+// autodiff gradients. The paths are checked against each other in test/ops.test.ts and
+// test/attention-webgpu.test.ts. Details: docs/internals.md#attention
 import * as tf from '@tensorflow/tfjs-core';
-import { HOST_MEMORY_BACKENDS, runHostKernel } from '@zeroring/backend';
+import {
+  HOST_MEMORY_BACKENDS,
+  flashAttentionBackward,
+  flashAttentionForward,
+  flashAttentionSupports,
+  runHostKernel,
+  webgpuKernelsActive,
+} from '@zeroring/backend';
 import {
   attentionBackwardSimd,
   attentionForwardSimd,
@@ -27,7 +35,27 @@ export function causalSelfAttention(qkv: T2, shape: AttentionShape): T2 {
         `T=${shape.T}, H=${shape.H} (expected [B*T, 3C] with H | C)`,
     );
   }
-  return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? attentionKernelOp(qkv, shape) : attentionTfOps(qkv, shape);
+  if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) return attentionKernelOp(qkv, shape);
+  if (webgpuKernelsActive() && flashAttentionSupports(C / shape.H)) return flashAttentionOp(qkv, shape);
+  return attentionTfOps(qkv, shape);
+}
+
+// ---- WGSL programs (webgpu) ----
+
+/** The WebGPU programs as one op: backward needs only qkv and y, which the tape holds anyway. */
+function flashAttentionOp(qkv: T2, shape: AttentionShape): T2 {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = args[0] as T2;
+    const save = args[1] as tf.GradSaveFunc;
+    const y = flashAttentionForward(x, shape);
+    save([x, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        flashAttentionBackward(saved[0] as T2, saved[1] as T2, dy as T2, shape),
+    };
+  });
+  return op(qkv) as T2;
 }
 
 // ---- tfjs ops (any backend) ----
