@@ -27,6 +27,7 @@ export { webgpuScaledNorm, NORM_STATS } from './webgpu-kernels/norm.ts';
 // Our own WGSL programs for the webgpu backend (each one or two dispatches where tfjs ops take many).
 export { webgpuKernelsActive } from './webgpu-kernels/program.ts';
 export { webgpuColumnSum } from './webgpu-kernels/column-sum.ts';
+export { webgpuEmbeddingGather, webgpuEmbeddingGrad } from './webgpu-kernels/embedding.ts';
 export { webgpuLayerNorm, webgpuLayerNormInputGrad, webgpuLayerNormGainGrad } from './webgpu-kernels/layer-norm.ts';
 export { webgpuGelu, webgpuGeluGrad } from './webgpu-kernels/gelu.ts';
 export {

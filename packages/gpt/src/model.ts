@@ -6,7 +6,7 @@
 // Details: docs/internals.md#model
 import * as tf from '@tensorflow/tfjs-core';
 import { causalSelfAttention } from './attention.ts';
-import { embedding, gelu, layerNorm, linear, matMulTransposed, softmaxCrossEntropy } from './ops.ts';
+import { gelu, layerNorm, linear, matMulTransposed, softmaxCrossEntropy, tokenPositionEmbedding } from './ops.ts';
 import { Rng, deriveSeed, type Block, type BlockModel, type NamedTensors, type ParamSpec } from '@zeroring/core';
 
 export type { Block, BlockModel, NamedTensors, ParamSpec };
@@ -54,8 +54,8 @@ export interface GPTModel extends BlockModel {
 }
 
 // ---- layers ----
-// linear, layerNorm, gelu, embedding, matMulTransposed and softmaxCrossEntropy come from ./ops.ts: the
-// textbook math with hand-written gradients (see its header for the profile behind each one).
+// linear, layerNorm, gelu, tokenPositionEmbedding, matMulTransposed and softmaxCrossEntropy come
+// from ./ops.ts: the textbook math with hand-written gradients (its header says why each is so).
 
 /** Causal multi-head self-attention of x [B*T, C]: qkv projection, fused attention, output projection. */
 function attention(p: NamedTensors, prefix: string, x: tf.Tensor2D, B: number, T: number, cfg: GPTConfig): tf.Tensor2D {
@@ -84,9 +84,8 @@ export function createGPT(config: GPTConfig): GPTModel {
     forward: (p, ids) => {
       const [B, T] = ids.shape as [number, number];
       checkContext(T, blockSize);
-      const tok = tf.reshape(embedding(tf.reshape(ids, [B * T]) as tf.Tensor1D, p.wte!), [B, T, C]);
       const pos = T === blockSize ? p.wpe! : tf.slice(p.wpe!, [0, 0], [T, C]);
-      return tf.add(tok, pos);
+      return tokenPositionEmbedding(ids, p.wte!, pos);
     },
   };
 

@@ -10,6 +10,8 @@ import {
   webgpuCrossEntropyGrad,
   webgpuCrossEntropyMean,
   webgpuCrossEntropyRows,
+  webgpuEmbeddingGather,
+  webgpuEmbeddingGrad,
   webgpuGelu,
   webgpuGeluGrad,
   webgpuKernelsActive,
@@ -217,15 +219,32 @@ const embeddingCpu = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => 
   };
 });
 
-/** The embedding on webgpu: a float32 one-hot directly (no cast), and oneHot^T @ dy by the transpose flag. */
+/** The embedding on webgpu: a gather of the rows forward, a scatter-add of dy into the table backward. */
 const embeddingWebGPU = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
-  const oneHot = tf.oneHot(ids, table.shape[0]!, 1, 0, 'float32') as T2;
-  save([oneHot]);
+  save([ids]);
   return {
-    value: tf.matMul(oneHot, table as T2) as T2,
+    value: webgpuEmbeddingGather(ids, table as T2),
     gradFunc: (dy: T2, saved: tf.Tensor[]) => {
-      const [sOneHot] = saved as [T2];
-      return [tf.zeros(sOneHot.shape.slice(0, 1), 'int32'), tf.matMul(sOneHot, dy, true, false)];
+      const [sIds] = saved as [tf.Tensor1D];
+      return [tf.zeros(sIds.shape, 'int32'), webgpuEmbeddingGrad(sIds, dy, table.shape[0]!)];
+    },
+  };
+});
+
+/**
+ * Token plus position embedding on webgpu, flat: table[ids[n]] + pos[n mod T] in one dispatch;
+ * backward a scatter-add into the table and the position rows summed over the batch.
+ */
+const tokenPositionWebGPU = defineOp(([ids, table, pos]: [tf.Tensor1D, tf.Tensor, tf.Tensor], save) => {
+  save([ids]);
+  const [T, C] = pos.shape as [number, number];
+  return {
+    value: webgpuEmbeddingGather(ids, table as T2, pos as T2),
+    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
+      const [sIds] = saved as [tf.Tensor1D];
+      const dPos = webgpuColumnSum(tf.reshape(dy, [dy.shape[0] / T, T * C]) as T2);
+      // The ids' zero gradient is a host tensor that nothing uploads: no dispatch.
+      return [tf.zeros(sIds.shape, 'int32'), webgpuEmbeddingGrad(sIds, dy, table.shape[0]!), tf.reshape(dPos, [T, C])];
     },
   };
 });
@@ -235,6 +254,15 @@ const embeddingWebGPU = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) 
  * (see embeddingCpu for why not `gather`).
  */
 export const embedding = byBackend(embeddingCpu, embeddingWebGPU);
+
+/** Token plus position embedding of ids [B,T] (int32): table [V,C] rows + pos [T,C] -> [B,T,C]. */
+export function tokenPositionEmbedding(ids: tf.Tensor, table: tf.Tensor, pos: tf.Tensor): tf.Tensor3D {
+  const [B, T] = ids.shape as [number, number];
+  const C = table.shape[1]!;
+  const flat = tf.reshape(ids, [B * T]) as tf.Tensor1D;
+  if (!webgpuKernelsActive()) return tf.add(tf.reshape(embeddingCpu(flat, table), [B, T, C]), pos) as tf.Tensor3D;
+  return tf.reshape(tokenPositionWebGPU(flat, table, pos), [B, T, C]);
+}
 
 /**
  * Mean cross-entropy of logits [N,V] against integer targets [N], through logSoftmax (stable).

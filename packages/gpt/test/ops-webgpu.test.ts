@@ -8,7 +8,16 @@ import { gpuWorkBetween, gpuWorkCounts, initBackend, probeWebGPUAdapter } from '
 import { Rng } from '@zeroring/core';
 import { describe, expect, it } from 'vitest';
 import { createGPT } from '../src/model.ts';
-import { embedding, gelu, layerNorm, linear, matMul, matMulTransposed, softmaxCrossEntropy } from '../src/ops.ts';
+import {
+  embedding,
+  gelu,
+  layerNorm,
+  linear,
+  matMul,
+  matMulTransposed,
+  softmaxCrossEntropy,
+  tokenPositionEmbedding,
+} from '../src/ops.ts';
 
 let skipReason: string | undefined;
 try {
@@ -175,6 +184,20 @@ describe('ops on webgpu match ops on cpu', () => {
     );
   });
 
+  it.skipIf(skip)('tokenPositionEmbedding: rows plus positions, and both gradients', async () => {
+    for (const [B, T, V, C] of [
+      [1, 1, 65, 1],
+      [3, 100, 65, 100],
+      [5, 7, 90, 33],
+    ] as const) {
+      await expectSameOnWebGPU(
+        (i, t, p) => tokenPositionEmbedding(tf.reshape(i!, [B, T]), t!, p!),
+        [ids(B * T, V), { shape: [V, C], seed: 7 }, { shape: [T, C], seed: 8 }],
+        [1, 2],
+      );
+    }
+  });
+
   it.skipIf(skip)('softmaxCrossEntropy over V = 65 .. 100', async () => {
     for (const [n, v] of [
       [1, 65],
@@ -242,6 +265,11 @@ describe('ops on webgpu match ops on cpu', () => {
     // The tied head x @ wte^T: the transposes are the matmuls' flags, not dispatches.
     const wte = { shape: [65, 128], seed: 7 };
     expect(await dispatchesOf((a, b) => matMulTransposed(a as T2, b as T2), [x, wte], [0, 1])).toBe(3);
+    // forward: gather plus positions; backward: the table's scatter-add, the positions' column sum.
+    const table = { shape: [65, 128], seed: 8 };
+    const pos = { shape: [100, 128], seed: 9 };
+    const emb = (i: tf.Tensor, t: tf.Tensor, p: tf.Tensor) => tokenPositionEmbedding(tf.reshape(i, [3, 100]), t, p);
+    expect(await dispatchesOf((i, t, p) => emb(i!, t!, p!), [ids(300, 65), table, pos], [1, 2])).toBe(3);
     // forward: per-row results, mean; backward: one.
     const logits = { shape: [300, 65], seed: 6 };
     expect(
