@@ -195,7 +195,8 @@ async function trainAll(peak: Peak | undefined, skipped: Skipped[]): Promise<Run
       const leftS = deadlineS - elapsedS();
       const predicted = predictS(m, nproc, steps, done);
       if (leftS < 5 || (predicted !== undefined && predicted > leftS)) {
-        const reason = `predicted ${predicted?.toFixed(0) ?? '?'} s, ${Math.max(0, leftS).toFixed(0)} s left for training`;
+        const left = Math.max(0, leftS).toFixed(0);
+        const reason = `predicted ${predicted?.toFixed(0) ?? '?'} s, ${left} s left for training`;
         say(`skipped ${what}: ${reason} (--time-limit ${timeLimitS})`);
         skipped.push({ what, reason });
         continue;
