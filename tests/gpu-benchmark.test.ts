@@ -9,17 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { probeWebGPUAdapterInChild } from '@zeroring/backend';
 import { presets } from '@zeroring/gpt';
 import { fp32Peak, trainFlopsPerToken } from '../benchmarks/common/flops.ts';
+import { webgpuSkipReason } from './fixtures/webgpu.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-const adapter = await probeWebGPUAdapterInChild().catch((err: Error) => err);
-const skipReason =
-  adapter instanceof Error ? adapter.message : adapter ? undefined : 'no WebGPU adapter (no Vulkan driver)';
-if (skipReason && process.env.CI) throw new Error(`CI runs the GPU benchmark on lavapipe, but: ${skipReason}`);
-if (skipReason) console.warn(`SKIPPED GPU benchmark test: ${skipReason}; run scripts/setup-webgpu-cpu.sh as root`);
+const skipReason = await webgpuSkipReason('the GPU benchmark test', { inChild: true });
 
 interface Gpu {
   dispatches: number;

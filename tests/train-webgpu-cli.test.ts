@@ -8,18 +8,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { probeWebGPUAdapterInChild } from '@zeroring/backend';
 import { once } from './fixtures/once.ts';
 import { repoRoot, runCli } from './fixtures/cli.ts';
+import { webgpuSkipReason } from './fixtures/webgpu.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'zr-webgpu-cli-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-const adapter = await probeWebGPUAdapterInChild().catch((err: Error) => err);
-const skipReason =
-  adapter instanceof Error ? adapter.message : adapter ? undefined : 'no WebGPU adapter (no Vulkan driver)';
-if (skipReason && process.env.CI) throw new Error(`CI runs the WebGPU flow on lavapipe, but: ${skipReason}`);
-if (skipReason) console.warn(`SKIPPED webgpu CLI tests: ${skipReason}; run scripts/setup-webgpu-cpu.sh as root`);
+const skipReason = await webgpuSkipReason('webgpu CLI tests', { inChild: true });
 
 describe('read-backs in the packages', () => {
   it('are asynchronous wherever a GPU backend runs (sync reads only in host-memory.ts, for cpu and wasm)', () => {

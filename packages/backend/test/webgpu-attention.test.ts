@@ -15,20 +15,11 @@ import {
   gpuWorkBetween,
   gpuWorkCounts,
   initBackend,
-  probeWebGPUAdapter,
 } from '../src/index.ts';
 import { quietLogger, runOn, values, worstError } from './helpers.ts';
+import { webgpuSkipReason } from '../../../tests/fixtures/webgpu.ts';
 
-let skipReason: string | undefined;
-try {
-  if (!(await probeWebGPUAdapter())) skipReason = 'no WebGPU adapter (run scripts/setup-webgpu-cpu.sh for lavapipe)';
-} catch (err) {
-  skipReason = `Dawn failed to load: ${String(err)}`;
-}
-if (skipReason) {
-  if (process.env.CI) throw new Error(`webgpu attention tests cannot run in CI: ${skipReason}`);
-  console.warn(`SKIPPED webgpu attention tests: ${skipReason}`);
-}
+const skipReason = await webgpuSkipReason('webgpu attention tests');
 
 const ATOL = 2e-5;
 const RTOL = 1e-5;

@@ -10,7 +10,6 @@ import {
   gpuWorkBetween,
   gpuWorkCounts,
   initBackend,
-  probeWebGPUAdapter,
   webgpuColumnSum,
   webgpuCrossEntropyGrad,
   webgpuCrossEntropyMean,
@@ -22,16 +21,10 @@ import {
   webgpuLayerNormGainGrad,
 } from '../src/index.ts';
 import { quietLogger, runOn, values, worstError } from './helpers.ts';
+import { webgpuSkipReason } from '../../../tests/fixtures/webgpu.ts';
 
-let skipReason: string | undefined;
-try {
-  const probe = await probeWebGPUAdapter();
-  if (!probe) skipReason = 'no WebGPU adapter (no Vulkan driver; run scripts/setup-webgpu-cpu.sh as root for lavapipe)';
-} catch (err) {
-  skipReason = `Dawn failed to load: ${String(err)}`;
-}
-if (skipReason) console.warn(`SKIPPED webgpu kernel tests: ${skipReason}`);
-const skip = skipReason !== undefined && !process.env.CI;
+const skipReason = await webgpuSkipReason('webgpu kernel tests');
+const skip = skipReason !== undefined;
 
 const EPS = 1e-5;
 const RTOL = 1e-5;

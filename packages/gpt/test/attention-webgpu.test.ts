@@ -4,21 +4,13 @@
 // ever allocated on the GPU. Tolerance as in the backend's kernel test: 1e-5 relative plus an
 // absolute 2e-5 (float32 sums over up to T keys, taken in another order than cpu's).
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, probeWebGPUAdapter, type BackendName } from '@zeroring/backend';
+import { initBackend, type BackendName } from '@zeroring/backend';
 import { Rng } from '@zeroring/core';
 import { describe, expect, it } from 'vitest';
 import { attentionTfOps, causalSelfAttention, type AttentionShape } from '../src/attention.ts';
+import { webgpuSkipReason } from '../../../tests/fixtures/webgpu.ts';
 
-let skipReason: string | undefined;
-try {
-  if (!(await probeWebGPUAdapter())) skipReason = 'no WebGPU adapter (run scripts/setup-webgpu-cpu.sh for lavapipe)';
-} catch (err) {
-  skipReason = `Dawn failed to load: ${String(err)}`;
-}
-if (skipReason) {
-  if (process.env.CI) throw new Error(`webgpu attention tests cannot run in CI: ${skipReason}`);
-  console.warn(`SKIPPED webgpu attention tests: ${skipReason}`);
-}
+const skipReason = await webgpuSkipReason('webgpu attention op tests');
 
 interface BufferPool {
   numBytesAllocated: number;

@@ -4,7 +4,7 @@
 // dispatches each layer records forward and backward. Without a WebGPU adapter these tests skip
 // with the reason printed; under CI they fail instead.
 import * as tf from '@tensorflow/tfjs-core';
-import { gpuWorkBetween, gpuWorkCounts, initBackend, probeWebGPUAdapter } from '@zeroring/backend';
+import { gpuWorkBetween, gpuWorkCounts, initBackend } from '@zeroring/backend';
 import { Rng } from '@zeroring/core';
 import { describe, expect, it } from 'vitest';
 import { createGPT } from '../src/model.ts';
@@ -18,15 +18,10 @@ import {
   softmaxCrossEntropy,
   tokenPositionEmbedding,
 } from '../src/ops.ts';
+import { webgpuSkipReason } from '../../../tests/fixtures/webgpu.ts';
 
-let skipReason: string | undefined;
-try {
-  if (!(await probeWebGPUAdapter())) skipReason = 'no WebGPU adapter (run scripts/setup-webgpu-cpu.sh for lavapipe)';
-} catch (err) {
-  skipReason = `Dawn failed to load: ${String(err)}`;
-}
-if (skipReason) console.warn(`SKIPPED webgpu ops tests: ${skipReason}`);
-const skip = skipReason !== undefined && !process.env.CI;
+const skipReason = await webgpuSkipReason('webgpu ops tests');
+const skip = skipReason !== undefined;
 
 const quiet = { info() {}, warn() {}, debug() {} };
 const RTOL = 1e-5;

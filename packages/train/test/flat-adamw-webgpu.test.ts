@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { initBackend, probeWebGPUAdapter } from '@zeroring/backend';
+import { initBackend } from '@zeroring/backend';
 import type { BlockModel, ParamSpec } from '../src/model.ts';
 import { MemoryTracker } from '../src/memory.ts';
 import { NonFiniteGradientError, NonFiniteGuard } from '../src/nonfinite.ts';
@@ -27,17 +27,9 @@ import { ReplicatedParams } from '../src/strategies/params-replicated.ts';
 import type { FinishStepOptions } from '../src/strategy.ts';
 import { train, type TrainConfig, type WindowData } from '../src/trainer.ts';
 import { createToyModel, rand } from './toy-model.ts';
+import { webgpuSkipReason } from '../../../tests/fixtures/webgpu.ts';
 
-let skipReason: string | undefined;
-try {
-  if (!(await probeWebGPUAdapter())) skipReason = 'no WebGPU adapter (run scripts/setup-webgpu-cpu.sh for lavapipe)';
-} catch (err) {
-  skipReason = `Dawn failed to load: ${String(err)}`;
-}
-if (skipReason) {
-  if (process.env.CI) throw new Error(`webgpu tests cannot run under CI: ${skipReason}`);
-  console.warn(`SKIPPED flat AdamW webgpu tests: ${skipReason}`);
-}
+const skipReason = await webgpuSkipReason('flat AdamW webgpu tests');
 const onWebGPU = it.skipIf(skipReason !== undefined);
 
 // Sizes that are not multiples of the workgroup (64) or of each other; 2-D ones decay.
