@@ -24,6 +24,13 @@ import type { DeviceGrads } from './grads-device.ts';
 import { requireGrads, type ParamState, type ReplicatedOptimizer } from './optim-replicated.ts';
 import type { ReplicatedParams } from './params-replicated.ts';
 
+/** The fused AdamW kernel's scalars at step t (1-based); which elements decay comes separately. */
+export function flatAdamWScalars(cfg: AdamWConfig, lr: number, t: number) {
+  const s = adamwScalars(cfg, lr, t, true);
+  const { beta1, beta2, eps } = cfg;
+  return { decayFactor: s.decayFactor, beta1, beta2, eps, bc2Sqrt: s.bc2Sqrt, stepSize: s.stepSize };
+}
+
 export class FlatAdamW implements ReplicatedOptimizer {
   t = 0;
   readonly gatesNonFinite = true;
@@ -62,15 +69,9 @@ export class FlatAdamW implements ReplicatedOptimizer {
     const gradScale = opts.gradScale ?? 1;
     const stats = webgpuScaledNorm(flat, gradScale, clip ? opts.maxGradNorm! : 0);
     this.t += 1;
-    const s = adamwScalars(this.cfg, opts.lr, this.t, true);
     const next = webgpuFlatAdamW(this.state, flat, stats, {
+      ...flatAdamWScalars(this.cfg, opts.lr, this.t),
       decayEnd: this.layout.decayEnd,
-      decayFactor: s.decayFactor,
-      beta1: this.cfg.beta1,
-      beta2: this.cfg.beta2,
-      eps: this.cfg.eps,
-      bc2Sqrt: s.bc2Sqrt,
-      stepSize: s.stepSize,
       gradScale,
       clip,
       gate,

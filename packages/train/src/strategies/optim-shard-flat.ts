@@ -7,8 +7,9 @@
 // clipping happened on the host already (clip.ts), so the kernel gets a unit coefficient.
 import * as tf from '@tensorflow/tfjs-core';
 import { decayMaskBits, NORM_STATS, webgpuFlatAdamW } from '@zeroring/backend';
-import { adamwScalars, type AdamWConfig } from '../optim/adamw.ts';
+import type { AdamWConfig } from '../optim/adamw.ts';
 import { StrategyError } from '../strategy.ts';
+import { flatAdamWScalars } from './optim-flat.ts';
 import type { ShardOptimizer } from './optim-shard.ts';
 
 function checkLength(what: string, n: number, length: number): void {
@@ -37,7 +38,6 @@ export class FlatShardAdamW implements ShardOptimizer {
     checkLength('grads', grads.length, this.length);
     if (deviceParams) checkLength('device parameters', deviceParams.size, this.length);
     const L = this.length;
-    const s = adamwScalars(this.cfg, lr, t, true);
     const unit = new Float32Array(NORM_STATS.length);
     unit[NORM_STATS.coef] = 1;
     unit[NORM_STATS.finite] = 1;
@@ -51,13 +51,8 @@ export class FlatShardAdamW implements ShardOptimizer {
       g,
       stats,
       {
+        ...flatAdamWScalars(this.cfg, lr, t),
         decayEnd: 0,
-        decayFactor: s.decayFactor,
-        beta1: this.cfg.beta1,
-        beta2: this.cfg.beta2,
-        eps: this.cfg.eps,
-        bc2Sqrt: s.bc2Sqrt,
-        stepSize: s.stepSize,
         gradScale: 1,
         clip: false,
         gate: false,
