@@ -33,6 +33,24 @@ function loadRow(dst: string, src: string, at: string, mul = ''): string {
 }
 
 /**
+ * Loads keys and values j0 .. j0 + N - 1 of the workgroup's head into kTile and vTile, every
+ * invocation a share, between barriers (the previous tile's readers are done before it is
+ * overwritten).
+ */
+function loadKeyValueTile(): string {
+  return `workgroupBarrier();
+    for (var e = t; e < N * HS4; e += R) {
+      let j = j0 + e / HS4;
+      if (j < T) {
+        let at = (seq + j) * stride + e % HS4;
+        kTile[e] = X[at + kOff];
+        vTile[e] = X[at + vOff];
+      }
+    }
+    workgroupBarrier();`;
+}
+
+/**
  * Forward. Workgroup (query tile, head, batch); X = qkv [B*T, 3C] as vec4; result = y [B*T, C] as
  * vec4. Online softmax: per key tile the running max m and sum l are updated once, the output
  * accumulator rescaled once, and y = o / l at the end. The log-sum-exp is not written: the dQ
@@ -66,16 +84,7 @@ fn main(index : i32) {
   var l = 0.0;
   for (var kt = 0; kt < tiles; kt++) {
     let j0 = kt * N;
-    workgroupBarrier();
-    for (var e = t; e < N * HS4; e += R) {
-      let j = j0 + e / HS4;
-      if (j < T) {
-        let at = (seq + j) * stride + e % HS4;
-        kTile[e] = X[at + kOff];
-        vTile[e] = X[at + vOff];
-      }
-    }
-    workgroupBarrier();
+    ${loadKeyValueTile()}
     // Keys j0 .. j0 + n - 1 lie at or before row i.
     let n = min(N, i - j0 + 1);
     if (i < T && n > 0) {
@@ -155,16 +164,7 @@ fn main(index : i32) {
   var l = 0.0;
   for (var kt = 0; kt < tiles; kt++) {
     let j0 = kt * N;
-    workgroupBarrier();
-    for (var e = t; e < N * HS4; e += R) {
-      let j = j0 + e / HS4;
-      if (j < T) {
-        let at = (seq + j) * stride + e % HS4;
-        kTile[e] = X[at + kOff];
-        vTile[e] = X[at + vOff];
-      }
-    }
-    workgroupBarrier();
+    ${loadKeyValueTile()}
     let n = min(N, i - j0 + 1);
     if (i < T && n > 0) {
       var mNew = m;
