@@ -12,19 +12,12 @@ import { describe, expect, it } from 'vitest';
 import { presets } from '@zeroring/gpt';
 import { fp32Peak, trainFlopsPerToken } from '../benchmarks/common/flops.ts';
 import { webgpuSkipReason } from './fixtures/webgpu.ts';
+import type { GpuCounts } from '../benchmarks/gpu/runs.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 const skipReason = await webgpuSkipReason('the GPU benchmark test', { inChild: true });
 
-interface Gpu {
-  dispatches: number;
-  submissions: number;
-  readbacks: number;
-  readbackBytes: number;
-  waitMs: number;
-  enqueueMs: number;
-}
 interface Report {
   adapter: { description: string; software: boolean; shaderF16: boolean; vendor: string };
   peak: { fp32Tflops: number; source: string } | 'unknown';
@@ -41,7 +34,7 @@ interface Report {
     achievedTflops: number;
     mfu: number;
     ofOneProcess?: number;
-    gpuPerStep: Gpu;
+    gpuPerStep: GpuCounts;
     error?: string;
   }>;
   matmul: Array<{

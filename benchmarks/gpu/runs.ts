@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { GpuWorkCounts } from '@zeroring/backend';
 
 export interface RunSpec {
   model: string;
@@ -25,14 +26,7 @@ export interface RunSpec {
 }
 
 /** Medians per step of rank 0's WebGPU work (metrics.jsonl's `gpu` field). */
-export interface GpuCounts {
-  dispatches: number;
-  submissions: number;
-  readbacks: number;
-  readbackBytes: number;
-  waitMs: number;
-  enqueueMs: number;
-}
+export type GpuCounts = GpuWorkCounts & { enqueueMs: number };
 
 export interface RunResult {
   model: string;
