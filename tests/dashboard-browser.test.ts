@@ -63,16 +63,10 @@ async function launchChromium(): Promise<BrowserContext> {
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     viewport: { width: 1280, height: 960 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    args: (
+      '--headless --no-sandbox --disable-gpu --disable-quic ' +
+      '--no-first-run --disable-background-networking --disable-component-update --disable-sync'
+    ).split(' '),
   });
   cleanups.push(() => ctx.close());
   return ctx;

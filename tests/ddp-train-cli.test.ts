@@ -14,22 +14,9 @@ import { runCli } from './fixtures/cli.ts';
 const root = mkdtempSync(join(tmpdir(), 'zr-ddp-cli-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const common = [
-  '--backend',
-  'wasm',
-  '--steps',
-  '3',
-  '--eval-interval',
-  '2',
-  '--eval-batches',
-  '2',
-  '--sample-tokens',
-  '20',
-  '--seed',
-  '7',
-  '--warmup-steps',
-  '1',
-];
+const common = (
+  '--backend wasm --steps 3 --eval-interval 2 --eval-batches 2 ' + '--sample-tokens 20 --seed 7 --warmup-steps 1'
+).split(' ');
 const summaryOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
 
 describe('zeroring train --nproc 2 --strategy ddp', () => {

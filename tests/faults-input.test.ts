@@ -141,22 +141,9 @@ describe('bad input: typed errors naming the value and the expected one', () => 
   it('bad launcher and train flags name the value', async () => {
     const [nproc, nodeRank, port] = await Promise.all([
       runCli(['launch', '--nproc-per-node', '0', 'x.ts']),
-      runCli(
-        [
-          'train',
-          '--nproc',
-          '1',
-          '--nnodes',
-          '2',
-          '--node-rank',
-          '2',
-          '--master-addr',
-          '10.213.0.1',
-          '--master-port',
-          '29500',
-        ],
-        { env: { ZERORING_TOKEN: 't' } },
-      ),
+      runCli('train --nproc 1 --nnodes 2 --node-rank 2 --master-addr 10.213.0.1 --master-port 29500'.split(' '), {
+        env: { ZERORING_TOKEN: 't' },
+      }),
       runCli(['launch', '--nproc-per-node', '1', '--master-port', '70000', 'x.ts']),
     ]);
     expect(nproc.code).not.toBe(0);

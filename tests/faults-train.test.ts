@@ -16,24 +16,10 @@ import { leftovers, runCli } from './fixtures/cli.ts';
 const root = mkdtempSync(join(tmpdir(), 'zr-faults-train-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const common = [
-  '--nproc',
-  '2',
-  '--backend',
-  'wasm',
-  '--batch-size',
-  '2',
-  '--eval-interval',
-  '100',
-  '--eval-batches',
-  '1',
-  '--sample-tokens',
-  '0',
-  '--seed',
-  '11',
-  '--warmup-steps',
-  '1',
-];
+const common = (
+  '--nproc 2 --backend wasm --batch-size 2 --eval-interval 100 ' +
+  '--eval-batches 1 --sample-tokens 0 --seed 11 --warmup-steps 1'
+).split(' ');
 const summaryOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 const ckpt = (dir: string, step: number, file: string) =>

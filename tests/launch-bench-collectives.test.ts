@@ -114,26 +114,10 @@ describe('zeroring bench collectives (CLI)', () => {
     const before = snapshot();
     try {
       const run = runCli(
-        [
-          'bench',
-          'collectives',
-          '--nproc',
-          '2',
-          '--ops',
-          'allreduce',
-          '--min-bytes',
-          '4',
-          '--max-bytes',
-          '64',
-          '--iters',
-          '1',
-          '--warmup',
-          '0',
-          '--pump-bytes',
-          '4K',
-          '--pump-reps',
-          '1',
-        ],
+        (
+          'bench collectives --nproc 2 --ops allreduce --min-bytes 4 --max-bytes 64 ' +
+          '--iters 1 --warmup 0 --pump-bytes 4K --pump-reps 1'
+        ).split(' '),
         {},
         dir,
       );

@@ -20,22 +20,9 @@ const N = 3;
 const root = mkdtempSync(join(tmpdir(), 'zr-netns-'));
 const hosts = new Hosts(N);
 const token = randomBytes(32).toString('hex');
-const common = [
-  '--backend',
-  'wasm',
-  '--batch-size',
-  '2',
-  '--eval-interval',
-  '100',
-  '--eval-batches',
-  '1',
-  '--sample-tokens',
-  '0',
-  '--seed',
-  '21',
-  '--warmup-steps',
-  '1',
-];
+const common = (
+  '--backend wasm --batch-size 2 --eval-interval 100 --eval-batches 1 ' + '--sample-tokens 0 --seed 21 --warmup-steps 1'
+).split(' ');
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
 const port = () => 20000 + Math.floor(Math.random() * 30000);
 

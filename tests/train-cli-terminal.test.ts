@@ -9,19 +9,9 @@ const onTerminal = (args: string[]) => runCli(args, { terminal: true, env: { ZER
 
 describe('zeroring train on a terminal', () => {
   it("prints the workers' logs pretty and no Dawn warnings", async () => {
-    const r = await onTerminal([
-      'train',
-      '--nproc',
-      '2',
-      '--steps',
-      '2',
-      '--batch-size',
-      '4',
-      '--eval-batches',
-      '1',
-      '--sample-tokens',
-      '10',
-    ]);
+    const r = await onTerminal(
+      'train --nproc 2 --steps 2 --batch-size 4 --eval-batches 1 --sample-tokens 10'.split(' '),
+    );
     expect(r.code, r.output).toBe(0);
     expect(r.output).toMatch(/^\[rank 0\] \[\d\d:\d\d:\d\d\.\d{3}\] INFO: tfjs backend: wasm/m);
     expect(r.output).toMatch(/^\[rank 0\] \[\d\d:\d\d:\d\d\.\d{3}\] INFO: done: 2 steps/m);

@@ -10,20 +10,9 @@ import { runCli } from './fixtures/cli.ts';
 const root = mkdtempSync(join(tmpdir(), 'zr-cli-train-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const common = [
-  '--backend',
-  'wasm',
-  '--batch-size',
-  '2',
-  '--eval-interval',
-  '2',
-  '--eval-batches',
-  '1',
-  '--sample-tokens',
-  '20',
-  '--seed',
-  '3',
-];
+const common = (
+  '--backend wasm --batch-size 2 --eval-interval 2 ' + '--eval-batches 1 --sample-tokens 20 --seed 3'
+).split(' ');
 
 /** A run directory copied from `from`: a test that changes a run works on its own copy. */
 function copyRun(from: string, name: string): string {
@@ -67,14 +56,7 @@ describe('zeroring train / sample (CLI)', () => {
     expect(summary.paramChecksum).toBeGreaterThan(0);
     expect(summary.memory.modelStateBytes).toBe(16 * summary.paramCount);
     expect(existsSync(join(out, 'events.jsonl'))).toBe(true);
-    for (const f of [
-      'manifest.json',
-      'model.bin',
-      'shard-rank0.bin',
-      'tokenizer.json',
-      'config.json',
-      'trainer.json',
-    ]) {
+    for (const f of 'manifest.json model.bin shard-rank0.bin tokenizer.json config.json trainer.json'.split(' ')) {
       expect(existsSync(join(out, 'checkpoints', 'step-00000003', f)), f).toBe(true);
     }
     expect(r.stderr).toMatch(/val loss/);

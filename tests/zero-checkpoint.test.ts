@@ -14,27 +14,10 @@ import { runCli } from './fixtures/cli.ts';
 const root = mkdtempSync(join(tmpdir(), 'zr-zero-ckpt-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const common = [
-  '--nproc',
-  '2',
-  '--offload',
-  '--backend',
-  'wasm',
-  '--steps',
-  '4',
-  '--batch-size',
-  '2',
-  '--eval-interval',
-  '2',
-  '--eval-batches',
-  '2',
-  '--sample-tokens',
-  '0',
-  '--seed',
-  '7',
-  '--warmup-steps',
-  '1',
-];
+const common = (
+  '--nproc 2 --offload --backend wasm --steps 4 --batch-size 2 ' +
+  '--eval-interval 2 --eval-batches 2 --sample-tokens 0 --seed 7 --warmup-steps 1'
+).split(' ');
 const final = (out: string, file: string): Buffer => readFileSync(join(out, 'checkpoints', 'step-00000004', file));
 
 describe('ZeRO checkpoints: bit-identical resume, consolidate, sample (real CLI, 2 ranks, offload)', () => {
