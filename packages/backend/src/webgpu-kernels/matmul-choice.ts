@@ -1,0 +1,221 @@
+// Per-shape choice between tfjs's matmul and this package's register-tile programs
+// (matmul-register.ts), by measuring both on the device in use. Which is faster depends on the
+// adapter (lavapipe on the CPU favours the barrier-free register tiles; a real GPU usually
+// tfjs's shared-memory kernel) and on the shape, so no fixed rule is right everywhere.
+//
+// The first time a shape (M, K, N, transposes, bias) is seen on a backend, matMulAuto runs
+// tfjs's matmul and queues the shape; a timer (never the caller's tidy or gradient scope) then
+// times every candidate on inputs of that shape, one shape at a time, and records the fastest.
+// Later calls dispatch to the winner. Timing waits for the queue to drain
+// (onSubmittedWorkDone) instead of reading results back, so tuning adds no read-back to a
+// training step; it can overlap the caller's own GPU work, so each candidate takes the
+// fastest of a few alternating samples (extra work only ever adds time). Every candidate
+// computes the same sums in the same k order up to float rounding, so a switch mid-run does
+// not change results beyond that.
+//
+// ZERORING_WEBGPU_MATMUL=tfjs|own|auto (default auto) forces one implementation: `own` is the
+// 4×4 register tile.
+import * as tf from '@tensorflow/tfjs-core';
+import { activeWebGPU } from './program.ts';
+import { REGISTER_TILES, registerMatMul, type RegisterTile } from './matmul-register.ts';
+
+export interface MatMulAutoOptions {
+  transposeA?: boolean;
+  transposeB?: boolean;
+  /** Added to every row of the [M, N] result ([N] values). */
+  bias?: tf.Tensor;
+  /**
+   * tfjs's candidate transposes b into a new tensor and runs a plain matmul instead of using its
+   * transposeB flag (on lavapipe tfjs's transposeB shader measured ~2x slower than that).
+   */
+  tfjsTransposeBFirst?: boolean;
+}
+
+export type MatMulMode = 'tfjs' | 'own' | 'auto';
+
+/** One measured shape: each candidate's milliseconds per matmul and the one chosen. */
+export interface MatMulChoice {
+  m: number;
+  k: number;
+  n: number;
+  transposeA: boolean;
+  transposeB: boolean;
+  bias: boolean;
+  /** Candidate name -> fastest sample, ms per matmul. */
+  ms: Record<string, number>;
+  choice: string;
+  /** Why measuring failed, when it did (the choice is then tfjs). */
+  error?: string;
+}
+
+interface Shape {
+  m: number;
+  k: number;
+  n: number;
+  transposeA: boolean;
+  transposeB: boolean;
+  bias: boolean;
+  tfjsTransposeBFirst: boolean;
+}
+
+type Impl = (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor | undefined, s: Shape) => tf.Tensor;
+
+function tfjsMatMul(a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor | undefined, s: Shape): tf.Tensor {
+  if (s.tfjsTransposeBFirst && s.transposeB) {
+    return tf.tidy(() => tfjsMatMul(a, tf.transpose(b), bias, { ...s, transposeB: false, tfjsTransposeBFirst: false }));
+  }
+  if (!bias) return tf.matMul(a, b, s.transposeA, s.transposeB);
+  const [a2, b2] = [a as tf.Tensor2D, b as tf.Tensor2D];
+  return tf.fused.matMul({ a: a2, b: b2, transposeA: s.transposeA, transposeB: s.transposeB, bias });
+}
+
+const register =
+  (tile: RegisterTile): Impl =>
+  (a, b, bias, s) =>
+    registerMatMul(a, b, { transposeA: s.transposeA, transposeB: s.transposeB, bias, tile });
+
+/** The candidates, tfjs first (used while a shape is new, and on ties). */
+const CANDIDATES: ReadonlyArray<[string, Impl]> = [
+  ['tfjs', tfjsMatMul],
+  ...REGISTER_TILES.slice(0, 2).map((t): [string, Impl] => [`register${t.rows}x${t.cols}`, register(t)]),
+];
+const OWN = CANDIDATES[1]!;
+
+/** Choices per backend instance (a new device measures afresh). */
+const tables = new WeakMap<object, Map<string, MatMulChoice>>();
+const queued = new Map<string, Shape>();
+let tuning: Promise<void> | undefined;
+
+function mode(): MatMulMode {
+  const v = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
+    .ZERORING_WEBGPU_MATMUL;
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'tfjs' || v === 'own') return v;
+  throw new RangeError(`ZERORING_WEBGPU_MATMUL must be tfjs, own or auto, not ${JSON.stringify(v)}`);
+}
+
+const keyOf = (s: Shape): string =>
+  `${s.m},${s.k},${s.n},${+s.transposeA},${+s.transposeB},${+s.bias},${+s.tfjsTransposeBFirst}`;
+
+function tableOf(backend: object): Map<string, MatMulChoice> {
+  let t = tables.get(backend);
+  if (!t) tables.set(backend, (t = new Map()));
+  return t;
+}
+
+/**
+ * op(a) @ op(b) (+ bias) on the webgpu backend with the implementation measured fastest for
+ * this shape on this device (see the file header); rank 2, float32. No gradient of its own.
+ */
+export function matMulAuto(a: tf.Tensor, b: tf.Tensor, options: MatMulAutoOptions = {}): tf.Tensor2D {
+  const backend = activeWebGPU();
+  if (!backend) throw new Error(`matMulAuto needs the webgpu backend, not ${tf.getBackend()}`);
+  const { transposeA = false, transposeB = false, bias, tfjsTransposeBFirst = false } = options;
+  const [m, k] = transposeA ? [a.shape[1]!, a.shape[0]!] : [a.shape[0]!, a.shape[1]!];
+  const n = transposeB ? b.shape[0]! : b.shape[1]!;
+  const s: Shape = { m, k, n, transposeA, transposeB, bias: !!bias, tfjsTransposeBFirst };
+  const forced = mode();
+  if (forced !== 'auto' || a.rank !== 2 || b.rank !== 2) {
+    return (forced === 'own' ? OWN[1] : tfjsMatMul)(a, b, bias, s) as tf.Tensor2D;
+  }
+  const key = keyOf(s);
+  const chosen = tableOf(backend).get(key);
+  if (chosen) return CANDIDATES.find(([name]) => name === chosen.choice)![1](a, b, bias, s) as tf.Tensor2D;
+  if (!queued.has(key)) {
+    queued.set(key, s);
+    // A timer, not a microtask: the caller's synchronous tidy and gradient scopes are long gone.
+    if (!tuning) tuning = new Promise((resolve) => setTimeout(resolve, 0)).then(() => tuneQueued(backend));
+  }
+  return tfjsMatMul(a, b, bias, s) as tf.Tensor2D;
+}
+
+/** Resolves once every shape seen so far has been measured and has its choice. */
+export async function settleMatMulChoices(): Promise<void> {
+  while (tuning) await tuning;
+}
+
+/** The measured shapes on the active backend, in the order they were measured. */
+export function matMulChoices(): MatMulChoice[] {
+  const backend = activeWebGPU();
+  return backend ? [...tableOf(backend).values()] : [];
+}
+
+/** What tfjs's WebGPUBackend holds of its batch of recorded work (tfjs-backend-webgpu 4.22). */
+interface WebGPUQueueOwner {
+  commandEncoder: object | null;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  device: { queue: { onSubmittedWorkDone(): Promise<void> } };
+}
+
+/** Resolves when everything issued so far has run on the GPU; reads nothing back. */
+export async function webgpuIdle(): Promise<void> {
+  const backend = activeWebGPU() as unknown as WebGPUQueueOwner | undefined;
+  if (!backend) return;
+  // tfjs records dispatches into one encoder and submits in batches: submit what is pending.
+  if (backend.commandEncoder) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
+  await backend.device.queue.onSubmittedWorkDone();
+}
+
+/** Inputs in [-1, 1] without tf's random generator (whose state the caller may rely on). */
+function operand(shape: number[]): tf.Tensor {
+  const data = new Float32Array(shape.reduce((x, y) => x * y, 1));
+  for (let i = 0; i < data.length; i++) data[i] = ((i * 7919) % 2003) / 1001.5 - 1;
+  return tf.tensor(data, shape);
+}
+
+/** Milliseconds per matmul over `inner` back-to-back runs. */
+async function sample(impl: Impl, a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor | undefined, s: Shape, inner: number) {
+  await webgpuIdle();
+  const t0 = performance.now();
+  const outs: tf.Tensor[] = [];
+  for (let i = 0; i < inner; i++) outs.push(impl(a, b, bias, s));
+  await webgpuIdle();
+  const ms = (performance.now() - t0) / inner;
+  tf.dispose(outs);
+  return ms;
+}
+
+async function measure(s: Shape): Promise<MatMulChoice> {
+  const a = operand(s.transposeA ? [s.k, s.m] : [s.m, s.k]);
+  const b = operand(s.transposeB ? [s.n, s.k] : [s.k, s.n]);
+  const bias = s.bias ? operand([s.n]) : undefined;
+  try {
+    // One run each compiles the shaders; it also sizes the samples (~2 ms, so that a short
+    // matmul on a fast GPU is not timed against one queue round trip).
+    let first = 0;
+    for (const [, impl] of CANDIDATES) first = Math.max(first, await sample(impl, a, b, bias, s, 1));
+    const inner = Math.min(32, Math.max(1, Math.ceil(2 / Math.max(first, 1e-3))));
+    const ms: Record<string, number> = {};
+    for (let r = 0; r < 3; r++) {
+      const order = r % 2 ? [...CANDIDATES].reverse() : CANDIDATES;
+      for (const [name, impl] of order)
+        ms[name] = Math.min(ms[name] ?? Infinity, await sample(impl, a, b, bias, s, inner));
+    }
+    const choice = Object.entries(ms).reduce((best, cur) => (cur[1] < best[1] ? cur : best))[0];
+    const { tfjsTransposeBFirst: _, ...shape } = s;
+    return { ...shape, ms, choice };
+  } finally {
+    tf.dispose([a, b, ...(bias ? [bias] : [])]);
+  }
+}
+
+async function tuneQueued(backend: object): Promise<void> {
+  try {
+    for (const [key, s] of queued) {
+      // A backend switched away from (or re-created) mid-queue: its shapes are measured when seen again.
+      if (activeWebGPU() !== backend) break;
+      // A candidate that fails here (a shader the adapter rejects) leaves the shape on tfjs.
+      const { tfjsTransposeBFirst: _, ...shape } = s;
+      const failed = (err: unknown): MatMulChoice => ({ ...shape, ms: {}, choice: 'tfjs', error: String(err) });
+      tableOf(backend).set(key, await measure(s).catch(failed));
+      queued.delete(key);
+    }
+  } finally {
+    queued.clear();
+    tuning = undefined;
+  }
+}
