@@ -5,11 +5,12 @@
 //
 // The first time a shape (M, K, N, transposes, bias) is seen on a backend, matMulAuto runs
 // tfjs's matmul and queues the shape; a timer (never the caller's tidy or gradient scope) then
-// times every candidate on inputs of that shape, one shape at a time, and records the fastest.
-// Later calls dispatch to the winner. Timing waits for the queue to drain
-// (onSubmittedWorkDone) instead of reading results back, so tuning adds no read-back to a
-// training step; it can overlap the caller's own GPU work, so each candidate takes the
-// fastest of a few alternating samples (extra work only ever adds time). Every candidate
+// times every candidate on inputs of that shape and records the fastest; later calls dispatch
+// to the winner. All shapes queued by then are timed together in bursts: each run
+// is submitted alone and timed by the queue's done-promises (onSubmittedWorkDone), not by
+// reading results back, so tuning adds no read-back to a training step, and a burst is
+// recorded synchronously so the caller's own GPU work can only queue before or after it. Each
+// candidate keeps the median of three bursts in alternating order. Every candidate
 // computes the same sums in the same k order up to float rounding, so a switch mid-run does
 // not change results beyond that.
 //
@@ -41,7 +42,7 @@ export interface MatMulChoice {
   transposeA: boolean;
   transposeB: boolean;
   bias: boolean;
-  /** Candidate name -> fastest sample, ms per matmul. */
+  /** Candidate name -> median sample, ms per matmul. */
   ms: Record<string, number>;
   choice: string;
   /** Why measuring failed, when it did (the choice is then tfjs). */
@@ -75,9 +76,11 @@ const register =
     registerMatMul(a, b, { transposeA: s.transposeA, transposeB: s.transposeB, bias, tile });
 
 /** The candidates, tfjs first (used while a shape is new, and on ties). */
+// Only the 4×4 tile: on lavapipe the wider tiles spill registers (a vec4 accumulator per row
+// and column group is 4 of the CPU's 16 vector registers), and each candidate costs tuning time.
 const CANDIDATES: ReadonlyArray<[string, Impl]> = [
   ['tfjs', tfjsMatMul],
-  ...REGISTER_TILES.slice(0, 2).map((t): [string, Impl] => [`register${t.rows}x${t.cols}`, register(t)]),
+  ...REGISTER_TILES.slice(0, 1).map((t): [string, Impl] => [`register${t.rows}x${t.cols}`, register(t)]),
 ];
 const OWN = CANDIDATES[1]!;
 
@@ -153,10 +156,7 @@ export async function webgpuIdle(): Promise<void> {
   const backend = activeWebGPU() as unknown as WebGPUQueueOwner | undefined;
   if (!backend) return;
   // tfjs records dispatches into one encoder and submits in batches: submit what is pending.
-  if (backend.commandEncoder) {
-    backend.endComputePassEncoder();
-    backend.submitQueue();
-  }
+  flush(backend);
   await backend.device.queue.onSubmittedWorkDone();
 }
 
@@ -167,54 +167,122 @@ function operand(shape: number[]): tf.Tensor {
   return tf.tensor(data, shape);
 }
 
-/** Milliseconds per matmul over `inner` back-to-back runs. */
-async function sample(impl: Impl, a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor | undefined, s: Shape, inner: number) {
-  await webgpuIdle();
-  const t0 = performance.now();
-  const outs: tf.Tensor[] = [];
-  for (let i = 0; i < inner; i++) outs.push(impl(a, b, bias, s));
-  await webgpuIdle();
-  const ms = (performance.now() - t0) / inner;
-  tf.dispose(outs);
-  return ms;
+/** Submits what tfjs has recorded but not yet submitted. */
+function flush(backend: WebGPUQueueOwner): void {
+  if (backend.commandEncoder) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
 }
 
-async function measure(s: Shape): Promise<MatMulChoice> {
-  const a = operand(s.transposeA ? [s.k, s.m] : [s.m, s.k]);
-  const b = operand(s.transposeB ? [s.n, s.k] : [s.k, s.n]);
-  const bias = s.bias ? operand([s.n]) : undefined;
+/**
+ * Runs `items` back to back on the GPU and returns each one's milliseconds. Each item is
+ * submitted on its own, followed by a done-promise for the queue; the queue runs in order, so
+ * the gap between consecutive promises is one item's run. The burst is recorded synchronously
+ * on an empty encoder: work the caller records meanwhile can only queue behind it.
+ */
+async function burst(items: Array<() => tf.Tensor[]>): Promise<number[]> {
+  const backend = activeWebGPU() as unknown as WebGPUQueueOwner;
+  await webgpuIdle();
+  // The caller may have recorded more while we waited: drain until the encoder is empty here.
+  while (backend.commandEncoder) await webgpuIdle();
+  const queue = backend.device.queue;
+  const done = () => queue.onSubmittedWorkDone().then(() => performance.now());
+  const stamps = [done()];
+  const outs: tf.Tensor[] = [];
+  for (const item of items) {
+    outs.push(...item());
+    flush(backend);
+    stamps.push(done());
+  }
+  const times = await Promise.all(stamps);
+  tf.dispose(outs);
+  return items.map((_, i) => times[i + 1]! - times[i]!);
+}
+
+interface Trial {
+  s: Shape;
+  a: tf.Tensor;
+  b: tf.Tensor;
+  bias?: tf.Tensor;
+  inner: number;
+  samples: Record<string, number[]>;
+}
+
+/** Every candidate on every shape of `trials`, `inner` runs each; adds ms per run to the samples. */
+async function round(trials: Trial[], reverse: boolean): Promise<void> {
+  const jobs = trials.flatMap((t) => (reverse ? [...CANDIDATES].reverse() : CANDIDATES).map((c) => [t, c] as const));
+  const items = jobs.map(
+    ([t, [, impl]]) =>
+      () =>
+        Array.from({ length: t.inner }, () => impl(t.a, t.b, t.bias, t.s)),
+  );
+  const times = await burst(items);
+  jobs.forEach(([t, [name]], i) => (t.samples[name] ??= []).push(times[i]! / t.inner));
+}
+
+const median = (xs: number[]): number => {
+  const sorted = [...xs].sort((x, y) => x - y);
+  return sorted[sorted.length >> 1]!;
+};
+
+/**
+ * Measures every candidate on each shape: a burst that compiles the shaders (tfjs's, compiled
+ * already by the caller's first use, also sizes the runs: ~2 ms per item, so that a short matmul
+ * on a fast GPU is not timed against the queue's round trip), then three bursts in alternating
+ * order. The median of the three (zeros dropped): a done-promise's callback runs late when the caller keeps
+ * the thread busy (recording its own work), which shortens one item's time and lengthens the
+ * next one's.
+ */
+async function measure(shapes: Shape[]): Promise<MatMulChoice[]> {
+  const trials: Trial[] = shapes.map((s) => ({
+    s,
+    a: operand(s.transposeA ? [s.k, s.m] : [s.m, s.k]),
+    b: operand(s.transposeB ? [s.n, s.k] : [s.k, s.n]),
+    bias: s.bias ? operand([s.n]) : undefined,
+    inner: 1,
+    samples: {},
+  }));
   try {
-    // One run each compiles the shaders; it also sizes the samples (~2 ms, so that a short
-    // matmul on a fast GPU is not timed against one queue round trip).
-    let first = 0;
-    for (const [, impl] of CANDIDATES) first = Math.max(first, await sample(impl, a, b, bias, s, 1));
-    const inner = Math.min(32, Math.max(1, Math.ceil(2 / Math.max(first, 1e-3))));
-    const ms: Record<string, number> = {};
-    for (let r = 0; r < 3; r++) {
-      const order = r % 2 ? [...CANDIDATES].reverse() : CANDIDATES;
-      for (const [name, impl] of order)
-        ms[name] = Math.min(ms[name] ?? Infinity, await sample(impl, a, b, bias, s, inner));
+    await round(trials, false);
+    for (const t of trials) {
+      t.inner = Math.min(16, Math.max(1, Math.ceil(2 / Math.max(t.samples.tfjs![0]!, 0.01))));
+      t.samples = {};
     }
-    const choice = Object.entries(ms).reduce((best, cur) => (cur[1] < best[1] ? cur : best))[0];
-    const { tfjsTransposeBFirst: _, ...shape } = s;
-    return { ...shape, ms, choice };
+    for (let r = 0; r < 3; r++) await round(trials, r % 2 === 1);
+    return trials.map(({ s, samples }) => {
+      // A zero is a callback that ran late together with the next one: no sample.
+      const valid = (xs: number[]) => (xs.some((x) => x > 1e-3) ? xs.filter((x) => x > 1e-3) : xs);
+      const ms = Object.fromEntries(Object.entries(samples).map(([name, xs]) => [name, median(valid(xs))]));
+      const choice = Object.entries(ms).reduce((best, cur) => (cur[1] < best[1] ? cur : best))[0];
+      const { tfjsTransposeBFirst: _, ...shape } = s;
+      return { ...shape, ms, choice };
+    });
   } finally {
-    tf.dispose([a, b, ...(bias ? [bias] : [])]);
+    tf.dispose(trials.flatMap((t) => [t.a, t.b, ...(t.bias ? [t.bias] : [])]));
   }
 }
 
 async function tuneQueued(backend: object): Promise<void> {
   try {
-    for (const [key, s] of queued) {
-      // A backend switched away from (or re-created) mid-queue: its shapes are measured when seen again.
-      if (activeWebGPU() !== backend) break;
-      // A candidate that fails here (a shader the adapter rejects) leaves the shape on tfjs.
-      const { tfjsTransposeBFirst: _, ...shape } = s;
-      const failed = (err: unknown): MatMulChoice => ({ ...shape, ms: {}, choice: 'tfjs', error: String(err) });
-      tableOf(backend).set(key, await measure(s).catch(failed));
-      queued.delete(key);
+    // Shapes seen while measuring are measured in the next batch.
+    while (queued.size > 0 && activeWebGPU() === backend) {
+      const batch = [...queued];
+      const table = tableOf(backend);
+      try {
+        const choices = await measure(batch.map(([, s]) => s));
+        batch.forEach(([key], i) => table.set(key, choices[i]!));
+      } catch (err) {
+        // A candidate that fails here (a shader the adapter rejects) leaves the shapes on tfjs.
+        for (const [key, s] of batch) {
+          const { tfjsTransposeBFirst: _, ...shape } = s;
+          table.set(key, { ...shape, ms: {}, choice: 'tfjs', error: String(err) });
+        }
+      }
+      for (const [key] of batch) queued.delete(key);
     }
   } finally {
+    // A backend switched away from (or re-created) mid-queue: its shapes are measured when seen again.
     queued.clear();
     tuning = undefined;
   }
