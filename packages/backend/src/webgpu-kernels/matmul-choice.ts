@@ -10,7 +10,7 @@
 // is submitted alone and timed by the queue's done-promises (onSubmittedWorkDone), not by
 // reading results back, so tuning adds no read-back to a training step, and a burst is
 // recorded synchronously so the caller's own GPU work can only queue before or after it. Each
-// candidate keeps the median of three bursts in alternating order. Every candidate
+// candidate keeps the median of three bursts in rotated order. Every candidate
 // computes the same sums in the same k order up to float rounding, so a switch mid-run does
 // not change results beyond that.
 //
@@ -209,9 +209,16 @@ interface Trial {
   samples: Record<string, number[]>;
 }
 
-/** Every candidate on every shape of `trials`, `inner` runs each; adds ms per run to the samples. */
-async function round(trials: Trial[], reverse: boolean): Promise<void> {
-  const jobs = trials.flatMap((t) => (reverse ? [...CANDIDATES].reverse() : CANDIDATES).map((c) => [t, c] as const));
+/**
+ * Every candidate on every shape of `trials`, `inner` runs each; adds ms per run to the
+ * samples. Round r starts r thirds of the way into the list (and reverses each shape's
+ * candidates on odd rounds): a late callback disturbs the items at the start of a burst, while
+ * the caller records its next step, so each item is among the first in one round at most.
+ */
+async function round(trials: Trial[], r: number): Promise<void> {
+  const all = trials.flatMap((t) => (r % 2 ? [...CANDIDATES].reverse() : CANDIDATES).map((c) => [t, c] as const));
+  const shift = Math.floor((all.length * (r % 3)) / 3);
+  const jobs = [...all.slice(shift), ...all.slice(0, shift)];
   const items = jobs.map(
     ([t, [, impl]]) =>
       () =>
@@ -229,7 +236,7 @@ const median = (xs: number[]): number => {
 /**
  * Measures every candidate on each shape: a burst that compiles the shaders (tfjs's, compiled
  * already by the caller's first use, also sizes the runs: ~2 ms per item, so that a short matmul
- * on a fast GPU is not timed against the queue's round trip), then three bursts in alternating
+ * on a fast GPU is not timed against the queue's round trip), then three bursts in rotated
  * order. The median of the three (zeros dropped): a done-promise's callback runs late when the caller keeps
  * the thread busy (recording its own work), which shortens one item's time and lengthens the
  * next one's.
@@ -244,12 +251,14 @@ async function measure(shapes: Shape[]): Promise<MatMulChoice[]> {
     samples: {},
   }));
   try {
-    await round(trials, false);
+    await round(trials, 0);
     for (const t of trials) {
-      t.inner = Math.min(16, Math.max(1, Math.ceil(2 / Math.max(t.samples.tfjs![0]!, 0.01))));
+      // A zero sample (a late callback, see above) says nothing: one run per item then.
+      const tfjsMs = t.samples.tfjs![0]!;
+      t.inner = tfjsMs > 1e-3 ? Math.min(16, Math.max(1, Math.ceil(2 / tfjsMs))) : 1;
       t.samples = {};
     }
-    for (let r = 0; r < 3; r++) await round(trials, r % 2 === 1);
+    for (let r = 0; r < 3; r++) await round(trials, r);
     return trials.map(({ s, samples }) => {
       // A zero is a callback that ran late together with the next one: no sample.
       const valid = (xs: number[]) => (xs.some((x) => x > 1e-3) ? xs.filter((x) => x > 1e-3) : xs);
