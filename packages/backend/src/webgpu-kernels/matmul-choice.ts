@@ -9,8 +9,9 @@
 // to the winner. All shapes queued by then are timed together in bursts: each run
 // is submitted alone and timed by the queue's done-promises (onSubmittedWorkDone), not by
 // reading results back, so tuning adds no read-back to a training step, and a burst is
-// recorded synchronously so the caller's own GPU work can only queue before or after it. Each
-// candidate keeps the median of three bursts in rotated order. Every candidate
+// recorded synchronously so the caller's own GPU work can only queue before or after it. Two
+// bursts (compile, then three rounds in rotated orders; each candidate keeps its median) take
+// the GPU for two of the caller's steps. Every candidate
 // computes the same sums in the same k order up to float rounding, so a switch mid-run does
 // not change results beyond that.
 //
@@ -179,13 +180,12 @@ function flush(backend: WebGPUQueueOwner): void {
  * Runs `items` back to back on the GPU and returns each one's milliseconds. Each item is
  * submitted on its own, followed by a done-promise for the queue; the queue runs in order, so
  * the gap between consecutive promises is one item's run. The burst is recorded synchronously
- * on an empty encoder: work the caller records meanwhile can only queue behind it.
+ * after the caller's pending work: what the caller records meanwhile can only queue behind it.
  */
 async function burst(items: Array<() => tf.Tensor[]>): Promise<number[]> {
   const backend = activeWebGPU() as unknown as WebGPUQueueOwner;
-  await webgpuIdle();
-  // The caller may have recorded more while we waited: drain until the encoder is empty here.
-  while (backend.commandEncoder) await webgpuIdle();
+  // Whatever the caller recorded goes first; the first promise marks its end.
+  flush(backend);
   const queue = backend.device.queue;
   const done = () => queue.onSubmittedWorkDone().then(() => performance.now());
   const stamps = [done()];
@@ -210,15 +210,20 @@ interface Trial {
 }
 
 /**
- * Every candidate on every shape of `trials`, `inner` runs each; adds ms per run to the
- * samples. Round r starts r thirds of the way into the list (and reverses each shape's
- * candidates on odd rounds): a late callback disturbs the items at the start of a burst, while
- * the caller records its next step, so each item is among the first in one round at most.
+ * Every candidate on every shape of `trials`, in round r's order: round r starts r thirds of
+ * the way into the list (and reverses each shape's candidates on odd rounds). A late callback
+ * disturbs the items at the start of a burst, while the caller records its next step, so each
+ * item is among the first of one round at most.
  */
-async function round(trials: Trial[], r: number): Promise<void> {
+function jobsOf(trials: Trial[], r: number): Array<readonly [Trial, readonly [string, Impl]]> {
   const all = trials.flatMap((t) => (r % 2 ? [...CANDIDATES].reverse() : CANDIDATES).map((c) => [t, c] as const));
   const shift = Math.floor((all.length * (r % 3)) / 3);
-  const jobs = [...all.slice(shift), ...all.slice(0, shift)];
+  return [...all.slice(shift), ...all.slice(0, shift)];
+}
+
+/** The rounds `rounds` in one burst; adds each item's ms per run to its trial's samples. */
+async function rounds(trials: Trial[], which: number[]): Promise<void> {
+  const jobs = which.flatMap((r) => jobsOf(trials, r));
   const items = jobs.map(
     ([t, [, impl]]) =>
       () =>
@@ -236,10 +241,10 @@ const median = (xs: number[]): number => {
 /**
  * Measures every candidate on each shape: a burst that compiles the shaders (tfjs's, compiled
  * already by the caller's first use, also sizes the runs: ~2 ms per item, so that a short matmul
- * on a fast GPU is not timed against the queue's round trip), then three bursts in rotated
- * order. The median of the three (zeros dropped): a done-promise's callback runs late when the caller keeps
- * the thread busy (recording its own work), which shortens one item's time and lengthens the
- * next one's.
+ * on a fast GPU is not timed against the queue's round trip), then one burst of three rounds in
+ * rotated orders. The median of the three (zeros dropped): a done-promise's callback runs late
+ * when the caller keeps the thread busy (recording its own work), which shortens one item's
+ * time and lengthens the next one's.
  */
 async function measure(shapes: Shape[]): Promise<MatMulChoice[]> {
   const trials: Trial[] = shapes.map((s) => ({
@@ -251,14 +256,14 @@ async function measure(shapes: Shape[]): Promise<MatMulChoice[]> {
     samples: {},
   }));
   try {
-    await round(trials, 0);
+    await rounds(trials, [0]);
     for (const t of trials) {
       // A zero sample (a late callback, see above) says nothing: one run per item then.
       const tfjsMs = t.samples.tfjs![0]!;
       t.inner = tfjsMs > 1e-3 ? Math.min(16, Math.max(1, Math.ceil(2 / tfjsMs))) : 1;
       t.samples = {};
     }
-    for (let r = 0; r < 3; r++) await round(trials, r);
+    await rounds(trials, [0, 1, 2]);
     return trials.map(({ s, samples }) => {
       // A zero is a callback that ran late together with the next one: no sample.
       const valid = (xs: number[]) => (xs.some((x) => x > 1e-3) ? xs.filter((x) => x > 1e-3) : xs);
