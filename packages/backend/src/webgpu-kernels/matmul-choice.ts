@@ -88,6 +88,9 @@ const OWN = CANDIDATES[1]!;
 /** Choices per backend instance (a new device measures afresh). */
 const tables = new WeakMap<object, Map<string, MatMulChoice>>();
 const queued = new Map<string, Shape>();
+/** Measurements of a shape that gave no clean timing so far, and how many are tried. */
+const attempts = new Map<string, number>();
+const MEASURE_ATTEMPTS = 4;
 let tuning: Promise<void> | undefined;
 
 function mode(): MatMulMode {
@@ -246,7 +249,7 @@ const median = (xs: number[]): number => {
  * when the caller keeps the thread busy (recording its own work), which shortens one item's
  * time and lengthens the next one's.
  */
-async function measure(shapes: Shape[]): Promise<MatMulChoice[]> {
+async function measure(shapes: Shape[]): Promise<Array<MatMulChoice | undefined>> {
   const trials: Trial[] = shapes.map((s) => ({
     s,
     a: operand(s.transposeA ? [s.k, s.m] : [s.m, s.k]),
@@ -265,9 +268,11 @@ async function measure(shapes: Shape[]): Promise<MatMulChoice[]> {
     }
     await rounds(trials, [0, 1, 2]);
     return trials.map(({ s, samples }) => {
-      // A zero is a callback that ran late together with the next one: no sample.
-      const valid = (xs: number[]) => (xs.some((x) => x > 1e-3) ? xs.filter((x) => x > 1e-3) : xs);
-      const ms = Object.fromEntries(Object.entries(samples).map(([name, xs]) => [name, median(valid(xs))]));
+      // A zero is a callback that ran late together with the next one: no sample. Fewer than two
+      // samples of a candidate (the thread was busy through most of the burst): no choice yet.
+      const valid = Object.entries(samples).map(([name, xs]) => [name, xs.filter((x) => x > 1e-3)] as const);
+      if (valid.some(([, xs]) => xs.length < 2)) return undefined;
+      const ms = Object.fromEntries(valid.map(([name, xs]) => [name, median(xs)]));
       const choice = Object.entries(ms).reduce((best, cur) => (cur[1] < best[1] ? cur : best))[0];
       const { tfjsTransposeBFirst: _, ...shape } = s;
       return { ...shape, ms, choice };
@@ -285,7 +290,16 @@ async function tuneQueued(backend: object): Promise<void> {
       const table = tableOf(backend);
       try {
         const choices = await measure(batch.map(([, s]) => s));
-        batch.forEach(([key], i) => table.set(key, choices[i]!));
+        batch.forEach(([key, s], i) => {
+          const choice = choices[i];
+          if (choice) return table.set(key, choice);
+          // Measured again in the next batch, up to MEASURE_ATTEMPTS times; then tfjs.
+          const tries = (attempts.get(key) ?? 0) + 1;
+          attempts.set(key, tries);
+          if (tries < MEASURE_ATTEMPTS) return;
+          const { tfjsTransposeBFirst: _, ...shape } = s;
+          table.set(key, { ...shape, ms: {}, choice: 'tfjs', error: `no clean timing in ${tries} attempts` });
+        });
       } catch (err) {
         // A candidate that fails here (a shader the adapter rejects) leaves the shapes on tfjs.
         for (const [key, s] of batch) {
@@ -293,7 +307,7 @@ async function tuneQueued(backend: object): Promise<void> {
           table.set(key, { ...shape, ms: {}, choice: 'tfjs', error: String(err) });
         }
       }
-      for (const [key] of batch) queued.delete(key);
+      for (const [key] of batch) if (tableOf(backend).has(key)) queued.delete(key);
     }
   } finally {
     // A backend switched away from (or re-created) mid-queue: its shapes are measured when seen again.
