@@ -1,7 +1,7 @@
 // The GPU benchmark: training throughput, MFU and the GPU work per step of the GPT presets
 // through `zeroring train --backend webgpu` (the path users run), with 1 and 2 processes
-// sharing the GPU (DDP), plus a matmul table of tfjs's tf.matMul against the tiled WGSL
-// program on the GPT's shapes. Sized to finish within --time-limit on a lent GPU; on a software
+// sharing the GPU (DDP), plus a matmul table of tfjs's tf.matMul against the tiled and the
+// register-tile WGSL programs on the GPT's shapes. Sized to finish within --time-limit on a lent GPU; on a software
 // adapter (lavapipe) run it with fewer models and steps.
 //
 //   node --import tsx benchmarks/gpu/main.ts [--models tiny,small,gpt2] [--nprocs 1,2] [--steps S]
@@ -249,9 +249,10 @@ async function matmulTable(skipped: Skipped[]): Promise<MatmulRow[]> {
     const p = presets[m];
     for (const s of gptMatmulShapes(m, f.batchPerRank * p.blockSize, p.nEmbd, f.vocabSize)) {
       const leftS = timeLimitS - elapsedS();
-      // Two implementations, a warm-up, the output check and `reps` samples of each.
-      const opS = basis ? flopsOf(s) / Math.min(basis.tfjs.gflops, basis.tiled.gflops) / 1e9 : 0;
-      const predictedS = 2 * (3 + reps) * Math.max(opS, sampleMs / 1000);
+      // Three implementations, a warm-up, the output checks and `reps` samples of each.
+      const slowest = basis ? Math.min(basis.tfjs.gflops, basis.tiled.gflops, basis.register.gflops) : 0;
+      const opS = basis ? flopsOf(s) / slowest / 1e9 : 0;
+      const predictedS = 3 * (3 + reps) * Math.max(opS, sampleMs / 1000);
       if (leftS < 1 || predictedS > leftS) {
         skipped.push({
           what: `matmul ${m} ${s.name}`,
@@ -264,7 +265,7 @@ async function matmulTable(skipped: Skipped[]): Promise<MatmulRow[]> {
       rows.push(row);
       say(
         `matmul ${m} ${s.name.padEnd(13)} ${`${s.m}x${s.k}x${s.n}`.padEnd(16)} tfjs ${row.tfjs.gflops.toFixed(1)} ` +
-          `tiled ${row.tiled.gflops.toFixed(1)} GFLOP/s -> ${row.faster}`,
+          `tiled ${row.tiled.gflops.toFixed(1)} register ${row.register.gflops.toFixed(1)} GFLOP/s -> ${row.faster}`,
       );
     }
   }

@@ -1,17 +1,18 @@
-// The matmul table of the GPU benchmark: tfjs's tf.matMul on WebGPU against this project's tiled
-// WGSL program (tiledMatMul, packages/backend/src/webgpu-kernels/matmul.ts) on the matmuls of
-// one GPT training step. Per preset, with R = B·T rows: the forward of each linear layer
+// The matmul table of the GPU benchmark: tfjs's tf.matMul on WebGPU against this project's two
+// WGSL programs, the shared-memory tiled one (tiledMatMul, webgpu-kernels/matmul.ts) and the
+// barrier-free 4×4 register tile (registerMatMul, matmul-register.ts), on the matmuls of one
+// GPT training step. Per preset, with R = B·T rows: the forward of each linear layer
 // (qkv [R,C]x[C,3C], attn.proj [R,C]x[C,C], fc [R,C]x[C,4C], mlp.proj [R,4C]x[4C,C], head
 // [R,C]x[C,V]) and both of its gradients, dX = dY·Wᵀ and dW = Xᵀ·dY (transposed operands, which
-// both implementations read in place). The table only records which is faster per shape; a
-// dispatcher can act on it later.
+// all implementations read in place). The table records which is fastest per shape; at run
+// time matMulAuto (matmul-choice.ts) makes the same choice between tfjs and the register tile.
 //
 // Timing waits for the GPU's queue to drain (onSubmittedWorkDone) rather than reading a result
 // back, so a large output's copy to the host is not counted; `inner` matmuls run back to back
-// per sample so that short ones are not measured against one queue round trip. The two
-// implementations alternate within each repetition, and each row also records the largest
-// difference between their outputs: a fast wrong kernel shows up here.
-import { tf, tiledMatMul } from '@zeroring/backend';
+// per sample so that short ones are not measured against one queue round trip. The
+// implementations take turns (rotated) within each repetition, and each row also records the largest
+// difference between our outputs and tfjs's: a fast wrong kernel shows up here.
+import { registerMatMul, tf, tiledMatMul } from '@zeroring/backend';
 import { median } from './runs.ts';
 
 export interface MatmulShape {
@@ -36,10 +37,13 @@ export interface MatmulRow extends MatmulShape {
   inner: number;
   tfjs: Timing;
   tiled: Timing;
-  faster: 'tfjs' | 'tiled';
+  register: Timing;
+  faster: Impl;
   /** tfjs's time over the tiled program's: above 1 the tiled one is faster. */
   tiledSpeedup: number;
-  /** max |tiled - tfjs| / max |tfjs| over the output. */
+  /** tfjs's time over the register-tile program's: above 1 the register tile is faster. */
+  registerSpeedup: number;
+  /** max |ours - tfjs| / max |tfjs| over the output, the worse of our two programs. */
   relDiff: number;
 }
 
@@ -84,9 +88,13 @@ async function gpuIdle(): Promise<void> {
   await backend.device.queue.onSubmittedWorkDone();
 }
 
-type Impl = 'tfjs' | 'tiled';
-const run = (impl: Impl, s: MatmulShape, a: tf.Tensor, b: tf.Tensor): tf.Tensor =>
-  impl === 'tfjs' ? tf.matMul(a, b, s.transposeA, s.transposeB) : tiledMatMul(a, b, s.transposeA, s.transposeB);
+export type Impl = 'tfjs' | 'tiled' | 'register';
+const IMPLS: Impl[] = ['tfjs', 'tiled', 'register'];
+function run(impl: Impl, s: MatmulShape, a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  if (impl === 'tfjs') return tf.matMul(a, b, s.transposeA, s.transposeB);
+  if (impl === 'tiled') return tiledMatMul(a, b, s.transposeA, s.transposeB);
+  return registerMatMul(a, b, { transposeA: s.transposeA, transposeB: s.transposeB });
+}
 
 /** Milliseconds per matmul over `inner` back-to-back matmuls. */
 async function sample(impl: Impl, s: MatmulShape, a: tf.Tensor, b: tf.Tensor, inner: number): Promise<number> {
@@ -100,8 +108,8 @@ async function sample(impl: Impl, s: MatmulShape, a: tf.Tensor, b: tf.Tensor, in
   return ms;
 }
 
-async function relDiff(s: MatmulShape, a: tf.Tensor, b: tf.Tensor): Promise<number> {
-  const [x, y] = [run('tiled', s, a, b), run('tfjs', s, a, b)];
+async function relDiff(impl: Impl, s: MatmulShape, a: tf.Tensor, b: tf.Tensor): Promise<number> {
+  const [x, y] = [run(impl, s, a, b), run('tfjs', s, a, b)];
   const [got, want] = [await x.data(), await y.data()];
   tf.dispose([x, y]);
   let diff = 0;
@@ -125,27 +133,33 @@ export async function measureShape(s: MatmulShape, o: MeasureOptions): Promise<M
   const b = tf.randomUniform(s.transposeB ? [s.n, s.k] : [s.k, s.n], -1, 1);
   try {
     // Warm-up (shader compilation) and the output check in one go.
-    const diff = await relDiff(s, a, b);
-    const first = Math.max(await sample('tfjs', s, a, b, 1), await sample('tiled', s, a, b, 1));
+    const diff = Math.max(await relDiff('tiled', s, a, b), await relDiff('register', s, a, b));
+    let first = 0;
+    for (const impl of IMPLS) first = Math.max(first, await sample(impl, s, a, b, 1));
     const inner = Math.min(64, Math.max(1, Math.ceil(o.sampleMs / Math.max(first, 1e-3))));
-    const ms: Record<Impl, number[]> = { tfjs: [], tiled: [] };
+    const ms: Record<Impl, number[]> = { tfjs: [], tiled: [], register: [] };
     for (let r = 0; r < o.reps; r++)
-      for (const impl of r % 2 ? (['tiled', 'tfjs'] as const) : (['tfjs', 'tiled'] as const))
+      for (let i = 0; i < IMPLS.length; i++) {
+        const impl = IMPLS[(i + r) % IMPLS.length]!;
         ms[impl].push(await sample(impl, s, a, b, inner));
+      }
     const flop = flopsOf(s);
     const timing = (xs: number[]): Timing => {
       const m = median(xs);
       return { ms: m, gflops: flop / m / 1e6 };
     };
-    const [tfjs, tiled] = [timing(ms.tfjs), timing(ms.tiled)];
+    const [tfjs, tiled, register] = [timing(ms.tfjs), timing(ms.tiled), timing(ms.register)];
+    const timings: Record<Impl, Timing> = { tfjs, tiled, register };
     return {
       ...s,
       gflop: flop / 1e9,
       inner,
       tfjs,
       tiled,
-      faster: tiled.ms < tfjs.ms ? 'tiled' : 'tfjs',
+      register,
+      faster: IMPLS.reduce((best, impl) => (timings[impl].ms < timings[best].ms ? impl : best)),
       tiledSpeedup: tfjs.ms / tiled.ms,
+      registerSpeedup: tfjs.ms / register.ms,
       relDiff: diff,
     };
   } finally {

@@ -1,5 +1,5 @@
 // The Markdown table beside gpu-<machine>.json: the adapter, one row per training run (tokens/s,
-// MFU, the GPU work per step) and one per matmul shape (tfjs vs the tiled program), from the
+// MFU, the GPU work per step) and one per matmul shape (tfjs vs our two programs), from the
 // same report object the JSON holds.
 import type { MatmulRow } from './matmul.ts';
 import type { RunResult } from './runs.ts';
@@ -77,8 +77,10 @@ function matmulTable(r: ReportLike): string[] {
     'M x K x N',
     'tfjs GFLOP/s',
     'tiled GFLOP/s',
-    'faster',
+    'register GFLOP/s',
+    'fastest',
     'tiled speed-up',
+    'register speed-up',
     'rel diff',
   ];
   return [
@@ -91,8 +93,10 @@ function matmulTable(r: ReportLike): string[] {
         `${m.m} x ${m.k} x ${m.n}${m.transposeA ? ' (Aᵀ)' : ''}${m.transposeB ? ' (Bᵀ)' : ''}`,
         n1(m.tfjs.gflops),
         n1(m.tiled.gflops),
+        n1(m.register.gflops),
         m.faster,
         `${m.tiledSpeedup.toFixed(2)}x`,
+        `${m.registerSpeedup.toFixed(2)}x`,
         m.relDiff.toExponential(1),
       ]),
     ),
@@ -102,7 +106,7 @@ function matmulTable(r: ReportLike): string[] {
 export function markdown(r: ReportLike): string {
   const a = r.adapter;
   const peak = r.peak === 'unknown' ? 'unknown, so no MFU' : `${r.peak.fp32Tflops} TFLOP/s fp32 (${r.peak.source})`;
-  const wins = r.matmul.filter((m) => m.faster === 'tiled').length;
+  const wins = (impl: string) => r.matmul.filter((m) => m.faster === impl).length;
   return [
     `# GPU benchmark: ${r.machine.name}`,
     '',
@@ -117,9 +121,10 @@ export function markdown(r: ReportLike): string {
     '',
     ...runsTable(r),
     '',
-    `## Matmul: tf.matMul against the tiled WGSL program`,
+    `## Matmul: tf.matMul against the tiled and the register-tile WGSL programs`,
     '',
-    `The tiled program is faster on ${wins} of ${r.matmul.length} shapes.`,
+    `Fastest of ${r.matmul.length} shapes: tfjs on ${wins('tfjs')}, the tiled program on ${wins('tiled')}, ` +
+      `the register tile on ${wins('register')}.`,
     '',
     ...matmulTable(r),
     '',

@@ -42,3 +42,13 @@ export {
   flashAttentionSupports,
   type FlashAttentionShape,
 } from './webgpu-kernels/attention.ts';
+export { registerMatMul, REGISTER_TILES, type RegisterTile } from './webgpu-kernels/matmul-register.ts';
+export {
+  matMulAuto,
+  matMulChoices,
+  settleMatMulChoices,
+  webgpuIdle,
+  type MatMulAutoOptions,
+  type MatMulChoice,
+  type MatMulMode,
+} from './webgpu-kernels/matmul-choice.ts';

@@ -5,17 +5,11 @@
 // in CI, where setup installs lavapipe, a missing adapter fails instead.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { probeWebGPUAdapter, tiledMatMul, tiledMatMulWithGrad } from '../src/index.ts';
+import { tiledMatMul, tiledMatMulWithGrad } from '../src/index.ts';
+import { webgpuSkipReason } from '../../../tests/fixtures/webgpu.ts';
 import { runOn, values, worstError } from './helpers.ts';
 
-let skipReason: string | undefined;
-try {
-  if (!(await probeWebGPUAdapter())) skipReason = 'no WebGPU adapter (no Vulkan driver)';
-} catch (err) {
-  skipReason = `Dawn failed to load: ${String(err)}`;
-}
-if (skipReason && process.env.CI) throw new Error(`CI runs the WebGPU kernels on lavapipe, but: ${skipReason}`);
-if (skipReason) console.warn(`SKIPPED tiled matmul tests: ${skipReason}; run scripts/setup-webgpu-cpu.sh as root`);
+const skipReason = await webgpuSkipReason('tiled matmul tests');
 
 // float32 sums of up to ~200 products of values in [-1, 1]: cpu and the GPU add in other orders.
 const ATOL = 1e-4;

@@ -1,11 +1,13 @@
 // Layers with hand-written gradients. On tfjs CPU backends they are shaped for the kernels that
 // are fast there (plain A @ B with explicit transposes, axis-0 reductions as a matmul, GELU through
 // sigmoid, a closed-form LayerNorm backward). On webgpu they run @zeroring/backend's WGSL programs
-// and tfjs's fused matmul instead, as few dispatches as possible. Each op picks its path from the
+// and its matMulAuto (tfjs's matmul or a register-tile WGSL one, whichever measured faster for
+// the shape on this device), as few dispatches as possible. Each op picks its path from the
 // active backend; both are checked in test/ops.test.ts and test/ops-webgpu.test.ts.
 // Details: docs/internals.md#ops
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  matMulAuto,
   webgpuColumnSum,
   webgpuCrossEntropyGrad,
   webgpuCrossEntropyMean,
@@ -60,13 +62,13 @@ function matMulGrads(a: T2, b: T2, dy: T2): [T2, T2] {
 }
 
 /**
- * The same gradients on webgpu: a^T @ dy by the matmul's transposeA flag (as fast as a plain
- * matmul there, and one dispatch fewer than a transpose), but dy @ b^T with b transposed first:
- * on lavapipe the transposeB shader measured ~2x slower than a transpose of the (weight-sized)
- * b plus a plain matmul.
+ * The same gradients on webgpu, each one matmul reading its transposed operand in place, by
+ * whichever implementation matMulAuto measured fastest for the shape on this device. tfjs's
+ * candidate for dy @ b^T transposes the (weight-sized) b first: on lavapipe its transposeB
+ * shader measured ~2x slower than a transpose plus a plain matmul.
  */
 function matMulGradsWebGPU(a: T2, b: T2, dy: T2): [T2, T2] {
-  return [tf.matMul(dy, tf.transpose(b)), tf.matMul(a, dy, true, false)];
+  return [matMulAuto(dy, b, { transposeB: true, tfjsTransposeBFirst: true }), matMulAuto(a, dy, { transposeA: true })];
 }
 
 /** a [M,K] @ b [K,N]. */
@@ -81,7 +83,7 @@ export const matMul = byBackend(
   defineOp(([a, b]: [T2, T2], save) => {
     save([a, b]);
     return {
-      value: tf.matMul(a, b) as T2,
+      value: matMulAuto(a, b),
       gradFunc: (dy: T2, saved: tf.Tensor[]) => matMulGradsWebGPU(saved[0] as T2, saved[1] as T2, dy),
     };
   }),
@@ -96,10 +98,10 @@ export const matMulTransposed = byBackend(
   defineOp(([a, b]: [T2, T2], save) => {
     save([a, b]);
     return {
-      value: tf.matMul(a, b, false, true) as T2,
+      value: matMulAuto(a, b, { transposeB: true }),
       gradFunc: (dy: T2, saved: tf.Tensor[]) => {
         const [sa, sb] = saved as [T2, T2];
-        return [tf.matMul(dy, sb), tf.matMul(dy, sa, true, false)];
+        return [matMulAuto(dy, sb), matMulAuto(dy, sa, { transposeA: true })];
       },
     };
   }),
@@ -117,7 +119,7 @@ export const linear = byBackend(
   defineOp(([x, w, b]: [T2, tf.Tensor, tf.Tensor], save) => {
     save([x, w]);
     return {
-      value: tf.fused.matMul({ a: x, b: w as T2, bias: b }) as T2,
+      value: matMulAuto(x, w, { bias: b }),
       gradFunc: (dy: T2, saved: tf.Tensor[]) => [
         ...matMulGradsWebGPU(saved[0] as T2, saved[1] as T2, dy),
         webgpuColumnSum(dy),

@@ -1,10 +1,10 @@
-// The layers of ops.ts on webgpu (our WGSL kernels, fused matmul, transpose flags) against the
+// The layers of ops.ts on webgpu (our WGSL kernels, matMulAuto, transpose flags) against the
 // same layers on cpu (the tfjs-ops path, itself checked against autodiff in ops.test.ts): value
 // and every input gradient under a random upstream gradient, over awkward sizes, and the
 // dispatches each layer records forward and backward. Without a WebGPU adapter these tests skip
 // with the reason printed; under CI they fail instead.
 import * as tf from '@tensorflow/tfjs-core';
-import { gpuWorkBetween, gpuWorkCounts, initBackend } from '@zeroring/backend';
+import { gpuWorkBetween, gpuWorkCounts, initBackend, settleMatMulChoices } from '@zeroring/backend';
 import { Rng } from '@zeroring/core';
 import { describe, expect, it } from 'vitest';
 import { createGPT } from '../src/model.ts';
@@ -95,6 +95,8 @@ async function dispatchesOf(op: (...xs: tf.Tensor[]) => tf.Tensor, specs: Input[
   const dy = makeInput({ shape: y0.shape, seed: 99 });
   y0.dispose();
   await Promise.all([...inputs, dy].map((t) => t.data()));
+  // matMulAuto measures new shapes on a timer: let that finish so its dispatches are not counted.
+  await settleMatMulChoices();
   const before = gpuWorkCounts();
   const grads = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]) => op(...inputs.map((t, i) => (wrt.includes(i) ? xs[wrt.indexOf(i)]! : t)));
@@ -110,6 +112,18 @@ async function dispatchesOf(op: (...xs: tf.Tensor[]) => tf.Tensor, specs: Input[
 }
 
 type T2 = tf.Tensor2D;
+
+/** Runs f with matMulAuto forced to one implementation (no measurement adding dispatches). */
+async function withMatMul<R>(mode: 'tfjs' | 'own', f: () => Promise<R>): Promise<R> {
+  const saved = process.env.ZERORING_WEBGPU_MATMUL;
+  process.env.ZERORING_WEBGPU_MATMUL = mode;
+  try {
+    return await f();
+  } finally {
+    if (saved === undefined) delete process.env.ZERORING_WEBGPU_MATMUL;
+    else process.env.ZERORING_WEBGPU_MATMUL = saved;
+  }
+}
 const ids = (n: number, v: number) => ({ ints: Array.from({ length: n }, (_, i) => (i * 31 + 7) % v) });
 
 describe('ops on webgpu match ops on cpu', () => {
@@ -238,13 +252,16 @@ describe('ops on webgpu match ops on cpu', () => {
       return arrays;
     };
     const ref = await run('cpu');
-    const got = await run('webgpu');
-    ref.forEach((r, k) => {
-      // Through two layers float32 rounding compounds: 1e-4 of each tensor's largest entry.
-      const scale = r.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      const worst = r.reduce((m, v, i) => Math.max(m, Math.abs(got[k]![i]! - v)), 0);
-      expect(worst / scale, k === 0 ? 'loss' : names[k - 1]).toBeLessThan(1e-4);
-    });
+    // Each matmul of the model by tfjs, then by our register-tile program.
+    for (const mode of ['tfjs', 'own'] as const) {
+      const got = await withMatMul(mode, () => run('webgpu'));
+      ref.forEach((r, k) => {
+        // Through two layers float32 rounding compounds: 1e-4 of each tensor's largest entry.
+        const scale = r.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        const worst = r.reduce((m, v, i) => Math.max(m, Math.abs(got[k]![i]! - v)), 0);
+        expect(worst / scale, `${mode}: ${k === 0 ? 'loss' : names[k - 1]}`).toBeLessThan(1e-4);
+      });
+    }
   });
 
   it.skipIf(skip)('dispatches per layer, forward and backward', async () => {
@@ -254,12 +271,17 @@ describe('ops on webgpu match ops on cpu', () => {
     const b = { shape: [512], seed: 4 };
     // forward 1; backward input grad, gain grad, shift's column sum.
     expect(await dispatchesOf((x, g, b) => layerNorm(x as T2, g!, b!), [x, vec, vec], [0, 1, 2])).toBe(4);
+    const linearOf = (x: tf.Tensor, w?: tf.Tensor, b?: tf.Tensor) => linear(x as T2, w!, b!);
     // forward: fused matmul with bias; backward: w's transpose, two matmuls and a column sum.
-    expect(await dispatchesOf((x, w, b) => linear(x as T2, w!, b!), [x, w, b], [0, 1, 2])).toBe(5);
+    expect(await withMatMul('tfjs', () => dispatchesOf(linearOf, [x, w, b], [0, 1, 2]))).toBe(5);
+    // Our register-tile matmul reads w transposed in place: no transpose dispatch.
+    expect(await withMatMul('own', () => dispatchesOf(linearOf, [x, w, b], [0, 1, 2]))).toBe(4);
     expect(await dispatchesOf((x) => gelu(x as T2), [{ shape: [300, 512], seed: 5 }], [0])).toBe(2);
     // The tied head x @ wte^T: the transposes are the matmuls' flags, not dispatches.
     const wte = { shape: [65, 128], seed: 7 };
-    expect(await dispatchesOf((a, b) => matMulTransposed(a as T2, b as T2), [x, wte], [0, 1])).toBe(3);
+    const headOf = (a: tf.Tensor, b?: tf.Tensor) => matMulTransposed(a as T2, b as T2);
+    for (const mode of ['tfjs', 'own'] as const)
+      expect(await withMatMul(mode, () => dispatchesOf(headOf, [x, wte], [0, 1])), mode).toBe(3);
     // forward: gather plus positions; backward: the table's scatter-add, the positions' column sum.
     const table = { shape: [65, 128], seed: 8 };
     const pos = { shape: [100, 128], seed: 9 };
