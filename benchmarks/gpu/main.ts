@@ -5,13 +5,14 @@
 // adapter (lavapipe) run it with fewer models and steps.
 //
 //   node --import tsx benchmarks/gpu/main.ts [--models tiny,small,gpt2] [--nprocs 1,2] [--steps S]
-//        [--warmup 1] [--batch-size B] [--time-limit 270] [--matmul-seconds 45] [--matmul-models LIST]
+//        [--warmup 2] [--batch-size B] [--time-limit 270] [--matmul-seconds 45] [--matmul-models LIST]
 //        [--matmul-reps 5] [--no-matmul] [--peak-tflops X] [--cli packages/cli/bin/zeroring.js]
 //        [--data FILE] [--machine TAG] [--out-dir DIR | --out FILE]
 //
 //   --models, --nprocs   the presets and process counts to train (each model with each count)
 //   --steps S            steps per run (default: tiny 12, small 8, gpt2 6); the first --warmup
-//                        steps compile shaders and are left out of the medians
+//                        steps (default 2) compile shaders and choose each matmul shape's
+//                        kernel, and are left out of the medians
 //   --batch-size B       windows per rank per step (default: each preset's `zeroring train` default)
 //   --time-limit S       seconds for everything; a run predicted not to fit is skipped with a line
 //                        saying so, and a run past the deadline is killed (its finished steps count)
@@ -44,7 +45,7 @@ const args = benchArgs(import.meta.url, {
   models: { type: 'string', default: 'tiny,small,gpt2' },
   nprocs: { type: 'string', default: '1,2' },
   steps: { type: 'string' },
-  warmup: { type: 'string', default: '1' },
+  warmup: { type: 'string', default: '2' },
   'batch-size': { type: 'string' },
   'time-limit': { type: 'string', default: '270' },
   'matmul-seconds': { type: 'string', default: '45' },
