@@ -74,7 +74,7 @@ export interface TrainJobOptions {
 /**
  * Defaults per preset, chosen so the default tiny run learns visibly in a few minutes on 2 cores.
  * gpt2 follows nanoGPT's GPT-2-sized runs (peak lr 6e-4, 100 warmup steps); its batch of 16
- * windows of 256 characters per rank keeps about 7 GB of activations on WebGPU besides 1.4 GB of
+ * windows of 256 characters per rank keeps about 2.8 GB of activations on WebGPU besides 1.4 GB of
  * model state (`zeroring estimate-memory --model gpt2 --nproc 1 --batch-size 16` prints both).
  */
 export const PRESET_DEFAULTS: Record<

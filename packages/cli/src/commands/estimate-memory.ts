@@ -57,12 +57,12 @@ interface ModelCount {
 
 /**
  * Bytes of activations one window of T tokens leaves on the gradient tape for backward: per token
- * and layer about 36·C floats (LayerNorms, qkv, attention output, the MLP's 4C-wide hidden layer
- * and its GELU, residuals, and the tensors their gradients keep) plus 3·H·T (attention scores and
- * probabilities), and about 4·V + 3·C for the head. Fitted to what `zeroring train --backend
- * webgpu` reported in metrics.jsonl (memory.activations) for tiny (2.9 MB a window) and small
- * (113 MB); it predicts 456 MB for gpt2. The wasm backend's kernels keep about two thirds of
- * that. An estimate: a run's metrics.jsonl has the measured figure.
+ * and layer about 18·C floats (LayerNorm inputs, qkv, the attention output, the MLP's 4C-wide
+ * hidden layer before and after GELU, residuals), and about 4·V + 3·C for the head. Attention
+ * keeps no T×T scores: its WGSL programs recompute them. Fitted to what `zeroring train --backend
+ * webgpu` reported in metrics.jsonl (memory.activations) for tiny (1.2 MB a window) and small
+ * (43 MB); it predicts 173 MB for gpt2. The CPU backends' attention kernel keeps its
+ * probabilities, so wasm keeps more (tiny: 2.1 MB). An estimate: metrics.jsonl has the measure.
  */
 export function activationBytesPerWindow(c: GPTConfig): number {
   const { blockSize: t, nLayer: l, nEmbd: e, vocabSize: v } = c;
@@ -70,8 +70,8 @@ export function activationBytesPerWindow(c: GPTConfig): number {
 }
 
 /** Floats per token one transformer block keeps for its backward (see activationBytesPerWindow). */
-function blockFloatsPerToken({ blockSize: t, nHead: h, nEmbd: e }: GPTConfig): number {
-  return 36 * e + 3 * h * t;
+function blockFloatsPerToken({ nEmbd: e }: GPTConfig): number {
+  return 18 * e;
 }
 
 interface ActivationEstimate {
