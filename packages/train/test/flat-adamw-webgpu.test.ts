@@ -26,7 +26,7 @@ import { ReplicatedAdamW, type ParamState, type ReplicatedOptimizer } from '../s
 import { ReplicatedParams } from '../src/strategies/params-replicated.ts';
 import type { FinishStepOptions } from '../src/strategy.ts';
 import { train, type TrainConfig, type WindowData } from '../src/trainer.ts';
-import { createToyModel, rand } from './toy-model.ts';
+import { createToyModel, rand, batchAtTokens } from './toy-model.ts';
 import { webgpuSkipReason } from '../../../tests/fixtures/webgpu.ts';
 
 const skipReason = await webgpuSkipReason('flat AdamW webgpu tests');
@@ -127,15 +127,7 @@ function toyData(V: number, n: number): WindowData {
   const tokens = Int32Array.from({ length: n }, (_, i) => (r() < 0.05 ? Math.floor(r() * V) : (i * 3) % V));
   return {
     windowStarts: (_split, T) => Int32Array.from({ length: n - T - 1 }, (_, i) => i),
-    batchAt(starts, T) {
-      const input = new Int32Array(starts.length * T);
-      const targets = new Int32Array(starts.length * T);
-      for (let k = 0; k < starts.length; k++) {
-        input.set(tokens.subarray(starts[k], starts[k] + T), k * T);
-        targets.set(tokens.subarray(starts[k] + 1, starts[k] + T + 1), k * T);
-      }
-      return { input, targets };
-    },
+    batchAt: batchAtTokens(tokens),
   };
 }
 

@@ -3,6 +3,7 @@
 // token embedding (so "wte" is used by the first and the last block, like the GPT's).
 import * as tf from '@tensorflow/tfjs-core';
 import type { Block, BlockModel, NamedTensors } from '../src/model.ts';
+import type { WindowData } from '../src/trainer.ts';
 import { mulberry32 } from '@zeroring/core';
 
 export interface ToyConfig {
@@ -104,4 +105,17 @@ export function toyBatch(seed: number, B: number, T: number, V: number): { input
     tg[i] = Math.floor(r() * V);
   }
   return { input: tf.tensor(ids, [B, T], 'int32'), targets: tf.tensor(tg, [B, T], 'int32') };
+}
+
+/** WindowData's batchAt over a token array: each window's tokens, and the next token of each as its target. */
+export function batchAtTokens(tokens: Int32Array): WindowData['batchAt'] {
+  return (starts, T) => {
+    const input = new Int32Array(starts.length * T);
+    const targets = new Int32Array(starts.length * T);
+    for (let k = 0; k < starts.length; k++) {
+      input.set(tokens.subarray(starts[k], starts[k] + T), k * T);
+      targets.set(tokens.subarray(starts[k] + 1, starts[k] + T + 1), k * T);
+    }
+    return { input, targets };
+  };
 }

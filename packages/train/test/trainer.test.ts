@@ -12,7 +12,7 @@ import { train, type WindowData, type TrainConfig, type TrainSummary } from '../
 import { LocalStrategy } from '../src/strategies/local.ts';
 import { stepDirName } from '../src/checkpoint.ts';
 import type { TrainEvent } from '../src/events.ts';
-import { createToyModel, rand } from './toy-model.ts';
+import { createToyModel, rand, batchAtTokens } from './toy-model.ts';
 
 /** A learnable token stream: a fixed cycle with occasional noise, split 90/10 into train/val. */
 function toyData(V: number, n: number): WindowData {
@@ -27,15 +27,7 @@ function toyData(V: number, n: number): WindowData {
       const [a, b] = split === 'train' ? [0, cut] : [cut, n];
       return Int32Array.from({ length: b - a - T }, (_, i) => a + i);
     },
-    batchAt(starts, T) {
-      const input = new Int32Array(starts.length * T);
-      const targets = new Int32Array(starts.length * T);
-      for (let k = 0; k < starts.length; k++) {
-        input.set(tokens.subarray(starts[k], starts[k] + T), k * T);
-        targets.set(tokens.subarray(starts[k] + 1, starts[k] + T + 1), k * T);
-      }
-      return { input, targets };
-    },
+    batchAt: batchAtTokens(tokens),
   };
 }
 

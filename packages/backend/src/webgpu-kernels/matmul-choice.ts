@@ -36,13 +36,7 @@ export interface MatMulAutoOptions {
 export type MatMulMode = 'tfjs' | 'own' | 'auto';
 
 /** One measured shape: each candidate's milliseconds per matmul and the one chosen. */
-export interface MatMulChoice {
-  m: number;
-  k: number;
-  n: number;
-  transposeA: boolean;
-  transposeB: boolean;
-  bias: boolean;
+export interface MatMulChoice extends Omit<Shape, 'tfjsTransposeBFirst'> {
   /** Candidate name -> median sample, ms per matmul. */
   ms: Record<string, number>;
   choice: string;
