@@ -221,18 +221,6 @@ const embeddingCpu = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => 
   };
 });
 
-/** The embedding on webgpu: a gather of the rows forward, a scatter-add of dy into the table backward. */
-const embeddingWebGPU = defineOp(([ids, table]: [tf.Tensor1D, tf.Tensor], save) => {
-  save([ids]);
-  return {
-    value: webgpuEmbeddingGather(ids, table as T2),
-    gradFunc: (dy: T2, saved: tf.Tensor[]) => {
-      const [sIds] = saved as [tf.Tensor1D];
-      return [tf.zeros(sIds.shape, 'int32'), webgpuEmbeddingGrad(sIds, dy, table.shape[0]!)];
-    },
-  };
-});
-
 /**
  * Token plus position embedding on webgpu, flat: table[ids[n]] + pos[n mod T] in one dispatch;
  * backward a scatter-add into the table and the position rows summed over the batch.
@@ -250,12 +238,6 @@ const tokenPositionWebGPU = defineOp(([ids, table, pos]: [tf.Tensor1D, tf.Tensor
     },
   };
 });
-
-/**
- * Token embedding rows table[ids] for ids [N] int32 and table [V,C], as oneHot(ids) @ table
- * (see embeddingCpu for why not `gather`).
- */
-export const embedding = byBackend(embeddingCpu, embeddingWebGPU);
 
 /** Token plus position embedding of ids [B,T] (int32): table [V,C] rows + pos [T,C] -> [B,T,C]. */
 export function tokenPositionEmbedding(ids: tf.Tensor, table: tf.Tensor, pos: tf.Tensor): tf.Tensor3D {

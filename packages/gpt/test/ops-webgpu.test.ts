@@ -9,7 +9,6 @@ import { Rng } from '@zeroring/core';
 import { describe, expect, it } from 'vitest';
 import { createGPT } from '../src/model.ts';
 import {
-  embedding,
   gelu,
   layerNorm,
   linear,
@@ -168,7 +167,7 @@ describe('ops on webgpu match ops on cpu', () => {
     }
   });
 
-  it.skipIf(skip)('gelu alone, matMul, matMulTransposed and embedding', async () => {
+  it.skipIf(skip)('gelu alone, matMul, matMulTransposed', async () => {
     await expectSameOnWebGPU((x) => gelu(x as T2), [{ shape: [300, 384], seed: 4, std: 3 }], [0]);
     await expectSameOnWebGPU(
       (a, b) => matMul(a as T2, b as T2),
@@ -185,11 +184,6 @@ describe('ops on webgpu match ops on cpu', () => {
         { shape: [65, 100], seed: 6 },
       ],
       [0, 1],
-    );
-    await expectSameOnWebGPU(
-      (i, t) => embedding(i as tf.Tensor1D, t!),
-      [ids(300, 65), { shape: [65, 100], seed: 7 }],
-      [1],
     );
   });
 

@@ -5,7 +5,15 @@ import { registerAllGradients } from '@zeroring/backend';
 import { initBackend } from '@zeroring/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionTfOps, causalSelfAttention } from '../src/attention.ts';
-import { embedding, gelu, layerNorm, linear, matMul, matMulTransposed, softmaxCrossEntropy } from '../src/ops.ts';
+import {
+  gelu,
+  layerNorm,
+  linear,
+  matMul,
+  matMulTransposed,
+  softmaxCrossEntropy,
+  tokenPositionEmbedding,
+} from '../src/ops.ts';
 import { Rng } from '@zeroring/core';
 
 beforeAll(async () => {
@@ -101,12 +109,13 @@ describe('fast-gradient layers match autodiff', () => {
     );
   });
 
-  it('embedding', () => {
-    const ids = tf.tensor1d([3, 0, 3, 5, 1], 'int32');
+  it('tokenPositionEmbedding', () => {
+    const ids = tf.tensor2d([3, 0, 3, 5, 1, 2], [2, 3], 'int32');
     const table = randn([6, 4], 10);
-    const f = (t: tf.Tensor) => embedding(ids, t);
-    const g = (t: tf.Tensor) => tf.gather(t, ids);
-    expectSameGrads(f, g, [table]);
+    const pos = randn([3, 4], 12);
+    const f = (t: tf.Tensor, p: tf.Tensor) => tokenPositionEmbedding(ids, t, p);
+    const g = (t: tf.Tensor, p: tf.Tensor) => tf.add(tf.reshape(tf.gather(t, tf.reshape(ids, [6])), [2, 3, 4]), p);
+    expectSameGrads(f, g, [table, pos]);
   });
 
   it('softmaxCrossEntropy', () => {
