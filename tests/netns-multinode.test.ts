@@ -75,6 +75,26 @@ async function waitForStep(out: string, step: number, exited: Promise<unknown>):
   }
 }
 
+/**
+ * The listeners of the marked job's processes, polled until it ends: the largest set seen. A
+ * single snapshot after a step could come after a short job had already closed them.
+ */
+async function listenersWhileRunning(marker: string, job: Promise<unknown>): Promise<ReturnType<typeof listeningHere>> {
+  let done = false;
+  const stop = (): void => {
+    done = true;
+  };
+  job.then(stop, stop);
+  let most: ReturnType<typeof listeningHere> = [];
+  while (!done) {
+    const ours = new Set(processesWith(marker));
+    const now = listeningHere().filter((l) => ours.has(l.pid));
+    if (now.length > most.length) most = now;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return most;
+}
+
 const nothingLeft = async (marker: string) => {
   expect(await leftovers(marker)).toEqual([]);
   for (let i = 0; i < N; i++) expect(hosts.pids(i), `processes left in ${hosts.ns(i)}`).toEqual([]);
@@ -105,10 +125,7 @@ if (why) {
       // While each job runs (after its first step: every listener is up), look at what listens where.
       const [inNs, singleListen] = await Promise.all([
         waitForStep(multi, 1, all).then(() => Array.from({ length: N }, (_, i) => hosts.listening(i))),
-        waitForStep(single, 1, all).then(() => {
-          const ours = new Set(processesWith(sMark));
-          return listeningHere().filter((l) => ours.has(l.pid));
-        }),
+        listenersWhileRunning(sMark, all),
       ]);
       const rs = await all;
       for (const r of rs) expect(r.code, r.output).toBe(0);
