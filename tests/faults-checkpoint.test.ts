@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CheckpointError, loadLatestCheckpoint } from '@zeroring/train';
+import { CheckpointError, loadLatestCheckpoint, type StateSource } from '@zeroring/train';
 import { shardFor } from './fixtures/faults/ckpt-shard.ts';
 
 const WRITER = fileURLToPath(new URL('./fixtures/faults/ckpt-writer.ts', import.meta.url));
@@ -42,9 +42,18 @@ function writer(
   });
 }
 
-function expectShard(loaded: Awaited<ReturnType<typeof loadLatestCheckpoint>>): void {
-  const want = shardFor(loaded.step, FLOATS).arrays.get('w')!;
-  const got = loaded.shard.arrays.get('w')!;
+/** The newest complete checkpoint under root, with the parameter it holds read back whole. */
+async function load(root: string, warn?: (m: string) => void) {
+  let got: Float32Array = new Float32Array(0);
+  const read = async (ck: { source: StateSource }) => {
+    [got] = await ck.source.read([{ kind: 'param', name: 'w', offset: 0, length: FLOATS }]);
+  };
+  return { ...(await loadLatestCheckpoint(root, read, { warn })), got };
+}
+
+function expectShard(loaded: Awaited<ReturnType<typeof load>>): void {
+  const want = shardFor(loaded.step, FLOATS).arrays.get('param')!;
+  const got = loaded.got;
   expect(got.length).toBe(want.length);
   expect(Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(want.buffer))).toBe(0);
 }
@@ -59,7 +68,7 @@ describe('a checkpoint save killed at any moment', () => {
       const r = await writer(env);
       expect(r.signal, r.out).toBe('SIGKILL');
       const warnings: string[] = [];
-      const loaded = await loadLatestCheckpoint(r.root, 0, 1, (m) => warnings.push(m));
+      const loaded = await load(r.root, (m) => warnings.push(m));
       expect(loaded.step).toBe(1);
       expectShard(loaded);
       expect(loaded.skipped.map((s) => s.dir)).toEqual([join(r.root, 'step-00000002')]);
@@ -74,7 +83,7 @@ describe('a checkpoint save killed at any moment', () => {
     const runs = await Promise.all([0, 5, 15, 40, 80, 160].map((ms) => writer({}, ms)));
     const steps: number[] = [];
     for (const r of runs) {
-      const loaded = await loadLatestCheckpoint(r.root, 0, 1);
+      const loaded = await load(r.root);
       expectShard(loaded);
       steps.push(loaded.step);
       // A step-2 directory without a complete save must have been reported, never used.
@@ -88,8 +97,8 @@ describe('a checkpoint save killed at any moment', () => {
   it('nothing complete at all: a CheckpointError that lists why each one was rejected', async () => {
     const r = await writer({ KILL_AT_BARRIER: '2' });
     rmSync(join(r.root, 'step-00000001', 'manifest.json'));
-    await expect(loadLatestCheckpoint(r.root, 0, 1)).rejects.toThrow(CheckpointError);
-    await expect(loadLatestCheckpoint(r.root, 0, 1)).rejects.toThrow(
+    await expect(load(r.root)).rejects.toThrow(CheckpointError);
+    await expect(load(r.root)).rejects.toThrow(
       new RegExp(
         'no complete checkpoint under [^:]*: ' +
           '.*step-00000002: no readable manifest.*; .*step-00000001: no readable manifest',

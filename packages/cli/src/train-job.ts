@@ -54,6 +54,8 @@ export interface TrainJobOptions {
   seed: number;
   out?: string;
   resume: boolean;
+  /** A file of `zeroring consolidate` to continue from. */
+  resumeFrom?: string;
   evalInterval: number;
   evalBatches: number;
   warmupSteps?: number;
@@ -158,6 +160,7 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
       runConfig: runConfigOf(opts, data, backend.name),
       onEvent: eventSink(opts, ctx, lead, log),
       warn: (msg) => log.warn(msg),
+      info: (msg) => log.info(msg),
       onProgress: (p) => progress?.update(p.step, progressFields(p, worldSize)),
     });
   } finally {
@@ -209,6 +212,7 @@ function trainerInputs(opts: TrainJobOptions, data: PreparedData, strategy: Stra
     comm,
     outDir: opts.out,
     resume: opts.resume,
+    resumeFrom: opts.resumeFrom,
     stopAfterSteps: opts.stopAfter,
     checkpointFiles: { 'tokenizer.json': tokenizer.toJSON() },
     config: {

@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   if (Number(process.env.ZERORING_RESTART_COUNT ?? 0) > 0 && opts.out && !opts.resume) {
     const found = new Float32Array(1);
     if (pg.rank === 0)
-      found[0] = await resolveCheckpointDir(opts.out).then(
+      found[0] = await resolveCheckpointDir(opts.out, undefined, { whole: false }).then(
         () => 1,
         () => 0,
       );

@@ -1,8 +1,9 @@
 // Checkpoints: one directory per saved step (each rank's shard, config, tokenizer, trainer state,
-// the full model, and a manifest of sizes and sha256 that rank 0 writes last). Each file is
-// written atomically (temp name, fsync, rename, fsync the directory), so a crash leaves either a
-// complete checkpoint or one recognisably incomplete; loading takes the newest complete one and
-// reports why it skipped any newer one.
+// the full model, and a manifest that rank 0 writes last). Each file is written atomically (temp
+// name, fsync, rename, fsync the directory), so a crash leaves either a complete checkpoint or one
+// recognisably incomplete. A shard describes itself (the parameter ranges it holds, a hash per
+// block of its data), so a loader at any world size reads and checks only the ranges it needs
+// (checkpoint-source.ts). The format is written down in docs/checkpoint-format.md.
 // Details: docs/internals.md#checkpoint
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -14,23 +15,47 @@ export class CheckpointError extends Error {
 }
 
 const MAGIC = 'ZRSHARD1';
+export const CHECKPOINT_FORMAT = 'zeroring-checkpoint-2';
+/** Still loadable: shards without pieces or block hashes, verified whole. */
+const FIRST_FORMAT = 'zeroring-checkpoint-1';
+/** Floats per hashed block of a shard's data (64 KiB): what a partial read rounds out to. */
+export const BLOCK_FLOATS = 16384;
 
 export interface ManifestEntry {
   bytes: number;
-  sha256: string;
+  /** The whole file's sha256 (small files, and every file of the first format). */
+  sha256?: string;
+  /** A shard's header's sha256; its data is checked block by block against the header's hashes. */
+  headerSha256?: string;
 }
 
 export interface Manifest {
-  format: 'zeroring-checkpoint-1';
+  format: typeof CHECKPOINT_FORMAT | typeof FIRST_FORMAT;
   step: number;
   worldSize: number;
   files: Record<string, ManifestEntry>;
+}
+
+/** A shard file's header: its state's meta, its arrays in order, and a hash per data block. */
+export interface ShardHeader {
+  meta: Record<string, unknown>;
+  arrays: Array<{ name: string; length: number }>;
+  blockFloats?: number;
+  blockHashes?: string[];
+}
+
+/** The hash recorded for one data block (128 bits of its sha256). */
+export function blockHash(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex').slice(0, 32);
 }
 
 export const shardFile = (rank: number): string => `shard-rank${rank}.bin`;
 export const stepDirName = (step: number): string => `step-${String(step).padStart(8, '0')}`;
 
 // ---- shard encoding: magic, u32 header length, JSON header, zero padding to 4, float32 data ----
+
+/** Where a shard's data starts, for a header of `headerBytes`. */
+export const dataStartOf = (headerBytes: number): number => Math.ceil((MAGIC.length + 4 + headerBytes) / 4) * 4;
 
 export function encodeShard(state: ShardState): Buffer {
   const arrays: Array<{ name: string; length: number }> = [];
@@ -39,35 +64,45 @@ export function encodeShard(state: ShardState): Buffer {
     arrays.push({ name, length: a.length });
     floats += a.length;
   }
-  const header = Buffer.from(JSON.stringify({ meta: state.meta, arrays }), 'utf8');
-  const headerEnd = MAGIC.length + 4 + header.length;
-  const dataStart = Math.ceil(headerEnd / 4) * 4;
-  const buf = Buffer.alloc(dataStart + floats * 4);
+  const data = Buffer.alloc(floats * 4);
+  let off = 0;
+  for (const a of state.arrays.values()) {
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength).copy(data, off);
+    off += a.byteLength;
+  }
+  const blockHashes: string[] = [];
+  for (let at = 0; at < data.length; at += BLOCK_FLOATS * 4)
+    blockHashes.push(blockHash(data.subarray(at, at + BLOCK_FLOATS * 4)));
+  const head: ShardHeader = { meta: state.meta, arrays, blockFloats: BLOCK_FLOATS, blockHashes };
+  const header = Buffer.from(JSON.stringify(head), 'utf8');
+  const buf = Buffer.alloc(dataStartOf(header.length) + data.length);
   buf.write(MAGIC, 0, 'latin1');
   buf.writeUInt32LE(header.length, MAGIC.length);
   header.copy(buf, MAGIC.length + 4);
-  let off = dataStart;
-  for (const a of state.arrays.values()) {
-    Buffer.from(a.buffer, a.byteOffset, a.byteLength).copy(buf, off);
-    off += a.byteLength;
-  }
+  data.copy(buf, dataStartOf(header.length));
   return buf;
 }
 
-export function decodeShard(buf: Buffer, what = 'shard'): ShardState {
-  if (buf.length < MAGIC.length + 4 || buf.toString('latin1', 0, MAGIC.length) !== MAGIC) {
+/** The header length a shard's first bytes give, checking the magic. */
+export function headerLength(start: Buffer, what: string, fileBytes: number): number {
+  if (start.length < MAGIC.length + 4 || start.toString('latin1', 0, MAGIC.length) !== MAGIC) {
     throw new CheckpointError(`${what} does not start with "${MAGIC}", expected a zeroring shard file`);
   }
-  const hlen = buf.readUInt32LE(MAGIC.length);
-  const headerEnd = MAGIC.length + 4 + hlen;
-  if (headerEnd > buf.length)
-    throw new CheckpointError(`${what}: header length ${hlen} exceeds file size ${buf.length}`);
-  const header = JSON.parse(buf.toString('utf8', MAGIC.length + 4, headerEnd)) as {
-    meta: Record<string, unknown>;
-    arrays: Array<{ name: string; length: number }>;
-  };
-  let off = Math.ceil(headerEnd / 4) * 4;
+  const hlen = start.readUInt32LE(MAGIC.length);
+  if (MAGIC.length + 4 + hlen > fileBytes)
+    throw new CheckpointError(`${what}: header length ${hlen} exceeds file size ${fileBytes}`);
+  return hlen;
+}
+
+/** Where a shard's header sits in its file. */
+export const headerRange = (hlen: number): [number, number] => [MAGIC.length + 4, MAGIC.length + 4 + hlen];
+
+export function decodeShard(buf: Buffer, what = 'shard'): ShardState {
+  const hlen = headerLength(buf, what, buf.length);
+  const header = JSON.parse(buf.toString('utf8', ...headerRange(hlen))) as ShardHeader;
+  const dataStart = dataStartOf(hlen);
   const arrays = new Map<string, Float32Array>();
+  let off = dataStart;
   for (const { name, length } of header.arrays) {
     if (off + length * 4 > buf.length)
       throw new CheckpointError(
@@ -80,6 +115,12 @@ export function decodeShard(buf: Buffer, what = 'shard'): ShardState {
     arrays.set(name, a);
     off += length * 4;
   }
+  (header.blockHashes ?? []).forEach((want, b) => {
+    const at = dataStart + b * (header.blockFloats ?? BLOCK_FLOATS) * 4;
+    const got = blockHash(buf.subarray(at, Math.min(off, at + (header.blockFloats ?? BLOCK_FLOATS) * 4)));
+    if (got !== want)
+      throw new CheckpointError(`${what} is corrupt: data block ${b} has hash ${got}, expected ${want}`);
+  });
   return { meta: header.meta, arrays };
 }
 
@@ -145,12 +186,13 @@ export async function saveCheckpoint(opts: SaveCheckpointOptions): Promise<strin
   await opts.barrier?.();
   if (opts.rank === 0) {
     const files: Record<string, ManifestEntry> = {};
-    const names = [...Array.from({ length: opts.worldSize }, (_, r) => shardFile(r)), ...Object.keys(opts.common)];
-    for (const name of names) {
+    // Shards vouch for their data block by block; the manifest vouches for their headers.
+    for (let r = 0; r < opts.worldSize; r++) files[shardFile(r)] = await shardEntry(join(dir, shardFile(r)));
+    for (const name of Object.keys(opts.common)) {
       const data = await fs.readFile(join(dir, name));
       files[name] = { bytes: data.length, sha256: sha256(data) };
     }
-    const manifest: Manifest = { format: 'zeroring-checkpoint-1', step: opts.step, worldSize: opts.worldSize, files };
+    const manifest: Manifest = { format: CHECKPOINT_FORMAT, step: opts.step, worldSize: opts.worldSize, files };
     await writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     await pruneCheckpoints(opts.root, opts.keep ?? 2);
   }
@@ -158,7 +200,37 @@ export async function saveCheckpoint(opts: SaveCheckpointOptions): Promise<strin
   return dir;
 }
 
-async function listStepDirs(root: string): Promise<Array<{ step: number; dir: string }>> {
+/** A shard file and its header, read without its data. */
+export async function readShardHeader(
+  path: string,
+): Promise<{ header: ShardHeader; headerBytes: Buffer; dataStart: number; bytes: number }> {
+  const h = await fs.open(path, 'r');
+  try {
+    const bytes = (await h.stat()).size;
+    const start = Buffer.alloc(12);
+    await h.read(start, 0, 12, 0);
+    const hlen = headerLength(start, path, bytes);
+    const [from, to] = headerRange(hlen);
+    const headerBytes = Buffer.alloc(hlen);
+    await h.read(headerBytes, 0, hlen, from);
+    let header: ShardHeader;
+    try {
+      header = JSON.parse(headerBytes.toString('utf8')) as ShardHeader;
+    } catch (err) {
+      throw new CheckpointError(`${path}: header bytes ${from}..${to} are not JSON (${(err as Error).message})`);
+    }
+    return { header, headerBytes, dataStart: dataStartOf(hlen), bytes };
+  } finally {
+    await h.close();
+  }
+}
+
+async function shardEntry(path: string): Promise<ManifestEntry> {
+  const { headerBytes, bytes } = await readShardHeader(path);
+  return { bytes, headerSha256: sha256(headerBytes) };
+}
+
+export async function listStepDirs(root: string): Promise<Array<{ step: number; dir: string }>> {
   let names: string[];
   try {
     names = await fs.readdir(root);
@@ -190,8 +262,12 @@ async function pruneCheckpoints(root: string, keep: number): Promise<void> {
 
 // ---- load ----
 
-/** Check every file listed in the manifest; returns the manifest or throws saying what is wrong. */
-export async function verifyCheckpoint(dir: string): Promise<Manifest> {
+/**
+ * Checks a checkpoint's files against its manifest; returns the manifest or throws saying what is
+ * wrong. `whole` reads every file and checks every hash; otherwise large files are checked by
+ * size, and a loader checks what it reads (a shard's header and data blocks) as it reads it.
+ */
+export async function verifyCheckpoint(dir: string, opts: { whole?: boolean } = {}): Promise<Manifest> {
   let manifest: Manifest;
   try {
     manifest = JSON.parse(await fs.readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
@@ -200,73 +276,33 @@ export async function verifyCheckpoint(dir: string): Promise<Manifest> {
       `${dir}: no readable manifest.json (${(err as Error).message.split('\n')[0]}); the save did not complete`,
     );
   }
-  if (manifest.format !== 'zeroring-checkpoint-1')
+  if (manifest.format !== CHECKPOINT_FORMAT && manifest.format !== FIRST_FORMAT)
     throw new CheckpointError(
-      `${dir}/manifest.json has format ${JSON.stringify(manifest.format)}, expected "zeroring-checkpoint-1"`,
+      `${dir}/manifest.json has format ${JSON.stringify(manifest.format)}, ` +
+        `expected "${CHECKPOINT_FORMAT}" or "${FIRST_FORMAT}"`,
     );
+  const whole = opts.whole === true || manifest.format === FIRST_FORMAT;
   for (const [name, entry] of Object.entries(manifest.files)) {
-    let data: Buffer;
-    try {
-      data = await fs.readFile(join(dir, name));
-    } catch {
-      throw new CheckpointError(`${dir}/${name} is missing, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`);
+    const path = join(dir, name);
+    const size = await fs.stat(path).then(
+      (st) => st.size,
+      () => undefined,
+    );
+    if (size === undefined) throw new CheckpointError(`${path} is missing, expected ${entry.bytes} bytes`);
+    if (size !== entry.bytes) throw new CheckpointError(`${path} is corrupt: ${size} bytes, expected ${entry.bytes}`);
+    if (!whole && (entry.headerSha256 || name.endsWith('.bin'))) continue;
+    const data = await fs.readFile(path);
+    if (entry.sha256 && sha256(data) !== entry.sha256) {
+      throw new CheckpointError(`${path} is corrupt: sha256 ${sha256(data)}, expected ${entry.sha256}`);
     }
-    const got = sha256(data);
-    if (data.length !== entry.bytes || got !== entry.sha256) {
-      throw new CheckpointError(
-        `${dir}/${name} is corrupt: ${data.length} bytes with sha256 ` +
-          `${got}, expected ${entry.bytes} bytes with sha256 ${entry.sha256}`,
-      );
+    if (entry.headerSha256) {
+      const [from, to] = headerRange(headerLength(data, path, data.length));
+      if (sha256(data.subarray(from, to)) !== entry.headerSha256)
+        throw new CheckpointError(`${path} is corrupt: its header's sha256 differs from the manifest's`);
+      decodeShard(data, path); // checks every data block
     }
   }
   return manifest;
-}
-
-export interface LoadedCheckpoint {
-  dir: string;
-  step: number;
-  manifest: Manifest;
-  shard: ShardState;
-  /** The common JSON files by name (config.json, tokenizer.json, trainer.json, ...). */
-  common: Record<string, unknown>;
-  /** Newer checkpoints that were skipped, with the reason. */
-  skipped: Array<{ dir: string; reason: string }>;
-}
-
-/**
- * The newest complete checkpoint under `root` for `rank` of `worldSize`. Newer corrupt or
- * incomplete ones are skipped (reported in `skipped` and to `warn`). Throws CheckpointError when
- * none is usable, listing why each was rejected.
- */
-export async function loadLatestCheckpoint(
-  root: string,
-  rank: number,
-  worldSize: number,
-  warn: (msg: string) => void = () => {},
-): Promise<LoadedCheckpoint> {
-  const skipped: Array<{ dir: string; reason: string }> = [];
-  for (const { step, dir } of await listStepDirs(root)) {
-    try {
-      const manifest = await verifyCheckpoint(dir);
-      if (manifest.worldSize !== worldSize) {
-        throw new CheckpointError(
-          `${dir} was saved by ${manifest.worldSize} ranks, expected ${worldSize} (resume with the same --nproc)`,
-        );
-      }
-      const shard = decodeShard(await fs.readFile(join(dir, shardFile(rank))), `${dir}/${shardFile(rank)}`);
-      const common: Record<string, unknown> = {};
-      for (const name of Object.keys(manifest.files)) {
-        if (name.endsWith('.json')) common[name] = JSON.parse(await fs.readFile(join(dir, name), 'utf8'));
-      }
-      return { dir, step, manifest, shard, common, skipped };
-    } catch (err) {
-      const reason = (err as Error).message;
-      skipped.push({ dir, reason });
-      warn(`checkpoint ${dir} unusable, falling back to the previous one: ${reason}`);
-    }
-  }
-  const why = skipped.length ? `: ${skipped.map((s) => s.reason).join('; ')}` : ' (none found)';
-  throw new CheckpointError(`no complete checkpoint under ${root}${why}`);
 }
 
 /** The full parameters a checkpoint's model.bin holds (name -> values). */
@@ -276,22 +312,26 @@ export async function readModelParams(dir: string): Promise<Map<string, Float32A
 
 /**
  * The newest complete checkpoint directory under root (for `zeroring sample`), or a dir that is
- * itself a checkpoint.
+ * itself a checkpoint; checked whole unless `whole` is false (then as verifyCheckpoint says).
  */
-export async function resolveCheckpointDir(path: string, warn: (msg: string) => void = () => {}): Promise<string> {
+export async function resolveCheckpointDir(
+  path: string,
+  warn: (msg: string) => void = () => {},
+  opts: { whole?: boolean } = { whole: true },
+): Promise<string> {
   const direct = await fs.access(join(path, 'manifest.json')).then(
     () => true,
     () => false,
   );
   if (direct) {
-    await verifyCheckpoint(path);
+    await verifyCheckpoint(path, opts);
     return path;
   }
   for (const root of [join(path, 'checkpoints'), path]) {
     const dirs = await listStepDirs(root);
     for (const { dir } of dirs) {
       try {
-        await verifyCheckpoint(dir);
+        await verifyCheckpoint(dir, opts);
         return dir;
       } catch (err) {
         warn(`checkpoint ${dir} unusable, falling back to the previous one: ${(err as Error).message}`);

@@ -15,6 +15,9 @@ export {
 export { mulberry32 } from '@zeroring/core';
 export * from './schedule.ts';
 export * from './checkpoint.ts';
+export * from './checkpoint-source.ts';
+export * from './state-source.ts';
+export * from './consolidated.ts';
 export * from './trainer.ts';
 export { DDPStrategy, type DDPComm, type DDPStrategyOptions } from './strategies/ddp.ts';
 export {
@@ -34,14 +37,7 @@ export {
   type DistributedDataParallelOptions,
   type StepOptions,
 } from './distributed-data-parallel.ts';
-export {
-  ShardedStrategy,
-  consolidateShards,
-  type ShardComm,
-  type ShardedStrategyOptions,
-  type ShardLayout,
-  type ZeroStage,
-} from './strategies/sharded.ts';
+export { ShardedStrategy, type ShardComm, type ShardedStrategyOptions, type ZeroStage } from './strategies/sharded.ts';
 export {
   createZeroStrategy,
   isZeroStrategy,

@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ReduceOp } from '@zeroring/comm';
 import type { NamedTensors } from './model.ts';
+import { memoryStateSource } from './state-source.ts';
 import { StepReadout } from './step-readout.ts';
 import type { FinishStepOptions, StepLater, StepStats, Strategy } from './strategy.ts';
 import { StrategyWrapper } from './strategy-wrapper.ts';
@@ -116,7 +117,7 @@ export class NonFiniteGuard extends StrategyWrapper {
     if (!this.opts.skip) throw new NonFiniteGradientError(opts.step, ranks);
     const before = await this.inner.saveState();
     const stats = await this.inner.finishStep(opts);
-    await this.inner.loadState(before);
+    await this.inner.loadState(memoryStateSource([before]));
     this.skipped.push(opts.step);
     this.opts.warn?.(skipMessage(opts.step, ranks));
     return { ...stats, commMs: stats.commMs + waitMs, gradNorm: Number.NaN };

@@ -1,12 +1,6 @@
-// DistributedSampler: which training windows each rank reads at each step.
-//
-// Like torch.utils.data.DistributedSampler(shuffle=True, drop_last=True): every epoch is a
-// seeded permutation of all window indices; rank r takes positions r, r+W, r+2W, ... of it, so
-// ranks never share a window within an epoch, and the next epoch reshuffles with a new seed.
-// The sampler is a pure function of (seed, step): resuming at step s reads exactly what the
-// uninterrupted run would have read, with no RNG state to save. With W ranks of batch b, the
-// windows of one step are the same set a single process with batch W*b reads at that step, which
-// is what makes N-rank DDP comparable with one process.
+// Which training windows the run reads, and in what order. Everything here is a pure function of
+// the seed and a position, with no RNG state to save: a resumed run reads exactly what an
+// uninterrupted one would, at any world size.
 
 import { mulberry32 } from '@zeroring/core';
 
@@ -39,6 +33,50 @@ export function permutation(n: number, seed: number): Int32Array {
   return out;
 }
 
+/**
+ * The run's stream of training windows: position p is window perm_e[p mod n] of epoch
+ * e = floor(p / n), each epoch a fresh seeded permutation of the n windows. A step reads the
+ * positions [step·G, (step+1)·G) for a global batch of G windows, and each rank a contiguous
+ * range of those; so which windows a step trains depends on the step and G only, never on the
+ * world size or on how the step is split over ranks and micro-batches, and every window of an
+ * epoch is read exactly once however often the world size changes.
+ */
+export class WindowStream {
+  private cached?: { epoch: number; perm: Int32Array };
+
+  constructor(
+    readonly numWindows: number,
+    readonly seed: number,
+  ) {
+    if (!Number.isInteger(numWindows) || numWindows < 1)
+      throw new SamplerError(`numWindows ${numWindows} is invalid, expected an integer >= 1`);
+  }
+
+  /** Epoch that stream position `position` falls in. */
+  epochOf(position: number): number {
+    return Math.floor(position / this.numWindows);
+  }
+
+  /** The window indices at stream positions start .. start+count-1. */
+  windows(start: number, count: number): Int32Array {
+    if (!Number.isSafeInteger(start) || !Number.isInteger(count) || start < 0 || count < 0) {
+      throw new SamplerError(`stream range ${start}+${count} is invalid, expected integers >= 0`);
+    }
+    const out = new Int32Array(count);
+    for (let q = 0; q < count; q++) {
+      const p = start + q;
+      out[q] = this.epochPermutation(this.epochOf(p))[p % this.numWindows];
+    }
+    return out;
+  }
+
+  private epochPermutation(epoch: number): Int32Array {
+    if (this.cached?.epoch !== epoch)
+      this.cached = { epoch, perm: permutation(this.numWindows, mixSeed(this.seed, epoch)) };
+    return this.cached.perm;
+  }
+}
+
 export interface SamplerOptions {
   /** Number of candidate windows (indices 0..numWindows-1). */
   numWindows: number;
@@ -49,15 +87,18 @@ export interface SamplerOptions {
   seed: number;
 }
 
+/**
+ * torch.utils.data.DistributedSampler(shuffle=True) over the window stream: at step s the W ranks
+ * read stream positions [s·W·b, (s+1)·W·b), rank r the b from s·W·b + r·b. So ranks never share a
+ * window within an epoch, every window is read once an epoch, and the windows of one step are the
+ * set a single process with batch W·b reads at that step, which makes N-rank DDP comparable with
+ * one process.
+ */
 export class DistributedSampler {
-  readonly numWindows: number;
   readonly batchSize: number;
   readonly rank: number;
   readonly worldSize: number;
-  readonly seed: number;
-  /** Windows each rank reads per epoch (drop_last: the remainder of numWindows / W is skipped). */
-  readonly perRankPerEpoch: number;
-  private cached?: { epoch: number; perm: Int32Array };
+  private readonly stream: WindowStream;
 
   constructor(opts: SamplerOptions) {
     const { numWindows, batchSize, rank = 0, worldSize = 1, seed } = opts;
@@ -67,19 +108,15 @@ export class DistributedSampler {
       throw new SamplerError(`rank ${rank} is invalid, expected an integer in [0, ${worldSize - 1}]`);
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new SamplerError(`batchSize ${batchSize} is invalid, expected an integer >= 1`);
-    if (!Number.isInteger(numWindows) || numWindows < worldSize)
-      throw new SamplerError(`numWindows ${numWindows} is too small, expected at least worldSize (${worldSize})`);
-    this.numWindows = numWindows;
     this.batchSize = batchSize;
     this.rank = rank;
     this.worldSize = worldSize;
-    this.seed = seed;
-    this.perRankPerEpoch = Math.floor(numWindows / worldSize);
+    this.stream = new WindowStream(numWindows, seed);
   }
 
   /** Epoch that step `step` starts in. */
   epochOf(step: number): number {
-    return Math.floor((step * this.batchSize) / this.perRankPerEpoch);
+    return this.stream.epochOf(step * this.batchSize * this.worldSize);
   }
 
   /** The window indices this rank reads at `step` (0-based). */
@@ -88,10 +125,8 @@ export class DistributedSampler {
   }
 
   /**
-   * Windows `offset .. offset+count-1` of the W·b windows all ranks read together at `step`,
-   * numbered rank by rank (rank r's even share is r·b .. r·b+b-1, what indices(step) gives it).
-   * Ranks that split a step's windows unevenly (batch-balance.ts) each take a contiguous range,
-   * so the step still reads exactly the same set of windows.
+   * Windows `offset .. offset+count-1` of the W·b windows all ranks read together at `step`, for
+   * ranks that split a step unevenly (batch-balance.ts): the step still reads the same windows.
    */
   stepWindows(step: number, offset: number, count: number): Int32Array {
     if (!Number.isInteger(step) || step < 0)
@@ -102,21 +137,7 @@ export class DistributedSampler {
         `windows ${offset}..${offset + count - 1} of a step are invalid, expected a range within 0..${perStep - 1}`,
       );
     }
-    const out = new Int32Array(count);
-    for (let q = 0; q < count; q++) {
-      const rank = Math.floor((offset + q) / this.batchSize);
-      const i = step * this.batchSize + ((offset + q) % this.batchSize);
-      const epoch = Math.floor(i / this.perRankPerEpoch);
-      const k = i % this.perRankPerEpoch;
-      out[q] = this.epochPermutation(epoch)[rank + k * this.worldSize];
-    }
-    return out;
-  }
-
-  private epochPermutation(epoch: number): Int32Array {
-    if (this.cached?.epoch !== epoch)
-      this.cached = { epoch, perm: permutation(this.numWindows, mixSeed(this.seed, epoch)) };
-    return this.cached.perm;
+    return this.stream.windows(step * perStep + offset, count);
   }
 }
 

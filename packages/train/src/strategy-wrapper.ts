@@ -7,6 +7,7 @@
 // forwarded.
 import type { Phase } from './engine.ts';
 import type { BlockModel, NamedTensors } from './model.ts';
+import type { StateSource } from './state-source.ts';
 import type { FinishStepOptions, MemoryReport, ShardState, StepStats, Strategy } from './strategy.ts';
 
 export abstract class StrategyWrapper implements Strategy {
@@ -64,8 +65,8 @@ export abstract class StrategyWrapper implements Strategy {
     return this.inner.saveState();
   }
 
-  loadState(state: ShardState): Promise<void> {
-    return this.inner.loadState(state);
+  loadState(source: StateSource): Promise<void> {
+    return this.inner.loadState(source);
   }
 
   dispose(): Promise<void> {

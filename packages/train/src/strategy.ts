@@ -12,6 +12,7 @@ import type { BlockModel } from './model.ts';
 import type { GradSink, ParamSource } from './engine.ts';
 import type { MemoryReport } from './events.ts';
 import { MEMORY_CATEGORIES } from './events.ts';
+import type { StateSource } from './state-source.ts';
 import type { StepReadout } from './step-readout.ts';
 
 export type { MemoryReport };
@@ -75,7 +76,10 @@ export interface StepStats {
   later?: Promise<StepLater>;
 }
 
-/** One rank's checkpointable state: JSON metadata plus named float arrays (its shard). */
+/**
+ * One rank's checkpointable state: JSON metadata (strategy, t, params, the pieces it holds) and
+ * the arrays over those pieces (state-source.ts).
+ */
 export interface ShardState {
   meta: Record<string, unknown>;
   arrays: Map<string, Float32Array>;
@@ -113,8 +117,11 @@ export interface Strategy extends ParamSource, GradSink {
   memory(): MemoryReport;
   /** This rank's state for a checkpoint (parameters or shard, optimizer moments, step count). */
   saveState(): Promise<ShardState>;
-  /** Restore what saveState gave, on the same world size; bit-identical continuation. */
-  loadState(state: ShardState): Promise<void>;
+  /**
+   * Restore from state saved by any strategy at any world size (memoryStateSource over saveState's
+   * result, or a checkpoint's source); at the same world size and strategy, bit-identical.
+   */
+  loadState(source: StateSource): Promise<void>;
   /** Free every tensor and stop background work. */
   dispose(): Promise<void>;
   /**

@@ -41,9 +41,8 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   const run = prepareRun(opts);
   const engine = new BlockwiseEngine(opts.model);
   await opts.strategy.setup(opts.model, opts.model.initParams(run.cfg.seed));
-  const start: StartPoint | { finished: TrainSummary } = opts.resume
-    ? await resumeRun(run)
-    : { startStep: 0, initialValLoss: null };
+  const start: StartPoint | { finished: TrainSummary } =
+    opts.resume || opts.resumeFrom ? await resumeRun(run) : { startStep: 0, initialValLoss: null };
   if ('finished' in start) return start.finished;
   if (run.metricsPath && run.lead && !opts.resume) writeFileSync(run.metricsPath, '');
   emitConfig(run);

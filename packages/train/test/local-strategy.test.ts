@@ -1,5 +1,6 @@
 // LocalStrategy + device AdamW: the update equals torch.optim.AdamW's formula evaluated in
 // float64 (to float32 rounding), decay only on 2-D tensors, clipping, state round trip.
+import { memoryStateSource } from '../src/state-source.ts';
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@zeroring/backend';
@@ -77,7 +78,7 @@ describe('LocalStrategy', () => {
     expect(state.meta.t).toBe(3);
     const s2 = new LocalStrategy();
     await s2.setup(model, init);
-    await s2.loadState(state);
+    await s2.loadState(memoryStateSource([state]));
     expect(await s2.fullParams()).toEqual(got);
     await s.dispose();
     await s2.dispose();

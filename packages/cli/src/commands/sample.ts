@@ -8,9 +8,8 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { initBackend, BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
 import { getLogger } from '@zeroring/core';
 import { CharTokenizer, createGPT, type CharTokenizerJSON, type GPTConfig } from '@zeroring/gpt';
-import { readModelParams, resolveCheckpointDir } from '@zeroring/train';
+import { readConsolidated, readModelParams, resolveCheckpointDir } from '@zeroring/train';
 import { sampleText } from '../train-job.ts';
-import { readConsolidated } from './consolidate.ts';
 import { examples } from '../help.ts';
 
 interface SampleFlags {

@@ -17,6 +17,7 @@ import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
 import { loadCorpus, presets, type PresetName } from '@zeroring/gpt';
 import {
   needsProcessGroup,
+  openConsolidated,
   resolveCheckpointDir,
   STRATEGY_NAMES,
   type OnTrainEvent,
@@ -70,6 +71,7 @@ interface TrainFlags {
   seed: number;
   out?: string;
   resume?: boolean;
+  resumeFrom?: string;
   skipNonfinite?: boolean;
   evalInterval?: number;
   evalBatches: number;
@@ -105,6 +107,7 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     seed: f.seed,
     out: f.out,
     resume: f.resume ?? false,
+    resumeFrom: f.resumeFrom,
     skipNonFinite: f.skipNonfinite ?? false,
     evalInterval: f.evalInterval ?? d.evalInterval,
     evalBatches: f.evalBatches,
@@ -123,8 +126,10 @@ async function checkBeforeLaunch(job: TrainJobOptions): Promise<void> {
   if (job.data !== undefined) loadCorpus(job.data);
   if (job.resume) {
     if (!job.out) throw new TrainJobError('--resume needs --out DIR, the directory of the run to continue');
-    await resolveCheckpointDir(job.out);
+    if (job.resumeFrom) throw new TrainJobError('--resume and --resume-from both given, expected one of them');
+    await resolveCheckpointDir(job.out, undefined, { whole: false });
   }
+  if (job.resumeFrom) await openConsolidated(job.resumeFrom);
 }
 
 /** --max-restarts needs the launcher even for one process: it is the one that restarts. */
@@ -243,6 +248,7 @@ export function registerTrain(program: Command): void {
     .option('--seed <n>', 'seed for initialisation, data order and sampling', intArg('--seed', 0), 1337)
     .option('--out <dir>', 'write metrics.jsonl, summary.json, events.jsonl and checkpoints/ here')
     .option('--resume', 'continue from the newest complete checkpoint in --out')
+    .option('--resume-from <file>', 'continue from a file of zeroring consolidate (at any --nproc and --strategy)')
     .option(
       '--skip-nonfinite',
       'skip a step whose gradients hold NaN/Inf on any rank, on all ranks alike (default: fail naming the step)',

@@ -3,8 +3,8 @@
 // are reduced (a FullGradReducer, parts.ts): none for LocalStrategy, a bucketed all-reduce for
 // DDPStrategy. The optimizer is FlatAdamW (one fused WGSL update of the flat group, optim-flat.ts)
 // on WebGPU and the tfjs-ops ReplicatedAdamW elsewhere; with a readout in the finishStep options
-// nothing is read back here (the gradient norm comes in StepStats.later). Checkpoints hold every
-// parameter and its moments by name plus the step count, so a strategy restores bit for bit.
+// nothing is read back here (the gradient norm comes in StepStats.later). Its saved state is every
+// parameter and its moments plus the step count, loadable by any strategy at any world size.
 // Details: docs/internals.md#replicated-strategies
 import * as tf from '@tensorflow/tfjs-core';
 import type { Phase } from '../engine.ts';
@@ -20,6 +20,7 @@ import {
   type Strategy,
 } from '../strategy.ts';
 import { StepReadout } from '../step-readout.ts';
+import { checkSourceModel, concatArrays, STATE_KINDS, wholeParamRequests, type StateSource } from '../state-source.ts';
 import { DeviceGrads } from './grads-device.ts';
 import { FlatAdamW } from './optim-flat.ts';
 import { ReplicatedAdamW, type ParamState, type ReplicatedOptimizer } from './optim-replicated.ts';
@@ -125,43 +126,30 @@ export abstract class ReplicatedStrategy implements Strategy {
     return {};
   }
 
+  /**
+   * Every parameter whole, with its moments: marked replicated, so a checkpoint keeps only this
+   * rank's even share of it (every rank holds the same values).
+   */
   async saveState(): Promise<ShardState> {
     const { params, opt } = this.require();
-    const arrays = new Map<string, Float32Array>();
     const state = await opt.snapshot(params);
-    for (const spec of params.specs) {
-      const { param, m, v } = state.get(spec.name)!;
-      arrays.set(`param/${spec.name}`, param);
-      arrays.set(`m/${spec.name}`, m);
-      arrays.set(`v/${spec.name}`, v);
-    }
-    return { meta: { strategy: this.name, t: opt.t, adamw: { ...this.cfg }, ...this.stateMeta() }, arrays };
+    const pieces = params.specs.map((s) => ({ name: s.name, offset: 0, length: paramCount(s) }));
+    const arrays = new Map(
+      STATE_KINDS.map((kind) => [kind, concatArrays(params.specs.map((s) => state.get(s.name)![kind]))]),
+    );
+    const meta = { strategy: this.name, t: opt.t, adamw: { ...this.cfg }, ...this.stateMeta() };
+    return { meta: { ...meta, replicated: true, params: params.specs, pieces }, arrays };
   }
 
-  async loadState(state: ShardState): Promise<void> {
+  async loadState(source: StateSource): Promise<void> {
     const { params, opt } = this.require();
-    const { meta } = state;
-    if (meta.strategy !== this.name) {
-      throw new StrategyError(`checkpoint shard is for strategy "${String(meta.strategy)}", expected "${this.name}"`);
-    }
-    const t = meta.t;
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0) {
-      throw new StrategyError(`checkpoint optimizer step ${String(t)} is invalid, expected an integer >= 0`);
-    }
+    checkSourceModel(source, params.specs);
+    const got = await source.read(wholeParamRequests(params.specs));
     const values = new Map<string, ParamState>();
-    for (const spec of params.specs) {
-      const [param, m, v] = ['param', 'm', 'v'].map((prefix) => {
-        const a = state.arrays.get(`${prefix}/${spec.name}`);
-        const n = paramCount(spec);
-        if (!a || a.length !== n) {
-          const got = a?.length ?? 'none';
-          throw new StrategyError(`checkpoint lacks ${prefix}/${spec.name} with ${n} values (got ${got})`);
-        }
-        return a;
-      });
-      values.set(spec.name, { param, m, v });
-    }
-    opt.restore(params, values, t);
+    params.specs.forEach((spec, i) =>
+      values.set(spec.name, { param: got[3 * i], m: got[3 * i + 1], v: got[3 * i + 2] }),
+    );
+    opt.restore(params, values, source.t);
   }
 
   async dispose(): Promise<void> {

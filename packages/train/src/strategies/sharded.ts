@@ -2,7 +2,7 @@
 // reduction and an optimizer of the shard (parts.ts; the stages are zero1.ts, zero2.ts, zero3.ts),
 // over one flat partition (partition.ts) with every collective issued through one IssueQueue. The
 // gradient and parameter shards are host arrays on every backend. Parameters agree with DDP to
-// float rounding, and a resumed run (same N) is bit-identical.
+// float rounding; a resumed run is bit-identical at the same N, and loads at any other N (state-source.ts).
 // Details: docs/internals.md#sharded-strategies
 import type { Phase } from '../engine.ts';
 import { uniqueParams, type BlockModel, type NamedTensors } from '../model.ts';
@@ -22,12 +22,11 @@ import { IssueQueue } from './issue-queue.ts';
 import type { ShardOptimizer } from './optim-shard.ts';
 import { checkInitialParams } from './params-replicated.ts';
 import type { ShardComm, ShardContext, ShardedParams, ShardGradReducer, ZeroComposition } from './parts.ts';
-import { checkShardState, layoutOf, type ShardLayout } from './shard-state.ts';
+import { checkSourceModel, concatArrays, STATE_KINDS, type StateSource } from '../state-source.ts';
 import { ZERO1 } from './zero1.ts';
 import { ZERO2 } from './zero2.ts';
 import { ZERO3 } from './zero3.ts';
 
-export { consolidateShards, type ShardLayout } from './shard-state.ts';
 export type { ShardComm } from './parts.ts';
 
 export type ZeroStage = 1 | 2 | 3;
@@ -151,15 +150,13 @@ export class ShardedStrategy implements Strategy {
     return report;
   }
 
-  /** The partition layout, as recorded in shard files. */
-  layout(): ShardLayout {
-    return layoutOf(this.partition);
-  }
-
+  /** This rank's pieces of the parameters, their moments, and the step count. */
   async saveState(): Promise<ShardState> {
     const { ctx, params, opt } = this.require();
-    const param = await params.shardCopy();
-    const { m, v } = await opt.moments();
+    const shard = { param: await params.shardCopy(), ...(await opt.moments()) };
+    const pieces = ctx.part.pieces(this.comm.rank);
+    const cut = (a: Float32Array): Float32Array =>
+      concatArrays(pieces.map((p) => a.subarray(p.shardOffset, p.shardOffset + p.length)));
     return {
       meta: {
         strategy: this.name,
@@ -168,32 +165,31 @@ export class ShardedStrategy implements Strategy {
         t: this.t,
         worldSize: this.comm.worldSize,
         rank: this.comm.rank,
-        shardLength: ctx.part.shardLength,
-        totalLength: ctx.part.totalLength,
         adamw: { ...this.cfg },
-        layout: layoutOf(ctx.part),
+        params: ctx.part.params.map((p) => ({ name: p.name, shape: p.shape })),
+        pieces: pieces.map((p) => ({ name: p.name, offset: p.paramOffset, length: p.length })),
       },
-      arrays: new Map([
-        ['shard/param', param],
-        ['shard/m', m],
-        ['shard/v', v],
-      ]),
+      arrays: new Map(STATE_KINDS.map((kind) => [kind, cut(shard[kind])])),
     };
   }
 
-  async loadState(state: ShardState): Promise<void> {
+  /** Reads the ranges of this rank's shard, whatever world size and strategy saved them. */
+  async loadState(source: StateSource): Promise<void> {
     const { ctx, params, opt } = this.require();
-    const { rank, worldSize } = this.comm;
-    const { t, array } = checkShardState(state, {
-      strategy: this.name,
-      worldSize,
-      rank,
-      shardLength: ctx.part.shardLength,
+    checkSourceModel(source, ctx.part.params);
+    const pieces = ctx.part.pieces(this.comm.rank);
+    const requests = STATE_KINDS.flatMap((kind) =>
+      pieces.map((p) => ({ kind, name: p.name, offset: p.paramOffset, length: p.length })),
+    );
+    const got = await source.read(requests);
+    const [param, m, v] = STATE_KINDS.map((_, k) => {
+      const shard = new Float32Array(ctx.part.shardLength);
+      pieces.forEach((p, i) => shard.set(got[k * pieces.length + i], p.shardOffset));
+      return shard;
     });
-    const param = array('shard/param');
-    opt.loadMoments(array('shard/m'), array('shard/v'));
+    opt.loadMoments(m, v);
     await params.load(param);
-    this.t = t;
+    this.t = source.t;
   }
 
   async dispose(): Promise<void> {

@@ -1,12 +1,14 @@
-// The windows a rank reads. Training: the distributed sampler fixes each step's global batch
-// independent of the world size, and this rank reads its even share of it, or its part of an
-// uneven split (config.batchSplit, or balanceBatch moving it toward the faster ranks,
-// batch-balance.ts). Validation: a fixed seeded set of windows, batch j going to rank j mod N.
+// The windows a rank reads. Training: step s reads the window stream's positions [s·G, (s+1)·G)
+// for the plan's global batch G (sampler.ts, batch-plan.ts), micro-batch by micro-batch, and this
+// rank its even share of each, or its part of an uneven split (the plan's, config.batchSplit, or
+// balanceBatch moving it toward the faster ranks, batch-balance.ts). Validation: a fixed seeded
+// set of windows, batch j going to rank j mod N.
 // Everything here is a pure function of (seed, step), so a resumed run reads what an
 // uninterrupted one would.
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchBalancer } from '../batch-balance.ts';
-import { DistributedSampler, fixedWindows, mixSeed } from '../sampler.ts';
+import { fixedWindows, mixSeed, WindowStream } from '../sampler.ts';
+import { rankRange } from './batch-plan.ts';
 import type { TrainRun } from './run.ts';
 
 /** This rank's range of a step's windows. */
@@ -16,8 +18,9 @@ export interface StepShare {
   offset: number;
   count: number;
   /**
-   * count / B: the average all-reduce divides by W, so a rank holding count of the W·B windows
-   * weighs its mean gradient (and loss) by this, and the average is the mean over all of them.
+   * count · W / micro: the average all-reduce divides by W, so a rank holding count of a
+   * micro-batch's windows weighs its mean gradient (and loss) by this, and the average is the
+   * mean over all of them.
    */
   share: number;
 }
@@ -32,7 +35,7 @@ export class TrainBatches {
   readonly balancer?: BatchBalancer;
   private readonly trainStarts: Int32Array;
   private readonly valStarts: Int32Array;
-  private readonly sampler: DistributedSampler;
+  private readonly stream: WindowStream;
   private readonly valChoice: Int32Array;
 
   /** `resumedSplit`: the split a resumed balancing run had reached, to start from. */
@@ -40,32 +43,33 @@ export class TrainBatches {
     private readonly run: TrainRun,
     resumedSplit?: number[],
   ) {
-    const { cfg, rank, worldSize, T, B, opts } = run;
+    const { cfg, worldSize, T, B, opts, batch } = run;
     this.trainStarts = opts.data.windowStarts('train', T);
     this.valStarts = opts.data.windowStarts('val', T);
-    const numWindows = this.trainStarts.length;
-    this.sampler = new DistributedSampler({ numWindows, batchSize: B, rank, worldSize, seed: mixSeed(cfg.seed, 1) });
-    if (cfg.batchSplit || (cfg.balanceBatch && worldSize > 1)) {
-      this.balancer = new BatchBalancer({ total: worldSize * B, worldSize, initial: resumedSplit ?? cfg.batchSplit });
+    this.stream = new WindowStream(this.trainStarts.length, mixSeed(cfg.seed, 1));
+    const initial = resumedSplit ?? (batch.resplit ? batch.split : (cfg.batchSplit ?? batch.split));
+    if (initial || (cfg.balanceBatch && worldSize > 1)) {
+      this.balancer = new BatchBalancer({ total: batch.micro, worldSize, initial });
     }
     this.valChoice = fixedWindows(this.valStarts.length, cfg.evalBatches * B, mixSeed(cfg.seed, 2));
   }
 
   /** This rank's range of the current step's windows. */
   share(): StepShare {
-    const { rank, B } = this.run;
+    const { rank, worldSize, batch } = this.run;
     const batchSplit = this.balancer ? [...this.balancer.split] : undefined;
-    const count = batchSplit ? batchSplit[rank] : B;
-    const offset = batchSplit ? batchSplit.slice(0, rank).reduce((a, n) => a + n, 0) : rank * B;
-    return { batchSplit, offset, count, share: count / B };
+    const per = batch.micro / worldSize;
+    const { offset, count } = batchSplit ? rankRange(batchSplit, rank) : { offset: rank * per, count: per };
+    return { batchSplit, offset, count, share: (count * worldSize) / batch.micro };
   }
 
   /**
-   * Micro-batch m of `step`: the sampler's batch step*accum+m, so the same windows, in the same
-   * order, as a run with accum times the batch size would read.
+   * Micro-batch m of `step`: stream positions step·G + m·micro onwards, so the same windows, in
+   * the same order, as a run with accum times the batch size (or another world size) would read.
    */
   train(step: number, m: number, range: StepShare): Batch {
-    const idx = this.sampler.stepWindows(step * this.run.accum + m, range.offset, range.count);
+    const { global, micro } = this.run.batch;
+    const idx = this.stream.windows(step * global + m * micro + range.offset, range.count);
     return this.make(Array.from(idx, (i) => this.trainStarts[i]));
   }
 

@@ -1,7 +1,9 @@
-// A checkpoint of the run: every rank's strategy shard plus, from rank 0, the full parameters
-// (model.bin, for sampling and consolidation), the run configuration, trainer.json (the next
-// step and what a resumed run needs besides the strategy's state) and the caller's extra files.
+// A checkpoint of the run: every rank's pieces of the model state plus, from rank 0, the full
+// parameters (model.bin, for sampling), the run configuration, trainer.json (the next step, the
+// global batch and what else a resumed run needs besides the model state) and the caller's
+// extra files.
 import { encodeShard, saveCheckpoint } from '../checkpoint.ts';
+import { checkpointShare } from '../state-source.ts';
 import type { BatchBalancer } from '../batch-balance.ts';
 import type { TrainRun } from './run.ts';
 
@@ -15,7 +17,7 @@ export async function saveRunCheckpoint(
   const { opts, cfg, rank, worldSize, checkpointRoot } = run;
   if (!checkpointRoot) return;
   const { strategy, comm } = opts;
-  const shard = await strategy.saveState();
+  const shard = checkpointShare(await strategy.saveState(), rank, worldSize);
   const full = await strategy.fullParams();
   await saveCheckpoint({
     root: checkpointRoot,
@@ -32,6 +34,9 @@ export async function saveRunCheckpoint(
         seed: cfg.seed,
         worldSize,
         strategy: strategy.name,
+        globalBatch: run.batch.global,
+        // Stream positions trained so far: every step reads the next globalBatch of them.
+        windowsSeen: nextStep * run.batch.global,
         initialValLoss,
         ...(balancer && cfg.balanceBatch ? { batchSplit: [...balancer.split] } : {}),
       },

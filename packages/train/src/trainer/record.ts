@@ -12,7 +12,7 @@ import type { GpuWorkCounts } from '@zeroring/backend';
 import type { BatchBalancer } from '../batch-balance.ts';
 import { packRankStep, unpackRankSteps, type RankStep } from '../events.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport } from '../strategy.ts';
-import type { TrainRun } from './run.ts';
+import { tokensPerStep, type TrainRun } from './run.ts';
 
 /** A step whose cross-rank metrics all-reduce may still be in flight. */
 export interface StepRecord {
@@ -108,7 +108,7 @@ export class StepRecorder {
     const x = await this.crossRank(r);
     this.peakModelState = Math.max(this.peakModelState, x.modelStateBytes);
     this.finalLoss = x.loss;
-    const tokensPerSec = this.run.tokensPerStep / (r.stepMs / 1000);
+    const tokensPerSec = tokensPerStep(this.run) / (r.stepMs / 1000);
     this.writeLine(r, x, tokensPerSec);
     this.emitEvents(r, x, tokensPerSec);
     this.reportProgress(r, x, tokensPerSec);

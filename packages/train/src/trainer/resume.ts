@@ -1,11 +1,15 @@
-// Where a run starts: at step 0, or with --resume from the newest complete checkpoint. Every
-// rank loads its own shard into the strategy and reads trainer.json (the next step, the first
-// validation loss, the batch split a balancing run had reached), so a resumed run continues
-// exactly. A resume that finds the run already at its last step trains nothing (see
-// summaryOfFinishedRun).
+// Where a run starts: at step 0, or with --resume from the newest complete checkpoint, saved at
+// any world size by any strategy. Every rank reads the ranges of model state its strategy holds
+// and trainer.json (the next step, the global batch, the first validation loss, the batch split a
+// balancing run had reached); the global batch is re-split over the ranks there are now, so a
+// resumed run continues the same training. A resume that finds the run already at its last step
+// trains nothing (see summaryOfFinishedRun).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CheckpointError, loadLatestCheckpoint, readModelParams, type LoadedCheckpoint } from '../checkpoint.ts';
+import { CheckpointError, readModelParams } from '../checkpoint.ts';
+import { loadLatestCheckpoint, type LoadedCheckpoint } from '../checkpoint-source.ts';
+import { openConsolidated } from '../consolidated.ts';
+import { resplitPlan } from './batch-plan.ts';
 import { median, paramChecksum } from '../metrics.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport } from '../strategy.ts';
 import type { TrainRun } from './run.ts';
@@ -24,6 +28,9 @@ export interface StartPoint {
 interface TrainerJson {
   nextStep?: unknown;
   worldSize?: unknown;
+  strategy?: unknown;
+  globalBatch?: unknown;
+  windowsSeen?: unknown;
   batchSplit?: unknown;
   initialValLoss?: unknown;
 }
@@ -36,10 +43,24 @@ const MUST_MATCH = ['steps', 'batchSize', 'blockSize', 'lr', 'seed', 'strategy',
  * returns the run's summary when it had already reached its last step.
  */
 export async function resumeRun(run: TrainRun): Promise<StartPoint | { finished: TrainSummary }> {
-  const { opts, rank, worldSize, checkpointRoot } = run;
-  if (!checkpointRoot) throw new TrainerError('resume needs an output directory holding checkpoints/, got none');
-  const ck = await loadLatestCheckpoint(checkpointRoot, rank, worldSize, opts.warn);
-  await opts.strategy.loadState(ck.shard);
+  const { opts, worldSize, checkpointRoot } = run;
+  const comm = opts.comm;
+  const agree =
+    comm && worldSize > 1
+      ? async (ok: boolean): Promise<boolean> => {
+          const flag = new Float32Array([ok ? 1 : 0]);
+          await comm.allReduce(flag, { op: 'min' });
+          return flag[0] === 1;
+        }
+      : undefined;
+  const load = (c: ResumePoint): Promise<void> => opts.strategy.loadState(c.source);
+  let ck: ResumePoint;
+  if (opts.resumeFrom) {
+    ck = await loadConsolidated(opts.resumeFrom, load, agree);
+  } else {
+    if (!checkpointRoot) throw new TrainerError('resume needs an output directory holding checkpoints/, got none');
+    ck = await loadLatestCheckpoint(checkpointRoot, load, { warn: opts.warn, agree });
+  }
   const tr = ck.common['trainer.json'] as TrainerJson | undefined;
   if (typeof tr?.nextStep !== 'number') throw new CheckpointError(`${ck.dir}/trainer.json lacks nextStep`);
   const start: StartPoint = {
@@ -47,20 +68,83 @@ export async function resumeRun(run: TrainRun): Promise<StartPoint | { finished:
     resumedFrom: ck.step,
     initialValLoss: typeof tr.initialValLoss === 'number' ? tr.initialValLoss : null,
   };
+  if (start.startStep >= run.endStep && opts.resumeFrom) {
+    throw new TrainerError(
+      `${opts.resumeFrom} is at step ${start.startStep}, expected --steps above it to train on (got ${run.endStep})`,
+    );
+  }
   if (start.startStep >= run.endStep) {
     return { finished: await summaryOfFinishedRun(run, ck.dir, start.startStep, start.initialValLoss) };
   }
+  keepGlobalBatch(run, ck, tr);
   const split = tr.batchSplit;
   const sum = Array.isArray(split) ? split.reduce((a: number, n: number) => a + n, 0) : NaN;
-  if (run.cfg.balanceBatch && tr.worldSize === worldSize && sum === worldSize * run.B) {
+  if (run.cfg.balanceBatch && tr.worldSize === worldSize && sum === run.batch.micro) {
     start.resumedSplit = split as number[];
   }
   warnConfigChanges(run, ck);
+  opts.info?.(resumeMessage(run, ck));
   return start;
 }
 
+/** What a run resumes from: a checkpoint directory, or a consolidated file. */
+type ResumePoint = Pick<LoadedCheckpoint, 'dir' | 'step' | 'source' | 'common'>;
+
+/** A file from `zeroring consolidate`, loaded on every rank; all fail alike when one cannot. */
+async function loadConsolidated(
+  path: string,
+  load: (c: ResumePoint) => Promise<void>,
+  agree?: (ok: boolean) => Promise<boolean>,
+): Promise<ResumePoint> {
+  let failure: Error | undefined;
+  let point: ResumePoint | undefined;
+  try {
+    point = { dir: path, ...(await openConsolidated(path)) };
+    await load(point);
+  } catch (err) {
+    failure = err as Error;
+  }
+  const ok = agree ? await agree(failure === undefined) : failure === undefined;
+  if (!ok || !point) throw failure ?? new CheckpointError(`${path}: another rank could not load it`);
+  return point;
+}
+
+/**
+ * The saved run's global batch, re-split over this world when it differs from what this run's
+ * flags would give (another world size); checkpoints of the first format recorded none.
+ */
+function keepGlobalBatch(run: TrainRun, ck: ResumePoint, tr: TrainerJson): void {
+  const global = typeof tr.globalBatch === 'number' ? tr.globalBatch : undefined;
+  if (typeof tr.windowsSeen === 'number' && global !== undefined && tr.windowsSeen !== ck.step * global) {
+    throw new CheckpointError(
+      `${ck.dir}/trainer.json has windowsSeen ${tr.windowsSeen}, expected step ${ck.step} x globalBatch ${global}`,
+    );
+  }
+  if (global !== undefined && global !== run.batch.global) {
+    run.batch = resplitPlan(global, run.worldSize, run.B);
+    if (run.cfg.batchSplit) {
+      run.opts.warn?.(
+        `--batch-split [${run.cfg.batchSplit.join(', ')}] ignored: the resumed global batch of ${global} ` +
+          `windows is split as ${run.batch.split ? `[${run.batch.split.join(', ')}]` : 'evenly'}`,
+      );
+    }
+  }
+}
+
+function resumeMessage(run: TrainRun, ck: ResumePoint): string {
+  const { savedBy } = ck.source;
+  const { global, accum, micro, split } = run.batch;
+  const perRank = split ? `[${split.join(', ')}]` : String(micro / run.worldSize);
+  const mb = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MB`;
+  return (
+    `resumed at step ${ck.step} from ${ck.dir} (saved by ${savedBy.worldSize} ${savedBy.strategy} rank(s); ` +
+    `now ${run.worldSize} ${run.opts.strategy.name} rank(s)); global batch ${global} windows = ${accum} ` +
+    `micro-batch(es) x ${perRank} per rank; this rank read ${mb(ck.source.bytesRead)} of model state`
+  );
+}
+
 /** A resumed run continues exactly only with the same schedule and data order. */
-function warnConfigChanges(run: TrainRun, ck: LoadedCheckpoint): void {
+function warnConfigChanges(run: TrainRun, ck: ResumePoint): void {
   const saved = ck.common['config.json'] as Record<string, unknown> | undefined;
   for (const key of MUST_MATCH) {
     const was = saved?.[key];

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { TrainEvent } from '../events.ts';
 import { paramCount, uniqueParams } from '../model.ts';
 import type { LrSchedule } from '../schedule.ts';
+import { freshPlan, type BatchPlan } from './batch-plan.ts';
 import { TrainerError, type TrainConfig, type TrainerOptions } from './types.ts';
 
 export interface TrainRun {
@@ -17,12 +18,11 @@ export interface TrainRun {
   readonly worldSize: number;
   /** Rank 0: writes the files and emits the events. */
   readonly lead: boolean;
-  /** Micro-batches per step. */
-  readonly accum: number;
-  /** Window length and windows per rank per micro-batch. */
+  /** Window length, and the configured windows per rank per micro-batch (validation batches too). */
   readonly T: number;
   readonly B: number;
-  readonly tokensPerStep: number;
+  /** How each step's windows are cut into micro-batches and ranks; a resume may re-split it. */
+  batch: BatchPlan;
   readonly schedule: LrSchedule;
   readonly maxGradNorm: number;
   /** summary.config and the checkpoints' config.json. */
@@ -80,10 +80,9 @@ export function prepareRun(opts: TrainerOptions): TrainRun {
     rank,
     worldSize,
     lead,
-    accum,
     T: cfg.blockSize,
     B: cfg.batchSize,
-    tokensPerStep: worldSize * cfg.batchSize * cfg.blockSize * accum,
+    batch: freshPlan(worldSize, cfg.batchSize, accum),
     schedule,
     maxGradNorm,
     runConfig,
@@ -97,6 +96,11 @@ export function prepareRun(opts: TrainerOptions): TrainRun {
   };
   if (outDir && lead) mkdirSync(outDir, { recursive: true });
   return run;
+}
+
+/** Tokens of one optimizer step over all ranks. */
+export function tokensPerStep(run: TrainRun): number {
+  return run.batch.global * run.T;
 }
 
 /** The config event that opens events.jsonl and the dashboard. */

@@ -26,7 +26,8 @@ async function forwardBackward(
   range: StepShare,
   readout: StepReadout,
 ): Promise<{ loss: Promise<number> }> {
-  const { accum, opts } = run;
+  const { opts } = run;
+  const { accum } = run.batch;
   const { strategy } = opts;
   const losses: Array<Promise<number>> = [];
   for (let m = 0; m < accum; m++) {

@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { median, paramChecksum } from '../metrics.ts';
 import type { StepRecorder } from './record.ts';
-import type { TrainRun } from './run.ts';
+import { tokensPerStep, type TrainRun } from './run.ts';
 import type { TrainSummary } from './types.ts';
 
 export interface RunEnd {
@@ -35,7 +35,7 @@ export async function finishRun(run: TrainRun, recorder: StepRecorder, end: RunE
     memory: { modelStateBytes: recorder.peakModelState, peak: recorder.peak },
     strategy: opts.strategy.name,
     worldSize: run.worldSize,
-    tokensPerSec: stepTimes.length ? run.tokensPerStep / (median(stepTimes) / 1000) : 0,
+    tokensPerSec: stepTimes.length ? tokensPerStep(run) / (median(stepTimes) / 1000) : 0,
     wallSeconds: (performance.now() - run.started) / 1000,
     ...(sample !== undefined ? { sample } : {}),
     ...(end.resumedFrom !== undefined ? { resumedFrom: end.resumedFrom } : {}),

@@ -91,6 +91,8 @@ export interface TrainerOptions {
   outDir?: string;
   /** Continue from the newest complete checkpoint in outDir/checkpoints. */
   resume?: boolean;
+  /** Continue from a file of `zeroring consolidate` instead (outDir starts fresh). */
+  resumeFrom?: string;
   /** Stop after this step count even though the schedule is for config.steps (an interrupted run). */
   stopAfterSteps?: number;
   comm?: TrainerComm;
@@ -98,6 +100,8 @@ export interface TrainerOptions {
   onProgress?: (p: Progress) => void;
   /** Warnings (e.g. a corrupt checkpoint skipped). */
   warn?: (msg: string) => void;
+  /** What the run did that a user should know (e.g. where it resumed from, and at what world size). */
+  info?: (msg: string) => void;
   /** Recorded as summary.config and the checkpoint's config.json (model preset, backend, CLI flags...). */
   runConfig?: Record<string, unknown>;
   /** Extra JSON files for every checkpoint, e.g. { 'tokenizer.json': tokenizer.toJSON() }. */
