@@ -1,8 +1,8 @@
 // ZeRO strategies in one process, on the toy block model (tied wte in the first and last block):
 // with one rank every stage equals LocalStrategy and holds exactly its formula's model state;
 // with two real process groups in this process, ranks agree, a checkpoint restored into fresh
-// strategies continues bit-identically, consolidateShards rebuilds the full parameters, and bad
-// input (missing gradients, another rank's shard) fails with a StrategyError that names it.
+// strategies continues bit-identically, the ranks' pieces together give the full parameters, and
+// bad input (missing gradients, another rank's pieces alone) fails with a StrategyError that names it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend, tf } from '@zeroring/backend';
 import { initProcessGroup, type ProcessGroup } from '@zeroring/comm';

@@ -7,7 +7,7 @@
 // forwarded.
 import type { Phase } from './engine.ts';
 import type { BlockModel, NamedTensors } from './model.ts';
-import type { StateSource } from './state-source.ts';
+import type { StateSource } from './state-types.ts';
 import type { FinishStepOptions, MemoryReport, ShardState, StepStats, Strategy } from './strategy.ts';
 
 export abstract class StrategyWrapper implements Strategy {

@@ -12,7 +12,7 @@ import type { BlockModel } from './model.ts';
 import type { GradSink, ParamSource } from './engine.ts';
 import type { MemoryReport } from './events.ts';
 import { MEMORY_CATEGORIES } from './events.ts';
-import type { StateSource } from './state-source.ts';
+import type { StateSource } from './state-types.ts';
 import type { StepReadout } from './step-readout.ts';
 
 export type { MemoryReport };

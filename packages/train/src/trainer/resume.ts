@@ -36,7 +36,7 @@ interface TrainerJson {
 }
 
 /** The fields of the run configuration that a resumed run must share to continue exactly. */
-const MUST_MATCH = ['steps', 'batchSize', 'blockSize', 'lr', 'seed', 'strategy', 'maxGradNorm'] as const;
+const MUST_MATCH = ['steps', 'blockSize', 'lr', 'seed', 'maxGradNorm'] as const;
 
 /**
  * Loads the newest complete checkpoint into the strategy and says where to go on from, or
