@@ -1,8 +1,8 @@
 // examples/slurm/train.sbatch on a real (one-node) Slurm cluster started here: sbatch runs it with
-// 2 tasks, srun starts `zeroring train` once per task with torchrun's variables mapped from
+// --ntasks=2, srun starts `zeroring train` twice with torchrun's variables mapped from
 // Slurm's, and the job must end like `zeroring train --nproc 2` with the same arguments (same
 // parameters, bit for bit). Also, without daemons: the script's mapping of Slurm's compressed
-// tasks-per-node list to LOCAL_WORLD_SIZE for nodes other than this one, and its refusal to start
+// per-node process counts to LOCAL_WORLD_SIZE for nodes other than this one, and its refusal to start
 // without a token.
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
@@ -68,7 +68,7 @@ if (why) {
   });
 } else {
   describe('examples/slurm/train.sbatch on a one-node Slurm cluster', () => {
-    it('sbatch with 2 tasks trains like zeroring train --nproc 2, token from a file', async () => {
+    it('sbatch --ntasks=2 trains like zeroring train --nproc 2, token from a file', async () => {
       const c = cluster!;
       const tokenFile = join(root, 'token');
       writeFileSync(tokenFile, randomBytes(16).toString('hex'), { mode: 0o600 });
@@ -83,7 +83,7 @@ if (why) {
       };
       delete env.ZERORING_TOKEN;
       delete env.ZERORING_LOG_LEVEL;
-      // --nodes and --ntasks override the script's #SBATCH lines (2 nodes × 2 tasks).
+      // --nodes and --ntasks override the script's #SBATCH lines (2 nodes × 2 processes).
       const jobOut = join(root, 'job-%j.out');
       const args = ['--nodes=1', '--ntasks=2', `--output=${jobOut}`, script, ...common, '--out', out];
       const job = await sbatchWait(args, env, 90_000);
@@ -115,11 +115,11 @@ if (why) {
 }
 
 describe('examples/slurm/train.sbatch without a cluster', () => {
-  // The per-task part of the script, run by bash with the variables srun would set on other nodes.
+  // The per-process part of the script, run by bash with the variables srun would set on other nodes.
   const perTask = /srun [^\n]*bash -c '([^']*)' zeroring-rank "\$@"/.exec(readFileSync(script, 'utf8'))?.[1];
   const bin = mkdtempSync(join(tmpdir(), 'zr-slurm-bin-'));
   afterAll(() => rmSync(bin, { recursive: true, force: true }));
-  // What the task execs, in place of zeroring: the variables it was given.
+  // What each process execs, in place of zeroring: the variables it was given.
   writeFileSync(join(bin, 'zeroring'), '#!/bin/sh\necho "$RANK $WORLD_SIZE $LOCAL_RANK $LOCAL_WORLD_SIZE $*"\n');
   chmodSync(join(bin, 'zeroring'), 0o755);
 
@@ -129,7 +129,7 @@ describe('examples/slurm/train.sbatch without a cluster', () => {
     ['4(x2),2', 2, '2'],
     ['3', 0, '3'],
     ['2,1(x3)', 3, '1'],
-  ])('SLURM_STEP_TASKS_PER_NODE=%s on node %i: LOCAL_WORLD_SIZE=%s', (tasks, node, local) => {
+  ])('SLURM_STEP_TASKS_PER_NODE=%s on node %i: LOCAL_WORLD_SIZE=%s', (counts, node, local) => {
     expect(perTask, 'the srun line of train.sbatch').toBeDefined();
     const env = {
       PATH: `${bin}:${process.env.PATH}`,
@@ -137,7 +137,7 @@ describe('examples/slurm/train.sbatch without a cluster', () => {
       SLURM_NTASKS: '10',
       SLURM_LOCALID: '1',
       SLURM_NODEID: String(node),
-      SLURM_STEP_TASKS_PER_NODE: tasks,
+      SLURM_STEP_TASKS_PER_NODE: counts,
     };
     // stdin not a socket: bash would read ~/.bashrc, taking itself for an rsh command.
     const r = spawnSync('bash', ['-c', perTask!, 'zeroring-rank', '--steps', '5'], {
