@@ -86,7 +86,7 @@ if (why) {
       // --nodes and --ntasks override the script's #SBATCH lines (2 nodes × 2 processes).
       const jobOut = join(root, 'job-%j.out');
       const args = ['--nodes=1', '--ntasks=2', `--output=${jobOut}`, script, ...common, '--out', out];
-      const job = await sbatchWait(args, env, 90_000);
+      const job = await sbatchWait(args, env, 150_000);
       const logs = readdirSync(root).filter((f) => /^job-\d+\.out$/.test(f));
       const printed = logs.map((f) => readFileSync(join(root, f), 'utf8')).join('\n');
       const why = `${job.output}\njob output:\n${printed}\n${c.logs()}`;
@@ -110,7 +110,7 @@ if (why) {
         .map((l) => (JSON.parse(l) as { rank?: number }).rank);
       expect(ranks.length, why).toBeGreaterThan(0);
       expect(new Set(ranks), why).toEqual(new Set([0]));
-    }, 180_000);
+    }, 240_000);
   });
 }
 
