@@ -7,12 +7,15 @@
 // launcher's job open. In-process runs publish to it directly; with workers, rank 0 appends its
 // events to a private feed directory that the dashboard follows (what `zeroring dashboard DIR`
 // does with a run's --out DIR), so the page also lives on across --max-restarts.
+//
+// Started by another launcher with RANK and WORLD_SIZE set (srun, a Kubernetes Indexed Job), the
+// command runs as that one rank instead (rank-job.ts), as a torch script does under srun.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { launch, type LaunchResult } from '@zeroring/comm';
+import { ConfigError, launch, type LaunchResult } from '@zeroring/comm';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
 import { loadCorpus, presets, type PresetName } from '@zeroring/gpt';
 import {
@@ -27,6 +30,7 @@ import { attachDashboard, dashboardOption, resolveDashboardPort } from '../dashb
 import { serveFinishedRun } from '../dashboard/linger.ts';
 import { PRESET_DEFAULTS, TrainJobError, runTrainJob, type TrainJobOptions } from '../train-job.ts';
 import { examples } from '../help.ts';
+import { quietUnlessRankZero, runRank, startedAsRank } from '../rank-job.ts';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -189,6 +193,30 @@ async function trainWithDashboard(f: TrainFlags, job: TrainJobOptions, port: num
   }
 }
 
+/**
+ * A process started as one rank must not be told how to start or place workers: its launcher
+ * did that, through the environment. Each such flag is named rather than silently ignored.
+ */
+function assertNoLaunchFlags(f: TrainFlags): void {
+  const given = [
+    f.nproc !== 1 && `--nproc ${f.nproc}`,
+    f.nnodes !== 1 && `--nnodes ${f.nnodes}`,
+    f.nodeRank !== 0 && `--node-rank ${f.nodeRank}`,
+    f.masterAddr !== undefined && `--master-addr ${f.masterAddr}`,
+    f.masterPort !== undefined && `--master-port ${f.masterPort}`,
+    f.maxRestarts !== 0 && `--max-restarts ${f.maxRestarts}`,
+    f.dashboard !== undefined && '--dashboard',
+  ].filter((g): g is string => g !== false);
+  if (given.length === 0) return;
+  const { RANK, WORLD_SIZE } = process.env;
+  throw new ConfigError(
+    `RANK=${RANK} and WORLD_SIZE=${WORLD_SIZE} are set, so this process runs as that one rank, but ` +
+      `${given.join(', ')} would start or place workers: expected none of --nproc, --nnodes, --node-rank, ` +
+      '--master-addr, --master-port, --max-restarts, --dashboard (MASTER_ADDR and MASTER_PORT come from ' +
+      'the environment; `zeroring dashboard DIR` follows a run through its --out DIR)',
+  );
+}
+
 export function registerTrain(program: Command): void {
   program
     .command('train')
@@ -206,9 +234,16 @@ export function registerTrain(program: Command): void {
         'zeroring train --backend webgpu --model gpt2 --batch-size 16 --out runs/gpt2',
         '# node 0 of two (same command with --node-rank 1 on the other node; export the same ZERORING_TOKEN on both)',
         'zeroring train --nproc 2 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500',
+        '# one rank of a job that another launcher starts (srun, a Kubernetes Indexed Job): with RANK, WORLD_SIZE,',
+        '# MASTER_ADDR, MASTER_PORT and ZERORING_TOKEN set, the command runs as that rank (examples/slurm)',
+        'RANK=1 WORLD_SIZE=2 MASTER_ADDR=10.0.0.1 MASTER_PORT=29500 zeroring train --out runs/shared',
       ),
     )
-    .addOption(new Option('--nproc <n>', 'worker processes on this node').default(1).argParser(intArg('--nproc', 1)))
+    .addOption(
+      new Option('--nproc <n>', 'worker processes on this node (none with RANK and WORLD_SIZE set: then this is one)')
+        .default(1)
+        .argParser(intArg('--nproc', 1)),
+    )
     .addOption(new Option('--strategy <name>', 'data-parallel strategy').choices(STRATEGY_NAMES).default('ddp'))
     .option('--offload', 'keep optimizer state on the host (CPU AdamW)')
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKEND_KINDS).default('auto'))
@@ -287,6 +322,13 @@ export function registerTrain(program: Command): void {
     .option('--dashboard-host <host>', 'address the dashboard binds (default 127.0.0.1; 0.0.0.0 for other machines)')
     .action(async (flags: TrainFlags) => {
       const job = toJobOptions(flags);
+      if (startedAsRank()) {
+        assertNoLaunchFlags(flags);
+        quietUnlessRankZero();
+        // Recorded as the run's --nproc: the ranks on this machine, as the launcher counts them.
+        const { LOCAL_WORLD_SIZE, WORLD_SIZE } = process.env;
+        return runRank({ ...job, nproc: Number(LOCAL_WORLD_SIZE || WORLD_SIZE) });
+      }
       const port = resolveDashboardPort(flags.dashboard);
       // Rank 0 runs on node 0: the other nodes' commands have no events to show.
       if (port !== undefined && flags.nodeRank === 0) await trainWithDashboard(flags, job, port);
