@@ -64,5 +64,5 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
   if (opts.outDir && run.endStep > start.startStep) {
     await saveRunCheckpoint(run, run.endStep, end.initialValLoss, batches.balancer);
   }
-  return finishRun(run, recorder, { ...end, resumedFrom: start.resumedFrom });
+  return finishRun(run, recorder, { ...end, resumedFrom: start.resumedFrom, resumeRead: start.resumeRead });
 }

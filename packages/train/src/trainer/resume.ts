@@ -10,6 +10,7 @@ import { CheckpointError, readModelParams } from '../checkpoint.ts';
 import { loadLatestCheckpoint, type LoadedCheckpoint } from '../checkpoint-source.ts';
 import { openConsolidated } from '../consolidated.ts';
 import { resplitPlan } from './batch-plan.ts';
+import { paramCount } from '../model.ts';
 import { median, paramChecksum } from '../metrics.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport } from '../strategy.ts';
 import type { TrainRun } from './run.ts';
@@ -22,6 +23,8 @@ export interface StartPoint {
   initialValLoss: number | null;
   /** With balanceBatch, the split the interrupted run had reached, to go on from. */
   resumedSplit?: number[];
+  /** The most state bytes a rank read to resume, and the whole state's. */
+  resumeRead?: TrainSummary['resumeRead'];
 }
 
 /** What trainer.json holds (written by checkpoint.ts in this folder). */
@@ -77,6 +80,7 @@ export async function resumeRun(run: TrainRun): Promise<StartPoint | { finished:
     return { finished: await summaryOfFinishedRun(run, ck.dir, start.startStep, start.initialValLoss) };
   }
   keepGlobalBatch(run, ck, tr);
+  start.resumeRead = await stateRead(run, ck);
   const split = tr.batchSplit;
   const sum = Array.isArray(split) ? split.reduce((a: number, n: number) => a + n, 0) : NaN;
   if (run.cfg.balanceBatch && tr.worldSize === worldSize && sum === run.batch.micro) {
@@ -129,6 +133,17 @@ function keepGlobalBatch(run: TrainRun, ck: ResumePoint, tr: TrainerJson): void 
       );
     }
   }
+}
+
+/** What the ranks read of the saved state (one small all-reduce: the largest rank's figure). */
+async function stateRead(run: TrainRun, ck: ResumePoint): Promise<TrainSummary['resumeRead']> {
+  const comm = run.opts.comm;
+  const stateBytes = 12 * ck.source.params.reduce((a, p) => a + paramCount(p), 0);
+  if (!comm || run.worldSize === 1) return { maxRankBytes: ck.source.bytesRead, stateBytes };
+  // float32 holds byte counts to within a few bytes in this range: close enough for a figure.
+  const max = new Float32Array([ck.source.bytesRead]);
+  await comm.allReduce(max, { op: 'max' });
+  return { maxRankBytes: max[0], stateBytes };
 }
 
 function resumeMessage(run: TrainRun, ck: ResumePoint): string {

@@ -11,6 +11,7 @@ export interface RunEnd {
   initialValLoss: number | null;
   finalValLoss: number | null;
   resumedFrom?: number;
+  resumeRead?: TrainSummary['resumeRead'];
 }
 
 /** Builds, writes and announces the run's summary (fullParams is collective: every rank calls this). */
@@ -39,6 +40,7 @@ export async function finishRun(run: TrainRun, recorder: StepRecorder, end: RunE
     wallSeconds: (performance.now() - run.started) / 1000,
     ...(sample !== undefined ? { sample } : {}),
     ...(end.resumedFrom !== undefined ? { resumedFrom: end.resumedFrom } : {}),
+    ...(end.resumeRead ? { resumeRead: end.resumeRead } : {}),
   };
   if (opts.outDir && lead) writeFileSync(join(opts.outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   run.emit({ type: 'done', summary: summary as unknown as Record<string, unknown> });

@@ -126,6 +126,11 @@ export interface TrainSummary {
   wallSeconds: number;
   sample?: string;
   resumedFrom?: number;
+  /**
+   * Resumed runs: the most model-state bytes any rank read to resume (blocks of the checkpoint's
+   * shards), against the whole state (parameters and both moments, 12 bytes a parameter).
+   */
+  resumeRead?: { maxRankBytes: number; stateBytes: number };
   /** Set (and nothing written) when a resume found the run already at its last step. */
   alreadyFinished?: boolean;
 }
