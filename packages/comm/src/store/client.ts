@@ -150,6 +150,14 @@ export class StoreClient {
     ).then(() => undefined);
   }
 
+  /**
+   * The store sets `key` to `value` when this connection closes, however it closes (null: no
+   * will). A later will replaces this one.
+   */
+  will(key: string, value: StoreValue | null): Promise<void> {
+    return this.request({ c: 'will', k: key, v: value }, undefined, `will('${key}')`).then(() => undefined);
+  }
+
   setRef(on: boolean): void {
     this.conn.setRef(on);
   }
