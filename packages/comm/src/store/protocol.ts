@@ -2,7 +2,7 @@
 // torch's TCPStore offers: set, get (waits for the key), add (atomic counter), wait, check,
 // delete, plus `join`, with which a worker claims its rank so that two workers claiming one
 // rank, or disagreeing on the world size, are told so at once instead of timing out, and `will`
-// (MQTT's last will): a key the store sets when the client's connection closes, so that whoever
+// (MQTT's last will): keys the store sets when the client's connection closes, so that whoever
 // waits on it learns at once that the client is gone (the elastic launchers use it).
 import type { WireError } from '../errors.ts';
 

@@ -2,8 +2,9 @@
 // the workers reach over WebSocket. Waiting gets are parked server-side and answered when the
 // key appears, so clients never poll (kv.ts). The server also keeps the rank claims of `join`
 // (membership.ts): a second live worker with the same rank, a different world size, or a
-// worker refused for another token breaks the rendezvous for everyone, at once. A client's will
-// (one key and value, replaced by its next `will`) is set when its connection closes.
+// worker refused for another token breaks the rendezvous for everyone, at once. A client's wills
+// (keys and values; one per key, replaced by its next `will` of that key) are set when its
+// connection closes.
 import { unpack } from 'msgpackr';
 import { ConfigError, toWire } from '../errors.ts';
 import { getLogger, type Logger } from '@zeroring/core';
@@ -41,7 +42,7 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
   const log = o.log ?? getLogger({ component: 'store' });
   const kv = new KeyValue();
   const members = new Membership(o.wrongTokenGraceMs ?? DEFAULT_WRONG_TOKEN_GRACE_MS, log, `${o.host}:${o.port}`);
-  const wills = new Map<Conn, { k: string; v: StoreValue }>();
+  const wills = new Map<Conn, Map<string, StoreValue>>();
   const listener = await listen({
     host: o.host,
     port: o.port,
@@ -55,11 +56,12 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
       c.setHandler((raw) => handleRequest(c, raw, { kv, members, wills }));
       c.onClose(() => {
         kv.dropClient(c);
-        const will = wills.get(c);
-        if (!will) return;
+        const mine = wills.get(c);
         wills.delete(c);
-        kv.put(will.k, will.v);
-        kv.wake(will.k);
+        for (const [k, v] of mine ?? []) {
+          kv.put(k, v);
+          kv.wake(k);
+        }
       });
     },
   });
@@ -79,7 +81,7 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
 interface ServerState {
   kv: KeyValue;
   members: Membership;
-  wills: Map<Conn, { k: string; v: StoreValue }>;
+  wills: Map<Conn, Map<string, StoreValue>>;
 }
 
 /** One request of an authenticated client; anything malformed closes that client's connection. */
@@ -134,8 +136,9 @@ function handleRequest(c: Conn, raw: Buffer, { kv, members, wills }: ServerState
     }
     case 'will':
       if (typeof m.k !== 'string' || (m.v !== null && !isStoreValue(m.v))) return bad('will needs a key and a value');
-      if (m.v === null) wills.delete(c);
-      else wills.set(c, { k: m.k, v: m.v });
+      if (!wills.has(c)) wills.set(c, new Map());
+      if (m.v === null) wills.get(c)!.delete(m.k);
+      else wills.get(c)!.set(m.k, m.v);
       return reply(c, { i: m.i, v: true });
     default:
       return bad(`unknown command ${String((m as { c: unknown }).c)}`);
