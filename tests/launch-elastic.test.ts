@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { killMarked, leftovers, newMarker, startCli, type StartedCli } from './fixtures/cli.ts';
 import { fixture } from './fixtures/launch/helpers.ts';
 
-interface Record {
+interface WorkerRecord {
   round: number;
   rank: number;
   worldSize: number;
@@ -50,16 +50,16 @@ function job(extra: string[] = []) {
     started.push({ run, marker });
     return { run, marker };
   };
-  const records = (): Record[] => {
+  const records = (): WorkerRecord[] => {
     const f = join(dir, 'records.jsonl');
     if (!existsSync(f)) return [];
     return readFileSync(f, 'utf8')
       .trim()
       .split('\n')
       .filter(Boolean)
-      .map((l) => JSON.parse(l) as Record);
+      .map((l) => JSON.parse(l) as WorkerRecord);
   };
-  const waitRecords = async (pred: (rs: Record[]) => boolean, what: string, runs: StartedCli[]) => {
+  const waitRecords = async (pred: (rs: WorkerRecord[]) => boolean, what: string, runs: StartedCli[]) => {
     const end = Date.now() + 120_000;
     while (!pred(records())) {
       const ended = runs.find((r) => r.child.exitCode !== null);
@@ -72,7 +72,7 @@ function job(extra: string[] = []) {
   return { dir, node, records, waitRecords };
 }
 
-const startsOf = (rs: Record[], round: number) =>
+const startsOf = (rs: WorkerRecord[], round: number) =>
   rs.filter((r) => r.round === round && !r.finished).sort((a, b) => a.rank - b.rank);
 
 describe('zeroring launch --nnodes MIN:MAX (elastic, loopback)', () => {
