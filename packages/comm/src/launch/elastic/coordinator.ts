@@ -3,10 +3,11 @@
 // round's end, and forms the next one until the job is done, failed, or out of re-formations.
 //
 // A round takes whoever arrived: once MIN nodes are there it waits the window for more, and
-// closes at once when MAX are there (the master's own node always among them). A re-formation also closes at once when every member of
-// the last round that is still connected has arrived, so losing a node costs no window. An
-// arrival whose agent has gone (its will set `gone`) is dropped. Fewer than MIN nodes until the
-// rendezvous timeout ends the job with a ConfigError line for every waiting launcher.
+// closes at once when MAX are there (the master's own node always among them). A re-formation
+// also closes at once when every member of the last round that is still connected has arrived,
+// so losing a node costs no window. An arrival whose agent has gone (its will set `gone`) is
+// dropped. Fewer than MIN nodes until the rendezvous timeout ends the job with a ConfigError
+// line for every waiting launcher.
 import type { StoreClient } from '../../store/client.ts';
 import { freePort } from '../env.ts';
 import type { ElasticOptions } from '../options.ts';
