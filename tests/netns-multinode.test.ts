@@ -6,6 +6,10 @@
 //   within the timeout, every launcher exits non-zero naming its rank, nothing is left running.
 // - node 2's link set down (a silent partition): heartbeats catch it on every rank within the
 //   timeout (PeerLostError "silent" or CommTimeoutError), and again nothing is left.
+// - elastic (--nnodes 2:3, no --node-rank: node 0 hosts the launchers' store because the master
+//   address is its own): node 2 killed whole mid-run, nodes 0 and 1 re-form at world size 2 and
+//   finish from the newest checkpoint; the time from the kill to the first step at world size 2
+//   is printed (docs/elastic.md quotes it).
 // Skipped, with the reason in the test name, where namespaces cannot be made (not root).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
@@ -73,6 +77,33 @@ async function waitForStep(out: string, step: number, exited: Promise<unknown>):
     if (done) throw new Error(`the job ended before step ${step}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Waits until metrics.jsonl has a step run at world size `ws`. */
+async function waitForWorldSize(out: string, ws: number, exited: Promise<unknown>): Promise<void> {
+  let done = false;
+  void exited.then(() => (done = true));
+  const f = join(out, 'metrics.jsonl');
+  for (;;) {
+    const lines = existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : [];
+    if (lines.some((l) => (JSON.parse(l) as { worldSize?: number }).worldSize === ws)) return;
+    if (done) throw new Error(`the job ended without a step at world size ${ws}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The `time` of the first JSON log line whose msg matches `re`. */
+function firstLogTime(output: string, re: RegExp): number | undefined {
+  for (const line of output.split('\n')) {
+    const json = line.slice(line.indexOf('{'));
+    if (!json.startsWith('{') || !re.test(json)) continue;
+    try {
+      return (JSON.parse(json) as { time: number }).time;
+    } catch {
+      // not a log line
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -173,6 +204,65 @@ if (why) {
         );
       }
       expect(ms, text).toBeLessThan(timeoutMs);
+      await nothingLeft(marker);
+    }, 600_000);
+
+    it('elastic 2:3: node 2 killed mid-run; nodes 0 and 1 re-form at world size 2, resume and finish', async () => {
+      const out = join(root, 'elastic');
+      const marker = newMarker();
+      const timeoutMs = 30_000;
+      const p = port();
+      const args = (i: number) => {
+        const a = nodeArgs(i, p, out, 30);
+        a.splice(a.indexOf('--node-rank'), 2); // the rendezvous decides; node 0 owns the master address
+        a[a.indexOf('--nnodes') + 1] = '2:3';
+        return [...a, '--checkpoint-interval', '1', '--max-restarts', '2', '--rdzv-window', '5'];
+      };
+      const nodes = Array.from({ length: N }, (_, i) =>
+        runCli(args(i), {
+          prefix: hosts.exec(i),
+          env: { ZERORING_TOKEN: token, ZERORING_SHM: '0', ZERORING_TIMEOUT_MS: String(timeoutMs) },
+          marker,
+          timeoutMs: 400_000,
+        }),
+      );
+      const all = Promise.all(nodes);
+      await waitForStep(out, 4, all);
+      const t0 = Date.now();
+      for (const pid of hosts.pids(2)) process.kill(pid, 'SIGKILL');
+      const firstAtTwo = waitForWorldSize(out, 2, all).then(() => Date.now() - t0);
+      const [rs, reformMs] = await Promise.all([all, firstAtTwo.catch(() => null)]);
+      const text = rs.map((r, i) => `--- node ${i}\n${r.output.slice(-6000)}`).join('\n');
+      // The launchers' part: who left (node ranks follow join order, so node 2's is 1 or 2), the new
+      // world, the round.
+      const left = `left: node ([12]) \\(host ${hosts.addr(2).replace(/\./g, '\\.')}, rank ([12])\\)`;
+      for (const i of [0, 1]) {
+        expect(rs[i]!.output, text).toMatch(new RegExp(`round 1: world size 2 on 2 nodes \\(was 3\\); ${left}`));
+      }
+      const restartAt = firstLogTime(rs[0]!.output, /restart 1: resuming/);
+      console.log(
+        `elastic re-formation (tiny, wasm): kill -> round 1 resuming ${restartAt ? restartAt - t0 : '?'} ms, ` +
+          `kill -> first step at world size 2 ${reformMs ?? 'none'} ms (collective timeout ${timeoutMs} ms)`,
+      );
+      // The training's part: the run finishes at world size 2, continuing from the checkpoint.
+      for (const i of [0, 1]) expect(rs[i]!.code, text).toBe(0);
+      const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { step: number; loss: number; worldSize: number });
+      const atThree = metrics.filter((m) => m.worldSize === 3);
+      const atTwo = metrics.filter((m) => m.worldSize === 2);
+      expect(atThree.length, text).toBeGreaterThanOrEqual(4);
+      const lastThree = atThree.at(-1)!.step;
+      // Resumed from a checkpoint of the last step or two before the kill: no jump back to the start.
+      expect(atTwo[0]!.step).toBeGreaterThanOrEqual(lastThree - 1);
+      expect(atTwo[0]!.step).toBeLessThanOrEqual(lastThree + 1);
+      expect(atTwo.map((m) => m.step)).toEqual(
+        Array.from({ length: 31 - atTwo[0]!.step }, (_, k) => atTwo[0]!.step + k),
+      );
+      expect(atTwo[0]!.loss).toBeLessThan(atThree[0]!.loss);
+      const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
+      expect(summary).toMatchObject({ steps: 30, worldSize: 2 });
       await nothingLeft(marker);
     }, 600_000);
 

@@ -58,6 +58,26 @@ describe('rendezvous store', () => {
     expect(await a.get('after')).toBe(1);
   });
 
+  it("a client's wills are set when its connection closes, one per key, withdrawn by null", async () => {
+    const s = await store();
+    const watcher = await client(s.port);
+    const a = await client(s.port);
+    await a.will('gone/a', 'first');
+    await a.will('gone/a', 'a left');
+    await a.will('round/end', 'a ended it');
+    const b = await client(s.port);
+    await b.will('gone/b', 'b left');
+    await b.will('gone/b', null);
+    const seen = watcher.get('gone/a', 5000);
+    b.close();
+    a.close();
+    expect(await seen).toBe('a left');
+    expect(await watcher.get('round/end', 5000)).toBe('a ended it');
+    // b closed first; give the store a moment more to have handled it: its cleared will set nothing.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await watcher.check(['gone/b'])).toBe(false);
+  });
+
   it('a wrong token is refused with AuthError, never sent in the clear', async () => {
     const s = await store('right');
     await expect(

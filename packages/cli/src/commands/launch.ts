@@ -3,6 +3,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { ConfigError, launch } from '@zeroring/comm';
 import { examples } from '../help.ts';
+import { addRendezvousOptions, rendezvousOptions, type RendezvousFlags } from '../rendezvous-flags.ts';
 
 function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
@@ -16,10 +17,8 @@ function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
-interface LaunchFlags {
+interface LaunchFlags extends RendezvousFlags {
   nprocPerNode: number;
-  nnodes: number;
-  nodeRank: number;
   masterAddr?: string;
   masterPort?: number;
   maxRestarts: number;
@@ -29,12 +28,17 @@ interface LaunchFlags {
 export function registerLaunch(program: Command): void {
   // Options after SCRIPT belong to the script, not to us (passThroughOptions needs this on the parent).
   program.enablePositionalOptions();
-  program
+  const cmd = program
     .command('launch')
     .description('start N worker processes with torchrun-style environment (RANK, WORLD_SIZE, MASTER_ADDR, ...)')
-    .requiredOption('--nproc-per-node <n>', 'workers on this node', intArg('--nproc-per-node', 1))
-    .option('--nnodes <m>', 'nodes in the job', intArg('--nnodes', 1), 1)
-    .option('--node-rank <r>', "this node's index in [0, nnodes)", intArg('--node-rank', 0), 0)
+    .requiredOption('--nproc-per-node <n>', 'workers on this node', intArg('--nproc-per-node', 1));
+  addRendezvousOptions(cmd)
+    .option(
+      '--node-rank <r>',
+      "this node's index in [0, nnodes) (default 0); elastic: 0 hosts the launchers' store, others " +
+        'get their index in join order',
+      intArg('--node-rank', 0),
+    )
     .option('--master-addr <host>', 'address of node 0 (rendezvous store); default 127.0.0.1 on one node')
     .option(
       '--master-port <port>',
@@ -60,16 +64,22 @@ export function registerLaunch(program: Command): void {
       'after',
       '\nWorkers get RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, ZERORING_TOKEN\n' +
         '(random unless exported; required for --nnodes > 1) and ZERORING_RESTART_COUNT.\n' +
+        'With --nnodes MIN:MAX the launchers meet at --master-addr:--master-port (hosted by the launcher on\n' +
+        'that machine), form the world from the nodes that came, and re-form it when a node dies or joins\n' +
+        "(up to --max-restarts times); the master node's launcher dying ends the job (docs/elastic.md).\n" +
         examples(
           'zeroring launch --nproc-per-node 2 examples/allreduce-hello/main.ts',
           'ZERORING_TOKEN=secret zeroring launch --nproc-per-node 2 --nnodes ' +
             '2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 train.ts',
+          '# elastic: the same command on 2 to 4 nodes; each re-forms the world when a node leaves',
+          'ZERORING_TOKEN=secret zeroring launch --nproc-per-node 2 --nnodes 2:4 --max-restarts 3 ' +
+            '--master-addr 10.0.0.1 --master-port 29500 train.ts',
         ),
     )
     .action(async (script: string, args: string[], flags: LaunchFlags) => {
       const result = await launch({
         nprocPerNode: flags.nprocPerNode,
-        nnodes: flags.nnodes,
+        ...rendezvousOptions(flags),
         nodeRank: flags.nodeRank,
         masterAddr: flags.masterAddr,
         masterPort: flags.masterPort,

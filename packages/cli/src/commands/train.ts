@@ -31,6 +31,7 @@ import { serveFinishedRun } from '../dashboard/linger.ts';
 import { PRESET_DEFAULTS, TrainJobError, runTrainJob, type TrainJobOptions } from '../train-job.ts';
 import { examples } from '../help.ts';
 import { quietUnlessRankZero, runRank, startedAsRank } from '../rank-job.ts';
+import { addRendezvousOptions, rendezvousOptions, type RendezvousFlags } from '../rendezvous-flags.ts';
 
 function intArg(name: string, min: number) {
   return (value: string): number => {
@@ -58,7 +59,7 @@ function positiveNumber(name: string) {
   };
 }
 
-interface TrainFlags {
+interface TrainFlags extends RendezvousFlags {
   nproc: number;
   strategy: StrategyName;
   offload?: boolean;
@@ -83,8 +84,6 @@ interface TrainFlags {
   checkpointInterval: number;
   sampleTokens: number;
   stopAfter?: number;
-  nnodes: number;
-  nodeRank: number;
   masterAddr?: string;
   masterPort?: number;
   maxRestarts: number;
@@ -150,7 +149,7 @@ function trainWorkerScript(): string {
 function launchWorkers(f: TrainFlags, job: TrainJobOptions): Promise<LaunchResult> {
   return launch({
     nprocPerNode: f.nproc,
-    nnodes: f.nnodes,
+    ...rendezvousOptions(f),
     nodeRank: f.nodeRank,
     masterAddr: f.masterAddr,
     masterPort: f.masterPort,
@@ -200,8 +199,8 @@ async function trainWithDashboard(f: TrainFlags, job: TrainJobOptions, port: num
 function assertNoLaunchFlags(f: TrainFlags): void {
   const given = [
     f.nproc !== 1 && `--nproc ${f.nproc}`,
-    f.nnodes !== 1 && `--nnodes ${f.nnodes}`,
-    f.nodeRank !== 0 && `--node-rank ${f.nodeRank}`,
+    f.nnodes !== 1 && `--nnodes ${typeof f.nnodes === 'number' ? f.nnodes : `${f.nnodes.min}:${f.nnodes.max}`}`,
+    f.nodeRank !== undefined && `--node-rank ${f.nodeRank}`,
     f.masterAddr !== undefined && `--master-addr ${f.masterAddr}`,
     f.masterPort !== undefined && `--master-port ${f.masterPort}`,
     f.maxRestarts !== 0 && `--max-restarts ${f.maxRestarts}`,
@@ -218,7 +217,7 @@ function assertNoLaunchFlags(f: TrainFlags): void {
 }
 
 export function registerTrain(program: Command): void {
-  program
+  const cmd = program
     .command('train')
     .description('train the toy GPT (Moby Dick by default) on one or more worker processes')
     .addHelpText(
@@ -237,6 +236,10 @@ export function registerTrain(program: Command): void {
         '# one rank of a job that another launcher starts (srun, a Kubernetes Indexed Job): with RANK, WORLD_SIZE,',
         '# MASTER_ADDR, MASTER_PORT and ZERORING_TOKEN set, the command runs as that rank (examples/slurm)',
         'RANK=1 WORLD_SIZE=2 MASTER_ADDR=10.0.0.1 MASTER_PORT=29500 zeroring train --out runs/shared',
+        '# elastic, on 2 or 3 nodes (the same command on each): a lost node re-forms the world, which',
+        '# resumes from the newest checkpoint (docs/elastic.md)',
+        'zeroring train --nproc 2 --nnodes 2:3 --max-restarts 2 --master-addr 10.0.0.1 --master-port 29500 ' +
+          '--out runs/elastic --checkpoint-interval 20',
       ),
     )
     .addOption(
@@ -313,11 +316,20 @@ export function registerTrain(program: Command): void {
         .argParser(intArg('--stop-after', 1))
         .hideHelp(),
     )
-    .option('--nnodes <n>', 'nodes in the job (with --nproc N)', intArg('--nnodes', 1), 1)
-    .option('--node-rank <r>', "this node's index", intArg('--node-rank', 0), 0)
+    .option(
+      '--node-rank <r>',
+      "this node's index (default 0; elastic: 0 hosts the launchers' store)",
+      intArg('--node-rank', 0),
+    )
     .option('--master-addr <host>', 'rendezvous host (rank 0 node)')
     .option('--master-port <port>', 'rendezvous port', intArg('--master-port', 1))
-    .option('--max-restarts <k>', 'restart the workers up to K times after a failure', intArg('--max-restarts', 0), 0)
+    .option(
+      '--max-restarts <k>',
+      'restart the workers up to K times after a failure (elastic: re-form the world up to K times)',
+      intArg('--max-restarts', 0),
+      0,
+    );
+  addRendezvousOptions(cmd)
     .addOption(dashboardOption())
     .option('--dashboard-host <host>', 'address the dashboard binds (default 127.0.0.1; 0.0.0.0 for other machines)')
     .action(async (flags: TrainFlags) => {
@@ -331,7 +343,7 @@ export function registerTrain(program: Command): void {
       }
       const port = resolveDashboardPort(flags.dashboard);
       // Rank 0 runs on node 0: the other nodes' commands have no events to show.
-      if (port !== undefined && flags.nodeRank === 0) await trainWithDashboard(flags, job, port);
+      if (port !== undefined && (flags.nodeRank ?? 0) === 0) await trainWithDashboard(flags, job, port);
       else await trainJob(flags, job);
     });
 }

@@ -3,13 +3,53 @@
 // with a message naming the bad value and the expected one.
 import { ConfigError } from '../errors.ts';
 
+/** An elastic job's node count: any number from min to max nodes (torchrun's `--nnodes MIN:MAX`). */
+export interface NodeRange {
+  min: number;
+  max: number;
+}
+
+/** `--nnodes` as typed: `M` (a fixed M nodes) or `MIN:MAX` (elastic). */
+export function parseNnodes(text: string): number | NodeRange {
+  const m = /^\s*(\d+)\s*(?::\s*(\d+)\s*)?$/.exec(text);
+  const min = Number(m?.[1]);
+  const max = m?.[2] === undefined ? min : Number(m[2]);
+  if (!m || !Number.isSafeInteger(max) || min < 1 || max < min) {
+    throw new ConfigError(`nnodes '${text}' is not valid, expected M or MIN:MAX with 1 <= MIN <= MAX (e.g. 2:4)`);
+  }
+  return m[2] === undefined ? min : { min, max };
+}
+
+/** The elastic rendezvous, filled in. */
+export interface ElasticOptions {
+  minNodes: number;
+  maxNodes: number;
+  /** After MIN nodes have joined a round, how long it still waits for more (until MAX). */
+  windowMs: number;
+  /** How long a round waits for MIN nodes before the job fails. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_RDZV_WINDOW_MS = 5000;
+export const DEFAULT_RDZV_TIMEOUT_MS = 600_000;
+
 export interface LaunchOptions {
   /** Workers started on this node (torchrun's --nproc-per-node). */
   nprocPerNode: number;
-  /** Nodes in the job; default 1. */
-  nnodes?: number;
-  /** This node's index in [0, nnodes); default 0. */
+  /**
+   * Nodes in the job; default 1. A range makes the job elastic (elastic.ts): the launchers
+   * rendezvous through a store that node rank 0's launcher hosts at masterAddr:masterPort.
+   */
+  nnodes?: number | NodeRange;
+  /**
+   * This node's index in [0, nnodes); default 0. Elastic: only whether this launcher hosts the
+   * launchers' store (0) or not; unset, it hosts the store when masterAddr:masterPort is free here.
+   */
   nodeRank?: number;
+  /** Elastic: after MIN nodes joined, ms a round still waits for more; default 5000. */
+  rdzvWindowMs?: number;
+  /** Elastic: ms a round waits for MIN nodes before the job fails; default 600000. */
+  rdzvTimeoutMs?: number;
   /** Address of the rendezvous store (hosted by global rank 0); default 127.0.0.1 on a single node. */
   masterAddr?: string;
   /** Port of the rendezvous store; default a free port on a single node, required for several nodes. */
@@ -44,8 +84,11 @@ export interface LaunchOptions {
 /** LaunchOptions with every default filled in and every value checked. */
 export interface ResolvedLaunchOptions {
   nprocPerNode: number;
+  /** Nodes of a fixed job; an elastic job's maximum. */
   nnodes: number;
-  nodeRank: number;
+  /** Elastic: undefined unless given (see LaunchOptions.nodeRank). */
+  nodeRank: number | undefined;
+  elastic: ElasticOptions | undefined;
   masterAddr: string;
   masterPort: number | undefined;
   maxRestarts: number;
@@ -69,17 +112,27 @@ function checkInt(name: string, value: number, min: number, max: number): number
 export function resolveLaunchOptions(opts: LaunchOptions): ResolvedLaunchOptions {
   const inf = Number.MAX_SAFE_INTEGER;
   const nprocPerNode = checkInt('nproc-per-node', opts.nprocPerNode, 1, inf);
-  const nnodes = checkInt('nnodes', opts.nnodes ?? 1, 1, inf);
-  const nodeRank = checkInt('node-rank', opts.nodeRank ?? 0, 0, nnodes - 1);
+  const range = typeof opts.nnodes === 'object' ? opts.nnodes : undefined;
+  const nnodes = checkInt('nnodes', range ? range.max : ((opts.nnodes as number | undefined) ?? 1), 1, inf);
+  const minNodes = range ? checkInt('nnodes MIN', range.min, 1, nnodes) : nnodes;
+  const elastic = range && {
+    minNodes,
+    maxNodes: nnodes,
+    windowMs: checkInt('rdzv-window (ms)', opts.rdzvWindowMs ?? DEFAULT_RDZV_WINDOW_MS, 0, inf),
+    timeoutMs: checkInt('rdzv-timeout (ms)', opts.rdzvTimeoutMs ?? DEFAULT_RDZV_TIMEOUT_MS, 1, inf),
+  };
+  const givenRank = opts.nodeRank ?? (elastic ? undefined : 0);
+  const nodeRank = givenRank === undefined ? undefined : checkInt('node-rank', givenRank, 0, nnodes - 1);
   const maxRestarts = checkInt('max-restarts', opts.maxRestarts ?? 0, 0, inf);
   const gracePeriodMs = checkInt('grace period (ms)', opts.gracePeriodMs ?? 5000, 0, inf);
   const masterPort = opts.masterPort === undefined ? undefined : checkInt('master-port', opts.masterPort, 1, 65535);
   // Several nodes must agree on where the store is: a default that differs per machine
   // (a free port, the loopback address) would split the job silently.
-  if (nnodes > 1 && masterPort === undefined) {
+  // An elastic job of one node still has launchers that look for each other at a known place.
+  if ((nnodes > 1 || elastic) && masterPort === undefined) {
     throw new ConfigError(`master-port is not set, expected a port (1-65535) shared by all ${nnodes} nodes`);
   }
-  if (nnodes > 1 && !opts.masterAddr) {
+  if ((nnodes > 1 || elastic) && !opts.masterAddr) {
     throw new ConfigError(`master-addr is not set, expected the address of node 0 reachable from all ${nnodes} nodes`);
   }
   if (!opts.script) throw new ConfigError('script is empty, expected a .ts, .js, .mjs or .cjs file');
@@ -87,6 +140,7 @@ export function resolveLaunchOptions(opts: LaunchOptions): ResolvedLaunchOptions
     nprocPerNode,
     nnodes,
     nodeRank,
+    elastic,
     masterAddr: opts.masterAddr || '127.0.0.1',
     masterPort,
     maxRestarts,

@@ -150,12 +150,29 @@ export class StoreClient {
     ).then(() => undefined);
   }
 
+  /**
+   * The store sets `key` to `value` when this connection closes, however it closes. One will per
+   * key: a later will of the same key replaces it, null withdraws it.
+   */
+  will(key: string, value: StoreValue | null): Promise<void> {
+    return this.request({ c: 'will', k: key, v: value }, undefined, `will('${key}')`).then(() => undefined);
+  }
+
   setRef(on: boolean): void {
     this.conn.setRef(on);
   }
 
+  /**
+   * Closes the connection; calls still waiting (a get parked for a key that never came) reject
+   * with 'store client closed', so that none keeps the process alive through its timer.
+   */
   close(): void {
     this.failure ??= new ZeroringError('store client closed');
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(this.failure);
+    }
+    this.pending.clear();
     this.conn.close(CloseCode.normal, 'done');
   }
 

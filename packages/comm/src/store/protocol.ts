@@ -1,7 +1,9 @@
 // Messages of the rendezvous store (msgpack over an authenticated WebSocket), the operations
 // torch's TCPStore offers: set, get (waits for the key), add (atomic counter), wait, check,
 // delete, plus `join`, with which a worker claims its rank so that two workers claiming one
-// rank, or disagreeing on the world size, are told so at once instead of timing out.
+// rank, or disagreeing on the world size, are told so at once instead of timing out, and `will`
+// (MQTT's last will): keys the store sets when the client's connection closes, so that whoever
+// waits on it learns at once that the client is gone (the elastic launchers use it).
 import type { WireError } from '../errors.ts';
 
 export type StoreValue = string | number | Uint8Array;
@@ -14,7 +16,8 @@ export type StoreRequest =
   | { i: number; c: 'check'; ks: string[] }
   | { i: number; c: 'del'; k: string }
   | { i: number; c: 'cancel'; target: number }
-  | { i: number; c: 'join'; p: string; r: number; w: number };
+  | { i: number; c: 'join'; p: string; r: number; w: number }
+  | { i: number; c: 'will'; k: string; v: StoreValue | null };
 
 export type StoreResponse = { i: number; v?: StoreValue | boolean | null; e?: WireError };
 

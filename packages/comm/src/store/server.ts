@@ -2,7 +2,9 @@
 // the workers reach over WebSocket. Waiting gets are parked server-side and answered when the
 // key appears, so clients never poll (kv.ts). The server also keeps the rank claims of `join`
 // (membership.ts): a second live worker with the same rank, a different world size, or a
-// worker refused for another token breaks the rendezvous for everyone, at once.
+// worker refused for another token breaks the rendezvous for everyone, at once. A client's wills
+// (keys and values; one per key, replaced by its next `will` of that key) are set when its
+// connection closes.
 import { unpack } from 'msgpackr';
 import { ConfigError, toWire } from '../errors.ts';
 import { getLogger, type Logger } from '@zeroring/core';
@@ -10,7 +12,7 @@ import { CloseCode, type Conn } from '../transport/conn.ts';
 import { listen } from '../transport/listener.ts';
 import { KeyValue, reply } from './kv.ts';
 import { Membership } from './membership.ts';
-import { isStoreValue, STORE_MAX_PAYLOAD, type StoreRequest } from './protocol.ts';
+import { isStoreValue, STORE_MAX_PAYLOAD, type StoreRequest, type StoreValue } from './protocol.ts';
 
 export interface StoreServerOptions {
   host: string;
@@ -40,6 +42,7 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
   const log = o.log ?? getLogger({ component: 'store' });
   const kv = new KeyValue();
   const members = new Membership(o.wrongTokenGraceMs ?? DEFAULT_WRONG_TOKEN_GRACE_MS, log, `${o.host}:${o.port}`);
+  const wills = new Map<Conn, Map<string, StoreValue>>();
   const listener = await listen({
     host: o.host,
     port: o.port,
@@ -50,8 +53,16 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
     log,
     onWrongProof: (remote, rank) => members.onWrongProof(remote, rank),
     onConn: (c) => {
-      c.setHandler((raw) => handleRequest(c, raw, kv, members));
-      c.onClose(() => kv.dropClient(c));
+      c.setHandler((raw) => handleRequest(c, raw, { kv, members, wills }));
+      c.onClose(() => {
+        kv.dropClient(c);
+        const mine = wills.get(c);
+        wills.delete(c);
+        for (const [k, v] of mine ?? []) {
+          kv.put(k, v);
+          kv.wake(k);
+        }
+      });
     },
   });
   log.debug({ host: o.host, port: listener.port }, 'store listening');
@@ -67,8 +78,14 @@ export async function startStoreServer(o: StoreServerOptions): Promise<StoreServ
   };
 }
 
+interface ServerState {
+  kv: KeyValue;
+  members: Membership;
+  wills: Map<Conn, Map<string, StoreValue>>;
+}
+
 /** One request of an authenticated client; anything malformed closes that client's connection. */
-function handleRequest(c: Conn, raw: Buffer, kv: KeyValue, members: Membership): void {
+function handleRequest(c: Conn, raw: Buffer, { kv, members, wills }: ServerState): void {
   let m: StoreRequest;
   try {
     m = unpack(raw) as StoreRequest;
@@ -117,6 +134,12 @@ function handleRequest(c: Conn, raw: Buffer, kv: KeyValue, members: Membership):
       const e = members.join(c, m.p, m.r, m.w);
       return reply(c, e ? { i: m.i, e } : { i: m.i, v: true });
     }
+    case 'will':
+      if (typeof m.k !== 'string' || (m.v !== null && !isStoreValue(m.v))) return bad('will needs a key and a value');
+      if (!wills.has(c)) wills.set(c, new Map());
+      if (m.v === null) wills.get(c)!.delete(m.k);
+      else wills.get(c)!.set(m.k, m.v);
+      return reply(c, { i: m.i, v: true });
     default:
       return bad(`unknown command ${String((m as { c: unknown }).c)}`);
   }

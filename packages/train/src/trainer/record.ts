@@ -148,6 +148,8 @@ export class StepRecorder {
     const { computeMs, commMs, optimMs, commExposedMs } = x;
     const line = {
       step: r.step + 1,
+      // An elastic job's world changes between restarts: each line says which world ran it.
+      worldSize: this.run.worldSize,
       loss: x.loss,
       lr: r.lr,
       tokensPerSec,
