@@ -69,7 +69,9 @@ try {
   const result = { model, savedBy: { strategy: 'zero3', worldSize: from }, blockBytes: BLOCK_BYTES, rows };
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
-  const head = `Checkpoint of ${model} saved by zero3 at ${from} ranks, resumed at M ranks (${rows[0]?.stateBytes} bytes of state)`;
+  const head =
+    `Checkpoint of ${model} saved by zero3 at ${from} ranks, resumed at M ranks ` +
+    `(${rows[0]?.stateBytes} bytes of state)`;
   writeFileSync(out.replace(/\.json$/, '.md'), `${head}\n\n${table}\n`);
   console.log(table);
 } finally {
