@@ -78,11 +78,36 @@ export class ForwardBackwardPass {
   constructor(
     private readonly model: BlockModel,
     input: tf.Tensor,
-    private readonly targets: tf.Tensor,
+    private targets: tf.Tensor,
     private readonly source: ParamSource,
     private readonly opts: PassOptions,
   ) {
     this.inputs = [input];
+  }
+
+  /**
+   * The last block's input once forward has run (owned by the pass): a pipeline stage's output,
+   * when the stage model ends in a parameter-free block (pipeline/stage.ts).
+   */
+  lastInput(): tf.Tensor {
+    if (this.inputs.length !== this.model.blocks.length) throw new EngineError('internal: forward has not run');
+    return this.inputs[this.inputs.length - 1];
+  }
+
+  /** Targets known only after forward (a pipeline stage's output gradient); the caller owns them. */
+  setTargets(targets: tf.Tensor): void {
+    this.targets = targets;
+  }
+
+  /**
+   * The gradient for the input of the block last run backward (owned by the caller from now):
+   * a pipeline stage's input gradient, taken after backward of its first real block.
+   */
+  takeInputGradient(): tf.Tensor {
+    const dy = this.dy;
+    if (!dy) throw new EngineError('internal: no input gradient (backward of a block above 0 has not run)');
+    this.dy = undefined;
+    return dy;
   }
 
   /**

@@ -28,10 +28,31 @@ export function acquireSchedule(numBlocks: number): Array<{ block: number; phase
 
 export { EngineError, lossValue, type DeviceLoss } from './engine-pass.ts';
 
+/**
+ * For each parameter name, the lowest block index that uses it: where its complete gradient is
+ * emitted (a tied parameter's contributions from higher blocks are added there).
+ */
+export function lowestUses(model: BlockModel): Map<string, number> {
+  const emitAt = new Map<string, number>();
+  model.blocks.forEach((block, i) => {
+    const names = new Set<string>();
+    for (const p of block.params) {
+      if (names.has(p.name)) {
+        throw new EngineError(
+          `block "${block.name}" lists parameter "${p.name}" twice, expected each name once per block`,
+        );
+      }
+      names.add(p.name);
+      if (!emitAt.has(p.name)) emitAt.set(p.name, i);
+    }
+  });
+  return emitAt;
+}
+
 export class BlockwiseEngine {
   readonly model: BlockModel;
   /** For each parameter name, the lowest block index that uses it (where its gradient is emitted). */
-  private readonly emitAt = new Map<string, number>();
+  private readonly emitAt: Map<string, number>;
   /**
    * Bytes the last forwardBackward's forward kept for backward: block inputs when recomputing,
    * else those and everything the tapes saved (data shared with parameters not counted).
@@ -41,18 +62,7 @@ export class BlockwiseEngine {
   constructor(model: BlockModel) {
     if (model.blocks.length === 0) throw new EngineError('BlockwiseEngine: model has 0 blocks, expected at least 1');
     this.model = model;
-    model.blocks.forEach((block, i) => {
-      const names = new Set<string>();
-      for (const p of block.params) {
-        if (names.has(p.name)) {
-          throw new EngineError(
-            `block "${block.name}" lists parameter "${p.name}" twice, expected each name once per block`,
-          );
-        }
-        names.add(p.name);
-        if (!this.emitAt.has(p.name)) this.emitAt.set(p.name, i);
-      }
-    });
+    this.emitAt = lowestUses(model);
   }
 
   get numBlocks(): number {
