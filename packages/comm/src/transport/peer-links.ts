@@ -5,26 +5,18 @@
 // first point-to-point call and publishes its address in the rendezvous store under the group's
 // prefix; connections prove the job token with the ring's handshake (conn.ts, handshake.ts).
 // Details: docs/internals.md#point-to-point
-import type { Logger } from '@zeroring/core';
 import { PeerLostError, ZeroringError } from '../errors.ts';
 import type { AddressBook } from './address-book.ts';
-import { CloseCode, Conn } from './conn.ts';
-import { listen, type Listener } from './listener.ts';
-import { PEER_MAX_PAYLOAD, splitHostPort } from './ring-setup.ts';
+import { CloseCode, type Conn } from './conn.ts';
+import type { Listener } from './listener.ts';
+import { dialPeer, listenForPeers, splitHostPort, type RingOptions } from './ring-setup.ts';
 import { encode, type Header } from './wire.ts';
 
-export interface PeerLinksOptions {
-  rank: number;
-  worldSize: number;
-  token: string;
-  store: AddressBook;
-  /** The group's store prefix: addresses go under `${prefix}p2p/addr/<rank>`. */
-  prefix: string;
-  bindHost: string;
-  advertiseHost: string;
-  timeoutMs: number;
-  log: Logger;
-}
+/** What the ring's setup takes, less what only the ring uses; `prefix` is the group's store prefix. */
+export type PeerLinksOptions = Pick<
+  RingOptions,
+  'rank' | 'worldSize' | 'token' | 'store' | 'prefix' | 'bindHost' | 'advertiseHost' | 'timeoutMs' | 'log'
+>;
 
 export interface PeerLinkHandlers {
   /** A link is up: `send` is where we send to `peer` (it dialled us), `recv` where it sends to us. */
@@ -111,16 +103,7 @@ export class PeerLinks {
   private listen(): Promise<Listener> {
     const { o } = this;
     this.listening ??= (async () => {
-      const l = await listen({
-        host: o.bindHost,
-        port: 0,
-        token: o.token,
-        purpose: 'peer',
-        maxPayload: PEER_MAX_PAYLOAD,
-        authTimeoutMs: 10_000,
-        log: o.log,
-        onConn: (c) => this.onAccepted(c),
-      });
+      const l = await listenForPeers(o, (c) => this.onAccepted(c));
       if (!this.ref) l.setRef(false);
       await o.store.set(`${o.prefix}p2p/addr/${o.rank}`, `${o.advertiseHost}:${l.port}`);
       return l;
@@ -147,14 +130,7 @@ export class PeerLinks {
     const addr = String(await o.store.get(`${o.prefix}p2p/addr/${src}`, 2 * o.timeoutMs));
     const [host, port] = splitHostPort(addr);
     try {
-      const c = await Conn.connect(host, port, o.rank, {
-        token: o.token,
-        purpose: 'peer',
-        log: o.log,
-        authTimeoutMs: o.timeoutMs,
-        maxPayload: PEER_MAX_PAYLOAD,
-        readFrames: true,
-      });
+      const c = await dialPeer(host, port, o, o.timeoutMs);
       this.adopt(src, 'recv', c);
       return c;
     } catch (e) {
