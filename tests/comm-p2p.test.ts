@@ -1,8 +1,8 @@
 // Point to point and subgroups with real processes and sockets: every pair of ranks at world
 // sizes 2 to 4 with odd lengths (0, 1, and non-multiples of the chunk), isend/irecv in flight
 // both ways at once; two disjoint subgroups running collectives at the same time as each other
-// and as the world; the pipeline × data grid; a size mismatch between a send and its recv; and
-// a peer killed inside a subgroup, which must fail every rank of the job without a hang.
+// and as the world; the pipeline × data grid; a size mismatch between a send and its recv; a recv
+// whose send never comes; and a peer killed inside a subgroup, which must fail every rank of the job.
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { explain, runJob, startJob, type WorkerResult } from './fixtures/comm/spawn.ts';
@@ -40,6 +40,16 @@ describe('point to point', () => {
       expect(e.message, why).toContain('recv #0 (11 x float32)');
       expect(errOf(r, 'later')?.name, why).toBe('CollectiveMismatchError');
     }
+  }, 240_000);
+
+  it('a recv whose send never comes: CommTimeoutError naming it, and the job fails on the other rank', async () => {
+    const rs = await runJob({ worldSize: 2, scenario: 'unmatched', worker, env: { ZERORING_TIMEOUT_MS: '1500' } });
+    const why = explain(rs);
+    for (const r of rs) {
+      expect(r.code, why).toBe(0);
+      expect(errOf(r)?.name, why).toBe('CommTimeoutError');
+    }
+    expect(errOf(rs[1]!)!.message, why).toContain('recv #0 (5 x float32) from rank 0 made no progress');
   }, 240_000);
 });
 
