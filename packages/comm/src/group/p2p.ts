@@ -8,33 +8,13 @@
 // reaches both sides and every other rank.
 // Details: docs/internals.md#point-to-point
 import type { Logger } from '@zeroring/core';
-import {
-  CollectiveMismatchError,
-  CommTimeoutError,
-  describeCall,
-  fromWire,
-  PeerLostError,
-  toWire,
-  ZeroringError,
-} from '../errors.ts';
+import { fromWire, PeerLostError, toWire, ZeroringError } from '../errors.ts';
 import { CloseCode, type Conn } from '../transport/conn.ts';
 import { Outbox } from '../transport/outbox.ts';
 import { PeerLinks, type PeerLinksOptions } from '../transport/peer-links.ts';
 import { asFloat32, bytesOf, decode, encode, MsgType, type DataHeader, type Header } from '../transport/wire.ts';
 import type { JobFailure } from './job-failure.ts';
-
-interface P2pOp {
-  kind: 'send' | 'recv';
-  seq: number;
-  peer: number;
-  buf: Float32Array;
-  /** Last progress (issue, or a chunk received): the timeout counts from here. */
-  since: number;
-  /** recv: chunks still to come. */
-  chunksLeft: number;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
+import { describe, P2pWatch, sizeMismatch, type P2pOp } from './p2p-watch.ts';
 
 export interface PointToPointOptions {
   links: PeerLinksOptions;
@@ -64,7 +44,7 @@ export class PointToPoint {
   /** Peers whose links closed cleanly (they called destroy()): why a later call with them fails. */
   private readonly left = new Map<number, string>();
   private pending = 0;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly watch: P2pWatch;
   private failure: ZeroringError | null = null;
   private destroyed = false;
 
@@ -76,6 +56,12 @@ export class PointToPoint {
     this.job = o.job;
     this.links = new PeerLinks(o.links, { onLink: (peer, dir, c) => this.onLink(peer, dir, c) });
     this.leaveJob = o.job.join((e) => this.abort(e));
+    const waiting = () => [...[...this.sends.values()].flat(), ...[...this.recvs.values()].flat()];
+    this.watch = new P2pWatch(this.rank, this.timeoutMs, waiting, (e) => {
+      if (this.failure || this.destroyed) return;
+      this.log.debug({ err: e.message }, 'point to point timed out');
+      this.fail(e);
+    });
   }
 
   isend(buf: Float32Array, dst: number): Promise<void> {
@@ -104,7 +90,7 @@ export class PointToPoint {
     if (this.destroyed) return;
     this.destroyed = true;
     this.leaveJob();
-    this.stopTimer();
+    this.watch.stop();
     for (const op of this.takeAll()) {
       op.reject(new ZeroringError(`process group destroyed on rank ${this.rank} while ${describe(op)} was pending`));
     }
@@ -155,7 +141,7 @@ export class PointToPoint {
       }
       if (ready.n !== op.buf.length) {
         this.flushing.add(op);
-        return this.fail(this.mismatch(op, ready.n));
+        return this.fail(sizeMismatch(this.rank, op, ready.n));
       }
       this.transmit(out, op);
     }
@@ -235,7 +221,7 @@ export class PointToPoint {
       const want = op ? `recv #${op.seq}` : 'no recv posted';
       return this.protocolError(src, c, `data for send #${h.q} (${String(h.c)}), expected ${want}`);
     }
-    if (h.n !== op.buf.length) return this.fail(this.mismatch(op, h.n));
+    if (h.n !== op.buf.length) return this.fail(sizeMismatch(this.rank, op, h.n));
     const off = h.k * this.chunkElems;
     const elems = payload.byteLength / 4;
     const want = Math.min(this.chunkElems, op.buf.length - off);
@@ -248,20 +234,6 @@ export class PointToPoint {
     if (--op.chunksLeft > 0) return;
     this.recvs.get(src)!.shift();
     op.resolve();
-  }
-
-  /** This rank's call and the peer's, as the mismatch error shows them. */
-  private mismatch(op: P2pOp, theirCount: number): CollectiveMismatchError {
-    const theirs = op.kind === 'send' ? 'recv' : 'send';
-    const [from, to] = op.kind === 'send' ? [this.rank, op.peer] : [op.peer, this.rank];
-    return new CollectiveMismatchError(
-      this.rank,
-      { seq: op.seq, kind: op.kind, count: op.buf.length, dtype: 'float32' },
-      op.peer,
-      { seq: op.seq, kind: theirs, count: theirCount, dtype: 'float32' },
-      `the k-th send from rank ${from} to rank ${to} pairs with the k-th recv on rank ${to} from rank ${from}, ` +
-        'and their lengths must be equal',
-    );
   }
 
   private onLinkClosed(peer: number, code: number, reason: string): void {
@@ -289,7 +261,7 @@ export class PointToPoint {
   private abort(e: ZeroringError): void {
     if (this.failure || this.destroyed) return;
     this.failure = e;
-    this.stopTimer();
+    this.watch.stop();
     for (const op of this.takeAll()) op.reject(e);
     // The abort precedes the close on each link, so a peer learns the failure rather than a lost link.
     this.links.sendControl({ t: MsgType.Abort, e: toWire(e), from: this.rank });
@@ -308,42 +280,11 @@ export class PointToPoint {
     return this.recvs.get(peer)?.[0] ?? this.sends.get(peer)?.[0] ?? [...this.flushing].find((o) => o.peer === peer);
   }
 
-  /** While calls are pending: the links keep the process alive, and a timer watches for progress. */
+  /** While calls are pending: the links keep the process alive, and the watch looks for progress. */
   private busy(on: boolean): void {
     this.links.setRef(on);
-    if (!on) return this.stopTimer();
-    const every = Math.max(50, Math.min(1000, Math.floor(this.timeoutMs / 4)));
-    this.timer ??= setInterval(() => this.tick(), every);
-  }
-
-  private stopTimer(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-  }
-
-  private tick(): void {
-    if (!this.stalled()) return;
-    // Re-judge after the poll phase has read whatever arrived while we were busy (as the watchdog does).
-    setImmediate(() => {
-      const op = this.stalled();
-      if (!op || this.failure || this.destroyed) return;
-      const ms = Date.now() - op.since;
-      const other = op.kind === 'send' ? 'post the matching recv' : 'call the matching send';
-      const e = new CommTimeoutError(
-        `${describe(op)} made no progress for ${ms} ms on rank ${this.rank} (timeout ${this.timeoutMs} ms); ` +
-          `did rank ${op.peer} ${other}?`,
-        this.timeoutMs,
-        this.rank,
-      );
-      this.log.debug({ err: e.message }, 'point to point timed out');
-      this.fail(e);
-    });
-  }
-
-  private stalled(): P2pOp | undefined {
-    const now = Date.now();
-    const waiting = [...[...this.sends.values()].flat(), ...[...this.recvs.values()].flat()];
-    return waiting.find((op) => now - op.since > this.timeoutMs);
+    if (on) this.watch.start();
+    else this.watch.stop();
   }
 
   private list<T>(m: Map<number, T[]>, peer: number): T[] {
@@ -351,11 +292,6 @@ export class PointToPoint {
     if (!l) m.set(peer, (l = []));
     return l;
   }
-}
-
-function describe(op: P2pOp): string {
-  const call = describeCall({ seq: op.seq, kind: op.kind, count: op.buf.length, dtype: 'float32' });
-  return `${call} ${op.kind === 'send' ? 'to' : 'from'} rank ${op.peer}`;
 }
 
 function asZeroring(e: unknown): ZeroringError {
