@@ -52,7 +52,10 @@ export function describeCall(c: CollectiveCall): string {
   return `${c.kind} #${c.seq} (${c.count} x ${c.dtype}${op}${root})`;
 }
 
-/** Two ranks called different collectives (op, size, dtype or root) at the same position. */
+/**
+ * Two ranks called different collectives (op, size, dtype or root) at the same position, or a
+ * send and its matching recv disagree on the size.
+ */
 export class CollectiveMismatchError extends ZeroringError {
   override name = 'CollectiveMismatchError';
   constructor(
@@ -60,10 +63,12 @@ export class CollectiveMismatchError extends ZeroringError {
     readonly call: CollectiveCall,
     readonly peerRank: number,
     readonly peerCall: CollectiveCall,
+    /** What the user must do instead (point to point says how sends and recvs pair). */
+    advice = 'all ranks must issue the same collectives in the same order',
   ) {
     super(
       `collective mismatch: rank ${rank} called ${describeCall(call)} but rank ${peerRank} ` +
-        `called ${describeCall(peerCall)}; all ranks must issue the same collectives in the same order`,
+        `called ${describeCall(peerCall)}; ${advice}`,
     );
   }
 }

@@ -9,6 +9,7 @@ export {
   type CollectiveCall,
 } from './errors.ts';
 export { initProcessGroup, ProcessGroup, type ReduceOptions } from './process-group.ts';
+export { gridGroups, type GridGroups } from './grid.ts';
 export { resolveOptions, type InitOptions, type ResolvedOptions } from './env.ts';
 export type { ReduceOp } from './collectives/types.ts';
 export { startStoreServer, type StoreServer, type StoreServerOptions } from './store/server.ts';

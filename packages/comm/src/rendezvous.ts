@@ -16,6 +16,11 @@ export interface Rendezvous {
   ring: RingTransport;
   store: StoreClient;
   storeServer: StoreServer | null;
+  /** Store keys of this rendezvous start with it (subgroups and point-to-point links add to it). */
+  prefix: string;
+  /** Where this rank's listeners bind, and the address it publishes for them. */
+  bindHost: string;
+  advertiseHost: string;
 }
 
 function isWildcard(a: string): boolean {
@@ -53,12 +58,14 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
     // The store may declare the rendezvous broken at any point (e.g. a rank claimed twice).
     const broken = new Promise<never>((_, rej) => (s.onFailure = rej));
     broken.catch(() => undefined);
+    const prefix = `g${o.restartCount}/`;
+    let bindHost = '';
+    let advertiseHost = '';
     const steps = async (): Promise<RingTransport> => {
-      const prefix = `g${o.restartCount}/`;
       await s.join(prefix, o.rank, o.worldSize);
       const local = s.localAddress ?? '127.0.0.1';
-      const bindHost = loop ? '127.0.0.1' : (o.bindAddr ?? local);
-      const advertiseHost = o.advertiseAddr ?? (isWildcard(bindHost) ? local : bindHost);
+      bindHost = loop ? '127.0.0.1' : (o.bindAddr ?? local);
+      advertiseHost = o.advertiseAddr ?? (isWildcard(bindHost) ? local : bindHost);
       const ring = await RingTransport.establish({
         rank: o.rank,
         worldSize: o.worldSize,
@@ -88,7 +95,7 @@ export async function rendezvous(o: ResolvedOptions, log: Logger): Promise<Rende
     // its last collective: losing the store only fails later store calls (PeerLostError).
     s.activity = null;
     s.onFailure = (e) => log.debug({ err: e.message }, 'store connection ended');
-    return { ring, store: s, storeServer };
+    return { ring, store: s, storeServer, prefix, bindHost, advertiseHost };
   } catch (e) {
     store?.close();
     await storeServer?.close();

@@ -101,7 +101,7 @@ function checkOp(op: ReduceOp | undefined): ReduceOp {
   return o;
 }
 
-function checkF32(fn: string, name: string, a: unknown): void {
+export function checkF32(fn: string, name: string, a: unknown): void {
   if (a instanceof Float32Array) return;
   const got = a === null ? 'null' : typeof a === 'object' ? (a as object).constructor?.name : typeof a;
   throw new ConfigError(`${fn}: ${name} must be a Float32Array, got ${got}`);

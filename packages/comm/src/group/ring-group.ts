@@ -3,6 +3,7 @@
 // (watchdog.ts), and this class decides how the group ends. Failure: the first error is final and
 // is passed round as an abort, so every rank rejects with the same typed error. Clean leave: a
 // neighbour's destroy() is no failure until a call needs that neighbour (then PeerLostError).
+// The failure is the job's (job-failure.ts): a subgroup's failure fails the world ring too.
 // Details: docs/internals.md#ring-group
 import type { Logger } from '@zeroring/core';
 import type { Collective, RingPort } from '../collectives/types.ts';
@@ -11,6 +12,7 @@ import { CloseCode } from '../transport/conn.ts';
 import type { RingTransport, Side } from '../transport/ring.ts';
 import { MsgType, type Header } from '../transport/wire.ts';
 import { DataPath } from './data-path.ts';
+import type { JobFailure } from './job-failure.ts';
 import { OpQueue, type NewCall } from './op-queue.ts';
 import { GroupState } from './state.ts';
 import { Watchdog } from './watchdog.ts';
@@ -19,6 +21,8 @@ export interface RingGroupOptions {
   rank: number;
   timeoutMs: number;
   chunkBytes: number;
+  /** The job's failure, shared with the other groups and point-to-point links of this process. */
+  job: JobFailure;
 }
 
 export class RingGroup {
@@ -26,6 +30,8 @@ export class RingGroup {
   private readonly ops: OpQueue;
   private readonly data: DataPath;
   private readonly watchdog: Watchdog;
+  private readonly job: JobFailure;
+  private readonly leaveJob: () => void;
 
   constructor(
     o: RingGroupOptions,
@@ -33,6 +39,8 @@ export class RingGroup {
     private readonly ring: RingTransport,
   ) {
     const fail = (e: ZeroringError) => this.fail(e);
+    this.job = o.job;
+    this.leaveJob = o.job.join(fail);
     this.state = new GroupState(o.rank);
     this.ops = new OpQueue(ring, this.state, (op) => this.data.start(op));
     this.data = new DataPath(o.chunkBytes, ring, this.state, this.ops, fail);
@@ -58,6 +66,7 @@ export class RingGroup {
    * that stays silent for the whole timeout is cut off.
    */
   async close(timeoutMs: number): Promise<void> {
+    this.leaveJob();
     this.state.destroyed = true;
     this.watchdog.stop();
     for (const op of this.ops.drain()) {
@@ -103,6 +112,7 @@ export class RingGroup {
     this.data.clear();
     for (const op of pending) op.reject(e);
     this.broadcastFailure(e);
+    this.job.fail(e);
   }
 
   /** Tells both neighbours (they pass it on), then closes the links so the process can exit. */

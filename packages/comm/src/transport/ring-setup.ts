@@ -83,25 +83,16 @@ class RingSetup {
   /** Listens for the next rank, and for no one else. */
   listen(): Promise<Listener> {
     const { o, next } = this;
-    return listen({
-      host: o.bindHost,
-      port: 0,
-      token: o.token,
-      purpose: 'peer',
-      maxPayload: PEER_MAX_PAYLOAD,
-      authTimeoutMs: 10_000,
-      log: o.log,
-      onConn: (c) => {
-        if (c.peerRank !== next) {
-          const why = `rank ${c.peerRank} dialled rank ${o.rank}, expected only rank ${next}`;
-          return c.fail(CloseCode.unexpectedPeer, why);
-        }
-        if (this.nextConn && !this.nextConn.closed) {
-          return c.fail(CloseCode.duplicate, `a second connection claims rank ${next}`);
-        }
-        this.nextConn = c;
-        this.gotNext(c);
-      },
+    return listenForPeers(o, (c) => {
+      if (c.peerRank !== next) {
+        const why = `rank ${c.peerRank} dialled rank ${o.rank}, expected only rank ${next}`;
+        return c.fail(CloseCode.unexpectedPeer, why);
+      }
+      if (this.nextConn && !this.nextConn.closed) {
+        return c.fail(CloseCode.duplicate, `a second connection claims rank ${next}`);
+      }
+      this.nextConn = c;
+      this.gotNext(c);
     });
   }
 
@@ -122,14 +113,7 @@ class RingSetup {
     const { o, prev } = this;
     const [host, port] = splitHostPort(addr);
     // The dialled link is the one data arrives on: it reads its frames itself (frame-reader.ts).
-    this.dial = Conn.connect(host, port, o.rank, {
-      token: o.token,
-      purpose: 'peer',
-      log: o.log,
-      authTimeoutMs: Math.max(1000, this.deadline - Date.now()),
-      maxPayload: PEER_MAX_PAYLOAD,
-      readFrames: true,
-    });
+    this.dial = dialPeer(host, port, o, Math.max(1000, this.deadline - Date.now()));
     // It published its address, so it was up: a refused or broken dial means it is gone.
     return this.guard(this.dial).catch((e: unknown) => {
       if (e instanceof ZeroringError) throw e;
@@ -185,6 +169,43 @@ class RingSetup {
   private left(): number {
     return Math.max(1, this.deadline - Date.now());
   }
+}
+
+/** Listens for ring peers (any rank that proves the token; `onConn` decides whom it wants). */
+export function listenForPeers(
+  o: Pick<RingOptions, 'bindHost' | 'token' | 'log'>,
+  onConn: (c: Conn) => void,
+): Promise<Listener> {
+  return listen({
+    host: o.bindHost,
+    port: 0,
+    token: o.token,
+    purpose: 'peer',
+    maxPayload: PEER_MAX_PAYLOAD,
+    authTimeoutMs: 10_000,
+    log: o.log,
+    onConn,
+  });
+}
+
+/**
+ * Dials a peer's listener as the receiving end of a link: the token handshake as rank o.rank,
+ * then frames read straight into place (frame-reader.ts). Point-to-point links dial the same way.
+ */
+export function dialPeer(
+  host: string,
+  port: number,
+  o: Pick<RingOptions, 'rank' | 'token' | 'log'>,
+  authTimeoutMs: number,
+): Promise<Conn> {
+  return Conn.connect(host, port, o.rank, {
+    token: o.token,
+    purpose: 'peer',
+    log: o.log,
+    authTimeoutMs,
+    maxPayload: PEER_MAX_PAYLOAD,
+    readFrames: true,
+  });
 }
 
 export function splitHostPort(addr: string): [string, number] {

@@ -17,7 +17,8 @@ const packr = new Packr({ useRecords: false });
 
 /** Binary data header: t u8, kind u8, op u8, dtype u8, root i32, step u32, chunk u32, seq f64, count f64. */
 const DATA_HEADER_BYTES = 32;
-const KINDS = ['', 'allReduce', 'reduceScatter', 'allGather', 'broadcast', 'barrier'];
+// 'send': a point-to-point message (group/p2p.ts); appended, so the codes before it stay as they were.
+const KINDS = ['', 'allReduce', 'reduceScatter', 'allGather', 'broadcast', 'barrier', 'send'];
 const OPS = ['', 'sum', 'avg', 'max', 'min'];
 const DTYPES = ['', 'float32'];
 
@@ -35,7 +36,7 @@ function nameOf(table: string[], code: number): string {
 /** Payloads up to this size travel inline with their header. */
 export const INLINE_MAX_BYTES = 64 * 1024;
 
-export const MsgType = { Data: 0, Abort: 1, Bye: 2, Credit: 3 } as const;
+export const MsgType = { Data: 0, Abort: 1, Bye: 2, Credit: 3, Ready: 4 } as const;
 
 /** What every data message says about the collective it belongs to (checked on receipt). */
 export interface DataHeader {
@@ -70,7 +71,17 @@ export interface CreditHeader {
   slots: number;
 }
 
-export type Header = DataHeader | AbortHeader | ByeHeader | CreditHeader;
+/**
+ * Point to point: the receiver has posted its q-th recv from the sender, for n elements; the
+ * sender's q-th send to it may go (group/p2p.ts).
+ */
+export interface ReadyHeader {
+  t: typeof MsgType.Ready;
+  q: number;
+  n: number;
+}
+
+export type Header = DataHeader | AbortHeader | ByeHeader | CreditHeader | ReadyHeader;
 
 /** Where a data message's payload waits in the sender's shared-memory segment. */
 export interface ShmRef {
