@@ -63,3 +63,4 @@ export { HostAdamW } from './optim/host-adamw.ts';
 export { adamwStepPlain, decayRuns, type AdamWHyper } from './optim/host-adamw-loops.ts';
 export { median, paramChecksum } from './metrics.ts';
 export { PipelineStage, stageModel, type StageOptions } from './pipeline/stage.ts';
+export * from './pipeline/index.ts';

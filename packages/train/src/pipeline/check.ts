@@ -1,0 +1,225 @@
+// Checks a pipeline schedule: the lists themselves (every micro-batch's F and B exactly once per
+// stage, B after F), then by executing every stage's program (stageProgram) against the others
+// with blocking communication: a receive waits for its send, and (by default) a send waits for
+// its receive, as a rendezvous. What the execution finds: a deadlock, or a receive matched with
+// the wrong micro-batch (channels are FIFO, untagged). The same execution gives simulateSchedule
+// its timeline, so what is timed is what was checked.
+import { checkShape } from './gpipe.ts';
+import {
+  ScheduleError,
+  instrLabel,
+  stageProgram,
+  type PipeCommOp,
+  type PipeSchedule,
+  type PipeStep,
+} from './schedule.ts';
+
+/** rendezvous: a send blocks until its receive is posted (the strict case); buffered: sends never block. */
+export type PipeCommMode = 'rendezvous' | 'buffered';
+
+export interface TimedInstr {
+  readonly op: 'F' | 'B';
+  readonly micro: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface ExecuteOptions {
+  /** Forward time of stage s (a number: every stage). */
+  fwdTime: number | readonly number[];
+  bwdTime: number | readonly number[];
+  comm?: PipeCommMode;
+  /** Post an instruction's output send with the next one's input receive (default true; see stageProgram). */
+  fuse?: boolean;
+}
+
+const timeOf = (t: number | readonly number[], s: number): number => (typeof t === 'number' ? t : t[s]!);
+
+/** Static checks of the lists: shape, one F and one B per micro-batch per stage, B after F. */
+export function checkLists(schedule: PipeSchedule, stages: number, micros: number): void {
+  checkShape(stages, micros);
+  if (schedule.length !== stages)
+    throw new ScheduleError('shape', 0, -1, `${schedule.length} stage lists, expected ${stages}`);
+  for (const [s, list] of schedule.entries()) {
+    const seen = { F: new Set<number>(), B: new Set<number>() };
+    for (const [i, instr] of list.entries()) {
+      const at = `stage ${s} instruction ${i}`;
+      if ((instr.op !== 'F' && instr.op !== 'B') || !Number.isInteger(instr.micro) || instr.micro < 0) {
+        const got = JSON.stringify(instr);
+        throw new ScheduleError('bad', s, i, `${at} is ${got}, expected { op: 'F' | 'B', micro: 0..${micros - 1} }`);
+      }
+      if (instr.micro >= micros)
+        throw new ScheduleError(
+          'bad',
+          s,
+          i,
+          `${at} (${instrLabel(instr)}): micro ${instr.micro}, expected < ${micros}`,
+        );
+      if (seen[instr.op].has(instr.micro))
+        throw new ScheduleError('duplicate', s, i, `${at} (${instrLabel(instr)}) runs a second time on stage ${s}`);
+      if (instr.op === 'B' && !seen.F.has(instr.micro))
+        throw new ScheduleError(
+          'order',
+          s,
+          i,
+          `${at} (${instrLabel(instr)}) comes before F${instr.micro} on stage ${s}`,
+        );
+      seen[instr.op].add(instr.micro);
+    }
+    for (const op of ['F', 'B'] as const)
+      for (let m = 0; m < micros; m++)
+        if (!seen[op].has(m)) throw new ScheduleError('missing', s, -1, `stage ${s} never runs ${op}${m}`);
+  }
+}
+
+interface StageState {
+  readonly steps: PipeStep[];
+  pc: number;
+  clock: number;
+  /** Per op of the current comm step: when it was matched (undefined: not yet). */
+  matched: (number | undefined)[];
+  posted: boolean;
+  lane: TimedInstr[];
+}
+
+const describeOp = (o: PipeCommOp): string =>
+  `${o.dir} ${o.tensor} of micro ${o.micro} ${o.dir === 'send' ? 'to' : 'from'} stage ${o.peer}`;
+
+/**
+ * Runs every stage's program against the others in simulated time (compute takes fwdTime or
+ * bwdTime, communication takes none but may wait). Throws ScheduleError on a deadlock or a
+ * mismatched receive. Call checkLists first: this assumes well-formed lists.
+ */
+export function executeSchedule(schedule: PipeSchedule, opts: ExecuteOptions): TimedInstr[][] {
+  const mode = opts.comm ?? 'rendezvous';
+  const st: StageState[] = schedule.map((_, s) => ({
+    steps: stageProgram(schedule, s, opts.fuse ?? true),
+    pc: 0,
+    clock: 0,
+    matched: [],
+    posted: false,
+    lane: [],
+  }));
+  // buffered mode: messages sent and not yet received, per channel "from>to:tensor", FIFO.
+  const inFlight = new Map<string, { micro: number; at: number; instr: number }[]>();
+  const current = (s: number): Extract<PipeStep, { kind: 'comm' }> | undefined => {
+    const step = st[s]?.steps[st[s]!.pc];
+    return step?.kind === 'comm' && st[s]!.posted ? step : undefined;
+  };
+  const mismatch = (s: number, o: PipeCommOp, got: number, gotInstr: number): never => {
+    const instr = schedule[s]![o.instr]!;
+    throw new ScheduleError(
+      'mismatch',
+      s,
+      o.instr,
+      `stage ${s} instruction ${o.instr} (${instrLabel(instr)}) would ${describeOp(o)}, but stage ${o.peer}'s ` +
+        `matching ${o.dir === 'send' ? 'receive' : 'send'} is for micro ${got} (its instruction ${gotInstr}): ` +
+        `the two stages run micro-batches in different orders`,
+    );
+  };
+  // Tries to match op k of stage s's posted comm step; returns whether it is matched now.
+  const tryMatch = (s: number, k: number): boolean => {
+    const me = st[s]!;
+    const o = (me.steps[me.pc] as Extract<PipeStep, { kind: 'comm' }>).ops[k]!;
+    if (me.matched[k] !== undefined) return true;
+    if (mode === 'buffered') {
+      if (o.dir === 'send') {
+        const key = `${s}>${o.peer}:${o.tensor}`;
+        inFlight.set(key, [...(inFlight.get(key) ?? []), { micro: o.micro, at: me.clock, instr: o.instr }]);
+        me.matched[k] = me.clock;
+        return true;
+      }
+      const queue = inFlight.get(`${o.peer}>${s}:${o.tensor}`) ?? [];
+      const msg = queue.shift();
+      if (!msg) return false;
+      if (msg.micro !== o.micro) mismatch(s, o, msg.micro, msg.instr);
+      me.matched[k] = Math.max(me.clock, msg.at);
+      return true;
+    }
+    const peerStep = current(o.peer);
+    if (!peerStep) return false;
+    // An op the peer's step already matched (with this stage's previous step) is not a candidate.
+    const pk = peerStep.ops.findIndex(
+      (p, i) => p.peer === s && p.tensor === o.tensor && p.dir !== o.dir && st[o.peer]!.matched[i] === undefined,
+    );
+    if (pk < 0) return false;
+    const p = peerStep.ops[pk]!;
+    if (p.micro !== o.micro) mismatch(s, o, p.micro, p.instr);
+    const at = Math.max(me.clock, st[o.peer]!.clock);
+    me.matched[k] = at;
+    st[o.peer]!.matched[pk] = at;
+    return true;
+  };
+  // Advances stage s as far as it can; returns whether it moved.
+  const advance = (s: number): boolean => {
+    const me = st[s]!;
+    let moved = false;
+    for (;;) {
+      const step = me.steps[me.pc];
+      if (!step) return moved;
+      if (step.kind === 'compute') {
+        const dur = step.op === 'F' ? timeOf(opts.fwdTime, s) : timeOf(opts.bwdTime, s);
+        me.lane.push({ op: step.op, micro: step.micro, start: me.clock, end: me.clock + dur });
+        me.clock += dur;
+        me.pc++;
+        moved = true;
+        continue;
+      }
+      if (!me.posted) {
+        me.posted = true;
+        me.matched = step.ops.map(() => undefined);
+        moved = true;
+      }
+      let all = true;
+      for (let k = 0; k < step.ops.length; k++) all = tryMatch(s, k) && all;
+      if (!all) return moved;
+      me.clock = Math.max(me.clock, ...me.matched.map((t) => t!));
+      me.pc++;
+      me.posted = false;
+      moved = true;
+    }
+  };
+  let progress = true;
+  while (progress) {
+    progress = false;
+    for (let s = 0; s < st.length; s++) progress = advance(s) || progress;
+  }
+  const blocked = st.findIndex((x) => x.pc < x.steps.length);
+  if (blocked >= 0) {
+    const waits = st.flatMap((x, s) => {
+      const step = x.steps[x.pc];
+      if (step?.kind !== 'comm') return [];
+      const o = step.ops.find((_, k) => x.matched[k] === undefined)!;
+      return [`stage ${s} at instruction ${o.instr} (${instrLabel(schedule[s]![o.instr]!)}) waits to ${describeOp(o)}`];
+    });
+    const first = st[blocked]!;
+    const step = first.steps[first.pc] as Extract<PipeStep, { kind: 'comm' }>;
+    const index = step.ops.find((_, k) => first.matched[k] === undefined)!.instr;
+    throw new ScheduleError('deadlock', blocked, index, `deadlock (${mode} sends): ${waits.join('; ')}`);
+  }
+  return st.map((x) => x.lane);
+}
+
+/**
+ * Throws ScheduleError unless `schedule` runs every micro-batch's F and B exactly once on each of
+ * `stages` stages, B after F on a stage, F of m on stage s after F of m on s - 1 and B of m on s
+ * after B of m on s + 1, without deadlock under blocking send/recv in list order.
+ */
+export function checkSchedule(
+  schedule: PipeSchedule,
+  stages: number,
+  micros: number,
+  how: { comm?: PipeCommMode; fuse?: boolean } = {},
+): void {
+  checkLists(schedule, stages, micros);
+  const lanes = executeSchedule(schedule, { fwdTime: 1, bwdTime: 2, ...how });
+  // The execution enforces the data flow; this proves it did (and would catch a broken derivation).
+  const at = (s: number, op: 'F' | 'B', m: number): TimedInstr => lanes[s]!.find((t) => t.op === op && t.micro === m)!;
+  for (let s = 0; s < stages; s++)
+    for (let m = 0; m < micros; m++) {
+      if (s > 0 && at(s, 'F', m).start < at(s - 1, 'F', m).end)
+        throw new ScheduleError('order', s, -1, `F${m} on stage ${s} starts before F${m} on stage ${s - 1} ends`);
+      if (s < stages - 1 && at(s, 'B', m).start < at(s + 1, 'B', m).end)
+        throw new ScheduleError('order', s, -1, `B${m} on stage ${s} starts before B${m} on stage ${s + 1} ends`);
+    }
+}

@@ -1,0 +1,15 @@
+// Pipeline parallelism's pure parts: schedules (GPipe, 1F1B), their checker and simulator, and
+// the cut of a model's blocks into stages. The executor that runs them lives elsewhere.
+export * from './schedule.ts';
+export { gpipeSchedule } from './gpipe.ts';
+export { oneFOneBSchedule, PIPE_SCHEDULES, type PipeScheduleName } from './one-f-one-b.ts';
+export {
+  checkSchedule,
+  checkLists,
+  executeSchedule,
+  type ExecuteOptions,
+  type PipeCommMode,
+  type TimedInstr,
+} from './check.ts';
+export { simulateSchedule, renderTimeline, peakLiveActivations, type PipeTimeline } from './simulate.ts';
+export { cutStages, type StageCut } from './cut.ts';
