@@ -3,7 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createGPT, gptConfig } from '@zeroring/gpt';
 import { uniqueParams, paramCount } from '@zeroring/train';
-import { parseParamCount } from '../src/commands/estimate-memory.ts';
+import {
+  activationBytesPerWindow,
+  blockActivationBytesPerWindow,
+  parseParamCount,
+} from '../src/commands/estimate-memory.ts';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -51,6 +55,15 @@ describe('zeroring estimate-memory', () => {
     expect(parseParamCount('1e6')).toBe(1_000_000);
     for (const bad of ['', '0', '-5M', '1.5', '1.2345K', '10X', 'M'])
       expect(() => parseParamCount(bad)).toThrow(/expected a whole parameter count/);
+  });
+
+  it("the blocks' activation shares add up to the model's bytes per window", () => {
+    for (const preset of ['tiny', 'small', 'gpt2'] as const) {
+      const model = createGPT(gptConfig(preset, 89));
+      const sum = model.blocks.reduce((a, b) => a + blockActivationBytesPerWindow(model.config, b.name), 0);
+      expect(sum).toBe(activationBytesPerWindow(model.config));
+      expect(blockActivationBytesPerWindow(model.config, 'h0')).toBeGreaterThan(0);
+    }
   });
 
   it('--params --json gives the ZeRO formulas per strategy, with and without offload', async () => {

@@ -7,9 +7,24 @@
 // vocabulary is the corpus's (Moby Dick unless --data or --vocab-size says otherwise), as in
 // `zeroring train`. With --batch-size it adds the activations a rank keeps for backward, which
 // on a GPU usually decide the batch size rather than the model state (see activationBytesPerWindow).
+// With --pp P --micro-batches M it estimates a pipeline instead: the blocks cut into P stages by
+// parameter count (cutStages, as the executor cuts them), the schedule's timeline, and per stage
+// its model state and its peak activations (peak live micro-batches x its blocks' bytes per window).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { presets, type GPTConfig, type PresetName } from '@zeroring/gpt';
-import { estimateMemory, formatBytes, type MemoryEstimate } from '@zeroring/train';
+import {
+  PIPE_SCHEDULES,
+  cutStages,
+  estimateMemory,
+  estimateStrategy,
+  formatBytes,
+  gpipeSchedule,
+  oneFOneBSchedule,
+  renderTimeline,
+  simulateSchedule,
+  type MemoryEstimate,
+  type PipeScheduleName,
+} from '@zeroring/train';
 import { FlatPartition } from '@zeroring/train';
 import { examples } from '../help.ts';
 
@@ -41,7 +56,10 @@ interface Options {
   params?: number;
   model?: PresetName;
   batchSize?: number;
-  nproc: number;
+  nproc?: number;
+  pp?: number;
+  microBatches?: number;
+  schedule: PipeScheduleName;
   data?: string;
   vocabSize?: number;
   json?: boolean;
@@ -53,6 +71,7 @@ interface ModelCount {
   params: number;
   shardParams: number;
   config: GPTConfig;
+  blocks: { name: string; params: { name: string; shape: number[] }[] }[];
 }
 
 /**
@@ -67,6 +86,18 @@ interface ModelCount {
 export function activationBytesPerWindow(c: GPTConfig): number {
   const { blockSize: t, nLayer: l, nEmbd: e, vocabSize: v } = c;
   return 4 * t * (l * blockFloatsPerToken(c) + 4 * v + 3 * e);
+}
+
+/**
+ * The share of activationBytesPerWindow that one block keeps: 18·C floats a token for a
+ * transformer block, 4·V + 3·C for the head (final LayerNorm, logits, their softmax), none for
+ * the embedding (a lookup; its output is the next block's input, counted there). The blocks' shares
+ * add up to activationBytesPerWindow.
+ */
+export function blockActivationBytesPerWindow(c: GPTConfig, block: string): number {
+  if (block === 'embed') return 0;
+  if (block === 'head') return 4 * c.blockSize * (4 * c.vocabSize + 3 * c.nEmbd);
+  return 4 * c.blockSize * blockFloatsPerToken(c);
 }
 
 /** Floats per token one transformer block keeps for its backward (see activationBytesPerWindow). */
@@ -106,7 +137,14 @@ async function countModel(
   const vocabSize = vocab ?? gpt.CharTokenizer.fromText(gpt.loadCorpus(data)).vocabSize;
   const model = gpt.createGPT(gpt.gptConfig(preset, vocabSize));
   const part = FlatPartition.fromModel(model, nproc);
-  return { name: preset, vocabSize, params: part.numel, shardParams: part.shardLength, config: model.config };
+  return {
+    name: preset,
+    vocabSize,
+    params: part.numel,
+    shardParams: part.shardLength,
+    config: model.config,
+    blocks: model.blocks.map((b) => ({ name: b.name, params: b.params })),
+  };
 }
 
 const human = (n: number): string =>
@@ -156,6 +194,103 @@ function activationLines(a: ActivationEstimate): string[] {
   ];
 }
 
+interface StageEstimate {
+  stage: number;
+  blocks: string[];
+  params: number;
+  /** fp32 params, grads and Adam moments of the stage's blocks (16 bytes a parameter). */
+  modelStateBytes: number;
+  /** Most micro-batches forwarded and not yet backwarded at once (the schedule's peak). */
+  peakLiveMicroBatches: number;
+  activationBytesPerWindow: number;
+  /** peakLiveMicroBatches x batch size x activationBytesPerWindow. */
+  activationBytes: number;
+  totalBytes: number;
+}
+
+interface PipelineEstimate {
+  stages: number;
+  microBatches: number;
+  schedule: PipeScheduleName;
+  /** Windows per micro-batch. */
+  batchSize: number;
+  /** Idle share of the stages, at equal stage times and backward = 2 x forward. */
+  bubble: number;
+  timeline: string;
+  perStage: StageEstimate[];
+}
+
+function pipelineEstimate(model: ModelCount, opts: Options): PipelineEstimate {
+  const stages = opts.pp!;
+  const micros = opts.microBatches!;
+  const batchSize = opts.batchSize ?? 1;
+  const schedule = (opts.schedule === 'gpipe' ? gpipeSchedule : oneFOneBSchedule)(stages, micros);
+  const t = simulateSchedule(schedule, { fwdTime: 1, bwdTime: 2 });
+  const perStage = cutStages(model.blocks, stages).map((cut): StageEstimate => {
+    const blocks = model.blocks.slice(cut.first, cut.end).map((b) => b.name);
+    const perWindow = blocks.reduce((a, b) => a + blockActivationBytesPerWindow(model.config, b), 0);
+    const modelStateBytes = estimateStrategy('ddp', false, { params: cut.params, nproc: 1 }).device.total;
+    const activationBytes = t.peakLive[cut.stage]! * batchSize * perWindow;
+    return {
+      stage: cut.stage,
+      blocks,
+      params: cut.params,
+      modelStateBytes,
+      peakLiveMicroBatches: t.peakLive[cut.stage]!,
+      activationBytesPerWindow: perWindow,
+      activationBytes,
+      totalBytes: modelStateBytes + activationBytes,
+    };
+  });
+  return {
+    stages,
+    microBatches: micros,
+    schedule: opts.schedule,
+    batchSize,
+    bubble: t.bubble,
+    timeline: renderTimeline(t),
+    perStage,
+  };
+}
+
+function stageTable(rows: StageEstimate[]): string {
+  const head = ['stage', 'blocks', 'params', 'model state', 'live', 'activations', 'device/stage'];
+  const span = (b: string[]): string => (b.length === 1 ? b[0]! : `${b[0]}..${b.at(-1)}`);
+  const body = rows.map((r) => [
+    String(r.stage),
+    span(r.blocks),
+    human(r.params),
+    formatBytes(r.modelStateBytes),
+    String(r.peakLiveMicroBatches),
+    formatBytes(r.activationBytes),
+    formatBytes(r.totalBytes),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]): string =>
+    '  ' +
+    cells
+      .map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+function pipelineLines(model: ModelCount, p: PipelineEstimate): string[] {
+  return [
+    `Pipeline estimate: GPT ${model.name} (vocab ${model.vocabSize}), ${human(model.params)} params, ` +
+      `${p.stages} stage(s), ${p.microBatches} micro-batch(es) of ${p.batchSize} window(s), ${p.schedule}`,
+    `  stages cut by parameter count (the tied wte is held by the first and the last stage);`,
+    `  per stage: fp32 params + grads + Adam (16 bytes/param), and activations of the micro-batches`,
+    `  live at the schedule's peak; not included: received/sent buffers, framework overhead`,
+    '',
+    stageTable(p.perStage),
+    '',
+    `Timeline (equal stage times, backward = 2 x forward): bubble ${(100 * p.bubble).toFixed(1)}% ` + `= (P-1)/(M+P-1)`,
+    p.timeline,
+    '',
+  ];
+}
+
 export function registerEstimateMemory(program: Command): void {
   program
     .command('estimate-memory')
@@ -170,6 +305,9 @@ export function registerEstimateMemory(program: Command): void {
         'zeroring estimate-memory --model small --nproc 4 --json',
         '# the batch a GPU holds: model state plus B windows of activations must fit its memory',
         'zeroring estimate-memory --model gpt2 --nproc 1 --batch-size 16',
+        '# a pipeline of 4 stages, 8 micro-batches of 2 windows: per-stage memory and the timeline',
+        'zeroring estimate-memory --model gpt2 --pp 4 --micro-batches 8 --batch-size 2',
+        'zeroring estimate-memory --model small --pp 2 --micro-batches 4 --schedule gpipe',
       ),
     )
     .addOption(
@@ -177,26 +315,58 @@ export function registerEstimateMemory(program: Command): void {
     )
     .addOption(new Option('--model <name>', 'count the parameters of a GPT preset').choices(Object.keys(presets)))
     .addOption(
-      new Option('--batch-size <B>', "with --model: also estimate the activations of B windows per rank (train's B)")
+      new Option(
+        '--batch-size <B>',
+        "with --model: also estimate the activations of B windows per rank (train's B); with --pp, per micro-batch",
+      )
         .argParser(parsePositiveInt('--batch-size'))
         .conflicts('params'),
     )
-    .requiredOption('--nproc <N>', 'number of ranks', parsePositiveInt('--nproc'))
+    .option('--nproc <N>', 'number of ranks (with --pp: P, one rank per stage)', parsePositiveInt('--nproc'))
+    .addOption(
+      new Option('--pp <P>', 'with --model: pipeline stages; per-stage memory and the schedule timeline')
+        .argParser(parsePositiveInt('--pp'))
+        .conflicts('params'),
+    )
+    .option('--micro-batches <M>', 'with --pp: micro-batches per step', parsePositiveInt('--micro-batches'))
+    .addOption(new Option('--schedule <name>', 'with --pp: pipeline schedule').choices(PIPE_SCHEDULES).default('1f1b'))
     .option('--data <FILE>', 'with --model: corpus whose characters set the vocabulary (default Moby Dick)')
     .option('--vocab-size <V>', 'with --model: vocabulary size instead of the corpus', parsePositiveInt('--vocab-size'))
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: Options, cmd: Command) => {
       if (opts.params === undefined && opts.model === undefined)
         cmd.error(`error: give --params P or --model ${Object.keys(presets).join('|')}`);
+      if (opts.pp !== undefined) {
+        if (opts.model === undefined) cmd.error(`error: --pp needs --model ${Object.keys(presets).join('|')}`);
+        if (opts.microBatches === undefined) cmd.error('error: --pp needs --micro-batches M');
+        if (opts.nproc !== undefined && opts.nproc !== opts.pp)
+          cmd.error(
+            `error: --nproc ${opts.nproc} with --pp ${opts.pp}, expected --nproc ${opts.pp} ` +
+              '(one rank per stage; data parallelism across pipelines is not estimated)',
+          );
+        const model = await countModel(opts.model!, opts.pp, opts.data, opts.vocabSize);
+        const blocks = model.blocks.length;
+        if (opts.pp > blocks) cmd.error(`error: --pp ${opts.pp}, expected at most ${blocks} (the model's blocks)`);
+        const pipeline = pipelineEstimate(model, opts);
+        if (opts.json) {
+          const counted = { ...model, blocks: undefined };
+          process.stdout.write(JSON.stringify({ params: model.params, model: counted, pipeline }, null, 2) + '\n');
+        } else process.stdout.write(pipelineLines(model, pipeline).join('\n'));
+        return;
+      }
+      if (opts.microBatches !== undefined) cmd.error('error: --micro-batches needs --pp P');
+      if (opts.nproc === undefined) cmd.error("error: required option '--nproc <N>' not specified");
+      const nproc = opts.nproc;
       const model =
-        opts.model !== undefined ? await countModel(opts.model, opts.nproc, opts.data, opts.vocabSize) : undefined;
+        opts.model !== undefined ? await countModel(opts.model, nproc, opts.data, opts.vocabSize) : undefined;
       const params = model?.params ?? opts.params!;
-      const shardParams = model?.shardParams ?? Math.ceil(params / opts.nproc);
-      const rows = estimateMemory({ params, nproc: opts.nproc, shardParams });
+      const shardParams = model?.shardParams ?? Math.ceil(params / nproc);
+      const rows = estimateMemory({ params, nproc, shardParams });
       const activations =
         model && opts.batchSize !== undefined ? activationEstimate(model.config, opts.batchSize) : undefined;
       if (opts.json) {
-        const out = { params, nproc: opts.nproc, shardParams, model, estimates: rows, activations };
+        const counted = model && { ...model, blocks: undefined };
+        const out = { params, nproc, shardParams, model: counted, estimates: rows, activations };
         process.stdout.write(JSON.stringify(out, null, 2) + '\n');
         return;
       }
@@ -206,7 +376,7 @@ export function registerEstimateMemory(program: Command): void {
       process.stdout.write(
         [
           `Estimated model-state memory per rank: fp32 params and grads, Adam moments (16 bytes/param unsharded)`,
-          `  ${what}, ${opts.nproc} rank(s), ${human(shardParams)} params owned per rank`,
+          `  ${what}, ${nproc} rank(s), ${human(shardParams)} params owned per rank`,
           `  not included: activations, gathered blocks in flight, communication buffers, framework overhead`,
           '',
           table(rows),

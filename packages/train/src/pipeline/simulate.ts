@@ -54,22 +54,25 @@ export function simulateSchedule(schedule: PipeSchedule, opts: ExecuteOptions): 
 
 /**
  * One text lane per stage: each instruction a box "[F3  ]" as wide as its time, idle time ".".
- * `width` caps the chart's columns (default 120; wide charts get a coarser scale).
+ * A whole number of columns per unit of time, so equal times draw equal boxes: enough for the
+ * shortest box to hold its label, fewer when the chart would pass `width` columns (default 120);
+ * a box too narrow for brackets shows its bare label ("F3"), one narrower still its letter.
  */
 export function renderTimeline(t: PipeTimeline, width = 120): string {
   const all = t.lanes.flat();
   const shortest = Math.min(...all.map((i) => i.end - i.start));
   const label = Math.max(...all.map((i) => `${i.op}${i.micro}`.length)) + 2;
   const prefix = `stage ${t.stages - 1} `.length;
-  // Characters per unit of time: the shortest box fits its label, unless that overflows `width`.
-  const scale = Math.max(Math.min(label / shortest, (width - prefix) / t.makespan), 1e-9);
+  const scale = Math.max(1, Math.min(Math.ceil(label / shortest), Math.floor((width - prefix) / t.makespan)));
   const col = (x: number): number => Math.round(x * scale);
   const lines = t.lanes.map((lane, s) => {
     const row = Array.from({ length: col(t.makespan) }, () => '.');
     for (const i of lane) {
       const a = col(i.start);
       const n = col(i.end) - a;
-      const text = n >= label ? `[${`${i.op}${i.micro}`.padEnd(n - 2)}]` : (i.op === 'F' ? 'f' : 'b').repeat(n);
+      const name = `${i.op}${i.micro}`;
+      const text =
+        n >= name.length + 2 ? `[${name.padEnd(n - 2)}]` : n >= name.length ? name.padEnd(n) : i.op.repeat(n);
       for (let k = 0; k < n; k++) row[a + k] = text[k]!;
     }
     return `${`stage ${s}`.padEnd(prefix)}${row.join('')}`;
