@@ -153,6 +153,7 @@ describe('broken schedules are rejected, naming the instruction', () => {
     const e = faultOf(() => checkSchedule(lanes('F0 F1 B0 B1', 'F1 F0 B0 B1'), 2, 2));
     expect(e.fault).toBe('mismatch');
     expect(e.message).toMatch(/stage 1 instruction 0 \(F1\) would recv act of micro 1 from stage 0/);
+    expect(e.message).toMatch(/stage 0's matching send is for act of micro 0 \(its instruction 0\)/);
   });
 
   it('1F1B needs the output send and the next input receive posted together under rendezvous sends', () => {

@@ -12,6 +12,7 @@ import {
   type PipeCommOp,
   type PipeSchedule,
   type PipeStep,
+  type PipeTensor,
 } from './schedule.ts';
 
 /** rendezvous: a send blocks until its receive is posted (the strict case); buffered: sends never block. */
@@ -100,21 +101,23 @@ export function executeSchedule(schedule: PipeSchedule, opts: ExecuteOptions): T
     posted: false,
     lane: [],
   }));
-  // buffered mode: messages sent and not yet received, per channel "from>to:tensor", FIFO.
-  const inFlight = new Map<string, { micro: number; at: number; instr: number }[]>();
+  // buffered mode: messages sent and not yet received, per channel "from>to", FIFO. One channel per
+  // ordered pair of stages whatever the tensor, as point to point pairs the k-th send from a rank
+  // with the k-th receive from it.
+  const inFlight = new Map<string, { tensor: PipeTensor; micro: number; at: number; instr: number }[]>();
   const current = (s: number): Extract<PipeStep, { kind: 'comm' }> | undefined => {
     const step = st[s]?.steps[st[s]!.pc];
     return step?.kind === 'comm' && st[s]!.posted ? step : undefined;
   };
-  const mismatch = (s: number, o: PipeCommOp, got: number, gotInstr: number): never => {
+  const mismatch = (s: number, o: PipeCommOp, got: { tensor: PipeTensor; micro: number; instr: number }): never => {
     const instr = schedule[s]![o.instr]!;
     throw new ScheduleError(
       'mismatch',
       s,
       o.instr,
       `stage ${s} instruction ${o.instr} (${instrLabel(instr)}) would ${describeOp(o)}, but stage ${o.peer}'s ` +
-        `matching ${o.dir === 'send' ? 'receive' : 'send'} is for micro ${got} (its instruction ${gotInstr}): ` +
-        `the two stages run micro-batches in different orders`,
+        `matching ${o.dir === 'send' ? 'receive' : 'send'} is for ${got.tensor} of micro ${got.micro} ` +
+        `(its instruction ${got.instr}): the two stages exchange micro-batches in different orders`,
     );
   };
   // Tries to match op k of stage s's posted comm step; returns whether it is matched now.
@@ -124,15 +127,15 @@ export function executeSchedule(schedule: PipeSchedule, opts: ExecuteOptions): T
     if (me.matched[k] !== undefined) return true;
     if (mode === 'buffered') {
       if (o.dir === 'send') {
-        const key = `${s}>${o.peer}:${o.tensor}`;
-        inFlight.set(key, [...(inFlight.get(key) ?? []), { micro: o.micro, at: me.clock, instr: o.instr }]);
+        const key = `${s}>${o.peer}`;
+        const msg = { tensor: o.tensor, micro: o.micro, at: me.clock, instr: o.instr };
+        inFlight.set(key, [...(inFlight.get(key) ?? []), msg]);
         me.matched[k] = me.clock;
         return true;
       }
-      const queue = inFlight.get(`${o.peer}>${s}:${o.tensor}`) ?? [];
-      const msg = queue.shift();
+      const msg = inFlight.get(`${o.peer}>${s}`)?.shift();
       if (!msg) return false;
-      if (msg.micro !== o.micro) mismatch(s, o, msg.micro, msg.instr);
+      if (msg.micro !== o.micro || msg.tensor !== o.tensor) mismatch(s, o, msg);
       me.matched[k] = Math.max(me.clock, msg.at);
       return true;
     }
@@ -140,11 +143,11 @@ export function executeSchedule(schedule: PipeSchedule, opts: ExecuteOptions): T
     if (!peerStep) return false;
     // An op the peer's step already matched (with this stage's previous step) is not a candidate.
     const pk = peerStep.ops.findIndex(
-      (p, i) => p.peer === s && p.tensor === o.tensor && p.dir !== o.dir && st[o.peer]!.matched[i] === undefined,
+      (p, i) => p.peer === s && p.dir !== o.dir && st[o.peer]!.matched[i] === undefined,
     );
     if (pk < 0) return false;
     const p = peerStep.ops[pk]!;
-    if (p.micro !== o.micro) mismatch(s, o, p.micro, p.instr);
+    if (p.micro !== o.micro || p.tensor !== o.tensor) mismatch(s, o, p);
     const at = Math.max(me.clock, st[o.peer]!.clock);
     me.matched[k] = at;
     st[o.peer]!.matched[pk] = at;
