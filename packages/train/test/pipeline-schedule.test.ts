@@ -5,6 +5,7 @@ import {
   ScheduleError,
   checkSchedule,
   gpipeSchedule,
+  interleavedSchedule,
   oneFOneBSchedule,
   renderTimeline,
   simulateSchedule,
@@ -160,12 +161,61 @@ describe('broken schedules are rejected, naming the instruction', () => {
     // Unfused, stage 0 blocks sending act1 while stage 1 blocks sending grad0: each waits for a
     // receive the other posts only after its own send. GPipe never sends both ways at once.
     for (const [p, m] of shapes) {
-      expect(() => checkSchedule(gpipeSchedule(p, m), p, m, { fuse: false })).not.toThrow();
-      expect(() => checkSchedule(oneFOneBSchedule(p, m), p, m, { comm: 'buffered', fuse: false })).not.toThrow();
+      expect(() => checkSchedule(gpipeSchedule(p, m), p, m, { fuse: 'none' })).not.toThrow();
+      expect(() => checkSchedule(oneFOneBSchedule(p, m), p, m, { comm: 'buffered', fuse: 'none' })).not.toThrow();
     }
-    const e = faultOf(() => checkSchedule(oneFOneBSchedule(2, 2), 2, 2, { fuse: false }));
+    const e = faultOf(() => checkSchedule(oneFOneBSchedule(2, 2), 2, 2, { fuse: 'none' }));
     expect(e.fault).toBe('deadlock');
     expect(e.message).toMatch(/stage 0 at instruction 1 \(F1\) waits to send act of micro 1 to stage 1/);
     expect(e.message).toMatch(/stage 1 at instruction 1 \(B0\) waits to send grad of micro 0 to stage 0/);
+  });
+});
+
+describe('interleaved 1F1B (virtual stages)', () => {
+  const ishapes = [2, 3, 4].flatMap((p) => [2, 3].flatMap((v) => [1, 2, 3].map((k) => [p, k * p, v] as const)));
+
+  it("follows Megatron's order: groups of P micro-batches per chunk, warm-up (P - s - 1)·2 + (V - 1)·P", () => {
+    const s = interleavedSchedule(2, 4, 2);
+    expect(s.map((l) => l.map((i) => `${i.op}${i.micro}${'ab'[i.chunk!]}${i.withNext ? '+' : ''}`).join(' '))).toEqual([
+      'F0a F1a F0b F1b F2a+ B0b F3a+ B1b F2b+ B0a F3b+ B1a B2b B3b B2a B3a',
+      'F0a F1a F0b+ B0b F1b+ B1b F2a+ B0a F3a+ B1a F2b+ B2b F3b+ B3b B2a B3a',
+    ]);
+  });
+
+  it('valid for P 2..4, V 2..3, M = P, 2P, 3P; bubble (P-1)/(V·M+P-1) when a chunk takes 1/V of the time', () => {
+    for (const [p, m, v] of ishapes)
+      for (const comm of ['rendezvous', 'buffered'] as const) {
+        const at = `P=${p} M=${m} V=${v} ${comm}`;
+        const s = interleavedSchedule(p, m, v);
+        expect(() => checkSchedule(s, p, m, { chunks: v, comm }), at).not.toThrow();
+        const t = simulateSchedule(s, { fwdTime: 1 / v, bwdTime: 2 / v, comm });
+        expect(t.bubble, at).toBeCloseTo((p - 1) / (v * m + p - 1), 12);
+        expect(t.makespan, at).toBeCloseTo(((v * m + p - 1) * 3) / v, 12);
+        // Live chunk forwards: the warm-up plus the steady state's one, or everything when M = P.
+        const peak = Array.from({ length: p }, (_, st) =>
+          m === p ? m * v : Math.min((p - st - 1) * 2 + (v - 1) * p + 1, m * v),
+        );
+        expect(t.peakLive, at).toEqual(peak);
+      }
+  });
+
+  it('its steady-state F/B pairs need their sends and receives batched around the pair under rendezvous', () => {
+    const s = interleavedSchedule(3, 6, 2);
+    const unpaired = s.map((l) => l.map(({ withNext: _, ...i }) => i));
+    expect(() => checkSchedule(unpaired, 3, 6, { chunks: 2, comm: 'buffered' })).not.toThrow();
+    expect(faultOf(() => checkSchedule(unpaired, 3, 6, { chunks: 2 })).fault).toBe('deadlock');
+  });
+
+  it('rejects shapes it cannot interleave and lists that misuse chunks or withNext', () => {
+    expect(faultOf(() => interleavedSchedule(2, 3, 2)).message).toMatch(/micro-batches = 3, expected a multiple of/);
+    expect(faultOf(() => interleavedSchedule(1, 2, 2)).message).toMatch(/expected >= 2 to interleave/);
+    const s = interleavedSchedule(2, 2, 2);
+    expect(faultOf(() => checkSchedule(s, 2, 2)).message).toMatch(/chunk 1, expected none \(no interleaving\)/);
+    const missing = [s[0]!.filter((i) => !(i.op === 'B' && i.micro === 1 && i.chunk === 0)), s[1]!];
+    expect(faultOf(() => checkSchedule(missing, 2, 2, { chunks: 2 })).message).toMatch(/stage 0 never runs B1a/);
+    const badPair = [[{ op: 'F', micro: 0, withNext: true }, { op: 'F', micro: 1 }, ...parse('B0 B1')]];
+    expect(faultOf(() => checkSchedule(badPair as PipeSchedule, 1, 2)).message).toMatch(
+      /instruction 0 \(F0\): withNext, expected only on an F followed by a B/,
+    );
   });
 });

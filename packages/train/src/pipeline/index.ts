@@ -1,7 +1,8 @@
-// Pipeline parallelism's pure parts: schedules (GPipe, 1F1B), their checker and simulator, and
+// Pipeline parallelism's pure parts: schedules (GPipe, 1F1B, interleaved 1F1B), their checker and simulator, and
 // the cut of a model's blocks into stages. The executor that runs them lives elsewhere.
 export * from './schedule.ts';
 export { gpipeSchedule } from './gpipe.ts';
+export { interleavedSchedule } from './interleaved.ts';
 export { oneFOneBSchedule, PIPE_SCHEDULES, type PipeScheduleName } from './one-f-one-b.ts';
 export {
   checkSchedule,

@@ -8,6 +8,17 @@
 export interface PipeInstr {
   readonly op: 'F' | 'B';
   readonly micro: number;
+  /**
+   * Interleaved schedules only: which of the stage's V model chunks (virtual stages) runs. Chunk c
+   * of stage s is model stage c·P + s, so a micro-batch goes round the stages V times.
+   */
+  readonly chunk?: number;
+  /**
+   * Run back to back with the next instruction (a B), with one comm batch
+   * before the two (both inputs) and one after (both outputs, and the next inputs): Megatron's
+   * send_forward_backward_recv_forward_backward in the interleaved steady state.
+   */
+  readonly withNext?: boolean;
 }
 
 /** Per stage (index = stage, 0 runs the first blocks), the instructions in the order it runs them. */
@@ -21,6 +32,8 @@ export interface PipeCommOp {
   readonly peer: number;
   readonly tensor: PipeTensor;
   readonly micro: number;
+  /** Model stages e and e + 1 exchange it (activation from e, gradient from e + 1). */
+  readonly edge: number;
   /** The instruction (index in the stage's list) whose input or output this is. */
   readonly instr: number;
 }
@@ -34,7 +47,13 @@ export interface PipeCommOp {
  */
 export type PipeStep =
   | { readonly kind: 'comm'; readonly ops: readonly PipeCommOp[] }
-  | { readonly kind: 'compute'; readonly instr: number; readonly op: 'F' | 'B'; readonly micro: number };
+  | {
+      readonly kind: 'compute';
+      readonly instr: number;
+      readonly op: 'F' | 'B';
+      readonly micro: number;
+      readonly chunk?: number;
+    };
 
 export type ScheduleFault = 'shape' | 'bad' | 'duplicate' | 'missing' | 'order' | 'mismatch' | 'deadlock';
 
@@ -52,43 +71,88 @@ export class ScheduleError extends Error {
   }
 }
 
-export const instrLabel = (i: PipeInstr): string => `${i.op}${i.micro}`;
+/** "F3", or with a chunk "F3a" (chunk 0), "F3b" (chunk 1)... */
+export const instrLabel = (i: PipeInstr): string =>
+  `${i.op}${i.micro}${i.chunk === undefined ? '' : String.fromCharCode(97 + i.chunk)}`;
+
+/** Model chunks per stage: 1 unless the instructions name chunks. */
+export function chunksOf(schedule: PipeSchedule): number {
+  return 1 + Math.max(0, ...schedule.flatMap((l) => l.map((i) => i.chunk ?? 0)));
+}
 
 /** The receive an instruction waits for before it computes, if any. */
-export function inputOf(i: PipeInstr, index: number, stage: number, stages: number): PipeCommOp | undefined {
-  if (i.op === 'F' && stage > 0) return { dir: 'recv', peer: stage - 1, tensor: 'act', micro: i.micro, instr: index };
-  if (i.op === 'B' && stage < stages - 1)
-    return { dir: 'recv', peer: stage + 1, tensor: 'grad', micro: i.micro, instr: index };
+export function inputOf(
+  i: PipeInstr,
+  index: number,
+  stage: number,
+  stages: number,
+  chunks = 1,
+): PipeCommOp | undefined {
+  const g = (i.chunk ?? 0) * stages + stage; // model stage
+  const { micro } = i;
+  if (i.op === 'F' && g > 0)
+    return { dir: 'recv', peer: (stage + stages - 1) % stages, tensor: 'act', micro, edge: g - 1, instr: index };
+  if (i.op === 'B' && g < stages * chunks - 1)
+    return { dir: 'recv', peer: (stage + 1) % stages, tensor: 'grad', micro, edge: g, instr: index };
   return undefined;
 }
 
-/** The send an instruction makes after it computes, if any (the last stage's loss is local). */
-export function outputOf(i: PipeInstr, index: number, stage: number, stages: number): PipeCommOp | undefined {
-  if (i.op === 'F' && stage < stages - 1)
-    return { dir: 'send', peer: stage + 1, tensor: 'act', micro: i.micro, instr: index };
-  if (i.op === 'B' && stage > 0) return { dir: 'send', peer: stage - 1, tensor: 'grad', micro: i.micro, instr: index };
+/** The send an instruction makes after it computes, if any (the last model stage's loss is local). */
+export function outputOf(
+  i: PipeInstr,
+  index: number,
+  stage: number,
+  stages: number,
+  chunks = 1,
+): PipeCommOp | undefined {
+  const g = (i.chunk ?? 0) * stages + stage;
+  const { micro } = i;
+  if (i.op === 'F' && g < stages * chunks - 1)
+    return { dir: 'send', peer: (stage + 1) % stages, tensor: 'act', micro, edge: g, instr: index };
+  if (i.op === 'B' && g > 0)
+    return { dir: 'send', peer: (stage + stages - 1) % stages, tensor: 'grad', micro, edge: g - 1, instr: index };
   return undefined;
 }
 
 /**
- * The steps stage `stage` executes for its list (see PipeStep); empty comm batches are left out.
- * fuse false posts every send and receive as a batch of its own: with rendezvous sends, 1F1B then
- * deadlocks (both neighbours send first), which the tests show; it is there to show why fusing.
+ * How a stage groups its communication (PipeStep). 'next' (what executors do): instruction i's
+ * output send and instruction i + 1's input receive are one batch, which 1F1B needs with rendezvous
+ * sends, and instructions marked withNext run as a pair between two batches. 'none': every send and
+ * receive alone and no pairs; with rendezvous sends 1F1B then deadlocks (the tests show why fusing).
  */
-export function stageProgram(schedule: PipeSchedule, stage: number, fuse = true): PipeStep[] {
+export type PipeFuse = 'none' | 'next';
+
+/** The steps stage `stage` executes for its list (see PipeStep); empty comm batches are left out. */
+export function stageProgram(schedule: PipeSchedule, stage: number, fuse: PipeFuse = 'next'): PipeStep[] {
   const list = schedule[stage];
   if (!list) throw new ScheduleError('shape', stage, -1, `stage ${stage} does not exist (${schedule.length} stages)`);
   const stages = schedule.length;
+  const chunks = chunksOf(schedule);
+  const groups: number[][] = [];
+  for (let i = 0; i < list.length; i++) {
+    const pair = fuse === 'next' && list[i]!.withNext === true && i + 1 < list.length;
+    groups.push(pair ? [i, ++i] : [i]);
+  }
   const steps: PipeStep[] = [];
   let pending: PipeCommOp[] = [];
-  for (const [index, instr] of list.entries()) {
-    const input = inputOf(instr, index, stage, stages);
-    if (!fuse && pending.length > 0) steps.push({ kind: 'comm', ops: pending.splice(0) });
-    if (input) pending.push(input);
+  for (const group of groups) {
+    if (fuse === 'none' && pending.length > 0) steps.push({ kind: 'comm', ops: pending.splice(0) });
+    for (const index of group) {
+      const input = inputOf(list[index]!, index, stage, stages, chunks);
+      if (input) pending.push(input);
+      if (fuse === 'none' && pending.length > 0) steps.push({ kind: 'comm', ops: pending.splice(0) });
+    }
     if (pending.length > 0) steps.push({ kind: 'comm', ops: pending });
-    steps.push({ kind: 'compute', instr: index, op: instr.op, micro: instr.micro });
-    const output = outputOf(instr, index, stage, stages);
-    pending = output ? [output] : [];
+    pending = [];
+    for (const index of group) {
+      const { op, micro, chunk } = list[index]!;
+      steps.push({ kind: 'compute', instr: index, op, micro, chunk });
+    }
+    for (const index of group) {
+      const output = outputOf(list[index]!, index, stage, stages, chunks);
+      if (output) pending.push(output);
+      if (fuse === 'none' && pending.length > 0) steps.push({ kind: 'comm', ops: pending.splice(0) });
+    }
   }
   if (pending.length > 0) steps.push({ kind: 'comm', ops: pending });
   return steps;

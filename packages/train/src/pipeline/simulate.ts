@@ -3,7 +3,7 @@
 // live activations per stage (forwards whose backward has not run yet), which is what sets a
 // stage's activation memory. renderTimeline draws it as text, one lane per stage.
 import { checkLists, executeSchedule, type ExecuteOptions, type TimedInstr } from './check.ts';
-import { ScheduleError, type PipeSchedule } from './schedule.ts';
+import { ScheduleError, chunksOf, instrLabel, type PipeSchedule } from './schedule.ts';
 
 export interface PipeTimeline {
   stages: number;
@@ -16,7 +16,10 @@ export interface PipeTimeline {
   busy: number[];
   /** 1 - sum(busy) / (stages x makespan). */
   bubble: number;
-  /** Per stage, the most micro-batches forwarded and not yet backwarded at any point. */
+  /**
+   * Per stage, the most micro-batches forwarded and not yet backwarded at any point (interleaved:
+   * chunk forwards, each 1/V of the stage's blocks).
+   */
   peakLive: number[];
 }
 
@@ -35,7 +38,8 @@ export function peakLiveActivations(schedule: PipeSchedule): number[] {
 
 export function simulateSchedule(schedule: PipeSchedule, opts: ExecuteOptions): PipeTimeline {
   const stages = schedule.length;
-  const micros = (schedule[0] ?? []).filter((i) => i.op === 'F').length;
+  const chunks = chunksOf(schedule);
+  const micros = (schedule[0] ?? []).filter((i) => i.op === 'F').length / chunks;
   for (const [what, t] of [
     ['fwdTime', opts.fwdTime],
     ['bwdTime', opts.bwdTime],
@@ -44,7 +48,7 @@ export function simulateSchedule(schedule: PipeSchedule, opts: ExecuteOptions): 
     if ((typeof t !== 'number' && t.length !== stages) || times.some((x) => !Number.isFinite(x) || x <= 0))
       throw new ScheduleError('bad', 0, -1, `${what} = ${String(t)}, expected a time > 0 or one per stage`);
   }
-  checkLists(schedule, stages, micros);
+  checkLists(schedule, stages, micros, chunks);
   const lanes = executeSchedule(schedule, opts);
   const makespan = Math.max(...lanes.map((l) => l.at(-1)!.end));
   const busy = lanes.map((l) => l.reduce((a, t) => a + t.end - t.start, 0));
@@ -61,7 +65,7 @@ export function simulateSchedule(schedule: PipeSchedule, opts: ExecuteOptions): 
 export function renderTimeline(t: PipeTimeline, width = 120): string {
   const all = t.lanes.flat();
   const shortest = Math.min(...all.map((i) => i.end - i.start));
-  const label = Math.max(...all.map((i) => `${i.op}${i.micro}`.length)) + 2;
+  const label = Math.max(...all.map((i) => instrLabel(i).length)) + 2;
   const prefix = `stage ${t.stages - 1} `.length;
   const scale = Math.max(1, Math.min(Math.ceil(label / shortest), Math.floor((width - prefix) / t.makespan)));
   const col = (x: number): number => Math.round(x * scale);
@@ -70,7 +74,7 @@ export function renderTimeline(t: PipeTimeline, width = 120): string {
     for (const i of lane) {
       const a = col(i.start);
       const n = col(i.end) - a;
-      const name = `${i.op}${i.micro}`;
+      const name = instrLabel(i);
       const text =
         n >= name.length + 2 ? `[${name.padEnd(n - 2)}]` : n >= name.length ? name.padEnd(n) : i.op.repeat(n);
       for (let k = 0; k < n; k++) row[a + k] = text[k]!;
