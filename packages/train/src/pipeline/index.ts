@@ -1,5 +1,5 @@
-// Pipeline parallelism's pure parts: schedules (GPipe, 1F1B, interleaved 1F1B), their checker and simulator, and
-// the cut of a model's blocks into stages. The executor that runs them lives elsewhere.
+// Pipeline parallelism's pure parts: schedules (GPipe, 1F1B, interleaved 1F1B), their checker
+// and simulator, and the cut of a model's blocks into stages. The executor lives elsewhere.
 export * from './schedule.ts';
 export { gpipeSchedule } from './gpipe.ts';
 export { interleavedSchedule } from './interleaved.ts';
