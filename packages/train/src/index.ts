@@ -64,3 +64,10 @@ export { adamwStepPlain, decayRuns, type AdamWHyper } from './optim/host-adamw-l
 export { median, paramChecksum } from './metrics.ts';
 export { PipelineStage, stageModel, type StageOptions } from './pipeline/stage.ts';
 export * from './pipeline/index.ts';
+export {
+  runStageStep,
+  type Instruction,
+  type PipeComm,
+  type StageStepOptions,
+  type StageStepStats,
+} from './pipeline/executor.ts';

@@ -9,6 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initNamedBackend, registerAllGradients } from '@zeroring/backend';
 import { BlockwiseEngine, type GradSink, type ParamSource } from '../src/engine.ts';
 import { uniqueParams, type BlockModel, type NamedTensors } from '../src/model.ts';
+import { gpipeSchedule } from '../src/pipeline/gpipe.ts';
+import { oneFOneBSchedule } from '../src/pipeline/one-f-one-b.ts';
 import { PipelineStage, stageModel } from '../src/pipeline/stage.ts';
 import { createToyModel, toyBatch } from './toy-model.ts';
 
@@ -54,21 +56,6 @@ function worstRel(a: Map<string, Float32Array>, b: Map<string, Float32Array>): n
   return worst;
 }
 
-/** GPipe (all F, then all B) or 1F1B order for stage s of P with M micro-batches. */
-function order(kind: 'gpipe' | '1f1b', s: number, P: number, M: number): Array<['F' | 'B', number]> {
-  if (kind === 'gpipe')
-    return [
-      ...Array.from({ length: M }, (_, m) => ['F', m]),
-      ...Array.from({ length: M }, (_, m) => ['B', m]),
-    ] as Array<['F' | 'B', number]>;
-  const warm = Math.min(P - s - 1, M);
-  const out: Array<['F' | 'B', number]> = [];
-  for (let m = 0; m < warm; m++) out.push(['F', m]);
-  for (let m = warm; m < M; m++) out.push(['F', m], ['B', m - warm]);
-  for (let m = M - warm; m < M; m++) out.push(['B', m]);
-  return out;
-}
-
 describe('pipeline stages', () => {
   const model = createToyModel(cfg);
   const M = 3;
@@ -93,7 +80,8 @@ describe('pipeline stages', () => {
   ]) {
     for (const kind of ['gpipe', '1f1b'] as const) {
       for (const recompute of [false, true]) {
-        it(`${cuts.length - 1} stages (blocks cut at ${cuts.join(', ')}), ${kind}${recompute ? ', recompute' : ''}`, async () => {
+        const name = `${cuts.length - 1} stages (blocks cut at ${cuts.join(', ')}), ${kind}`;
+        it(`${name}${recompute ? ', recompute' : ''}`, async () => {
           const ref = await reference();
           const before = tf.memory().numTensors;
           const P = cuts.length - 1;
@@ -109,7 +97,9 @@ describe('pipeline stages', () => {
           const forward: Array<Map<number, tf.Tensor>> = stages.map(() => new Map());
           const backward: Array<Map<number, tf.Tensor>> = stages.map(() => new Map());
           batches.forEach((b, m) => forward[0].set(m, b.input.clone()));
-          const programs = stages.map((_, s) => order(kind, s, P, M));
+          const programs = (kind === 'gpipe' ? gpipeSchedule : oneFOneBSchedule)(P, M).map((p) =>
+            p.map((i) => [i.op, i.micro] as const),
+          );
           let loss = 0;
           // Run the stages round-robin, each as far as its inputs allow (a blocking send/recv in miniature).
           while (programs.some((p) => p.length > 0)) {

@@ -1,0 +1,101 @@
+// One training step of one pipeline stage: the stage's program (its F and B instructions in the
+// schedule's order) run against its neighbours with point-to-point messages. F of micro-batch m
+// receives the previous stage's output (or takes the token ids), runs the stage and sends its
+// output on; B receives the gradient for that output (or starts from the loss), runs backward
+// and sends the input's gradient back. Sends are issued without waiting (isend), receives block,
+// as in Megatron's non-interleaved schedule, so a stage waits only for what it needs next.
+// Details: docs/internals.md#pipeline-executor
+import * as tf from '@tensorflow/tfjs-core';
+import type { DeviceLoss } from '../engine-pass.ts';
+import { EngineError } from '../engine-pass.ts';
+import type { PipelineStage } from './stage.ts';
+
+/** What a stage asks of the process group: the torch.distributed point-to-point calls. */
+export interface PipeComm {
+  isend(buf: Float32Array, dst: number): Promise<unknown>;
+  recv(buf: Float32Array, src: number): Promise<unknown>;
+}
+
+export interface Instruction {
+  op: 'F' | 'B';
+  micro: number;
+}
+
+export interface StageStepOptions {
+  stage: PipelineStage;
+  program: readonly Instruction[];
+  comm: PipeComm;
+  /** Ranks (in comm's numbering) of the previous and the next stage; none at the ends. */
+  prev?: number;
+  next?: number;
+  /** Shape of the activation between stages, e.g. [B, T, C]. */
+  activationShape: readonly number[];
+  /** Micro-batch m's token ids (first stage) and targets (last stage), owned by the caller. */
+  micro: (m: number) => { input?: tf.Tensor; targets?: tf.Tensor };
+}
+
+export interface StageStepStats {
+  /** Last stage: each micro-batch's loss on the device, in micro-batch order. */
+  losses: DeviceLoss[];
+  /** The most micro-batches whose activations the stage held at once. */
+  peakLive: number;
+  /** Time spent waiting for receives, and the rest. */
+  recvWaitMs: number;
+  computeMs: number;
+}
+
+/** Runs one step's program on this stage; gradients go to the stage's sink. */
+export async function runStageStep(o: StageStepOptions): Promise<StageStepStats> {
+  const { stage, comm } = o;
+  const size = o.activationShape.reduce((a, d) => a * d, 1);
+  const sends: Array<Promise<unknown>> = [];
+  const losses = new Map<number, DeviceLoss>();
+  const stats = { peakLive: 0, recvWaitMs: 0, computeMs: 0 };
+  const start = performance.now();
+  const receive = async (src: number): Promise<tf.Tensor> => {
+    const buf = new Float32Array(size);
+    const t0 = performance.now();
+    await comm.recv(buf, src);
+    stats.recvWaitMs += performance.now() - t0;
+    return tf.tensor(buf, [...o.activationShape]);
+  };
+  const send = async (t: tf.Tensor, dst: number): Promise<void> => {
+    sends.push(comm.isend((await t.data()) as Float32Array, dst));
+  };
+  try {
+    for (const { op, micro } of o.program) {
+      const { input, targets } = o.micro(micro);
+      if (op === 'F') {
+        const x = stage.isFirst ? requireTensor(input, 'token ids', micro).clone() : await receive(o.prev!);
+        const y = await stage.forward(micro, x, stage.isLast ? requireTensor(targets, 'targets', micro) : undefined);
+        stats.peakLive = Math.max(stats.peakLive, stage.live);
+        if (y) await send(y, o.next!);
+      } else {
+        const dy = stage.isLast ? undefined : await receive(o.next!);
+        try {
+          const r = await stage.backward(micro, dy);
+          if (r.loss) losses.set(micro, r.loss);
+          if (r.inputGrad) {
+            await send(r.inputGrad, o.prev!);
+            r.inputGrad.dispose();
+          }
+        } finally {
+          dy?.dispose();
+        }
+      }
+    }
+    await Promise.all(sends);
+  } catch (err) {
+    stage.dispose();
+    for (const l of losses.values()) l.value.dispose();
+    throw err;
+  }
+  stats.computeMs = performance.now() - start - stats.recvWaitMs;
+  const order = [...losses.keys()].sort((a, b) => a - b);
+  return { ...stats, losses: order.map((m) => losses.get(m)!) };
+}
+
+function requireTensor(t: tf.Tensor | undefined, what: string, micro: number): tf.Tensor {
+  if (!t) throw new EngineError(`micro-batch ${micro} has no ${what} for this stage`);
+  return t;
+}
