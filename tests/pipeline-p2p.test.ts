@@ -89,7 +89,8 @@ describe('pipeline stages over send/recv (real processes)', () => {
   ]) {
     for (const schedule of ['gpipe', '1f1b'] as const) {
       const P = cuts.length - 1;
-      it(`${P} stages, ${schedule}: the gradients and loss of one process; live activations as the schedule keeps them`, async () => {
+      const what = 'the gradients and loss of one process; live activations as the schedule keeps them';
+      it(`${P} stages, ${schedule}: ${what}`, async () => {
         const [ref, stages] = await Promise.all([reference(), runPipeline(cuts, schedule)]);
         const got = new Map<string, number[]>();
         for (const [s, r] of stages.entries()) {
