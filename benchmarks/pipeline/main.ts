@@ -152,11 +152,13 @@ const table = [
       `${pct(r.meanBubble)} | ${pct(theory)} | ${r.stages.map((x) => x.peakLive).join(', ')} |`,
   ),
   '',
-  `One activation (${res.activationFloats} floats, a micro-batch's) one way: ${sendRecvMs.toFixed(3)} ms over send/recv between ` +
-    `two processes, ${hopMs.toFixed(3)} ms over a raw loopback TCP socket between two processes (medians).`,
+  `One activation (${res.activationFloats} floats, a micro-batch's) one way: ${sendRecvMs.toFixed(3)} ms ` +
+    `over send/recv between two processes, ${hopMs.toFixed(3)} ms over a raw loopback TCP socket between ` +
+    `two processes (medians).`,
 ].join('\n');
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
-const head = `Pipeline of ${args.model}, P = ${P} stages, M = ${M} micro-batches of ${args.batch} windows (wasm backend)`;
+const head =
+  `Pipeline of ${args.model}, P = ${P} stages, M = ${M} micro-batches of ${args.batch} windows ` + '(wasm backend)';
 writeFileSync(out.replace(/\.json$/, '.md'), `${head}\n\n${table}\n`);
 console.log(table);

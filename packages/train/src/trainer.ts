@@ -58,7 +58,12 @@ export async function train(opts: TrainerOptions): Promise<TrainSummary> {
     const record = await trainStep(run, engine, batches, recorder, step);
     if (validationDue(run, step)) end.finalValLoss = record.valLoss = await evaluate(run, engine, batches);
     await recorder.add(record);
-    if (checkpointDue(run, step)) await saveRunCheckpoint(run, step + 1, end.initialValLoss, batches.balancer);
+    if (checkpointDue(run, step)) {
+      // Every step the checkpoint holds has its metrics line: one that died before the next step
+      // completed it would leave a gap in metrics.jsonl after a restart from this checkpoint.
+      await recorder.completePending();
+      await saveRunCheckpoint(run, step + 1, end.initialValLoss, batches.balancer);
+    }
   }
   await recorder.completePending();
   if (opts.outDir && run.endStep > start.startStep) {
