@@ -11,10 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initNamedBackend, registerAllGradients, tf } from '@zeroring/backend';
-import { BlockwiseEngine, uniqueParams, type GradSink, type NamedTensors } from '@zeroring/train';
+import { BlockwiseEngine, uniqueParams } from '@zeroring/train';
 import { launch } from '@zeroring/comm';
 import { Collect } from './fixtures/launch/helpers.ts';
 import { repoRoot } from './fixtures/cli.ts';
+import { MapSource, SumSink } from '../packages/train/test/sum-grads.ts';
 import { createToyModel, toyBatch } from '../packages/train/test/toy-model.ts';
 
 const worker = fileURLToPath(new URL('./fixtures/pipeline/stage-worker.ts', import.meta.url));
@@ -33,30 +34,15 @@ async function reference(): Promise<{ grads: Map<string, Float32Array>; loss: nu
   const model = createToyModel(CFG);
   const values = model.initParams(5);
   const tensors = new Map(uniqueParams(model).map((p) => [p.name, tf.tensor(values.get(p.name)!, p.shape)]));
-  const source = {
-    acquire: (block: number): NamedTensors =>
-      Object.fromEntries(model.blocks[block]!.params.map((p) => [p.name, tensors.get(p.name)!])),
-    release: () => {},
-  };
-  const grads = new Map<string, Float32Array>();
-  const sink: GradSink = {
-    async onBlockGrads(_block, named) {
-      for (const [name, g] of Object.entries(named)) {
-        const v = (await g.data()) as Float32Array;
-        g.dispose();
-        const sum = grads.get(name);
-        if (sum) sum.forEach((_, i) => (sum[i] += v[i]!));
-        else grads.set(name, v.slice());
-      }
-    },
-  };
+  const source = new MapSource(model, tensors);
+  const sink = new SumSink();
   const engine = new BlockwiseEngine(model);
   let loss = 0;
   for (let m = 0; m < M; m++) {
     const b = toyBatch(40 + m, B, CFG.seqLen, CFG.vocab);
     loss += (await engine.forwardBackward(b.input, b.targets, source, sink, { gradScale: 1 / M })) / M;
   }
-  return { grads, loss };
+  return { grads: sink.grads, loss };
 }
 
 interface StageResult {

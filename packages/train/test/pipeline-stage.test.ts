@@ -7,43 +7,18 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initNamedBackend, registerAllGradients } from '@zeroring/backend';
-import { BlockwiseEngine, type GradSink, type ParamSource } from '../src/engine.ts';
-import { uniqueParams, type BlockModel, type NamedTensors } from '../src/model.ts';
+import { BlockwiseEngine } from '../src/engine.ts';
+import { uniqueParams } from '../src/model.ts';
 import { gpipeSchedule } from '../src/pipeline/gpipe.ts';
 import { oneFOneBSchedule } from '../src/pipeline/one-f-one-b.ts';
 import { PipelineStage, stageModel } from '../src/pipeline/stage.ts';
+import { MapSource, SumSink } from './sum-grads.ts';
 import { createToyModel, toyBatch } from './toy-model.ts';
 
 await registerAllGradients();
 await initNamedBackend('cpu', 'pipeline stage test');
 
 const cfg = { vocab: 13, seqLen: 6, dim: 8, layers: 3 };
-
-class MapSource implements ParamSource {
-  constructor(
-    private readonly model: BlockModel,
-    private readonly tensors: Map<string, tf.Tensor>,
-    readonly recomputeActivations = false,
-  ) {}
-  acquire(block: number): NamedTensors {
-    return Object.fromEntries(this.model.blocks[block].params.map((p) => [p.name, this.tensors.get(p.name)!]));
-  }
-  release(): void {}
-}
-
-/** Sums every gradient it gets, by name. */
-class SumSink implements GradSink {
-  readonly grads = new Map<string, Float32Array>();
-  async onBlockGrads(_block: number, grads: NamedTensors): Promise<void> {
-    for (const [name, g] of Object.entries(grads)) {
-      const v = (await g.data()) as Float32Array;
-      g.dispose();
-      const sum = this.grads.get(name);
-      if (sum) sum.forEach((_, i) => (sum[i] += v[i]));
-      else this.grads.set(name, v.slice());
-    }
-  }
-}
 
 function worstRel(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
   expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
