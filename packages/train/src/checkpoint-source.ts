@@ -105,20 +105,15 @@ async function firstFormatSource(dir: string, manifest: Manifest): Promise<State
 
 class FileStateSource implements StateSource {
   bytesRead = 0;
+  readonly t: number;
+  readonly params: readonly ParamSpec[];
+  readonly savedBy: StateSource['savedBy'];
 
   constructor(
     private readonly index: PieceIndex<ShardFile>,
-    private readonly about: Pick<StateSource, 't' | 'params' | 'savedBy'>,
-  ) {}
-
-  get t(): number {
-    return this.about.t;
-  }
-  get params(): readonly ParamSpec[] {
-    return this.about.params;
-  }
-  get savedBy(): StateSource['savedBy'] {
-    return this.about.savedBy;
+    about: Pick<StateSource, 't' | 'params' | 'savedBy'>,
+  ) {
+    ({ t: this.t, params: this.params, savedBy: this.savedBy } = about);
   }
 
   async read(requests: readonly StateRequest[]): Promise<Float32Array[]> {
