@@ -3,6 +3,7 @@
 // both ways at once; two disjoint subgroups running collectives at the same time as each other
 // and as the world; the pipeline × data grid; a size mismatch between a send and its recv; a recv
 // whose send never comes; and a peer killed inside a subgroup, which must fail every rank of the job.
+// Two ranks also stream to each other with recvs posted ahead, as the pipeline executor does.
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { explain, runJob, startJob, type WorkerResult } from './fixtures/comm/spawn.ts';
@@ -28,6 +29,16 @@ describe('point to point', () => {
       }
     }, 240_000);
   }
+
+  it('two ranks streaming to each other with recvs posted ahead: every message arrives whole', async () => {
+    const rs = await runJob({ worldSize: 2, scenario: 'stream', worker, env: { ZERORING_TIMEOUT_MS: '60000' } });
+    const why = explain(rs);
+    for (const r of rs) {
+      expect(r.code, why).toBe(0);
+      expect(r.result?.failures, why).toEqual([]);
+      expect(r.result?.checks, why).toBe(60);
+    }
+  }, 120_000);
 
   it('a recv whose length differs from the send: CollectiveMismatchError on both sides', async () => {
     const rs = await runJob({ worldSize: 2, scenario: 'mismatch', worker, env: { ZERORING_TIMEOUT_MS: '60000' } });

@@ -4,6 +4,7 @@
 // so everything here is plain data.
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '@zeroring/backend';
+import type { ProcessGroup } from '@zeroring/comm';
 import { getLogger, type Logger } from '@zeroring/core';
 import {
   CharTokenizer,
@@ -31,9 +32,10 @@ import {
   type TrainEvent,
   type TrainSummary,
 } from '@zeroring/train';
+import { createPipelineJob, type PipelineJob, type PipelineJobOptions } from './pipeline-job.ts';
 import { createProgress } from './progress.ts';
 
-export interface TrainJobOptions {
+export interface TrainJobOptions extends PipelineJobOptions {
   nproc: number;
   strategy: StrategyName;
   offload: boolean;
@@ -94,7 +96,7 @@ export class TrainJobError extends Error {
 
 export interface JobContext {
   /** The process group of a worker (train-worker.ts); none when the job runs in this process. */
-  comm?: StrategyComm;
+  comm?: ProcessGroup;
   /** Also receives rank 0's events in this process (the in-process run's dashboard). */
   onEvent?: OnTrainEvent;
 }
@@ -141,7 +143,8 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
   // The data first: a bad --data file is reported before the backend takes seconds to start.
   const data = prepareData(opts);
   const backend = await initBackend(opts.backend, { logger: log });
-  const strategy = guardedStrategy(opts, ctx.comm, rank, log);
+  const pipeline = (opts.pp ?? 1) > 1 ? await createPipelineJob(opts, data.model, requireGroup(ctx), log) : undefined;
+  const strategy = guardedStrategy(opts, ctx.comm, rank, log, pipeline);
   const progress = lead ? createProgress({ label: 'train' }) : undefined;
   if (lead) {
     const { tokenizer, model } = data;
@@ -155,7 +158,7 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
   let summary: TrainSummary;
   try {
     summary = await train({
-      ...trainerInputs(opts, data, strategy, ctx.comm),
+      ...trainerInputs(opts, data, strategy, ctx.comm, pipeline),
       backendName: backend.name,
       runConfig: runConfigOf(opts, data, backend.name),
       onEvent: eventSink(opts, ctx, lead, log),
@@ -176,15 +179,29 @@ export async function runTrainJob(opts: TrainJobOptions, ctx: JobContext = {}): 
  * parameter moves (nonfinite.ts); the fault hooks (faults.ts, test-only environment variables)
  * are inert unless set.
  */
-function guardedStrategy(opts: TrainJobOptions, comm: StrategyComm | undefined, rank: number, log: Logger): Strategy {
+function guardedStrategy(
+  opts: TrainJobOptions,
+  comm: StrategyComm | undefined,
+  rank: number,
+  log: Logger,
+  pipeline?: PipelineJob,
+): Strategy {
   const faults = faultPlanFromEnv(rank);
-  const guard = new NonFiniteGuard(createStrategy(opts.strategy, comm, { offload: opts.offload }), {
+  // With a pipeline, the user's strategy runs over the stage's data-parallel group, wrapped as the stage's.
+  const chosen = createStrategy(opts.strategy, pipeline ? pipeline.data : comm, { offload: opts.offload });
+  const guard = new NonFiniteGuard(pipeline ? pipeline.run.wrap(chosen) : chosen, {
     comm,
     skip: opts.skipNonFinite ?? false,
     warn: (m) => log.warn(m),
     poisonAtLocalStep: faults.nanAtLocalStep,
   });
   return withKillHook(guard, faults);
+}
+
+function requireGroup(ctx: JobContext): ProcessGroup {
+  if (!ctx.comm)
+    throw new TrainJobError('--pp needs worker processes (zeroring train --nproc N with N a multiple of --pp)');
+  return ctx.comm;
 }
 
 /** What the run records as its configuration (summary.json, the checkpoint's config.json). */
@@ -201,7 +218,13 @@ function runConfigOf(opts: TrainJobOptions, data: PreparedData, backend: string)
 }
 
 /** The trainer's model, data, schedule and outputs for these options. */
-function trainerInputs(opts: TrainJobOptions, data: PreparedData, strategy: Strategy, comm?: StrategyComm) {
+function trainerInputs(
+  opts: TrainJobOptions,
+  data: PreparedData,
+  strategy: Strategy,
+  comm?: StrategyComm,
+  pipeline?: PipelineJob,
+) {
   const { model, tokenizer, dataset } = data;
   const prompt = tokenizer.chars.includes('\n') ? '\n' : tokenizer.chars[0]!;
   const sampleOptions = { prompt, maxNewTokens: opts.sampleTokens, temperature: 0.8, topK: 40, seed: opts.seed };
@@ -210,6 +233,7 @@ function trainerInputs(opts: TrainJobOptions, data: PreparedData, strategy: Stra
     strategy,
     data: dataset,
     comm,
+    pipeline: pipeline?.run,
     outDir: opts.out,
     resume: opts.resume,
     resumeFrom: opts.resumeFrom,
@@ -218,7 +242,7 @@ function trainerInputs(opts: TrainJobOptions, data: PreparedData, strategy: Stra
     config: {
       steps: opts.steps,
       batchSize: opts.batchSize,
-      gradAccumSteps: opts.gradAccum,
+      gradAccumSteps: pipeline ? pipeline.run.opts.micros : opts.gradAccum,
       batchSplit: opts.batchSplit,
       balanceBatch: opts.balance,
       blockSize: model.config.blockSize,

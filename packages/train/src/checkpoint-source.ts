@@ -71,9 +71,16 @@ function sourceOver(files: ReadonlyArray<{ file: ShardFile; header: ShardHeader 
   }
   return new FileStateSource(index, {
     t,
-    params: meta.params as ParamSpec[],
+    params: everyParam(files.map((f) => f.header.meta.params as ParamSpec[])),
     savedBy: { strategy: String(meta.strategy), worldSize },
   });
+}
+
+/** The parameters named by any shard, in order of first appearance (pipeline stages hold different ones). */
+function everyParam(lists: ReadonlyArray<readonly ParamSpec[] | undefined>): ParamSpec[] {
+  const seen = new Map<string, ParamSpec>();
+  for (const list of lists) for (const spec of list ?? []) if (!seen.has(spec.name)) seen.set(spec.name, spec);
+  return [...seen.values()];
 }
 
 function shardFileOf(path: string, header: ShardHeader, dataStart: number): ShardFile {

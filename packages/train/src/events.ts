@@ -39,6 +39,31 @@ export interface ConfigEvent {
   worldSize: number;
 }
 
+/** One stage's figures of a step. */
+export interface StageFigures {
+  computeMs: number;
+  /** Waiting for the neighbours' activations and gradients. */
+  waitMs: number;
+  /** waitMs over the stage's whole forward-backward time. */
+  bubble: number;
+  /** The most activation bytes the stage held at once, over all its live micro-batches. */
+  peakActivationBytes: number;
+  /** The most micro-batches whose activations it held at once. */
+  peakLive: number;
+}
+
+/** A step of the pipeline, as metrics.jsonl and the step event record it (pipeline 0's stages). */
+export interface PipelineStepFigures {
+  /** gpipe or 1f1b. */
+  schedule: string;
+  microBatches: number;
+  /** The mean of the stages' bubbles. */
+  bubble: number;
+  stages: StageFigures[];
+  /** Per stage, its schedule's instructions: [F or B, micro-batch, start ms, end ms] from the step's start. */
+  timeline: Array<Array<[string, number, number, number]>>;
+}
+
 export interface StepEvent {
   type: 'step';
   step: number;
@@ -62,6 +87,8 @@ export interface StepEvent {
   ranks?: RankStep[];
   /** Windows each rank read, when they were split by config.batchSplit or balanceBatch. */
   batchSplit?: number[];
+  /** Pipeline runs: the first pipeline's stages this step (compute, wait, bubble, timeline). */
+  pipeline?: PipelineStepFigures;
 }
 
 export interface ValEvent {

@@ -63,6 +63,9 @@ export { HostAdamW } from './optim/host-adamw.ts';
 export { adamwStepPlain, decayRuns, type AdamWHyper } from './optim/host-adamw-loops.ts';
 export { median, paramChecksum } from './metrics.ts';
 export { PipelineStage, stageModel, type StageOptions } from './pipeline/stage.ts';
+export { PipelineStageStrategy, type PipelineComm, type StagePlace } from './pipeline/stage-strategy.ts';
+export { PipelineRun, type PipelineOptions, type PipelineStepResult } from './pipeline/runtime.ts';
+export { cutByTime, measureBlockMs } from './pipeline/balance.ts';
 export * from './pipeline/index.ts';
 export {
   runStageStep,

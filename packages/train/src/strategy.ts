@@ -44,6 +44,13 @@ export interface FinishStepOptions {
    * the device (only asked of a strategy whose `gatesNonFinite` is true).
    */
   gateNonFinite?: boolean;
+  /**
+   * A pipeline stage's strategy holds only its stage's parameters, yet clipping is by the norm of
+   * the whole model's gradient: when clipping, the strategy passes its own squared norm (of the
+   * complete, reduced gradient) through this exactly once and clips by the root of what it returns
+   * (the sum over the stages). Absent: the strategy's own norm is the global one.
+   */
+  squaredNormAcross?: (squared: number) => Promise<number>;
 }
 
 /** What a step's device figures tell once the readout is flushed. */

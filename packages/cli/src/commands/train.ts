@@ -22,14 +22,17 @@ import {
   needsProcessGroup,
   openConsolidated,
   resolveCheckpointDir,
+  PIPE_SCHEDULES,
   STRATEGY_NAMES,
   type OnTrainEvent,
+  type PipeScheduleName,
   type StrategyName,
 } from '@zeroring/train';
 import { attachDashboard, dashboardOption, resolveDashboardPort } from '../dashboard/attach.ts';
 import { serveFinishedRun } from '../dashboard/linger.ts';
 import { PRESET_DEFAULTS, TrainJobError, runTrainJob, type TrainJobOptions } from '../train-job.ts';
 import { examples } from '../help.ts';
+import { checkPipelineJob } from '../pipeline-job.ts';
 import { quietUnlessRankZero, runRank, startedAsRank } from '../rank-job.ts';
 import { addRendezvousOptions, rendezvousOptions, type RendezvousFlags } from '../rendezvous-flags.ts';
 
@@ -71,6 +74,10 @@ interface TrainFlags extends RendezvousFlags {
   gradAccum?: number;
   batchSplit?: number[];
   balance?: boolean;
+  pp: number;
+  microBatches?: number;
+  schedule: PipeScheduleName;
+  ppBalance: 'params' | 'time';
   gpuCounts?: boolean;
   lr?: number;
   seed: number;
@@ -105,6 +112,9 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     gradAccum: f.gradAccum,
     batchSplit: f.batchSplit,
     balance: f.balance,
+    ...(f.pp > 1
+      ? { pp: f.pp, microBatches: f.microBatches ?? 2 * f.pp, schedule: f.schedule, ppBalance: f.ppBalance }
+      : {}),
     countGpuWork: f.gpuCounts ?? false,
     lr: f.lr ?? d.lr,
     seed: f.seed,
@@ -125,8 +135,11 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
  * What every worker would find wrong, found once here before any worker starts: a user meets one
  * line from this process instead of the same failure from every rank.
  */
-async function checkBeforeLaunch(job: TrainJobOptions): Promise<void> {
+async function checkBeforeLaunch(f: TrainFlags, job: TrainJobOptions): Promise<void> {
   if (job.data !== undefined) loadCorpus(job.data);
+  // An elastic world's size is known per round; its workers check it (gridGroups).
+  if (typeof f.nnodes === 'number') checkPipelineJob(job, f.nproc * f.nnodes);
+  else checkPipelineJob(job, job.pp ?? 1);
   if (job.resume) {
     if (!job.out) throw new TrainJobError('--resume needs --out DIR, the directory of the run to continue');
     if (job.resumeFrom) throw new TrainJobError('--resume and --resume-from both given, expected one of them');
@@ -137,7 +150,8 @@ async function checkBeforeLaunch(job: TrainJobOptions): Promise<void> {
 
 /** --max-restarts needs the launcher even for one process: it is the one that restarts. */
 function runsInProcess(f: TrainFlags, job: TrainJobOptions): boolean {
-  return f.nproc === 1 && f.nnodes === 1 && f.maxRestarts === 0 && !needsProcessGroup(job.strategy, job.offload);
+  const single = f.nproc === 1 && f.nnodes === 1 && f.maxRestarts === 0 && (job.pp ?? 1) === 1;
+  return single && !needsProcessGroup(job.strategy, job.offload);
 }
 
 /** The worker entry beside this command: train-worker.js when built, train-worker.ts in the sources. */
@@ -165,7 +179,7 @@ async function trainJob(f: TrainFlags, job: TrainJobOptions, onEvent?: OnTrainEv
     await runTrainJob(job, { onEvent });
     return 'succeeded';
   }
-  await checkBeforeLaunch(job);
+  await checkBeforeLaunch(f, job);
   const result = await launchWorkers(f, job);
   process.exitCode = result.exitCode;
   return result.outcome;
@@ -228,6 +242,8 @@ export function registerTrain(program: Command): void {
         'zeroring train --steps 300 --out runs/tiny',
         'zeroring train --nproc 2 --strategy zero2 --out runs/z2 --dashboard',
         'zeroring train --nproc 4 --strategy zero3 --offload --out runs/z3 --resume',
+        '# 2 pipelines of 2 stages (1F1B, 8 micro-batches each), DDP across the pipelines',
+        'zeroring train --nproc 4 --pp 2 --micro-batches 8 --out runs/pp',
         '# the 85 M-parameter GPT on a GPU; first see what batch its memory holds',
         'zeroring estimate-memory --model gpt2 --nproc 1 --batch-size 16',
         'zeroring train --backend webgpu --model gpt2 --batch-size 16 --out runs/gpt2',
@@ -268,6 +284,23 @@ export function registerTrain(program: Command): void {
       intArg('--batch-size', 1),
     )
     .option('--grad-accum <k>', 'micro-batches accumulated into each optimizer step', intArg('--grad-accum', 1))
+    .option(
+      '--pp <P>',
+      'pipeline stages: the GPT cut into P stages on P ranks (--nproc a multiple of P)',
+      intArg('--pp', 1),
+      1,
+    )
+    .option(
+      '--micro-batches <M>',
+      'micro-batches of --batch-size windows per step through each pipeline (default 2 x --pp)',
+      intArg('--micro-batches', 1),
+    )
+    .addOption(new Option('--schedule <name>', 'pipeline schedule').choices(PIPE_SCHEDULES).default('1f1b'))
+    .addOption(
+      new Option('--pp-balance <by>', 'cut the stages by parameter count or by measured time')
+        .choices(['params', 'time'])
+        .default('params'),
+    )
     .option(
       '--batch-split <counts>',
       'sequences each rank reads per micro-batch, e.g. 12,20 (summing to world size x ' +

@@ -117,14 +117,19 @@ export class PointToPoint {
 
   private onLink(peer: number, dir: 'send' | 'recv', c: Conn): void {
     c.onClose((code, reason) => this.onLinkClosed(peer, code, reason));
+    // Two links per pair and direction of data: Ready messages come back on the send link while
+    // data may be arriving on the recv link, so a message is read as what its own link carries.
     if (dir === 'send') {
       this.outboxes.set(peer, new Outbox(c, null, (what) => this.protocolError(peer, c, what)));
-      c.setHandler((raw) => this.onMessage(peer, c, raw));
+      c.setHandler((raw) => this.onMessage(peer, c, raw, 'send'));
       return;
     }
     this.awaiting.set(peer, null);
-    c.setHandler((raw) => this.onMessage(peer, c, raw));
-    c.readFramesInto({ begin: (bytes) => this.payloadTarget(peer, bytes), end: (d) => this.onMessage(peer, c, d) });
+    c.setHandler((raw) => this.onMessage(peer, c, raw, 'recv'));
+    c.readFramesInto({
+      begin: (bytes) => this.payloadTarget(peer, bytes),
+      end: (d) => this.onMessage(peer, c, d, 'recv'),
+    });
   }
 
   /** Pairs the destination's unmatched sends with its Ready messages, in order, and sends their data. */
@@ -178,9 +183,9 @@ export class PointToPoint {
     else settle();
   }
 
-  private onMessage(peer: number, c: Conn, raw: Uint8Array): void {
+  private onMessage(peer: number, c: Conn, raw: Uint8Array, link: 'send' | 'recv'): void {
     if (this.failure || this.destroyed) return;
-    const h = this.awaiting.get(peer);
+    const h = link === 'recv' ? this.awaiting.get(peer) : undefined;
     if (h) {
       this.awaiting.set(peer, null);
       return this.onData(peer, c, h, raw);
@@ -193,11 +198,11 @@ export class PointToPoint {
     }
     const t = d.h.t;
     if (t === MsgType.Abort) return this.fail(fromWire(d.h.e));
-    if (t === MsgType.Ready && this.outboxes.has(peer)) {
+    if (t === MsgType.Ready && link === 'send' && this.outboxes.has(peer)) {
       this.list(this.readies, peer).push({ q: Number(d.h.q), n: Number(d.h.n) });
       return this.match(peer);
     }
-    if (t === MsgType.Data && this.awaiting.has(peer) && !d.shm) {
+    if (t === MsgType.Data && link === 'recv' && this.awaiting.has(peer) && !d.shm) {
       if (d.separate) this.awaiting.set(peer, d.h);
       else this.onData(peer, c, d.h, d.payload!);
       return;

@@ -13,6 +13,7 @@ import type { PipelineStage } from './stage.ts';
 /** What a stage asks of the process group: the torch.distributed point-to-point calls. */
 export interface PipeComm {
   isend(buf: Float32Array, dst: number): Promise<unknown>;
+  irecv(buf: Float32Array, src: number): Promise<unknown>;
   recv(buf: Float32Array, src: number): Promise<unknown>;
 }
 
@@ -42,6 +43,8 @@ export interface StageStepStats {
   /** Time spent waiting for receives, and the rest. */
   recvWaitMs: number;
   computeMs: number;
+  /** Each instruction's compute, in program order: start and end in ms after the step began. */
+  timeline: Array<{ start: number; end: number }>;
 }
 
 /** Runs one step's program on this stage; gradients go to the stage's sink. */
@@ -50,12 +53,31 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
   const size = o.activationShape.reduce((a, d) => a * d, 1);
   const sends: Array<Promise<unknown>> = [];
   const losses = new Map<number, DeviceLoss>();
-  const stats = { peakLive: 0, recvWaitMs: 0, computeMs: 0 };
+  const stats = { peakLive: 0, recvWaitMs: 0, computeMs: 0, timeline: [] as StageStepStats['timeline'] };
   const start = performance.now();
-  const receive = async (src: number): Promise<tf.Tensor> => {
+  // The receive of an instruction's input is posted one instruction ahead. A receive tells the
+  // sender it is ready (the rendezvous protocol); posted only when needed, the data would wait for
+  // a sender busy computing its next micro-batch, so every such hop would add to the bubble.
+  const posted = new Map<number, { buf: Float32Array; done: Promise<unknown> }>();
+  const sourceOf = (i: number): number | undefined => {
+    const instr = o.program[i];
+    if (!instr) return undefined;
+    if (instr.op === 'F') return stage.isFirst ? undefined : o.prev;
+    return stage.isLast ? undefined : o.next;
+  };
+  const post = (i: number): void => {
+    const src = sourceOf(i);
+    if (src === undefined || posted.has(i)) return;
     const buf = new Float32Array(size);
+    const done = comm.irecv(buf, src);
+    done.catch(() => undefined); // awaited by receive(); a failure must not count as unhandled meanwhile
+    posted.set(i, { buf, done });
+  };
+  const receive = async (i: number): Promise<tf.Tensor> => {
+    const { buf, done } = posted.get(i)!;
+    posted.delete(i);
     const t0 = performance.now();
-    await comm.recv(buf, src);
+    await done;
     stats.recvWaitMs += performance.now() - t0;
     return tf.tensor(buf, [...o.activationShape]);
   };
@@ -63,17 +85,24 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
     sends.push(comm.isend((await t.data()) as Float32Array, dst));
   };
   try {
-    for (const { op, micro } of o.program) {
+    for (const [i, { op, micro }] of o.program.entries()) {
       const { input, targets } = o.micro(micro);
+      // In program order, so that on each link receives are posted in the order the peer sends.
+      post(i);
+      post(i + 1);
       if (op === 'F') {
-        const x = stage.isFirst ? requireTensor(input, 'token ids', micro).clone() : await receive(o.prev!);
+        const x = stage.isFirst ? requireTensor(input, 'token ids', micro).clone() : await receive(i);
+        const t0 = performance.now() - start;
         const y = await stage.forward(micro, x, stage.isLast ? requireTensor(targets, 'targets', micro) : undefined);
+        stats.timeline.push({ start: t0, end: performance.now() - start });
         stats.peakLive = Math.max(stats.peakLive, stage.live);
         if (y) await send(y, o.next!);
       } else {
-        const dy = stage.isLast ? undefined : await receive(o.next!);
+        const dy = stage.isLast ? undefined : await receive(i);
         try {
+          const t0 = performance.now() - start;
           const r = await stage.backward(micro, dy);
+          stats.timeline.push({ start: t0, end: performance.now() - start });
           if (r.loss) losses.set(micro, r.loss);
           if (r.inputGrad) {
             await send(r.inputGrad, o.prev!);

@@ -14,8 +14,8 @@ import type { Block, BlockModel } from '../model.ts';
 
 /** The parameter-free block that receives a stage's input: a copy, which the pass owns. */
 const RECEIVE: Block = { name: 'pipeline-receive', params: [], forward: (_p, x) => x.clone() };
-/** The parameter-free block whose "loss" takes the next stage's gradient. */
-const SEND: Block = { name: 'pipeline-send', params: [], forward: (_p, x) => x };
+/** The parameter-free block whose "loss" takes the next stage's gradient: a copy, as a block output is its own. */
+const SEND: Block = { name: 'pipeline-send', params: [], forward: (_p, x) => x.clone() };
 
 /** Blocks [from, to) of `model`, as a model of their own that a strategy can hold. */
 export function stageModel(model: BlockModel, from: number, to: number): BlockModel {
@@ -46,8 +46,13 @@ export class PipelineStage {
   readonly model: BlockModel;
   readonly isFirst: boolean;
   readonly isLast: boolean;
+  /** The last stage's loss scale for the micro-batches to come (the trainer's share / M). */
+  gradScale: number;
+  /** The most activation bytes the stage held at once (every live micro-batch's), since the last reset. */
+  peakActivationBytes = 0;
+  private liveBytes = 0;
   private readonly emitAt: Map<string, number>;
-  private readonly passes = new Map<number, { pass: ForwardBackwardPass; input: tf.Tensor }>();
+  private readonly passes = new Map<number, { pass: ForwardBackwardPass; input: tf.Tensor; bytes: number }>();
 
   constructor(
     full: BlockModel,
@@ -61,6 +66,7 @@ export class PipelineStage {
     this.isFirst = from === 0;
     this.isLast = to === full.blocks.length;
     this.emitAt = lowestUses(this.model);
+    this.gradScale = opts.gradScale ?? 1;
   }
 
   /** Micro-batches whose forward has run and whose backward has not: their activations are live. */
@@ -77,11 +83,14 @@ export class PipelineStage {
   async forward(micro: number, input: tf.Tensor, targets?: tf.Tensor): Promise<tf.Tensor | undefined> {
     if (this.passes.has(micro)) throw new EngineError(`stage ${this.from}..${this.to - 1}: F of micro ${micro} twice`);
     if (this.isLast && !targets) throw new EngineError('the last stage needs the targets for its forward');
-    const gradScale = this.isLast ? (this.opts.gradScale ?? 1) : 1;
+    const gradScale = this.isLast ? this.gradScale : 1;
     const passOpts = { gradScale, recompute: this.opts.recompute ?? false, emitAt: this.emitAt };
     const pass = new ForwardBackwardPass(this.model, input, targets ?? input, this.source, passOpts);
-    this.passes.set(micro, { pass, input });
-    await pass.forward();
+    const held = { pass, input, bytes: 0 };
+    this.passes.set(micro, held);
+    held.bytes = await pass.forward();
+    this.liveBytes += held.bytes;
+    this.peakActivationBytes = Math.max(this.peakActivationBytes, this.liveBytes);
     return this.isLast ? undefined : pass.lastInput();
   }
 
@@ -93,7 +102,7 @@ export class PipelineStage {
   async backward(micro: number, outputGrad?: tf.Tensor): Promise<{ inputGrad?: tf.Tensor; loss?: DeviceLoss }> {
     const held = this.passes.get(micro);
     if (!held) throw new EngineError(`stage ${this.from}..${this.to - 1}: B of micro ${micro} before its F`);
-    const { pass, input } = held;
+    const { pass, input, bytes } = held;
     try {
       if (!this.isLast) {
         if (!outputGrad) throw new EngineError('a stage before the last needs the output gradient for its backward');
@@ -109,6 +118,7 @@ export class PipelineStage {
     } finally {
       pass.dispose();
       this.passes.delete(micro);
+      this.liveBytes -= bytes;
       input.dispose();
     }
   }
@@ -120,5 +130,6 @@ export class PipelineStage {
       input.dispose();
     }
     this.passes.clear();
+    this.liveBytes = 0;
   }
 }

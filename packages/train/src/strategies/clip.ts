@@ -42,7 +42,7 @@ export function scaleInPlace(g: Float32Array, factor: number): void {
  */
 export async function scaleAndClipShard(
   g: Float32Array,
-  opts: Pick<FinishStepOptions, 'gradScale' | 'maxGradNorm'>,
+  opts: Pick<FinishStepOptions, 'gradScale' | 'maxGradNorm' | 'squaredNormAcross'>,
   comm: Pick<ShardComm, 'worldSize' | 'allReduce'>,
   queue: IssueQueue,
 ): Promise<number | undefined> {
@@ -53,7 +53,7 @@ export async function scaleAndClipShard(
   for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
   const buf = Float32Array.of(sq);
   if (comm.worldSize > 1) await queue.issue(buf, (b) => comm.allReduce(b, { op: 'sum' }));
-  const gradNorm = Math.sqrt(buf[0]);
+  const gradNorm = Math.sqrt(opts.squaredNormAcross ? await opts.squaredNormAcross(buf[0]) : buf[0]);
   const coef = clipCoefficient(gradNorm, opts.maxGradNorm);
   if (coef < 1) scaleInPlace(g, coef);
   return gradNorm;

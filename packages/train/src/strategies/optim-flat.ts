@@ -19,6 +19,7 @@ import { adamwScalars, type AdamWConfig } from '../optim/adamw.ts';
 import type { MemoryTracker } from '../memory.ts';
 import type { StepReadout } from '../step-readout.ts';
 import { StrategyError, type FinishStepOptions, type StepLater } from '../strategy.ts';
+import { clipCoefficient } from './clip.ts';
 import { FlatLayout } from './flat-layout.ts';
 import type { DeviceGrads } from './grads-device.ts';
 import { requireGrads, type ParamState, type ReplicatedOptimizer } from './optim-replicated.ts';
@@ -29,6 +30,24 @@ export function flatAdamWScalars(cfg: AdamWConfig, lr: number, t: number) {
   const s = adamwScalars(cfg, lr, t, true);
   const { beta1, beta2, eps } = cfg;
   return { decayFactor: s.decayFactor, beta1, beta2, eps, bc2Sqrt: s.bc2Sqrt, stepSize: s.stepSize };
+}
+
+/**
+ * The norm statistics with the norm and clip coefficient of the whole model, when other pipeline
+ * stages hold the rest of it: the one case where this optimizer reads its norm back before the update.
+ */
+async function normAcross(
+  stats: tf.Tensor,
+  maxNorm: number,
+  across: (squared: number) => Promise<number>,
+): Promise<tf.Tensor> {
+  const v = Float32Array.from(await stats.data());
+  stats.dispose();
+  const squared = await across(v[NORM_STATS.squared]!);
+  v[NORM_STATS.squared] = squared;
+  v[NORM_STATS.norm] = Math.sqrt(squared);
+  v[NORM_STATS.coef] = clipCoefficient(v[NORM_STATS.norm]!, maxNorm);
+  return tf.tensor(v);
 }
 
 export class FlatAdamW implements ReplicatedOptimizer {
@@ -67,7 +86,8 @@ export class FlatAdamW implements ReplicatedOptimizer {
     const clip = (opts.maxGradNorm ?? 0) > 0;
     const gate = opts.gateNonFinite === true;
     const gradScale = opts.gradScale ?? 1;
-    const stats = webgpuScaledNorm(flat, gradScale, clip ? opts.maxGradNorm! : 0);
+    let stats = webgpuScaledNorm(flat, gradScale, clip ? opts.maxGradNorm! : 0);
+    if (clip && opts.squaredNormAcross) stats = await normAcross(stats, opts.maxGradNorm!, opts.squaredNormAcross);
     this.t += 1;
     const next = webgpuFlatAdamW(this.state, flat, stats, {
       ...flatAdamWScalars(this.cfg, opts.lr, this.t),

@@ -90,7 +90,8 @@ export class ReplicatedAdamW implements ReplicatedOptimizer {
     if (scale !== 1) grads.scale(scale);
     let gradNorm: number | undefined;
     if (opts.maxGradNorm && opts.maxGradNorm > 0) {
-      gradNorm = Math.sqrt(await globalSquaredNorm(grads.values()));
+      const squared = await globalSquaredNorm(grads.values());
+      gradNorm = Math.sqrt(opts.squaredNormAcross ? await opts.squaredNormAcross(squared) : squared);
       const coef = clipCoefficient(gradNorm, opts.maxGradNorm);
       if (coef < 1) grads.scale(coef);
     }

@@ -43,7 +43,7 @@ export class TrainBatches {
     private readonly run: TrainRun,
     resumedSplit?: number[],
   ) {
-    const { cfg, worldSize, T, B, opts, batch } = run;
+    const { cfg, dataWorld: worldSize, T, B, opts, batch } = run;
     this.trainStarts = opts.data.windowStarts('train', T);
     this.valStarts = opts.data.windowStarts('val', T);
     this.stream = new WindowStream(this.trainStarts.length, mixSeed(cfg.seed, 1));
@@ -56,7 +56,7 @@ export class TrainBatches {
 
   /** This rank's range of the current step's windows. */
   share(): StepShare {
-    const { rank, worldSize, batch } = this.run;
+    const { dataRank: rank, dataWorld: worldSize, batch } = this.run;
     const batchSplit = this.balancer ? [...this.balancer.split] : undefined;
     const per = batch.micro / worldSize;
     const { offset, count } = batchSplit ? rankRange(batchSplit, rank) : { offset: rank * per, count: per };

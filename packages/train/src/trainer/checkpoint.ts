@@ -17,7 +17,8 @@ export async function saveRunCheckpoint(
   const { opts, cfg, rank, worldSize, checkpointRoot } = run;
   if (!checkpointRoot) return;
   const { strategy, comm } = opts;
-  const shard = checkpointShare(await strategy.saveState(), rank, worldSize);
+  // Replicated state is alike across the ranks that read different windows (a stage's across pipelines).
+  const shard = checkpointShare(await strategy.saveState(), run.dataRank, run.dataWorld);
   const full = await strategy.fullParams();
   await saveCheckpoint({
     root: checkpointRoot,

@@ -17,19 +17,23 @@ export async function reduceValues(run: TrainRun, values: number[], op: ReduceOp
 
 /** The mean loss over the validation set (collective). */
 export async function evaluate(run: TrainRun, engine: BlockwiseEngine, batches: TrainBatches): Promise<number> {
-  const { cfg, rank, worldSize, opts } = run;
+  const { cfg, dataRank: rank, dataWorld: worldSize, opts } = run;
+  const { pipeline, strategy } = opts;
   let sum = 0;
   let count = 0;
   // Every rank runs the same number of forwards (a ZeRO-3 forward is collective); a rank whose
-  // share ran out repeats a batch with weight 0.
+  // share ran out repeats a batch with weight 0. A pipeline's batches go through its stages, and
+  // its loss is its last stage's.
   const rounds = Math.ceil(cfg.evalBatches / worldSize);
   for (let j = 0; j < rounds; j++) {
     const b = j * worldSize + rank;
     const real = b < cfg.evalBatches;
     const { input, targets } = batches.val(real ? b : b % cfg.evalBatches);
-    const l = await engine.evalLoss(input, targets, opts.strategy);
+    const l = pipeline
+      ? await pipeline.evalLoss(strategy, input, targets)
+      : await engine.evalLoss(input, targets, strategy);
     tf.dispose([input, targets]);
-    if (real) {
+    if (real && l !== undefined) {
       sum += l;
       count += 1;
     }

@@ -10,7 +10,7 @@
 import { appendFileSync } from 'node:fs';
 import type { GpuWorkCounts } from '@zeroring/backend';
 import type { BatchBalancer } from '../batch-balance.ts';
-import { packRankStep, unpackRankSteps, type RankStep } from '../events.ts';
+import { packRankStep, unpackRankSteps, type PipelineStepFigures, type RankStep } from '../events.ts';
 import { fullMemoryReport, modelStateBytes, type MemoryReport } from '../strategy.ts';
 import { tokensPerStep, type TrainRun } from './run.ts';
 
@@ -31,6 +31,8 @@ export interface StepRecord {
   reduced?: Promise<Float32Array>;
   /** Windows each rank read (when the step's windows were not split evenly by rule). */
   batchSplit?: number[];
+  /** A pipeline stage's figures, in its slot of the buffer summed over ranks (pipeline.ts). */
+  pipeline?: Float32Array;
   /** This rank's WebGPU work in the step (when counted), and its CPU time not spent waiting. */
   gpu?: GpuWorkCounts & { enqueueMs: number };
 }
@@ -46,6 +48,7 @@ interface CrossRank {
   ranks?: RankStep[];
   /** The largest model state of any rank. */
   modelStateBytes: number;
+  pipeline?: PipelineStepFigures;
 }
 
 export class StepRecorder {
@@ -82,9 +85,10 @@ export class StepRecorder {
     if (!opts.comm || worldSize <= 1) return;
     const split = { computeMs: record.computeMs, commMs: record.commMs, optimMs: record.optimMs, memory: record.mem };
     const packed = packRankStep(split, rank, worldSize);
-    const buf = new Float32Array(packed.length + 1);
+    const buf = new Float32Array(packed.length + 1 + (record.pipeline?.length ?? 0));
     buf.set(packed);
     buf[packed.length] = record.lossLocal * share;
+    if (record.pipeline) buf.set(record.pipeline, packed.length + 1);
     record.reduced = opts.comm.allReduce(buf, { op: 'sum' }).then(() => buf);
     record.reduced.catch(() => undefined); // awaited in complete()
   }
@@ -119,7 +123,8 @@ export class StepRecorder {
     if (!r.reduced) return { ...own, modelStateBytes: modelStateBytes(r.mem) };
     const { worldSize, rank, cfg } = this.run;
     const buf = await r.reduced;
-    const n = buf.length - 1;
+    const { pipeline } = this.run.opts;
+    const n = buf.length - 1 - (r.pipeline?.length ?? 0);
     const ranks = unpackRankSteps(buf.subarray(0, n), worldSize);
     const mean = (f: (x: RankStep) => number): number => ranks.reduce((a, x) => a + f(x), 0) / worldSize;
     let msb = modelStateBytes(r.mem);
@@ -132,13 +137,14 @@ export class StepRecorder {
       );
     }
     return {
-      loss: buf[n] / worldSize,
+      loss: buf[n] / this.run.dataWorld,
       computeMs: mean((x) => x.computeMs),
       commMs: mean((x) => x.commMs),
       optimMs: mean((x) => x.optimMs),
       commExposedMs: Math.min(...ranks.map((x) => x.commMs)),
       ranks,
       modelStateBytes: msb,
+      ...(pipeline && r.pipeline ? { pipeline: pipeline.unpack(buf.subarray(n + 1)) } : {}),
     };
   }
 
@@ -163,6 +169,7 @@ export class StepRecorder {
       ...(r.batchSplit ? { batchSplit: r.batchSplit } : {}),
       ...(r.valLoss !== undefined ? { valLoss: r.valLoss } : {}),
       ...(r.gpu ? { gpu: r.gpu } : {}),
+      ...(x.pipeline ? { pipeline: x.pipeline } : {}),
     };
     appendFileSync(metricsPath, JSON.stringify(line) + '\n');
   }
@@ -181,6 +188,7 @@ export class StepRecorder {
       memory: r.mem,
       ...(ranks ? { ranks } : {}),
       ...(r.batchSplit ? { batchSplit: r.batchSplit } : {}),
+      ...(x.pipeline ? { pipeline: x.pipeline } : {}),
     });
     if (r.valLoss !== undefined) this.run.emit({ type: 'val', step: r.step + 1, valLoss: r.valLoss });
   }

@@ -125,7 +125,13 @@ function keepGlobalBatch(run: TrainRun, ck: ResumePoint, tr: TrainerJson): void 
     );
   }
   if (global !== undefined && global !== run.batch.global) {
-    run.batch = resplitPlan(global, run.worldSize, run.B);
+    if (run.opts.pipeline) {
+      throw new CheckpointError(
+        `${ck.dir} was saved with a global batch of ${global} windows, this pipeline run has ${run.batch.global}: ` +
+          'pass --batch-size and --micro-batches that give the same global batch',
+      );
+    }
+    run.batch = resplitPlan(global, run.dataWorld, run.B);
     if (run.cfg.batchSplit) {
       run.opts.warn?.(
         `--batch-split [${run.cfg.batchSplit.join(', ')}] ignored: the resumed global batch of ${global} ` +
@@ -149,7 +155,7 @@ async function stateRead(run: TrainRun, ck: ResumePoint): Promise<TrainSummary['
 function resumeMessage(run: TrainRun, ck: ResumePoint): string {
   const { savedBy } = ck.source;
   const { global, accum, micro, split } = run.batch;
-  const perRank = split ? `[${split.join(', ')}]` : String(micro / run.worldSize);
+  const perRank = split ? `[${split.join(', ')}]` : String(micro / run.dataWorld);
   const mb = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MB`;
   return (
     `resumed at step ${ck.step} from ${ck.dir} (saved by ${savedBy.worldSize} ${savedBy.strategy} rank(s); ` +

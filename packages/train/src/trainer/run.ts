@@ -16,6 +16,12 @@ export interface TrainRun {
   readonly cfg: TrainConfig;
   readonly rank: number;
   readonly worldSize: number;
+  /**
+   * This rank's place among the ranks that read different windows: the rank and world size, or
+   * with a pipeline, which pipeline and how many (every stage of a pipeline reads its windows).
+   */
+  readonly dataRank: number;
+  readonly dataWorld: number;
   /** Rank 0: writes the files and emits the events. */
   readonly lead: boolean;
   /** Window length, and the configured windows per rank per micro-batch (validation batches too). */
@@ -58,6 +64,10 @@ export function prepareRun(opts: TrainerOptions): TrainRun {
   const lead = rank === 0;
   const accum = cfg.gradAccumSteps ?? 1;
   validate(cfg, accum);
+  const data = opts.pipeline?.opts.data ?? { rank, worldSize };
+  if (opts.pipeline && (cfg.balanceBatch || cfg.batchSplit)) {
+    throw new TrainerError('a pipeline reads even shares of each step: --balance and --batch-split do not apply');
+  }
   const schedule: LrSchedule = {
     lr: cfg.lr,
     minLr: cfg.minLr ?? cfg.lr / 10,
@@ -73,16 +83,32 @@ export function prepareRun(opts: TrainerOptions): TrainRun {
       // The hook's failures are its own (events.ts); training goes on.
     }
   };
-  const runConfig = { ...opts.runConfig, ...cfg, schedule, maxGradNorm, strategy: strategy.name, worldSize };
+  const pipeline = opts.pipeline && {
+    stages: opts.pipeline.stages,
+    microBatches: accum,
+    schedule: opts.pipeline.opts.schedule,
+    cuts: opts.pipeline.cuts.map((c) => [c.first, c.end]),
+  };
+  const runConfig = {
+    ...opts.runConfig,
+    ...cfg,
+    schedule,
+    maxGradNorm,
+    strategy: strategy.name,
+    worldSize,
+    ...(pipeline ? { pipeline } : {}),
+  };
   const run: TrainRun = {
     opts,
     cfg,
     rank,
     worldSize,
+    dataRank: data.rank,
+    dataWorld: data.worldSize,
     lead,
     T: cfg.blockSize,
     B: cfg.batchSize,
-    batch: freshPlan(worldSize, cfg.batchSize, accum),
+    batch: freshPlan(data.worldSize, cfg.batchSize, accum),
     schedule,
     maxGradNorm,
     runConfig,

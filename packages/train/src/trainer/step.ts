@@ -10,7 +10,8 @@ import { lossValue, type BlockwiseEngine, type DeviceLoss } from '../engine.ts';
 import { StepReadout } from '../step-readout.ts';
 import { learningRate } from '../schedule.ts';
 import { fullMemoryReport } from '../strategy.ts';
-import type { StepShare, TrainBatches } from './batches.ts';
+import type { PipelineRun, PipelineStepResult } from '../pipeline/runtime.ts';
+import type { Batch, StepShare, TrainBatches } from './batches.ts';
 import type { StepRecord, StepRecorder } from './record.ts';
 import type { TrainRun } from './run.ts';
 
@@ -42,6 +43,30 @@ async function forwardBackward(
 }
 
 /**
+ * The same for this rank's pipeline stage: the step's micro-batches in the schedule's order. Only
+ * the last stage has a loss; time waiting for the neighbouring stages counts as communication.
+ */
+async function pipelinePasses(
+  run: TrainRun,
+  pipeline: PipelineRun,
+  batches: TrainBatches,
+  step: number,
+  range: StepShare,
+  readout: StepReadout,
+): Promise<{ loss: Promise<number>; result: PipelineStepResult }> {
+  const held: Batch[] = [];
+  const micro = (m: number): Batch => (held[m] ??= batches.train(step, m, range));
+  const readLoss = (l: DeviceLoss): Promise<number> => readout.add(l.value).then((v) => lossValue(v[0], l.gradScale));
+  try {
+    const gradScale = range.share / run.batch.accum;
+    const result = await pipeline.step(run.opts.strategy, micro, range.count, gradScale, readLoss);
+    return { loss: result.loss ?? Promise.resolve(0), result };
+  } finally {
+    tf.dispose(held.flatMap((b) => [b.input, b.targets]));
+  }
+}
+
+/**
  * Runs `step` and returns its record, to be completed by the recorder. The step's device figures
  * (losses, gradient norm, non-finite flag) are read back once, after the optimizer is issued: the
  * step's one wait for the device, where nothing more is left to enqueue.
@@ -59,8 +84,11 @@ export async function trainStep(
   try {
     const t0 = performance.now();
     const range = batches.share();
-    const { loss } = await forwardBackward(run, engine, batches, step, range, readout);
+    const { pipeline } = run.opts;
+    const piped = pipeline ? await pipelinePasses(run, pipeline, batches, step, range, readout) : undefined;
+    const { loss } = piped ?? (await forwardBackward(run, engine, batches, step, range, readout));
     const t1 = performance.now();
+    const waitMs = piped?.result.waitMs ?? 0;
     const lr = learningRate(run.schedule, step);
     // The previous step's record is finished while this step's gradients are on the wire (its
     // metrics all-reduce went out before them, so it is done): rank 0's file writes, events and
@@ -77,23 +105,26 @@ export async function trainStep(
     const lossLocal = await loss;
 
     const mem = fullMemoryReport(strategy.memory());
-    mem.activations.device = Math.max(mem.activations.device, engine.lastActivationBytes);
+    const activations = piped ? piped.result.peakActivationBytes : engine.lastActivationBytes;
+    mem.activations.device = Math.max(mem.activations.device, activations);
     recorder.notePeak(mem);
     const record: StepRecord = {
       step,
       lr,
       lossLocal,
-      computeMs: t1 - t0,
-      commMs: stats.commMs + (late?.commMs ?? 0),
+      computeMs: t1 - t0 - waitMs,
+      commMs: waitMs + stats.commMs + (late?.commMs ?? 0),
       optimMs,
       gradNorm: late ? late.gradNorm : stats.gradNorm,
       mem,
       stepMs: 0,
       batchSplit: range.batchSplit,
+      ...(piped ? { pipeline: piped.result.packed } : {}),
     };
     // Issued, not awaited: the record is completed during the next step (or after the loop), so
     // this small collective never holds a rank back waiting for a slower one.
-    recorder.issueReduce(record, range.share);
+    // A pipeline's loss is its last stage's: the other stages add nothing to the mean.
+    recorder.issueReduce(record, pipeline && !pipeline.isLast ? 0 : range.share);
     record.stepMs = performance.now() - t0;
     if (work0) {
       const work = gpuWorkBetween(work0, gpuWorkCounts());

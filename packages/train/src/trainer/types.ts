@@ -3,6 +3,7 @@
 import type { ReduceOp } from '@zeroring/comm';
 import type { OnTrainEvent } from '../events.ts';
 import type { BlockModel } from '../model.ts';
+import type { PipelineRun } from '../pipeline/runtime.ts';
 import type { MemoryReport, Strategy } from '../strategy.ts';
 
 export class TrainerError extends Error {
@@ -96,6 +97,12 @@ export interface TrainerOptions {
   /** Stop after this step count even though the schedule is for config.steps (an interrupted run). */
   stopAfterSteps?: number;
   comm?: TrainerComm;
+  /**
+   * Pipeline parallelism: this rank runs one stage of a pipeline (its strategy is the run's
+   * wrap() of the user's), and data parallelism is across pipelines. config.gradAccumSteps is the
+   * pipeline's micro-batch count.
+   */
+  pipeline?: PipelineRun;
   onEvent?: OnTrainEvent;
   onProgress?: (p: Progress) => void;
   /** Warnings (e.g. a corrupt checkpoint skipped). */

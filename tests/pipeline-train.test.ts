@@ -1,0 +1,131 @@
+// Pipeline training through the real CLI (`zeroring train --pp P`): 2 and 3 stages, GPipe and 1F1B,
+// and 2 pipelines of 2 stages with DDP or ZeRO-1 across them, each end where one process training
+// the same global batch of 12 windows ends. The stages' gradients are the same sums (the tied
+// embedding's two uses added on its first stage, the clip norm summed over the stages), so only
+// float rounding separates them: the bound is checkpoint-reshard.test.ts's 5e-4 per tensor,
+// the attention key bias in absolute terms. A pipeline's checkpoint resumes without a pipeline,
+// and the memory accounting shows 1F1B holding at most P micro-batches' activations where GPipe
+// holds M.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeShard } from '@zeroring/train';
+import { runCli } from './fixtures/cli.ts';
+import { compareParams, type Params } from './fixtures/zero/compare.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'zr-pipeline-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const EMBD = 128; // the tiny preset's nEmbd
+const common =
+  '--backend wasm --steps 6 --eval-interval 3 --eval-batches 2 --sample-tokens 0 --seed 11 --warmup-steps 1'.split(' ');
+const finalParams = (out: string): Map<string, Float32Array> =>
+  decodeShard(readFileSync(join(out, 'checkpoints', 'step-00000006', 'model.bin'))).arrays;
+const metrics = (out: string): Array<Record<string, any>> =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+
+function expectClose(got: Map<string, Float32Array>, ref: Map<string, Float32Array>): void {
+  const plain = (m: Map<string, Float32Array>): Params => Object.fromEntries([...m].map(([k, v]) => [k, [...v]]));
+  const c = compareParams(plain(got), plain(ref), EMBD);
+  expect(c.sameNames).toBe(true);
+  expect(c.rel, `worst at ${c.relAt}`).toBeLessThan(5e-4);
+  expect(c.keyBiasAbs).toBeLessThan(1e-5);
+}
+
+async function train(name: string, args: string[]): Promise<string> {
+  const out = join(root, name);
+  const r = await runCli(['train', ...args, ...common, '--out', out], { timeoutMs: 150_000 });
+  expect(r.code, r.output).toBe(0);
+  return out;
+}
+
+let reference: Map<string, Float32Array>;
+let referenceVal: number;
+
+describe('zeroring train --pp (real processes)', () => {
+  beforeAll(async () => {
+    // Micro-batches of 3 windows, as most pipeline runs here: the same validation set (evalBatches x 3 windows).
+    const out = await train('reference', ['--nproc', '1', '--batch-size', '3', '--grad-accum', '4']);
+    reference = finalParams(out);
+    referenceVal = metrics(out).at(-1)!.valLoss;
+  }, 150_000);
+
+  const runs: Array<[string, string[]]> = [
+    [
+      '2 stages, GPipe',
+      ['--nproc', '2', '--pp', '2', '--schedule', 'gpipe', '--micro-batches', '4', '--batch-size', '3'],
+    ],
+    [
+      '2 stages, 1F1B',
+      ['--nproc', '2', '--pp', '2', '--schedule', '1f1b', '--micro-batches', '4', '--batch-size', '3'],
+    ],
+    [
+      '3 stages, GPipe',
+      ['--nproc', '3', '--pp', '3', '--schedule', 'gpipe', '--micro-batches', '6', '--batch-size', '2'],
+    ],
+    [
+      '3 stages, 1F1B',
+      ['--nproc', '3', '--pp', '3', '--schedule', '1f1b', '--micro-batches', '6', '--batch-size', '2'],
+    ],
+    ['2 pipelines x 2 stages, DDP', ['--nproc', '4', '--pp', '2', '--micro-batches', '3', '--batch-size', '2']],
+    [
+      '2 pipelines x 2 stages, ZeRO-1',
+      ['--nproc', '4', '--pp', '2', '--strategy', 'zero1', '--micro-batches', '2', '--batch-size', '3'],
+    ],
+  ];
+  for (const [name, args] of runs) {
+    it(`${name} ends with the parameters of one process`, async () => {
+      const out = await train(name.replace(/[^a-z0-9]+/gi, '-'), args);
+      expectClose(finalParams(out), reference);
+      const last = metrics(out).at(-1)!;
+      // Validation goes forward through the stages: the same loss as one process's on the same set.
+      if (args[args.indexOf('--batch-size') + 1] === '3')
+        expect(Math.abs(last.valLoss - referenceVal)).toBeLessThan(1e-3);
+      const pp = Number(args[args.indexOf('--pp') + 1]);
+      expect(last.pipeline.stages).toHaveLength(pp);
+      expect(last.pipeline.timeline[0]).toHaveLength(2 * Number(args[args.indexOf('--micro-batches') + 1]));
+    }, 150_000);
+  }
+
+  it("1F1B holds at most P micro-batches' activations per stage, GPipe all M (memory accounting)", async () => {
+    const args = ['--nproc', '2', '--pp', '2', '--micro-batches', '6', '--batch-size', '2'];
+    const gpipe = metrics(await train('memory-gpipe', [...args, '--schedule', 'gpipe'])).at(-1)!.pipeline;
+    const ofob = metrics(await train('memory-1f1b', [...args, '--schedule', '1f1b'])).at(-1)!.pipeline;
+    for (let s = 0; s < 2; s++) {
+      const perMicro = gpipe.stages[s].peakActivationBytes / 6;
+      expect(gpipe.stages[s].peakLive).toBe(6);
+      expect(ofob.stages[s].peakLive).toBe(2 - s);
+      expect(ofob.stages[s].peakActivationBytes).toBeLessThanOrEqual((2 - s) * perMicro * 1.01);
+    }
+  }, 150_000);
+
+  it('a pipeline checkpoint resumes without a pipeline, at another world size', async () => {
+    const out = join(root, 'resume');
+    const first = ['--nproc', '2', '--pp', '2', '--micro-batches', '4', '--batch-size', '3', '--stop-after', '3'];
+    const a = await runCli(['train', ...first, ...common, '--checkpoint-interval', '3', '--out', out], {
+      timeoutMs: 150_000,
+    });
+    expect(a.code, a.output).toBe(0);
+    const b = await runCli(['train', '--nproc', '3', '--batch-size', '4', '--resume', ...common, '--out', out], {
+      timeoutMs: 150_000,
+    });
+    expect(b.code, b.output).toBe(0);
+    expect(b.output).toMatch(/resumed at step 3 .*saved by 2 [a-z-]+ rank/);
+    expectClose(finalParams(out), reference);
+  }, 300_000);
+
+  it('refuses what a pipeline cannot run, before starting workers', async () => {
+    const r = await runCli(['train', '--nproc', '3', '--pp', '2', ...common], { timeoutMs: 30_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.output).toMatch(/--pp 2 needs a world size divisible by it, got 3/);
+    const z = await runCli(['train', '--nproc', '2', '--pp', '2', '--strategy', 'zero3', ...common], {
+      timeoutMs: 30_000,
+    });
+    expect(z.code).not.toBe(0);
+    expect(z.output).toMatch(/--pp 2 does not take --strategy zero3/);
+  }, 60_000);
+});
