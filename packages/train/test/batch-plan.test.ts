@@ -50,6 +50,8 @@ function windowsRead(plan: BatchPlan, worldSize: number, steps: number[], numWin
         cfg: { seed: 5, evalBatches: 0 },
         rank,
         worldSize,
+        dataRank: rank,
+        dataWorld: worldSize,
         T: 1,
         B: 3,
         batch: plan,
