@@ -1,42 +1,123 @@
-// The pipeline's bubble and its send/recv latency, measured: the GPT preset cut into P stages
-// (one process each, started by launch() as `zeroring launch` does), steps of M micro-batches
-// of B windows run in GPipe and 1F1B order alternately (worker.ts). A stage's bubble is the share
-// of its step spent waiting for a neighbour in recv; the theory for equal stages is
-// (P-1)/(M+P-1). Also the one-way time of one micro-batch's activation (B x T x C floats) over the pipeline's
-// send/recv between two processes, against a plain TCP socket between two processes on loopback
-// (the raw hop, with no framing and no matching).
+// The pipeline as users run it, measured through `zeroring train --pp P` and the figures its
+// metrics.jsonl records per stage:
+//   bubble   tiny, P stages, M micro-batches of B windows, GPipe and 1F1B, stages cut by parameter
+//            count and by measured time (--pp-balance), runs alternating; a stage's bubble is the
+//            share of its forward-backward time spent waiting for a neighbour, against the theory
+//            for equal stages (P-1)/(M+P-1); medians over the steps after the first two
+//   memory   small, P = 2, M = 8 micro-batches of one window: each stage's peak of activation
+//            bytes (the engine's accounting of every live micro-batch) under 1F1B against GPipe
+//   latency  one micro-batch's activation (B x T x C floats) one way over the process group's
+//            send/recv between two processes (worker.ts), against a plain TCP socket on loopback
 //
-//   node --import tsx benchmarks/pipeline/main.ts [--model tiny] [--pp 2] [--micro 8] [--batch 4] [--steps 6]
-//        [--pings 50]
-//        [--out benchmarks/results/pipeline-<model>-<machine>.json]
+//   node --import tsx benchmarks/pipeline/main.ts [--pp 2] [--micro 8] [--batch 4] [--steps 8] [--rounds 2]
+//        [--memory-model small] [--pings 50] [--out benchmarks/results/pipeline-tiny-<machine>.json]
 //
-// Writes the JSON and a Markdown table beside it, and prints the table. Medians over the steps.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+// Writes the JSON and a Markdown table beside it, and prints the table.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
 import { launch } from '@zeroring/comm';
 import { benchArgs } from '../common/args.ts';
 import { resultPath } from '../common/results.ts';
-import { Writable } from 'node:stream';
 
 const args = benchArgs(import.meta.url, {
-  model: { type: 'string', default: 'tiny' },
   pp: { type: 'string', default: '2' },
   micro: { type: 'string', default: '8' },
   batch: { type: 'string', default: '4' },
-  steps: { type: 'string', default: '6' },
+  steps: { type: 'string', default: '8' },
+  rounds: { type: 'string', default: '2' },
+  'memory-model': { type: 'string', default: 'small' },
   pings: { type: 'string', default: '50' },
   out: { type: 'string' },
 });
 const P = Number(args.pp);
 const M = Number(args.micro);
-const out = args.out ?? resultPath(`pipeline-${args.model}`);
+const B = Number(args.batch);
+const out = args.out ?? resultPath('pipeline-tiny');
+const cli = fileURLToPath(new URL('../../packages/cli/bin/zeroring.js', import.meta.url));
+const work = mkdtempSync(join(tmpdir(), 'zr-pipeline-bench-'));
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+
+interface StageFigures {
+  computeMs: number;
+  waitMs: number;
+  bubble: number;
+  peakActivationBytes: number;
+  peakLive: number;
+}
+interface Line {
+  stepMs: number;
+  pipeline: { bubble: number; stages: StageFigures[] };
+}
+
+/** `zeroring train --pp` with these flags; its metrics.jsonl lines. */
+function train(name: string, flags: string[]): Line[] {
+  const dir = join(work, name);
+  const common = '--backend wasm --eval-interval 1000 --eval-batches 1 --sample-tokens 0 --seed 1 --warmup-steps 1';
+  const argv = [cli, 'train', '--nproc', String(P), '--pp', String(P), ...common.split(' '), ...flags, '--out', dir];
+  const r = spawnSync(process.execPath, argv, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`zeroring train ${flags.join(' ')} failed:\n${r.stderr.slice(-2000)}`);
+  const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+  return lines.map((l) => JSON.parse(l) as Line);
+}
+
+const theory = (P - 1) / (M + P - 1);
+const bubbleRuns = new Map<string, Line[]>();
+const schedules = ['gpipe', '1f1b'];
+const balances = ['params', 'time'];
+for (let round = 0; round < Number(args.rounds); round++) {
+  for (const balance of balances) {
+    for (const schedule of schedules) {
+      const key = `${schedule} ${balance}`;
+      console.error(`bubble: ${key}, round ${round + 1}`);
+      const flags = [
+        '--model',
+        'tiny',
+        '--steps',
+        args.steps!,
+        '--micro-batches',
+        String(M),
+        '--batch-size',
+        String(B),
+      ];
+      const lines = train(key.replace(' ', '-'), [...flags, '--schedule', schedule, '--pp-balance', balance]);
+      // The first two steps warm up (kernels compiled, links opened).
+      bubbleRuns.set(key, [...(bubbleRuns.get(key) ?? []), ...lines.slice(2)]);
+    }
+  }
+}
+const bubbles = [...bubbleRuns].map(([key, lines]) => {
+  const [schedule, balance] = key.split(' ');
+  const stages = Array.from({ length: P }, (_, s) => median(lines.map((l) => l.pipeline.stages[s]!.bubble)));
+  return {
+    schedule,
+    balance,
+    stepMs: median(lines.map((l) => l.stepMs)),
+    stages,
+    bubble: median(lines.map((l) => l.pipeline.bubble)),
+  };
+});
+
+const memModel = args['memory-model']!;
+const memory = schedules.map((schedule) => {
+  console.error(`memory: ${memModel}, ${schedule}`);
+  const flags = ['--model', memModel, '--steps', '2', '--micro-batches', '8', '--batch-size', '1'];
+  const lines = train(`memory-${schedule}`, [...flags, '--schedule', schedule]);
+  const stages = Array.from({ length: P }, (_, s) => ({
+    peakActivationBytes: Math.max(...lines.map((l) => l.pipeline.stages[s]!.peakActivationBytes)),
+    peakLive: Math.max(...lines.map((l) => l.pipeline.stages[s]!.peakLive)),
+  }));
+  return { schedule, stages };
+});
+const ratio = memory[1]!.stages.map((x, s) => x.peakActivationBytes / memory[0]!.stages[s]!.peakActivationBytes);
+rmSync(work, { recursive: true, force: true });
 
 class Collect extends Writable {
   text = '';
@@ -46,35 +127,17 @@ class Collect extends Writable {
   }
 }
 
-interface StageStep {
-  schedule: string;
-  stepMs: number;
-  recvWaitMs: number;
-  peakLive: number;
-}
-interface WorkerResult {
-  perStage: StageStep[][];
-  pings: number[];
-  activationFloats: number;
-  cuts: Array<{ first: number; end: number; params: number }>;
-}
-
-async function pipeline(): Promise<WorkerResult> {
+/** One-way send/recv times of `floats` floats between two worker processes (worker.ts). */
+async function sendRecv(floats: number): Promise<number[]> {
   const stdout = new Collect();
   const stderr = new Collect();
   const worker = fileURLToPath(new URL('./worker.ts', import.meta.url));
-  const arg = {
-    model: args.model,
-    micro: M,
-    batch: Number(args.batch),
-    steps: Number(args.steps),
-    pings: Number(args.pings),
-  };
-  const r = await launch({ nprocPerNode: P, script: worker, args: [JSON.stringify(arg)], stdout, stderr });
-  if (r.exitCode !== 0) throw new Error(`the pipeline job exited ${r.exitCode}:\n${stderr.text.slice(-3000)}`);
+  const arg = JSON.stringify({ floats, pings: Number(args.pings) });
+  const r = await launch({ nprocPerNode: 2, script: worker, args: [arg], stdout, stderr });
+  if (r.exitCode !== 0) throw new Error(`the ping job exited ${r.exitCode}:\n${stderr.text.slice(-3000)}`);
   const line = stdout.text.split('\n').find((l) => l.includes('RESULT '));
   if (!line) throw new Error(`no RESULT line:\n${stdout.text.slice(-3000)}`);
-  return JSON.parse(line.slice(line.indexOf('RESULT ') + 7)) as WorkerResult;
+  return (JSON.parse(line.slice(line.indexOf('RESULT ') + 7)) as { pings: number[] }).pings;
 }
 
 /** A process that echoes every full message of `bytes` back: the raw hop's other end. */
@@ -125,40 +188,50 @@ async function tcpHop(bytes: number, reps: number): Promise<number> {
   return median(times);
 }
 
-const res = await pipeline();
-const hopMs = await tcpHop(res.activationFloats * 4, Number(args.pings));
-const theory = (P - 1) / (M + P - 1);
-const rows = ['gpipe', '1f1b'].map((schedule) => {
-  const stages = res.perStage.map((steps, s) => {
-    const mine = steps.filter((x) => x.schedule === schedule);
-    return {
-      stage: s,
-      stepMs: median(mine.map((x) => x.stepMs)),
-      bubble: median(mine.map((x) => x.recvWaitMs / x.stepMs)),
-      peakLive: Math.max(...mine.map((x) => x.peakLive)),
-    };
-  });
-  return { schedule, stages, meanBubble: stages.reduce((a, x) => a + x.bubble, 0) / stages.length };
-});
-const sendRecvMs = median(res.pings);
-const result = { model: args.model, pp: P, micro: M, theory, rows, cuts: res.cuts, sendRecvMs, tcpHopMs: hopMs };
+const TINY = { blockSize: 64, nEmbd: 128 };
+const activationFloats = B * TINY.blockSize * TINY.nEmbd;
+const sendRecvMs = median(await sendRecv(activationFloats));
+const tcpHopMs = await tcpHop(activationFloats * 4, Number(args.pings));
+
+const result = {
+  pp: P,
+  micro: M,
+  batch: B,
+  theory,
+  bubbles,
+  memoryModel: memModel,
+  memory,
+  ratio,
+  sendRecvMs,
+  tcpHopMs,
+};
 const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
+const mib = (x: number): string => `${(x / 2 ** 20).toFixed(1)} MiB`;
 const table = [
-  `| schedule | step (median, stage 0) | bubble per stage | mean bubble | theory (P-1)/(M+P-1) | peak live per stage |`,
-  `|---|---|---|---|---|---|`,
-  ...rows.map(
+  `Bubble: tiny, P = ${P}, M = ${M} micro-batches of ${B} windows, theory (P-1)/(M+P-1) = ${pct(theory)}`,
+  '',
+  '| schedule | stages cut by | step (median) | bubble per stage | mean bubble | minus theory |',
+  '|---|---|---|---|---|---|',
+  ...bubbles.map(
     (r) =>
-      `| ${r.schedule} | ${r.stages[0]!.stepMs.toFixed(0)} ms | ${r.stages.map((x) => pct(x.bubble)).join(', ')} | ` +
-      `${pct(r.meanBubble)} | ${pct(theory)} | ${r.stages.map((x) => x.peakLive).join(', ')} |`,
+      `| ${r.schedule} | ${r.balance} | ${r.stepMs.toFixed(0)} ms | ${r.stages.map(pct).join(', ')} | ` +
+      `${pct(r.bubble)} | ${((r.bubble - theory) * 100).toFixed(1)} pts |`,
   ),
   '',
-  `One activation (${res.activationFloats} floats, a micro-batch's) one way: ${sendRecvMs.toFixed(3)} ms ` +
-    `over send/recv between two processes, ${hopMs.toFixed(3)} ms over a raw loopback TCP socket between ` +
-    `two processes (medians).`,
+  `Activation memory: ${memModel}, P = ${P}, M = 8 micro-batches of 1 window, peak per stage`,
+  '',
+  '| stage | GPipe | 1F1B | 1F1B / GPipe | live micro-batches, GPipe / 1F1B |',
+  '|---|---|---|---|---|',
+  ...ratio.map(
+    (r, s) =>
+      `| ${s} | ${mib(memory[0]!.stages[s]!.peakActivationBytes)} | ${mib(memory[1]!.stages[s]!.peakActivationBytes)} ` +
+      `| ${r.toFixed(3)} | ${memory[0]!.stages[s]!.peakLive} / ${memory[1]!.stages[s]!.peakLive} |`,
+  ),
+  '',
+  `One activation (${activationFloats} floats, a micro-batch's) one way: ${sendRecvMs.toFixed(3)} ms over ` +
+    `send/recv between two processes, ${tcpHopMs.toFixed(3)} ms over a raw loopback TCP socket (medians).`,
 ].join('\n');
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
-const head =
-  `Pipeline of ${args.model}, P = ${P} stages, M = ${M} micro-batches of ${args.batch} windows ` + '(wasm backend)';
-writeFileSync(out.replace(/\.json$/, '.md'), `${head}\n\n${table}\n`);
+writeFileSync(out.replace(/\.json$/, '.md'), `${table}\n`);
 console.log(table);
