@@ -1,4 +1,5 @@
-// Pipeline training through the real CLI (`zeroring train --pp P`): 2 and 3 stages, GPipe and 1F1B,
+// Pipeline training through the real CLI (`zeroring train --pp P`): 2 and 3 stages (cut by parameter
+// count, and by measured time), GPipe and 1F1B,
 // and 2 pipelines of 2 stages with DDP or ZeRO-1 across them, each end where one process training
 // the same global batch of 12 windows ends. The stages' gradients are the same sums (the tied
 // embedding's two uses added on its first stage, the clip norm summed over the stages), so only
@@ -64,8 +65,21 @@ describe('zeroring train --pp (real processes)', () => {
       ['--nproc', '2', '--pp', '2', '--schedule', '1f1b', '--micro-batches', '4', '--batch-size', '3'],
     ],
     [
-      '3 stages, GPipe',
-      ['--nproc', '3', '--pp', '3', '--schedule', 'gpipe', '--micro-batches', '6', '--batch-size', '2'],
+      '3 stages cut by measured time, GPipe',
+      [
+        '--nproc',
+        '3',
+        '--pp',
+        '3',
+        '--pp-balance',
+        'time',
+        '--schedule',
+        'gpipe',
+        '--micro-batches',
+        '6',
+        '--batch-size',
+        '2',
+      ],
     ],
     [
       '3 stages, 1F1B',
