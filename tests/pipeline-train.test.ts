@@ -6,13 +6,13 @@
 // float rounding separates them: the bound is checkpoint-reshard.test.ts's 5e-4 per tensor,
 // the attention key bias in absolute terms. A pipeline's checkpoint resumes without a pipeline,
 // and the memory accounting shows 1F1B holding at most P micro-batches' activations where GPipe
-// holds M.
+// holds M. A stage killed mid-run restarts the job from its checkpoint and ends bit-identical.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeShard } from '@zeroring/train';
-import { runCli } from './fixtures/cli.ts';
+import { leftovers, runCli } from './fixtures/cli.ts';
 import { compareParams, type Params } from './fixtures/zero/compare.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'zr-pipeline-'));
@@ -130,6 +130,38 @@ describe('zeroring train --pp (real processes)', () => {
     expect(b.code, b.output).toBe(0);
     expect(b.output).toMatch(/resumed at step 3 .*saved by 2 [a-z-]+ rank/);
     expectClose(finalParams(out), reference);
+  }, 300_000);
+
+  it('a stage killed mid-run: the job restarts from its checkpoint and ends bit-identical', async () => {
+    const flags = [
+      '--nproc',
+      '2',
+      '--pp',
+      '2',
+      '--micro-batches',
+      '4',
+      '--batch-size',
+      '3',
+      '--checkpoint-interval',
+      '2',
+    ];
+    const plain = join(root, 'kill-plain');
+    const killed = join(root, 'kill-restart');
+    const [a, b] = await Promise.all([
+      runCli(['train', ...flags, ...common, '--steps', '4', '--out', plain], { timeoutMs: 150_000 }),
+      runCli(['train', ...flags, ...common, '--steps', '4', '--out', killed, '--max-restarts', '1'], {
+        timeoutMs: 150_000,
+        env: { ZERORING_FAULT_KILL_AT_STEP: '3', ZERORING_TIMEOUT_MS: '60000' },
+      }),
+    ]);
+    expect(a.code, a.output).toBe(0);
+    expect(b.code, b.output).toBe(0);
+    expect(b.output).toMatch(/after rank 1 failed with signal SIGKILL/);
+    expect(b.output).toMatch(/resuming from the newest complete checkpoint/);
+    const step4 = (dir: string, f: string) => readFileSync(join(dir, 'checkpoints', 'step-00000004', f));
+    for (const f of ['model.bin', 'shard-rank0.bin', 'shard-rank1.bin'])
+      expect(step4(killed, f).equals(step4(plain, f)), f).toBe(true);
+    expect(await leftovers(b.marker)).toEqual([]);
   }, 300_000);
 
   it('refuses what a pipeline cannot run, before starting workers', async () => {
