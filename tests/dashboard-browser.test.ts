@@ -5,6 +5,8 @@
 // points (as many as the run wrote to metrics.jsonl), that uPlot actually painted, that legends
 // and the validation series read well, that the finished run stays served until Ctrl-C, and that
 // a screenshot is non-empty. A second test opens `zeroring dashboard DIR` and watches the badge.
+// A third runs a two-stage pipeline (`--pp 2`) and checks the timeline the page paints on its
+// canvas against the last step event, live and when `zeroring dashboard DIR` replays the run.
 //
 // The screenshot goes to a temp dir; ZERORING_UPDATE_DOCS=1 writes docs/dashboard.png instead
 // (the README's picture), so ordinary test runs leave the work tree alone.
@@ -38,6 +40,25 @@ interface PageState {
   };
   connected: boolean;
   done: boolean;
+  pipeline: PipelineState | null;
+}
+/** What app.js's drawPipeline painted: per stage lane its boxes, x extent and lane middle in CSS px. */
+interface DrawnBox {
+  kind: string;
+  micro: number;
+  startMs: number;
+  endMs: number;
+  x0: number;
+  x1: number;
+  y: number;
+  label: string | null;
+}
+interface PipelineState {
+  visible: boolean;
+  step: number | null;
+  schedule?: string;
+  lanes: DrawnBox[][];
+  text: string;
 }
 interface Plot {
   valToPos(v: number, scale: string, canvasPixels?: boolean): number;
@@ -216,7 +237,7 @@ describe('dashboard in headless Chromium', () => {
       );
       // No card is mostly blank: its content reaches down most of its height (grid rows stretch
       // every card to the tallest of its row).
-      const filled = await page.$$eval('main .card', (cards) =>
+      const filled = await page.$$eval('main .card:not([hidden])', (cards) =>
         cards.map((card) => {
           const box = card.getBoundingClientRect();
           const bottom = Math.max(...[...card.children].map((c) => c.getBoundingClientRect().bottom));
@@ -233,6 +254,9 @@ describe('dashboard in headless Chromium', () => {
         'Latest sample',
       ]);
       for (const f of filled) expect(f.share, f.card).toBeGreaterThan(0.5);
+      // No pipeline in this run: its panel stays hidden.
+      expect(await page.isHidden('#card-pipeline')).toBe(true);
+      expect(state.pipeline).toMatchObject({ visible: false, lanes: [] });
       expect(coloured).toHaveLength(3);
       for (const n of coloured) expect(n).toBeGreaterThan(50);
       // Validation is evaluated at steps 0, 3 and 6: dots there, and no line through the steps between.
@@ -314,6 +338,97 @@ describe('dashboard in headless Chromium', () => {
       expect((await badges()).map((b) => b.state)).toEqual(['connecting', 'loading', 'live', 'finished']);
       server.child.kill('SIGINT');
       expect(await server.exited).toBe(0);
+    },
+    120_000,
+  );
+
+  const pipelineTitle = "a --pp 2 run draws the last step's pipeline timeline, live and replayed from its DIR";
+  it.skipIf(!haveChromium)(
+    `${pipelineTitle}${skipReason}`,
+    async () => {
+      const micro = 4;
+      const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'zr-dash-pp-'));
+      cleanups.push(() => fs.rmSync(outDir, { recursive: true, force: true }));
+      const run = startCli(
+        ['train', '--nproc', '2', '--pp', '2', '--micro-batches', String(micro), '--schedule', '1f1b'].concat([
+          '--steps',
+          '4',
+          '--backend',
+          'wasm',
+          '--out',
+          outDir,
+          '--dashboard',
+          '0',
+        ]),
+      );
+      const url = await run.line(/dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/);
+      const ctx = await launchChromium();
+      const page = await ctx.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+      await page.goto(url, { timeout: 60_000 });
+      await run.line(SERVING);
+      await page.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done, undefined, {
+        timeout: 30_000,
+      });
+
+      const history = (await (await fetch(url + 'events.json')).json()) as TrainEvent[];
+      const last = history.filter((e) => e.type === 'step').at(-1);
+      expect(last?.step).toBe(4);
+      const figures = last!.pipeline!;
+      expect(figures.timeline).toHaveLength(2);
+      const drawn = (await page.evaluate(() => (window as unknown as Win).zeroringDashboard.pipeline))!;
+      expect(await page.isVisible('#card-pipeline')).toBe(true);
+      expect(drawn).toMatchObject({ visible: true, step: 4, schedule: '1f1b' });
+      expect(drawn.lanes).toHaveLength(2);
+      for (const [s, lane] of drawn.lanes.entries()) {
+        // Every instruction of the stage, in order, as the step event has it: M forwards, M backwards.
+        expect(lane.map((b) => [b.kind, b.micro, b.startMs, b.endMs])).toEqual(figures.timeline[s]);
+        expect(lane).toHaveLength(2 * micro);
+        for (const kind of ['F', 'B'])
+          expect(lane.filter((b) => b.kind === kind).map((b) => b.micro)).toEqual([0, 1, 2, 3]);
+        for (let i = 1; i < lane.length; i++) {
+          expect(lane[i - 1].endMs, `stage ${s} box ${i}`).toBeLessThanOrEqual(lane[i].startMs);
+          expect(lane[i - 1].x1, `stage ${s} box ${i}`).toBeLessThanOrEqual(lane[i].x0);
+        }
+        // Labels are the micro-batch numbers; a box too narrow for one carries none.
+        for (const b of lane) if (b.label !== null) expect(b.label).toBe(String(b.micro));
+        expect(lane.filter((b) => b.label !== null).length, `stage ${s} labels`).toBeGreaterThanOrEqual(micro);
+      }
+      // Each box is painted in its kind's colour: F blue (#4e79a7), B orange (#f28e2b).
+      const painted = await page.evaluate((lanes) => {
+        const canvas = document.getElementById('pipeline-canvas') as HTMLCanvasElement;
+        const g = canvas.getContext('2d')!;
+        const k = canvas.width / canvas.getBoundingClientRect().width;
+        return lanes.flat().map((b) => {
+          const [r, gr, bl] = g.getImageData(Math.floor((b.x0 + 1) * k), Math.floor((b.y - 8) * k), 1, 1).data;
+          const near = (c: number[]) => Math.abs(r - c[0]) + Math.abs(gr - c[1]) + Math.abs(bl - c[2]) < 30;
+          return near([78, 121, 167]) ? 'F' : near([242, 142, 43]) ? 'B' : `rgb(${r},${gr},${bl})`;
+        });
+      }, drawn.lanes);
+      expect(painted).toEqual(drawn.lanes.flat().map((b) => b.kind));
+
+      const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+      const text = await page.textContent('#pipeline-bubble');
+      expect(text).toBe(
+        `1f1b schedule, ${micro} micro-batches · bubble ${pct(figures.bubble)} mean ` +
+          `(stage 0 ${pct(figures.stages[0].bubble)}, stage 1 ${pct(figures.stages[1].bubble)})`,
+      );
+      expect(drawn.text).toBe(text);
+
+      // `zeroring dashboard DIR` replays the run's events.jsonl: the same timeline on the same page size.
+      const replay = startCli(['dashboard', outDir, '--port', '0']);
+      const replayPage = await ctx.newPage();
+      replayPage.on('pageerror', (e) => pageErrors.push(e.message));
+      await replayPage.goto(await replay.line(/(http:\/\/127\.0\.0\.1:\d+\/)/));
+      await replayPage.waitForFunction(() => (window as unknown as Win).zeroringDashboard.done);
+      expect(await replayPage.evaluate(() => (window as unknown as Win).zeroringDashboard.pipeline)).toEqual(drawn);
+      expect(pageErrors).toEqual([]);
+
+      replay.child.kill('SIGINT');
+      run.child.kill('SIGINT');
+      expect(await replay.exited).toBe(0);
+      expect(await run.exited, run.output()).toBe(0);
     },
     120_000,
   );

@@ -142,11 +142,28 @@ describe('dashboard server', () => {
 
   it('rebuilds events from metrics.jsonl + summary.json when there is no events.jsonl', () => {
     const dir = tmpDir();
+    const stage = { computeMs: 2, waitMs: 1, bubble: 0.5, peakActivationBytes: 64, peakLive: 1 };
+    const pipeline = {
+      schedule: 'gpipe',
+      microBatches: 1,
+      bubble: 0.5,
+      stages: [stage, stage],
+      timeline: [
+        [
+          ['F', 0, 0, 1],
+          ['B', 0, 3, 4],
+        ],
+        [
+          ['F', 0, 1, 2],
+          ['B', 0, 2, 3],
+        ],
+      ],
+    };
     fs.writeFileSync(
       path.join(dir, 'metrics.jsonl'),
       [
         { step: 1, loss: 5, tokensPerSec: 10, computeMs: 3, commMs: 1, memory: mem },
-        { step: 2, loss: 4, tokensPerSec: 12, computeMs: 3, commMs: 1, commExposedMs: 0.25, memory: mem },
+        { step: 2, loss: 4, tokensPerSec: 12, computeMs: 3, commMs: 1, commExposedMs: 0.25, memory: mem, pipeline },
       ]
         .map((r) => JSON.stringify(r))
         .join('\n') + '\n',
@@ -164,6 +181,8 @@ describe('dashboard server', () => {
     expect(events.map((e) => e.type)).toEqual(['step', 'step', 'config', 'done']);
     expect(events[1]).toMatchObject({ type: 'step', step: 2, loss: 4, optimMs: 0, commExposedMs: 0.25 });
     expect(events[0]).not.toHaveProperty('commExposedMs'); // absent in a one-rank run's rows
+    expect(events[1]).toMatchObject({ pipeline }); // the page draws the pipeline timeline from it
+    expect(events[0]).not.toHaveProperty('pipeline');
     expect(events[2]).toMatchObject({
       type: 'config',
       strategy: 'zero2',

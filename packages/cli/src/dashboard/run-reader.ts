@@ -7,7 +7,14 @@
 // and network filesystems, and a poll every few hundred ms is cheap for a handful of files.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EVENTS_FILE, isTrainEvent, type TrainEvent, type StepEvent, type MemoryReport } from '@zeroring/train';
+import {
+  EVENTS_FILE,
+  isTrainEvent,
+  type TrainEvent,
+  type StepEvent,
+  type MemoryReport,
+  type PipelineStepFigures,
+} from '@zeroring/train';
 
 export const METRICS_FILE = 'metrics.jsonl';
 export const SUMMARY_FILE = 'summary.json';
@@ -65,7 +72,7 @@ function num(v: unknown, fallback = 0): number {
   return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
 }
 
-/** A metrics.jsonl row (DESIGN.md: step, loss, tokensPerSec, computeMs, commMs, memory) as a step event. */
+/** A metrics.jsonl row (DESIGN.md: step, loss, tokensPerSec, computeMs, commMs, memory, pipeline?) as a step event. */
 export function metricsRowToStep(row: Record<string, unknown>): StepEvent | undefined {
   if (typeof row.step !== 'number' || typeof row.loss !== 'number') return undefined;
   const event: StepEvent = {
@@ -81,6 +88,10 @@ export function metricsRowToStep(row: Record<string, unknown>): StepEvent | unde
   if (typeof row.commExposedMs === 'number' && Number.isFinite(row.commExposedMs))
     event.commExposedMs = row.commExposedMs;
   if (Array.isArray(row.ranks)) event.ranks = row.ranks as StepEvent['ranks'];
+  // Pipeline runs write the step's stage figures and timeline into each row, as in the step event.
+  const pipeline = row.pipeline as Partial<PipelineStepFigures> | null | undefined;
+  if (typeof pipeline === 'object' && pipeline !== null && Array.isArray(pipeline.timeline))
+    event.pipeline = pipeline as PipelineStepFigures;
   return event;
 }
 

@@ -1,6 +1,7 @@
 // zeroring dashboard page. Plain browser JS, no build step: uPlot (served from node_modules by
 // server.ts) draws the time series; per-rank bars are plain HTML because stacked bars per rank
-// are clearer as boxes than as a chart.
+// are clearer as boxes than as a chart. The pipeline timeline (runs with --pp) is a Gantt chart,
+// which uPlot does not do: it is painted on its own canvas, one lane per stage.
 //
 // Data: the WebSocket at /ws sends JSON arrays of TrainEvents (packages/train/src/events.ts).
 // The first message after each (re)connect is the whole history, so state is rebuilt from it;
@@ -23,6 +24,9 @@ const COLORS = {
   optimizer: '#e15759',
   gathered: '#76b7b2',
   activations: '#59a14f',
+  forward: '#4e79a7',
+  backward: '#f28e2b',
+  idle: '#eef1f4',
 };
 const RANK_WINDOW = 20; // steps averaged for the per-rank time split
 
@@ -158,6 +162,15 @@ function setupCharts() {
     }
   });
   for (const id of Object.keys(charts)) ro.observe($(id));
+  // The pipeline canvas is sized in pixels: repaint it at the card's new width.
+  let pipeWidth = 0;
+  new ResizeObserver(() => {
+    const w = $('pipeline-chart').clientWidth;
+    if (w > 0 && Math.abs(w - pipeWidth) > 4 && lastPipeline()) {
+      pipeWidth = w;
+      window.zeroringDashboard.pipeline = drawPipeline();
+    }
+  }).observe($('pipeline-chart'));
 }
 
 function countPoints(arr) {
@@ -346,6 +359,142 @@ function drawRankMemory() {
   return ranks.length;
 }
 
+// ---- pipeline timeline ------------------------------------------------------------------------
+
+const PIPE = { laneH: 28, boxPad: 3, left: 64, right: 14, top: 6, bottom: 32 };
+
+/** The pipeline figures of the latest step, or null (no pipeline, or a step without them). */
+function lastPipeline() {
+  const last = state.steps[state.steps.length - 1];
+  const p = last && last.pipeline;
+  if (!p || !Array.isArray(p.timeline) || !Array.isArray(p.stages)) return null;
+  return { step: last.step, figures: p };
+}
+
+/** A round step between axis ticks: 1, 2 or 5 times a power of ten, about `target` ticks over `span`. */
+function tickStep(span, target) {
+  const raw = span / Math.max(1, target);
+  const pow = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 5]) if (m * pow >= raw) return m * pow;
+  return 10 * pow;
+}
+
+function pct(x) {
+  return typeof x === 'number' && Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : '–';
+}
+
+/**
+ * Paints the last step's timeline and returns what it drew (page state for tests): per lane the
+ * boxes with their times, their x extent and lane middle y in CSS pixels and the label written in
+ * them (null where the box is too narrow for it).
+ */
+function drawPipeline() {
+  const card = $('card-pipeline');
+  const found = lastPipeline();
+  const cfg = state.config && state.config.config && state.config.config.pipeline;
+  // A pipeline run shows the card from its config on, so it does not pop in at the first step;
+  // any other run never shows it.
+  card.hidden = !found && !(cfg && typeof cfg === 'object');
+  const canvas = $('pipeline-canvas');
+  if (!found) {
+    $('pipeline-step').textContent = '';
+    $('pipeline-bubble').textContent = card.hidden ? '' : 'waiting for steps';
+    canvas.height = 0;
+    canvas.style.height = '0px';
+    return { visible: !card.hidden, step: null, lanes: [], text: $('pipeline-bubble').textContent };
+  }
+  const { step, figures } = found;
+  const lanes = figures.timeline.map((lane) =>
+    (Array.isArray(lane) ? lane : [])
+      .filter((b) => Array.isArray(b) && b.length >= 4 && Number.isFinite(b[2]) && Number.isFinite(b[3]))
+      .map(([kind, micro, startMs, endMs]) => ({ kind: String(kind), micro, startMs, endMs })),
+  );
+  const spanMs = Math.max(1e-6, ...lanes.flat().map((b) => b.endMs));
+
+  const cssW = Math.max(300, canvas.parentElement.clientWidth || 600);
+  const cssH = PIPE.top + lanes.length * PIPE.laneH + PIPE.bottom;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.style.width = `${cssW}px`;
+  canvas.style.height = `${cssH}px`;
+  canvas.width = Math.round(cssW * dpr);
+  canvas.height = Math.round(cssH * dpr);
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, cssW, cssH);
+  const plotW = cssW - PIPE.left - PIPE.right;
+  const xOf = (ms) => PIPE.left + (ms / spanMs) * plotW;
+  const axisY = PIPE.top + lanes.length * PIPE.laneH;
+
+  // Grid and axis first, so the boxes sit on top of the grid lines.
+  ctx.font = '11px "DejaVu Sans", system-ui, sans-serif';
+  ctx.textBaseline = 'top';
+  ctx.textAlign = 'center';
+  const tick = tickStep(spanMs, Math.max(2, Math.floor(plotW / 90)));
+  for (let t = 0; t <= spanMs + 1e-9; t += tick) {
+    const x = Math.round(xOf(t)) + 0.5;
+    ctx.strokeStyle = '#e3e7ec';
+    ctx.beginPath();
+    ctx.moveTo(x, PIPE.top);
+    ctx.lineTo(x, axisY + 4);
+    ctx.stroke();
+    ctx.fillStyle = '#6b7785';
+    ctx.fillText(Number(t.toPrecision(6)).toString(), x, axisY + 6);
+  }
+  ctx.textAlign = 'right';
+  ctx.fillText('ms from step start', PIPE.left + plotW, axisY + 19);
+
+  const drawn = lanes.map((lane, s) => {
+    const y = PIPE.top + s * PIPE.laneH;
+    ctx.fillStyle = COLORS.idle; // what shows between the boxes is the stage waiting: its bubble
+    ctx.fillRect(PIPE.left, y + PIPE.boxPad, plotW, PIPE.laneH - 2 * PIPE.boxPad);
+    ctx.fillStyle = '#1f2933';
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(`stage ${s}`, PIPE.left - 8, y + PIPE.laneH / 2);
+    return lane.map((b) => {
+      const x0 = xOf(b.startMs);
+      const x1 = xOf(b.endMs);
+      // Back-to-back boxes get a hairline gap so each stays a box of its own.
+      const w = Math.max(1, x1 - x0 - (x1 - x0 > 3 ? 1 : 0));
+      ctx.fillStyle = b.kind === 'B' ? COLORS.backward : COLORS.forward;
+      ctx.fillRect(x0, y + PIPE.boxPad, w, PIPE.laneH - 2 * PIPE.boxPad);
+      const text = String(b.micro);
+      let label = null;
+      if (ctx.measureText(text).width + 4 <= w) {
+        ctx.fillStyle = '#fff';
+        ctx.textAlign = 'center';
+        ctx.fillText(text, x0 + w / 2, y + PIPE.laneH / 2);
+        label = text;
+      }
+      return { ...b, x0, x1, y: y + PIPE.laneH / 2, label };
+    });
+  });
+  canvas.onmousemove = (e) => {
+    const r = canvas.getBoundingClientRect();
+    const s = Math.floor((e.clientY - r.top - PIPE.top) / PIPE.laneH);
+    const x = e.clientX - r.left;
+    const b = (drawn[s] || []).find((d) => x >= d.x0 && x <= d.x1);
+    canvas.title = b
+      ? `stage ${s}: ${b.kind === 'B' ? 'backward' : 'forward'} of micro-batch ${b.micro}, ` +
+        `${b.startMs.toFixed(1)}–${b.endMs.toFixed(1)} ms (${(b.endMs - b.startMs).toFixed(1)} ms)`
+      : '';
+  };
+
+  const perStage = figures.stages.map((st, i) => `stage ${i} ${pct(st && st.bubble)}`).join(', ');
+  const text =
+    `${figures.schedule} schedule, ${figures.microBatches} micro-batches · ` +
+    `bubble ${pct(figures.bubble)} mean (${perStage})`;
+  $('pipeline-bubble').textContent = text;
+  $('pipeline-step').textContent = `step ${step}, ${spanMs.toFixed(0)} ms`;
+  legend($('legend-pipeline'), [
+    ['forward (F)', COLORS.forward],
+    ['backward (B)', COLORS.backward],
+    ['waiting (bubble)', COLORS.idle],
+  ]);
+  card.dataset.lanes = String(drawn.length);
+  return { visible: true, step, schedule: figures.schedule, spanMs, width: cssW, lanes: drawn, text };
+}
+
 // ---- text panels ------------------------------------------------------------------------------
 
 function drawFacts() {
@@ -426,6 +575,7 @@ function draw() {
   const counts = drawCharts();
   counts.ranksTime = drawRankTime();
   counts.ranksMemory = drawRankMemory();
+  window.zeroringDashboard.pipeline = drawPipeline();
   drawFacts();
   counts.samples = state.sample ? 1 : 0;
   counts.events = state.events;
@@ -468,7 +618,7 @@ function connect() {
   };
 }
 
-window.zeroringDashboard = { counts: {}, connected: false, done: false, draws: 0, charts };
+window.zeroringDashboard = { counts: {}, connected: false, done: false, draws: 0, charts, pipeline: null };
 setupCharts();
 draw();
 connect();
