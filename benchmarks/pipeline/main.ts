@@ -10,7 +10,7 @@
 //            send/recv between two processes (worker.ts), against a plain TCP socket on loopback
 //
 //   node --import tsx benchmarks/pipeline/main.ts [--pp 2] [--micro 8] [--batch 4] [--steps 8] [--rounds 2]
-//        [--memory-model small] [--pings 50] [--out benchmarks/results/pipeline-tiny-<machine>.json]
+//        [--memory-model small] [--pings 50] [--out benchmarks/results/pipeline-<machine>.json]
 //
 // Writes the JSON and a Markdown table beside it, and prints the table.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,7 +37,7 @@ const args = benchArgs(import.meta.url, {
 const P = Number(args.pp);
 const M = Number(args.micro);
 const B = Number(args.batch);
-const out = args.out ?? resultPath('pipeline-tiny');
+const out = args.out ?? resultPath('pipeline');
 const cli = fileURLToPath(new URL('../../packages/cli/bin/zeroring.js', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'zr-pipeline-bench-'));
 const median = (xs: number[]): number => {
