@@ -1,6 +1,7 @@
 // The default `zeroring train --backend webgpu` flow as a user runs it, end to end on the WebGPU
 // adapter here (lavapipe in CI: scripts/setup-webgpu-cpu.sh): training, validation, checkpoint,
-// the text sample at the end and summary.json, then `zeroring sample` on the same backend. Every
+// the text sample at the end and summary.json, then `zeroring sample` on the same backend, and a
+// 2-stage pipeline against one process. Every
 // read-back on these paths must be asynchronous: tfjs-backend-webgpu cannot read synchronously
 // in Node. Without an adapter the tests are reported as skipped with the reason; in CI, where
 // setup installs lavapipe, a missing adapter fails instead.
@@ -75,6 +76,29 @@ describe.skipIf(skipReason !== undefined)('zeroring train --backend webgpu (CLI)
     expect(Array.from(summary.sample as string)).toHaveLength(41); // the newline prompt and 40 characters
     expect(existsSync(join(out, 'checkpoints', 'step-00000002', 'manifest.json'))).toBe(true);
   });
+
+  it('a 2-stage pipeline on webgpu gives the losses and gradient norms of one process', async () => {
+    // The fused optimizer reads its norm back for the sum over the stages: the one WebGPU path a
+    // pipeline changes.
+    const common =
+      '--backend webgpu --steps 3 --batch-size 2 --eval-interval 100 --eval-batches 1 --sample-tokens 0'.split(' ');
+    const runs = [
+      ['--nproc', '1', '--grad-accum', '2'],
+      ['--nproc', '2', '--pp', '2', '--micro-batches', '2'],
+    ].map(async (flags, i) => {
+      const dir = join(out, `pipeline-${i}`);
+      const r = await runCli(['train', ...flags, ...common, '--out', dir], { timeoutMs: 240_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+      return lines.map((l) => JSON.parse(l) as { loss: number; gradNorm: number });
+    });
+    const [one, piped] = [await runs[0]!, await runs[1]!];
+    expect(piped).toHaveLength(3);
+    piped.forEach((x, i) => {
+      expect(x.loss).toBeCloseTo(one[i]!.loss, 4);
+      expect(x.gradNorm).toBeCloseTo(one[i]!.gradNorm, 4);
+    });
+  }, 300_000);
 
   it('samples from that checkpoint on webgpu', async () => {
     const run = await trained();
