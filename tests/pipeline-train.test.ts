@@ -1,5 +1,5 @@
 // Pipeline training through the real CLI (`zeroring train --pp P`): 2 and 3 stages (cut by parameter
-// count, and by measured time), GPipe and 1F1B,
+// count, and by measured time), GPipe, 1F1B and interleaved 1F1B (2 model chunks per stage),
 // and 2 pipelines of 2 stages with DDP or ZeRO-1 across them, each end where one process training
 // the same global batch of 12 windows ends. The stages' gradients are the same sums (the tied
 // embedding's two uses added on its first stage, the clip norm summed over the stages), so only
@@ -85,6 +85,10 @@ describe('zeroring train --pp (real processes)', () => {
       '3 stages, 1F1B',
       ['--nproc', '3', '--pp', '3', '--schedule', '1f1b', '--micro-batches', '6', '--batch-size', '2'],
     ],
+    [
+      '2 stages x 2 chunks, interleaved 1F1B',
+      ['--nproc', '2', '--pp', '2', '--schedule', 'interleaved', '--micro-batches', '4', '--batch-size', '3'],
+    ],
     ['2 pipelines x 2 stages, DDP', ['--nproc', '4', '--pp', '2', '--micro-batches', '3', '--batch-size', '2']],
     [
       '2 pipelines x 2 stages, ZeRO-1',
@@ -101,7 +105,8 @@ describe('zeroring train --pp (real processes)', () => {
         expect(Math.abs(last.valLoss - referenceVal)).toBeLessThan(1e-3);
       const pp = Number(args[args.indexOf('--pp') + 1]);
       expect(last.pipeline.stages).toHaveLength(pp);
-      expect(last.pipeline.timeline[0]).toHaveLength(2 * Number(args[args.indexOf('--micro-batches') + 1]));
+      const chunks = args.includes('interleaved') ? 2 : 1;
+      expect(last.pipeline.timeline[0]).toHaveLength(2 * chunks * Number(args[args.indexOf('--micro-batches') + 1]));
     }, 150_000);
   }
 
@@ -173,5 +178,13 @@ describe('zeroring train --pp (real processes)', () => {
     });
     expect(z.code).not.toBe(0);
     expect(z.output).toMatch(/--pp 2 does not take --strategy zero3/);
+    const i = await runCli(
+      ['train', '--nproc', '2', '--pp', '2', '--schedule', 'interleaved', '--micro-batches', '3', ...common],
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    expect(i.code).not.toBe(0);
+    expect(i.output).toMatch(/--schedule interleaved needs --micro-batches a multiple of --pp 2/);
   }, 60_000);
 });

@@ -22,6 +22,8 @@ export interface PipelineJobOptions {
   /** Micro-batches per step (default 2 × pp). */
   microBatches?: number;
   schedule?: PipeScheduleName;
+  /** Model chunks per stage with the interleaved schedule (default 2). */
+  virtualStages?: number;
   /** Cut the blocks by parameter count (default) or by measured time. */
   ppBalance?: 'params' | 'time';
 }
@@ -53,6 +55,13 @@ export function checkPipelineJob(job: JobInput, worldSize: number): void {
     job.balance && '--balance',
   ].filter((w): w is string => typeof w === 'string');
   if (why.length > 0) throw new ConfigError(`--pp ${pp} does not take ${why.join(', ')}`);
+  const micros = job.microBatches ?? 2 * pp;
+  if (job.schedule === 'interleaved' && micros % pp !== 0) {
+    throw new ConfigError(
+      `--schedule interleaved needs --micro-batches a multiple of --pp ${pp} (micro-batches go round in groups ` +
+        `of P), got ${micros}`,
+    );
+  }
   if (worldSize % pp !== 0) {
     throw new ConfigError(
       `--pp ${pp} needs a world size divisible by it, got ${worldSize} rank(s): expected --nproc (times --nnodes) ` +
@@ -77,16 +86,26 @@ export async function createPipelineJob(
   checkPipelineJob(job, pg.worldSize);
   const pp = job.pp!;
   const grid = await gridGroups(pg, { pp });
-  const cuts = job.ppBalance === 'time' ? await timedCuts(job, model, pg, pp) : cutStages(model.blocks, pp);
+  const chunks = job.schedule === 'interleaved' ? (job.virtualStages ?? 2) : 1;
+  const parts = pp * chunks;
+  if (parts > model.blocks.length) {
+    throw new ConfigError(
+      `--pp ${pp}${chunks > 1 ? ` x --virtual-stages ${chunks}` : ''} needs ${parts} model stages, but the GPT ` +
+        `has ${model.blocks.length} blocks (embedding, ${model.config.nLayer} layers, head)`,
+    );
+  }
+  const cuts = job.ppBalance === 'time' ? await timedCuts(job, model, pg, parts) : cutStages(model.blocks, parts);
   if (pg.rank === 0) {
     const stages = cuts.map((c) => `blocks ${c.first}..${c.end - 1} (${c.params} params)`).join(', ');
-    log.info({ cuts }, `pipeline of ${pp} stages (${job.ppBalance ?? 'params'}): ${stages}`);
+    const of = chunks > 1 ? `${pp} stages x ${chunks} chunks` : `${pp} stages`;
+    log.info({ cuts }, `pipeline of ${of} (${job.ppBalance ?? 'params'}): ${stages}`);
   }
   const { blockSize, nEmbd } = model.config;
   const run = new PipelineRun(model, {
     comm: grid.pipeline,
     micros: job.microBatches ?? 2 * pp,
     schedule: job.schedule ?? '1f1b',
+    chunks,
     cuts,
     activationShape: (windows) => [windows, blockSize, nEmbd],
     data: { rank: grid.pipelineIndex, worldSize: grid.data.worldSize },
@@ -94,9 +113,9 @@ export async function createPipelineJob(
   return { run, data: grid.data };
 }
 
-/** Rank 0 times every block on a batch of the job's size and sends the cut to all ranks. */
-async function timedCuts(job: JobInput, model: GPTModel, pg: ProcessGroup, pp: number): Promise<StageCut[]> {
-  const ends = new Float32Array(pp);
+/** Rank 0 times every block on a batch of the job's size and sends the cut into `parts` to all ranks. */
+async function timedCuts(job: JobInput, model: GPTModel, pg: ProcessGroup, parts: number): Promise<StageCut[]> {
+  const ends = new Float32Array(parts);
   if (pg.rank === 0) {
     const { blockSize, vocabSize } = model.config;
     const ids = (k: number) =>
@@ -108,7 +127,7 @@ async function timedCuts(job: JobInput, model: GPTModel, pg: ProcessGroup, pp: n
     const batch = { input: ids(0), targets: ids(1) };
     try {
       const ms = await measureBlockMs(model, model.initParams(job.seed), batch);
-      cutByTime(model, ms, pp).forEach((c, i) => (ends[i] = c.end));
+      cutByTime(model, ms, parts).forEach((c, i) => (ends[i] = c.end));
     } finally {
       tf.dispose([batch.input, batch.targets]);
     }

@@ -54,14 +54,19 @@ export interface StageFigures {
 
 /** A step of the pipeline, as metrics.jsonl and the step event record it (pipeline 0's stages). */
 export interface PipelineStepFigures {
-  /** gpipe or 1f1b. */
+  /** gpipe, 1f1b or interleaved. */
   schedule: string;
   microBatches: number;
+  /** Model chunks per stage (interleaved), when more than one. */
+  chunks?: number;
   /** The mean of the stages' bubbles. */
   bubble: number;
   stages: StageFigures[];
-  /** Per stage, its schedule's instructions: [F or B, micro-batch, start ms, end ms] from the step's start. */
-  timeline: Array<Array<[string, number, number, number]>>;
+  /**
+   * Per stage, its schedule's instructions: [F or B, micro-batch, start ms, end ms] from the
+   * step's start, and the model chunk as a fifth element with the interleaved schedule.
+   */
+  timeline: Array<Array<[string, number, number, number] | [string, number, number, number, number]>>;
 }
 
 export interface StepEvent {

@@ -329,7 +329,11 @@ export function registerEstimateMemory(program: Command): void {
         .conflicts('params'),
     )
     .option('--micro-batches <M>', 'with --pp: micro-batches per step', parsePositiveInt('--micro-batches'))
-    .addOption(new Option('--schedule <name>', 'with --pp: pipeline schedule').choices(PIPE_SCHEDULES).default('1f1b'))
+    .addOption(
+      new Option('--schedule <name>', 'with --pp: pipeline schedule')
+        .choices(PIPE_SCHEDULES.filter((n) => n !== 'interleaved'))
+        .default('1f1b'),
+    )
     .option('--data <FILE>', 'with --model: corpus whose characters set the vocabulary (default Moby Dick)')
     .option('--vocab-size <V>', 'with --model: vocabulary size instead of the corpus', parsePositiveInt('--vocab-size'))
     .option('--json', 'print JSON instead of a table')

@@ -77,6 +77,7 @@ interface TrainFlags extends RendezvousFlags {
   pp: number;
   microBatches?: number;
   schedule: PipeScheduleName;
+  virtualStages?: number;
   ppBalance: 'params' | 'time';
   gpuCounts?: boolean;
   lr?: number;
@@ -112,9 +113,7 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     gradAccum: f.gradAccum,
     batchSplit: f.batchSplit,
     balance: f.balance,
-    ...(f.pp > 1
-      ? { pp: f.pp, microBatches: f.microBatches ?? 2 * f.pp, schedule: f.schedule, ppBalance: f.ppBalance }
-      : {}),
+    ...(f.pp > 1 ? pipelineOptions(f) : {}),
     countGpuWork: f.gpuCounts ?? false,
     lr: f.lr ?? d.lr,
     seed: f.seed,
@@ -128,6 +127,20 @@ export function toJobOptions(f: TrainFlags): TrainJobOptions {
     checkpointInterval: f.checkpointInterval,
     sampleTokens: f.sampleTokens,
     stopAfter: f.stopAfter,
+  };
+}
+
+type PipelineFlags = 'pp' | 'microBatches' | 'schedule' | 'virtualStages' | 'ppBalance';
+
+/** The pipeline's part of the job (--pp above 1). */
+function pipelineOptions(f: TrainFlags): Pick<TrainJobOptions, PipelineFlags> {
+  const chunks = f.schedule === 'interleaved' ? { virtualStages: f.virtualStages ?? 2 } : {};
+  return {
+    pp: f.pp,
+    microBatches: f.microBatches ?? 2 * f.pp,
+    schedule: f.schedule,
+    ...chunks,
+    ppBalance: f.ppBalance,
   };
 }
 
@@ -296,6 +309,11 @@ export function registerTrain(program: Command): void {
       intArg('--micro-batches', 1),
     )
     .addOption(new Option('--schedule <name>', 'pipeline schedule').choices(PIPE_SCHEDULES).default('1f1b'))
+    .option(
+      '--virtual-stages <V>',
+      'with --schedule interleaved: model chunks per stage (default 2)',
+      intArg('--virtual-stages', 1),
+    )
     .addOption(
       new Option('--pp-balance <by>', 'cut the stages by parameter count or by measured time')
         .choices(['params', 'time'])

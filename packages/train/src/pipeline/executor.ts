@@ -20,13 +20,19 @@ export interface PipeComm {
 export interface Instruction {
   op: 'F' | 'B';
   micro: number;
+  /** Which of the rank's model chunks runs (interleaved schedules); default 0. */
+  chunk?: number;
 }
 
 export interface StageStepOptions {
-  stage: PipelineStage;
+  /** The stage, or with several model chunks per rank the stage of each chunk, in chunk order. */
+  stage: PipelineStage | readonly PipelineStage[];
   program: readonly Instruction[];
   comm: PipeComm;
-  /** Ranks (in comm's numbering) of the previous and the next stage; none at the ends. */
+  /**
+   * Ranks (in comm's numbering) of the previous and the next stage; none at the ends. With
+   * chunks, the last stage's next is the first (a micro-batch goes round again) and vice versa.
+   */
   prev?: number;
   next?: number;
   /** Shape of the activation between stages, e.g. [B, T, C]. */
@@ -38,8 +44,10 @@ export interface StageStepOptions {
 export interface StageStepStats {
   /** Last stage: each micro-batch's loss on the device, in micro-batch order. */
   losses: DeviceLoss[];
-  /** The most micro-batches whose activations the stage held at once. */
+  /** The most micro-batches whose activations the stage held at once (over all its chunks). */
   peakLive: number;
+  /** The most activation bytes it held at once (over all its chunks). */
+  peakActivationBytes: number;
   /** Time spent waiting for receives, and the rest. */
   recvWaitMs: number;
   computeMs: number;
@@ -49,11 +57,33 @@ export interface StageStepStats {
 
 /** Runs one step's program on this stage; gradients go to the stage's sink. */
 export async function runStageStep(o: StageStepOptions): Promise<StageStepStats> {
-  const { stage, comm } = o;
+  const { comm } = o;
+  const stages = Array.isArray(o.stage) ? (o.stage as readonly PipelineStage[]) : [o.stage as PipelineStage];
+  const stageOf = (chunk = 0): PipelineStage => {
+    const st = stages[chunk];
+    if (!st) throw new EngineError(`instruction for chunk ${chunk}, but this stage holds ${stages.length} chunk(s)`);
+    return st;
+  };
   const size = o.activationShape.reduce((a, d) => a * d, 1);
   const sends: Array<Promise<unknown>> = [];
   const losses = new Map<number, DeviceLoss>();
-  const stats = { peakLive: 0, recvWaitMs: 0, computeMs: 0, timeline: [] as StageStepStats['timeline'] };
+  const stats = {
+    peakLive: 0,
+    peakActivationBytes: 0,
+    recvWaitMs: 0,
+    computeMs: 0,
+    timeline: [] as StageStepStats['timeline'],
+  };
+  const notePeaks = (): void => {
+    stats.peakLive = Math.max(
+      stats.peakLive,
+      stages.reduce((a, st) => a + st.live, 0),
+    );
+    stats.peakActivationBytes = Math.max(
+      stats.peakActivationBytes,
+      stages.reduce((a, st) => a + st.liveBytes, 0),
+    );
+  };
   const start = performance.now();
   // The receive of an instruction's input is posted one instruction ahead. A receive tells the
   // sender it is ready (the rendezvous protocol); posted only when needed, the data would wait for
@@ -62,6 +92,7 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
   const sourceOf = (i: number): number | undefined => {
     const instr = o.program[i];
     if (!instr) return undefined;
+    const stage = stageOf(instr.chunk);
     if (instr.op === 'F') return stage.isFirst ? undefined : o.prev;
     return stage.isLast ? undefined : o.next;
   };
@@ -85,8 +116,9 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
     sends.push(comm.isend((await t.data()) as Float32Array, dst));
   };
   try {
-    for (const [i, { op, micro }] of o.program.entries()) {
+    for (const [i, { op, micro, chunk }] of o.program.entries()) {
       const { input, targets } = o.micro(micro);
+      const stage = stageOf(chunk);
       // In program order, so that on each link receives are posted in the order the peer sends.
       post(i);
       post(i + 1);
@@ -95,7 +127,7 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
         const t0 = performance.now() - start;
         const y = await stage.forward(micro, x, stage.isLast ? requireTensor(targets, 'targets', micro) : undefined);
         stats.timeline.push({ start: t0, end: performance.now() - start });
-        stats.peakLive = Math.max(stats.peakLive, stage.live);
+        notePeaks();
         if (y) await send(y, o.next!);
       } else {
         const dy = stage.isLast ? undefined : await receive(i);
@@ -115,7 +147,7 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
     }
     await Promise.all(sends);
   } catch (err) {
-    stage.dispose();
+    for (const st of stages) st.dispose();
     for (const l of losses.values()) l.value.dispose();
     throw err;
   }

@@ -3,7 +3,8 @@
 export * from './schedule.ts';
 export { gpipeSchedule } from './gpipe.ts';
 export { interleavedSchedule } from './interleaved.ts';
-export { oneFOneBSchedule, PIPE_SCHEDULES, type PipeScheduleName } from './one-f-one-b.ts';
+export { oneFOneBSchedule } from './one-f-one-b.ts';
+export { namedSchedule, PIPE_SCHEDULES, type PipeScheduleName } from './named.ts';
 export {
   checkSchedule,
   checkLists,

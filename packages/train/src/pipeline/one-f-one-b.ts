@@ -16,6 +16,3 @@ export function oneFOneBSchedule(stages: number, micros: number): PipeSchedule {
     return list;
   });
 }
-
-export const PIPE_SCHEDULES = ['gpipe', '1f1b'] as const;
-export type PipeScheduleName = (typeof PIPE_SCHEDULES)[number];

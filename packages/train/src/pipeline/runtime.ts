@@ -15,13 +15,13 @@ import type { BlockModel } from '../model.ts';
 import type { Strategy } from '../strategy.ts';
 import { cutStages, type StageCut } from './cut.ts';
 import { runStageStep, type StageStepStats } from './executor.ts';
-import { gpipeSchedule } from './gpipe.ts';
-import { oneFOneBSchedule, type PipeScheduleName } from './one-f-one-b.ts';
+import { namedSchedule, type PipeScheduleName } from './named.ts';
 
 export type { PipelineStepFigures, StageFigures };
 import type { PipeSchedule } from './schedule.ts';
-import { PipelineStage, stageModel } from './stage.ts';
-import { PipelineStageStrategy, type PipelineComm } from './stage-strategy.ts';
+import { PipelineStage } from './stage.ts';
+import { chunkModels, PipelineStageStrategy, type PipelineComm } from './stage-strategy.ts';
+import type { GradSink, ParamSource } from '../engine-contract.ts';
 
 export interface PipelineOptions {
   /** This rank's pipeline: its ranks numbered by stage. */
@@ -29,7 +29,9 @@ export interface PipelineOptions {
   /** Micro-batches per step. */
   micros: number;
   schedule: PipeScheduleName;
-  /** Where the blocks are cut; default: balanced by parameter count (cutStages). */
+  /** Model chunks per stage (V, virtual stages) for the interleaved schedule; default 1. */
+  chunks?: number;
+  /** Where the blocks are cut into P·V model stages; default: balanced by parameter count (cutStages). */
   cuts?: StageCut[];
   /** The shape of the activation between two stages for a micro-batch of `windows` windows. */
   activationShape(windows: number): number[];
@@ -53,11 +55,14 @@ const FIXED = 4;
 export class PipelineRun {
   readonly stage: number;
   readonly stages: number;
+  /** Model chunks per stage: model stage c·P + s is chunk c of stage s. */
+  readonly chunks: number;
   readonly cuts: StageCut[];
   readonly schedule: PipeSchedule;
-  private runner?: PipelineStage;
+  /** This stage's chunks, each a PipelineStage over its model stage (made at the first step). */
+  private runners?: PipelineStage[];
   private wrapped?: PipelineStageStrategy;
-  private evalEngine?: BlockwiseEngine;
+  private evalEngines?: BlockwiseEngine[];
 
   constructor(
     private readonly model: BlockModel,
@@ -65,11 +70,23 @@ export class PipelineRun {
   ) {
     this.stage = opts.comm.rank;
     this.stages = opts.comm.worldSize;
-    this.cuts = opts.cuts ?? cutStages(model.blocks, this.stages);
-    if (this.cuts.length !== this.stages) {
-      throw new EngineError(`${this.cuts.length} stage cuts for a pipeline of ${this.stages} ranks`);
+    this.chunks = opts.schedule === 'interleaved' ? (opts.chunks ?? 2) : 1;
+    this.cuts = opts.cuts ?? cutStages(model.blocks, this.stages * this.chunks);
+    if (this.cuts.length !== this.stages * this.chunks) {
+      throw new EngineError(
+        `${this.cuts.length} stage cuts for a pipeline of ${this.stages} ranks x ${this.chunks} chunk(s)`,
+      );
     }
-    this.schedule = (opts.schedule === 'gpipe' ? gpipeSchedule : oneFOneBSchedule)(this.stages, opts.micros);
+    this.schedule = namedSchedule(opts.schedule, this.stages, opts.micros, this.chunks);
+  }
+
+  /** The neighbours: with chunks a micro-batch goes round, so the ends link up. */
+  private get prev(): number | undefined {
+    return this.isFirst ? (this.chunks > 1 ? this.stages - 1 : undefined) : this.stage - 1;
+  }
+
+  private get next(): number | undefined {
+    return this.isLast ? (this.chunks > 1 ? 0 : undefined) : this.stage + 1;
   }
 
   get isFirst(): boolean {
@@ -82,7 +99,7 @@ export class PipelineRun {
 
   /** The user's strategy (over this stage's data-parallel group), made this stage's. */
   wrap(inner: Strategy): PipelineStageStrategy {
-    const place = { stage: this.stage, cuts: this.cuts, micros: this.opts.micros };
+    const place = { stage: this.stage, stages: this.stages, cuts: this.cuts, micros: this.opts.micros };
     this.wrapped = new PipelineStageStrategy(inner, place, this.opts.comm);
     return this.wrapped;
   }
@@ -98,16 +115,15 @@ export class PipelineRun {
     gradScale: number,
     readLoss: (loss: DeviceLoss) => Promise<number>,
   ): Promise<PipelineStepResult> {
-    const stage = (this.runner ??= this.newStage(strategy));
-    stage.gradScale = gradScale;
-    stage.peakActivationBytes = 0;
+    const runners = (this.runners ??= this.newStages(strategy));
+    for (const r of runners) r.gradScale = gradScale;
     const run = (): Promise<StageStepStats> =>
       runStageStep({
-        stage,
+        stage: runners,
         program: this.schedule[this.stage]!,
         comm: this.opts.comm,
-        prev: this.isFirst ? undefined : this.stage - 1,
-        next: this.isLast ? undefined : this.stage + 1,
+        prev: this.prev,
+        next: this.next,
         activationShape: this.opts.activationShape(windows),
         micro,
       });
@@ -115,51 +131,82 @@ export class PipelineRun {
     if (!this.wrapped) throw new EngineError('a pipeline step needs the strategy of PipelineRun.wrap');
     await this.wrapped.sendCopyGradients();
     const { micros } = this.opts;
-    const loss = this.isLast
-      ? Promise.all(stats.losses.map(readLoss)).then((ls) => ls.reduce((a, l) => a + l / micros, 0))
-      : undefined;
+    const loss =
+      stats.losses.length > 0
+        ? Promise.all(stats.losses.map(readLoss)).then((ls) => ls.reduce((a, l) => a + l / micros, 0))
+        : undefined;
     return {
       ...(loss ? { loss } : {}),
       computeMs: stats.computeMs,
       waitMs: stats.recvWaitMs,
-      peakActivationBytes: stage.peakActivationBytes,
-      packed: this.pack(stats, stage.peakActivationBytes),
+      peakActivationBytes: stats.peakActivationBytes,
+      packed: this.pack(stats),
     };
   }
 
-  /** The validation loss of a batch, forward through the stages: on the last stage; undefined elsewhere. */
+  /**
+   * The validation loss of a batch, forward through the stages (round them V times with chunks):
+   * on the stage holding the last model stage; undefined elsewhere.
+   */
   async evalLoss(strategy: Strategy, input: tf.Tensor, targets: tf.Tensor): Promise<number | undefined> {
-    const { first, end } = this.cuts[this.stage]!;
-    const part = stageModel(this.model, first, end);
-    const engine = (this.evalEngine ??= new BlockwiseEngine(part));
+    const engines = (this.evalEngines ??= chunkModels(this.model, this.cuts, this.stages, this.stage).map(
+      (m) => new BlockwiseEngine(m),
+    ));
     const { comm } = this.opts;
-    let x = input;
-    if (!this.isFirst) {
-      const buf = new Float32Array(this.opts.activationShape(input.shape[0]!).reduce((a, d) => a * d, 1));
-      await comm.recv(buf, this.stage - 1);
-      x = tf.tensor(buf, this.opts.activationShape(input.shape[0]!));
+    const shape = this.opts.activationShape(input.shape[0]!);
+    let loss: number | undefined;
+    for (const [c, engine] of engines.entries()) {
+      const g = c * this.stages + this.stage;
+      const source = this.chunkView(strategy, c);
+      let x = input;
+      if (g > 0) {
+        const buf = new Float32Array(shape.reduce((a, d) => a * d, 1));
+        await comm.recv(buf, this.prev!);
+        x = tf.tensor(buf, shape);
+      }
+      try {
+        if (g === this.cuts.length - 1) loss = await engine.evalLoss(x, targets, source);
+        else {
+          const y = await engine.forward(x, source);
+          const values = (await y.data()) as Float32Array;
+          y.dispose();
+          await comm.isend(values, this.next!); // resolves once the data has left: y may go
+        }
+      } finally {
+        if (x !== input) x.dispose();
+      }
     }
-    try {
-      if (this.isLast) return await engine.evalLoss(x, targets, strategy);
-      const y = await engine.forward(x, strategy);
-      const values = (await y.data()) as Float32Array;
-      y.dispose();
-      await comm.isend(values, this.stage + 1); // resolves once the data has left: y may go
-      return undefined;
-    } finally {
-      if (x !== input) x.dispose();
-    }
+    return loss;
   }
 
-  private newStage(strategy: Strategy): PipelineStage {
-    const { first, end } = this.cuts[this.stage]!;
-    return new PipelineStage(this.model, first, end, strategy, strategy, {
-      recompute: strategy.recomputeActivations,
+  private newStages(strategy: Strategy): PipelineStage[] {
+    return this.cuts.flatMap((cut, g) => {
+      if (g % this.stages !== this.stage) return [];
+      const view = this.chunkView(strategy, Math.floor(g / this.stages));
+      const opts = { recompute: strategy.recomputeActivations };
+      return [new PipelineStage(this.model, cut.first, cut.end, view, view, opts)];
     });
   }
 
+  /**
+   * Chunk c's blocks as their own source and sink: the stage strategy holds the stage's chunks
+   * as one model, their blocks one after another (rankModel), so block b of chunk c is block
+   * offset(c) + b there.
+   */
+  private chunkView(strategy: Strategy, c: number): ParamSource & GradSink {
+    const models = chunkModels(this.model, this.cuts, this.stages, this.stage);
+    const offset = models.slice(0, c).reduce((a, m) => a + m.blocks.length, 0);
+    if (offset === 0) return strategy;
+    return {
+      recomputeActivations: strategy.recomputeActivations,
+      acquire: (b, phase) => strategy.acquire(offset + b, phase),
+      release: (b, phase) => strategy.release(offset + b, phase),
+      onBlockGrads: (b, grads) => strategy.onBlockGrads(offset + b, grads),
+    };
+  }
+
   private get slot(): number {
-    return FIXED + 4 * this.opts.micros;
+    return FIXED + 4 * this.opts.micros * this.chunks;
   }
 
   /** Size of the cross-rank buffer of the stages' figures. */
@@ -168,11 +215,11 @@ export class PipelineRun {
   }
 
   /** This stage's figures in its slot; only the first pipeline's ranks report theirs. */
-  private pack(stats: StageStepStats, peakBytes: number): Float32Array {
+  private pack(stats: StageStepStats): Float32Array {
     const out = new Float32Array(this.packedLength);
     if (this.opts.data.rank !== 0) return out;
     const at = this.stage * this.slot;
-    out.set([stats.computeMs, stats.recvWaitMs, peakBytes, stats.peakLive], at);
+    out.set([stats.computeMs, stats.recvWaitMs, stats.peakActivationBytes, stats.peakLive], at);
     stats.timeline.forEach((t, i) => out.set([t.start, t.end], at + FIXED + 2 * i));
     return out;
   }
@@ -193,16 +240,20 @@ export class PipelineRun {
         peakLive: peakLive!,
       });
       timeline.push(
-        this.schedule[s]!.map((instr, i) => [
-          instr.op,
-          instr.micro,
-          round(buf[at + FIXED + 2 * i]!),
-          round(buf[at + FIXED + 2 * i + 1]!),
-        ]),
+        this.schedule[s]!.map((instr, i) => {
+          const box: [string, number, number, number] = [
+            instr.op,
+            instr.micro,
+            round(buf[at + FIXED + 2 * i]!),
+            round(buf[at + FIXED + 2 * i + 1]!),
+          ];
+          return instr.chunk === undefined ? box : [...box, instr.chunk];
+        }),
       );
     }
     const bubble = stages.reduce((a, x) => a + x.bubble, 0) / stages.length;
-    return { schedule: this.opts.schedule, microBatches: this.opts.micros, bubble, stages, timeline };
+    const chunks = this.chunks > 1 ? { chunks: this.chunks } : {};
+    return { schedule: this.opts.schedule, microBatches: this.opts.micros, ...chunks, bubble, stages, timeline };
   }
 }
 

@@ -45,8 +45,13 @@ interface SharedParam {
 }
 
 export interface StagePlace {
-  /** This rank's stage, and every stage's blocks (cutStages). */
+  /** This rank's stage (its rank in the pipeline), and the pipeline's stage count P. */
   stage: number;
+  stages: number;
+  /**
+   * Every model stage's blocks (cutStages), P of them, or P·V with V chunks per rank (the
+   * interleaved schedule): model stage g runs on stage g mod P.
+   */
   cuts: readonly StageCut[];
   /** Micro-batches per step: an owner adds the copies' gradients to its own of the last one. */
   micros: number;
@@ -85,7 +90,8 @@ export class PipelineStageStrategy extends StrategyWrapper {
 
   /** `model` is the whole model: the inner strategy gets this stage's blocks, without the copies. */
   override async setup(model: BlockModel, initialParams: Map<string, Float32Array>): Promise<void> {
-    const stages = this.place.cuts.map((c) => stageModel(model, c.first, c.end));
+    const { cuts, stages: P } = this.place;
+    const stages = Array.from({ length: P }, (_, s) => rankModel(model, cuts, P, s));
     const ownerOf = new Map<string, number>();
     const usersOf = new Map<string, number[]>();
     stages.forEach((m, s) => {
@@ -269,4 +275,15 @@ export class PipelineStageStrategy extends StrategyWrapper {
     this.copyGrads.clear();
     await this.inner.dispose();
   }
+}
+
+/** The model stages that run on `stage` (its chunks, in order), each a stage model (stageModel). */
+export function chunkModels(model: BlockModel, cuts: readonly StageCut[], stages: number, stage: number): BlockModel[] {
+  return cuts.flatMap((c, g) => (g % stages === stage ? [stageModel(model, c.first, c.end)] : []));
+}
+
+/** One stage's chunks as one model: their blocks one after another (block indices offset by chunk). */
+export function rankModel(model: BlockModel, cuts: readonly StageCut[], stages: number, stage: number): BlockModel {
+  const chunks = chunkModels(model, cuts, stages, stage);
+  return { ...chunks[0]!, blocks: chunks.flatMap((m) => m.blocks) };
 }

@@ -48,9 +48,7 @@ export class PipelineStage {
   readonly isLast: boolean;
   /** The last stage's loss scale for the micro-batches to come (the trainer's share / M). */
   gradScale: number;
-  /** The most activation bytes the stage held at once (every live micro-batch's), since the last reset. */
-  peakActivationBytes = 0;
-  private liveBytes = 0;
+  private heldBytes = 0;
   private readonly emitAt: Map<string, number>;
   private readonly passes = new Map<number, { pass: ForwardBackwardPass; input: tf.Tensor; bytes: number }>();
 
@@ -74,6 +72,11 @@ export class PipelineStage {
     return this.passes.size;
   }
 
+  /** The activation bytes those micro-batches hold (the engine's accounting of kept tapes and inputs). */
+  get liveBytes(): number {
+    return this.heldBytes;
+  }
+
   /**
    * F of micro-batch `micro`: `input` is the token ids (first stage) or the previous stage's
    * output, and becomes the stage's (disposed after B). Returns the output to send on (owned by
@@ -89,8 +92,7 @@ export class PipelineStage {
     const held = { pass, input, bytes: 0 };
     this.passes.set(micro, held);
     held.bytes = await pass.forward();
-    this.liveBytes += held.bytes;
-    this.peakActivationBytes = Math.max(this.peakActivationBytes, this.liveBytes);
+    this.heldBytes += held.bytes;
     return this.isLast ? undefined : pass.lastInput();
   }
 
@@ -118,7 +120,7 @@ export class PipelineStage {
     } finally {
       pass.dispose();
       this.passes.delete(micro);
-      this.liveBytes -= bytes;
+      this.heldBytes -= bytes;
       input.dispose();
     }
   }
@@ -130,6 +132,6 @@ export class PipelineStage {
       input.dispose();
     }
     this.passes.clear();
-    this.liveBytes = 0;
+    this.heldBytes = 0;
   }
 }
