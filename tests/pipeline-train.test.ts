@@ -11,31 +11,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeShard } from '@zeroring/train';
 import { leftovers, runCli } from './fixtures/cli.ts';
-import { compareParams, type Params } from './fixtures/zero/compare.ts';
+import { expectParamsClose, finalParams } from './fixtures/zero/expect-close.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'zr-pipeline-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const EMBD = 128; // the tiny preset's nEmbd
 const common =
   '--backend wasm --steps 6 --eval-interval 3 --eval-batches 2 --sample-tokens 0 --seed 11 --warmup-steps 1'.split(' ');
-const finalParams = (out: string): Map<string, Float32Array> =>
-  decodeShard(readFileSync(join(out, 'checkpoints', 'step-00000006', 'model.bin'))).arrays;
 const metrics = (out: string): Array<Record<string, any>> =>
   readFileSync(join(out, 'metrics.jsonl'), 'utf8')
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l));
-
-function expectClose(got: Map<string, Float32Array>, ref: Map<string, Float32Array>): void {
-  const plain = (m: Map<string, Float32Array>): Params => Object.fromEntries([...m].map(([k, v]) => [k, [...v]]));
-  const c = compareParams(plain(got), plain(ref), EMBD);
-  expect(c.sameNames).toBe(true);
-  expect(c.rel, `worst at ${c.relAt}`).toBeLessThan(5e-4);
-  expect(c.keyBiasAbs).toBeLessThan(1e-5);
-}
 
 async function train(name: string, args: string[]): Promise<string> {
   const out = join(root, name);
@@ -51,7 +39,7 @@ describe('zeroring train --pp (real processes)', () => {
   beforeAll(async () => {
     // Micro-batches of 3 windows, as most pipeline runs here: the same validation set (evalBatches x 3 windows).
     const out = await train('reference', ['--nproc', '1', '--batch-size', '3', '--grad-accum', '4']);
-    reference = finalParams(out);
+    reference = finalParams(out, 6);
     referenceVal = metrics(out).at(-1)!.valLoss;
   }, 150_000);
 
@@ -98,7 +86,7 @@ describe('zeroring train --pp (real processes)', () => {
   for (const [name, args] of runs) {
     it(`${name} ends with the parameters of one process`, async () => {
       const out = await train(name.replace(/[^a-z0-9]+/gi, '-'), args);
-      expectClose(finalParams(out), reference);
+      expectParamsClose(finalParams(out, 6), reference);
       const last = metrics(out).at(-1)!;
       // Validation goes forward through the stages: the same loss as one process's on the same set.
       if (args[args.indexOf('--batch-size') + 1] === '3')
@@ -134,7 +122,7 @@ describe('zeroring train --pp (real processes)', () => {
     });
     expect(b.code, b.output).toBe(0);
     expect(b.output).toMatch(/resumed at step 3 .*saved by 2 [a-z-]+ rank/);
-    expectClose(finalParams(out), reference);
+    expectParamsClose(finalParams(out, 6), reference);
   }, 300_000);
 
   it('a stage killed mid-run: the job restarts from its checkpoint and ends bit-identical', async () => {
