@@ -227,11 +227,13 @@ const table = [
   '',
   '| stage | GPipe | 1F1B | 1F1B / GPipe | live micro-batches, GPipe / 1F1B |',
   '|---|---|---|---|---|',
-  ...ratio.map(
-    (r, s) =>
-      `| ${s} | ${mib(memory[0]!.stages[s]!.peakActivationBytes)} | ${mib(memory[1]!.stages[s]!.peakActivationBytes)} ` +
-      `| ${r.toFixed(3)} | ${memory[0]!.stages[s]!.peakLive} / ${memory[1]!.stages[s]!.peakLive} |`,
-  ),
+  ...ratio.map((r, s) => {
+    const [g, o] = [memory[0]!.stages[s]!, memory[1]!.stages[s]!];
+    return (
+      `| ${s} | ${mib(g.peakActivationBytes)} | ${mib(o.peakActivationBytes)} | ${r.toFixed(3)} ` +
+      `| ${g.peakLive} / ${o.peakLive} |`
+    );
+  }),
   '',
   `One activation (${activationFloats} floats, a micro-batch's) one way: ${sendRecvMs.toFixed(3)} ms over ` +
     `send/recv between two processes, ${tcpHopMs.toFixed(3)} ms over a raw loopback TCP socket (medians).`,
