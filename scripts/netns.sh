@@ -29,7 +29,8 @@
 #          wait in.
 #   loss   a tc BPF program (scripts/netns/loss.bpf.c, clsact ingress and egress of node I's switch
 #          port) drops a packet with the profile's probability; where BPF cannot be built or loaded
-#          (or ZR_NETNS_LOSS=iptables), iptables' statistic match drops it (switch FORWARD chain).
+#          (or ZR_NETNS_LOSS=iptables), iptables' statistic match drops it (switch FORWARD chain,
+#          one rule per length band so that a GSO packet counts as the wire packets it carries).
 # Delay and loss act in the switch, past the sender's socket: a packet held or dropped on its
 # sender's own egress still counts against that socket (TCP Small Queues, local drop).
 # The helpers are compiled (cc or clang, libbpf-dev) into scripts/netns/build/, never committed;
@@ -181,13 +182,23 @@ shape() {
   if [ "$how" = bpf ]; then
     echo "loss: ${pct}% by bpf (loss.bpf.c on clsact ingress and egress of switch port $port)"
   else
-    local p
-    p=$(awk "BEGIN { print $loss_ppm / 1000000 }")
-    # Two rules: a packet is lost with p on its way from the node and again with p on its way to it.
-    ipt_chain filter FORWARD "zr-link-$i-fwd" \
-      "-m physdev --physdev-in $port -m statistic --mode random --probability $p -j DROP"
-    ip netns exec "$sw" "$ipt" -w -A "zr-link-$i-fwd" -m physdev --physdev-out "$port" --physdev-is-bridged \
-      -m statistic --mode random --probability "$p" -j DROP
+    # A GSO packet of n wire packets should be lost with n times the probability, as in the BPF
+    # program; iptables sees only its length, so one rule per length band: up to 1500 bytes p,
+    # then bands (1500 * 2^(k-1), 1500 * 2^k] with p * 0.75 * 2^k (their mean wire packets). A
+    # packet matches one band, once from the node (physdev-in) or once to it (physdev-out).
+    ip netns exec "$sw" "$ipt" -w -N "zr-link-$i-fwd"
+    local dir lo hi k p
+    for dir in "--physdev-in $port" "--physdev-out $port --physdev-is-bridged"; do
+      lo=0; hi=1500
+      for k in 0 1 2 3 4 5 6; do
+        p=$(awk "BEGIN { m = $k == 0 ? 1 : 0.75 * 2 ^ $k; p = $loss_ppm / 1000000 * m; print (p > 1 ? 1 : p) }")
+        ip netns exec "$sw" "$ipt" -w -A "zr-link-$i-fwd" -m physdev $dir -m length --length "$lo:$hi" \
+          -m statistic --mode random --probability "$p" -j DROP
+        lo=$(( hi + 1 )); hi=$(( hi * 2 )); (( hi > 65535 )) && hi=65535
+        (( lo > 65535 )) && break
+      done
+    done
+    ip netns exec "$sw" "$ipt" -w -A FORWARD -j "zr-link-$i-fwd"
     echo "loss: ${pct}% by iptables (statistic match in $sw FORWARD, packets from and to port $port)"
   fi
 }
