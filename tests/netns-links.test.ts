@@ -5,14 +5,15 @@
 // where this machine can reach the profile:
 // - 1g and wan: throughput within ±20 % of the rate (payload over the steady part of 3 s, after 1 s
 //   of ramp-up; tbf counts headers too, so ~95 % is the ceiling).
-// - wan: the smallest round trip within [40, 50] ms (20 ms each way; the least of 20 is the one a
+// - wan: the smallest round trip within [40, 50) ms (20 ms each way; the least of 20 is the one a
 //   loaded 2-core machine delayed least). 1g and 10g: at least their 1 ms / 0.2 ms.
 // - 10g: this VM moves 2-8 Gbit/s over a bare veth pair (what the other processes leave it), so
 //   10 Gbit/s ±20 % is asserted only where the bare link reaches 12; here the figure is printed.
 // - wan-loss: the transfer completes, the link dropped packets (0.1 % of ~25 000), the sender
 //   retransmitted; once with the BPF program, once with the iptables fallback.
 // - unshape: the round trip is back under 5 ms, the relay is gone.
-// Skipped with the reason in the name where namespaces cannot be made; under CI that fails.
+// Skipped with the reason in the name where namespaces cannot be made or links cannot be shaped
+// (no tc, iptables or C compiler); under CI that fails.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
