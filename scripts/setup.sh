@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time machine setup for a fresh clone (idempotent): pnpm, the system packages the WebGPU
-# tests (Mesa lavapipe), the browser test (Chromium) and the Slurm test (slurm-wlm 22.05, munge)
-# need, the npm dependencies, and the build.
+# tests (Mesa lavapipe), the browser test (Chromium), the network-namespace tests (iproute2, and
+# clang, libbpf-dev and iptables for the link profiles) and the Slurm test (slurm-wlm 22.05,
+# munge) need, the npm dependencies, and the build.
 # Run as root (or with sudo available) on Debian 12; on other systems install the equivalents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,17 @@ if [ "${ZERORING_SKIP_SYSTEM_SETUP:-0}" != "1" ]; then
     SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq iproute2 >/dev/null
   fi
+  # The link profiles of scripts/netns.sh (tests/netns-links.test.ts): iptables queues packets to
+  # the delay relay, clang and libbpf-dev compile the loss program, cc (or clang) the relay.
+  if ! command -v clang >/dev/null 2>&1 || ! [ -f /usr/include/bpf/bpf_helpers.h ] ||
+    ! command -v iptables >/dev/null 2>&1; then
+    echo "setup: installing clang, libbpf-dev, iptables"
+    SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      clang libbpf-dev iptables >/dev/null
+  fi
+  bash scripts/netns.sh build
   # Slurm's daemons and clients and munge: tests/slurm-sbatch.test.ts runs examples/slurm on a
   # one-node cluster it starts itself. Only the packages: their services are not started here
   # (the test starts its own, with its own configuration).
