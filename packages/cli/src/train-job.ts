@@ -4,7 +4,7 @@
 // so everything here is plain data.
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '@zeroring/backend';
-import type { ProcessGroup } from '@zeroring/comm';
+import { commHookByName, type CommHookName, type PowerSGDOptions, type ProcessGroup } from '@zeroring/comm';
 import { getLogger, type Logger } from '@zeroring/core';
 import {
   CharTokenizer,
@@ -39,6 +39,10 @@ export interface TrainJobOptions extends PipelineJobOptions {
   nproc: number;
   strategy: StrategyName;
   offload: boolean;
+  /** DDP's comm hook (--comm-hook); absent: the plain float32 all-reduce. */
+  commHook?: CommHookName;
+  /** PowerSGD's settings, with commHook 'powersgd'. */
+  powerSGD?: Pick<PowerSGDOptions, 'rank' | 'startStep'>;
   backend: BackendKind;
   model: PresetName;
   data?: string;
@@ -188,7 +192,9 @@ function guardedStrategy(
 ): Strategy {
   const faults = faultPlanFromEnv(rank);
   // With a pipeline, the user's strategy runs over the stage's data-parallel group, wrapped as the stage's.
-  const chosen = createStrategy(opts.strategy, pipeline ? pipeline.data : comm, { offload: opts.offload });
+  // A fresh hook per process: PowerSGD keeps its state (error feedback, warm Q) per rank.
+  const commHook = opts.commHook ? commHookByName(opts.commHook, opts.powerSGD) : undefined;
+  const chosen = createStrategy(opts.strategy, pipeline ? pipeline.data : comm, { offload: opts.offload, commHook });
   const guard = new NonFiniteGuard(pipeline ? pipeline.run.wrap(chosen) : chosen, {
     comm,
     skip: opts.skipNonFinite ?? false,
@@ -213,6 +219,8 @@ function runConfigOf(opts: TrainJobOptions, data: PreparedData, backend: string)
     backend,
     strategyRequested: opts.strategy,
     offload: opts.offload,
+    commHook: opts.commHook ?? 'none',
+    ...(opts.powerSGD ? { powerSGD: opts.powerSGD } : {}),
     nproc: opts.nproc,
   };
 }

@@ -11,7 +11,26 @@ export {
 export { initProcessGroup, ProcessGroup, type ReduceOptions } from './process-group.ts';
 export { gridGroups, type GridGroups } from './grid.ts';
 export { resolveOptions, type InitOptions, type ResolvedOptions } from './env.ts';
-export type { ReduceOp } from './collectives/types.ts';
+export type { ReduceOp, WireDtype } from './collectives/types.ts';
+export {
+  allReduceHook,
+  bf16CompressHook,
+  fp16CompressHook,
+  powerSGDHook,
+  PowerSGDState,
+  POWERSGD_DEFAULTS,
+  planCompression,
+  commHookByName,
+  COMM_HOOK_NAMES,
+  type CommHookName,
+  type PowerSGDOptions,
+  type CompressionPlan,
+  type LowRankSlot,
+  type BucketParam,
+  type CommHook,
+  type GradBucket,
+  type HookGroup,
+} from './hooks/index.ts';
 export { startStoreServer, type StoreServer, type StoreServerOptions } from './store/server.ts';
 export { StoreClient, type StoreClientOptions, type StoreValue } from './store/client.ts';
 export {

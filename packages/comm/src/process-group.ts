@@ -89,7 +89,20 @@ export class ProcessGroup {
     return this.group?.links ?? null;
   }
 
-  /** In place: buf becomes the elementwise reduction of every rank's buf. Any length. */
+  /**
+   * Payload bytes this group's collectives have sent to the next rank so far (message headers and
+   * point-to-point sends not counted): what a collective costs on the wire is the difference
+   * across it. 0 with world size 1.
+   */
+  get bytesSent(): number {
+    return this.group?.bytesSent ?? 0;
+  }
+
+  /**
+   * In place: buf becomes the elementwise reduction of every rank's buf. Any length. With
+   * `wire: 'bfloat16' | 'float16'` the ring carries 16-bit values (half the bytes) and buf ends
+   * as 16-bit values on every rank (collectives/allreduce-half.ts).
+   */
   async allReduce(buf: Float32Array, opts: ReduceOptions = {}): Promise<void> {
     return this.run(allReduceCall(buf, opts, this.smallAllReduceBytes));
   }

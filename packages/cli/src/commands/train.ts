@@ -15,7 +15,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ConfigError, launch, type LaunchResult } from '@zeroring/comm';
+import {
+  COMM_HOOK_NAMES,
+  ConfigError,
+  launch,
+  POWERSGD_DEFAULTS,
+  type CommHookName,
+  type LaunchResult,
+} from '@zeroring/comm';
 import { BACKEND_KINDS, type BackendKind } from '@zeroring/backend';
 import { loadCorpus, presets, type PresetName } from '@zeroring/gpt';
 import {
@@ -66,6 +73,9 @@ interface TrainFlags extends RendezvousFlags {
   nproc: number;
   strategy: StrategyName;
   offload?: boolean;
+  commHook: CommHookName;
+  powersgdRank?: number;
+  powersgdStart?: number;
   backend: BackendKind;
   model: PresetName;
   data?: string;
@@ -99,12 +109,44 @@ interface TrainFlags extends RendezvousFlags {
   dashboardHost?: string;
 }
 
+/**
+ * --comm-hook belongs to DDP's bucket all-reduce, --powersgd-* to --comm-hook powersgd: anything
+ * else is refused by name before a worker starts, rather than silently ignored.
+ */
+function commHookOptions(f: TrainFlags): Pick<TrainJobOptions, 'commHook' | 'powerSGD'> {
+  if (f.commHook !== 'none' && (f.strategy !== 'ddp' || f.offload)) {
+    const got = `--strategy ${f.strategy}${f.offload ? ' --offload' : ''}`;
+    throw new ConfigError(
+      `--comm-hook ${f.commHook} with ${got}: comm hooks replace DDP's bucket all-reduce, ` +
+        'expected --strategy ddp without --offload, or --comm-hook none',
+    );
+  }
+  const given = [
+    f.powersgdRank !== undefined && `--powersgd-rank ${f.powersgdRank}`,
+    f.powersgdStart !== undefined && `--powersgd-start ${f.powersgdStart}`,
+  ].filter((g): g is string => g !== false);
+  if (f.commHook !== 'powersgd') {
+    if (given.length > 0) {
+      throw new ConfigError(`${given.join(' and ')} with --comm-hook ${f.commHook}, expected --comm-hook powersgd`);
+    }
+    return f.commHook === 'none' ? {} : { commHook: f.commHook };
+  }
+  return {
+    commHook: 'powersgd',
+    powerSGD: {
+      rank: f.powersgdRank ?? POWERSGD_DEFAULTS.rank,
+      startStep: f.powersgdStart ?? POWERSGD_DEFAULTS.startStep,
+    },
+  };
+}
+
 export function toJobOptions(f: TrainFlags): TrainJobOptions {
   const d = PRESET_DEFAULTS[f.model];
   return {
     nproc: f.nproc,
     strategy: f.strategy,
     offload: f.offload ?? false,
+    ...commHookOptions(f),
     backend: f.backend,
     model: f.model,
     data: f.data,
@@ -255,6 +297,9 @@ export function registerTrain(program: Command): void {
         'zeroring train --steps 300 --out runs/tiny',
         'zeroring train --nproc 2 --strategy zero2 --out runs/z2 --dashboard',
         'zeroring train --nproc 4 --strategy zero3 --offload --out runs/z3 --resume',
+        '# DDP with gradients sent as bfloat16 (half the bytes), or low-rank with PowerSGD',
+        'zeroring train --nproc 2 --comm-hook bf16',
+        'zeroring train --nproc 4 --comm-hook powersgd --powersgd-rank 2 --powersgd-start 50',
         '# 2 pipelines of 2 stages (1F1B, 8 micro-batches each), DDP across the pipelines',
         'zeroring train --nproc 4 --pp 2 --micro-batches 8 --out runs/pp',
         '# the 85 M-parameter GPT on a GPU; first see what batch its memory holds',
@@ -278,6 +323,25 @@ export function registerTrain(program: Command): void {
     )
     .addOption(new Option('--strategy <name>', 'data-parallel strategy').choices(STRATEGY_NAMES).default('ddp'))
     .option('--offload', 'keep optimizer state on the host (CPU AdamW)')
+    .addOption(
+      new Option(
+        '--comm-hook <name>',
+        'how DDP averages each gradient bucket: none (float32 all-reduce), bf16 or fp16 (16-bit on the wire, ' +
+          'half the bytes), powersgd (low-rank, with error feedback); --strategy ddp only',
+      )
+        .choices(COMM_HOOK_NAMES)
+        .default('none'),
+    )
+    .option(
+      '--powersgd-rank <r>',
+      `rank of PowerSGD's approximation of each gradient matrix (default ${POWERSGD_DEFAULTS.rank})`,
+      intArg('--powersgd-rank', 1),
+    )
+    .option(
+      '--powersgd-start <k>',
+      `steps of plain all-reduce before PowerSGD starts compressing (default ${POWERSGD_DEFAULTS.startStep})`,
+      intArg('--powersgd-start', 0),
+    )
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKEND_KINDS).default('auto'))
     .addOption(
       new Option(

@@ -7,6 +7,20 @@ import { ZeroringError } from '../errors.ts';
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
 export const REDUCE_OPS: readonly ReduceOp[] = ['sum', 'avg', 'max', 'min'];
 
+/**
+ * The element type a collective puts on the wire. The 16-bit ones carry float32 data rounded to
+ * bfloat16 or float16 (half the bytes; half.ts), so a chunk's payload is a Uint16Array.
+ */
+export type WireDtype = 'float32' | 'bfloat16' | 'float16';
+export const WIRE_DTYPES: readonly WireDtype[] = ['float32', 'bfloat16', 'float16'];
+
+/** A chunk's payload as a collective sees it: float32 elements, or the 16-bit encodings. */
+export type Payload = Float32Array | Uint16Array;
+
+export function elemBytes(dtype: string): number {
+  return dtype === 'float32' ? 4 : 2;
+}
+
 export type CollectiveKind = 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'barrier';
 
 export interface RingPort {
@@ -20,24 +34,25 @@ export interface RingPort {
    * Sends a chunk to the next rank. The bytes are not copied: they must stay unchanged until
    * the collective completes (the process group waits for the socket to take them).
    */
-  send(step: number, chunk: number, data: Float32Array): void;
+  send(step: number, chunk: number, data: Payload): void;
 }
 
-export interface Collective {
+/** A collective over chunks of type T (Float32Array for float32 calls, Uint16Array for 16-bit ones). */
+export interface Collective<T extends Payload = Float32Array> {
   /** Sends what needs nothing from the previous rank. */
   start(): void;
   /**
    * One chunk from the previous rank. `data` belongs to the collective: it may reduce into it
    * and forward it.
    */
-  onChunk(step: number, chunk: number, data: Float32Array): void;
+  onChunk(step: number, chunk: number, data: T): void;
   /**
    * Optional: where the payload of chunk (step, chunk) should be received, before it arrives —
    * a view of the collective's own output (onChunk then gets that very view), 'scratch' for a
    * reused buffer that onChunk consumes or forwards, or null for no preference. Called only
    * for messages whose tags match this call; `elems` is what the sender announced.
    */
-  receiveInto?(step: number, chunk: number, elems: number): Float32Array | 'scratch' | null;
+  receiveInto?(step: number, chunk: number, elems: number): T | 'scratch' | null;
   /** Messages still expected from the previous rank; 0 means this rank's part is done. */
   readonly expecting: number;
 }

@@ -5,21 +5,37 @@
 import { AllGather } from '../collectives/allgather.ts';
 import { AllReduce } from '../collectives/allreduce.ts';
 import { GatherAllReduce } from '../collectives/allreduce-gather.ts';
+import { HalfAllReduce } from '../collectives/allreduce-half.ts';
+import { codecOf, roundTo } from '../collectives/half.ts';
 import { Barrier } from '../collectives/barrier.ts';
 import { Broadcast } from '../collectives/broadcast.ts';
 import { ReduceScatter } from '../collectives/reducescatter.ts';
-import { REDUCE_OPS, type Collective, type ReduceOp, type RingPort } from '../collectives/types.ts';
+import {
+  REDUCE_OPS,
+  WIRE_DTYPES,
+  type Collective,
+  type Payload,
+  type ReduceOp,
+  type RingPort,
+  type WireDtype,
+} from '../collectives/types.ts';
 import { ConfigError } from '../errors.ts';
 import type { NewCall } from './op-queue.ts';
 
 export interface ReduceOptions {
   op?: ReduceOp;
+  /**
+   * allReduce only: the element type on the wire. 'bfloat16' and 'float16' send half the bytes:
+   * each hop rounds its partial result to 16 bits (reducing in float32), and the result is a
+   * 16-bit value on every rank, bit-identical. Default 'float32'.
+   */
+  wire?: WireDtype;
 }
 
 export interface CallSpec {
   call: NewCall;
   /** Builds the algorithm once the call's turn comes. */
-  make: (port: RingPort) => Collective;
+  make: (port: RingPort) => Collective<Payload>;
   /** What the call does with world size 1. */
   alone: () => void;
 }
@@ -30,6 +46,14 @@ const nothing = (): void => undefined;
 export function allReduceCall(buf: Float32Array, opts: ReduceOptions, smallBytes: number): CallSpec {
   const op = checkOp(opts.op);
   checkF32('allReduce', 'buf', buf);
+  const wire = checkWire(opts.wire);
+  if (wire !== 'float32') {
+    return {
+      call: { kind: 'allReduce', op, count: buf.length, dtype: wire },
+      make: (p) => new HalfAllReduce(p, buf, op, wire),
+      alone: () => roundTo(codecOf(wire), buf),
+    };
+  }
   // Latency-bound sizes take the gather algorithm (fewer hops), the rest the bandwidth-optimal ring.
   const small = smallBytes > 0 && buf.byteLength <= smallBytes;
   return {
@@ -99,6 +123,16 @@ function checkOp(op: ReduceOp | undefined): ReduceOp {
     throw new ConfigError(`reduce op '${String(op)}' is not supported, expected one of ${REDUCE_OPS.join(', ')}`);
   }
   return o;
+}
+
+function checkWire(wire: WireDtype | undefined): WireDtype {
+  const w = wire ?? 'float32';
+  if (!WIRE_DTYPES.includes(w)) {
+    throw new ConfigError(
+      `allReduce: wire '${String(wire)}' is not supported, expected one of ${WIRE_DTYPES.join(', ')}`,
+    );
+  }
+  return w;
 }
 
 export function checkF32(fn: string, name: string, a: unknown): void {

@@ -8,11 +8,11 @@
 // Payloads that a collective consumes or forwards arrive in pooled scratch buffers: a buffer
 // goes back to the pool once delivered, or, if the collective forwarded it, once the
 // transport is done reading it.
-import type { RingPort } from '../collectives/types.ts';
+import { elemBytes, type Payload, type RingPort } from '../collectives/types.ts';
 import { CollectiveMismatchError, ZeroringError, type CollectiveCall } from '../errors.ts';
 import { ScratchPool } from '../scratch-pool.ts';
 import type { RingTransport } from '../transport/ring.ts';
-import { asFloat32, bytesOf, INLINE_MAX_BYTES, MsgType, type DataHeader } from '../transport/wire.ts';
+import { asFloat32, asUint16, bytesOf, INLINE_MAX_BYTES, MsgType, type DataHeader } from '../transport/wire.ts';
 import type { Op, OpQueue } from './op-queue.ts';
 import type { GroupState } from './state.ts';
 
@@ -94,10 +94,11 @@ export class DataPath {
    */
   payloadTarget(h: DataHeader, bytes: number): Uint8Array | null {
     const op = this.ops.running;
-    if (this.state.failure || bytes % 4 !== 0) return null;
+    const size = elemBytes(h.d);
+    if (this.state.failure || bytes % size !== 0) return null;
     if (this.ops.isAhead(h.q)) return (this.scratchTaken = this.scratch.take(bytes));
     if (!op?.coll?.receiveInto || h.q !== op.call.seq || !sameCall(op.call, h)) return null;
-    const into = op.coll.receiveInto(h.s, h.k, bytes / 4);
+    const into = op.coll.receiveInto(h.s, h.k, bytes / size);
     if (into === 'scratch') return (this.scratchTaken = this.scratch.take(bytes));
     return into ? bytesOf(into) : null;
   }
@@ -125,7 +126,7 @@ export class DataPath {
     }
   }
 
-  private sendChunk(step: number, chunk: number, data: Float32Array): void {
+  private sendChunk(step: number, chunk: number, data: Payload): void {
     const op = this.ops.running!;
     const c = op.call;
     // Thrown into the collective's start()/onChunk(), whose callers fail the group with it.
@@ -184,7 +185,8 @@ export class DataPath {
     const c = op.call;
     if (!sameCall(c, h)) throw this.mismatch(c, h);
     op.lastProgress = Date.now();
-    op.coll!.onChunk(h.s, h.k, asFloat32(payload));
+    // The tags matched, so the payload holds elements of this call's dtype.
+    op.coll!.onChunk(h.s, h.k, c.dtype === 'float32' ? asFloat32(payload) : asUint16(payload));
   }
 
   /** This rank's call and the previous rank's, as the mismatch error shows them. */

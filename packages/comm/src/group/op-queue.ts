@@ -5,7 +5,7 @@
 //
 // A call completes when its collective expects nothing more and the socket has taken what it
 // sent: the user's buffer may be read by the socket until then.
-import type { Collective, CollectiveKind, RingPort } from '../collectives/types.ts';
+import type { Collective, CollectiveKind, Payload, RingPort } from '../collectives/types.ts';
 import type { CollectiveCall } from '../errors.ts';
 import type { RingTransport } from '../transport/ring.ts';
 import type { GroupState } from './state.ts';
@@ -15,10 +15,10 @@ export type NewCall = Omit<CollectiveCall, 'seq'> & { kind: CollectiveKind };
 
 export interface Op {
   call: CollectiveCall & { kind: CollectiveKind };
-  make: (port: RingPort) => Collective;
+  make: (port: RingPort) => Collective<Payload>;
   resolve: () => void;
   reject: (e: Error) => void;
-  coll?: Collective;
+  coll?: Collective<Payload>;
   completing?: boolean;
   lastProgress: number;
 }
@@ -43,7 +43,7 @@ export class OpQueue {
     return this.current;
   }
 
-  enqueue(call: NewCall, make: (p: RingPort) => Collective): Promise<void> {
+  enqueue(call: NewCall, make: (p: RingPort) => Collective<Payload>): Promise<void> {
     const full = { ...call, seq: this.nextSeq++, op: call.op ?? '' };
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ call: full, make, resolve, reject, lastProgress: Date.now() });

@@ -6,7 +6,7 @@
 // The failure is the job's (job-failure.ts): a subgroup's failure fails the world ring too.
 // Details: docs/internals.md#ring-group
 import type { Logger } from '@zeroring/core';
-import type { Collective, RingPort } from '../collectives/types.ts';
+import type { Collective, Payload, RingPort } from '../collectives/types.ts';
 import { describeCall, fromWire, PeerLostError, toWire, ZeroringError } from '../errors.ts';
 import { CloseCode } from '../transport/conn.ts';
 import type { RingTransport, Side } from '../transport/ring.ts';
@@ -54,7 +54,7 @@ export class RingGroup {
     });
   }
 
-  enqueue(call: NewCall, make: (p: RingPort) => Collective): Promise<void> {
+  enqueue(call: NewCall, make: (p: RingPort) => Collective<Payload>): Promise<void> {
     if (this.state.failure) return Promise.reject(this.state.failure);
     return this.ops.enqueue(call, make);
   }
@@ -120,6 +120,11 @@ export class RingGroup {
     this.watchdog.stop();
     this.ring.sendControl({ t: MsgType.Abort, e: toWire(e), from: this.state.rank });
     void this.ring.close(CloseCode.abort, 'abort').catch(() => undefined);
+  }
+
+  /** Payload bytes this group's collectives have sent to the next rank. */
+  get bytesSent(): number {
+    return this.ring.payloadBytesSent;
   }
 
   /** How large payloads travel on each ring link. */

@@ -43,6 +43,8 @@ export class RingTransport {
   private creditMask = 0;
   /** Whether the links keep the process alive; changed at most twice per collective, so only on change. */
   private ref: boolean | null = null;
+  /** Payload bytes of the data messages sent to the next rank so far (headers not counted). */
+  payloadBytesSent = 0;
 
   private constructor(
     readonly rank: number,
@@ -93,6 +95,7 @@ export class RingTransport {
    * later: `released` is called once nothing reads them any more (not at all if the link is lost).
    */
   send(h: DataHeader, payload: Uint8Array, released?: () => void): void {
+    this.payloadBytesSent += payload.byteLength;
     this.outbox.send(h, payload, released);
   }
 

@@ -20,7 +20,7 @@ const DATA_HEADER_BYTES = 32;
 // 'send': a point-to-point message (group/p2p.ts); appended, so the codes before it stay as they were.
 const KINDS = ['', 'allReduce', 'reduceScatter', 'allGather', 'broadcast', 'barrier', 'send'];
 const OPS = ['', 'sum', 'avg', 'max', 'min'];
-const DTYPES = ['', 'float32'];
+const DTYPES = ['', 'float32', 'bfloat16', 'float16'];
 
 function codeOf(table: string[], what: string, v: string): number {
   const i = table.indexOf(v);
@@ -212,6 +212,16 @@ export function asFloat32(bytes: Uint8Array): Float32Array {
   return out;
 }
 
-export function bytesOf(a: Float32Array): Uint8Array {
+/** asFloat32 for 16-bit elements (the encodings of a 16-bit wire; collectives/half.ts). */
+export function asUint16(bytes: Uint8Array): Uint16Array {
+  if (bytes.byteLength % 2 !== 0)
+    throw new Error(`payload of ${bytes.byteLength} bytes is not a whole number of 16-bit elements`);
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  const out = new Uint16Array(bytes.byteLength / 2);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
+export function bytesOf(a: Float32Array | Uint16Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }

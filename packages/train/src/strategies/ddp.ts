@@ -5,8 +5,9 @@
 //   optimizer   AdamW on the device over every parameter (optim-replicated.ts)
 // which is LocalStrategy with its gradients averaged over ranks: everything after the reduction
 // is one-process training, and since every rank applies the same update to the same averaged
-// gradient, ranks stay bit-identical without ever sending parameters again.
-import type { ReduceOp } from '@zeroring/comm';
+// gradient, ranks stay bit-identical without ever sending parameters again. A comm hook (torch's
+// register_comm_hook; @zeroring/comm's hooks) replaces the plain average of each bucket.
+import type { CommHook, ReduceOptions } from '@zeroring/comm';
 import { DEFAULT_BUCKET_BYTES, DEFAULT_FIRST_BUCKET_BYTES, type Bucket } from './buckets.ts';
 import { BucketedAllReduce } from './grads-bucketed.ts';
 import type { LocalStrategyOptions } from './local.ts';
@@ -16,7 +17,7 @@ import { ReplicatedStrategy } from './replicated.ts';
 export interface DDPComm {
   readonly rank: number;
   readonly worldSize: number;
-  allReduce(buf: Float32Array, opts?: { op?: ReduceOp }): Promise<unknown>;
+  allReduce(buf: Float32Array, opts?: ReduceOptions): Promise<unknown>;
   broadcast(buf: Float32Array, root: number): Promise<unknown>;
 }
 
@@ -34,12 +35,19 @@ export interface DDPStrategyOptions extends LocalStrategyOptions {
    * whose memory is host memory (cpu, wasm), true otherwise.
    */
   splitOnDevice?: boolean;
+  /**
+   * How each bucket is averaged over the ranks instead of the plain float32 all-reduce, torch's
+   * `register_comm_hook`: bf16CompressHook, fp16CompressHook, powerSGDHook(new PowerSGDState())
+   * from @zeroring/comm, or a user's own CommHook. Unused with world size 1.
+   */
+  commHook?: CommHook;
 }
 
 export class DDPStrategy extends ReplicatedStrategy {
   readonly name = 'ddp';
   readonly bucketBytes: number;
   readonly firstBucketBytes: number;
+  readonly commHook?: CommHook;
   private readonly allReduce: BucketedAllReduce;
 
   constructor(
@@ -48,11 +56,17 @@ export class DDPStrategy extends ReplicatedStrategy {
   ) {
     const bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     const firstBucketBytes = opts.firstBucketBytes ?? DEFAULT_FIRST_BUCKET_BYTES;
-    const grads = new BucketedAllReduce(comm, { bucketBytes, firstBucketBytes, splitOnDevice: opts.splitOnDevice });
+    const grads = new BucketedAllReduce(comm, {
+      bucketBytes,
+      firstBucketBytes,
+      splitOnDevice: opts.splitOnDevice,
+      commHook: opts.commHook,
+    });
     super({ grads, broadcast: comm, adamw: opts.adamw });
     this.allReduce = grads;
     this.bucketBytes = bucketBytes;
     this.firstBucketBytes = firstBucketBytes;
+    this.commHook = opts.commHook;
   }
 
   /** The bucket layout (after setup): which parameters share an all-reduce. */

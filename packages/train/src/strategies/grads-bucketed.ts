@@ -8,6 +8,7 @@
 // Details: docs/internals.md#bucketed-all-reduce
 import * as tf from '@tensorflow/tfjs-core';
 import { copyToHost, HOST_MEMORY_BACKENDS } from '@zeroring/backend';
+import type { CommHook, GradBucket, HookGroup } from '@zeroring/comm';
 import type { BlockModel, NamedTensors } from '../model.ts';
 import { StrategyError, type MemoryReport } from '../strategy.ts';
 import { planBuckets, type Bucket, type BucketPlan } from './buckets.ts';
@@ -26,6 +27,11 @@ export interface BucketedAllReduceOptions {
    * whose memory is host memory (cpu, wasm), true otherwise.
    */
   splitOnDevice?: boolean;
+  /**
+   * Reduces each bucket instead of the plain average all-reduce (torch's register_comm_hook):
+   * compression, say. Hooks run one at a time, in bucket order. None with world size 1.
+   */
+  commHook?: CommHook;
 }
 
 interface InFlight {
@@ -48,6 +54,8 @@ export class BucketedAllReduce implements FullGradReducer {
   private syncDisabled = false;
   /** A bucket read back this step held NaN or Inf before its all-reduce (device backends only). */
   private sawNonFinite = false;
+  /** Optimizer steps done: the bucket's step for a comm hook. */
+  private step = 0;
   private flatsOnDevice = 0;
   private hostBytes = 0;
   private peakDeviceGradBytes = 0;
@@ -56,7 +64,7 @@ export class BucketedAllReduce implements FullGradReducer {
   private readonly hostBuffers = new HostBufferPool();
 
   constructor(
-    private readonly comm: { worldSize: number; allReduce(buf: Float32Array, o?: { op?: 'avg' }): Promise<unknown> },
+    private readonly comm: HookGroup,
     private readonly opts: BucketedAllReduceOptions,
   ) {
     for (const k of ['bucketBytes', 'firstBucketBytes'] as const) {
@@ -159,7 +167,13 @@ export class BucketedAllReduce implements FullGradReducer {
     return HOST_MEMORY_BACKENDS.has(tf.getBackend()) ? undefined : this.sawNonFinite;
   }
 
+  /** A restored run goes on from `step` optimizer steps (a comm hook's schedule counts on it). */
+  resumeAt(step: number): void {
+    this.step = step;
+  }
+
   afterStep(): void {
+    this.step++;
     this.sawNonFinite = false;
     // Only now: on the cpu backend the gradient tensors were views of these buffers.
     if (HOST_MEMORY_BACKENDS.has(tf.getBackend())) for (const buf of this.reduced.values()) this.hostBuffers.give(buf);
@@ -237,7 +251,7 @@ export class BucketedAllReduce implements FullGradReducer {
     }
   }
 
-  /** Flatten a complete bucket, read it back once and issue its average all-reduce. */
+  /** Flatten a complete bucket, read it back once and issue its average all-reduce (or its hook). */
   private launch(b: Bucket, got: Map<string, tf.Tensor>): void {
     const pieces = b.slots.map((s) => got.get(s.name)!);
     const flat = tf.tidy(() =>
@@ -251,6 +265,7 @@ export class BucketedAllReduce implements FullGradReducer {
     const read = hostBacked
       ? Promise.resolve(copyToHost(flat, this.hostBuffers.take(b.elems)))
       : (flat.data() as Promise<Float32Array>);
+    const step = this.step;
     const issued = this.issueTail
       .then(() => read)
       .then((buf) => {
@@ -261,20 +276,36 @@ export class BucketedAllReduce implements FullGradReducer {
         // This rank's own values, before the all-reduce mixes in the others': a look here names
         // the rank with a non-finite gradient without a device probe of every gradient tensor.
         if (!hostBacked && !this.sawNonFinite && !allFinite(buf)) this.sawNonFinite = true;
-        if (this.comm.worldSize === 1) return { buf, done: Promise.resolve() };
-        return { buf, done: this.comm.allReduce(buf, { op: 'avg' }) };
+        return { done: this.reduce(b, buf, step) };
       });
-    this.issueTail = issued.then(
+    // A hook may issue its collectives one after another (PowerSGD: P, then Q from P): the next
+    // bucket waits for the whole hook, so every rank issues them all in one order. The plain
+    // all-reduce is one collective, queued at once: the next bucket only waits for that.
+    const turn = this.opts.commHook ? issued.then(({ done }) => done) : issued;
+    this.issueTail = turn.then(
       () => undefined,
       () => undefined,
     );
-    const result = issued.then(async ({ buf, done }) => {
-      await done;
-      return buf;
-    });
+    const result = issued.then(({ done }) => done);
     // Awaited in wait(); until then a failure must not count as unhandled.
     result.catch(() => undefined);
     this.inFlight.push({ bucket: b.index, result });
+  }
+
+  /** The bucket's average over the ranks: the comm hook's, or the plain all-reduce's. */
+  private reduce(b: Bucket, buf: Float32Array, step: number): Promise<Float32Array> {
+    const hook = this.opts.commHook;
+    if (this.comm.worldSize === 1) return Promise.resolve(buf);
+    if (!hook) return this.comm.allReduce(buf, { op: 'avg' }).then(() => buf);
+    const params = b.slots.map(({ name, shape, offset, size }) => ({ name, shape, offset, size }));
+    const bucket: GradBucket = { index: b.index, buffer: buf, step, params };
+    return hook(bucket, this.comm).then((out) => {
+      if (out instanceof Float32Array && out.length === b.elems) return out;
+      const got = out instanceof Float32Array ? `${out.length} elements` : String(out);
+      throw new StrategyError(
+        `comm hook returned ${got} for bucket ${b.index}, expected a Float32Array of its ${b.elems} elements`,
+      );
+    });
   }
 
   private notePeaks(): void {

@@ -37,6 +37,8 @@ export interface FullGradReducer {
   issued(): Promise<void>;
   /** The optimizer step is done with what take() handed over. */
   afterStep(): void;
+  /** A restored run goes on after `step` optimizer steps (for reducers that count steps). */
+  resumeAt?(step: number): void;
   /**
    * Whether this rank's own gradients of the step held NaN or Inf, where the reducer saw them on
    * the host before they were mixed with other ranks' (after wait()); undefined when it did not look.

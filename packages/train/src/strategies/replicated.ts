@@ -150,6 +150,7 @@ export abstract class ReplicatedStrategy implements Strategy {
       values.set(spec.name, { param: got[3 * i], m: got[3 * i + 1], v: got[3 * i + 2] }),
     );
     opt.restore(params, values, source.t);
+    this.reducer.resumeAt?.(source.t);
   }
 
   async dispose(): Promise<void> {
