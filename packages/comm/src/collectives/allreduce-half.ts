@@ -5,8 +5,8 @@
 // result to forward it, as torch's fp16/bf16 compress hooks amount to on a ring (the sum is
 // rounded to 16 bits at every hop, never accumulated in 16 bits). The owner of a segment rounds
 // its final value to 16 bits too, so every rank ends with the very values that travelled:
-// bit-identical everywhere, each a value of the 16-bit type. Always the ring, for any size: the
-// small-buffer gather algorithm would need n-1 whole buffers decoded per rank.
+// bit-identical everywhere, each a value of the 16-bit type. Small buffers take
+// allreduce-half-gather.ts instead, by the float32 call's rule.
 import { codecOf, type HalfCodec, type HalfDtype } from './half.ts';
 import { mod, SegmentPlan } from './plan.ts';
 import { combine, scale } from './reduce-ops.ts';

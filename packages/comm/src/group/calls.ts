@@ -6,6 +6,7 @@ import { AllGather } from '../collectives/allgather.ts';
 import { AllReduce } from '../collectives/allreduce.ts';
 import { GatherAllReduce } from '../collectives/allreduce-gather.ts';
 import { HalfAllReduce } from '../collectives/allreduce-half.ts';
+import { HalfGatherAllReduce } from '../collectives/allreduce-half-gather.ts';
 import { codecOf, roundTo } from '../collectives/half.ts';
 import { Barrier } from '../collectives/barrier.ts';
 import { Broadcast } from '../collectives/broadcast.ts';
@@ -47,15 +48,16 @@ export function allReduceCall(buf: Float32Array, opts: ReduceOptions, smallBytes
   const op = checkOp(opts.op);
   checkF32('allReduce', 'buf', buf);
   const wire = checkWire(opts.wire);
+  // Latency-bound sizes take the gather algorithm (fewer hops), the rest the bandwidth-optimal ring.
+  const small = smallBytes > 0 && buf.byteLength <= smallBytes;
   if (wire !== 'float32') {
+    // The same choice of algorithm by the float32 size: the 16-bit call sends exactly half the bytes.
     return {
       call: { kind: 'allReduce', op, count: buf.length, dtype: wire },
-      make: (p) => new HalfAllReduce(p, buf, op, wire),
+      make: (p) => (small ? new HalfGatherAllReduce(p, buf, op, wire) : new HalfAllReduce(p, buf, op, wire)),
       alone: () => roundTo(codecOf(wire), buf),
     };
   }
-  // Latency-bound sizes take the gather algorithm (fewer hops), the rest the bandwidth-optimal ring.
-  const small = smallBytes > 0 && buf.byteLength <= smallBytes;
   return {
     call: { kind: 'allReduce', op, count: buf.length, dtype: 'float32' },
     make: (p) => (small ? new GatherAllReduce(p, buf, op) : new AllReduce(p, buf, op)),
