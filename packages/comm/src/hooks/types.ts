@@ -37,7 +37,7 @@ export interface HookGroup {
 /**
  * Resolves with the bucket's gradient averaged over the ranks: `bucket.buffer` reduced in place,
  * or a new Float32Array of its length; the same values on every rank, or the ranks' parameters
- * drift apart. DDP runs the hooks of a step one at a time, in bucket order, so a hook may issue
+ * drift apart. DDP runs the hooks of a step one at a time, in bucket order, so a hook may call
  * any number of collectives on `group`, in any order that every rank follows: an order that
  * depends on the step, the bucket and values every rank shares, never on this rank's own data.
  * A collective's failure (PeerLostError, CollectiveMismatchError, ...) should be let through.

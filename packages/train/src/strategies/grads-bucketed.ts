@@ -251,7 +251,7 @@ export class BucketedAllReduce implements FullGradReducer {
     }
   }
 
-  /** Flatten a complete bucket, read it back once and issue its average all-reduce (or its hook). */
+  /** Flatten a complete bucket, read it back once and start its average all-reduce (or its hook). */
   private launch(b: Bucket, got: Map<string, tf.Tensor>): void {
     const pieces = b.slots.map((s) => got.get(s.name)!);
     const flat = tf.tidy(() =>
@@ -278,8 +278,8 @@ export class BucketedAllReduce implements FullGradReducer {
         if (!hostBacked && !this.sawNonFinite && !allFinite(buf)) this.sawNonFinite = true;
         return { done: this.reduce(b, buf, step) };
       });
-    // A hook may issue its collectives one after another (PowerSGD: P, then Q from P): the next
-    // bucket waits for the whole hook, so every rank issues them all in one order. The plain
+    // A hook may call its collectives one after another (PowerSGD: P, then Q from P): the next
+    // bucket waits for the whole hook, so every rank calls them all in one order. The plain
     // all-reduce is one collective, queued at once: the next bucket only waits for that.
     const turn = this.opts.commHook ? issued.then(({ done }) => done) : issued;
     this.issueTail = turn.then(
