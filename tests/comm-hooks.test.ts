@@ -6,6 +6,7 @@
 // step the float32 all-reduce bit for bit; error feedback loses nothing (Σ outputs + residual =
 // T · average) and makes the running mean converge. Results are bit-identical on every rank.
 // A rank sending bfloat16 where another sends float32 fails the group with CollectiveMismatchError.
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { explain, runJob } from './fixtures/comm/spawn.ts';
@@ -28,9 +29,14 @@ describe('comm hooks over real processes', () => {
         expect(r.result!.failures, why).toEqual([]);
       }
       for (const r of rs) expect(r.result!.hashes, why).toEqual(rs[0]!.result!.hashes);
+      // Where ranks outnumber the cores, the large 16-bit chunks went through shared memory.
+      const shm = worldSize > availableParallelism();
+      for (const r of rs)
+        expect(r.result!.links).toEqual(shm ? { prev: 'shm', next: 'shm' } : { prev: 'tcp', next: 'tcp' });
       const f = rs[0]!.result!.figures as Record<string, number>;
       // A bucket of 65 537 floats: the ring moves 2(n-1)/n of it per rank, half as many bytes in 16 bits.
       expect(f.bf16Bytes65537).toBe(f.float32Bytes65537 / 2);
+      expect(f.bf16Bytes1048583).toBe(f.float32Bytes1048583 / 2);
       expect(f.fp16Bytes65537).toBe(f.float32Bytes65537 / 2);
       expect(f.float32Bytes65537).toBeGreaterThan((65537 * 4 * (worldSize - 1)) / worldSize);
       // Error feedback: the running mean closes in on the average, which without feedback it

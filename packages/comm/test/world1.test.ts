@@ -32,4 +32,23 @@ describe('world size 1', () => {
     await pg.destroy();
     await expect(pg.barrier()).rejects.toThrow('destroyed');
   });
+
+  it('a 16-bit all-reduce alone rounds to the 16-bit type; a wrong wire is refused by name', async () => {
+    const pg = await initProcessGroup({ rank: 0, worldSize: 1 });
+    const a = new Float32Array([1 / 3, 70000, 1e-8]);
+    const b = a.slice();
+    await pg.allReduce(a, { op: 'avg', wire: 'bfloat16' });
+    expect(Array.from(a)).toEqual([0.333984375, 70144, Math.fround(1.0011717677116394e-8)]);
+    await pg.allReduce(b, { op: 'sum', wire: 'float16' });
+    expect(Array.from(b)).toEqual([0.333251953125, Infinity, 0]);
+    // @ts-expect-error a wrong wire from untyped callers
+    await expect(pg.allReduce(a, { wire: 'int8' })).rejects.toThrow(
+      "allReduce: wire 'int8' is not supported, expected one of float32, bfloat16, float16",
+    );
+    await expect(pg.reduceScatter(a, new Float32Array(3), { wire: 'bfloat16' })).rejects.toThrow(
+      "reduceScatter: wire 'bfloat16' is not supported, expected float32",
+    );
+    expect(pg.bytesSent).toBe(0);
+    await pg.destroy();
+  });
 });

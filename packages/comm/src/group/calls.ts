@@ -72,6 +72,11 @@ export function reduceScatterCall(
   worldSize: number,
 ): CallSpec {
   const op = checkOp(opts.op);
+  if ((opts.wire ?? 'float32') !== 'float32') {
+    throw new ConfigError(
+      `reduceScatter: wire '${String(opts.wire)}' is not supported, expected float32 (a 16-bit wire is allReduce's)`,
+    );
+  }
   checkF32('reduceScatter', 'input', input);
   checkF32('reduceScatter', 'output', output);
   if (input.length !== worldSize * output.length) {
