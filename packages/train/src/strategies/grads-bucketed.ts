@@ -299,13 +299,16 @@ export class BucketedAllReduce implements FullGradReducer {
     if (!hook) return this.comm.allReduce(buf, { op: 'avg' }).then(() => buf);
     const params = b.slots.map(({ name, shape, offset, size }) => ({ name, shape, offset, size }));
     const bucket: GradBucket = { index: b.index, buffer: buf, step, params };
-    return hook(bucket, this.comm).then((out) => {
-      if (out instanceof Float32Array && out.length === b.elems) return out;
-      const got = out instanceof Float32Array ? `${out.length} elements` : String(out);
-      throw new StrategyError(
-        `comm hook returned ${got} for bucket ${b.index}, expected a Float32Array of its ${b.elems} elements`,
-      );
-    });
+    // A user's hook that throws at once fails this bucket like one that rejects.
+    return Promise.resolve(bucket)
+      .then((x) => hook(x, this.comm))
+      .then((out) => {
+        if (out instanceof Float32Array && out.length === b.elems) return out;
+        const got = out instanceof Float32Array ? `${out.length} elements` : String(out);
+        throw new StrategyError(
+          `comm hook returned ${got} for bucket ${b.index}, expected a Float32Array of its ${b.elems} elements`,
+        );
+      });
   }
 
   private notePeaks(): void {
