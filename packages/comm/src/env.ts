@@ -1,7 +1,7 @@
 // Options of initProcessGroup, defaulted from torchrun's environment (RANK, WORLD_SIZE,
 // MASTER_ADDR, MASTER_PORT, ...) plus zeroring's own ZERORING_* variables, and checked up
 // front so that a bad value is named with the expected one before any socket opens.
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { ConfigError } from './errors.ts';
 
 export interface InitOptions {
@@ -46,7 +46,17 @@ export interface InitOptions {
    * memory stays on TCP.
    */
   sharedMemory?: boolean;
+  /**
+   * With several nodes of several ranks each, large all-reduces of the world group reduce
+   * within each node, across nodes, then gather within each node (ZERORING_HIERARCHICAL=1; 0:
+   * the flat ring). Default: hierarchical wherever the layout allows it. Must be the same on
+   * every rank.
+   */
+  hierarchical?: boolean;
 }
+
+/** ZERORING_HIERARCHICAL as resolved: forced on or off, or chosen by the node layout. */
+export type HierarchicalSetting = 'auto' | 'on' | 'off';
 
 export interface ResolvedOptions {
   rank: number;
@@ -64,6 +74,12 @@ export interface ResolvedOptions {
   chunkBytes: number;
   smallAllReduceBytes: number;
   sharedMemory: boolean;
+  hierarchical: HierarchicalSetting;
+  /**
+   * This process's node, as the ranks compare it: the launcher's node rank (GROUP_RANK) where
+   * set, which also tells apart nodes emulated on one machine, else the hostname.
+   */
+  node: string;
   /** Restart attempt (ZERORING_RESTART_COUNT / TORCHELASTIC_RESTART_COUNT): namespaces store keys. */
   restartCount: number;
 }
@@ -170,6 +186,11 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
   const sharedMemory =
     o.sharedMemory ??
     (shmEnv === undefined || shmEnv === '' ? defaultSharedMemory(localWorldSize) : shmEnv === '1' || shmEnv === 'true');
+  const hierEnv = env.ZERORING_HIERARCHICAL;
+  if (hierEnv !== undefined && hierEnv !== '' && !['0', '1', 'true', 'false'].includes(hierEnv))
+    throw new ConfigError(`ZERORING_HIERARCHICAL=${JSON.stringify(hierEnv)}, expected 1 or 0 (true or false)`);
+  const hierOn = o.hierarchical ?? (hierEnv === undefined || hierEnv === '' ? undefined : /^(1|true)$/.test(hierEnv));
+  const hierarchical: HierarchicalSetting = hierOn === undefined ? 'auto' : hierOn ? 'on' : 'off';
   const restartCount = intFrom(
     'ZERORING_RESTART_COUNT',
     env.ZERORING_RESTART_COUNT ?? env.TORCHELASTIC_RESTART_COUNT,
@@ -191,6 +212,8 @@ export function resolveOptions(o: InitOptions = {}, env: Env = process.env): Res
     chunkBytes,
     smallAllReduceBytes,
     sharedMemory,
+    hierarchical,
+    node: env.GROUP_RANK ? `node ${env.GROUP_RANK}` : `host ${hostname()}`,
     restartCount,
   };
 }

@@ -5,6 +5,8 @@
 // neighbours' liveness and turns the first failure into the same typed error on every rank.
 // Point to point (group/p2p.ts) runs beside the ring on links opened on demand; newGroup
 // (group/subgroups.ts) builds a group of its own ring. All of them share the job's failure.
+// With several nodes of several ranks, the world group's large all-reduces run hierarchically
+// (group/hierarchy.ts), as the node layout learnt at the rendezvous allows (group/node-layout.ts).
 import { resolveOptions, type InitOptions, type ResolvedOptions } from './env.ts';
 import { ConfigError, ZeroringError } from './errors.ts';
 import { getLogger, type Logger } from '@zeroring/core';
@@ -18,7 +20,9 @@ import {
   type CallSpec,
   type ReduceOptions,
 } from './group/calls.ts';
+import { Hierarchy } from './group/hierarchy.ts';
 import { JobFailure } from './group/job-failure.ts';
+import { describeLayout, planLayout, type NodeLayout } from './group/node-layout.ts';
 import { PointToPoint } from './group/p2p.ts';
 import { RingGroup } from './group/ring-group.ts';
 import { checkGroupRanks, connectSubRing, type GroupNet } from './group/subgroups.ts';
@@ -36,10 +40,25 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const log = getLogger({ component: 'comm', ...(process.env.RANK === undefined ? { rank: o.rank } : {}) });
   if (o.worldSize === 1) return new ProcessGroup(o, log, null);
   const rdzv = await rendezvous(o, log);
-  log.debug({ worldSize: o.worldSize }, 'process group ready');
+  let layout: NodeLayout;
+  try {
+    layout = planLayout(rdzv.nodes);
+  } catch (e) {
+    // Every rank read the same records, so every rank refuses alike: nobody waits for a ring.
+    await rdzv.ring.close();
+    rdzv.store.close();
+    await rdzv.storeServer?.close();
+    throw e;
+  }
+  const how = layout.hierarchical ? 'hierarchical' : `flat ring (${layout.flatBecause})`;
+  log.debug(
+    { worldSize: o.worldSize, layout: describeLayout(layout.nodes) },
+    `process group ready; all-reduce: ${how}`,
+  );
   const { store, prefix, bindHost, advertiseHost } = rdzv;
-  const net: GroupNet = { store, prefix, bindHost, advertiseHost, job: new JobFailure() };
-  return new ProcessGroup(o, log, rdzv.ring, net, rdzv.store, rdzv.storeServer);
+  const net: GroupNet = { store, prefix, bindHost, advertiseHost, job: new JobFailure(), nodeOf: layout.nodeOf };
+  const hier = layout.hierarchical ? new Hierarchy({ ...o, net, log }, layout) : null;
+  return new ProcessGroup(o, log, rdzv.ring, net, rdzv.store, rdzv.storeServer, undefined, hier);
 }
 
 export class ProcessGroup {
@@ -66,6 +85,8 @@ export class ProcessGroup {
     readonly store: StoreClient | null = null,
     private readonly storeServer: StoreServer | null = null,
     ranks?: number[],
+    /** The hierarchical all-reduce's rings (the world group over several nodes), else null. */
+    private readonly hier: Hierarchy | null = null,
   ) {
     this.rank = o.rank;
     this.worldSize = o.worldSize;
@@ -90,12 +111,44 @@ export class ProcessGroup {
   }
 
   /**
-   * Payload bytes this group's collectives have sent to the next rank so far (message headers and
-   * point-to-point sends not counted): what a collective costs on the wire is the difference
-   * across it. 0 with world size 1.
+   * Payload bytes this group's collectives have sent so far (message headers and point-to-point
+   * sends not counted), on this group's ring and, for a hierarchical all-reduce, on the node
+   * rings: what a collective costs on the wire is the difference across it. 0 with world size 1.
    */
   get bytesSent(): number {
-    return this.group?.bytesSent ?? 0;
+    const h = this.hier?.bytesSent();
+    return (this.group?.bytesSent ?? 0) + (h ? h.node + h.across : 0);
+  }
+
+  /**
+   * bytesSent split by whether the receiving rank runs on another node (interNode) or on this
+   * one (intraNode), by the node layout learnt at the rendezvous.
+   */
+  bytesSentByNode(): { interNode: number; intraNode: number } {
+    const out = { interNode: 0, intraNode: 0 };
+    const nodeOf = this.net?.nodeOf;
+    if (!this.group || !nodeOf) return out;
+    const next = this.ranks[(this.rank + 1) % this.worldSize]!;
+    const across = nodeOf[next] !== nodeOf[this.ranks[this.rank]!];
+    out[across ? 'interNode' : 'intraNode'] += this.group.bytesSent;
+    const h = this.hier?.bytesSent();
+    if (h) {
+      out.intraNode += h.node;
+      out.interNode += h.across;
+    }
+    return out;
+  }
+
+  /**
+   * Where this group's ranks run, as learnt at the rendezvous: how many nodes, and whether its
+   * large float32 all-reduces run hierarchically (only the world group's do).
+   */
+  get topology(): { nodes: number; hierarchical: boolean } {
+    const nodeOf = this.net?.nodeOf;
+    return {
+      nodes: nodeOf ? new Set(this.ranks.map((r) => nodeOf[r])).size : 1,
+      hierarchical: this.hier !== null,
+    };
   }
 
   /**
@@ -104,7 +157,7 @@ export class ProcessGroup {
    * as 16-bit values on every rank (collectives/allreduce-half.ts).
    */
   async allReduce(buf: Float32Array, opts: ReduceOptions = {}): Promise<void> {
-    return this.run(allReduceCall(buf, opts, this.smallAllReduceBytes));
+    return this.run(allReduceCall(buf, opts, this.smallAllReduceBytes, this.hier));
   }
 
   /** output = this rank's segment of the reduction of every rank's input; input.length = worldSize * output.length. */
@@ -189,6 +242,8 @@ export class ProcessGroup {
     for (const child of this.children.splice(0)) await child.destroy();
     await this.p2p?.close(this.timeoutMs);
     await this.group?.close(this.timeoutMs);
+    // After the world ring: its calls are over, so nothing runs on the node rings any more.
+    await this.hier?.close(this.timeoutMs);
     this.store?.close();
     await this.storeServer?.close();
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../src/errors.ts';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { DEFAULT_TIMEOUT_MS, defaultSharedMemory, resolveOptions } from '../src/env.ts';
 
 describe('resolveOptions', () => {
@@ -74,6 +74,22 @@ describe('resolveOptions', () => {
     );
   });
 
+  it('hierarchical all-reduce: chosen by the layout unless ZERORING_HIERARCHICAL or the option says', () => {
+    const hier = (env: Record<string, string>, hierarchical?: boolean) =>
+      resolveOptions(hierarchical === undefined ? {} : { hierarchical }, env).hierarchical;
+    expect(hier({})).toBe('auto');
+    expect(hier({ ZERORING_HIERARCHICAL: '' })).toBe('auto');
+    expect(hier({ ZERORING_HIERARCHICAL: '1' })).toBe('on');
+    expect(hier({ ZERORING_HIERARCHICAL: 'true' })).toBe('on');
+    expect(hier({ ZERORING_HIERARCHICAL: '0' })).toBe('off');
+    expect(hier({ ZERORING_HIERARCHICAL: '1' }, false)).toBe('off');
+  });
+
+  it('names the node by the launcher node rank (GROUP_RANK), else by the hostname', () => {
+    expect(resolveOptions({}, { GROUP_RANK: '3' }).node).toBe('node 3');
+    expect(resolveOptions({}, {}).node).toBe(`host ${hostname()}`);
+  });
+
   it('options win over the environment', () => {
     expect(resolveOptions({ rank: 1, worldSize: 2, token: 't' }, { RANK: '0', WORLD_SIZE: '5' })).toMatchObject({
       rank: 1,
@@ -95,6 +111,7 @@ describe('resolveOptions', () => {
     ],
     [{ ZERORING_TIMEOUT_MS: '0' }, 'ZERORING_TIMEOUT_MS=0 is out of range'],
     [{ ZERORING_SHM: 'no' }, 'ZERORING_SHM="no", expected 1 or 0'],
+    [{ ZERORING_HIERARCHICAL: 'yes' }, 'ZERORING_HIERARCHICAL="yes", expected 1 or 0 (true or false)'],
   ])('rejects %j', (env, msg) => {
     expect(() => resolveOptions({}, env)).toThrow(ConfigError);
     expect(() => resolveOptions({}, env)).toThrow(msg);

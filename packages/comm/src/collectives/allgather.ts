@@ -78,3 +78,33 @@ export class AllGather implements Collective {
     return this.phase.receiveInto(step, chunk, elems);
   }
 }
+
+/**
+ * The all-gather half of the ring all-reduce alone, in place and on any length: each rank
+ * holds segment `rank` of buf (cut as the all-reduce cuts it, plan.ts), and every segment ends
+ * up on every rank. The hierarchical all-reduce runs it among the ranks of a node.
+ */
+export class AllGatherInPlace implements Collective {
+  private readonly phase: AllGatherPhase;
+
+  constructor(port: RingPort, buf: Float32Array) {
+    const plan = new SegmentPlan(buf.length, port.worldSize, port.chunkElems);
+    this.phase = new AllGatherPhase(port, plan, buf, 0);
+  }
+
+  get expecting(): number {
+    return this.phase.expecting;
+  }
+
+  start(): void {
+    this.phase.sendAllOwn();
+  }
+
+  onChunk(step: number, chunk: number, data: Float32Array): void {
+    this.phase.onChunk(step, chunk, data);
+  }
+
+  receiveInto(step: number, chunk: number, elems: number): Float32Array | null {
+    return this.phase.receiveInto(step, chunk, elems);
+  }
+}

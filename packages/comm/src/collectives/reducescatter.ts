@@ -88,3 +88,34 @@ export class ReduceScatter implements Collective {
     return 'scratch';
   }
 }
+
+/**
+ * The reduce-scatter half of the ring all-reduce alone, in place and on any length: buf is cut
+ * as the all-reduce cuts it (plan.ts), and segment `rank` of buf becomes that segment reduced
+ * over every rank; the other segments are read, never written. The hierarchical all-reduce
+ * runs it among the ranks of a node.
+ */
+export class ReduceScatterInPlace implements Collective {
+  private readonly phase: ReduceScatterPhase;
+
+  constructor(port: RingPort, buf: Float32Array, op: ReduceOp) {
+    const plan = new SegmentPlan(buf.length, port.worldSize, port.chunkElems);
+    this.phase = new ReduceScatterPhase(port, plan, op, buf, buf, 0);
+  }
+
+  get expecting(): number {
+    return this.phase.expecting;
+  }
+
+  start(): void {
+    this.phase.start();
+  }
+
+  onChunk(step: number, chunk: number, data: Float32Array): void {
+    this.phase.onChunk(step, chunk, data);
+  }
+
+  receiveInto(): 'scratch' {
+    return 'scratch';
+  }
+}

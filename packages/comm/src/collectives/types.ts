@@ -35,6 +35,11 @@ export interface RingPort {
    * the collective completes (the process group waits for the socket to take them).
    */
   send(step: number, chunk: number, data: Payload): void;
+  /**
+   * For a collective whose work runs on other groups (Collective.delegated): that work is over,
+   * so the call may complete; or it failed, which fails the group (and the job) with `e`.
+   */
+  settled(c: Collective<Payload>, e?: unknown): void;
 }
 
 /** A collective over chunks of type T (Float32Array for float32 calls, Uint16Array for 16-bit ones). */
@@ -55,6 +60,12 @@ export interface Collective<T extends Payload = Float32Array> {
   receiveInto?(step: number, chunk: number, elems: number): T | 'scratch' | null;
   /** Messages still expected from the previous rank; 0 means this rank's part is done. */
   readonly expecting: number;
+  /**
+   * Optional: true while part of the call runs on other groups' rings (the hierarchical
+   * all-reduce). The call does not complete before it is false again (port.settled), and this
+   * group's watchdog does not time it out meanwhile: the other groups' watchdogs judge that work.
+   */
+  readonly delegated?: boolean;
 }
 
 /** A message that does not fit the schedule: a bug or a corrupted peer, never silently used. */

@@ -21,6 +21,7 @@ import {
   type WireDtype,
 } from '../collectives/types.ts';
 import { ConfigError } from '../errors.ts';
+import type { Hierarchy } from './hierarchy.ts';
 import type { NewCall } from './op-queue.ts';
 
 export interface ReduceOptions {
@@ -43,8 +44,16 @@ export interface CallSpec {
 
 const nothing = (): void => undefined;
 
-/** In place: buf becomes the elementwise reduction of every rank's buf. */
-export function allReduceCall(buf: Float32Array, opts: ReduceOptions, smallBytes: number): CallSpec {
+/**
+ * In place: buf becomes the elementwise reduction of every rank's buf. With a hierarchy (the
+ * world group over several nodes), sizes past the gather's go through the node rings.
+ */
+export function allReduceCall(
+  buf: Float32Array,
+  opts: ReduceOptions,
+  smallBytes: number,
+  hier: Hierarchy | null = null,
+): CallSpec {
   const op = checkOp(opts.op);
   checkF32('allReduce', 'buf', buf);
   const wire = checkWire(opts.wire);
@@ -52,17 +61,18 @@ export function allReduceCall(buf: Float32Array, opts: ReduceOptions, smallBytes
   const small = smallBytes > 0 && buf.byteLength <= smallBytes;
   if (wire !== 'float32') {
     // The same choice of algorithm by the float32 size: the 16-bit call sends exactly half the bytes.
+    // A 16-bit wire stays on this group's ring (the hierarchical all-reduce is float32's).
     return {
       call: { kind: 'allReduce', op, count: buf.length, dtype: wire },
       make: (p) => (small ? new HalfGatherAllReduce(p, buf, op, wire) : new HalfAllReduce(p, buf, op, wire)),
       alone: () => roundTo(codecOf(wire), buf),
     };
   }
-  return {
-    call: { kind: 'allReduce', op, count: buf.length, dtype: 'float32' },
-    make: (p) => (small ? new GatherAllReduce(p, buf, op) : new AllReduce(p, buf, op)),
-    alone: nothing,
+  const make = (p: RingPort): Collective => {
+    if (small) return new GatherAllReduce(p, buf, op);
+    return hier ? hier.allReduce(p, buf, op) : new AllReduce(p, buf, op);
   };
+  return { call: { kind: 'allReduce', op, count: buf.length, dtype: 'float32' }, make, alone: nothing };
 }
 
 export function reduceScatterCall(

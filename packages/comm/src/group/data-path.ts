@@ -58,6 +58,11 @@ export class DataPath {
       send(step, chunk, data) {
         self.sendChunk(step, chunk, data);
       },
+      settled(c, e) {
+        const op = self.ops.running;
+        if (e !== undefined) return self.fail(asZeroring(e));
+        if (op?.coll === c && !self.state.failure) self.ops.maybeComplete(op);
+      },
     };
   }
 

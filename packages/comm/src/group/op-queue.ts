@@ -57,9 +57,9 @@ export class OpQueue {
     return typeof q === 'number' && q >= (cur ? cur.call.seq + 1 : this.nextRunSeq);
   }
 
-  /** Completes op once its collective expects nothing more and its sends have left. */
+  /** Completes op once its collective expects nothing more (here or elsewhere) and its sends have left. */
   maybeComplete(op: Op): void {
-    if (op.completing || op.coll!.expecting > 0) return;
+    if (op.completing || op.coll!.expecting > 0 || op.coll!.delegated) return;
     op.completing = true;
     // The user's buffer may still be read by the socket: hand it back only once sent.
     const flushed = this.ring.flushed();

@@ -18,6 +18,8 @@ export interface GroupNet {
   bindHost: string;
   advertiseHost: string;
   job: JobFailure;
+  /** The node index of every rank of the job (world numbering): which links leave a node. */
+  nodeOf: readonly number[];
 }
 
 /** The ranks of a new group as given, checked: distinct ranks of the parent, at least one. */

@@ -54,7 +54,8 @@ export class Watchdog {
         return new PeerLostError(rank, running ? describeCall(running.call) : null, why, this.state.rank);
       }
     }
-    if (running && now - running.lastProgress > this.timeoutMs) {
+    // Work delegated to other groups is judged by their watchdogs (their calls time out there).
+    if (running && !running.coll?.delegated && now - running.lastProgress > this.timeoutMs) {
       return new CommTimeoutError(
         `${describeCall(running.call)} made no progress for ${now - running.lastProgress} ms on rank ` +
           `${this.state.rank} (timeout ${this.timeoutMs} ms); ` +
