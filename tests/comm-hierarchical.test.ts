@@ -4,14 +4,17 @@
 // run in network namespaces where inter-node bytes cross a real bridge. The worker
 // (fixtures/comm/hier-worker.ts) checks every op on lengths 0, 1 and odd ones against a plain
 // reference, integer sums bit for bit against the flat ring of a subgroup of the same ranks,
-// counts the payload bytes each sends across nodes, and ends with a mismatched call.
+// counts the payload bytes each sends across nodes, and ends with a mismatched call; in another
+// run a rank is killed in the middle of a hierarchical all-reduce.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { leftovers, newMarker, runCli, type CliResult } from './fixtures/cli.ts';
-import { freePort } from './fixtures/comm/spawn.ts';
+import { explain, freePort, runJob } from './fixtures/comm/spawn.ts';
 import { cannotMakeNamespaces, Hosts } from './fixtures/faults/netns.ts';
 
 const WORKER = 'tests/fixtures/comm/hier-worker.ts';
+const WORKER_PATH = fileURLToPath(new URL('./fixtures/comm/hier-worker.ts', import.meta.url));
 /** The byte count's buffer: odd, so no slice splits evenly. */
 const B = 100_003;
 const COMMON = {
@@ -184,6 +187,35 @@ describe('hierarchical all-reduce over real processes, nodes emulated on loopbac
     );
     expect(new Set(refused?.map((l) => l.slice(0, 8))).size, text).toBe(4);
   }, 150_000);
+});
+
+describe('hierarchical all-reduce: a rank lost in the middle', () => {
+  it('2 nodes x 2 ranks, rank 3 killed during a 32 MiB all-reduce: PeerLostError on every other rank', async () => {
+    // Started by hand with the launcher's environment (GROUP_RANK: the node), so that no launcher
+    // stops the survivors before they report.
+    const rs = await runJob({
+      worldSize: 4,
+      scenario: 'kill',
+      worker: WORKER_PATH,
+      env: { KILL_RANK: '3', ZERORING_TIMEOUT_MS: '30000' },
+      rankEnv: (rank) => ({
+        GROUP_RANK: String(rank >> 1),
+        LOCAL_RANK: String(rank & 1),
+        LOCAL_WORLD_SIZE: '2',
+      }),
+      timeoutMs: 90_000,
+    });
+    const why = explain(rs);
+    expect(rs[3]!.signal, why).toBe('SIGKILL');
+    for (const r of rs.slice(0, 3)) {
+      expect(r.code, why).toBe(0);
+      const k = (r.result as { killed: { name: string; message: string; ms: number } }).killed;
+      expect(k.name, why).toBe('PeerLostError');
+      expect(k.message, why).toMatch(/rank \d lost/);
+      // Noticed through the closed sockets, not the timeout.
+      expect(k.ms, why).toBeLessThan(15_000);
+    }
+  }, 120_000);
 });
 
 // Namespaces on one machine still share /dev/shm, which separate hosts do not: ZERORING_SHM=0
