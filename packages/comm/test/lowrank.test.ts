@@ -69,8 +69,9 @@ describe('planCompression', () => {
   });
 });
 
-describe('low-rank products', () => {
-  const [rows, cols, r] = [9, 7, 3];
+// Rank 3 takes the general loops, rank 4 the unrolled ones.
+describe.each([3, 4])('low-rank products at rank %i', (r) => {
+  const [rows, cols] = [9, 7];
   const m = random(rows * cols, 1);
   const q = random(cols * r, 2);
   const p = random(rows * r, 3);

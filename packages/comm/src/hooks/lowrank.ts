@@ -63,6 +63,7 @@ export function multiply(
   cols: number,
   r: number,
 ): void {
+  if (r === 4) return multiply4(m, q, p, rows, cols);
   const acc = new Float64Array(r);
   for (let i = 0; i < rows; i++) {
     acc.fill(0);
@@ -85,6 +86,7 @@ export function multiplyTransposed(
   cols: number,
   r: number,
 ): void {
+  if (r === 4) return multiplyTransposed4(m, p, q, rows, cols);
   const acc = new Float64Array(cols * r);
   for (let i = 0; i < rows; i++) {
     const row = i * cols;
@@ -100,6 +102,7 @@ export function multiplyTransposed(
 
 /** m (rows x cols) = p qᵀ, with p rows x r and q cols x r. */
 export function expand(p: Float32Array, q: Float32Array, m: Float32Array, rows: number, cols: number, r: number): void {
+  if (r === 4) return expand4(p, q, m, rows, cols);
   for (let i = 0; i < rows; i++) {
     const pi = i * r;
     for (let j = 0; j < cols; j++) {
@@ -127,6 +130,66 @@ export function orthogonalize(a: Float32Array, rows: number, cols: number, epsil
       let dot = 0;
       for (let i = 0; i < rows; i++) dot += a[i * cols + c]! * a[i * cols + d]!;
       for (let i = 0; i < rows; i++) a[i * cols + d]! -= dot * a[i * cols + c]!;
+    }
+  }
+}
+
+// The three products at rank 4 (the default) with the rank loop unrolled into four locals: the
+// same arithmetic in the same order (float64 sums, one float32 rounding per element), about three
+// times as fast in V8 as the loops above, which dominate a PowerSGD step on the CPU.
+
+function multiply4(m: Float32Array, q: Float32Array, p: Float32Array, rows: number, cols: number): void {
+  for (let i = 0; i < rows; i++) {
+    const row = i * cols;
+    let a0 = 0;
+    let a1 = 0;
+    let a2 = 0;
+    let a3 = 0;
+    for (let j = 0; j < cols; j++) {
+      const v = m[row + j]!;
+      const qj = 4 * j;
+      a0 += v * q[qj]!;
+      a1 += v * q[qj + 1]!;
+      a2 += v * q[qj + 2]!;
+      a3 += v * q[qj + 3]!;
+    }
+    p[4 * i] = a0;
+    p[4 * i + 1] = a1;
+    p[4 * i + 2] = a2;
+    p[4 * i + 3] = a3;
+  }
+}
+
+function multiplyTransposed4(m: Float32Array, p: Float32Array, q: Float32Array, rows: number, cols: number): void {
+  const acc = new Float64Array(cols * 4);
+  for (let i = 0; i < rows; i++) {
+    const row = i * cols;
+    const p0 = p[4 * i]!;
+    const p1 = p[4 * i + 1]!;
+    const p2 = p[4 * i + 2]!;
+    const p3 = p[4 * i + 3]!;
+    for (let j = 0; j < cols; j++) {
+      const v = m[row + j]!;
+      const qj = 4 * j;
+      acc[qj]! += v * p0;
+      acc[qj + 1]! += v * p1;
+      acc[qj + 2]! += v * p2;
+      acc[qj + 3]! += v * p3;
+    }
+  }
+  q.set(acc);
+}
+
+function expand4(p: Float32Array, q: Float32Array, m: Float32Array, rows: number, cols: number): void {
+  for (let i = 0; i < rows; i++) {
+    const p0 = p[4 * i]!;
+    const p1 = p[4 * i + 1]!;
+    const p2 = p[4 * i + 2]!;
+    const p3 = p[4 * i + 3]!;
+    const row = i * cols;
+    for (let j = 0; j < cols; j++) {
+      const qj = 4 * j;
+      m[row + j] = p0 * q[qj]! + p1 * q[qj + 1]! + p2 * q[qj + 2]! + p3 * q[qj + 3]!;
     }
   }
 }
