@@ -22,7 +22,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { launch } from '@zeroring/comm';
-import { namedSchedule, simulateSchedule, type PipeScheduleName } from '@zeroring/train';
+import { median, namedSchedule, simulateSchedule, type PipeScheduleName } from '@zeroring/train';
 import { benchArgs } from '../common/args.ts';
 import { resultPath } from '../common/results.ts';
 
@@ -42,10 +42,6 @@ const B = Number(args.batch);
 const out = args.out ?? resultPath('pipeline');
 const cli = fileURLToPath(new URL('../../packages/cli/bin/zeroring.js', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'zr-pipeline-bench-'));
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface StageFigures {
   computeMs: number;

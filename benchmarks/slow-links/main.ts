@@ -16,6 +16,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from '@zeroring/train';
 import { benchArgs } from '../common/args.ts';
 import { resultPath } from '../common/results.ts';
 import { cannotMakeNamespaces, cannotShapeLinks, Hosts, type LinkProfile } from '../../tests/fixtures/faults/netns.ts';
@@ -33,10 +34,6 @@ if (why) throw new Error(`cannot emulate links here: ${why}`);
 const model = args.model!;
 const out = args.out ?? resultPath(`slow-links-${model}`);
 const cli = fileURLToPath(new URL('../../packages/cli/bin/zeroring.js', import.meta.url));
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface Line {
   stepMs: number;

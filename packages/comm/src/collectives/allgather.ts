@@ -51,16 +51,9 @@ export class AllGatherPhase {
 }
 
 /** allGather(input, output): output = concatenation of every rank's input, in rank order. */
+/** A collective that is one all-gather phase: allGather's own, or the in-place half of a ring all-reduce. */
 export class AllGather implements Collective {
-  private readonly phase: AllGatherPhase;
-
-  constructor(port: RingPort, input: Float32Array, output: Float32Array) {
-    const plan = SegmentPlan.equal(input.length, port.worldSize, port.chunkElems);
-    const own = plan.start(port.rank);
-    // The caller may pass its own slot of the output as input (in-place all-gather).
-    if (!(input.buffer === output.buffer && input.byteOffset === output.byteOffset + own * 4)) output.set(input, own);
-    this.phase = new AllGatherPhase(port, plan, output, 0);
-  }
+  constructor(private readonly phase: AllGatherPhase) {}
 
   get expecting(): number {
     return this.phase.expecting;
@@ -79,32 +72,20 @@ export class AllGather implements Collective {
   }
 }
 
+/** allGather(input, output): every rank's input, in rank order, in every rank's output. */
+export function allGather(port: RingPort, input: Float32Array, output: Float32Array): AllGather {
+  const plan = SegmentPlan.equal(input.length, port.worldSize, port.chunkElems);
+  const own = plan.start(port.rank);
+  // The caller may pass its own slot of the output as input (in-place all-gather).
+  if (!(input.buffer === output.buffer && input.byteOffset === output.byteOffset + own * 4)) output.set(input, own);
+  return new AllGather(new AllGatherPhase(port, plan, output, 0));
+}
+
 /**
  * The all-gather half of the ring all-reduce alone, in place and on any length: each rank
  * holds segment `rank` of buf (cut as the all-reduce cuts it, plan.ts), and every segment ends
  * up on every rank. The hierarchical all-reduce runs it among the ranks of a node.
  */
-export class AllGatherInPlace implements Collective {
-  private readonly phase: AllGatherPhase;
-
-  constructor(port: RingPort, buf: Float32Array) {
-    const plan = new SegmentPlan(buf.length, port.worldSize, port.chunkElems);
-    this.phase = new AllGatherPhase(port, plan, buf, 0);
-  }
-
-  get expecting(): number {
-    return this.phase.expecting;
-  }
-
-  start(): void {
-    this.phase.sendAllOwn();
-  }
-
-  onChunk(step: number, chunk: number, data: Float32Array): void {
-    this.phase.onChunk(step, chunk, data);
-  }
-
-  receiveInto(step: number, chunk: number, elems: number): Float32Array | null {
-    return this.phase.receiveInto(step, chunk, elems);
-  }
+export function allGatherInPlace(port: RingPort, buf: Float32Array): AllGather {
+  return new AllGather(new AllGatherPhase(port, new SegmentPlan(buf.length, port.worldSize, port.chunkElems), buf, 0));
 }

@@ -63,14 +63,9 @@ export class ReduceScatterPhase {
   }
 }
 
-/** reduceScatter(input, output): output = segment `rank` of the reduction of every rank's input. */
+/** A collective that is one reduce-scatter phase: reduceScatter's own, or the in-place half of a ring all-reduce. */
 export class ReduceScatter implements Collective {
-  private readonly phase: ReduceScatterPhase;
-
-  constructor(port: RingPort, input: Float32Array, output: Float32Array, op: ReduceOp) {
-    const plan = SegmentPlan.equal(output.length, port.worldSize, port.chunkElems);
-    this.phase = new ReduceScatterPhase(port, plan, op, input, output, plan.start(port.rank));
-  }
+  constructor(private readonly phase: ReduceScatterPhase) {}
 
   get expecting(): number {
     return this.phase.expecting;
@@ -89,33 +84,19 @@ export class ReduceScatter implements Collective {
   }
 }
 
+/** reduceScatter(input, output): output = segment `rank` of the reduction of every rank's input. */
+export function reduceScatter(port: RingPort, input: Float32Array, output: Float32Array, op: ReduceOp): ReduceScatter {
+  const plan = SegmentPlan.equal(output.length, port.worldSize, port.chunkElems);
+  return new ReduceScatter(new ReduceScatterPhase(port, plan, op, input, output, plan.start(port.rank)));
+}
+
 /**
  * The reduce-scatter half of the ring all-reduce alone, in place and on any length: buf is cut
  * as the all-reduce cuts it (plan.ts), and segment `rank` of buf becomes that segment reduced
  * over every rank; the other segments are read, never written. The hierarchical all-reduce
  * runs it among the ranks of a node.
  */
-export class ReduceScatterInPlace implements Collective {
-  private readonly phase: ReduceScatterPhase;
-
-  constructor(port: RingPort, buf: Float32Array, op: ReduceOp) {
-    const plan = new SegmentPlan(buf.length, port.worldSize, port.chunkElems);
-    this.phase = new ReduceScatterPhase(port, plan, op, buf, buf, 0);
-  }
-
-  get expecting(): number {
-    return this.phase.expecting;
-  }
-
-  start(): void {
-    this.phase.start();
-  }
-
-  onChunk(step: number, chunk: number, data: Float32Array): void {
-    this.phase.onChunk(step, chunk, data);
-  }
-
-  receiveInto(): 'scratch' {
-    return 'scratch';
-  }
+export function reduceScatterInPlace(port: RingPort, buf: Float32Array, op: ReduceOp): ReduceScatter {
+  const plan = new SegmentPlan(buf.length, port.worldSize, port.chunkElems);
+  return new ReduceScatter(new ReduceScatterPhase(port, plan, op, buf, buf, 0));
 }

@@ -2,7 +2,7 @@
 // bad value and the expected one), then says what it is on the wire (kind, op, count, dtype,
 // root: the tags every message carries and every rank checks), which algorithm runs it on the
 // ring, and what it amounts to alone, with world size 1.
-import { AllGather } from '../collectives/allgather.ts';
+import { allGather } from '../collectives/allgather.ts';
 import { AllReduce } from '../collectives/allreduce.ts';
 import { GatherAllReduce } from '../collectives/allreduce-gather.ts';
 import { HalfAllReduce } from '../collectives/allreduce-half.ts';
@@ -10,7 +10,7 @@ import { HalfGatherAllReduce } from '../collectives/allreduce-half-gather.ts';
 import { codecOf, roundTo } from '../collectives/half.ts';
 import { Barrier } from '../collectives/barrier.ts';
 import { Broadcast } from '../collectives/broadcast.ts';
-import { ReduceScatter } from '../collectives/reducescatter.ts';
+import { reduceScatter } from '../collectives/reducescatter.ts';
 import {
   REDUCE_OPS,
   WIRE_DTYPES,
@@ -97,7 +97,7 @@ export function reduceScatterCall(
   }
   return {
     call: { kind: 'reduceScatter', op, count: input.length, dtype: 'float32' },
-    make: (p) => new ReduceScatter(p, input, output, op),
+    make: (p) => reduceScatter(p, input, output, op),
     alone: () => output.set(input),
   };
 }
@@ -113,7 +113,7 @@ export function allGatherCall(input: Float32Array, output: Float32Array, worldSi
   }
   return {
     call: { kind: 'allGather', count: output.length, dtype: 'float32' },
-    make: (p) => new AllGather(p, input, output),
+    make: (p) => allGather(p, input, output),
     alone: () => output.set(input),
   };
 }

@@ -7,26 +7,18 @@
 // one across nodes) are set up on first use, through the store under the group's prefix.
 // Details: docs/internals.md#hierarchical-all-reduce
 import type { Logger } from '@zeroring/core';
-import { AllGatherInPlace } from '../collectives/allgather.ts';
+import { allGatherInPlace } from '../collectives/allgather.ts';
 import { AllReduce } from '../collectives/allreduce.ts';
-import { ReduceScatterInPlace } from '../collectives/reducescatter.ts';
+import { reduceScatterInPlace } from '../collectives/reducescatter.ts';
 import { scale } from '../collectives/reduce-ops.ts';
 import { scheduleError, type Collective, type ReduceOp, type RingPort } from '../collectives/types.ts';
 import { ZeroringError } from '../errors.ts';
 import type { NodeLayout } from './node-layout.ts';
 import { RingGroup } from './ring-group.ts';
-import { connectSubRing, type GroupNet } from './subgroups.ts';
+import { connectSubRing, type SubRingOptions } from './subgroups.ts';
 
-export interface HierarchyOptions {
-  rank: number;
-  worldSize: number;
-  token: string;
-  timeoutMs: number;
-  sharedMemory: boolean;
-  chunkBytes: number;
-  net: GroupNet;
-  log: Logger;
-}
+/** What a sub-ring needs (subgroups.ts), for the world group whose all-reduce this runs. */
+export type HierarchyOptions = SubRingOptions;
 
 interface Rings {
   /** The ranks of this rank's node, numbered in rank order. */
@@ -72,7 +64,7 @@ export class Hierarchy {
     const n = buf.length;
     const L = this.ranksPerNode;
     await node.enqueue({ kind: 'reduceScatter', op: sumOp, count: n, dtype: 'float32' }, (p) => {
-      return new ReduceScatterInPlace(p, buf, sumOp);
+      return reduceScatterInPlace(p, buf, sumOp);
     });
     // Slice `local` as the node's reduce-scatter cut it (plan.ts).
     const slice = buf.subarray(Math.floor((this.local * n) / L), Math.floor(((this.local + 1) * n) / L));
@@ -80,7 +72,7 @@ export class Hierarchy {
       return new AllReduce(p, slice, sumOp);
     });
     if (op === 'avg') scale(slice, 1 / this.o.worldSize);
-    await node.enqueue({ kind: 'allGather', count: n, dtype: 'float32' }, (p) => new AllGatherInPlace(p, buf));
+    await node.enqueue({ kind: 'allGather', count: n, dtype: 'float32' }, (p) => allGatherInPlace(p, buf));
   }
 
   /**
