@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { DeviceLoss } from '../engine-pass.ts';
 import { EngineError } from '../engine-pass.ts';
+import { inputOf, outputOf } from './schedule.ts';
 import type { PipelineStage } from './stage.ts';
 
 /** What a stage asks of the process group: the torch.distributed point-to-point calls. */
@@ -30,11 +31,11 @@ export interface StageStepOptions {
   program: readonly Instruction[];
   comm: PipeComm;
   /**
-   * Ranks (in comm's numbering) of the previous and the next stage; none at the ends. With
-   * chunks, the last stage's next is the first (a micro-batch goes round again) and vice versa.
+   * This stage's index in the pipeline (its rank in comm's numbering) and the pipeline's stage
+   * count: with the program's chunks they give every instruction's peers (schedule.ts inputOf,
+   * outputOf), so the executor sends and receives what the schedule says.
    */
-  prev?: number;
-  next?: number;
+  place: { stage: number; stages: number };
   /** Shape of the activation between stages, e.g. [B, T, C]. */
   activationShape: readonly number[];
   /** Micro-batch m's token ids (first stage) and targets (last stage), owned by the caller. */
@@ -89,13 +90,12 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
   // sender it is ready (the rendezvous protocol); posted only when needed, the data would wait for
   // a sender busy computing its next micro-batch, so every such hop would add to the bubble.
   const posted = new Map<number, { buf: Float32Array; done: Promise<unknown> }>();
+  const { stage: at, stages: count } = o.place;
   const sourceOf = (i: number): number | undefined => {
     const instr = o.program[i];
-    if (!instr) return undefined;
-    const stage = stageOf(instr.chunk);
-    if (instr.op === 'F') return stage.isFirst ? undefined : o.prev;
-    return stage.isLast ? undefined : o.next;
+    return instr && inputOf(instr, i, at, count, stages.length)?.peer;
   };
+  const destinationOf = (i: number): number => outputOf(o.program[i]!, i, at, count, stages.length)!.peer;
   const post = (i: number): void => {
     const src = sourceOf(i);
     if (src === undefined || posted.has(i)) return;
@@ -123,21 +123,21 @@ export async function runStageStep(o: StageStepOptions): Promise<StageStepStats>
       post(i);
       post(i + 1);
       if (op === 'F') {
-        const x = stage.isFirst ? requireTensor(input, 'token ids', micro).clone() : await receive(i);
+        const x = sourceOf(i) === undefined ? requireTensor(input, 'token ids', micro).clone() : await receive(i);
         const t0 = performance.now() - start;
         const y = await stage.forward(micro, x, stage.isLast ? requireTensor(targets, 'targets', micro) : undefined);
         stats.timeline.push({ start: t0, end: performance.now() - start });
         notePeaks();
-        if (y) await send(y, o.next!);
+        if (y) await send(y, destinationOf(i));
       } else {
-        const dy = stage.isLast ? undefined : await receive(i);
+        const dy = sourceOf(i) === undefined ? undefined : await receive(i);
         try {
           const t0 = performance.now() - start;
           const r = await stage.backward(micro, dy);
           stats.timeline.push({ start: t0, end: performance.now() - start });
           if (r.loss) losses.set(micro, r.loss);
           if (r.inputGrad) {
-            await send(r.inputGrad, o.prev!);
+            await send(r.inputGrad, destinationOf(i));
             r.inputGrad.dispose();
           }
         } finally {

@@ -18,7 +18,7 @@ import { runStageStep, type StageStepStats } from './executor.ts';
 import { namedSchedule, type PipeScheduleName } from './named.ts';
 
 export type { PipelineStepFigures, StageFigures };
-import type { PipeSchedule } from './schedule.ts';
+import { inputOf, outputOf, type PipeSchedule } from './schedule.ts';
 import { PipelineStage } from './stage.ts';
 import { chunkModels, PipelineStageStrategy, type PipelineComm } from './stage-strategy.ts';
 import type { GradSink, ParamSource } from '../engine-contract.ts';
@@ -80,19 +80,7 @@ export class PipelineRun {
     this.schedule = namedSchedule(opts.schedule, this.stages, opts.micros, this.chunks);
   }
 
-  /** The neighbours: with chunks a micro-batch goes round, so the ends link up. */
-  private get prev(): number | undefined {
-    return this.isFirst ? (this.chunks > 1 ? this.stages - 1 : undefined) : this.stage - 1;
-  }
-
-  private get next(): number | undefined {
-    return this.isLast ? (this.chunks > 1 ? 0 : undefined) : this.stage + 1;
-  }
-
-  get isFirst(): boolean {
-    return this.stage === 0;
-  }
-
+  /** Whether this stage holds the last model stage, which has the loss. */
   get isLast(): boolean {
     return this.stage === this.stages - 1;
   }
@@ -122,8 +110,7 @@ export class PipelineRun {
         stage: runners,
         program: this.schedule[this.stage]!,
         comm: this.opts.comm,
-        prev: this.prev,
-        next: this.next,
+        place: { stage: this.stage, stages: this.stages },
         activationShape: this.opts.activationShape(windows),
         micro,
       });
@@ -156,21 +143,24 @@ export class PipelineRun {
     const shape = this.opts.activationShape(input.shape[0]!);
     let loss: number | undefined;
     for (const [c, engine] of engines.entries()) {
-      const g = c * this.stages + this.stage;
+      // Chunk c's forward, with its peers as the schedule gives them.
+      const forward = { op: 'F' as const, micro: 0, chunk: c };
+      const from = inputOf(forward, 0, this.stage, this.stages, this.chunks);
+      const to = outputOf(forward, 0, this.stage, this.stages, this.chunks);
       const source = this.chunkView(strategy, c);
       let x = input;
-      if (g > 0) {
+      if (from) {
         const buf = new Float32Array(shape.reduce((a, d) => a * d, 1));
-        await comm.recv(buf, this.prev!);
+        await comm.recv(buf, from.peer);
         x = tf.tensor(buf, shape);
       }
       try {
-        if (g === this.cuts.length - 1) loss = await engine.evalLoss(x, targets, source);
+        if (!to) loss = await engine.evalLoss(x, targets, source);
         else {
           const y = await engine.forward(x, source);
           const values = (await y.data()) as Float32Array;
           y.dispose();
-          await comm.isend(values, this.next!); // resolves once the data has left: y may go
+          await comm.isend(values, to.peer); // resolves once the data has left: y may go
         }
       } finally {
         if (x !== input) x.dispose();
